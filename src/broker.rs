@@ -1,0 +1,607 @@
+//! The broker's shared state: configuration, cluster metadata, and the partitions it leads.
+//! Handlers reach everything through an `Arc<Broker>`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use kafka_protocol::ResponseError;
+use parking_lot::RwLock;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::cluster::metadata_log::{MetadataImage, MetadataLog, MetadataRecord, TopicMeta};
+use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
+use crate::log::Log;
+use crate::partition::Partition;
+
+/// Written at clean shutdown, removed at start-up: its absence means logs need recovery.
+pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_cleanshutdown";
+const METADATA_DIR: &str = "__cluster_metadata-0";
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME: usize = 249;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A topic and its partitions.
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// Admin failures, each mapping to the Kafka error code Kafka would send.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("Topic '{0}' already exists.")]
+    TopicAlreadyExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("This server does not host this topic-partition.")]
+    UnknownTopic,
+    #[error("Topic deletion is disabled.")]
+    DeletionDisabled,
+    #[error("storage error: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+impl AdminError {
+    pub fn code(&self) -> i16 {
+        let e = match self {
+            AdminError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            AdminError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            AdminError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            AdminError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            AdminError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            AdminError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            AdminError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            AdminError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
+            AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
+            AdminError::Storage(_) => ResponseError::KafkaStorageError,
+        };
+        e.code()
+    }
+}
+
+impl From<ConfigError> for AdminError {
+    fn from(e: ConfigError) -> Self {
+        AdminError::InvalidConfig(e.to_string())
+    }
+}
+
+/// Checks a topic name as Kafka's `Topic.validate` does.
+pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
+    let bad = |why: String| Err(AdminError::InvalidTopic(why));
+    if name.is_empty() {
+        return bad("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return bad("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_TOPIC_NAME {
+        return bad(format!(
+            "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    {
+        return bad(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A topic to create, as CreateTopics and auto-creation ask.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub struct Broker {
+    config: RwLock<BrokerConfig>,
+    pub cluster_id: String,
+    pub node_id: i32,
+    data_dir: PathBuf,
+    advertised: RwLock<(String, i32)>,
+    metadata: tokio::sync::Mutex<MetadataLog>,
+    topics: DashMap<String, Arc<Topic>>,
+    topic_names: DashMap<Uuid, String>,
+    clean_start: bool,
+}
+
+impl Broker {
+    /// Opens the data directory: cluster identity, metadata, and every partition log.
+    pub fn open(mut config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let data_dir = config.data_dir();
+        std::fs::create_dir_all(&data_dir)?;
+        let node_id = config.node_id();
+        let cluster_id = load_or_create_identity(&data_dir, node_id)?;
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_start = marker.exists();
+        if clean_start {
+            std::fs::remove_file(&marker)?;
+        }
+        let (metadata, image) = MetadataLog::open(&data_dir.join(METADATA_DIR))?;
+        let dynamic = image
+            .broker_configs
+            .iter()
+            .filter_map(|(k, v)| config::broker_def(k).map(|d| (d.name, v.clone())))
+            .collect();
+        config.set_dynamic(dynamic);
+        let (host, port) = split_host_port(&config.advertised_addr());
+        let broker = Broker {
+            config: RwLock::new(config),
+            cluster_id,
+            node_id,
+            data_dir,
+            advertised: RwLock::new((host, port)),
+            metadata: tokio::sync::Mutex::new(metadata),
+            topics: DashMap::new(),
+            topic_names: DashMap::new(),
+            clean_start,
+        };
+        broker.remove_deleted_dirs();
+        broker.load_topics(&image)?;
+        Ok(Arc::new(broker))
+    }
+
+    fn load_topics(&self, image: &MetadataImage) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let mut partitions = 0usize;
+        for meta in image.topics.values() {
+            let topic = self.open_topic(meta, 0)?;
+            partitions += topic.partitions.len();
+            self.install(topic);
+        }
+        tracing::info!(
+            topics = image.topics.len(),
+            partitions,
+            clean = self.clean_start,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "logs loaded"
+        );
+        Ok(())
+    }
+
+    /// Opens partition logs `from..meta.partitions` of a topic, keeping none of the old ones.
+    fn open_topic(&self, meta: &TopicMeta, from: i32) -> std::io::Result<Topic> {
+        let log_config = self.log_config(&meta.configs);
+        let mut partitions = Vec::new();
+        for p in from..meta.partitions {
+            let dir = self.partition_dir(&meta.name, p);
+            let (log, report) = Log::open(&dir, log_config.clone(), self.clean_start, now_ms())?;
+            if let Some(rec) = report.recovered {
+                if rec.truncated_bytes > 0 {
+                    tracing::warn!(
+                        topic = %meta.name,
+                        partition = p,
+                        truncated_bytes = rec.truncated_bytes,
+                        valid_batches = rec.batches,
+                        "recovered log: truncated a torn or corrupt tail"
+                    );
+                }
+            }
+            partitions.push(Arc::new(Partition::new(meta.name.clone(), p, log)));
+        }
+        Ok(Topic {
+            name: meta.name.clone(),
+            id: meta.id,
+            configs: meta.configs.clone(),
+            partitions,
+        })
+    }
+
+    fn install(&self, topic: Topic) {
+        self.topic_names.insert(topic.id, topic.name.clone());
+        self.topics.insert(topic.name.clone(), Arc::new(topic));
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    /// Finishes deletions interrupted by a crash.
+    fn remove_deleted_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with("-delete") {
+                if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                    tracing::warn!(path = %e.path().display(), %err, "cannot remove deleted log");
+                }
+            }
+        }
+    }
+
+    pub fn config(&self) -> BrokerConfig {
+        self.config.read().clone()
+    }
+
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        LogConfig::resolve(&self.config.read(), overrides)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn advertised(&self) -> (String, i32) {
+        self.advertised.read().clone()
+    }
+
+    /// Used when the listener was bound to port 0: advertise the port actually bound.
+    pub fn set_advertised(&self, host: String, port: i32) {
+        *self.advertised.write() = (host, port);
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.clone())
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        let name = self.topic_names.get(id)?.clone();
+        self.topic(&name)
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partition(index).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut v: Vec<_> = self.topics.iter().map(|t| t.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Checks a topic creation without performing it; returns the resolved partition count,
+    /// replication factor and validated configs.
+    pub fn check_new_topic(
+        &self,
+        t: &NewTopic,
+    ) -> Result<(i32, i16, BTreeMap<String, String>), AdminError> {
+        validate_topic_name(&t.name)?;
+        if self.topics.contains_key(&t.name) {
+            return Err(AdminError::TopicAlreadyExists(t.name.clone()));
+        }
+        let normal = t.name.replace('.', "_");
+        if let Some(other) = self
+            .topics
+            .iter()
+            .find(|o| o.name.replace('.', "_") == normal)
+        {
+            return Err(AdminError::InvalidTopic(format!(
+                "Topic '{}' collides with existing topic: {}",
+                t.name, other.name
+            )));
+        }
+        let cfg = self.config.read();
+        let partitions = match t.partitions {
+            -1 => cfg.get_i64("num.partitions") as i32,
+            n if n >= 1 => n,
+            n => {
+                return Err(AdminError::InvalidPartitions(format!(
+                    "Number of partitions was set to an invalid non-positive value: {n}."
+                )))
+            }
+        };
+        let rf = match t.replication_factor {
+            -1 => cfg.get_i64("default.replication.factor") as i16,
+            n if n >= 1 => n,
+            n => {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value. Got {n}."
+                )))
+            }
+        };
+        if rf > 1 {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."
+            )));
+        }
+        let configs = config::validate_topic_configs(&t.configs)?;
+        Ok((partitions, rf, configs))
+    }
+
+    /// Creates a topic durably: metadata record first, then its partition logs.
+    pub async fn create_topic(&self, t: &NewTopic) -> Result<Arc<Topic>, AdminError> {
+        let mut metadata = self.metadata.lock().await;
+        let (partitions, _, configs) = self.check_new_topic(t)?;
+        let meta = TopicMeta {
+            name: t.name.clone(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+        };
+        metadata.append(&MetadataRecord::CreateTopic {
+            name: meta.name.clone(),
+            id: meta.id,
+            partitions,
+            configs: meta.configs.clone(),
+        })?;
+        let topic = self.open_topic(&meta, 0)?;
+        crate::log::sync_dir(&self.data_dir)?;
+        self.install(topic);
+        tracing::info!(topic = %meta.name, partitions, id = %meta.id, "created topic");
+        self.topic(&meta.name).ok_or(AdminError::UnknownTopic)
+    }
+
+    /// Deletes a topic: metadata record first, then its files (renamed, then removed, so a
+    /// crash in between is finished at the next start).
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, AdminError> {
+        if !self.config.read().get_bool("delete.topic.enable") {
+            return Err(AdminError::DeletionDisabled);
+        }
+        let mut metadata = self.metadata.lock().await;
+        let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
+        metadata.append(&MetadataRecord::DeleteTopic { id: topic.id })?;
+        self.topics.remove(name);
+        self.topic_names.remove(&topic.id);
+        for p in &topic.partitions {
+            let dir = self.partition_dir(name, p.index);
+            let doomed =
+                self.data_dir
+                    .join(format!("{name}-{}.{}-delete", p.index, topic.id.simple()));
+            if let Err(err) = std::fs::rename(&dir, &doomed) {
+                tracing::warn!(%err, dir = %dir.display(), "cannot rename deleted partition");
+                continue;
+            }
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
+        }
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let mut metadata = self.metadata.lock().await;
+        let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            let msg = if count == current {
+                format!("Topic already has {current} partitions.")
+            } else {
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
+            };
+            return Err(AdminError::InvalidPartitions(msg));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        metadata.append(&MetadataRecord::CreatePartitions {
+            id: topic.id,
+            count,
+        })?;
+        let meta = TopicMeta {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: count,
+            configs: topic.configs.clone(),
+        };
+        let added = self.open_topic(&meta, current)?;
+        let mut all = topic.partitions.clone();
+        all.extend(added.partitions);
+        self.install(Topic {
+            partitions: all,
+            ..added
+        });
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (already validated by the caller).
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let mut metadata = self.metadata.lock().await;
+        let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
+        metadata.append(&MetadataRecord::TopicConfigs {
+            id: topic.id,
+            configs: configs.clone(),
+        })?;
+        let log_config = self.log_config(&configs);
+        for p in &topic.partitions {
+            p.log_mut().set_config(log_config.clone());
+        }
+        self.install(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs,
+            partitions: topic.partitions.clone(),
+        });
+        Ok(())
+    }
+
+    /// Replaces the broker's dynamic config overrides (already validated by the caller) and
+    /// re-resolves every topic's settings.
+    pub async fn set_broker_configs(
+        &self,
+        configs: BTreeMap<&'static str, String>,
+    ) -> Result<(), AdminError> {
+        let mut metadata = self.metadata.lock().await;
+        metadata.append(&MetadataRecord::BrokerConfigs {
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        })?;
+        self.config.write().set_dynamic(configs);
+        for topic in self.topics() {
+            let log_config = self.log_config(&topic.configs);
+            for p in &topic.partitions {
+                p.log_mut().set_config(log_config.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs retention over every partition.
+    pub fn apply_retention(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                match p.log_mut().apply_retention(now) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic = %topic.name, partition = p.index, segments = n, "retention deleted segments")
+                    }
+                    Err(err) => {
+                        tracing::warn!(topic = %topic.name, partition = p.index, %err, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Background work: retention on its interval.
+    pub async fn run_background(self: Arc<Self>) {
+        let every = self
+            .config
+            .read()
+            .get_i64("log.retention.check.interval.ms")
+            .max(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(every as u64));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let broker = self.clone();
+            let _ = tokio::task::spawn_blocking(move || broker.apply_retention()).await;
+        }
+    }
+
+    /// Clean shutdown: flush and close every log, then write the clean-shutdown marker.
+    pub fn shutdown(&self) -> std::io::Result<()> {
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                p.log_mut().close()?;
+            }
+        }
+        let marker = self.data_dir.join(CLEAN_SHUTDOWN_FILE);
+        std::fs::write(&marker, b"")?;
+        std::fs::File::open(&marker)?.sync_all()?;
+        crate::log::sync_dir(&self.data_dir)?;
+        tracing::info!("clean shutdown complete");
+        Ok(())
+    }
+}
+
+/// Splits `host:port`; a missing or bad port gives 9092.
+pub fn split_host_port(addr: &str) -> (String, i32) {
+    match addr.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(9092),
+        ),
+        None => (addr.to_string(), 9092),
+    }
+}
+
+/// Reads `meta.properties` (Kafka's file name and keys), creating it with a new cluster id on
+/// first start. A node id that differs from the stored one stops start-up.
+fn load_or_create_identity(dir: &Path, node_id: i32) -> anyhow::Result<String> {
+    let path = dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut cluster_id = None;
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                match k.trim() {
+                    "cluster.id" => cluster_id = Some(v.trim().to_string()),
+                    "node.id" if v.trim() != node_id.to_string() => anyhow::bail!(
+                        "node.id {node_id} does not match node.id {} stored in {}",
+                        v.trim(),
+                        path.display()
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(id) = cluster_id {
+            return Ok(id);
+        }
+    }
+    let cluster_id = base64_url(Uuid::new_v4().as_bytes());
+    let text = format!("#Written by weir\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+    let tmp = dir.join("meta.properties.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    crate::log::sync_dir(dir)?;
+    Ok(cluster_id)
+}
+
+/// URL-safe base64 without padding: the form of Kafka's cluster ids.
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        for bad in ["", ".", "..", "a b", "ä", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        assert_eq!(base64_url(&[0u8; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(base64_url(&[0xff; 16]).len(), 22);
+    }
+}

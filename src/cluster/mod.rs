@@ -1,0 +1,3 @@
+//! Cluster metadata: the metadata log and the image it replays into.
+
+pub mod metadata_log;

@@ -1,0 +1,846 @@
+//! Broker and topic configuration, by Kafka's own names.
+//!
+//! One table ([`BROKER_CONFIGS`], [`TOPIC_CONFIGS`]) describes every key Weir understands: its
+//! type, default and documentation. Parsing, precedence (flag > env > file > default),
+//! DescribeConfigs and the documented `config/weir.toml` all derive from that table, so a key
+//! cannot be supported in one place and forgotten in another.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// Kafka's config types, as DescribeConfigs v3+ reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+    Double = 6,
+    List = 7,
+    Password = 9,
+}
+
+/// A value's check beyond its type: an inclusive lower bound, or a closed set of choices.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    None,
+    AtLeast(i64),
+    OneOf(&'static [&'static str]),
+}
+
+/// One configuration key.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    pub default: &'static str,
+    pub check: Check,
+    /// Broker keys only: may be changed at run time with AlterConfigs.
+    pub dynamic: bool,
+    /// Topic keys only: the broker key that supplies this topic key's default.
+    pub broker_synonym: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn broker(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    check: Check,
+    dynamic: bool,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        check,
+        dynamic,
+        broker_synonym: None,
+        doc,
+    }
+}
+
+const fn topic(
+    name: &'static str,
+    kind: ConfigType,
+    broker_synonym: &'static str,
+    check: Check,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default: "",
+        check,
+        dynamic: true,
+        broker_synonym: Some(broker_synonym),
+        doc,
+    }
+}
+
+use Check::{AtLeast, OneOf};
+use ConfigType::{Boolean, Int, Long, String as Str};
+
+const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
+const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+
+/// Every broker key Weir understands.
+pub static BROKER_CONFIGS: &[ConfigDef] = &[
+    broker(
+        "listeners",
+        Str,
+        "PLAINTEXT://127.0.0.1:9092",
+        Check::None,
+        false,
+        "Address the broker listens on (the --listen flag sets HOST:PORT).",
+    ),
+    broker(
+        "advertised.listeners",
+        Str,
+        "",
+        Check::None,
+        false,
+        "Address returned to clients in Metadata; empty means the listen address (--advertise).",
+    ),
+    broker(
+        "log.dirs",
+        Str,
+        "./data",
+        Check::None,
+        false,
+        "Directory holding partition logs and the metadata log (--data-dir).",
+    ),
+    broker(
+        "node.id",
+        Int,
+        "1",
+        AtLeast(0),
+        false,
+        "This broker's id (--node-id).",
+    ),
+    broker(
+        "num.partitions",
+        Int,
+        "1",
+        AtLeast(1),
+        true,
+        "Partitions of a topic created with -1 partitions or auto-created.",
+    ),
+    broker(
+        "default.replication.factor",
+        Int,
+        "1",
+        AtLeast(1),
+        true,
+        "Replication factor of auto-created topics and CreateTopics with -1.",
+    ),
+    broker(
+        "auto.create.topics.enable",
+        Boolean,
+        "true",
+        Check::None,
+        true,
+        "Create a topic when Metadata asks for an unknown one and allows auto-creation.",
+    ),
+    broker(
+        "delete.topic.enable",
+        Boolean,
+        "true",
+        Check::None,
+        false,
+        "Whether DeleteTopics is allowed.",
+    ),
+    broker(
+        "message.max.bytes",
+        Int,
+        "1048588",
+        AtLeast(0),
+        true,
+        "Largest record batch accepted (topic default for max.message.bytes).",
+    ),
+    broker(
+        "log.segment.bytes",
+        Int,
+        "1073741824",
+        AtLeast(14),
+        true,
+        "Segment file size at which a new segment is rolled.",
+    ),
+    broker(
+        "log.roll.ms",
+        Long,
+        "604800000",
+        AtLeast(1),
+        true,
+        "Age at which a non-empty segment is rolled (log.roll.hours = 168 in Kafka).",
+    ),
+    broker(
+        "log.retention.ms",
+        Long,
+        "604800000",
+        AtLeast(-1),
+        true,
+        "How long a segment is kept after its newest record; -1 keeps forever.",
+    ),
+    broker(
+        "log.retention.bytes",
+        Long,
+        "-1",
+        AtLeast(-1),
+        true,
+        "Partition size above which the oldest segments are deleted; -1 means no limit.",
+    ),
+    broker(
+        "log.retention.check.interval.ms",
+        Long,
+        "300000",
+        AtLeast(1),
+        false,
+        "How often retention runs.",
+    ),
+    broker(
+        "log.cleanup.policy",
+        Str,
+        "delete",
+        OneOf(CLEANUP_POLICIES),
+        true,
+        "Default cleanup.policy of topics.",
+    ),
+    broker(
+        "log.index.interval.bytes",
+        Int,
+        "4096",
+        AtLeast(0),
+        true,
+        "Bytes of log between two sparse index entries.",
+    ),
+    broker(
+        "log.index.size.max.bytes",
+        Int,
+        "10485760",
+        AtLeast(4),
+        true,
+        "Largest offset/time index file; a full index rolls the segment.",
+    ),
+    broker(
+        "log.flush.interval.messages",
+        Long,
+        "9223372036854775807",
+        AtLeast(1),
+        true,
+        "fsync a partition after this many unflushed messages (in addition to acks=all fsyncs).",
+    ),
+    broker(
+        "log.flush.interval.ms",
+        Long,
+        "9223372036854775807",
+        AtLeast(0),
+        true,
+        "fsync a partition when its oldest unflushed data is this old.",
+    ),
+    broker(
+        "log.flush.on.acks.all",
+        Boolean,
+        "true",
+        Check::None,
+        true,
+        "Weir's durability policy: fsync (group-committed) before replying to acks=all produce.",
+    ),
+    broker(
+        "log.message.timestamp.type",
+        Str,
+        "CreateTime",
+        OneOf(TIMESTAMP_TYPES),
+        true,
+        "Default message.timestamp.type of topics.",
+    ),
+    broker(
+        "log.message.timestamp.before.max.ms",
+        Long,
+        "9223372036854775807",
+        AtLeast(0),
+        true,
+        "Largest allowed age of a CreateTime timestamp.",
+    ),
+    broker(
+        "log.message.timestamp.after.max.ms",
+        Long,
+        "3600000",
+        AtLeast(0),
+        true,
+        "Largest allowed distance of a CreateTime timestamp into the future.",
+    ),
+    broker(
+        "log.cleaner.delete.retention.ms",
+        Long,
+        "86400000",
+        AtLeast(0),
+        true,
+        "Default delete.retention.ms of topics.",
+    ),
+    broker(
+        "log.cleaner.min.compaction.lag.ms",
+        Long,
+        "0",
+        AtLeast(0),
+        true,
+        "Default min.compaction.lag.ms of topics.",
+    ),
+    broker(
+        "log.cleaner.min.cleanable.ratio",
+        ConfigType::Double,
+        "0.5",
+        Check::None,
+        true,
+        "Default min.cleanable.dirty.ratio of topics.",
+    ),
+    broker(
+        "compression.type",
+        Str,
+        "producer",
+        OneOf(COMPRESSION_TYPES),
+        true,
+        "Default compression.type of topics; Weir stores batches as the producer sent them.",
+    ),
+    broker(
+        "min.insync.replicas",
+        Int,
+        "1",
+        AtLeast(1),
+        true,
+        "Default min.insync.replicas of topics.",
+    ),
+    broker(
+        "socket.request.max.bytes",
+        Int,
+        "104857600",
+        AtLeast(1),
+        false,
+        "Largest request frame; a larger size prefix closes the connection before allocating.",
+    ),
+    broker(
+        "connections.max.idle.ms",
+        Long,
+        "600000",
+        AtLeast(1),
+        false,
+        "Idle connections are closed after this long.",
+    ),
+    broker(
+        "group.initial.rebalance.delay.ms",
+        Int,
+        "3000",
+        AtLeast(0),
+        false,
+        "Delay of a new group's first rebalance (groups arrive with the group coordinator).",
+    ),
+    broker(
+        "offsets.topic.num.partitions",
+        Int,
+        "50",
+        AtLeast(1),
+        false,
+        "Partitions of __consumer_offsets.",
+    ),
+    broker(
+        "transaction.max.timeout.ms",
+        Int,
+        "900000",
+        AtLeast(1),
+        false,
+        "Largest transaction timeout a producer may ask for.",
+    ),
+];
+
+/// Every topic key Weir understands, each defaulting to a broker key.
+pub static TOPIC_CONFIGS: &[ConfigDef] = &[
+    topic(
+        "cleanup.policy",
+        ConfigType::List,
+        "log.cleanup.policy",
+        OneOf(CLEANUP_POLICIES),
+        "delete: retention removes old segments; compact: keep the latest record per key.",
+    ),
+    topic(
+        "compression.type",
+        Str,
+        "compression.type",
+        OneOf(COMPRESSION_TYPES),
+        "Final compression of the topic; producer keeps what the producer sent.",
+    ),
+    topic(
+        "delete.retention.ms",
+        Long,
+        "log.cleaner.delete.retention.ms",
+        AtLeast(0),
+        "How long tombstones are kept on compacted topics.",
+    ),
+    topic(
+        "flush.messages",
+        Long,
+        "log.flush.interval.messages",
+        AtLeast(1),
+        "fsync after this many unflushed messages.",
+    ),
+    topic(
+        "flush.ms",
+        Long,
+        "log.flush.interval.ms",
+        AtLeast(0),
+        "fsync when the oldest unflushed data is this old.",
+    ),
+    topic(
+        "index.interval.bytes",
+        Int,
+        "log.index.interval.bytes",
+        AtLeast(0),
+        "Bytes between sparse index entries.",
+    ),
+    topic(
+        "max.message.bytes",
+        Int,
+        "message.max.bytes",
+        AtLeast(0),
+        "Largest record batch accepted.",
+    ),
+    topic(
+        "message.timestamp.type",
+        Str,
+        "log.message.timestamp.type",
+        OneOf(TIMESTAMP_TYPES),
+        "CreateTime keeps the producer's timestamps; LogAppendTime stamps the broker's clock.",
+    ),
+    topic(
+        "message.timestamp.before.max.ms",
+        Long,
+        "log.message.timestamp.before.max.ms",
+        AtLeast(0),
+        "Largest allowed age of a CreateTime timestamp.",
+    ),
+    topic(
+        "message.timestamp.after.max.ms",
+        Long,
+        "log.message.timestamp.after.max.ms",
+        AtLeast(0),
+        "Largest allowed distance of a CreateTime timestamp into the future.",
+    ),
+    topic(
+        "min.compaction.lag.ms",
+        Long,
+        "log.cleaner.min.compaction.lag.ms",
+        AtLeast(0),
+        "Records younger than this are not compacted.",
+    ),
+    topic(
+        "min.cleanable.dirty.ratio",
+        ConfigType::Double,
+        "log.cleaner.min.cleanable.ratio",
+        Check::None,
+        "Dirty share of the log that triggers cleaning.",
+    ),
+    topic(
+        "min.insync.replicas",
+        Int,
+        "min.insync.replicas",
+        AtLeast(1),
+        "Replicas that must acknowledge an acks=all produce.",
+    ),
+    topic(
+        "retention.bytes",
+        Long,
+        "log.retention.bytes",
+        AtLeast(-1),
+        "Partition size above which the oldest segments are deleted; -1 means no limit.",
+    ),
+    topic(
+        "retention.ms",
+        Long,
+        "log.retention.ms",
+        AtLeast(-1),
+        "How long a segment is kept after its newest record; -1 keeps forever.",
+    ),
+    topic(
+        "segment.bytes",
+        Int,
+        "log.segment.bytes",
+        AtLeast(14),
+        "Segment size at which a new segment is rolled.",
+    ),
+    topic(
+        "segment.index.bytes",
+        Int,
+        "log.index.size.max.bytes",
+        AtLeast(4),
+        "Largest index file.",
+    ),
+    topic(
+        "segment.ms",
+        Long,
+        "log.roll.ms",
+        AtLeast(1),
+        "Age at which a non-empty segment is rolled.",
+    ),
+];
+
+/// Looks a broker key up in the table.
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Looks a topic key up in the table.
+pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown config key '{0}'")]
+    UnknownKey(String),
+    #[error("invalid value '{value}' for config '{key}': {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// Checks `value` against `def` and returns it normalised (trimmed).
+pub fn validate(def: &ConfigDef, value: &str) -> Result<String, ConfigError> {
+    let value = value.trim();
+    let invalid = |reason: &str| ConfigError::InvalidValue {
+        key: def.name.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    match def.kind {
+        Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(invalid("expected true or false"));
+            }
+            return Ok(value.to_ascii_lowercase());
+        }
+        Int | Long => {
+            let n: i64 = value.parse().map_err(|_| invalid("expected an integer"))?;
+            if def.kind == Int && i32::try_from(n).is_err() {
+                return Err(invalid("out of range for an int"));
+            }
+            if let AtLeast(min) = def.check {
+                if n < min {
+                    return Err(invalid(&format!("must be at least {min}")));
+                }
+            }
+        }
+        ConfigType::Double => {
+            value
+                .parse::<f64>()
+                .map_err(|_| invalid("expected a number"))?;
+        }
+        Str | ConfigType::List | ConfigType::Password => {
+            if let OneOf(choices) = def.check {
+                let normal = value.replace(' ', "");
+                if !choices.contains(&normal.as_str()) {
+                    return Err(invalid(&format!("expected one of {}", choices.join(", "))));
+                }
+                return Ok(normal);
+            }
+        }
+    }
+    Ok(value.to_string())
+}
+
+/// Where a broker value came from, in DescribeConfigs' terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic = 1,
+    DynamicBroker = 2,
+    StaticBroker = 4,
+    Default = 5,
+}
+
+/// The broker's effective configuration: static values (flag, env, file) plus dynamic
+/// overrides set at run time with AlterConfigs.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {
+    static_values: BTreeMap<&'static str, String>,
+    dynamic_values: BTreeMap<&'static str, String>,
+}
+
+impl BrokerConfig {
+    /// Builds a config from explicit `(key, value)` pairs layered from lowest to highest
+    /// precedence. Later layers win.
+    pub fn from_layers<'a>(
+        layers: impl IntoIterator<Item = Vec<(String, String)>>,
+    ) -> Result<Self, ConfigError>
+    where
+        Self: 'a,
+    {
+        let mut cfg = BrokerConfig::default();
+        for layer in layers {
+            for (key, value) in layer {
+                cfg.set_static(&key, &value)?;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Sets one static value after validating it.
+    pub fn set_static(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+        let value = validate(def, value)?;
+        self.static_values.insert(def.name, value);
+        Ok(())
+    }
+
+    /// Replaces the dynamic overrides (AlterConfigs on the broker resource).
+    pub fn set_dynamic(&mut self, values: BTreeMap<&'static str, String>) {
+        self.dynamic_values = values;
+    }
+
+    pub fn dynamic_values(&self) -> &BTreeMap<&'static str, String> {
+        &self.dynamic_values
+    }
+
+    /// The value of `key` and where it came from.
+    pub fn lookup(&self, key: &str) -> Option<(String, ConfigSource)> {
+        let def = broker_def(key)?;
+        if let Some(v) = self.dynamic_values.get(def.name) {
+            return Some((v.clone(), ConfigSource::DynamicBroker));
+        }
+        if let Some(v) = self.static_values.get(def.name) {
+            return Some((v.clone(), ConfigSource::StaticBroker));
+        }
+        Some((def.default.to_string(), ConfigSource::Default))
+    }
+
+    /// The value of `key` as a string; empty for an unknown key.
+    pub fn get(&self, key: &str) -> String {
+        self.lookup(key).map(|(v, _)| v).unwrap_or_default()
+    }
+
+    /// The value of an Int or Long key. Values were validated when set, so the fallback to
+    /// the table default only guards against a key of another type.
+    pub fn get_i64(&self, key: &str) -> i64 {
+        self.get(key)
+            .parse()
+            .or_else(|_| broker_def(key).map(|d| d.default.parse()).unwrap_or(Ok(0)))
+            .unwrap_or(0)
+    }
+
+    pub fn get_bool(&self, key: &str) -> bool {
+        self.get(key) == "true"
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.get_i64("node.id") as i32
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(self.get("log.dirs"))
+    }
+
+    /// The `HOST:PORT` to listen on, taken from `listeners`.
+    pub fn listen_addr(&self) -> String {
+        strip_scheme(&self.get("listeners"))
+    }
+
+    /// The `HOST:PORT` to advertise in Metadata.
+    pub fn advertised_addr(&self) -> String {
+        let adv = self.get("advertised.listeners");
+        if adv.is_empty() {
+            self.listen_addr()
+        } else {
+            strip_scheme(&adv)
+        }
+    }
+}
+
+fn strip_scheme(listener: &str) -> String {
+    let first = listener.split(',').next().unwrap_or_default().trim();
+    match first.split_once("://") {
+        Some((_, addr)) => addr.to_string(),
+        None => first.to_string(),
+    }
+}
+
+/// Reads a TOML config file: a flat table whose keys are Kafka config names.
+pub fn read_config_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
+    let file_err = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(file_err(format!(
+                    "key '{key}' has unsupported value {other}"
+                )))
+            }
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// Reads `WEIR_<NAME>` environment variables: `WEIR_NUM_PARTITIONS=3` sets `num.partitions`.
+pub fn read_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (var, value) in vars {
+        let Some(rest) = var.strip_prefix("WEIR_") else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace('_', ".");
+        if broker_def(&key).is_some() {
+            out.push((key, value));
+        }
+    }
+    out
+}
+
+/// A topic's effective settings, resolved from its overrides and the broker defaults.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: usize,
+    pub index_interval_bytes: u64,
+    pub segment_index_bytes: u64,
+    pub log_append_time: bool,
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
+    pub compact: bool,
+    pub delete: bool,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+}
+
+/// Resolves the value of a topic key: the topic's override, else the broker's value of the
+/// synonym, else the table default.
+pub fn topic_value(
+    broker: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+    key: &str,
+) -> Option<(String, ConfigSource)> {
+    let def = topic_def(key)?;
+    if let Some(v) = overrides.get(def.name) {
+        return Some((v.clone(), ConfigSource::DynamicTopic));
+    }
+    broker.lookup(def.broker_synonym.unwrap_or_default())
+}
+
+impl LogConfig {
+    pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
+        let s = |k: &str| {
+            topic_value(broker, overrides, k)
+                .map(|(v, _)| v)
+                .unwrap_or_default()
+        };
+        let n = |k: &str| s(k).parse::<i64>().unwrap_or(0);
+        let policy = s("cleanup.policy");
+        LogConfig {
+            segment_bytes: n("segment.bytes").max(14) as u64,
+            segment_ms: n("segment.ms"),
+            retention_ms: n("retention.ms"),
+            retention_bytes: n("retention.bytes"),
+            max_message_bytes: n("max.message.bytes").max(0) as usize,
+            index_interval_bytes: n("index.interval.bytes").max(0) as u64,
+            segment_index_bytes: n("segment.index.bytes").max(4) as u64,
+            log_append_time: s("message.timestamp.type") == "LogAppendTime",
+            timestamp_before_max_ms: n("message.timestamp.before.max.ms"),
+            timestamp_after_max_ms: n("message.timestamp.after.max.ms"),
+            compact: policy.contains("compact"),
+            delete: policy.contains("delete"),
+            flush_messages: n("flush.messages"),
+            flush_ms: n("flush.ms"),
+        }
+    }
+}
+
+/// Validates a set of topic overrides, as CreateTopics and AlterConfigs must.
+pub fn validate_topic_configs(
+    configs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in configs {
+        let def = topic_def(k).ok_or_else(|| ConfigError::UnknownKey(k.clone()))?;
+        out.insert(def.name.to_string(), validate(def, v)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_layers_win_and_defaults_fill_in() {
+        let cfg = BrokerConfig::from_layers([
+            vec![("num.partitions".into(), "2".into())],
+            vec![("num.partitions".into(), "5".into())],
+        ])
+        .unwrap();
+        assert_eq!(cfg.get_i64("num.partitions"), 5);
+        assert_eq!(cfg.get_i64("log.segment.bytes"), 1073741824);
+        assert_eq!(
+            cfg.lookup("num.partitions").unwrap().1,
+            ConfigSource::StaticBroker
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err =
+            BrokerConfig::from_layers([vec![("num.partitions".into(), "x".into())]]).unwrap_err();
+        assert!(err.to_string().contains("num.partitions"));
+        let err =
+            BrokerConfig::from_layers([vec![("no.such.key".into(), "1".into())]]).unwrap_err();
+        assert_eq!(err, ConfigError::UnknownKey("no.such.key".into()));
+    }
+
+    #[test]
+    fn env_names_map_to_kafka_names() {
+        let got = read_env([
+            ("WEIR_NUM_PARTITIONS".to_string(), "3".to_string()),
+            ("WEIR_NOT_A_KEY".to_string(), "1".to_string()),
+            ("PATH".to_string(), "/bin".to_string()),
+        ]);
+        assert_eq!(got, vec![("num.partitions".to_string(), "3".to_string())]);
+    }
+
+    #[test]
+    fn topic_values_fall_back_to_broker_synonyms() {
+        let cfg =
+            BrokerConfig::from_layers([vec![("log.retention.ms".into(), "1000".into())]]).unwrap();
+        let mut over = BTreeMap::new();
+        assert_eq!(LogConfig::resolve(&cfg, &over).retention_ms, 1000);
+        over.insert("retention.ms".to_string(), "5".to_string());
+        assert_eq!(LogConfig::resolve(&cfg, &over).retention_ms, 5);
+    }
+
+    #[test]
+    fn every_topic_key_has_a_broker_synonym() {
+        for def in TOPIC_CONFIGS {
+            assert!(
+                broker_def(def.broker_synonym.unwrap()).is_some(),
+                "{}",
+                def.name
+            );
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and the broker.
+//! Everything reported comes from the config table in `config.rs`.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{str_bytes, RequestContext};
+use crate::broker::{AdminError, Broker};
+use crate::config::{
+    self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS,
+};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+/// DescribeConfigs' source for a cluster-wide dynamic broker default.
+const DYNAMIC_DEFAULT_BROKER: i8 = 3;
+
+/// One described config: its value, where it came from, and the layers beneath it.
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: ConfigSource,
+    pub def: &'static ConfigDef,
+    pub synonyms: Vec<(&'static str, String, i8)>,
+}
+
+/// The broker layers of `key`: dynamic, static, default (those that are set).
+fn broker_layers(cfg: &BrokerConfig, key: &'static str) -> Vec<(&'static str, String, i8)> {
+    let mut out = Vec::new();
+    if let Some(v) = cfg.dynamic_values().get(key) {
+        out.push((key, v.clone(), ConfigSource::DynamicBroker as i8));
+    }
+    let mut static_only = cfg.clone();
+    static_only.set_dynamic(BTreeMap::new());
+    if let Some((v, ConfigSource::StaticBroker)) = static_only.lookup(key) {
+        out.push((key, v, ConfigSource::StaticBroker as i8));
+    }
+    if let Some(def) = config::broker_def(key) {
+        out.push((key, def.default.to_string(), ConfigSource::Default as i8));
+    }
+    out
+}
+
+/// Every topic config with its effective value given the topic's overrides.
+pub fn topic_config_entries(
+    cfg: &BrokerConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .filter_map(|def| {
+            let (value, source) = config::topic_value(cfg, overrides, def.name)?;
+            let mut synonyms = Vec::new();
+            if let Some(v) = overrides.get(def.name) {
+                synonyms.push((def.name, v.clone(), ConfigSource::DynamicTopic as i8));
+            }
+            synonyms.extend(broker_layers(cfg, def.broker_synonym.unwrap_or_default()));
+            Some(ConfigEntry {
+                name: def.name,
+                value,
+                source,
+                def,
+                synonyms,
+            })
+        })
+        .collect()
+}
+
+fn broker_config_entries(cfg: &BrokerConfig) -> Vec<ConfigEntry> {
+    BROKER_CONFIGS
+        .iter()
+        .filter_map(|def| {
+            let (value, source) = cfg.lookup(def.name)?;
+            Some(ConfigEntry {
+                name: def.name,
+                value,
+                source,
+                def,
+                synonyms: broker_layers(cfg, def.name),
+            })
+        })
+        .collect()
+}
+
+fn describe_entry(
+    e: ConfigEntry,
+    read_only: bool,
+    req: &DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResourceResult {
+    let mut r = DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(e.name))
+        .with_value(Some(str_bytes(e.value)))
+        .with_read_only(read_only)
+        .with_config_source(e.source as i8)
+        .with_is_sensitive(e.def.kind == ConfigType::Password);
+    if req.include_synonyms {
+        r.synonyms = e
+            .synonyms
+            .into_iter()
+            .map(|(n, v, s)| {
+                DescribeConfigsSynonym::default()
+                    .with_name(str_bytes(n))
+                    .with_value(Some(str_bytes(v)))
+                    .with_source(s)
+            })
+            .collect();
+    }
+    if version >= 3 {
+        r.config_type = e.def.kind as i8;
+        if req.include_documentation {
+            r.documentation = Some(str_bytes(e.def.doc));
+        }
+    }
+    r
+}
+
+/// Checks a broker resource name: this broker's id, or empty for the cluster default.
+fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
+    if name.is_empty() {
+        return Ok(true);
+    }
+    if name == broker.node_id.to_string() {
+        return Ok(false);
+    }
+    Err(AdminError::InvalidRequest(format!(
+        "Unexpected broker id, expected {} or empty string, but received {name}",
+        broker.node_id
+    )))
+}
+
+pub async fn describe(
+    ctx: &RequestContext,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let broker = &ctx.broker;
+    let cfg = broker.config();
+    let mut results = Vec::with_capacity(req.resources.len());
+    for res in &req.resources {
+        let name = res.resource_name.to_string();
+        let entries: Result<Vec<(ConfigEntry, bool)>, AdminError> = match res.resource_type {
+            TOPIC => match broker.topic(&name) {
+                Some(t) => Ok(topic_config_entries(&cfg, &t.configs)
+                    .into_iter()
+                    .map(|e| (e, false))
+                    .collect()),
+                None => Err(AdminError::UnknownTopic),
+            },
+            BROKER => check_broker_name(broker, &name).map(|cluster_default| {
+                broker_config_entries(&cfg)
+                    .into_iter()
+                    .filter(|e| !cluster_default || e.source == ConfigSource::DynamicBroker)
+                    .map(|mut e| {
+                        if cluster_default {
+                            e.synonyms
+                                .retain(|s| s.2 == ConfigSource::DynamicBroker as i8);
+                        }
+                        let read_only = !e.def.dynamic;
+                        (e, read_only)
+                    })
+                    .collect()
+            }),
+            other => Err(AdminError::InvalidRequest(format!(
+                "Unsupported resource type {other}"
+            ))),
+        };
+        let keys: Option<Vec<&str>> = res
+            .configuration_keys
+            .as_ref()
+            .map(|k| k.iter().map(StrBytes::as_str).collect());
+        let mut result = DescribeConfigsResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name.clone());
+        match entries {
+            Ok(entries) => {
+                let cluster_default = res.resource_type == BROKER && name.is_empty();
+                result.configs = entries
+                    .into_iter()
+                    .filter(|(e, _)| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
+                    .map(|(e, ro)| {
+                        let mut d = describe_entry(e, ro, &req, ctx.version);
+                        if cluster_default {
+                            d.config_source = DYNAMIC_DEFAULT_BROKER;
+                        }
+                        d
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                result.error_code = e.code();
+                result.error_message = Some(str_bytes(e.to_string()));
+            }
+        }
+        results.push(result);
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A requested change to one key.
+enum Op {
+    Set(String),
+    Delete,
+    Append(String),
+    Subtract(String),
+}
+
+/// Applies operations to a resource's current overrides, validating the outcome.
+fn apply_ops(
+    current: &BTreeMap<String, String>,
+    ops: Vec<(String, Op)>,
+    lookup: fn(&str) -> Option<&'static ConfigDef>,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let mut out = current.clone();
+    let mut seen = std::collections::HashSet::new();
+    for (key, op) in ops {
+        if !seen.insert(key.clone()) {
+            return Err(AdminError::InvalidRequest(format!(
+                "Error due to duplicate config keys: {key}"
+            )));
+        }
+        let def = lookup(&key)
+            .ok_or_else(|| AdminError::InvalidConfig(format!("Unknown config name: {key}")))?;
+        let list_only = |what: &str| {
+            AdminError::InvalidConfig(format!(
+                "Config value {what} is not allowed for config key: {key}"
+            ))
+        };
+        match op {
+            Op::Set(v) => {
+                out.insert(def.name.to_string(), config::validate(def, &v)?);
+            }
+            Op::Delete => {
+                out.remove(def.name);
+            }
+            Op::Append(v) | Op::Subtract(v) if def.kind != ConfigType::List => {
+                let _ = v;
+                return Err(list_only("append/subtract"));
+            }
+            Op::Append(v) => {
+                let mut items =
+                    list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default));
+                for item in list_items(&v) {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+                out.insert(
+                    def.name.to_string(),
+                    config::validate(def, &items.join(","))?,
+                );
+            }
+            Op::Subtract(v) => {
+                let remove = list_items(&v);
+                let items: Vec<String> =
+                    list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
+                        .into_iter()
+                        .filter(|i| !remove.contains(i))
+                        .collect();
+                out.insert(
+                    def.name.to_string(),
+                    config::validate(def, &items.join(","))?,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn list_items(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Validates and (unless `validate_only`) stores a resource's new overrides.
+async fn alter_resource(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    replace: bool,
+    ops: Vec<(String, Op)>,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    match resource_type {
+        TOPIC => {
+            let topic = broker.topic(name).ok_or(AdminError::UnknownTopic)?;
+            let base = if replace {
+                BTreeMap::new()
+            } else {
+                topic.configs.clone()
+            };
+            let configs = apply_ops(&base, ops, config::topic_def)?;
+            if !validate_only {
+                broker.set_topic_configs(name, configs).await?;
+            }
+            Ok(())
+        }
+        BROKER => {
+            check_broker_name(broker, name)?;
+            let cfg = broker.config();
+            let current: BTreeMap<String, String> = if replace {
+                BTreeMap::new()
+            } else {
+                cfg.dynamic_values()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect()
+            };
+            let configs = apply_ops(&current, ops, config::broker_def)?;
+            let mut typed = BTreeMap::new();
+            for (k, v) in configs {
+                let Some(def) = config::broker_def(&k) else {
+                    continue;
+                };
+                if !def.dynamic {
+                    return Err(AdminError::InvalidRequest(format!(
+                        "Cannot update these configs dynamically: {k}"
+                    )));
+                }
+                typed.insert(def.name, v);
+            }
+            if !validate_only {
+                broker.set_broker_configs(typed).await?;
+            }
+            Ok(())
+        }
+        other => Err(AdminError::InvalidRequest(format!(
+            "Unsupported resource type {other}"
+        ))),
+    }
+}
+
+pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let mut ops = Vec::new();
+        let mut null_value = None;
+        for c in res.configs {
+            match c.value {
+                Some(v) => ops.push((c.name.to_string(), Op::Set(v.to_string()))),
+                None => null_value = Some(c.name.to_string()),
+            }
+        }
+        let result = match null_value {
+            Some(k) => Err(AdminError::InvalidRequest(format!(
+                "Null value not supported for : {k}"
+            ))),
+            None => {
+                alter_resource(
+                    &ctx.broker,
+                    res.resource_type,
+                    res.resource_name.as_str(),
+                    true,
+                    ops,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
+        let mut r = AlterConfigsResourceResponse::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name);
+        if let Err(e) = result {
+            r = r
+                .with_error_code(e.code())
+                .with_error_message(Some(str_bytes(e.to_string())));
+        }
+        responses.push(r);
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn incremental_alter(
+    ctx: &RequestContext,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in req.resources {
+        let mut ops = Vec::new();
+        let mut bad = None;
+        for c in res.configs {
+            let value = c.value.map(|v| v.to_string());
+            let op = match (c.config_operation, value) {
+                (0, Some(v)) => Op::Set(v),
+                (1, _) => Op::Delete,
+                (2, Some(v)) => Op::Append(v),
+                (3, Some(v)) => Op::Subtract(v),
+                (op, _) => {
+                    bad = Some(format!(
+                        "Invalid operation {op} or missing value for config {}",
+                        c.name.as_str()
+                    ));
+                    break;
+                }
+            };
+            ops.push((c.name.to_string(), op));
+        }
+        let result = match bad {
+            Some(msg) => Err(AdminError::InvalidRequest(msg)),
+            None => {
+                alter_resource(
+                    &ctx.broker,
+                    res.resource_type,
+                    res.resource_name.as_str(),
+                    false,
+                    ops,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
+        let mut r = IncrementalResult::default()
+            .with_resource_type(res.resource_type)
+            .with_resource_name(res.resource_name);
+        if let Err(e) = result {
+            r = r
+                .with_error_code(e.code())
+                .with_error_message(Some(str_bytes(e.to_string())));
+        }
+        responses.push(r);
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

@@ -1,0 +1,194 @@
+//! Fetch: whole batches straight from segment files, long-polling on `max_wait_ms` /
+//! `min_bytes` and woken by appends, with Kafka's byte limits (the first batch of the first
+//! non-empty partition is always returned whole, KIP-74).
+//!
+//! Fetch sessions (KIP-227): Weir answers every full fetch with session id 0, which Kafka
+//! itself does when its session cache is full, so clients keep sending full fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::FetchPartition;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::RequestContext;
+use crate::broker::Topic;
+use crate::log::LogError;
+use crate::partition::Partition;
+
+/// Epochs that mean "no session": 0 opens one (we decline), -1 closes one.
+const INITIAL_EPOCH: i32 = 0;
+const FINAL_EPOCH: i32 = -1;
+const READ_COMMITTED: i8 = 1;
+
+/// A requested partition, resolved once per request.
+struct Wanted {
+    topic_index: usize,
+    partition: Option<Arc<Partition>>,
+    error: ResponseError,
+    req: FetchPartition,
+}
+
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let is_full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
+    if ctx.version >= 7 && (req.session_id != 0 || !is_full) {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let broker = &ctx.broker;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut wanted = Vec::new();
+    for (ti, ft) in req.topics.into_iter().enumerate() {
+        let (topic, unknown): (Option<Arc<Topic>>, _) = if ctx.version >= 13 {
+            (
+                broker.topic_by_id(&ft.topic_id),
+                ResponseError::UnknownTopicId,
+            )
+        } else {
+            (
+                broker.topic(ft.topic.0.as_str()),
+                ResponseError::UnknownTopicOrPartition,
+            )
+        };
+        for p in ft.partitions {
+            let partition = topic
+                .as_ref()
+                .and_then(|t| t.partition(p.partition).cloned());
+            let error = match (&topic, &partition) {
+                (None, _) => unknown,
+                (Some(_), None) => ResponseError::UnknownTopicOrPartition,
+                _ => ResponseError::UnknownServerError, // unused when the partition exists
+            };
+            wanted.push(Wanted {
+                topic_index: ti,
+                partition,
+                error,
+                req: p,
+            });
+        }
+        topics.push(
+            FetchableTopicResponse::default()
+                .with_topic(ft.topic)
+                .with_topic_id(ft.topic_id),
+        );
+    }
+    let read_committed = req.isolation_level == READ_COMMITTED;
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let notify = Arc::new(Notify::new());
+    let parts = loop {
+        for w in &wanted {
+            if let Some(p) = &w.partition {
+                p.add_waiter(&notify);
+            }
+        }
+        let (parts, bytes, any_error) = read_all(&wanted, req.max_bytes, read_committed);
+        let satisfied = bytes >= i64::from(req.min_bytes.max(0)) || any_error || wanted.is_empty();
+        if satisfied || Instant::now() >= deadline {
+            break parts;
+        }
+        if tokio::time::timeout_at(deadline, notify.notified())
+            .await
+            .is_err()
+        {
+            break read_all(&wanted, req.max_bytes, read_committed).0;
+        }
+    };
+    for (w, pd) in wanted.iter().zip(parts) {
+        topics[w.topic_index].partitions.push(pd);
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(topics)
+}
+
+/// Reads every wanted partition once, sharing the response's `max_bytes` budget.
+fn read_all(
+    wanted: &[Wanted],
+    max_bytes: i32,
+    read_committed: bool,
+) -> (Vec<PartitionData>, i64, bool) {
+    let mut budget = i64::from(if max_bytes <= 0 { i32::MAX } else { max_bytes });
+    let mut total = 0i64;
+    let mut any_error = false;
+    let mut out = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let pd = match &w.partition {
+            None => {
+                any_error = true;
+                error_data(w.req.partition, w.error)
+            }
+            Some(p) => {
+                let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
+                let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed);
+                let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
+                any_error |= pd.error_code != 0;
+                total += got;
+                budget = (budget - got).max(0);
+                pd
+            }
+        };
+        out.push(pd);
+    }
+    (out, total, any_error)
+}
+
+fn error_data(partition: i32, error: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(None)
+}
+
+fn read_partition(
+    p: &Partition,
+    req: &FetchPartition,
+    limit: usize,
+    first: bool,
+    read_committed: bool,
+) -> PartitionData {
+    let log = p.log();
+    let epoch = log.leader_epoch();
+    if req.current_leader_epoch >= 0 && req.current_leader_epoch != epoch {
+        let code = if req.current_leader_epoch > epoch {
+            ResponseError::UnknownLeaderEpoch
+        } else {
+            ResponseError::FencedLeaderEpoch
+        };
+        return error_data(req.partition, code);
+    }
+    let bound = if read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    };
+    let records = if limit == 0 && !first {
+        Ok(None)
+    } else {
+        log.read(req.fetch_offset, limit, bound, first)
+            .map(|r| r.records)
+    };
+    match records {
+        Ok(records) => PartitionData::default()
+            .with_partition_index(req.partition)
+            .with_high_watermark(log.high_watermark())
+            .with_last_stable_offset(log.last_stable_offset())
+            .with_log_start_offset(log.log_start_offset())
+            .with_aborted_transactions(read_committed.then(Vec::new))
+            .with_records(records),
+        Err(e @ LogError::OffsetOutOfRange { .. }) => {
+            tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "fetch out of range");
+            error_data(req.partition, ResponseError::OffsetOutOfRange)
+        }
+        Err(e) => {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fetch read failed");
+            error_data(req.partition, ResponseError::KafkaStorageError)
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Metadata: brokers, cluster id, controller, and topics with their partitions; auto-creates
+//! unknown topics when the request and `auto.create.topics.enable` allow it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{str_bytes, RequestContext};
+use crate::broker::{validate_topic_name, AdminError, Broker, NewTopic, Topic};
+
+/// "Authorized operations were not requested", as Kafka encodes it.
+pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
+const ALL_TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+const ALL_CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
+    let broker = &ctx.broker;
+    let (host, port) = broker.advertised();
+    let all_topics = req.topics.is_none()
+        || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
+    let auto_create = (ctx.version < 4 || req.allow_auto_topic_creation)
+        && broker.config().get_bool("auto.create.topics.enable");
+    let topic_ops = if req.include_topic_authorized_operations {
+        ALL_TOPIC_OPERATIONS
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    };
+    let mut topics = Vec::new();
+    if all_topics {
+        for t in broker.topics() {
+            topics.push(describe_topic(broker, &t, topic_ops));
+        }
+    } else {
+        for wanted in req.topics.unwrap_or_default() {
+            let topic = match &wanted.name {
+                Some(name) => lookup_or_create(broker, name.0.as_str(), auto_create).await,
+                None => broker
+                    .topic_by_id(&wanted.topic_id)
+                    .ok_or(ResponseError::UnknownTopicId),
+            };
+            topics.push(match topic {
+                Ok(t) => describe_topic(broker, &t, topic_ops),
+                Err(code) => MetadataResponseTopic::default()
+                    .with_error_code(code.code())
+                    .with_name(wanted.name)
+                    .with_topic_id(wanted.topic_id)
+                    .with_topic_authorized_operations(OPERATIONS_NOT_REQUESTED),
+            });
+        }
+    }
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(broker.node_id))
+            .with_host(str_bytes(host))
+            .with_port(port)])
+        .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
+        .with_controller_id(BrokerId(broker.node_id))
+        .with_topics(topics);
+    if (8..=10).contains(&ctx.version) {
+        resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+            ALL_CLUSTER_OPERATIONS
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
+    }
+    resp
+}
+
+async fn lookup_or_create(
+    broker: &std::sync::Arc<Broker>,
+    name: &str,
+    auto_create: bool,
+) -> Result<std::sync::Arc<Topic>, ResponseError> {
+    if let Some(t) = broker.topic(name) {
+        return Ok(t);
+    }
+    if validate_topic_name(name).is_err() {
+        return Err(ResponseError::InvalidTopicException);
+    }
+    if !auto_create || name.starts_with("__") {
+        return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: Default::default(),
+    };
+    match broker.create_topic(&new).await {
+        Ok(t) => Ok(t),
+        Err(AdminError::TopicAlreadyExists(_)) => broker
+            .topic(name)
+            .ok_or(ResponseError::UnknownTopicOrPartition),
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "auto-creation failed");
+            Err(ResponseError::UnknownTopicOrPartition)
+        }
+    }
+}
+
+fn describe_topic(broker: &Broker, t: &Topic, topic_ops: i32) -> MetadataResponseTopic {
+    let node = BrokerId(broker.node_id);
+    let partitions = t
+        .partitions
+        .iter()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.index)
+                .with_leader_id(node)
+                .with_leader_epoch(p.log().leader_epoch())
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_is_internal(t.is_internal())
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(topic_ops)
+}
+
+/// Topic ids are `Uuid::nil()` when a request names topics instead.
+pub fn is_nil(id: &Uuid) -> bool {
+    id.is_nil()
+}

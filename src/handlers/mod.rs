@@ -1,0 +1,185 @@
+//! Request dispatch: one module per API family, and the single table of API versions Weir
+//! implements. ApiVersions advertises exactly this table, and dispatch refuses anything
+//! outside it.
+
+pub mod api_versions;
+pub mod cluster;
+pub mod configs;
+pub mod delete_records;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use thiserror::Error;
+
+use crate::broker::Broker;
+
+/// `(api, min version, max version)` for every API Weir serves.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The supported version range of `key`, if Weir serves it.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// What a request handler knows about the request it serves.
+pub struct RequestContext {
+    pub broker: Arc<Broker>,
+    pub header: RequestHeader,
+    pub version: i16,
+    pub peer: SocketAddr,
+}
+
+/// A request the connection cannot serve; the connection is closed with a log line.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("request frame of {0} bytes is too short for a header")]
+    TooShort(usize),
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("unsupported version {1} of {0:?}")]
+    UnsupportedVersion(ApiKey, i16),
+    #[error("cannot decode {0:?} v{1}: {2}")]
+    Decode(ApiKey, i16, String),
+    #[error("cannot encode {0:?} v{1} response: {2}")]
+    Encode(ApiKey, i16, String),
+}
+
+/// Serves one request frame (without its size prefix). `Ok(None)` means no response is due
+/// (acks=0 produce).
+pub async fn handle_frame(
+    broker: &Arc<Broker>,
+    peer: SocketAddr,
+    mut frame: Bytes,
+) -> Result<Option<Bytes>, FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(raw_key).map_err(|_| FrameError::UnknownApiKey(raw_key))?;
+    let Some((min, max)) = supported_range(key) else {
+        return Err(FrameError::UnknownApiKey(raw_key));
+    };
+    if version < min || version > max {
+        if key == ApiKey::ApiVersions {
+            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            return api_versions::unsupported_version_response(correlation_id).map(Some);
+        }
+        return Err(FrameError::UnsupportedVersion(key, version));
+    }
+    let decode_err = |e: anyhow::Error| FrameError::Decode(key, version, e.to_string());
+    let header_version = key.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version).map_err(decode_err)?;
+    let ctx = RequestContext {
+        broker: broker.clone(),
+        header,
+        version,
+        peer,
+    };
+    let body = &mut frame;
+    match key {
+        ApiKey::Produce => {
+            let req = decode(key, version, body)?;
+            produce::handle(&ctx, req)
+                .await
+                .map(|r| respond(&ctx, key, &r))
+                .transpose()
+        }
+        ApiKey::Fetch => serve(&ctx, key, body, fetch::handle).await,
+        ApiKey::ListOffsets => serve(&ctx, key, body, list_offsets::handle).await,
+        ApiKey::Metadata => serve(&ctx, key, body, metadata::handle).await,
+        ApiKey::ApiVersions => serve(&ctx, key, body, api_versions::handle).await,
+        ApiKey::CreateTopics => serve(&ctx, key, body, topics::create_topics).await,
+        ApiKey::DeleteTopics => serve(&ctx, key, body, topics::delete_topics).await,
+        ApiKey::CreatePartitions => serve(&ctx, key, body, topics::create_partitions).await,
+        ApiKey::DeleteRecords => serve(&ctx, key, body, delete_records::handle).await,
+        ApiKey::DescribeConfigs => serve(&ctx, key, body, configs::describe).await,
+        ApiKey::AlterConfigs => serve(&ctx, key, body, configs::alter).await,
+        ApiKey::IncrementalAlterConfigs => serve(&ctx, key, body, configs::incremental_alter).await,
+        ApiKey::DescribeCluster => serve(&ctx, key, body, cluster::describe_cluster).await,
+        ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
+        other => Err(FrameError::UnknownApiKey(other as i16)),
+    }
+}
+
+fn decode<Req: Decodable>(key: ApiKey, version: i16, body: &mut Bytes) -> Result<Req, FrameError> {
+    Req::decode(body, version).map_err(|e| FrameError::Decode(key, version, e.to_string()))
+}
+
+/// Decodes the body, runs the handler and encodes its response.
+async fn serve<'a, Req, Resp, F, Fut>(
+    ctx: &'a RequestContext,
+    key: ApiKey,
+    body: &mut Bytes,
+    handler: F,
+) -> Result<Option<Bytes>, FrameError>
+where
+    Req: Decodable,
+    Resp: Encodable + HeaderVersion,
+    F: FnOnce(&'a RequestContext, Req) -> Fut,
+    Fut: Future<Output = Resp> + 'a,
+{
+    let req = decode(key, ctx.version, body)?;
+    let resp = handler(ctx, req).await;
+    respond(ctx, key, &resp).map(Some)
+}
+
+/// Frames a response: size, response header (correlation id), body.
+pub fn respond<Resp: Encodable + HeaderVersion>(
+    ctx: &RequestContext,
+    key: ApiKey,
+    resp: &Resp,
+) -> Result<Bytes, FrameError> {
+    encode_response(ctx.header.correlation_id, key, ctx.version, resp)
+}
+
+pub fn encode_response<Resp: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+    resp: &Resp,
+) -> Result<Bytes, FrameError> {
+    let err = |e: anyhow::Error| FrameError::Encode(key, version, e.to_string());
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = Resp::header_version(version);
+    let size = header.compute_size(header_version).map_err(err)?
+        + resp.compute_size(version).map_err(err)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.extend_from_slice(&(size as i32).to_be_bytes());
+    header.encode(&mut buf, header_version).map_err(err)?;
+    resp.encode(&mut buf, version).map_err(err)?;
+    Ok(buf.freeze())
+}
+
+/// An owned `StrBytes` from a string.
+pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}

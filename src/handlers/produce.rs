@@ -1,0 +1,158 @@
+//! Produce: validates and appends each partition's batches whole, then (acks=all, durable
+//! policy) waits for a group-committed fsync before answering. acks=0 gets no response.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, RequestContext};
+use crate::broker::now_ms;
+use crate::log::batch::BatchError;
+use crate::log::LogError;
+use crate::partition::Partition;
+
+/// Maps a log failure to the code Kafka sends for it.
+pub fn log_error_code(e: &LogError) -> ResponseError {
+    match e {
+        LogError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
+        LogError::Batch(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+        LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+        LogError::Batch(BatchError::LargerThanSegment { .. }) => ResponseError::RecordListTooLarge,
+        LogError::Batch(BatchError::Timestamp(_)) => ResponseError::InvalidTimestamp,
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Io(_) | LogError::Offline => ResponseError::KafkaStorageError,
+    }
+}
+
+fn failed(
+    index: i32,
+    code: ResponseError,
+    message: Option<String>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(code.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    if version >= 8 {
+        r.error_message = message.map(str_bytes);
+    }
+    r
+}
+
+/// Returns `None` for acks=0: the client expects no response.
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+    let broker = &ctx.broker;
+    let acks = req.acks;
+    let fsync_on_ack = acks == -1 && broker.config().get_bool("log.flush.on.acks.all");
+    let now = now_ms();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    // (topic response index, partition response index, partition, offset to make durable)
+    let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    for (ti, td) in req.topic_data.into_iter().enumerate() {
+        let topic = if ctx.version >= 13 {
+            broker.topic_by_id(&td.topic_id)
+        } else {
+            broker.topic(td.name.0.as_str())
+        };
+        let unknown = if ctx.version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for (pi, pd) in td.partition_data.into_iter().enumerate() {
+            if !matches!(acks, -1..=1) {
+                parts.push(failed(
+                    pd.index,
+                    ResponseError::InvalidRequiredAcks,
+                    None,
+                    ctx.version,
+                ));
+                continue;
+            }
+            let Some(t) = topic.as_ref() else {
+                parts.push(failed(pd.index, unknown, None, ctx.version));
+                continue;
+            };
+            let Some(partition) = t.partition(pd.index) else {
+                parts.push(failed(
+                    pd.index,
+                    ResponseError::UnknownTopicOrPartition,
+                    None,
+                    ctx.version,
+                ));
+                continue;
+            };
+            let records = pd.records.unwrap_or_default();
+            match partition.append(&records, now) {
+                Ok(info) => {
+                    parts.push(
+                        PartitionProduceResponse::default()
+                            .with_index(pd.index)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(partition.log().log_start_offset()),
+                    );
+                    to_flush.push((ti, pi, partition.clone(), info.last_offset + 1));
+                }
+                Err(e) => {
+                    if matches!(e, LogError::Io(_)) {
+                        tracing::error!(topic = %t.name, partition = pd.index, error = %e, "append failed");
+                    }
+                    parts.push(failed(
+                        pd.index,
+                        log_error_code(&e),
+                        Some(e.to_string()),
+                        ctx.version,
+                    ));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_topic_id(td.topic_id)
+                .with_partition_responses(parts),
+        );
+    }
+    for (ti, pi, error) in make_durable(to_flush, fsync_on_ack).await {
+        let index = responses[ti].partition_responses[pi].index;
+        responses[ti].partition_responses[pi] = failed(
+            index,
+            ResponseError::KafkaStorageError,
+            Some(error),
+            ctx.version,
+        );
+    }
+    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// fsyncs the appended partitions concurrently (always when `fsync_on_ack`, otherwise only
+/// those past `flush.messages`); returns the positions whose flush failed.
+async fn make_durable(
+    appended: Vec<(usize, usize, Arc<Partition>, i64)>,
+    fsync_on_ack: bool,
+) -> Vec<(usize, usize, String)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (ti, pi, partition, offset) in appended {
+        tasks.spawn(async move {
+            let result = if fsync_on_ack { partition.flush_to(offset).await } else { partition.flush_if_due().await };
+            result.err().map(|e| {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
+                (ti, pi, e.to_string())
+            })
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        if let Ok(Some(f)) = done {
+            failures.push(f);
+        }
+    }
+    failures
+}

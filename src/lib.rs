@@ -1,0 +1,14 @@
+//! Weir: an event-streaming broker that speaks the Apache Kafka wire protocol.
+//!
+//! Start at [`server::start`]; requests flow through [`handlers`] to the [`broker::Broker`],
+//! whose partitions keep their data in segmented [`log`]s.
+
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod handlers;
+pub mod log;
+pub mod partition;
+pub mod server;
+
+pub use server::{start, RunningBroker};

@@ -1,0 +1,279 @@
+//! Sparse, memory-mapped segment indexes.
+//!
+//! * the **offset index** maps a relative offset to the file position of the batch holding it
+//!   (entries of 8 bytes: relative offset u32, position u32);
+//! * the **time index** maps a maximum timestamp to the relative offset after which it was
+//!   reached (entries of 12 bytes: timestamp i64, relative offset u32).
+//!
+//! As in Kafka, the file of the active segment is pre-sized to `segment.index.bytes` so the
+//! mapping never moves, and is trimmed to its entries when the segment is closed. A file whose
+//! entries are not monotonic is reported as insane and rebuilt from the log.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+/// The fixed-size entry of one index kind.
+pub trait IndexEntry: Copy {
+    const SIZE: usize;
+    fn read(b: &[u8]) -> Self;
+    fn write(&self, b: &mut [u8]);
+    /// The key entries are ordered by.
+    fn key(&self) -> i64;
+}
+
+/// Offset index entry: relative offset → byte position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn read(b: &[u8]) -> Self {
+        OffsetEntry {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    fn write(&self, b: &mut [u8]) {
+        b[..4].copy_from_slice(&self.relative_offset.to_be_bytes());
+        b[4..8].copy_from_slice(&self.position.to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        i64::from(self.relative_offset)
+    }
+}
+
+/// Time index entry: max timestamp so far → relative offset of the batch that reached it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = 12;
+    fn read(b: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[..8]);
+        TimeEntry {
+            timestamp: i64::from_be_bytes(ts),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+    fn write(&self, b: &mut [u8]) {
+        b[..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        b[8..12].copy_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn key(&self) -> i64 {
+        self.timestamp
+    }
+}
+
+/// One memory-mapped index file.
+pub struct Index<E: IndexEntry> {
+    path: PathBuf,
+    file: File,
+    mmap: Option<MmapMut>,
+    entries: usize,
+    _kind: std::marker::PhantomData<E>,
+}
+
+pub type OffsetIndex = Index<OffsetEntry>;
+pub type TimeIndex = Index<TimeEntry>;
+
+impl<E: IndexEntry> Index<E> {
+    /// Opens (creating if needed) an index whose valid entries fill the file's current length,
+    /// and sizes the file to `max_bytes` so entries can be appended in place.
+    pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        let entries = (len / E::SIZE as u64) as usize;
+        let mut index = Index {
+            path: path.to_path_buf(),
+            file,
+            mmap: None,
+            entries,
+            _kind: std::marker::PhantomData,
+        };
+        index.resize(max_bytes.max(len))?;
+        Ok(index)
+    }
+
+    fn resize(&mut self, bytes: u64) -> io::Result<()> {
+        let bytes = bytes - bytes % E::SIZE as u64;
+        self.mmap = None;
+        self.file.set_len(bytes)?;
+        if bytes > 0 {
+            // SAFETY: the file is owned by this index and only resized through `resize`,
+            // which drops the mapping first; no other process is expected to truncate it.
+            self.mmap = Some(unsafe { MmapMut::map_mut(&self.file)? });
+        }
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.mmap.as_ref().map_or(0, |m| m.len() / E::SIZE)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries >= self.capacity()
+    }
+
+    pub fn entry(&self, i: usize) -> Option<E> {
+        if i >= self.entries {
+            return None;
+        }
+        let m = self.mmap.as_ref()?;
+        Some(E::read(&m[i * E::SIZE..(i + 1) * E::SIZE]))
+    }
+
+    pub fn last(&self) -> Option<E> {
+        self.entries.checked_sub(1).and_then(|i| self.entry(i))
+    }
+
+    /// Appends an entry; returns false when the index is full (the segment must roll).
+    pub fn append(&mut self, e: E) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        if let Some(last) = self.last() {
+            if e.key() <= last.key() {
+                return true; // not an advance: nothing to index
+            }
+        }
+        let at = self.entries * E::SIZE;
+        if let Some(m) = self.mmap.as_mut() {
+            e.write(&mut m[at..at + E::SIZE]);
+            self.entries += 1;
+        }
+        true
+    }
+
+    /// The last entry whose key is `<= key`, by binary search.
+    pub fn floor(&self, key: i64) -> Option<E> {
+        let (mut lo, mut hi) = (0usize, self.entries);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.entry(mid) {
+                Some(e) if e.key() <= key => lo = mid + 1,
+                _ => hi = mid,
+            }
+        }
+        lo.checked_sub(1).and_then(|i| self.entry(i))
+    }
+
+    /// True when keys strictly increase, as every index written by Weir does.
+    pub fn is_sane(&self) -> bool {
+        let mut prev: Option<i64> = None;
+        for i in 0..self.entries {
+            let Some(e) = self.entry(i) else { return false };
+            if prev.is_some_and(|p| e.key() <= p) {
+                return false;
+            }
+            prev = Some(e.key());
+        }
+        true
+    }
+
+    /// Drops all entries from `n` on.
+    pub fn truncate_entries(&mut self, n: usize) {
+        self.entries = self.entries.min(n);
+    }
+
+    /// Drops every entry (before a rebuild).
+    pub fn clear(&mut self) {
+        self.entries = 0;
+    }
+
+    /// Flushes the mapping to disk.
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.mmap {
+            Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Shrinks the file to its entries (segment closed or broker shutting down).
+    pub fn trim(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.resize((self.entries * E::SIZE) as u64)?;
+        self.file.sync_all()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_finds_the_last_entry_at_or_below() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("a.index"), 80).unwrap();
+        for (o, p) in [(0, 0), (10, 100), (20, 200)] {
+            assert!(idx.append(OffsetEntry {
+                relative_offset: o,
+                position: p
+            }));
+        }
+        assert_eq!(idx.floor(15).unwrap().position, 100);
+        assert_eq!(idx.floor(20).unwrap().position, 200);
+        assert_eq!(idx.floor(-1), None);
+        assert!(idx.is_sane());
+    }
+
+    #[test]
+    fn trimmed_index_reopens_with_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.timeindex");
+        let mut idx = TimeIndex::open(&path, 120).unwrap();
+        idx.append(TimeEntry {
+            timestamp: 5,
+            relative_offset: 1,
+        });
+        idx.append(TimeEntry {
+            timestamp: 9,
+            relative_offset: 3,
+        });
+        idx.trim().unwrap();
+        drop(idx);
+        let idx = TimeIndex::open(&path, 120).unwrap();
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.floor(8).unwrap().relative_offset, 1);
+    }
+
+    #[test]
+    fn full_index_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("b.index"), 8).unwrap();
+        assert!(idx.append(OffsetEntry {
+            relative_offset: 1,
+            position: 1
+        }));
+        assert!(!idx.append(OffsetEntry {
+            relative_offset: 2,
+            position: 2
+        }));
+    }
+}

@@ -1,0 +1,564 @@
+//! A partition's log: an ordered set of segments with the offsets that matter to clients —
+//! log start offset, log end offset and high watermark. The analogue of Kafka's `UnifiedLog`;
+//! everything here is synchronous and called under the partition's lock.
+
+pub mod batch;
+pub mod index;
+pub mod segment;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+use thiserror::Error;
+
+use crate::config::LogConfig;
+use batch::{BatchError, BatchHeader, ProduceLimits};
+use segment::{Recovered, Segment};
+
+/// File holding the log start offset when DeleteRecords or retention moved it past the first
+/// segment's base offset.
+const LOG_START_FILE: &str = "log-start-offset";
+
+#[derive(Debug, Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("offset {offset} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("storage error: {0}")]
+    Io(#[from] io::Error),
+    #[error("the log is offline after an earlier storage error")]
+    Offline,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+    pub records: i64,
+}
+
+/// Batches read for a fetch.
+pub struct ReadResult {
+    pub records: Option<Bytes>,
+}
+
+/// A timestamp/offset pair, as ListOffsets answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    leader_epoch: i32,
+    unflushed_records: i64,
+    offline: bool,
+}
+
+/// What opening a log found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub recovered: Option<Recovered>,
+}
+
+impl Log {
+    /// Opens the log in `dir`, creating it if needed. After an unclean shutdown the active
+    /// segment is re-validated and truncated at the first bad batch.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        clean_shutdown: bool,
+        now_ms: i64,
+    ) -> io::Result<(Log, OpenReport)> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut report = OpenReport {
+            segments: bases.len(),
+            ..Default::default()
+        };
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let is_last = i + 1 == bases.len();
+            let (seg, rec) = Segment::open(
+                dir,
+                base,
+                config.segment_index_bytes,
+                config.index_interval_bytes,
+                is_last && !clean_shutdown,
+                now_ms,
+            )?;
+            if rec.is_some() {
+                report.recovered = rec;
+            }
+            segments.insert(base, seg);
+        }
+        let stored_start = read_log_start(dir);
+        if segments.is_empty() {
+            let base = stored_start.unwrap_or(0);
+            let (seg, _) = Segment::open(
+                dir,
+                base,
+                config.segment_index_bytes,
+                config.index_interval_bytes,
+                false,
+                now_ms,
+            )?;
+            segments.insert(base, seg);
+            sync_dir(dir)?;
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: first_base.max(stored_start.unwrap_or(first_base)),
+            high_watermark: 0,
+            leader_epoch: 0,
+            unflushed_records: 0,
+            offline: false,
+        };
+        log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
+        log.high_watermark = log.log_end_offset();
+        Ok((log, report))
+    }
+
+    fn active(&self) -> &Segment {
+        // A log always has at least one segment: open creates one and deletion keeps one.
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Without transactions the last stable offset is the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(Segment::size).sum()
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn unflushed_records(&self) -> i64 {
+        self.unflushed_records
+    }
+
+    /// Validates every batch of a produce request's records, then appends them all.
+    pub fn append(&mut self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        if self.offline {
+            return Err(LogError::Offline);
+        }
+        let limits = ProduceLimits {
+            max_message_bytes: self.config.max_message_bytes,
+            segment_bytes: self.config.segment_bytes as usize,
+            log_append_time: self.config.log_append_time,
+            timestamp_before_max_ms: self.config.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.config.timestamp_after_max_ms,
+            now_ms,
+        };
+        let mut spans = Vec::new();
+        let mut at = 0usize;
+        for b in batch::split_batches(records)? {
+            batch::validate_produced(b, &limits)?;
+            spans.push(at..at + b.len());
+            at += b.len();
+        }
+        if spans.is_empty() {
+            return Err(
+                BatchError::Invalid("produce request without record batches".into()).into(),
+            );
+        }
+        let append_time = self.config.log_append_time.then_some(now_ms);
+        let mut data = BytesMut::from(records);
+        let base_offset = self.log_end_offset();
+        let mut info = AppendInfo {
+            base_offset,
+            last_offset: base_offset,
+            log_append_time: append_time.unwrap_or(-1),
+            records: 0,
+        };
+        for span in spans {
+            let next = self.log_end_offset();
+            let bytes = &mut data[span];
+            batch::assign(bytes, next, self.leader_epoch, append_time);
+            let Some(h) = BatchHeader::parse(bytes) else {
+                continue;
+            };
+            self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
+            if let Err(e) = self.active_mut().append(bytes, &h) {
+                self.offline = true;
+                return Err(e.into());
+            }
+            info.last_offset = h.last_offset();
+            info.records += i64::from(h.record_count);
+        }
+        self.unflushed_records += info.records;
+        self.high_watermark = self.log_end_offset();
+        Ok(info)
+    }
+
+    fn maybe_roll(&mut self, len: usize, last_offset: i64, now_ms: i64) -> io::Result<()> {
+        let segment_bytes = self.config.segment_bytes;
+        let segment_ms = self.config.segment_ms;
+        let active = self.active_mut();
+        if active.is_empty() {
+            active.created_ms = now_ms;
+            return Ok(());
+        }
+        let too_old = now_ms.saturating_sub(active.created_ms) >= segment_ms;
+        if too_old || active.must_roll(len, last_offset, segment_bytes) {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment and starts a new one at the log end offset.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let base = self.log_end_offset();
+        if self.active().base_offset() == base {
+            return Ok(());
+        }
+        self.active_mut().close_for_writes()?;
+        let (seg, _) = Segment::open(
+            &self.dir,
+            base,
+            self.config.segment_index_bytes,
+            self.config.index_interval_bytes,
+            false,
+            now_ms,
+        )?;
+        self.segments.insert(base, seg);
+        sync_dir(&self.dir)
+    }
+
+    /// Reads whole batches from `offset`, bounded by `max_bytes` and by `max_offset` (the high
+    /// watermark or last stable offset the reader may see).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> Result<ReadResult, LogError> {
+        if offset < self.log_start_offset || offset > self.log_end_offset() {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.log_end_offset(),
+            });
+        }
+        if offset >= max_offset {
+            return Ok(ReadResult { records: None });
+        }
+        let start_key = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(offset, |(k, _)| *k);
+        for seg in self.segments.range(start_key..).map(|(_, s)| s) {
+            if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
+                return Ok(ReadResult {
+                    records: Some(slice.bytes),
+                });
+            }
+        }
+        Ok(ReadResult { records: None })
+    }
+
+    /// The first record whose timestamp is `>= ts`, for ListOffsets.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, LogError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < ts {
+                continue;
+            }
+            if let Some(batch) = seg.find_batch_by_timestamp(ts)? {
+                return Ok(self.first_record_at_or_after(batch, ts));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the earliest such), for ListOffsets -3.
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
+        let mut best: Option<&Segment> = None;
+        for seg in self.segments.values() {
+            if seg.max_timestamp() >= 0
+                && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp())
+            {
+                best = Some(seg);
+            }
+        }
+        let Some(seg) = best else { return Ok(None) };
+        let ts = seg.max_timestamp();
+        match seg.batch_containing(seg.offset_of_max_timestamp())? {
+            Some(batch) => Ok(self.first_record_at_or_after(batch, ts)),
+            None => Ok(None),
+        }
+    }
+
+    /// Finds, inside one batch, the first record with a timestamp `>= ts`.
+    fn first_record_at_or_after(&self, batch: Bytes, ts: i64) -> Option<TimestampOffset> {
+        let h = BatchHeader::parse(&batch)?;
+        if h.is_log_append_time() {
+            return Some(TimestampOffset {
+                timestamp: h.max_timestamp,
+                offset: h.base_offset.max(self.log_start_offset),
+            });
+        }
+        let mut buf = batch;
+        let set = RecordBatchDecoder::decode(&mut buf).ok()?;
+        set.records
+            .iter()
+            .filter(|r| r.offset >= self.log_start_offset)
+            .find(|r| r.timestamp >= ts)
+            .map(|r| TimestampOffset {
+                timestamp: r.timestamp,
+                offset: r.offset,
+            })
+    }
+
+    /// Moves the log start offset to `offset` (DeleteRecords), deleting whole segments below.
+    pub fn delete_records_before(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.high_watermark,
+            });
+        }
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            write_log_start(&self.dir, offset)?;
+            self.delete_segments_below_start(now_ms)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_start(&mut self, now_ms: i64) -> io::Result<()> {
+        if self.log_start_offset >= self.log_end_offset() && !self.active().is_empty() {
+            self.roll(now_ms)?;
+        }
+        let doomed: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.next_offset() <= self.log_start_offset)
+            .map(|(k, _)| *k)
+            .filter(|k| *k != self.active().base_offset())
+            .collect();
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`, deleting whole segments from the oldest.
+    /// Returns how many segments were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        if !self.config.delete {
+            return Ok(0);
+        }
+        let (retention_ms, retention_bytes) =
+            (self.config.retention_ms, self.config.retention_bytes);
+        let mut remaining = self.size_bytes() as i64;
+        let mut new_start = None;
+        let mut count = 0;
+        for seg in self.segments.values() {
+            if seg.is_empty() {
+                break;
+            }
+            let expired = retention_ms >= 0
+                && seg.max_timestamp() >= 0
+                && now_ms.saturating_sub(seg.max_timestamp()) > retention_ms;
+            let oversize = retention_bytes >= 0 && remaining - seg.size() as i64 >= retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            remaining -= seg.size() as i64;
+            new_start = Some(seg.next_offset());
+            count += 1;
+        }
+        if let Some(start) = new_start {
+            if start > self.log_start_offset {
+                self.log_start_offset = start;
+                write_log_start(&self.dir, start)?;
+                self.delete_segments_below_start(now_ms)?;
+            }
+        }
+        Ok(count)
+    }
+
+    /// A file handle on the active segment and the offset it covers, so the caller can
+    /// fsync without holding the lock.
+    pub fn flush_target(&self) -> io::Result<(File, i64)> {
+        Ok((self.active().file_handle()?, self.log_end_offset()))
+    }
+
+    pub fn mark_flushed(&mut self) {
+        self.unflushed_records = 0;
+    }
+
+    /// Clean shutdown: make everything durable and trim the active indexes.
+    pub fn close(&mut self) -> io::Result<()> {
+        for seg in self.segments.values() {
+            seg.flush_indexes()?;
+        }
+        self.active_mut().close_for_writes()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn read_log_start(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    std::fs::write(&tmp, offset.to_string())?;
+    File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(LOG_START_FILE))?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so that file creations and renames in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use batch::tests::make_batch;
+
+    fn config(segment_bytes: u64) -> LogConfig {
+        let mut c = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        c.segment_bytes = segment_bytes;
+        c.timestamp_after_max_ms = i64::MAX;
+        c.index_interval_bytes = 100;
+        c.segment_index_bytes = 4096;
+        c
+    }
+
+    #[test]
+    fn appends_roll_and_reads_cross_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(500), true, 0).unwrap();
+        for i in 0..50 {
+            let info = log.append(&make_batch(2, i), 0).unwrap();
+            assert_eq!(info.base_offset, 2 * i);
+        }
+        assert!(log.segments.len() > 3);
+        assert_eq!(log.high_watermark(), 100);
+        let mut offset = 0;
+        while offset < 100 {
+            let r = log.read(offset, 1 << 20, 100, true).unwrap();
+            let bytes = r.records.unwrap();
+            let mut at = 0;
+            while let Some((base, size)) = batch::offset_and_size(&bytes[at..]) {
+                assert_eq!(base, offset);
+                offset += 2;
+                at += size;
+            }
+        }
+        assert!(matches!(
+            log.read(101, 100, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        let ts = log.offset_for_timestamp(7).unwrap().unwrap();
+        assert_eq!(
+            ts,
+            TimestampOffset {
+                timestamp: 7,
+                offset: 14
+            }
+        );
+        assert_eq!(log.max_timestamp_offset().unwrap().unwrap().offset, 98);
+    }
+
+    #[test]
+    fn delete_records_and_retention_move_the_start_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(500), true, 0).unwrap();
+        for i in 0..50 {
+            log.append(&make_batch(2, i), 0).unwrap();
+        }
+        assert_eq!(log.delete_records_before(33, 0).unwrap(), 33);
+        assert!(log.read(32, 100, 100, true).is_err());
+        log.close().unwrap();
+        drop(log);
+        let (mut log, _) = Log::open(dir.path(), config(500), true, 0).unwrap();
+        assert_eq!(log.log_start_offset(), 33);
+        assert_eq!(log.log_end_offset(), 100);
+        let mut c = config(500);
+        c.retention_bytes = 0;
+        log.set_config(c);
+        log.apply_retention(0).unwrap();
+        assert_eq!(log.log_start_offset(), 100);
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(log.append(&make_batch(1, 0), 0).unwrap().base_offset, 100);
+    }
+}

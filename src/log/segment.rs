@@ -1,0 +1,468 @@
+//! One log segment: a `.log` file of record batches exactly as appended, with its sparse
+//! offset and time indexes. The analogue of Kafka's `LogSegment`.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use super::batch::{self, BatchHeader, HEADER_SIZE, LAST_OFFSET_DELTA, LOG_OVERHEAD};
+use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+
+/// File name stem of a segment: its base offset, zero-padded to 20 digits as in Kafka.
+pub fn file_stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+/// What recovering a segment found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    pub batches: u64,
+    pub truncated_bytes: u64,
+}
+
+/// Bytes read at once while walking batch headers: enough for `lastOffsetDelta`.
+const WALK_HEADER: usize = LAST_OFFSET_DELTA + 4;
+
+pub struct Segment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: File,
+    size: u64,
+    next_offset: i64,
+    index: OffsetIndex,
+    time_index: TimeIndex,
+    index_interval: u64,
+    bytes_since_index: u64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    /// Wall-clock time the segment started receiving data, for `segment.ms`.
+    pub created_ms: i64,
+}
+
+/// A run of whole batches read from a segment.
+pub struct Slice {
+    pub bytes: Bytes,
+    /// Base offset of the first batch in `bytes`.
+    pub first_offset: i64,
+}
+
+impl Segment {
+    fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
+        let stem = file_stem(base_offset);
+        (
+            dir.join(format!("{stem}.log")),
+            dir.join(format!("{stem}.index")),
+            dir.join(format!("{stem}.timeindex")),
+        )
+    }
+
+    /// Opens or creates the segment at `base_offset`. With `recover`, or when an index looks
+    /// damaged, every batch is re-checked, a torn or garbled tail is truncated and the indexes
+    /// are rebuilt; otherwise only the tail after the last index entry is walked.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_bytes: u64,
+        index_interval: u64,
+        recover: bool,
+        now_ms: i64,
+    ) -> io::Result<(Segment, Option<Recovered>)> {
+        let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&log_path)?;
+        let size = log.metadata()?.len();
+        let index = OffsetIndex::open(&index_path, index_bytes)?;
+        let time_index = TimeIndex::open(&time_path, index_bytes)?;
+        let mut seg = Segment {
+            base_offset,
+            log_path,
+            log,
+            size,
+            next_offset: base_offset,
+            index,
+            time_index,
+            index_interval,
+            bytes_since_index: 0,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            created_ms: now_ms,
+        };
+        let indexes_ok = seg.index.is_sane()
+            && seg.time_index.is_sane()
+            && seg
+                .index
+                .last()
+                .is_none_or(|e| u64::from(e.position) < size);
+        if recover || !indexes_ok {
+            let report = seg.recover()?;
+            return Ok((seg, Some(report)));
+        }
+        seg.load_tail()?;
+        Ok((seg, None))
+    }
+
+    /// Re-validates every batch and rebuilds both indexes, truncating at the first batch that
+    /// does not check out.
+    pub fn recover(&mut self) -> io::Result<Recovered> {
+        self.index.clear();
+        self.time_index.clear();
+        self.size_reset();
+        let file_len = self.log.metadata()?.len();
+        let mut report = Recovered::default();
+        let mut pos = 0u64;
+        let mut buf = Vec::new();
+        while pos < file_len {
+            let Some(h) = self.check_batch_at(pos, file_len, &mut buf)? else {
+                break;
+            };
+            self.note_appended(&h, pos, h.total_size() as u64);
+            pos += h.total_size() as u64;
+            report.batches += 1;
+        }
+        if pos < file_len {
+            report.truncated_bytes = file_len - pos;
+            self.log.set_len(pos)?;
+            self.log.sync_all()?;
+        }
+        self.size = pos;
+        Ok(report)
+    }
+
+    fn size_reset(&mut self) {
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.bytes_since_index = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+    }
+
+    /// Reads the batch at `pos` and checks it whole; `None` if it is torn or garbled.
+    fn check_batch_at(
+        &self,
+        pos: u64,
+        file_len: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<Option<BatchHeader>> {
+        let mut head = [0u8; LOG_OVERHEAD];
+        if pos + LOG_OVERHEAD as u64 > file_len {
+            return Ok(None);
+        }
+        self.log.read_exact_at(&mut head, pos)?;
+        let Some((offset, total)) = batch::offset_and_size(&head) else {
+            return Ok(None);
+        };
+        if total < HEADER_SIZE || pos + total as u64 > file_len || offset < self.next_offset {
+            return Ok(None);
+        }
+        buf.resize(total, 0);
+        self.log.read_exact_at(buf, pos)?;
+        Ok(batch::check_integrity(buf).ok())
+    }
+
+    /// After a clean open, walks the batches after the last index entry to learn the next
+    /// offset and the newest timestamps.
+    fn load_tail(&mut self) -> io::Result<()> {
+        let start = self.index.last().map_or(0, |e| u64::from(e.position));
+        let mut pos = start;
+        if let Some(t) = self.time_index.last() {
+            self.max_timestamp = t.timestamp;
+            self.offset_of_max_timestamp = self.base_offset + i64::from(t.relative_offset);
+        }
+        let mut head = [0u8; HEADER_SIZE];
+        while pos + HEADER_SIZE as u64 <= self.size {
+            self.log.read_exact_at(&mut head, pos)?;
+            let Some(h) = BatchHeader::parse(&head) else {
+                break;
+            };
+            if h.total_size() < HEADER_SIZE {
+                break;
+            }
+            self.next_offset = h.last_offset() + 1;
+            if h.max_timestamp > self.max_timestamp {
+                self.max_timestamp = h.max_timestamp;
+                self.offset_of_max_timestamp = h.last_offset();
+            }
+            pos += h.total_size() as u64;
+        }
+        self.bytes_since_index = self.size - start;
+        Ok(())
+    }
+
+    /// Updates indexes and in-memory state for a batch written at `pos`.
+    fn note_appended(&mut self, h: &BatchHeader, pos: u64, len: u64) {
+        if self.bytes_since_index >= self.index_interval && pos > 0 {
+            self.index.append(OffsetEntry {
+                relative_offset: self.relative(h.base_offset),
+                position: pos as u32,
+            });
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += len;
+        if h.max_timestamp > self.max_timestamp {
+            self.max_timestamp = h.max_timestamp;
+            self.offset_of_max_timestamp = h.last_offset();
+        }
+        self.next_offset = h.last_offset() + 1;
+        self.size = pos + len;
+    }
+
+    fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32
+    }
+
+    /// True when a batch ending at `last_offset` of `len` bytes must go to a new segment.
+    pub fn must_roll(&self, len: usize, last_offset: i64, segment_bytes: u64) -> bool {
+        let full_bytes = self.size > 0 && self.size + len as u64 > segment_bytes;
+        let offset_overflow = last_offset - self.base_offset > i64::from(i32::MAX);
+        full_bytes || offset_overflow || self.index.is_full() || self.time_index.is_full()
+    }
+
+    /// Appends one batch whose header has already been assigned its offset.
+    pub fn append(&mut self, bytes: &[u8], h: &BatchHeader) -> io::Result<()> {
+        self.log.write_all_at(bytes, self.size)?;
+        self.note_appended(h, self.size, bytes.len() as u64);
+        Ok(())
+    }
+
+    /// The position of the batch holding `offset`, found from the sparse index and a short
+    /// walk of batch headers; `None` when the segment has no such batch below `limit`.
+    fn position_of(&self, offset: i64, limit: u64) -> io::Result<Option<u64>> {
+        let mut pos = self
+            .index
+            .floor(offset - self.base_offset)
+            .map_or(0, |e| u64::from(e.position));
+        let mut head = [0u8; WALK_HEADER];
+        while pos + WALK_HEADER as u64 <= limit {
+            self.log.read_exact_at(&mut head, pos)?;
+            let Some((base, size)) = batch::offset_and_size(&head) else {
+                return Ok(None);
+            };
+            let last = base
+                + i64::from(i32::from_be_bytes([
+                    head[LAST_OFFSET_DELTA],
+                    head[LAST_OFFSET_DELTA + 1],
+                    head[LAST_OFFSET_DELTA + 2],
+                    head[LAST_OFFSET_DELTA + 3],
+                ]));
+            if last >= offset {
+                return Ok(Some(pos));
+            }
+            pos += size as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`, never
+    /// past byte `limit` or a batch whose base offset is `>= max_offset`. With `min_one`, the
+    /// first batch is returned whole even when larger than `max_bytes` (KIP-74).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+    ) -> io::Result<Option<Slice>> {
+        let limit = self.size;
+        let Some(start) = self.position_of(offset, limit)? else {
+            return Ok(None);
+        };
+        let want = (limit - start).min(max_bytes as u64) as usize;
+        let mut buf = BytesMut::zeroed(want.max(LOG_OVERHEAD).min((limit - start) as usize));
+        self.log.read_exact_at(&mut buf, start)?;
+        let mut end = 0usize;
+        let mut first_offset = None;
+        while let Some((base, size)) = buf.get(end..).and_then(batch::offset_and_size) {
+            if base >= max_offset {
+                break;
+            }
+            if end + size > buf.len() {
+                let first_and_too_big = end == 0 && min_one && start + size as u64 <= limit;
+                if first_and_too_big {
+                    buf.resize(size, 0);
+                    self.log.read_exact_at(&mut buf, start)?;
+                    first_offset.get_or_insert(base);
+                    end = size;
+                }
+                break;
+            }
+            first_offset.get_or_insert(base);
+            end += size;
+        }
+        buf.truncate(end);
+        Ok(first_offset.map(|first_offset| Slice {
+            bytes: buf.freeze(),
+            first_offset,
+        }))
+    }
+
+    /// The first batch (from the time index's hint on) whose max timestamp is `>= ts`.
+    pub fn find_batch_by_timestamp(&self, ts: i64) -> io::Result<Option<Bytes>> {
+        let start_offset = self
+            .time_index
+            .floor(ts.saturating_sub(1))
+            .map_or(self.base_offset, |e| {
+                self.base_offset + i64::from(e.relative_offset)
+            });
+        let Some(mut pos) = self.position_of(start_offset, self.size)? else {
+            return Ok(None);
+        };
+        let mut head = [0u8; HEADER_SIZE];
+        while pos + HEADER_SIZE as u64 <= self.size {
+            self.log.read_exact_at(&mut head, pos)?;
+            let Some(h) = BatchHeader::parse(&head) else {
+                return Ok(None);
+            };
+            if h.max_timestamp >= ts {
+                let mut buf = BytesMut::zeroed(h.total_size());
+                self.log.read_exact_at(&mut buf, pos)?;
+                return Ok(Some(buf.freeze()));
+            }
+            pos += h.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads the whole batch whose base offset is `offset`'s batch (used for max-timestamp).
+    pub fn batch_containing(&self, offset: i64) -> io::Result<Option<Bytes>> {
+        let Some(pos) = self.position_of(offset, self.size)? else {
+            return Ok(None);
+        };
+        let mut head = [0u8; LOG_OVERHEAD];
+        self.log.read_exact_at(&mut head, pos)?;
+        let Some((_, size)) = batch::offset_and_size(&head) else {
+            return Ok(None);
+        };
+        let mut buf = BytesMut::zeroed(size);
+        self.log.read_exact_at(&mut buf, pos)?;
+        Ok(Some(buf.freeze()))
+    }
+
+    /// Called when the segment stops being the active one: records its final time-index
+    /// entry, trims both indexes and makes the log durable.
+    pub fn close_for_writes(&mut self) -> io::Result<()> {
+        if self.max_timestamp >= 0 {
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
+        }
+        self.index.trim()?;
+        self.time_index.trim()?;
+        self.log.sync_data()
+    }
+
+    /// Removes the segment's files.
+    pub fn delete(self) -> io::Result<()> {
+        let paths = [
+            self.log_path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for p in paths {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A second handle on the log file, so it can be fsynced without holding the log's lock.
+    pub fn file_handle(&self) -> io::Result<File> {
+        self.log.try_clone()
+    }
+
+    pub fn flush_indexes(&self) -> io::Result<()> {
+        self.index.flush()?;
+        self.time_index.flush()
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::make_batch;
+
+    fn append(seg: &mut Segment, n: i32, ts: i64) {
+        let mut b = make_batch(n, ts);
+        batch::assign(&mut b, seg.next_offset(), 0, None);
+        let h = BatchHeader::parse(&b).unwrap();
+        seg.append(&b, &h).unwrap();
+    }
+
+    #[test]
+    fn reads_start_at_the_batch_holding_the_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        for i in 0..20 {
+            append(&mut seg, 3, i);
+        }
+        assert_eq!(seg.next_offset(), 60);
+        let s = seg.read(31, 1 << 20, i64::MAX, true).unwrap().unwrap();
+        assert_eq!(s.first_offset, 30);
+        let s = seg.read(31, 10, i64::MAX, true).unwrap().unwrap();
+        assert_eq!(BatchHeader::parse(&s.bytes).unwrap().record_count, 3);
+        assert!(seg.read(31, 10, i64::MAX, false).unwrap().is_none());
+        assert!(seg.read(60, 1 << 20, i64::MAX, true).unwrap().is_none());
+        let found = seg.find_batch_by_timestamp(7).unwrap().unwrap();
+        assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 21);
+    }
+
+    #[test]
+    fn recovery_truncates_a_torn_tail_and_a_garbled_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        for i in 0..5 {
+            append(&mut seg, 2, i);
+        }
+        let good = seg.size();
+        drop(seg);
+        let path = dir.path().join("00000000000000000000.log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&make_batch(2, 9)[..30]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
+        assert_eq!(rec.unwrap().truncated_bytes, 30);
+        assert_eq!((seg.size(), seg.next_offset()), (good, 10));
+        drop(seg);
+        // garble the third batch: everything from it on goes
+        let mut bytes = std::fs::read(&path).unwrap();
+        let third = 2 * (bytes.len() / 5) + HEADER_SIZE + 2;
+        bytes[third] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
+        assert_eq!(rec.unwrap().batches, 2);
+        assert_eq!(seg.next_offset(), 4);
+    }
+}

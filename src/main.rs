@@ -1,0 +1,110 @@
+//! The `weir` command: parse flags, layer the configuration, serve until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use weir::config::{self, BrokerConfig};
+
+/// An event-streaming broker that speaks the Apache Kafka wire protocol.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on (Kafka: listeners).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address returned to clients in Metadata (Kafka: advertised.listeners).
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise: Option<String>,
+    /// Data directory (Kafka: log.dirs).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This broker's id (Kafka: node.id).
+    #[arg(long, value_name = "N")]
+    node_id: Option<i32>,
+    /// TOML file of Kafka config names and values; see config/weir.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Any broker config by its Kafka name, e.g. --set num.partitions=3 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
+    let file = match &cli.config {
+        Some(path) => config::read_config_file(path).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let env = config::read_env(std::env::vars());
+    let mut flags = Vec::new();
+    for kv in &cli.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set expects NAME=VALUE, got '{kv}'"))?;
+        flags.push((k.trim().to_string(), v.to_string()));
+    }
+    if let Some(l) = &cli.listen {
+        flags.push(("listeners".into(), l.clone()));
+    }
+    if let Some(a) = &cli.advertise {
+        flags.push(("advertised.listeners".into(), a.clone()));
+    }
+    if let Some(d) = &cli.data_dir {
+        flags.push(("log.dirs".into(), d.display().to_string()));
+    }
+    if let Some(n) = cli.node_id {
+        flags.push(("node.id".into(), n.to_string()));
+    }
+    Ok(vec![file, env, flags])
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let cfg = layers(&cli).and_then(|l| BrokerConfig::from_layers(l).map_err(|e| e.to_string()));
+    let cfg = match cfg {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            std::process::exit(2);
+        }
+    };
+    let running = match weir::start(cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    let stop = running.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received, shutting down");
+        let _ = stop.send(true);
+    });
+    if let Err(e) = running.wait().await {
+        eprintln!("weir: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

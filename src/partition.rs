@@ -1,0 +1,105 @@
+//! A partition as the request path sees it: its [`Log`] behind a lock, the fetches waiting for
+//! new data, and group-committed fsyncs.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use crate::log::{AppendInfo, Log, LogError};
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    log: RwLock<Log>,
+    /// Fetches parked until this partition's high watermark moves.
+    waiters: Mutex<Vec<Arc<Notify>>>,
+    /// Everything below this offset is known to be on disk.
+    flushed_offset: AtomicI64,
+    /// Serialises fsyncs: a producer that finds a flush running waits for it and usually
+    /// finds its own data covered (group commit).
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+impl Partition {
+    pub fn new(topic: String, index: i32, log: Log) -> Partition {
+        let flushed = log.log_end_offset();
+        Partition {
+            topic,
+            index,
+            log: RwLock::new(log),
+            waiters: Mutex::new(Vec::new()),
+            flushed_offset: AtomicI64::new(flushed),
+            flush_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Shared access to the log for reads.
+    pub fn log(&self) -> parking_lot::RwLockReadGuard<'_, Log> {
+        self.log.read()
+    }
+
+    /// Exclusive access for admin operations (retention, DeleteRecords, config changes).
+    pub fn log_mut(&self) -> parking_lot::RwLockWriteGuard<'_, Log> {
+        self.log.write()
+    }
+
+    /// Appends a produce request's records and wakes parked fetches.
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
+        let info = self.log.write().append(records, now_ms)?;
+        self.wake_waiters();
+        Ok(info)
+    }
+
+    /// Registers a fetch to be woken on the next append.
+    pub fn add_waiter(&self, notify: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock();
+        // Drop registrations of fetches that already returned, so an idle partition's list
+        // stays as long as its live fetchers.
+        waiters.retain(|w| Arc::strong_count(w) > 1);
+        if !waiters.iter().any(|w| Arc::ptr_eq(w, notify)) {
+            waiters.push(notify.clone());
+        }
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock());
+        for w in waiters {
+            w.notify_one();
+        }
+    }
+
+    /// Makes everything up to `offset` durable, sharing fsyncs between concurrent callers.
+    pub async fn flush_to(&self, offset: i64) -> Result<(), LogError> {
+        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _turn = self.flush_lock.lock().await;
+        if self.flushed_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let (file, covered) = self.log.read().flush_target()?;
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+        self.flushed_offset.fetch_max(covered, Ordering::AcqRel);
+        self.log.write().mark_flushed();
+        Ok(())
+    }
+
+    /// Flushes when `flush.messages` unflushed records have piled up.
+    pub async fn flush_if_due(&self) -> Result<(), LogError> {
+        let (due, leo) = {
+            let log = self.log.read();
+            (
+                log.unflushed_records() >= log.config().flush_messages,
+                log.log_end_offset(),
+            )
+        };
+        if due {
+            self.flush_to(leo).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! Shared helpers for integration tests: brokers in-process or as the built binary, and
+//! rdkafka clients pointed at them.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use weir::config::BrokerConfig;
+
+/// A unique topic name for this test run.
+pub fn topic_name(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Config for a broker on an ephemeral port with its data in `dir`.
+pub fn config(dir: &Path, extra: &[(&str, &str)]) -> BrokerConfig {
+    let mut layer = vec![
+        ("listeners".to_string(), "127.0.0.1:0".to_string()),
+        ("log.dirs".to_string(), dir.display().to_string()),
+    ];
+    layer.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    BrokerConfig::from_layers([layer]).expect("valid test config")
+}
+
+/// A broker running inside the test process.
+pub struct TestBroker {
+    pub running: Option<weir::RunningBroker>,
+    pub dir: tempfile::TempDir,
+    pub bootstrap: String,
+}
+
+impl TestBroker {
+    pub async fn start(extra: &[(&str, &str)]) -> TestBroker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+        let running = weir::start(config(dir.path(), extra))
+            .await
+            .expect("broker starts");
+        let bootstrap = running.addr.to_string();
+        TestBroker {
+            running: Some(running),
+            dir,
+            bootstrap,
+        }
+    }
+
+    /// Clean shutdown, then start again on the same data directory.
+    pub async fn restart(mut self, extra: &[(&str, &str)]) -> TestBroker {
+        self.stop().await;
+        Self::start_in(self.dir, extra).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// The built `weir` binary running as a child process.
+pub struct BinaryBroker {
+    pub child: Child,
+    pub bootstrap: String,
+}
+
+impl BinaryBroker {
+    pub fn start(dir: &Path, extra: &[&str]) -> BinaryBroker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weir");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[weir] {line}");
+                if !sent && line.contains("weir listening") {
+                    if let Some(addr) = line.split("addr=").nth(1) {
+                        let addr = addr
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let bootstrap = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("weir reports its address");
+        BinaryBroker { child, bootstrap }
+    }
+
+    pub fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        self.child.wait().expect("wait")
+    }
+}
+
+impl Drop for BinaryBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("log_level", "4");
+    c
+}
+
+pub fn producer(bootstrap: &str, extra: &[(&str, &str)]) -> FutureProducer {
+    let mut c = client_config(bootstrap);
+    c.set("linger.ms", "5").set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    c.create().expect("producer")
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    client_config(bootstrap).create().expect("admin client")
+}
+
+pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let mut t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = admin(bootstrap)
+        .create_topics(&[t], &AdminOptions::new())
+        .await
+        .expect("create_topics request");
+    res[0].as_ref().expect("topic created");
+}
+
+/// A consumer assigned (no group) to `partitions` of `topic` from `offset`.
+pub fn assigned_consumer(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    offset: Offset,
+    extra: &[(&str, &str)],
+) -> BaseConsumer {
+    let mut c = client_config(bootstrap);
+    c.set("enable.auto.commit", "false")
+        .set("group.id", "unused-assign-only")
+        .set("enable.partition.eof", "false");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let consumer: BaseConsumer = c.create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition_offset(topic, *p, offset).expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Polls until `n` messages arrived or `timeout` passed; returns what arrived.
+pub fn consume_n(consumer: &BaseConsumer, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until `cond` holds.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond()
+}
+
+pub fn value_of(m: &OwnedMessage) -> Option<Vec<u8>> {
+    m.payload().map(<[u8]>::to_vec)
+}
+
+/// A bare Kafka protocol client for requests rdkafka will not send.
+pub mod raw {
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub fn connect(bootstrap: &str) -> TcpStream {
+        let s = TcpStream::connect(bootstrap).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends one encoded request frame.
+    pub fn send<Req: Encodable>(
+        s: &mut TcpStream,
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        req: &Req,
+    ) {
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+    }
+
+    /// Reads one response frame; `None` when the broker closed the connection.
+    pub fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        s.read_exact(&mut size).ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(size) as usize];
+        s.read_exact(&mut buf).ok()?;
+        Some(Bytes::from(buf))
+    }
+
+    /// One request/response round trip.
+    pub fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        bootstrap: &str,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let mut s = connect(bootstrap);
+        send(&mut s, key, version, 7, req);
+        let mut frame = read_frame(&mut s).expect("response");
+        let header = ResponseHeader::decode(&mut frame, Resp::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, 7);
+        Resp::decode(&mut frame, version).expect("decodable response")
+    }
+
+    /// True when the broker closes the connection (EOF) within the read timeout.
+    pub fn is_closed(s: &mut TcpStream) -> bool {
+        let mut b = [0u8; 1];
+        matches!(s.read(&mut b), Ok(0))
+            || matches!(s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    }
+}

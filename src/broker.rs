@@ -24,9 +24,7 @@ const METADATA_DIR: &str = "__cluster_metadata-0";
 pub const MAX_TOPIC_NAME: usize = 249;
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A topic and its partitions.
@@ -39,9 +37,7 @@ pub struct Topic {
 
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.partitions.get(i))
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
     }
 
     pub fn is_internal(&self) -> bool {
@@ -112,10 +108,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
             "Topic name is illegal, it can't be longer than {MAX_TOPIC_NAME} characters, topic name: {name}"
         ));
     }
-    if !name
-        .bytes()
-        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
-    {
+    if !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-') {
         return bad(format!(
             "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
         ));
@@ -142,7 +135,12 @@ pub struct Broker {
     topics: DashMap<String, Arc<Topic>>,
     topic_names: DashMap<Uuid, String>,
     clean_start: bool,
+    /// Next producer id to hand out and the end of the block it comes from.
+    producer_ids: parking_lot::Mutex<(i64, i64)>,
 }
+
+/// Producer ids are reserved in the metadata log a block at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Broker {
     /// Opens the data directory: cluster identity, metadata, and every partition log.
@@ -174,6 +172,7 @@ impl Broker {
             topics: DashMap::new(),
             topic_names: DashMap::new(),
             clean_start,
+            producer_ids: parking_lot::Mutex::new((image.producer_id_block_end, image.producer_id_block_end)),
         };
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
@@ -218,12 +217,7 @@ impl Broker {
             }
             partitions.push(Arc::new(Partition::new(meta.name.clone(), p, log)));
         }
-        Ok(Topic {
-            name: meta.name.clone(),
-            id: meta.id,
-            configs: meta.configs.clone(),
-            partitions,
-        })
+        Ok(Topic { name: meta.name.clone(), id: meta.id, configs: meta.configs.clone(), partitions })
     }
 
     fn install(&self, topic: Topic) {
@@ -292,20 +286,13 @@ impl Broker {
 
     /// Checks a topic creation without performing it; returns the resolved partition count,
     /// replication factor and validated configs.
-    pub fn check_new_topic(
-        &self,
-        t: &NewTopic,
-    ) -> Result<(i32, i16, BTreeMap<String, String>), AdminError> {
+    pub fn check_new_topic(&self, t: &NewTopic) -> Result<(i32, i16, BTreeMap<String, String>), AdminError> {
         validate_topic_name(&t.name)?;
         if self.topics.contains_key(&t.name) {
             return Err(AdminError::TopicAlreadyExists(t.name.clone()));
         }
         let normal = t.name.replace('.', "_");
-        if let Some(other) = self
-            .topics
-            .iter()
-            .find(|o| o.name.replace('.', "_") == normal)
-        {
+        if let Some(other) = self.topics.iter().find(|o| o.name.replace('.', "_") == normal) {
             return Err(AdminError::InvalidTopic(format!(
                 "Topic '{}' collides with existing topic: {}",
                 t.name, other.name
@@ -343,12 +330,7 @@ impl Broker {
     pub async fn create_topic(&self, t: &NewTopic) -> Result<Arc<Topic>, AdminError> {
         let mut metadata = self.metadata.lock().await;
         let (partitions, _, configs) = self.check_new_topic(t)?;
-        let meta = TopicMeta {
-            name: t.name.clone(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs,
-        };
+        let meta = TopicMeta { name: t.name.clone(), id: Uuid::new_v4(), partitions, configs };
         metadata.append(&MetadataRecord::CreateTopic {
             name: meta.name.clone(),
             id: meta.id,
@@ -375,9 +357,7 @@ impl Broker {
         self.topic_names.remove(&topic.id);
         for p in &topic.partitions {
             let dir = self.partition_dir(name, p.index);
-            let doomed =
-                self.data_dir
-                    .join(format!("{name}-{}.{}-delete", p.index, topic.id.simple()));
+            let doomed = self.data_dir.join(format!("{name}-{}.{}-delete", p.index, topic.id.simple()));
             if let Err(err) = std::fs::rename(&dir, &doomed) {
                 tracing::warn!(%err, dir = %dir.display(), "cannot rename deleted partition");
                 continue;
@@ -389,12 +369,7 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub async fn create_partitions(
-        &self,
-        name: &str,
-        count: i32,
-        validate_only: bool,
-    ) -> Result<(), AdminError> {
+    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
         let mut metadata = self.metadata.lock().await;
         let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
         let current = topic.partitions.len() as i32;
@@ -409,63 +384,35 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        metadata.append(&MetadataRecord::CreatePartitions {
-            id: topic.id,
-            count,
-        })?;
-        let meta = TopicMeta {
-            name: topic.name.clone(),
-            id: topic.id,
-            partitions: count,
-            configs: topic.configs.clone(),
-        };
+        metadata.append(&MetadataRecord::CreatePartitions { id: topic.id, count })?;
+        let meta =
+            TopicMeta { name: topic.name.clone(), id: topic.id, partitions: count, configs: topic.configs.clone() };
         let added = self.open_topic(&meta, current)?;
         let mut all = topic.partitions.clone();
         all.extend(added.partitions);
-        self.install(Topic {
-            partitions: all,
-            ..added
-        });
+        self.install(Topic { partitions: all, ..added });
         Ok(())
     }
 
     /// Replaces a topic's config overrides (already validated by the caller).
-    pub async fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-    ) -> Result<(), AdminError> {
+    pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
         let mut metadata = self.metadata.lock().await;
         let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
-        metadata.append(&MetadataRecord::TopicConfigs {
-            id: topic.id,
-            configs: configs.clone(),
-        })?;
+        metadata.append(&MetadataRecord::TopicConfigs { id: topic.id, configs: configs.clone() })?;
         let log_config = self.log_config(&configs);
         for p in &topic.partitions {
             p.log_mut().set_config(log_config.clone());
         }
-        self.install(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs,
-            partitions: topic.partitions.clone(),
-        });
+        self.install(Topic { name: topic.name.clone(), id: topic.id, configs, partitions: topic.partitions.clone() });
         Ok(())
     }
 
     /// Replaces the broker's dynamic config overrides (already validated by the caller) and
     /// re-resolves every topic's settings.
-    pub async fn set_broker_configs(
-        &self,
-        configs: BTreeMap<&'static str, String>,
-    ) -> Result<(), AdminError> {
+    pub async fn set_broker_configs(&self, configs: BTreeMap<&'static str, String>) -> Result<(), AdminError> {
         let mut metadata = self.metadata.lock().await;
         metadata.append(&MetadataRecord::BrokerConfigs {
-            configs: configs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            configs: configs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         })?;
         self.config.write().set_dynamic(configs);
         for topic in self.topics() {
@@ -475,6 +422,27 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Hands out a producer id never used before, reserving a new block in the metadata log
+    /// when the current one is used up (so ids stay unique across restarts).
+    pub async fn allocate_producer_id(&self) -> Result<i64, AdminError> {
+        {
+            let mut ids = self.producer_ids.lock();
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let mut metadata = self.metadata.lock().await;
+        let mut ids = *self.producer_ids.lock();
+        if ids.0 >= ids.1 {
+            let block_end = ids.1 + PRODUCER_ID_BLOCK;
+            metadata.append(&MetadataRecord::ProducerIds { block_end })?;
+            ids = (ids.1, block_end);
+        }
+        *self.producer_ids.lock() = (ids.0 + 1, ids.1);
+        Ok(ids.0)
     }
 
     /// Runs retention over every partition.
@@ -497,11 +465,7 @@ impl Broker {
 
     /// Background work: retention on its interval.
     pub async fn run_background(self: Arc<Self>) {
-        let every = self
-            .config
-            .read()
-            .get_i64("log.retention.check.interval.ms")
-            .max(1);
+        let every = self.config.read().get_i64("log.retention.check.interval.ms").max(1);
         let mut tick = tokio::time::interval(Duration::from_millis(every as u64));
         tick.tick().await;
         loop {
@@ -530,10 +494,7 @@ impl Broker {
 /// Splits `host:port`; a missing or bad port gives 9092.
 pub fn split_host_port(addr: &str) -> (String, i32) {
     match addr.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().unwrap_or(9092),
-        ),
+        Some((h, p)) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p.parse().unwrap_or(9092)),
         None => (addr.to_string(), 9092),
     }
 }
@@ -576,10 +537,7 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }

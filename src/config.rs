@@ -52,15 +52,7 @@ const fn broker(
     dynamic: bool,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef {
-        name,
-        kind,
-        default,
-        check,
-        dynamic,
-        broker_synonym: None,
-        doc,
-    }
+    ConfigDef { name, kind, default, check, dynamic, broker_synonym: None, doc }
 }
 
 const fn topic(
@@ -70,15 +62,7 @@ const fn topic(
     check: Check,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef {
-        name,
-        kind,
-        default: "",
-        check,
-        dynamic: true,
-        broker_synonym: Some(broker_synonym),
-        doc,
-    }
+    ConfigDef { name, kind, default: "", check, dynamic: true, broker_synonym: Some(broker_synonym), doc }
 }
 
 use Check::{AtLeast, OneOf};
@@ -114,14 +98,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         false,
         "Directory holding partition logs and the metadata log (--data-dir).",
     ),
-    broker(
-        "node.id",
-        Int,
-        "1",
-        AtLeast(0),
-        false,
-        "This broker's id (--node-id).",
-    ),
+    broker("node.id", Int, "1", AtLeast(0), false, "This broker's id (--node-id)."),
     broker(
         "num.partitions",
         Int,
@@ -146,14 +123,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         true,
         "Create a topic when Metadata asks for an unknown one and allows auto-creation.",
     ),
-    broker(
-        "delete.topic.enable",
-        Boolean,
-        "true",
-        Check::None,
-        false,
-        "Whether DeleteTopics is allowed.",
-    ),
+    broker("delete.topic.enable", Boolean, "true", Check::None, false, "Whether DeleteTopics is allowed."),
     broker(
         "message.max.bytes",
         Int,
@@ -194,30 +164,9 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         true,
         "Partition size above which the oldest segments are deleted; -1 means no limit.",
     ),
-    broker(
-        "log.retention.check.interval.ms",
-        Long,
-        "300000",
-        AtLeast(1),
-        false,
-        "How often retention runs.",
-    ),
-    broker(
-        "log.cleanup.policy",
-        Str,
-        "delete",
-        OneOf(CLEANUP_POLICIES),
-        true,
-        "Default cleanup.policy of topics.",
-    ),
-    broker(
-        "log.index.interval.bytes",
-        Int,
-        "4096",
-        AtLeast(0),
-        true,
-        "Bytes of log between two sparse index entries.",
-    ),
+    broker("log.retention.check.interval.ms", Long, "300000", AtLeast(1), false, "How often retention runs."),
+    broker("log.cleanup.policy", Str, "delete", OneOf(CLEANUP_POLICIES), true, "Default cleanup.policy of topics."),
+    broker("log.index.interval.bytes", Int, "4096", AtLeast(0), true, "Bytes of log between two sparse index entries."),
     broker(
         "log.index.size.max.bytes",
         Int,
@@ -306,14 +255,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         true,
         "Default compression.type of topics; Weir stores batches as the producer sent them.",
     ),
-    broker(
-        "min.insync.replicas",
-        Int,
-        "1",
-        AtLeast(1),
-        true,
-        "Default min.insync.replicas of topics.",
-    ),
+    broker("min.insync.replicas", Int, "1", AtLeast(1), true, "Default min.insync.replicas of topics."),
     broker(
         "socket.request.max.bytes",
         Int,
@@ -338,14 +280,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         false,
         "Delay of a new group's first rebalance (groups arrive with the group coordinator).",
     ),
-    broker(
-        "offsets.topic.num.partitions",
-        Int,
-        "50",
-        AtLeast(1),
-        false,
-        "Partitions of __consumer_offsets.",
-    ),
+    broker("offsets.topic.num.partitions", Int, "50", AtLeast(1), false, "Partitions of __consumer_offsets."),
     broker(
         "transaction.max.timeout.ms",
         Int,
@@ -386,27 +321,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         AtLeast(1),
         "fsync after this many unflushed messages.",
     ),
-    topic(
-        "flush.ms",
-        Long,
-        "log.flush.interval.ms",
-        AtLeast(0),
-        "fsync when the oldest unflushed data is this old.",
-    ),
-    topic(
-        "index.interval.bytes",
-        Int,
-        "log.index.interval.bytes",
-        AtLeast(0),
-        "Bytes between sparse index entries.",
-    ),
-    topic(
-        "max.message.bytes",
-        Int,
-        "message.max.bytes",
-        AtLeast(0),
-        "Largest record batch accepted.",
-    ),
+    topic("flush.ms", Long, "log.flush.interval.ms", AtLeast(0), "fsync when the oldest unflushed data is this old."),
+    topic("index.interval.bytes", Int, "log.index.interval.bytes", AtLeast(0), "Bytes between sparse index entries."),
+    topic("max.message.bytes", Int, "message.max.bytes", AtLeast(0), "Largest record batch accepted."),
     topic(
         "message.timestamp.type",
         Str,
@@ -463,27 +380,9 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
         AtLeast(-1),
         "How long a segment is kept after its newest record; -1 keeps forever.",
     ),
-    topic(
-        "segment.bytes",
-        Int,
-        "log.segment.bytes",
-        AtLeast(14),
-        "Segment size at which a new segment is rolled.",
-    ),
-    topic(
-        "segment.index.bytes",
-        Int,
-        "log.index.size.max.bytes",
-        AtLeast(4),
-        "Largest index file.",
-    ),
-    topic(
-        "segment.ms",
-        Long,
-        "log.roll.ms",
-        AtLeast(1),
-        "Age at which a non-empty segment is rolled.",
-    ),
+    topic("segment.bytes", Int, "log.segment.bytes", AtLeast(14), "Segment size at which a new segment is rolled."),
+    topic("segment.index.bytes", Int, "log.index.size.max.bytes", AtLeast(4), "Largest index file."),
+    topic("segment.ms", Long, "log.roll.ms", AtLeast(1), "Age at which a non-empty segment is rolled."),
 ];
 
 /// Looks a broker key up in the table.
@@ -501,11 +400,7 @@ pub enum ConfigError {
     #[error("unknown config key '{0}'")]
     UnknownKey(String),
     #[error("invalid value '{value}' for config '{key}': {reason}")]
-    InvalidValue {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    InvalidValue { key: String, value: String, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
 }
@@ -537,9 +432,7 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<String, ConfigError> {
             }
         }
         ConfigType::Double => {
-            value
-                .parse::<f64>()
-                .map_err(|_| invalid("expected a number"))?;
+            value.parse::<f64>().map_err(|_| invalid("expected a number"))?;
         }
         Str | ConfigType::List | ConfigType::Password => {
             if let OneOf(choices) = def.check {
@@ -574,9 +467,7 @@ pub struct BrokerConfig {
 impl BrokerConfig {
     /// Builds a config from explicit `(key, value)` pairs layered from lowest to highest
     /// precedence. Later layers win.
-    pub fn from_layers<'a>(
-        layers: impl IntoIterator<Item = Vec<(String, String)>>,
-    ) -> Result<Self, ConfigError>
+    pub fn from_layers<'a>(layers: impl IntoIterator<Item = Vec<(String, String)>>) -> Result<Self, ConfigError>
     where
         Self: 'a,
     {
@@ -626,10 +517,7 @@ impl BrokerConfig {
     /// The value of an Int or Long key. Values were validated when set, so the fallback to
     /// the table default only guards against a key of another type.
     pub fn get_i64(&self, key: &str) -> i64 {
-        self.get(key)
-            .parse()
-            .or_else(|_| broker_def(key).map(|d| d.default.parse()).unwrap_or(Ok(0)))
-            .unwrap_or(0)
+        self.get(key).parse().or_else(|_| broker_def(key).map(|d| d.default.parse()).unwrap_or(Ok(0))).unwrap_or(0)
     }
 
     pub fn get_bool(&self, key: &str) -> bool {
@@ -670,30 +558,52 @@ fn strip_scheme(listener: &str) -> String {
 
 /// Reads a TOML config file: a flat table whose keys are Kafka config names.
 pub fn read_config_file(path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
-    let file_err = |reason: String| ConfigError::File {
-        path: path.display().to_string(),
-        reason,
-    };
+    let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| file_err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_err(e.to_string()))?;
     let mut out = Vec::new();
+    flatten("", table, &mut out).map_err(file_err)?;
+    Ok(out)
+}
+
+/// Flattens nested tables, so both `"log.retention.ms" = 1` and bare dotted keys work.
+fn flatten(prefix: &str, table: toml::Table, out: &mut Vec<(String, String)>) -> Result<(), String> {
     for (key, value) in table {
+        let key = if prefix.is_empty() { key } else { format!("{prefix}.{key}") };
         let value = match value {
+            toml::Value::Table(t) => {
+                flatten(&key, t, out)?;
+                continue;
+            }
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            other => {
-                return Err(file_err(format!(
-                    "key '{key}' has unsupported value {other}"
-                )))
-            }
+            other => return Err(format!("key '{key}' has unsupported value {other}")),
         };
         out.push((key, value));
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The documented default config file (`config/weir.toml`): every broker key, its doc line
+/// and its default value.
+pub fn default_config_file() -> String {
+    let mut out = String::from(
+        "# Weir broker configuration: every key Weir understands, set to its default.\n\
+         # Keys are Apache Kafka's broker config names. Precedence: --set/flags > WEIR_<NAME>\n\
+         # environment variables (WEIR_NUM_PARTITIONS=3) > this file (--config FILE) > defaults.\n\
+         # Generated by `weir --print-default-config`; a test keeps it in sync.\n",
+    );
+    for def in BROKER_CONFIGS {
+        let value = match def.kind {
+            Boolean | Int | Long | ConfigType::Double => def.default.to_string(),
+            _ => format!("{:?}", def.default),
+        };
+        let dynamic = if def.dynamic { " (dynamic)" } else { "" };
+        out.push_str(&format!("\n# {}{dynamic}\n\"{}\" = {value}\n", def.doc, def.name));
+    }
+    out
 }
 
 /// Reads `WEIR_<NAME>` environment variables: `WEIR_NUM_PARTITIONS=3` sets `num.partitions`.
@@ -746,11 +656,7 @@ pub fn topic_value(
 
 impl LogConfig {
     pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
-        let s = |k: &str| {
-            topic_value(broker, overrides, k)
-                .map(|(v, _)| v)
-                .unwrap_or_default()
-        };
+        let s = |k: &str| topic_value(broker, overrides, k).map(|(v, _)| v).unwrap_or_default();
         let n = |k: &str| s(k).parse::<i64>().unwrap_or(0);
         let policy = s("cleanup.policy");
         LogConfig {
@@ -773,9 +679,7 @@ impl LogConfig {
 }
 
 /// Validates a set of topic overrides, as CreateTopics and AlterConfigs must.
-pub fn validate_topic_configs(
-    configs: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ConfigError> {
+pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for (k, v) in configs {
         let def = topic_def(k).ok_or_else(|| ConfigError::UnknownKey(k.clone()))?;
@@ -797,19 +701,14 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.get_i64("num.partitions"), 5);
         assert_eq!(cfg.get_i64("log.segment.bytes"), 1073741824);
-        assert_eq!(
-            cfg.lookup("num.partitions").unwrap().1,
-            ConfigSource::StaticBroker
-        );
+        assert_eq!(cfg.lookup("num.partitions").unwrap().1, ConfigSource::StaticBroker);
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let err =
-            BrokerConfig::from_layers([vec![("num.partitions".into(), "x".into())]]).unwrap_err();
+        let err = BrokerConfig::from_layers([vec![("num.partitions".into(), "x".into())]]).unwrap_err();
         assert!(err.to_string().contains("num.partitions"));
-        let err =
-            BrokerConfig::from_layers([vec![("no.such.key".into(), "1".into())]]).unwrap_err();
+        let err = BrokerConfig::from_layers([vec![("no.such.key".into(), "1".into())]]).unwrap_err();
         assert_eq!(err, ConfigError::UnknownKey("no.such.key".into()));
     }
 
@@ -825,8 +724,7 @@ mod tests {
 
     #[test]
     fn topic_values_fall_back_to_broker_synonyms() {
-        let cfg =
-            BrokerConfig::from_layers([vec![("log.retention.ms".into(), "1000".into())]]).unwrap();
+        let cfg = BrokerConfig::from_layers([vec![("log.retention.ms".into(), "1000".into())]]).unwrap();
         let mut over = BTreeMap::new();
         assert_eq!(LogConfig::resolve(&cfg, &over).retention_ms, 1000);
         over.insert("retention.ms".to_string(), "5".to_string());
@@ -834,13 +732,21 @@ mod tests {
     }
 
     #[test]
+    fn documented_config_file_is_current_and_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/weir.toml");
+        let text = std::fs::read_to_string(&path).expect("config/weir.toml exists");
+        assert_eq!(text, default_config_file(), "regenerate with: weir --print-default-config > config/weir.toml");
+        let values = read_config_file(&path).unwrap();
+        assert_eq!(values.len(), BROKER_CONFIGS.len());
+        for (k, v) in values {
+            assert_eq!(validate(broker_def(&k).unwrap(), &v).unwrap(), broker_def(&k).unwrap().default);
+        }
+    }
+
+    #[test]
     fn every_topic_key_has_a_broker_synonym() {
         for def in TOPIC_CONFIGS {
-            assert!(
-                broker_def(def.broker_synonym.unwrap()).is_some(),
-                "{}",
-                def.name
-            );
+            assert!(broker_def(def.broker_synonym.unwrap()).is_some(), "{}", def.name);
         }
     }
 }

@@ -28,6 +28,9 @@ struct Cli {
     /// Any broker config by its Kafka name, e.g. --set num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Print the documented default config file (config/weir.toml) and exit.
+    #[arg(long)]
+    print_default_config: bool,
 }
 
 fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
@@ -38,9 +41,7 @@ fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
     let env = config::read_env(std::env::vars());
     let mut flags = Vec::new();
     for kv in &cli.set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--set expects NAME=VALUE, got '{kv}'"))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects NAME=VALUE, got '{kv}'"))?;
         flags.push((k.trim().to_string(), v.to_string()));
     }
     if let Some(l) = &cli.listen {
@@ -62,11 +63,13 @@ fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
 async fn main() {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{}", config::default_config_file());
+        return;
+    }
     let cfg = layers(&cli).and_then(|l| BrokerConfig::from_layers(l).map_err(|e| e.to_string()));
     let cfg = match cfg {
         Ok(c) => c,

@@ -92,10 +92,7 @@ impl Partition {
     pub async fn flush_if_due(&self) -> Result<(), LogError> {
         let (due, leo) = {
             let log = self.log.read();
-            (
-                log.unflushed_records() >= log.config().flush_messages,
-                log.log_end_offset(),
-            )
+            (log.unflushed_records() >= log.config().flush_messages, log.log_end_offset())
         };
         if due {
             self.flush_to(leo).await?;

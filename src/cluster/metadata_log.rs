@@ -38,6 +38,10 @@ pub enum MetadataRecord {
     BrokerConfigs {
         configs: BTreeMap<String, String>,
     },
+    /// Producer ids below `block_end` are handed out; the next block starts there.
+    ProducerIds {
+        block_end: i64,
+    },
 }
 
 /// A topic as metadata knows it.
@@ -54,25 +58,17 @@ pub struct TopicMeta {
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicMeta>,
     pub broker_configs: BTreeMap<String, String>,
+    /// End of the last producer-id block handed out.
+    pub producer_id_block_end: i64,
 }
 
 impl MetadataImage {
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
-            MetadataRecord::CreateTopic {
-                name,
-                id,
-                partitions,
-                configs,
-            } => {
+            MetadataRecord::CreateTopic { name, id, partitions, configs } => {
                 self.topics.insert(
                     name.clone(),
-                    TopicMeta {
-                        name: name.clone(),
-                        id: *id,
-                        partitions: *partitions,
-                        configs: configs.clone(),
-                    },
+                    TopicMeta { name: name.clone(), id: *id, partitions: *partitions, configs: configs.clone() },
                 );
             }
             MetadataRecord::CreatePartitions { id, count } => {
@@ -87,6 +83,9 @@ impl MetadataImage {
             }
             MetadataRecord::DeleteTopic { id } => self.topics.retain(|_, t| t.id != *id),
             MetadataRecord::BrokerConfigs { configs } => self.broker_configs = configs.clone(),
+            MetadataRecord::ProducerIds { block_end } => {
+                self.producer_id_block_end = self.producer_id_block_end.max(*block_end)
+            }
         }
     }
 }
@@ -114,11 +113,7 @@ impl MetadataLog {
             image.apply(&record.0);
             pos += record.1;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
         if pos < bytes.len() {
             tracing::warn!(
                 path = %path.display(),
@@ -171,15 +166,9 @@ mod tests {
         {
             let (mut log, image) = MetadataLog::open(dir.path()).unwrap();
             assert!(image.topics.is_empty());
-            log.append(&MetadataRecord::CreateTopic {
-                name: "t".into(),
-                id,
-                partitions: 2,
-                configs: BTreeMap::new(),
-            })
-            .unwrap();
-            log.append(&MetadataRecord::CreatePartitions { id, count: 4 })
+            log.append(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions: 2, configs: BTreeMap::new() })
                 .unwrap();
+            log.append(&MetadataRecord::CreatePartitions { id, count: 4 }).unwrap();
         }
         let path = dir.path().join("metadata.log");
         let mut bytes = std::fs::read(&path).unwrap();

@@ -11,10 +11,7 @@ fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
         .iter()
         .map(|(key, min, max)| {
-            ApiVersion::default()
-                .with_api_key(*key as i16)
-                .with_min_version(*min)
-                .with_max_version(*max)
+            ApiVersion::default().with_api_key(*key as i16).with_min_version(*min).with_max_version(*max)
         })
         .collect()
 }

@@ -5,8 +5,8 @@ use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest,
-    DescribeLogDirsResponse, TopicName,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    TopicName,
 };
 use kafka_protocol::ResponseError;
 
@@ -16,10 +16,7 @@ use super::{str_bytes, RequestContext};
 /// DescribeCluster's endpoint type for brokers (2 asks for controllers).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub async fn describe_cluster(
-    ctx: &RequestContext,
-    req: DescribeClusterRequest,
-) -> DescribeClusterResponse {
+pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let broker = &ctx.broker;
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
@@ -40,10 +37,7 @@ pub async fn describe_cluster(
         .with_port(port)])
 }
 
-pub async fn describe_log_dirs(
-    ctx: &RequestContext,
-    req: DescribeLogDirsRequest,
-) -> DescribeLogDirsResponse {
+pub async fn describe_log_dirs(ctx: &RequestContext, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let broker = &ctx.broker;
     let topics: Vec<DescribeLogDirsTopic> = broker
         .topics()
@@ -51,12 +45,7 @@ pub async fn describe_log_dirs(
         .filter_map(|t| {
             let wanted: Option<Vec<i32>> = match &req.topics {
                 None => None,
-                Some(list) => Some(
-                    list.iter()
-                        .find(|w| w.topic.0.as_str() == t.name)?
-                        .partitions
-                        .clone(),
-                ),
+                Some(list) => Some(list.iter().find(|w| w.topic.0.as_str() == t.name)?.partitions.clone()),
             };
             let partitions = t
                 .partitions
@@ -75,8 +64,7 @@ pub async fn describe_log_dirs(
             )
         })
         .collect();
-    let dir = std::fs::canonicalize(broker.data_dir())
-        .unwrap_or_else(|_| broker.data_dir().to_path_buf());
+    let dir = std::fs::canonicalize(broker.data_dir()).unwrap_or_else(|_| broker.data_dir().to_path_buf());
     let (total, usable) = disk_space(broker.data_dir()).unwrap_or((-1, -1));
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(dir.display().to_string()))

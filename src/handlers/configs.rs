@@ -16,9 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, RequestContext};
 use crate::broker::{AdminError, Broker};
-use crate::config::{
-    self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS,
-};
+use crate::config::{self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -52,10 +50,7 @@ fn broker_layers(cfg: &BrokerConfig, key: &'static str) -> Vec<(&'static str, St
 }
 
 /// Every topic config with its effective value given the topic's overrides.
-pub fn topic_config_entries(
-    cfg: &BrokerConfig,
-    overrides: &BTreeMap<String, String>,
-) -> Vec<ConfigEntry> {
+pub fn topic_config_entries(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
     TOPIC_CONFIGS
         .iter()
         .filter_map(|def| {
@@ -65,13 +60,7 @@ pub fn topic_config_entries(
                 synonyms.push((def.name, v.clone(), ConfigSource::DynamicTopic as i8));
             }
             synonyms.extend(broker_layers(cfg, def.broker_synonym.unwrap_or_default()));
-            Some(ConfigEntry {
-                name: def.name,
-                value,
-                source,
-                def,
-                synonyms,
-            })
+            Some(ConfigEntry { name: def.name, value, source, def, synonyms })
         })
         .collect()
 }
@@ -81,13 +70,7 @@ fn broker_config_entries(cfg: &BrokerConfig) -> Vec<ConfigEntry> {
         .iter()
         .filter_map(|def| {
             let (value, source) = cfg.lookup(def.name)?;
-            Some(ConfigEntry {
-                name: def.name,
-                value,
-                source,
-                def,
-                synonyms: broker_layers(cfg, def.name),
-            })
+            Some(ConfigEntry { name: def.name, value, source, def, synonyms: broker_layers(cfg, def.name) })
         })
         .collect()
 }
@@ -109,10 +92,7 @@ fn describe_entry(
             .synonyms
             .into_iter()
             .map(|(n, v, s)| {
-                DescribeConfigsSynonym::default()
-                    .with_name(str_bytes(n))
-                    .with_value(Some(str_bytes(v)))
-                    .with_source(s)
+                DescribeConfigsSynonym::default().with_name(str_bytes(n)).with_value(Some(str_bytes(v))).with_source(s)
             })
             .collect();
     }
@@ -139,10 +119,7 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
     )))
 }
 
-pub async fn describe(
-    ctx: &RequestContext,
-    req: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
+pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = &ctx.broker;
     let cfg = broker.config();
     let mut results = Vec::with_capacity(req.resources.len());
@@ -150,10 +127,7 @@ pub async fn describe(
         let name = res.resource_name.to_string();
         let entries: Result<Vec<(ConfigEntry, bool)>, AdminError> = match res.resource_type {
             TOPIC => match broker.topic(&name) {
-                Some(t) => Ok(topic_config_entries(&cfg, &t.configs)
-                    .into_iter()
-                    .map(|e| (e, false))
-                    .collect()),
+                Some(t) => Ok(topic_config_entries(&cfg, &t.configs).into_iter().map(|e| (e, false)).collect()),
                 None => Err(AdminError::UnknownTopic),
             },
             BROKER => check_broker_name(broker, &name).map(|cluster_default| {
@@ -162,22 +136,16 @@ pub async fn describe(
                     .filter(|e| !cluster_default || e.source == ConfigSource::DynamicBroker)
                     .map(|mut e| {
                         if cluster_default {
-                            e.synonyms
-                                .retain(|s| s.2 == ConfigSource::DynamicBroker as i8);
+                            e.synonyms.retain(|s| s.2 == ConfigSource::DynamicBroker as i8);
                         }
                         let read_only = !e.def.dynamic;
                         (e, read_only)
                     })
                     .collect()
             }),
-            other => Err(AdminError::InvalidRequest(format!(
-                "Unsupported resource type {other}"
-            ))),
+            other => Err(AdminError::InvalidRequest(format!("Unsupported resource type {other}"))),
         };
-        let keys: Option<Vec<&str>> = res
-            .configuration_keys
-            .as_ref()
-            .map(|k| k.iter().map(StrBytes::as_str).collect());
+        let keys: Option<Vec<&str>> = res.configuration_keys.as_ref().map(|k| k.iter().map(StrBytes::as_str).collect());
         let mut result = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
@@ -224,17 +192,11 @@ fn apply_ops(
     let mut seen = std::collections::HashSet::new();
     for (key, op) in ops {
         if !seen.insert(key.clone()) {
-            return Err(AdminError::InvalidRequest(format!(
-                "Error due to duplicate config keys: {key}"
-            )));
+            return Err(AdminError::InvalidRequest(format!("Error due to duplicate config keys: {key}")));
         }
-        let def = lookup(&key)
-            .ok_or_else(|| AdminError::InvalidConfig(format!("Unknown config name: {key}")))?;
-        let list_only = |what: &str| {
-            AdminError::InvalidConfig(format!(
-                "Config value {what} is not allowed for config key: {key}"
-            ))
-        };
+        let def = lookup(&key).ok_or_else(|| AdminError::InvalidConfig(format!("Unknown config name: {key}")))?;
+        let list_only =
+            |what: &str| AdminError::InvalidConfig(format!("Config value {what} is not allowed for config key: {key}"));
         match op {
             Op::Set(v) => {
                 out.insert(def.name.to_string(), config::validate(def, &v)?);
@@ -247,29 +209,21 @@ fn apply_ops(
                 return Err(list_only("append/subtract"));
             }
             Op::Append(v) => {
-                let mut items =
-                    list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default));
+                let mut items = list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default));
                 for item in list_items(&v) {
                     if !items.contains(&item) {
                         items.push(item);
                     }
                 }
-                out.insert(
-                    def.name.to_string(),
-                    config::validate(def, &items.join(","))?,
-                );
+                out.insert(def.name.to_string(), config::validate(def, &items.join(","))?);
             }
             Op::Subtract(v) => {
                 let remove = list_items(&v);
-                let items: Vec<String> =
-                    list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
-                        .into_iter()
-                        .filter(|i| !remove.contains(i))
-                        .collect();
-                out.insert(
-                    def.name.to_string(),
-                    config::validate(def, &items.join(","))?,
-                );
+                let items: Vec<String> = list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
+                    .into_iter()
+                    .filter(|i| !remove.contains(i))
+                    .collect();
+                out.insert(def.name.to_string(), config::validate(def, &items.join(","))?);
             }
         }
     }
@@ -277,10 +231,7 @@ fn apply_ops(
 }
 
 fn list_items(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 /// Validates and (unless `validate_only`) stores a resource's new overrides.
@@ -295,11 +246,7 @@ async fn alter_resource(
     match resource_type {
         TOPIC => {
             let topic = broker.topic(name).ok_or(AdminError::UnknownTopic)?;
-            let base = if replace {
-                BTreeMap::new()
-            } else {
-                topic.configs.clone()
-            };
+            let base = if replace { BTreeMap::new() } else { topic.configs.clone() };
             let configs = apply_ops(&base, ops, config::topic_def)?;
             if !validate_only {
                 broker.set_topic_configs(name, configs).await?;
@@ -312,10 +259,7 @@ async fn alter_resource(
             let current: BTreeMap<String, String> = if replace {
                 BTreeMap::new()
             } else {
-                cfg.dynamic_values()
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect()
+                cfg.dynamic_values().iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
             };
             let configs = apply_ops(&current, ops, config::broker_def)?;
             let mut typed = BTreeMap::new();
@@ -324,9 +268,7 @@ async fn alter_resource(
                     continue;
                 };
                 if !def.dynamic {
-                    return Err(AdminError::InvalidRequest(format!(
-                        "Cannot update these configs dynamically: {k}"
-                    )));
+                    return Err(AdminError::InvalidRequest(format!("Cannot update these configs dynamically: {k}")));
                 }
                 typed.insert(def.name, v);
             }
@@ -335,9 +277,7 @@ async fn alter_resource(
             }
             Ok(())
         }
-        other => Err(AdminError::InvalidRequest(format!(
-            "Unsupported resource type {other}"
-        ))),
+        other => Err(AdminError::InvalidRequest(format!("Unsupported resource type {other}"))),
     }
 }
 
@@ -353,28 +293,17 @@ pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfi
             }
         }
         let result = match null_value {
-            Some(k) => Err(AdminError::InvalidRequest(format!(
-                "Null value not supported for : {k}"
-            ))),
+            Some(k) => Err(AdminError::InvalidRequest(format!("Null value not supported for : {k}"))),
             None => {
-                alter_resource(
-                    &ctx.broker,
-                    res.resource_type,
-                    res.resource_name.as_str(),
-                    true,
-                    ops,
-                    req.validate_only,
-                )
-                .await
+                alter_resource(&ctx.broker, res.resource_type, res.resource_name.as_str(), true, ops, req.validate_only)
+                    .await
             }
         };
         let mut r = AlterConfigsResourceResponse::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name);
         if let Err(e) = result {
-            r = r
-                .with_error_code(e.code())
-                .with_error_message(Some(str_bytes(e.to_string())));
+            r = r.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
         }
         responses.push(r);
     }
@@ -397,10 +326,7 @@ pub async fn incremental_alter(
                 (2, Some(v)) => Op::Append(v),
                 (3, Some(v)) => Op::Subtract(v),
                 (op, _) => {
-                    bad = Some(format!(
-                        "Invalid operation {op} or missing value for config {}",
-                        c.name.as_str()
-                    ));
+                    bad = Some(format!("Invalid operation {op} or missing value for config {}", c.name.as_str()));
                     break;
                 }
             };
@@ -420,13 +346,10 @@ pub async fn incremental_alter(
                 .await
             }
         };
-        let mut r = IncrementalResult::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name);
+        let mut r =
+            IncrementalResult::default().with_resource_type(res.resource_type).with_resource_name(res.resource_name);
         if let Err(e) = result {
-            r = r
-                .with_error_code(e.code())
-                .with_error_message(Some(str_bytes(e.to_string())));
+            r = r.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
         }
         responses.push(r);
     }

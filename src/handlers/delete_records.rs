@@ -1,9 +1,7 @@
 //! DeleteRecords: moves a partition's log start offset forward (-1 means the high watermark)
 //! and deletes the segments wholly below it.
 
-use kafka_protocol::messages::delete_records_response::{
-    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
-};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
@@ -24,26 +22,18 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(partition) =
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let mut log = partition.log_mut();
-                    let offset = if p.offset == -1 {
-                        log.high_watermark()
-                    } else {
-                        p.offset
-                    };
+                    let offset = if p.offset == -1 { log.high_watermark() } else { p.offset };
                     match log.delete_records_before(offset, now_ms()) {
                         Ok(low) => r.with_low_watermark(low),
                         Err(e) => r.with_error_code(log_error_code(&e).code()),
                     }
                 })
                 .collect();
-            DeleteRecordsTopicResult::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
+            DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
         })
         .collect();
     DeleteRecordsResponse::default().with_topics(topics)

@@ -6,6 +6,8 @@
 //! itself does when its session cache is full, so clients keep sending full fetches.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
@@ -36,45 +38,27 @@ struct Wanted {
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let is_full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
     if ctx.version >= 7 && (req.session_id != 0 || !is_full) {
-        return FetchResponse::default()
-            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
     let broker = &ctx.broker;
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();
     for (ti, ft) in req.topics.into_iter().enumerate() {
         let (topic, unknown): (Option<Arc<Topic>>, _) = if ctx.version >= 13 {
-            (
-                broker.topic_by_id(&ft.topic_id),
-                ResponseError::UnknownTopicId,
-            )
+            (broker.topic_by_id(&ft.topic_id), ResponseError::UnknownTopicId)
         } else {
-            (
-                broker.topic(ft.topic.0.as_str()),
-                ResponseError::UnknownTopicOrPartition,
-            )
+            (broker.topic(ft.topic.0.as_str()), ResponseError::UnknownTopicOrPartition)
         };
         for p in ft.partitions {
-            let partition = topic
-                .as_ref()
-                .and_then(|t| t.partition(p.partition).cloned());
+            let partition = topic.as_ref().and_then(|t| t.partition(p.partition).cloned());
             let error = match (&topic, &partition) {
                 (None, _) => unknown,
                 (Some(_), None) => ResponseError::UnknownTopicOrPartition,
                 _ => ResponseError::UnknownServerError, // unused when the partition exists
             };
-            wanted.push(Wanted {
-                topic_index: ti,
-                partition,
-                error,
-                req: p,
-            });
+            wanted.push(Wanted { topic_index: ti, partition, error, req: p });
         }
-        topics.push(
-            FetchableTopicResponse::default()
-                .with_topic(ft.topic)
-                .with_topic_id(ft.topic_id),
-        );
+        topics.push(FetchableTopicResponse::default().with_topic(ft.topic).with_topic_id(ft.topic_id));
     }
     let read_committed = req.isolation_level == READ_COMMITTED;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -90,27 +74,18 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         if satisfied || Instant::now() >= deadline {
             break parts;
         }
-        if tokio::time::timeout_at(deadline, notify.notified())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
             break read_all(&wanted, req.max_bytes, read_committed).0;
         }
     };
     for (w, pd) in wanted.iter().zip(parts) {
         topics[w.topic_index].partitions.push(pd);
     }
-    FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(topics)
+    FetchResponse::default().with_session_id(0).with_responses(topics)
 }
 
 /// Reads every wanted partition once, sharing the response's `max_bytes` budget.
-fn read_all(
-    wanted: &[Wanted],
-    max_bytes: i32,
-    read_committed: bool,
-) -> (Vec<PartitionData>, i64, bool) {
+fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> (Vec<PartitionData>, i64, bool) {
     let mut budget = i64::from(if max_bytes <= 0 { i32::MAX } else { max_bytes });
     let mut total = 0i64;
     let mut any_error = false;
@@ -143,7 +118,7 @@ fn error_data(partition: i32, error: ResponseError) -> PartitionData {
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
-        .with_records(None)
+        .with_records(Some(Bytes::new()))
 }
 
 fn read_partition(
@@ -163,16 +138,11 @@ fn read_partition(
         };
         return error_data(req.partition, code);
     }
-    let bound = if read_committed {
-        log.last_stable_offset()
-    } else {
-        log.high_watermark()
-    };
+    let bound = if read_committed { log.last_stable_offset() } else { log.high_watermark() };
     let records = if limit == 0 && !first {
         Ok(None)
     } else {
-        log.read(req.fetch_offset, limit, bound, first)
-            .map(|r| r.records)
+        log.read(req.fetch_offset, limit, bound, first).map(|r| r.records)
     };
     match records {
         Ok(records) => PartitionData::default()
@@ -181,7 +151,7 @@ fn read_partition(
             .with_last_stable_offset(log.last_stable_offset())
             .with_log_start_offset(log.log_start_offset())
             .with_aborted_transactions(read_committed.then(Vec::new))
-            .with_records(records),
+            .with_records(Some(records.unwrap_or_default())),
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "fetch out of range");
             error_data(req.partition, ResponseError::OffsetOutOfRange)

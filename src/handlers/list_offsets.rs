@@ -1,9 +1,7 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), the
 //! tiered-storage specials (-5, -6: none here), and lookups by timestamp via the time index.
 
-use kafka_protocol::messages::list_offsets_response::{
-    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
-};
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
@@ -38,7 +36,11 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                         return resp.with_error_code(code.code());
                     }
                     match lookup(&log, p.timestamp, read_committed) {
-                        Ok(Some(found)) => resp.with_timestamp(found.timestamp).with_offset(found.offset).with_leader_epoch(epoch),
+                        Ok(Some(found)) => {
+                            // leader_epoch exists from v4 on
+                            let epoch = if ctx.version >= 4 { epoch } else { -1 };
+                            resp.with_timestamp(found.timestamp).with_offset(found.offset).with_leader_epoch(epoch)
+                        }
                         Ok(None) => resp.with_timestamp(-1).with_offset(-1).with_leader_epoch(-1),
                         Err(e) => {
                             tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "offset lookup failed");
@@ -53,22 +55,9 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn lookup(
-    log: &Log,
-    timestamp: i64,
-    read_committed: bool,
-) -> Result<Option<TimestampOffset>, LogError> {
-    let at = |offset| {
-        Ok(Some(TimestampOffset {
-            timestamp: -1,
-            offset,
-        }))
-    };
-    let visible = if read_committed {
-        log.last_stable_offset()
-    } else {
-        log.high_watermark()
-    };
+fn lookup(log: &Log, timestamp: i64, read_committed: bool) -> Result<Option<TimestampOffset>, LogError> {
+    let at = |offset| Ok(Some(TimestampOffset { timestamp: -1, offset }));
+    let visible = if read_committed { log.last_stable_offset() } else { log.high_watermark() };
     match timestamp {
         LATEST => at(visible),
         EARLIEST | EARLIEST_LOCAL => at(log.log_start_offset()),

@@ -17,21 +17,16 @@ pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
 const ALL_TOPIC_OPERATIONS: i32 =
     (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const ALL_CLUSTER_OPERATIONS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
     let (host, port) = broker.advertised();
-    let all_topics = req.topics.is_none()
-        || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
-    let auto_create = (ctx.version < 4 || req.allow_auto_topic_creation)
-        && broker.config().get_bool("auto.create.topics.enable");
-    let topic_ops = if req.include_topic_authorized_operations {
-        ALL_TOPIC_OPERATIONS
-    } else {
-        OPERATIONS_NOT_REQUESTED
-    };
+    let all_topics = req.topics.is_none() || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
+    let auto_create =
+        (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config().get_bool("auto.create.topics.enable");
+    let topic_ops =
+        if req.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     let mut topics = Vec::new();
     if all_topics {
         for t in broker.topics() {
@@ -41,9 +36,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         for wanted in req.topics.unwrap_or_default() {
             let topic = match &wanted.name {
                 Some(name) => lookup_or_create(broker, name.0.as_str(), auto_create).await,
-                None => broker
-                    .topic_by_id(&wanted.topic_id)
-                    .ok_or(ResponseError::UnknownTopicId),
+                None => broker.topic_by_id(&wanted.topic_id).ok_or(ResponseError::UnknownTopicId),
             };
             topics.push(match topic {
                 Ok(t) => describe_topic(broker, &t, topic_ops),
@@ -64,11 +57,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         .with_controller_id(BrokerId(broker.node_id))
         .with_topics(topics);
     if (8..=10).contains(&ctx.version) {
-        resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
-            ALL_CLUSTER_OPERATIONS
-        } else {
-            OPERATIONS_NOT_REQUESTED
-        };
+        resp.cluster_authorized_operations =
+            if req.include_cluster_authorized_operations { ALL_CLUSTER_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     }
     resp
 }
@@ -87,17 +77,10 @@ async fn lookup_or_create(
     if !auto_create || name.starts_with("__") {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
-    let new = NewTopic {
-        name: name.to_string(),
-        partitions: -1,
-        replication_factor: -1,
-        configs: Default::default(),
-    };
+    let new = NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1, configs: Default::default() };
     match broker.create_topic(&new).await {
         Ok(t) => Ok(t),
-        Err(AdminError::TopicAlreadyExists(_)) => broker
-            .topic(name)
-            .ok_or(ResponseError::UnknownTopicOrPartition),
+        Err(AdminError::TopicAlreadyExists(_)) => broker.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),
         Err(e) => {
             tracing::warn!(topic = name, error = %e, "auto-creation failed");
             Err(ResponseError::UnknownTopicOrPartition)

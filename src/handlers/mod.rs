@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -33,6 +34,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
@@ -43,10 +45,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 
 /// The supported version range of `key`, if Weir serves it.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED_APIS
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, min, max)| (*min, *max))
+    SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
 }
 
 /// What a request handler knows about the request it serves.
@@ -98,20 +97,12 @@ pub async fn handle_frame(
     let decode_err = |e: anyhow::Error| FrameError::Decode(key, version, e.to_string());
     let header_version = key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version).map_err(decode_err)?;
-    let ctx = RequestContext {
-        broker: broker.clone(),
-        header,
-        version,
-        peer,
-    };
+    let ctx = RequestContext { broker: broker.clone(), header, version, peer };
     let body = &mut frame;
     match key {
         ApiKey::Produce => {
             let req = decode(key, version, body)?;
-            produce::handle(&ctx, req)
-                .await
-                .map(|r| respond(&ctx, key, &r))
-                .transpose()
+            produce::handle(&ctx, req).await.map(|r| respond(&ctx, key, &r)).transpose()
         }
         ApiKey::Fetch => serve(&ctx, key, body, fetch::handle).await,
         ApiKey::ListOffsets => serve(&ctx, key, body, list_offsets::handle).await,
@@ -121,6 +112,7 @@ pub async fn handle_frame(
         ApiKey::DeleteTopics => serve(&ctx, key, body, topics::delete_topics).await,
         ApiKey::CreatePartitions => serve(&ctx, key, body, topics::create_partitions).await,
         ApiKey::DeleteRecords => serve(&ctx, key, body, delete_records::handle).await,
+        ApiKey::InitProducerId => serve(&ctx, key, body, init_producer_id::handle).await,
         ApiKey::DescribeConfigs => serve(&ctx, key, body, configs::describe).await,
         ApiKey::AlterConfigs => serve(&ctx, key, body, configs::alter).await,
         ApiKey::IncrementalAlterConfigs => serve(&ctx, key, body, configs::incremental_alter).await,
@@ -170,8 +162,7 @@ pub fn encode_response<Resp: Encodable + HeaderVersion>(
     let err = |e: anyhow::Error| FrameError::Encode(key, version, e.to_string());
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = Resp::header_version(version);
-    let size = header.compute_size(header_version).map_err(err)?
-        + resp.compute_size(version).map_err(err)?;
+    let size = header.compute_size(header_version).map_err(err)? + resp.compute_size(version).map_err(err)?;
     let mut buf = BytesMut::with_capacity(4 + size);
     buf.extend_from_slice(&(size as i32).to_be_bytes());
     header.encode(&mut buf, header_version).map_err(err)?;

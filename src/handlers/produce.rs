@@ -26,12 +26,7 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
     }
 }
 
-fn failed(
-    index: i32,
-    code: ResponseError,
-    message: Option<String>,
-    version: i16,
-) -> PartitionProduceResponse {
+fn failed(index: i32, code: ResponseError, message: Option<String>, version: i16) -> PartitionProduceResponse {
     let mut r = PartitionProduceResponse::default()
         .with_index(index)
         .with_error_code(code.code())
@@ -54,25 +49,13 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
     // (topic response index, partition response index, partition, offset to make durable)
     let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
     for (ti, td) in req.topic_data.into_iter().enumerate() {
-        let topic = if ctx.version >= 13 {
-            broker.topic_by_id(&td.topic_id)
-        } else {
-            broker.topic(td.name.0.as_str())
-        };
-        let unknown = if ctx.version >= 13 {
-            ResponseError::UnknownTopicId
-        } else {
-            ResponseError::UnknownTopicOrPartition
-        };
+        let topic = if ctx.version >= 13 { broker.topic_by_id(&td.topic_id) } else { broker.topic(td.name.0.as_str()) };
+        let unknown =
+            if ctx.version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             if !matches!(acks, -1..=1) {
-                parts.push(failed(
-                    pd.index,
-                    ResponseError::InvalidRequiredAcks,
-                    None,
-                    ctx.version,
-                ));
+                parts.push(failed(pd.index, ResponseError::InvalidRequiredAcks, None, ctx.version));
                 continue;
             }
             let Some(t) = topic.as_ref() else {
@@ -80,12 +63,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
                 continue;
             };
             let Some(partition) = t.partition(pd.index) else {
-                parts.push(failed(
-                    pd.index,
-                    ResponseError::UnknownTopicOrPartition,
-                    None,
-                    ctx.version,
-                ));
+                parts.push(failed(pd.index, ResponseError::UnknownTopicOrPartition, None, ctx.version));
                 continue;
             };
             let records = pd.records.unwrap_or_default();
@@ -104,12 +82,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
                     if matches!(e, LogError::Io(_)) {
                         tracing::error!(topic = %t.name, partition = pd.index, error = %e, "append failed");
                     }
-                    parts.push(failed(
-                        pd.index,
-                        log_error_code(&e),
-                        Some(e.to_string()),
-                        ctx.version,
-                    ));
+                    parts.push(failed(pd.index, log_error_code(&e), Some(e.to_string()), ctx.version));
                 }
             }
         }
@@ -122,12 +95,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
     }
     for (ti, pi, error) in make_durable(to_flush, fsync_on_ack).await {
         let index = responses[ti].partition_responses[pi].index;
-        responses[ti].partition_responses[pi] = failed(
-            index,
-            ResponseError::KafkaStorageError,
-            Some(error),
-            ctx.version,
-        );
+        responses[ti].partition_responses[pi] =
+            failed(index, ResponseError::KafkaStorageError, Some(error), ctx.version);
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }

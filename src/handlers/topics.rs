@@ -4,13 +4,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{
-    CreatableTopicConfigs, CreatableTopicResult,
-};
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, TopicName,
 };
 use kafka_protocol::ResponseError;
 
@@ -83,12 +81,7 @@ async fn create_one(
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(AdminError::InvalidRequest("Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into()));
         }
-        check_assignments(
-            t.assignments
-                .iter()
-                .map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
-            broker.node_id,
-        )?;
+        check_assignments(t.assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()), broker.node_id)?;
         let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
@@ -104,12 +97,7 @@ async fn create_one(
         (p, rf, c, uuid::Uuid::nil())
     } else {
         let topic = broker.create_topic(&new).await?;
-        (
-            topic.partitions.len() as i32,
-            1,
-            topic.configs.clone(),
-            topic.id,
-        )
+        (topic.partitions.len() as i32, 1, topic.configs.clone(), topic.id)
     };
     let described = topic_config_entries(&broker.config(), &configs)
         .into_iter()
@@ -131,10 +119,7 @@ async fn create_one(
 }
 
 /// Manual replica assignments may only name this broker, once per partition.
-fn check_assignments(
-    replicas: impl Iterator<Item = Vec<i32>>,
-    node_id: i32,
-) -> Result<(), AdminError> {
+fn check_assignments(replicas: impl Iterator<Item = Vec<i32>>, node_id: i32) -> Result<(), AdminError> {
     for r in replicas {
         if r.is_empty() || r.iter().any(|b| *b != node_id) || r.len() > 1 {
             return Err(AdminError::InvalidReplicaAssignment(format!(
@@ -147,23 +132,14 @@ fn check_assignments(
 
 pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let broker = &ctx.broker;
-    let mut wanted: Vec<(Option<TopicName>, uuid::Uuid)> = req
-        .topic_names
-        .into_iter()
-        .map(|n| (Some(n), uuid::Uuid::nil()))
-        .collect();
+    let mut wanted: Vec<(Option<TopicName>, uuid::Uuid)> =
+        req.topic_names.into_iter().map(|n| (Some(n), uuid::Uuid::nil())).collect();
     wanted.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
         let (resolved, missing) = match (&name, id.is_nil()) {
-            (Some(n), _) => (
-                Some(n.0.to_string()),
-                ResponseError::UnknownTopicOrPartition,
-            ),
-            (None, false) => (
-                broker.topic_by_id(&id).map(|t| t.name.clone()),
-                ResponseError::UnknownTopicId,
-            ),
+            (Some(n), _) => (Some(n.0.to_string()), ResponseError::UnknownTopicOrPartition),
+            (None, false) => (broker.topic_by_id(&id).map(|t| t.name.clone()), ResponseError::UnknownTopicId),
             (None, true) => (None, ResponseError::InvalidRequest),
         };
         let result = match resolved {
@@ -173,21 +149,10 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
         let r = match result {
             Ok((n, deleted_id)) => DeletableTopicResult::default()
                 .with_name(Some(TopicName(str_bytes(n))))
-                .with_topic_id(if ctx.version >= 6 {
-                    deleted_id
-                } else {
-                    uuid::Uuid::nil()
-                }),
+                .with_topic_id(if ctx.version >= 6 { deleted_id } else { uuid::Uuid::nil() }),
             Err(e) => {
-                let code = if matches!(e, AdminError::UnknownTopic) {
-                    missing.code()
-                } else {
-                    e.code()
-                };
-                let mut r = DeletableTopicResult::default()
-                    .with_name(name)
-                    .with_topic_id(id)
-                    .with_error_code(code);
+                let code = if matches!(e, AdminError::UnknownTopic) { missing.code() } else { e.code() };
+                let mut r = DeletableTopicResult::default().with_name(name).with_topic_id(id).with_error_code(code);
                 if ctx.version >= 5 {
                     r.error_message = error_message(&e);
                 }
@@ -199,10 +164,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub async fn create_partitions(
-    ctx: &RequestContext,
-    req: CreatePartitionsRequest,
-) -> CreatePartitionsResponse {
+pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let broker = &ctx.broker;
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -217,23 +179,17 @@ pub async fn create_partitions(
                 )))
             } else {
                 check_assignments(
-                    assignments
-                        .iter()
-                        .map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
+                    assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
                     broker.node_id,
                 )
             };
         }
         if result.is_ok() {
-            result = broker
-                .create_partitions(&name, t.count, req.validate_only)
-                .await;
+            result = broker.create_partitions(&name, t.count, req.validate_only).await;
         }
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = result {
-            r = r
-                .with_error_code(e.code())
-                .with_error_message(error_message(&e));
+            r = r.with_error_code(e.code()).with_error_message(error_message(&e));
         }
         results.push(r);
     }

@@ -149,28 +149,18 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 
 /// Checks one batch's framing and checksum: what recovery checks on every batch it reads.
 pub fn check_integrity(batch: &[u8]) -> Result<BatchHeader, BatchError> {
-    let h = BatchHeader::parse(batch)
-        .ok_or_else(|| BatchError::Corrupt("batch shorter than its header".into()))?;
+    let h = BatchHeader::parse(batch).ok_or_else(|| BatchError::Corrupt("batch shorter than its header".into()))?;
     if h.magic != 2 {
-        return Err(BatchError::Invalid(format!(
-            "record batch magic {} is not supported; only magic 2",
-            h.magic
-        )));
+        return Err(BatchError::Invalid(format!("record batch magic {} is not supported; only magic 2", h.magic)));
     }
     if h.length < (HEADER_SIZE - LOG_OVERHEAD) as i32 || h.total_size() != batch.len() {
-        return Err(BatchError::Corrupt(format!(
-            "batch length {} does not match {} bytes",
-            h.length,
-            batch.len()
-        )));
+        return Err(BatchError::Corrupt(format!("batch length {} does not match {} bytes", h.length, batch.len())));
     }
     if compute_crc(batch) != h.crc {
         return Err(BatchError::Corrupt("CRC-32C mismatch".into()));
     }
     if h.last_offset_delta < 0 || h.record_count < 0 {
-        return Err(BatchError::Corrupt(
-            "negative record count or offset delta".into(),
-        ));
+        return Err(BatchError::Corrupt("negative record count or offset delta".into()));
     }
     Ok(h)
 }
@@ -179,8 +169,7 @@ pub fn check_integrity(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn split_batches(mut records: &[u8]) -> Result<Vec<&[u8]>, BatchError> {
     let mut out = Vec::new();
     while !records.is_empty() {
-        let (_, size) = offset_and_size(records)
-            .ok_or_else(|| BatchError::Corrupt("truncated batch header".into()))?;
+        let (_, size) = offset_and_size(records).ok_or_else(|| BatchError::Corrupt("truncated batch header".into()))?;
         if size < HEADER_SIZE || size > records.len() {
             return Err(BatchError::Corrupt(format!(
                 "batch of {size} bytes does not fit the {} bytes sent",
@@ -208,22 +197,14 @@ pub struct ProduceLimits {
 /// their record framing and offset deltas checked; compressed ones are stored as sent.
 pub fn validate_produced(batch: &[u8], limits: &ProduceLimits) -> Result<BatchHeader, BatchError> {
     if batch.len() > limits.max_message_bytes {
-        return Err(BatchError::TooLarge {
-            size: batch.len(),
-            max: limits.max_message_bytes,
-        });
+        return Err(BatchError::TooLarge { size: batch.len(), max: limits.max_message_bytes });
     }
     if batch.len() > limits.segment_bytes {
-        return Err(BatchError::LargerThanSegment {
-            size: batch.len(),
-            max: limits.segment_bytes,
-        });
+        return Err(BatchError::LargerThanSegment { size: batch.len(), max: limits.segment_bytes });
     }
     let h = check_integrity(batch)?;
     if h.is_control() {
-        return Err(BatchError::Invalid(
-            "control batches may only be written by the broker".into(),
-        ));
+        return Err(BatchError::Invalid("control batches may only be written by the broker".into()));
     }
     if h.record_count == 0 {
         return Err(BatchError::Invalid("record batch has no records".into()));
@@ -235,10 +216,7 @@ pub fn validate_produced(batch: &[u8], limits: &ProduceLimits) -> Result<BatchHe
         )));
     }
     if h.compression() > 4 {
-        return Err(BatchError::Invalid(format!(
-            "unknown compression codec {}",
-            h.compression()
-        )));
+        return Err(BatchError::Invalid(format!("unknown compression codec {}", h.compression())));
     }
     if h.compression() == 0 {
         check_uncompressed_records(&batch[HEADER_SIZE..], h.record_count)?;
@@ -274,16 +252,11 @@ fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), Batc
     for expected_delta in 0..i64::from(count) {
         let (len, used) = read_varint(records).ok_or_else(|| corrupt("bad record length"))?;
         let len = usize::try_from(len).map_err(|_| corrupt("negative record length"))?;
-        let body = records
-            .get(used..used + len)
-            .ok_or_else(|| corrupt("record overruns its batch"))?;
+        let body = records.get(used..used + len).ok_or_else(|| corrupt("record overruns its batch"))?;
         // attributes (1 byte), timestampDelta (varint), offsetDelta (varint)
         let after_attrs = body.get(1..).ok_or_else(|| corrupt("empty record"))?;
         let (_, ts_used) = read_varint(after_attrs).ok_or_else(|| corrupt("bad timestamp"))?;
-        let (delta, _) = after_attrs
-            .get(ts_used..)
-            .and_then(read_varint)
-            .ok_or_else(|| corrupt("bad offset delta"))?;
+        let (delta, _) = after_attrs.get(ts_used..).and_then(read_varint).ok_or_else(|| corrupt("bad offset delta"))?;
         if delta != expected_delta {
             return Err(BatchError::Invalid(format!(
                 "record offset delta {delta} where {expected_delta} was expected"
@@ -312,53 +285,59 @@ pub fn assign(batch: &mut [u8], base_offset: i64, leader_epoch: i32, append_time
     }
 }
 
+/// Builds an uncompressed batch of `n` small records (values `v0`, `v1`, …) stamped `ts`:
+/// for tests and tools that need a valid batch without a client library.
+pub fn sample_batch(n: i32) -> Vec<u8> {
+    make_batch(n, 0)
+}
+
+fn varint(v: i64, out: &mut Vec<u8>) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+/// Builds an uncompressed batch of `n` records with values `v0`, `v1`, …
+pub(crate) fn make_batch(n: i32, ts: i64) -> Vec<u8> {
+    let mut records = Vec::new();
+    for i in 0..n {
+        let mut body = vec![0u8];
+        varint(0, &mut body); // timestamp delta
+        varint(i64::from(i), &mut body); // offset delta
+        varint(-1, &mut body); // null key
+        let value = format!("v{i}");
+        varint(value.len() as i64, &mut body);
+        body.extend_from_slice(value.as_bytes());
+        varint(0, &mut body); // headers
+        varint(body.len() as i64, &mut records);
+        records.extend_from_slice(&body);
+    }
+    let mut b = vec![0u8; HEADER_SIZE];
+    b[LENGTH..LENGTH + 4].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b[MAGIC] = 2;
+    b[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(n - 1).to_be_bytes());
+    b[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
+    b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
+    b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
+    b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
+    b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    b[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = compute_crc(&b);
+    b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
+    pub(crate) use super::make_batch;
     use super::*;
-
-    fn varint(v: i64, out: &mut Vec<u8>) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
-        }
-    }
-
-    /// Builds an uncompressed batch of `n` records with values `v0`, `v1`, …
-    pub(crate) fn make_batch(n: i32, ts: i64) -> Vec<u8> {
-        let mut records = Vec::new();
-        for i in 0..n {
-            let mut body = vec![0u8];
-            varint(0, &mut body); // timestamp delta
-            varint(i64::from(i), &mut body); // offset delta
-            varint(-1, &mut body); // null key
-            let value = format!("v{i}");
-            varint(value.len() as i64, &mut body);
-            body.extend_from_slice(value.as_bytes());
-            varint(0, &mut body); // headers
-            varint(body.len() as i64, &mut records);
-            records.extend_from_slice(&body);
-        }
-        let mut b = vec![0u8; HEADER_SIZE];
-        b[LENGTH..LENGTH + 4]
-            .copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
-        b[MAGIC] = 2;
-        b[LAST_OFFSET_DELTA..LAST_OFFSET_DELTA + 4].copy_from_slice(&(n - 1).to_be_bytes());
-        b[BASE_TIMESTAMP..BASE_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
-        b[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&ts.to_be_bytes());
-        b[PRODUCER_ID..PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        b[PRODUCER_EPOCH..PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
-        b[BASE_SEQUENCE..BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
-        b[RECORD_COUNT..RECORD_COUNT + 4].copy_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(&records);
-        let crc = compute_crc(&b);
-        b[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        b
-    }
 
     fn limits() -> ProduceLimits {
         ProduceLimits {
@@ -384,39 +363,24 @@ pub(crate) mod tests {
         let mut b = make_batch(3, 1_000_000);
         let last = b.len() - 1;
         b[last] ^= 1;
-        assert!(matches!(
-            validate_produced(&b, &limits()),
-            Err(BatchError::Corrupt(_))
-        ));
+        assert!(matches!(validate_produced(&b, &limits()), Err(BatchError::Corrupt(_))));
     }
 
     #[test]
     fn wrong_magic_and_sizes_are_refused() {
         let mut b = make_batch(1, 1_000_000);
         b[MAGIC] = 1;
-        assert!(matches!(
-            validate_produced(&b, &limits()),
-            Err(BatchError::Invalid(_))
-        ));
+        assert!(matches!(validate_produced(&b, &limits()), Err(BatchError::Invalid(_))));
         let b = make_batch(50, 1_000_000);
-        let small = ProduceLimits {
-            max_message_bytes: 100,
-            ..limits()
-        };
-        assert!(matches!(
-            validate_produced(&b, &small),
-            Err(BatchError::TooLarge { .. })
-        ));
+        let small = ProduceLimits { max_message_bytes: 100, ..limits() };
+        assert!(matches!(validate_produced(&b, &small), Err(BatchError::TooLarge { .. })));
         assert!(split_batches(&b[..b.len() - 1]).is_err());
     }
 
     #[test]
     fn future_timestamps_are_refused() {
         let b = make_batch(1, 1_000_000 + 3_600_001);
-        assert_eq!(
-            validate_produced(&b, &limits()),
-            Err(BatchError::Timestamp(4_600_001))
-        );
+        assert_eq!(validate_produced(&b, &limits()), Err(BatchError::Timestamp(4_600_001)));
     }
 
     #[test]
@@ -424,10 +388,7 @@ pub(crate) mod tests {
         let mut b = make_batch(2, 5);
         assign(&mut b, 42, 7, Some(99));
         let h = check_integrity(&b).unwrap();
-        assert_eq!(
-            (h.base_offset, h.leader_epoch, h.max_timestamp),
-            (42, 7, 99)
-        );
+        assert_eq!((h.base_offset, h.leader_epoch, h.max_timestamp), (42, 7, 99));
         assert!(h.is_log_append_time());
     }
 }

@@ -60,10 +60,7 @@ impl IndexEntry for TimeEntry {
     fn read(b: &[u8]) -> Self {
         let mut ts = [0u8; 8];
         ts.copy_from_slice(&b[..8]);
-        TimeEntry {
-            timestamp: i64::from_be_bytes(ts),
-            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-        }
+        TimeEntry { timestamp: i64::from_be_bytes(ts), relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]) }
     }
     fn write(&self, b: &mut [u8]) {
         b[..8].copy_from_slice(&self.timestamp.to_be_bytes());
@@ -90,21 +87,10 @@ impl<E: IndexEntry> Index<E> {
     /// Opens (creating if needed) an index whose valid entries fill the file's current length,
     /// and sizes the file to `max_bytes` so entries can be appended in place.
     pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         let len = file.metadata()?.len();
         let entries = (len / E::SIZE as u64) as usize;
-        let mut index = Index {
-            path: path.to_path_buf(),
-            file,
-            mmap: None,
-            entries,
-            _kind: std::marker::PhantomData,
-        };
+        let mut index = Index { path: path.to_path_buf(), file, mmap: None, entries, _kind: std::marker::PhantomData };
         index.resize(max_bytes.max(len))?;
         Ok(index)
     }
@@ -232,10 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::open(&dir.path().join("a.index"), 80).unwrap();
         for (o, p) in [(0, 0), (10, 100), (20, 200)] {
-            assert!(idx.append(OffsetEntry {
-                relative_offset: o,
-                position: p
-            }));
+            assert!(idx.append(OffsetEntry { relative_offset: o, position: p }));
         }
         assert_eq!(idx.floor(15).unwrap().position, 100);
         assert_eq!(idx.floor(20).unwrap().position, 200);
@@ -248,14 +231,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.timeindex");
         let mut idx = TimeIndex::open(&path, 120).unwrap();
-        idx.append(TimeEntry {
-            timestamp: 5,
-            relative_offset: 1,
-        });
-        idx.append(TimeEntry {
-            timestamp: 9,
-            relative_offset: 3,
-        });
+        idx.append(TimeEntry { timestamp: 5, relative_offset: 1 });
+        idx.append(TimeEntry { timestamp: 9, relative_offset: 3 });
         idx.trim().unwrap();
         drop(idx);
         let idx = TimeIndex::open(&path, 120).unwrap();
@@ -267,13 +244,7 @@ mod tests {
     fn full_index_refuses_appends() {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::open(&dir.path().join("b.index"), 8).unwrap();
-        assert!(idx.append(OffsetEntry {
-            relative_offset: 1,
-            position: 1
-        }));
-        assert!(!idx.append(OffsetEntry {
-            relative_offset: 2,
-            position: 2
-        }));
+        assert!(idx.append(OffsetEntry { relative_offset: 1, position: 1 }));
+        assert!(!idx.append(OffsetEntry { relative_offset: 2, position: 2 }));
     }
 }

@@ -78,12 +78,7 @@ pub struct OpenReport {
 impl Log {
     /// Opens the log in `dir`, creating it if needed. After an unclean shutdown the active
     /// segment is re-validated and truncated at the first bad batch.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        clean_shutdown: bool,
-        now_ms: i64,
-    ) -> io::Result<(Log, OpenReport)> {
+    pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool, now_ms: i64) -> io::Result<(Log, OpenReport)> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -96,10 +91,7 @@ impl Log {
             }
         }
         bases.sort_unstable();
-        let mut report = OpenReport {
-            segments: bases.len(),
-            ..Default::default()
-        };
+        let mut report = OpenReport { segments: bases.len(), ..Default::default() };
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
             let is_last = i + 1 == bases.len();
@@ -119,14 +111,8 @@ impl Log {
         let stored_start = read_log_start(dir);
         if segments.is_empty() {
             let base = stored_start.unwrap_or(0);
-            let (seg, _) = Segment::open(
-                dir,
-                base,
-                config.segment_index_bytes,
-                config.index_interval_bytes,
-                false,
-                now_ms,
-            )?;
+            let (seg, _) =
+                Segment::open(dir, base, config.segment_index_bytes, config.index_interval_bytes, false, now_ms)?;
             segments.insert(base, seg);
             sync_dir(dir)?;
         }
@@ -148,17 +134,11 @@ impl Log {
 
     fn active(&self) -> &Segment {
         // A log always has at least one segment: open creates one and deletion keeps one.
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values().next_back().expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has an active segment")
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -219,9 +199,7 @@ impl Log {
             at += b.len();
         }
         if spans.is_empty() {
-            return Err(
-                BatchError::Invalid("produce request without record batches".into()).into(),
-            );
+            return Err(BatchError::Invalid("produce request without record batches".into()).into());
         }
         let append_time = self.config.log_append_time.then_some(now_ms);
         let mut data = BytesMut::from(records);
@@ -288,13 +266,7 @@ impl Log {
 
     /// Reads whole batches from `offset`, bounded by `max_bytes` and by `max_offset` (the high
     /// watermark or last stable offset the reader may see).
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one: bool,
-    ) -> Result<ReadResult, LogError> {
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> Result<ReadResult, LogError> {
         if offset < self.log_start_offset || offset > self.log_end_offset() {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -305,16 +277,10 @@ impl Log {
         if offset >= max_offset {
             return Ok(ReadResult { records: None });
         }
-        let start_key = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(offset, |(k, _)| *k);
+        let start_key = self.segments.range(..=offset).next_back().map_or(offset, |(k, _)| *k);
         for seg in self.segments.range(start_key..).map(|(_, s)| s) {
             if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
-                return Ok(ReadResult {
-                    records: Some(slice.bytes),
-                });
+                return Ok(ReadResult { records: Some(slice.bytes) });
             }
         }
         Ok(ReadResult { records: None })
@@ -337,9 +303,7 @@ impl Log {
     pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>, LogError> {
         let mut best: Option<&Segment> = None;
         for seg in self.segments.values() {
-            if seg.max_timestamp() >= 0
-                && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp())
-            {
+            if seg.max_timestamp() >= 0 && best.is_none_or(|b| seg.max_timestamp() > b.max_timestamp()) {
                 best = Some(seg);
             }
         }
@@ -366,20 +330,13 @@ impl Log {
             .iter()
             .filter(|r| r.offset >= self.log_start_offset)
             .find(|r| r.timestamp >= ts)
-            .map(|r| TimestampOffset {
-                timestamp: r.timestamp,
-                offset: r.offset,
-            })
+            .map(|r| TimestampOffset { timestamp: r.timestamp, offset: r.offset })
     }
 
     /// Moves the log start offset to `offset` (DeleteRecords), deleting whole segments below.
     pub fn delete_records_before(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
         if offset > self.high_watermark || offset < 0 {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start: self.log_start_offset,
-                end: self.high_watermark,
-            });
+            return Err(LogError::OffsetOutOfRange { offset, start: self.log_start_offset, end: self.high_watermark });
         }
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
@@ -414,8 +371,7 @@ impl Log {
         if !self.config.delete {
             return Ok(0);
         }
-        let (retention_ms, retention_bytes) =
-            (self.config.retention_ms, self.config.retention_bytes);
+        let (retention_ms, retention_bytes) = (self.config.retention_ms, self.config.retention_bytes);
         let mut remaining = self.size_bytes() as i64;
         let mut new_start = None;
         let mut count = 0;
@@ -468,11 +424,7 @@ impl Log {
 }
 
 fn read_log_start(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    std::fs::read_to_string(dir.join(LOG_START_FILE)).ok()?.trim().parse().ok()
 }
 
 fn write_log_start(dir: &Path, offset: i64) -> io::Result<()> {
@@ -524,18 +476,9 @@ mod tests {
                 at += size;
             }
         }
-        assert!(matches!(
-            log.read(101, 100, 100, true),
-            Err(LogError::OffsetOutOfRange { .. })
-        ));
+        assert!(matches!(log.read(101, 100, 100, true), Err(LogError::OffsetOutOfRange { .. })));
         let ts = log.offset_for_timestamp(7).unwrap().unwrap();
-        assert_eq!(
-            ts,
-            TimestampOffset {
-                timestamp: 7,
-                offset: 14
-            }
-        );
+        assert_eq!(ts, TimestampOffset { timestamp: 7, offset: 14 });
         assert_eq!(log.max_timestamp_offset().unwrap().unwrap().offset, 98);
     }
 

@@ -52,11 +52,7 @@ pub struct Slice {
 impl Segment {
     fn paths(dir: &Path, base_offset: i64) -> (PathBuf, PathBuf, PathBuf) {
         let stem = file_stem(base_offset);
-        (
-            dir.join(format!("{stem}.log")),
-            dir.join(format!("{stem}.index")),
-            dir.join(format!("{stem}.timeindex")),
-        )
+        (dir.join(format!("{stem}.log")), dir.join(format!("{stem}.index")), dir.join(format!("{stem}.timeindex")))
     }
 
     /// Opens or creates the segment at `base_offset`. With `recover`, or when an index looks
@@ -71,12 +67,7 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<(Segment, Option<Recovered>)> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
-        let log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&log_path)?;
+        let log = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&log_path)?;
         let size = log.metadata()?.len();
         let index = OffsetIndex::open(&index_path, index_bytes)?;
         let time_index = TimeIndex::open(&time_path, index_bytes)?;
@@ -96,10 +87,7 @@ impl Segment {
         };
         let indexes_ok = seg.index.is_sane()
             && seg.time_index.is_sane()
-            && seg
-                .index
-                .last()
-                .is_none_or(|e| u64::from(e.position) < size);
+            && seg.index.last().is_none_or(|e| u64::from(e.position) < size);
         if recover || !indexes_ok {
             let report = seg.recover()?;
             return Ok((seg, Some(report)));
@@ -144,12 +132,7 @@ impl Segment {
     }
 
     /// Reads the batch at `pos` and checks it whole; `None` if it is torn or garbled.
-    fn check_batch_at(
-        &self,
-        pos: u64,
-        file_len: u64,
-        buf: &mut Vec<u8>,
-    ) -> io::Result<Option<BatchHeader>> {
+    fn check_batch_at(&self, pos: u64, file_len: u64, buf: &mut Vec<u8>) -> io::Result<Option<BatchHeader>> {
         let mut head = [0u8; LOG_OVERHEAD];
         if pos + LOG_OVERHEAD as u64 > file_len {
             return Ok(None);
@@ -198,10 +181,7 @@ impl Segment {
     /// Updates indexes and in-memory state for a batch written at `pos`.
     fn note_appended(&mut self, h: &BatchHeader, pos: u64, len: u64) {
         if self.bytes_since_index >= self.index_interval && pos > 0 {
-            self.index.append(OffsetEntry {
-                relative_offset: self.relative(h.base_offset),
-                position: pos as u32,
-            });
+            self.index.append(OffsetEntry { relative_offset: self.relative(h.base_offset), position: pos as u32 });
             self.time_index.append(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative_offset: self.relative(self.offset_of_max_timestamp),
@@ -238,10 +218,7 @@ impl Segment {
     /// The position of the batch holding `offset`, found from the sparse index and a short
     /// walk of batch headers; `None` when the segment has no such batch below `limit`.
     fn position_of(&self, offset: i64, limit: u64) -> io::Result<Option<u64>> {
-        let mut pos = self
-            .index
-            .floor(offset - self.base_offset)
-            .map_or(0, |e| u64::from(e.position));
+        let mut pos = self.index.floor(offset - self.base_offset).map_or(0, |e| u64::from(e.position));
         let mut head = [0u8; WALK_HEADER];
         while pos + WALK_HEADER as u64 <= limit {
             self.log.read_exact_at(&mut head, pos)?;
@@ -266,13 +243,7 @@ impl Segment {
     /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`, never
     /// past byte `limit` or a batch whose base offset is `>= max_offset`. With `min_one`, the
     /// first batch is returned whole even when larger than `max_bytes` (KIP-74).
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-        min_one: bool,
-    ) -> io::Result<Option<Slice>> {
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> io::Result<Option<Slice>> {
         let limit = self.size;
         let Some(start) = self.position_of(offset, limit)? else {
             return Ok(None);
@@ -300,10 +271,7 @@ impl Segment {
             end += size;
         }
         buf.truncate(end);
-        Ok(first_offset.map(|first_offset| Slice {
-            bytes: buf.freeze(),
-            first_offset,
-        }))
+        Ok(first_offset.map(|first_offset| Slice { bytes: buf.freeze(), first_offset }))
     }
 
     /// The first batch (from the time index's hint on) whose max timestamp is `>= ts`.
@@ -311,9 +279,7 @@ impl Segment {
         let start_offset = self
             .time_index
             .floor(ts.saturating_sub(1))
-            .map_or(self.base_offset, |e| {
-                self.base_offset + i64::from(e.relative_offset)
-            });
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset));
         let Some(mut pos) = self.position_of(start_offset, self.size)? else {
             return Ok(None);
         };
@@ -364,11 +330,7 @@ impl Segment {
 
     /// Removes the segment's files.
     pub fn delete(self) -> io::Result<()> {
-        let paths = [
-            self.log_path.clone(),
-            self.index.path().to_path_buf(),
-            self.time_index.path().to_path_buf(),
-        ];
+        let paths = [self.log_path.clone(), self.index.path().to_path_buf(), self.time_index.path().to_path_buf()];
         drop(self);
         for p in paths {
             match std::fs::remove_file(&p) {

@@ -48,13 +48,7 @@ impl Connection {
         shutdown: watch::Receiver<bool>,
         settings: Settings,
     ) -> Connection {
-        Connection {
-            broker,
-            stream,
-            peer,
-            shutdown,
-            settings,
-        }
+        Connection { broker, stream, peer, shutdown, settings }
     }
 
     pub async fn run(self) {

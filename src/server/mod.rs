@@ -49,36 +49,19 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let max_frame = config.get_i64("socket.request.max.bytes").max(0) as usize;
     let idle = Duration::from_millis(config.get_i64("connections.max.idle.ms").max(1) as u64);
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
-    let listener = TcpListener::bind(&listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener = TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     if !advertised_set {
         let (host, _) = split_host_port(&listen);
-        let host = if host == "0.0.0.0" || host == "::" {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
+        let host = if host == "0.0.0.0" || host == "::" { "127.0.0.1".to_string() } else { host };
         broker.set_advertised(host, i32::from(addr.port()));
     }
     tracing::info!(%addr, cluster_id = %broker.cluster_id, node_id = broker.node_id, "weir listening");
     let (shutdown, shutdown_rx) = watch::channel(false);
     let background = tokio::spawn(broker.clone().run_background());
     let settings = connection::Settings { max_frame, idle };
-    let task = tokio::spawn(accept_loop(
-        broker.clone(),
-        listener,
-        shutdown_rx,
-        settings,
-        background,
-    ));
-    Ok(RunningBroker {
-        addr,
-        broker,
-        shutdown,
-        task,
-    })
+    let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, background));
+    Ok(RunningBroker { addr, broker, shutdown, task })
 }
 
 async fn accept_loop(
@@ -107,14 +90,8 @@ async fn accept_loop(
     }
     drop(listener);
     background.abort();
-    tracing::info!(
-        connections = connections.len(),
-        "shutting down: draining connections"
-    );
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    tracing::info!(connections = connections.len(), "shutting down: draining connections");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         connections.abort_all();
     }

@@ -23,10 +23,8 @@ pub fn topic_name(prefix: &str) -> String {
 
 /// Config for a broker on an ephemeral port with its data in `dir`.
 pub fn config(dir: &Path, extra: &[(&str, &str)]) -> BrokerConfig {
-    let mut layer = vec![
-        ("listeners".to_string(), "127.0.0.1:0".to_string()),
-        ("log.dirs".to_string(), dir.display().to_string()),
-    ];
+    let mut layer =
+        vec![("listeners".to_string(), "127.0.0.1:0".to_string()), ("log.dirs".to_string(), dir.display().to_string())];
     layer.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     BrokerConfig::from_layers([layer]).expect("valid test config")
 }
@@ -45,15 +43,9 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
-        let running = weir::start(config(dir.path(), extra))
-            .await
-            .expect("broker starts");
+        let running = weir::start(config(dir.path(), extra)).await.expect("broker starts");
         let bootstrap = running.addr.to_string();
-        TestBroker {
-            running: Some(running),
-            dir,
-            bootstrap,
-        }
+        TestBroker { running: Some(running), dir, bootstrap }
     }
 
     /// Clean shutdown, then start again on the same data directory.
@@ -98,20 +90,14 @@ impl BinaryBroker {
                 eprintln!("[weir] {line}");
                 if !sent && line.contains("weir listening") {
                     if let Some(addr) = line.split("addr=").nth(1) {
-                        let addr = addr
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_string();
+                        let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
                         let _ = tx.send(addr);
                         sent = true;
                     }
                 }
             }
         });
-        let bootstrap = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("weir reports its address");
+        let bootstrap = rx.recv_timeout(Duration::from_secs(30)).expect("weir reports its address");
         BinaryBroker { child, bootstrap }
     }
 
@@ -138,9 +124,7 @@ impl Drop for BinaryBroker {
 
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("log_level", "4");
+    c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4").set("log_level", "4");
     c
 }
 
@@ -162,10 +146,7 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
     for (k, v) in configs {
         t = t.set(k, v);
     }
-    let res = admin(bootstrap)
-        .create_topics(&[t], &AdminOptions::new())
-        .await
-        .expect("create_topics request");
+    let res = admin(bootstrap).create_topics(&[t], &AdminOptions::new()).await.expect("create_topics request");
     res[0].as_ref().expect("topic created");
 }
 
@@ -178,9 +159,7 @@ pub fn assigned_consumer(
     extra: &[(&str, &str)],
 ) -> BaseConsumer {
     let mut c = client_config(bootstrap);
-    c.set("enable.auto.commit", "false")
-        .set("group.id", "unused-assign-only")
-        .set("enable.partition.eof", "false");
+    c.set("enable.auto.commit", "false").set("group.id", "unused-assign-only").set("enable.partition.eof", "false");
     for (k, v) in extra {
         c.set(*k, *v);
     }
@@ -239,22 +218,14 @@ pub mod raw {
     }
 
     /// Sends one encoded request frame.
-    pub fn send<Req: Encodable>(
-        s: &mut TcpStream,
-        key: ApiKey,
-        version: i16,
-        correlation_id: i32,
-        req: &Req,
-    ) {
+    pub fn send<Req: Encodable>(s: &mut TcpStream, key: ApiKey, version: i16, correlation_id: i32, req: &Req) {
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(StrBytes::from_static_str("raw-test")));
         let mut body = BytesMut::new();
-        header
-            .encode(&mut body, key.request_header_version(version))
-            .unwrap();
+        header.encode(&mut body, key.request_header_version(version)).unwrap();
         req.encode(&mut body, version).unwrap();
         s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
         s.write_all(&body).unwrap();

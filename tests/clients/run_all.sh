@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Starts the built weir binary on a free port with a fresh data directory and runs every
+# client check against it. Usage: tests/clients/run_all.sh path/to/weir
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+weir="$1"
+data="$(mktemp -d)"
+log="$data/weir.log"
+RUST_LOG=info "$weir" --listen 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  addr=$(sed -n 's/.*weir listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "${addr:-}" ] || { echo "weir did not start"; cat "$log"; exit 1; }
+echo "weir at $addr"
+status=0
+bash "$here/kcat.sh" "$addr" || status=1
+python3 "$here/python_clients.py" "$addr" || status=1
+node "$here/kafkajs.js" "$addr" || status=1
+kill -TERM $pid
+wait $pid || { echo "weir did not exit cleanly"; status=1; }
+trap - EXIT
+if [ $status -ne 0 ]; then echo "--- weir log ---"; tail -50 "$log"; fi
+grep -q "clean shutdown complete" "$log" || { echo "no clean shutdown"; status=1; }
+[ $status -eq 0 ] && echo "client matrix: ok"
+exit $status

@@ -1,0 +1,194 @@
+//! Every advertised version of every API gets a decodable response (no connection closed by
+//! an encoding error), with requests that carry real content.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use weir::handlers::SUPPORTED_APIS;
+
+/// Encodes one request body at the version it was built for.
+type Encoder = Box<dyn Fn(&mut bytes::BytesMut) -> anyhow::Result<()>>;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// A request of `key` at `version` that names `topic` (and its id where the version uses ids).
+fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Bytes) -> Option<Encoder> {
+    macro_rules! boxed {
+        ($r:expr) => {{
+            let r = $r;
+            Some(Box::new(move |b: &mut bytes::BytesMut| r.encode(b, version)))
+        }};
+    }
+    let by_id = |v: i16| if version >= v { (name(""), id) } else { (name(topic), uuid::Uuid::nil()) };
+    match key {
+        ApiKey::Produce => {
+            let (n, tid) = by_id(13);
+            boxed!(ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+                produce_request::TopicProduceData::default().with_name(n).with_topic_id(tid).with_partition_data(vec![
+                    produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records.clone())),
+                ]),
+            ]))
+        }
+        ApiKey::Fetch => {
+            let (n, tid) = by_id(13);
+            boxed!(FetchRequest::default()
+                .with_max_wait_ms(10)
+                .with_max_bytes(1 << 20)
+                .with_replica_id(BrokerId(-1))
+                .with_session_epoch(-1)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(n)
+                    .with_topic_id(tid)
+                    .with_partitions(vec![fetch_request::FetchPartition::default()
+                        .with_partition(0)
+                        .with_fetch_offset(0)
+                        .with_partition_max_bytes(1 << 20),]),]))
+        }
+        ApiKey::ListOffsets => boxed!(ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default().with_name(name(topic)).with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2),
+            ]),
+        ])),
+        ApiKey::Metadata => boxed!(MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing-topic"))),
+        ]))),
+        ApiKey::ApiVersions => boxed!(ApiVersionsRequest::default()),
+        ApiKey::CreateTopics => boxed!(CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(&format!("new-{version}-{topic}")))
+                .with_num_partitions(1)
+                .with_replication_factor(1),
+        ])),
+        ApiKey::DeleteTopics => {
+            let gone = format!("gone-{topic}");
+            if version >= 6 {
+                boxed!(DeleteTopicsRequest::default()
+                    .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(name(&gone)))]))
+            } else {
+                boxed!(DeleteTopicsRequest::default().with_topic_names(vec![name(&gone)]))
+            }
+        }
+        ApiKey::DeleteRecords => boxed!(DeleteRecordsRequest::default().with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default().with_name(name(topic)).with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(0),
+                delete_records_request::DeleteRecordsPartition::default().with_partition_index(9).with_offset(0),
+            ]),
+        ])),
+        ApiKey::DescribeConfigs => boxed!(DescribeConfigsRequest::default()
+            .with_include_synonyms(version >= 1)
+            .with_include_documentation(version >= 3)
+            .with_resources(vec![
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(topic.to_string())),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1")),
+                describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("missing-topic")),
+            ])),
+        ApiKey::AlterConfigs => boxed!(AlterConfigsRequest::default().with_validate_only(true).with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("1000"))),]),
+        ])),
+        ApiKey::IncrementalAlterConfigs => boxed!(IncrementalAlterConfigsRequest::default()
+            .with_validate_only(true)
+            .with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("cleanup.policy"))
+                    .with_config_operation(2)
+                    .with_value(Some(StrBytes::from_static_str("compact"))),]),])),
+        ApiKey::DescribeLogDirs => boxed!(DescribeLogDirsRequest::default().with_topics(None)),
+        ApiKey::CreatePartitions => {
+            boxed!(CreatePartitionsRequest::default().with_validate_only(true).with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default().with_name(name(topic)).with_count(4),
+            ]))
+        }
+        ApiKey::DescribeCluster => boxed!(DescribeClusterRequest::default().with_endpoint_type(1)),
+        ApiKey::InitProducerId => boxed!(InitProducerIdRequest::default()
+            .with_transaction_timeout_ms(60000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)),
+        _ => None,
+    }
+}
+
+fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Result<()> {
+    macro_rules! check {
+        ($t:ty) => {{
+            ResponseHeader::decode(&mut frame, <$t>::header_version(version))?;
+            <$t>::decode(&mut frame, version)?;
+        }};
+    }
+    match key {
+        ApiKey::Produce => check!(ProduceResponse),
+        ApiKey::Fetch => check!(FetchResponse),
+        ApiKey::ListOffsets => check!(ListOffsetsResponse),
+        ApiKey::Metadata => check!(MetadataResponse),
+        ApiKey::ApiVersions => check!(ApiVersionsResponse),
+        ApiKey::CreateTopics => check!(CreateTopicsResponse),
+        ApiKey::DeleteTopics => check!(DeleteTopicsResponse),
+        ApiKey::DeleteRecords => check!(DeleteRecordsResponse),
+        ApiKey::DescribeConfigs => check!(DescribeConfigsResponse),
+        ApiKey::AlterConfigs => check!(AlterConfigsResponse),
+        ApiKey::IncrementalAlterConfigs => check!(IncrementalAlterConfigsResponse),
+        ApiKey::DescribeLogDirs => check!(DescribeLogDirsResponse),
+        ApiKey::CreatePartitions => check!(CreatePartitionsResponse),
+        ApiKey::DescribeCluster => check!(DescribeClusterResponse),
+        ApiKey::InitProducerId => check!(InitProducerIdResponse),
+        other => anyhow::bail!("no decoder for {other:?}"),
+    }
+    anyhow::ensure!(frame.is_empty(), "{} bytes left over", frame.len());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_api_at_every_version_answers() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("versions");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = broker.running.as_ref().unwrap().broker.topic(&topic).unwrap().id;
+    let records = Bytes::from(weir::log::batch::sample_batch(3));
+    let bootstrap = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        for (key, min, max) in SUPPORTED_APIS {
+            for version in *min..=*max {
+                let encode = request(*key, version, &topic, id, &records)
+                    .unwrap_or_else(|| panic!("test lacks a request for {key:?}"));
+                let header = RequestHeader::default()
+                    .with_request_api_key(*key as i16)
+                    .with_request_api_version(version)
+                    .with_correlation_id(version as i32)
+                    .with_client_id(Some(StrBytes::from_static_str("every-version")));
+                let mut body = bytes::BytesMut::new();
+                header.encode(&mut body, key.request_header_version(version)).unwrap();
+                encode(&mut body).unwrap();
+                let mut s = raw::connect(&bootstrap);
+                use std::io::Write;
+                s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+                s.write_all(&body).unwrap();
+                let frame = raw::read_frame(&mut s).unwrap_or_else(|| panic!("{key:?} v{version}: connection closed"));
+                decode_response(*key, version, frame).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+            }
+        }
+    })
+    .await
+    .unwrap();
+}

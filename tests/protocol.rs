@@ -1,0 +1,91 @@
+//! Hostile and broken input: each gets Kafka's answer or a closed connection, and other
+//! clients keep working.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
+use kafka_protocol::protocol::Decodable;
+use weir::handlers::SUPPORTED_APIS;
+
+async fn still_serves(bootstrap: &str) {
+    let md =
+        admin(bootstrap).inner().fetch_metadata(None, Duration::from_secs(10)).expect("a second client still works");
+    assert_eq!(md.brokers().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_frames_close_only_their_connection() {
+    let broker = TestBroker::start(&[("socket.request.max.bytes", "1000000")]).await;
+    let b = broker.bootstrap.clone();
+    let frames: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized size prefix", 2_000_000i32.to_be_bytes().to_vec()),
+        ("negative size prefix", (-5i32).to_be_bytes().to_vec()),
+        ("frame shorter than a header", [3i32.to_be_bytes().to_vec(), vec![0, 1, 2]].concat()),
+        ("unknown API key", [8i32.to_be_bytes().to_vec(), vec![0x7f, 0x00, 0, 1, 0, 0, 0, 1]].concat()),
+        (
+            "unsupported Produce version",
+            [12i32.to_be_bytes().to_vec(), vec![0, 0, 0, 99, 0, 0, 0, 1, 0, 0, 0, 0]].concat(),
+        ),
+        ("garbage body", [20i32.to_be_bytes().to_vec(), vec![0, 3, 0, 12], vec![0xff; 16]].concat()),
+    ];
+    for (what, bytes) in frames {
+        let b2 = b.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            let mut s = raw::connect(&b2);
+            s.write_all(&bytes).unwrap();
+            raw::is_closed(&mut s)
+        })
+        .await
+        .unwrap();
+        assert!(closed, "{what}: connection closed");
+        still_serves(&b).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_versions_advertises_the_table_and_answers_newer_versions_with_v0() {
+    let broker = TestBroker::start(&[]).await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        for version in [0, 3, 4] {
+            let resp: ApiVersionsResponse = raw::call(&b, ApiKey::ApiVersions, version, &ApiVersionsRequest::default());
+            assert_eq!(resp.error_code, 0);
+            let got: Vec<(i16, i16, i16)> =
+                resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+            let want: Vec<(i16, i16, i16)> = SUPPORTED_APIS.iter().map(|(k, lo, hi)| (*k as i16, *lo, *hi)).collect();
+            assert_eq!(got, want);
+        }
+        // A client from the future: v0-shaped UNSUPPORTED_VERSION with our ranges.
+        let mut s = raw::connect(&b);
+        let frame = [vec![0, 18, 0, 99, 0, 0, 0, 42, 0, 0], vec![0; 4]].concat();
+        s.write_all(&(frame.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(&frame).unwrap();
+        let mut resp = raw::read_frame(&mut s).expect("answered");
+        let header = ResponseHeader::decode(&mut resp, 0).unwrap();
+        assert_eq!(header.correlation_id, 42);
+        let body = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+        assert_eq!(body.error_code, 35);
+        assert_eq!(body.api_keys.len(), SUPPORTED_APIS.len());
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn readme_lists_exactly_the_supported_apis() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let table: Vec<String> = readme
+        .lines()
+        .skip_while(|l| !l.contains("<!-- api-table -->"))
+        .skip(3)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim().to_string())
+        .collect();
+    let want: Vec<String> =
+        SUPPORTED_APIS.iter().map(|(k, lo, hi)| format!("| {:?} | {} | {lo}–{hi} |", k, *k as i16)).collect();
+    assert_eq!(table, want, "README's API table matches handlers::SUPPORTED_APIS");
+}

@@ -17,7 +17,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::RequestContext;
+use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
 use crate::log::LogError;
 use crate::partition::Partition;
@@ -130,12 +130,7 @@ fn read_partition(
 ) -> PartitionData {
     let log = p.log();
     let epoch = log.leader_epoch();
-    if req.current_leader_epoch >= 0 && req.current_leader_epoch != epoch {
-        let code = if req.current_leader_epoch > epoch {
-            ResponseError::UnknownLeaderEpoch
-        } else {
-            ResponseError::FencedLeaderEpoch
-        };
+    if let Err(code) = check_leader_epoch(req.current_leader_epoch, epoch) {
         return error_data(req.partition, code);
     }
     let bound = if read_committed { log.last_stable_offset() } else { log.high_watermark() };

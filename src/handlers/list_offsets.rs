@@ -5,7 +5,7 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
-use super::RequestContext;
+use super::{check_leader_epoch, RequestContext};
 use crate::log::{Log, LogError, TimestampOffset};
 
 const LATEST: i64 = -1;
@@ -31,8 +31,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     };
                     let log = partition.log();
                     let epoch = log.leader_epoch();
-                    if p.current_leader_epoch >= 0 && p.current_leader_epoch != epoch {
-                        let code = if p.current_leader_epoch > epoch { ResponseError::UnknownLeaderEpoch } else { ResponseError::FencedLeaderEpoch };
+                    if let Err(code) = check_leader_epoch(p.current_leader_epoch, epoch) {
                         return resp.with_error_code(code.code());
                     }
                     match lookup(&log, p.timestamp, read_committed) {

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset};
 
@@ -138,4 +139,40 @@ async fn garbled_tail_is_truncated() {
     let mut want: Vec<String> = (0..19).map(|i| format!("v{i}")).collect();
     want.push("after".into());
     assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_retention_deletes_old_segments_in_the_background() {
+    let broker = TestBroker::start(&[("log.retention.check.interval.ms", "200")]).await;
+    let topic = topic_name("retention");
+    create_topic(&broker.bootstrap, &topic, 1, &[("retention.ms", "60000"), ("segment.bytes", "1000")]).await;
+    let p = producer(&broker.bootstrap, &[("linger.ms", "0")]);
+    let old = rdkafka::util::current_time_millis() - 3_600_000;
+    for i in 0..50 {
+        let v = format!("old-{i:04}-{}", "x".repeat(100));
+        p.send(FutureRecord::<(), String>::to(&topic).payload(&v).timestamp(old), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        p.send(FutureRecord::<(), String>::to(&topic).payload(&format!("new-{i}")), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let bootstrap = broker.bootstrap.clone();
+    let t = topic.clone();
+    let low = tokio::task::spawn_blocking(move || {
+        let c = assigned_consumer(&bootstrap, &t, &[0], Offset::Beginning, &[]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (lo, _) = c.fetch_watermarks(&t, 0, Duration::from_secs(5)).unwrap();
+            if lo >= 45 || std::time::Instant::now() > deadline {
+                return lo;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    assert!((45..=50).contains(&low), "old segments deleted, the segment with new data kept: log start {low}");
 }

@@ -89,3 +89,50 @@ fn readme_lists_exactly_the_supported_apis() {
         SUPPORTED_APIS.iter().map(|(k, lo, hi)| format!("| {:?} | {} | {lo}–{hi} |", k, *k as i16)).collect();
     assert_eq!(table, want, "README's API table matches handlers::SUPPORTED_APIS");
 }
+
+fn produce_req(topic: &str, acks: i16, records: Vec<u8>) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records.into()))])])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_validation_codes_and_acks_zero() {
+    use kafka_protocol::messages::ProduceResponse;
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("validate");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let good = weir::log::batch::sample_batch(3);
+        let mut bad_crc = good.clone();
+        *bad_crc.last_mut().unwrap() ^= 1;
+        let mut magic1 = good.clone();
+        magic1[16] = 1;
+        let truncated = good[..good.len() - 5].to_vec();
+        for (what, records, code) in
+            [("bad CRC", bad_crc, 2), ("magic 1", magic1, 87), ("truncated", truncated, 2), ("good", good.clone(), 0)]
+        {
+            let r: ProduceResponse = raw::call(&b, ApiKey::Produce, 9, &produce_req(&topic, 1, records));
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, code, "{what}");
+            if code == 0 {
+                assert_eq!(p.base_offset, 0, "rejected batches took no offsets");
+            }
+        }
+        // acks=0 gets no response: the next response on the connection is the next request's.
+        let mut s = raw::connect(&b);
+        raw::send(&mut s, ApiKey::Produce, 9, 1, &produce_req(&topic, 0, good.clone()));
+        raw::send(&mut s, ApiKey::Produce, 9, 2, &produce_req(&topic, 1, good));
+        let mut frame = raw::read_frame(&mut s).expect("a response");
+        let header = ResponseHeader::decode(&mut frame, 1).unwrap();
+        assert_eq!(header.correlation_id, 2);
+        let r = ProduceResponse::decode(&mut frame, 9).unwrap();
+        assert_eq!(r.responses[0].partition_responses[0].base_offset, 6, "the acks=0 batch was appended first");
+    })
+    .await
+    .unwrap();
+}

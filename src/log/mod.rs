@@ -483,6 +483,19 @@ mod tests {
     }
 
     #[test]
+    fn segments_roll_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 20);
+        c.segment_ms = 1000;
+        let (mut log, _) = Log::open(dir.path(), c, true, 0).unwrap();
+        log.append(&make_batch(1, 0), 10_000).unwrap();
+        log.append(&make_batch(1, 0), 10_500).unwrap();
+        assert_eq!(log.segments.len(), 1);
+        log.append(&make_batch(1, 0), 11_000).unwrap();
+        assert_eq!(log.segments.keys().copied().collect::<Vec<_>>(), vec![0, 2]);
+    }
+
+    #[test]
     fn delete_records_and_retention_move_the_start_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(dir.path(), config(500), true, 0).unwrap();

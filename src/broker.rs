@@ -139,6 +139,9 @@ pub struct Broker {
     producer_ids: parking_lot::Mutex<(i64, i64)>,
 }
 
+/// How often partitions are checked against their `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Producer ids are reserved in the metadata log a block at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -463,15 +466,38 @@ impl Broker {
         }
     }
 
-    /// Background work: retention on its interval.
+    /// Background work: retention on its interval, and `flush.ms` checked every second.
     pub async fn run_background(self: Arc<Self>) {
         let every = self.config.read().get_i64("log.retention.check.interval.ms").max(1);
-        let mut tick = tokio::time::interval(Duration::from_millis(every as u64));
-        tick.tick().await;
+        let mut retention = tokio::time::interval(Duration::from_millis(every as u64));
+        let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+        retention.tick().await;
         loop {
-            tick.tick().await;
-            let broker = self.clone();
-            let _ = tokio::task::spawn_blocking(move || broker.apply_retention()).await;
+            tokio::select! {
+                _ = retention.tick() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || broker.apply_retention()).await;
+                }
+                _ = flush.tick() => self.flush_overdue().await,
+            }
+        }
+    }
+
+    /// fsyncs every partition whose oldest unflushed data is older than its `flush.ms`.
+    async fn flush_overdue(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                let due = {
+                    let log = p.log();
+                    log.flush_overdue(now).then(|| log.log_end_offset())
+                };
+                if let Some(leo) = due {
+                    if let Err(err) = p.flush_to(leo).await {
+                        tracing::error!(topic = %topic.name, partition = p.index, %err, "flush.ms fsync failed");
+                    }
+                }
+            }
         }
     }
 

@@ -84,7 +84,7 @@ impl Partition {
             .await
             .map_err(|e| LogError::Io(std::io::Error::other(e)))??;
         self.flushed_offset.fetch_max(covered, Ordering::AcqRel);
-        self.log.write().mark_flushed();
+        self.log.write().mark_flushed(covered);
         Ok(())
     }
 

@@ -65,6 +65,8 @@ pub struct Log {
     high_watermark: i64,
     leader_epoch: i32,
     unflushed_records: i64,
+    /// When the oldest unflushed append happened, for `flush.ms`.
+    first_unflushed_ms: Option<i64>,
     offline: bool,
 }
 
@@ -125,6 +127,7 @@ impl Log {
             high_watermark: 0,
             leader_epoch: 0,
             unflushed_records: 0,
+            first_unflushed_ms: None,
             offline: false,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
@@ -226,6 +229,7 @@ impl Log {
             info.records += i64::from(h.record_count);
         }
         self.unflushed_records += info.records;
+        self.first_unflushed_ms.get_or_insert(now_ms);
         self.high_watermark = self.log_end_offset();
         Ok(info)
     }
@@ -406,8 +410,18 @@ impl Log {
         Ok((self.active().file_handle()?, self.log_end_offset()))
     }
 
-    pub fn mark_flushed(&mut self) {
-        self.unflushed_records = 0;
+    /// Records that everything below `covered` is durable; appends that raced with the fsync
+    /// stay counted as unflushed.
+    pub fn mark_flushed(&mut self, covered: i64) {
+        if covered >= self.log_end_offset() {
+            self.unflushed_records = 0;
+            self.first_unflushed_ms = None;
+        }
+    }
+
+    /// True when unflushed data has waited longer than `flush.ms`.
+    pub fn flush_overdue(&self, now_ms: i64) -> bool {
+        self.first_unflushed_ms.is_some_and(|t| now_ms.saturating_sub(t) >= self.config.flush_ms)
     }
 
     /// Clean shutdown: make everything durable and trim the active indexes.
@@ -480,6 +494,22 @@ mod tests {
         let ts = log.offset_for_timestamp(7).unwrap().unwrap();
         assert_eq!(ts, TimestampOffset { timestamp: 7, offset: 14 });
         assert_eq!(log.max_timestamp_offset().unwrap().unwrap().offset, 98);
+    }
+
+    #[test]
+    fn flush_ms_marks_unflushed_data_overdue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 20);
+        c.flush_ms = 100;
+        let (mut log, _) = Log::open(dir.path(), c, true, 0).unwrap();
+        assert!(!log.flush_overdue(1_000));
+        log.append(&make_batch(1, 0), 1_000).unwrap();
+        assert!(!log.flush_overdue(1_050));
+        assert!(log.flush_overdue(1_100));
+        log.mark_flushed(0);
+        assert!(log.flush_overdue(1_100), "a flush that did not cover the append changes nothing");
+        log.mark_flushed(1);
+        assert!(!log.flush_overdue(5_000));
     }
 
     #[test]

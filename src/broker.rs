@@ -41,8 +41,13 @@ impl Topic {
     }
 
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal_topic(&self.name)
     }
+}
+
+/// Kafka's internal topics: hidden from auto-creation, flagged internal in Metadata.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == crate::coordinator::group::OFFSETS_TOPIC || name == "__transaction_state"
 }
 
 /// Admin failures, each mapping to the Kafka error code Kafka would send.
@@ -137,6 +142,8 @@ pub struct Broker {
     clean_start: bool,
     /// Next producer id to hand out and the end of the block it comes from.
     producer_ids: parking_lot::Mutex<(i64, i64)>,
+    /// Consumer groups and their committed offsets.
+    pub groups: Arc<crate::coordinator::group::GroupCoordinator>,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -176,9 +183,14 @@ impl Broker {
             topic_names: DashMap::new(),
             clean_start,
             producer_ids: parking_lot::Mutex::new((image.producer_id_block_end, image.producer_id_block_end)),
+            groups: Default::default(),
         };
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
+        let records = broker.groups.load(&broker)?;
+        if records > 0 {
+            tracing::info!(records, groups = broker.groups.group_ids().len(), "group coordinator loaded");
+        }
         Ok(Arc::new(broker))
     }
 

@@ -122,6 +122,83 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             ]))
         }
         ApiKey::DescribeCluster => boxed!(DescribeClusterRequest::default().with_endpoint_type(1)),
+        ApiKey::FindCoordinator => boxed!(FindCoordinatorRequest::default()
+            .with_key(StrBytes::from_static_str(if version < 4 { "g" } else { "" }))
+            .with_coordinator_keys(if version >= 4 { vec![StrBytes::from_static_str("g")] } else { vec![] })),
+        ApiKey::JoinGroup => boxed!(JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(format!("g-join-{version}"))))
+            .with_session_timeout_ms(10000)
+            .with_rebalance_timeout_ms(10000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"m"))])),
+        ApiKey::SyncGroup => boxed!(SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-none")))
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_generation_id(1)),
+        ApiKey::Heartbeat => boxed!(HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-none")))
+            .with_member_id(StrBytes::from_static_str("m"))),
+        ApiKey::LeaveGroup => boxed!(LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-none")))
+            .with_member_id(StrBytes::from_static_str(if version < 3 { "m" } else { "" }))
+            .with_members(if version >= 3 {
+                vec![leave_group_request::MemberIdentity::default().with_member_id(StrBytes::from_static_str("m"))]
+            } else {
+                vec![]
+            })),
+        ApiKey::OffsetCommit => {
+            let (n, tid) = by_id(10);
+            boxed!(OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("g-simple")))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(n)
+                    .with_topic_id(tid)
+                    .with_partitions(vec![offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("meta")))])]))
+        }
+        ApiKey::OffsetFetch => {
+            if version >= 8 {
+                let (n, tid) = by_id(10);
+                boxed!(OffsetFetchRequest::default().with_groups(vec![
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("g-simple")))
+                        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(n)
+                            .with_topic_id(tid)
+                            .with_partition_indexes(vec![0, 1])])),
+                    offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(GroupId(StrBytes::from_static_str("g-simple")))
+                        .with_topics(None),
+                ]))
+            } else {
+                boxed!(OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_static_str("g-simple")))
+                    .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(name(topic))
+                        .with_partition_indexes(vec![0, 1])])))
+            }
+        }
+        ApiKey::DescribeGroups => boxed!(DescribeGroupsRequest::default().with_groups(vec![
+            GroupId(StrBytes::from_static_str("g-simple")),
+            GroupId(StrBytes::from_static_str("g-join-9")),
+            GroupId(StrBytes::from_static_str("g-missing")),
+        ])),
+        ApiKey::ListGroups => boxed!(ListGroupsRequest::default()),
+        ApiKey::DeleteGroups => boxed!(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(StrBytes::from_static_str("g-missing"))])
+        ),
+        ApiKey::OffsetDelete => boxed!(OffsetDeleteRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g-simple")))
+            .with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ])])),
         ApiKey::InitProducerId => boxed!(InitProducerIdRequest::default()
             .with_transaction_timeout_ms(60000)
             .with_producer_id(ProducerId(-1))
@@ -153,6 +230,17 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::CreatePartitions => check!(CreatePartitionsResponse),
         ApiKey::DescribeCluster => check!(DescribeClusterResponse),
         ApiKey::InitProducerId => check!(InitProducerIdResponse),
+        ApiKey::FindCoordinator => check!(FindCoordinatorResponse),
+        ApiKey::JoinGroup => check!(JoinGroupResponse),
+        ApiKey::SyncGroup => check!(SyncGroupResponse),
+        ApiKey::Heartbeat => check!(HeartbeatResponse),
+        ApiKey::LeaveGroup => check!(LeaveGroupResponse),
+        ApiKey::OffsetCommit => check!(OffsetCommitResponse),
+        ApiKey::OffsetFetch => check!(OffsetFetchResponse),
+        ApiKey::DescribeGroups => check!(DescribeGroupsResponse),
+        ApiKey::ListGroups => check!(ListGroupsResponse),
+        ApiKey::DeleteGroups => check!(DeleteGroupsResponse),
+        ApiKey::OffsetDelete => check!(OffsetDeleteResponse),
         other => anyhow::bail!("no decoder for {other:?}"),
     }
     anyhow::ensure!(frame.is_empty(), "{} bytes left over", frame.len());
@@ -161,7 +249,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_api_at_every_version_answers() {
-    let broker = TestBroker::start(&[]).await;
+    let broker = TestBroker::start(&[("group.initial.rebalance.delay.ms", "0")]).await;
     let topic = topic_name("versions");
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let id = broker.running.as_ref().unwrap().broker.topic(&topic).unwrap().id;

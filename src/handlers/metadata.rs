@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
-use crate::broker::{validate_topic_name, AdminError, Broker, NewTopic, Topic};
+use crate::broker::{is_internal_topic, validate_topic_name, AdminError, Broker, NewTopic, Topic};
 
 /// "Authorized operations were not requested", as Kafka encodes it.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
@@ -74,7 +74,7 @@ async fn lookup_or_create(
     if validate_topic_name(name).is_err() {
         return Err(ResponseError::InvalidTopicException);
     }
-    if !auto_create || name.starts_with("__") {
+    if !auto_create || is_internal_topic(name) {
         return Err(ResponseError::UnknownTopicOrPartition);
     }
     let new = NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1, configs: Default::default() };

@@ -7,9 +7,11 @@ pub mod cluster;
 pub mod configs;
 pub mod delete_records;
 pub mod fetch;
+pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -30,6 +32,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
@@ -39,7 +50,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
 ];
 
@@ -117,6 +130,17 @@ pub async fn handle_frame(
         ApiKey::AlterConfigs => serve(&ctx, key, body, configs::alter).await,
         ApiKey::IncrementalAlterConfigs => serve(&ctx, key, body, configs::incremental_alter).await,
         ApiKey::DescribeCluster => serve(&ctx, key, body, cluster::describe_cluster).await,
+        ApiKey::FindCoordinator => serve(&ctx, key, body, groups::find_coordinator).await,
+        ApiKey::JoinGroup => serve(&ctx, key, body, groups::join_group).await,
+        ApiKey::SyncGroup => serve(&ctx, key, body, groups::sync_group).await,
+        ApiKey::Heartbeat => serve(&ctx, key, body, groups::heartbeat).await,
+        ApiKey::LeaveGroup => serve(&ctx, key, body, groups::leave_group).await,
+        ApiKey::ListGroups => serve(&ctx, key, body, groups::list_groups).await,
+        ApiKey::DescribeGroups => serve(&ctx, key, body, groups::describe_groups).await,
+        ApiKey::DeleteGroups => serve(&ctx, key, body, groups::delete_groups).await,
+        ApiKey::OffsetCommit => serve(&ctx, key, body, offsets::offset_commit).await,
+        ApiKey::OffsetFetch => serve(&ctx, key, body, offsets::offset_fetch).await,
+        ApiKey::OffsetDelete => serve(&ctx, key, body, offsets::offset_delete).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
     }
@@ -184,4 +208,53 @@ pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), kafka_prot
 /// An owned `StrBytes` from a string.
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Message, VersionRange};
+
+    /// The versions kafka-protocol's own request codec handles (its `ApiKey` table can be
+    /// wider than the codec, as for InitProducerId v6).
+    fn codec_range(key: ApiKey) -> VersionRange {
+        match key {
+            ApiKey::Produce => ProduceRequest::VERSIONS,
+            ApiKey::Fetch => FetchRequest::VERSIONS,
+            ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+            ApiKey::Metadata => MetadataRequest::VERSIONS,
+            ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+            ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+            ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+            ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+            ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+            ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+            ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
+            ApiKey::DescribeGroups => DescribeGroupsRequest::VERSIONS,
+            ApiKey::ListGroups => ListGroupsRequest::VERSIONS,
+            ApiKey::ApiVersions => ApiVersionsRequest::VERSIONS,
+            ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+            ApiKey::DeleteTopics => DeleteTopicsRequest::VERSIONS,
+            ApiKey::DeleteRecords => DeleteRecordsRequest::VERSIONS,
+            ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+            ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
+            ApiKey::AlterConfigs => AlterConfigsRequest::VERSIONS,
+            ApiKey::DescribeLogDirs => DescribeLogDirsRequest::VERSIONS,
+            ApiKey::CreatePartitions => CreatePartitionsRequest::VERSIONS,
+            ApiKey::DeleteGroups => DeleteGroupsRequest::VERSIONS,
+            ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
+            ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
+            ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+            other => panic!("add {other:?} to codec_range"),
+        }
+    }
+
+    #[test]
+    fn advertised_versions_fit_the_codecs() {
+        for (key, min, max) in SUPPORTED_APIS {
+            let codec = codec_range(*key);
+            assert!(codec.min <= *min && *max <= codec.max, "{key:?} {min}-{max} vs codec {codec}");
+        }
+    }
 }

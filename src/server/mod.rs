@@ -59,8 +59,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     tracing::info!(%addr, cluster_id = %broker.cluster_id, node_id = broker.node_id, "weir listening");
     let (shutdown, shutdown_rx) = watch::channel(false);
     let background = tokio::spawn(broker.clone().run_background());
+    let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
     let settings = connection::Settings { max_frame, idle };
-    let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, background));
+    let task =
+        tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, vec![background, group_timers]));
     Ok(RunningBroker { addr, broker, shutdown, task })
 }
 
@@ -69,7 +71,7 @@ async fn accept_loop(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
     settings: connection::Settings,
-    background: tokio::task::JoinHandle<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
     let mut connections = JoinSet::new();
     loop {
@@ -89,7 +91,9 @@ async fn accept_loop(
         }
     }
     drop(listener);
-    background.abort();
+    for task in background {
+        task.abort();
+    }
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -1,0 +1,278 @@
+//! The group coordinator: classic consumer groups and their committed offsets.
+//!
+//! Every group and offset change is a record in the internal compacted topic
+//! `__consumer_offsets` (Kafka's key/value formats, see [`records`]); the group lives in the
+//! partition `abs(hashCode(group)) % offsets.topic.num.partitions`, as in Kafka. On start-up
+//! the coordinator replays the topic to rebuild groups and offsets.
+
+pub mod classic;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::sync::Mutex;
+use tokio::time::{Duration, Instant};
+
+use crate::broker::{now_ms, AdminError, Broker, NewTopic};
+use crate::log::LogError;
+use crate::partition::Partition;
+use classic::{ClassicGroup, GroupConfig, GroupState};
+use records::{partition_for, GroupValue, OffsetValue, RecordKey};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often group timers (sessions, rebalance deadlines) are checked.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// A group with its committed offsets, behind one lock.
+pub struct GroupEntry {
+    pub group: ClassicGroup,
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+pub type GroupHandle = Arc<Mutex<GroupEntry>>;
+
+#[derive(Default)]
+pub struct GroupCoordinator {
+    groups: DashMap<String, GroupHandle>,
+    /// Serialises creation of the offsets topic.
+    topic_lock: Mutex<()>,
+}
+
+/// One record to write: key and value (`None` is a tombstone).
+type CoordinatorRecord = (Bytes, Option<Bytes>);
+
+impl GroupCoordinator {
+    pub fn config(broker: &Broker) -> GroupConfig {
+        let cfg = broker.config();
+        GroupConfig {
+            initial_rebalance_delay: Duration::from_millis(
+                cfg.get_i64("group.initial.rebalance.delay.ms").max(0) as u64
+            ),
+            min_session_timeout_ms: cfg.get_i64("group.min.session.timeout.ms") as i32,
+            max_session_timeout_ms: cfg.get_i64("group.max.session.timeout.ms") as i32,
+            max_size: cfg.get_i64("group.max.size").max(1) as usize,
+        }
+    }
+
+    pub fn group(&self, id: &str) -> Option<GroupHandle> {
+        self.groups.get(id).map(|g| g.clone())
+    }
+
+    /// The group, created empty if it does not exist yet.
+    pub fn group_or_create(&self, id: &str) -> GroupHandle {
+        self.groups
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(GroupEntry { group: ClassicGroup::new(id, now_ms()), offsets: BTreeMap::new() }))
+            })
+            .clone()
+    }
+
+    pub fn group_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.groups.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.groups.remove(id);
+    }
+
+    /// Creates `__consumer_offsets` on first use, as Kafka does.
+    pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), AdminError> {
+        if broker.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let _guard = self.topic_lock.lock().await;
+        if broker.topic(OFFSETS_TOPIC).is_some() {
+            return Ok(());
+        }
+        let cfg = broker.config();
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), cfg.get("offsets.topic.segment.bytes")),
+        ]);
+        let new = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: cfg.get_i64("offsets.topic.num.partitions") as i32,
+            replication_factor: 1,
+            configs,
+        };
+        match broker.create_topic(&new).await {
+            Ok(_) | Err(AdminError::TopicAlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The offsets-topic partition that stores `group`.
+    fn partition_of(broker: &Broker, group: &str) -> Option<Arc<Partition>> {
+        let topic = broker.topic(OFFSETS_TOPIC)?;
+        let n = topic.partitions.len() as i32;
+        topic.partition(partition_for(group, n)).cloned()
+    }
+
+    /// Appends records for `group` and makes them durable before returning.
+    pub async fn write(&self, broker: &Broker, group: &str, records: Vec<CoordinatorRecord>) -> Result<(), LogError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.ensure_offsets_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        let partition = Self::partition_of(broker, group).ok_or(LogError::Offline)?;
+        let batch = encode_batch(records)?;
+        let info = partition.append(&batch, now_ms())?;
+        partition.flush_to(info.last_offset + 1).await
+    }
+
+    /// The group-metadata record for the group's current state (a tombstone once it is dead).
+    pub fn group_record(group: &ClassicGroup) -> CoordinatorRecord {
+        let key = RecordKey::Group { group: group.id.clone() }.encode();
+        let value = (group.state != GroupState::Dead).then(|| group.stored().encode());
+        (key, value)
+    }
+
+    pub fn offset_record(group: &str, topic: &str, partition: i32, value: Option<&OffsetValue>) -> CoordinatorRecord {
+        let key = RecordKey::Offset { group: group.to_string(), topic: topic.to_string(), partition }.encode();
+        (key, value.map(OffsetValue::encode))
+    }
+
+    /// Replays `__consumer_offsets` into groups and offsets (start-up).
+    pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
+        let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
+        let now = Instant::now();
+        let mut stored_groups: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
+        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>> = BTreeMap::new();
+        let mut records = 0usize;
+        for p in &topic.partitions {
+            let log = p.log();
+            let mut offset = log.log_start_offset();
+            let end = log.high_watermark();
+            while offset < end {
+                let Some(bytes) = log.read(offset, 1 << 20, end, true)?.records else { break };
+                let mut buf = bytes;
+                let sets =
+                    RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+                let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
+                for r in sets.iter().flat_map(|s| s.records.iter()) {
+                    records += 1;
+                    let Some(key) = r.key.clone().and_then(RecordKey::decode) else { continue };
+                    match key {
+                        RecordKey::Group { group } => {
+                            stored_groups.insert(group, r.value.clone().and_then(GroupValue::decode));
+                        }
+                        RecordKey::Offset { group, topic, partition } => {
+                            let map = offsets.entry(group).or_default();
+                            match r.value.clone().and_then(OffsetValue::decode) {
+                                Some(v) => map.insert((topic, partition), v),
+                                None => map.remove(&(topic, partition)),
+                            };
+                        }
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+        let mut ids: Vec<String> = stored_groups.keys().chain(offsets.keys()).cloned().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let group = match stored_groups.remove(&id) {
+                Some(Some(v)) => ClassicGroup::from_stored(&id, v, now),
+                Some(None) if offsets.get(&id).is_none_or(|o| o.is_empty()) => continue,
+                _ => ClassicGroup::new(&id, now_ms()),
+            };
+            let group_offsets = offsets.remove(&id).unwrap_or_default();
+            self.groups.insert(id, Arc::new(Mutex::new(GroupEntry { group, offsets: group_offsets })));
+        }
+        Ok(records)
+    }
+
+    /// Drives group timers and writes group metadata that changed; expires offsets of groups
+    /// that stayed empty for `offsets.retention.minutes`.
+    pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let cfg = Self::config(&broker);
+            let retention_ms = broker.config().get_i64("offsets.retention.minutes").saturating_mul(60_000);
+            for id in self.group_ids() {
+                let Some(handle) = self.group(&id) else { continue };
+                let mut entry = handle.lock().await;
+                let (now, wall) = (Instant::now(), now_ms());
+                entry.group.tick(now, wall, &cfg);
+                let mut records = Vec::new();
+                if entry.group.state == GroupState::Empty
+                    && wall.saturating_sub(entry.group.state_timestamp_ms) > retention_ms
+                {
+                    let expired: Vec<(String, i32)> = entry
+                        .offsets
+                        .iter()
+                        .filter(|(_, v)| wall.saturating_sub(v.commit_timestamp) > retention_ms)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for (t, p) in expired {
+                        entry.offsets.remove(&(t.clone(), p));
+                        records.push(Self::offset_record(&id, &t, p, None));
+                    }
+                    if entry.offsets.is_empty() {
+                        entry.group.state = GroupState::Dead;
+                        entry.group.dirty = true;
+                    }
+                }
+                if entry.group.dirty {
+                    entry.group.dirty = false;
+                    records.push(Self::group_record(&entry.group));
+                }
+                let dead = entry.group.state == GroupState::Dead;
+                drop(entry);
+                if let Err(e) = self.write(&broker, &id, records).await {
+                    tracing::error!(group = %id, error = %e, "cannot persist group state");
+                }
+                if dead {
+                    self.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+/// Encodes coordinator records as one uncompressed batch.
+fn encode_batch(records: Vec<CoordinatorRecord>) -> Result<bytes::BytesMut, LogError> {
+    let now = now_ms();
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            delete_horizon: false,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(buf)
+}
+
+/// An owned `StrBytes`.
+pub fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,326 @@
+//! Consumer groups, classic protocol: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups. The state machine lives in
+//! `coordinator::group::classic`; these handlers translate requests and responses.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::metadata::OPERATIONS_NOT_REQUESTED;
+use super::{str_bytes, RequestContext};
+use crate::broker::now_ms;
+use crate::coordinator::group::classic::{GroupState, JoinArgs, JoinResult, Reply, SyncArgs, SyncResult};
+use crate::coordinator::group::GroupCoordinator;
+
+const KEY_TYPE_GROUP: i8 = 0;
+/// READ, DELETE, DESCRIBE: what a group's authorized operations can contain.
+const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+fn opt_str(s: &Option<StrBytes>) -> Option<&str> {
+    s.as_deref()
+}
+
+/// Resolves one FindCoordinator key: this broker for groups; transactions are not served yet.
+async fn coordinator_for(ctx: &RequestContext, key_type: i8) -> Result<(), (ResponseError, &'static str)> {
+    if key_type != KEY_TYPE_GROUP {
+        return Err((ResponseError::InvalidRequest, "only group coordinators are supported"));
+    }
+    ctx.broker
+        .groups
+        .ensure_offsets_topic(&ctx.broker)
+        .await
+        .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the offsets topic cannot be created"))
+}
+
+pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let (host, port) = ctx.broker.advertised();
+    let node = BrokerId(ctx.broker.node_id);
+    let result = coordinator_for(ctx, req.key_type).await;
+    if ctx.version < 4 {
+        let mut resp = FindCoordinatorResponse::default().with_node_id(node).with_host(str_bytes(host)).with_port(port);
+        if let Err((code, msg)) = result {
+            resp = resp.with_error_code(code.code()).with_node_id(BrokerId(-1)).with_host(str_bytes("")).with_port(-1);
+            if ctx.version >= 1 {
+                resp.error_message = Some(str_bytes(msg));
+            }
+        }
+        return resp;
+    }
+    let coordinators = req
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            let c = Coordinator::default().with_key(key);
+            match &result {
+                Ok(()) => c.with_node_id(node).with_host(str_bytes(host.clone())).with_port(port),
+                Err((code, msg)) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(code.code())
+                    .with_error_message(Some(str_bytes(*msg))),
+            }
+        })
+        .collect();
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+fn join_response(ctx: &RequestContext, r: JoinResult) -> JoinGroupResponse {
+    let v = ctx.version;
+    let members = r
+        .members
+        .into_iter()
+        .map(|(id, inst, meta)| {
+            let mut m = JoinGroupResponseMember::default().with_member_id(str_bytes(id)).with_metadata(meta);
+            if v >= 5 {
+                m.group_instance_id = inst.map(str_bytes);
+            }
+            m
+        })
+        .collect();
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(r.error)
+        .with_generation_id(r.generation)
+        .with_leader(str_bytes(r.leader))
+        .with_member_id(str_bytes(r.member_id))
+        .with_members(members);
+    resp.protocol_name = match (r.protocol_name, v >= 7) {
+        (Some(p), _) => Some(str_bytes(p)),
+        (None, true) => None,
+        (None, false) => Some(str_bytes("")),
+    };
+    if v >= 7 {
+        resp.protocol_type = r.protocol_type.map(str_bytes);
+    }
+    if v >= 9 {
+        resp.skip_assignment = r.skip_assignment;
+    }
+    resp
+}
+
+pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    if group_id.is_empty() {
+        return join_response(
+            ctx,
+            JoinResult { error: ResponseError::InvalidGroupId.code(), generation: -1, ..Default::default() },
+        );
+    }
+    let cfg = GroupCoordinator::config(&ctx.broker);
+    let args = JoinArgs {
+        member_id: req.member_id.to_string(),
+        group_instance_id: req.group_instance_id.map(|s| s.to_string()),
+        client_id: ctx.header.client_id.as_deref().unwrap_or_default().to_string(),
+        client_host: format!("/{}", ctx.peer.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        rebalance_timeout_ms: if ctx.version >= 1 { req.rebalance_timeout_ms } else { req.session_timeout_ms },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+        require_known_member_id: ctx.version >= 4,
+        supports_skip_assignment: ctx.version >= 9,
+    };
+    let handle = ctx.broker.groups.group_or_create(&group_id);
+    let reply = handle.lock().await.group.join(args, Instant::now(), now_ms(), &cfg);
+    let result = match reply {
+        Reply::Now(r) => r,
+        Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult {
+            error: ResponseError::UnknownServerError.code(),
+            generation: -1,
+            ..Default::default()
+        }),
+    };
+    join_response(ctx, result)
+}
+
+pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
+    let reply = match ctx.broker.groups.group(req.group_id.0.as_str()) {
+        None => Reply::Now(SyncResult { error: ResponseError::UnknownMemberId.code(), ..Default::default() }),
+        Some(handle) => {
+            let args = SyncArgs {
+                member_id: req.member_id.to_string(),
+                generation: req.generation_id,
+                group_instance_id: req.group_instance_id.map(|s| s.to_string()),
+                protocol_type: req.protocol_type.map(|s| s.to_string()),
+                protocol_name: req.protocol_name.map(|s| s.to_string()),
+                assignments: req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect(),
+            };
+            handle.lock().await.group.sync(args, Instant::now(), now_ms())
+        }
+    };
+    let r = match reply {
+        Reply::Now(r) => r,
+        Reply::Later(rx) => {
+            rx.await.unwrap_or(SyncResult { error: ResponseError::UnknownServerError.code(), ..Default::default() })
+        }
+    };
+    let mut resp = SyncGroupResponse::default().with_error_code(r.error).with_assignment(r.assignment);
+    if ctx.version >= 5 {
+        resp.protocol_type = r.protocol_type.map(str_bytes);
+        resp.protocol_name = r.protocol_name.map(str_bytes);
+    }
+    resp
+}
+
+pub async fn heartbeat(ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatResponse {
+    let code = match ctx.broker.groups.group(req.group_id.0.as_str()) {
+        None => ResponseError::UnknownMemberId.code(),
+        Some(handle) => handle.lock().await.group.heartbeat(
+            req.member_id.as_str(),
+            req.generation_id,
+            opt_str(&req.group_instance_id),
+            Instant::now(),
+        ),
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub async fn leave_group(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let leaving: Vec<(String, Option<String>)> = if ctx.version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string())))
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let codes = match ctx.broker.groups.group(req.group_id.0.as_str()) {
+        None => vec![ResponseError::UnknownMemberId.code(); leaving.len()],
+        Some(handle) => {
+            let cfg = GroupCoordinator::config(&ctx.broker);
+            handle.lock().await.group.leave(&leaving, Instant::now(), now_ms(), &cfg)
+        }
+    };
+    if ctx.version < 3 {
+        return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
+    }
+    let members = leaving
+        .into_iter()
+        .zip(codes)
+        .map(|((id, inst), code)| {
+            MemberResponse::default()
+                .with_member_id(str_bytes(id))
+                .with_group_instance_id(inst.map(str_bytes))
+                .with_error_code(code)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let mut groups = Vec::new();
+    for id in ctx.broker.groups.group_ids() {
+        let Some(handle) = ctx.broker.groups.group(&id) else { continue };
+        let entry = handle.lock().await;
+        let g = &entry.group;
+        let state = g.state.name();
+        if g.state == GroupState::Dead
+            || (!states.is_empty() && !states.contains(&state.to_ascii_lowercase()))
+            || (!types.is_empty() && !types.iter().any(|t| t == "classic"))
+        {
+            continue;
+        }
+        let mut listed = ListedGroup::default()
+            .with_group_id(GroupId(str_bytes(id.clone())))
+            .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
+        if ctx.version >= 4 {
+            listed.group_state = str_bytes(state);
+        }
+        if ctx.version >= 5 {
+            listed.group_type = str_bytes("classic");
+        }
+        groups.push(listed);
+    }
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn describe_groups(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let ops = if req.include_authorized_operations { ALL_GROUP_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        let mut d = DescribedGroup::default().with_group_id(id.clone()).with_group_state(str_bytes("Dead"));
+        if ctx.version >= 3 {
+            d.authorized_operations = ops;
+        }
+        let handle = ctx.broker.groups.group(id.0.as_str());
+        let Some(handle) = handle else {
+            if ctx.version >= 6 {
+                d.error_code = ResponseError::GroupIdNotFound.code();
+                d.error_message = Some(str_bytes(format!("Group {} not found.", id.0.as_str())));
+            }
+            groups.push(d);
+            continue;
+        };
+        let entry = handle.lock().await;
+        let g = &entry.group;
+        let stable = g.state == GroupState::Stable;
+        d.group_state = str_bytes(g.state.name());
+        d.protocol_type = str_bytes(g.protocol_type.clone().unwrap_or_default());
+        d.protocol_data = str_bytes(g.protocol_name.clone().unwrap_or_default());
+        d.members = g
+            .members
+            .values()
+            .map(|m| {
+                let mut dm = DescribedGroupMember::default()
+                    .with_member_id(str_bytes(m.id.clone()))
+                    .with_client_id(str_bytes(m.client_id.clone()))
+                    .with_client_host(str_bytes(m.client_host.clone()));
+                if ctx.version >= 4 {
+                    dm.group_instance_id = m.group_instance_id.clone().map(str_bytes);
+                }
+                if stable {
+                    dm.member_metadata = m.metadata(g.protocol_name.as_deref());
+                    dm.member_assignment = m.assignment.clone();
+                }
+                dm
+            })
+            .collect();
+        groups.push(d);
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let coordinator = &ctx.broker.groups;
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for id in req.groups_names {
+        let name = id.0.to_string();
+        let code = match coordinator.group(&name) {
+            None => ResponseError::GroupIdNotFound.code(),
+            Some(handle) => {
+                let mut entry = handle.lock().await;
+                if !entry.group.is_empty() {
+                    ResponseError::NonEmptyGroup.code()
+                } else {
+                    entry.group.state = GroupState::Dead;
+                    let mut records: Vec<_> = entry
+                        .offsets
+                        .keys()
+                        .map(|(t, p)| GroupCoordinator::offset_record(&name, t, *p, None))
+                        .collect();
+                    records.push(GroupCoordinator::group_record(&entry.group));
+                    entry.offsets.clear();
+                    match coordinator.write(&ctx.broker, &name, records).await {
+                        Ok(()) => {
+                            coordinator.remove(&name);
+                            0
+                        }
+                        Err(e) => {
+                            tracing::error!(group = %name, error = %e, "cannot delete group");
+                            ResponseError::KafkaStorageError.code()
+                        }
+                    }
+                }
+            }
+        };
+        results.push(DeletableGroupResult::default().with_group_id(id).with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}

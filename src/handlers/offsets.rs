@@ -1,0 +1,288 @@
+//! Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete. Commits are written to
+//! `__consumer_offsets` and made durable before the reply.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{str_bytes, RequestContext};
+use crate::broker::now_ms;
+use crate::coordinator::group::classic::{ClassicGroup, GroupState};
+use crate::coordinator::group::records::OffsetValue;
+use crate::coordinator::group::GroupCoordinator;
+
+/// Checks whether a commit from `member_id` at `generation` may go in (Kafka's classic rules).
+fn validate_commit(
+    g: &ClassicGroup,
+    member_id: &str,
+    instance: Option<&str>,
+    generation: i32,
+) -> Result<(), ResponseError> {
+    if g.state == GroupState::Dead {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if generation < 0 && member_id.is_empty() && g.state == GroupState::Empty {
+        return Ok(()); // a simple commit by a consumer that assigns partitions itself
+    }
+    if let Some(inst) = instance {
+        if g.members.values().any(|m| m.group_instance_id.as_deref() == Some(inst) && m.id != member_id) {
+            return Err(ResponseError::FencedInstanceId);
+        }
+    }
+    if g.state == GroupState::CompletingRebalance {
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    if !g.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if generation != g.generation {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    Ok(())
+}
+
+pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let broker = &ctx.broker;
+    let group_id = req.group_id.0.to_string();
+    let generation = req.generation_id_or_member_epoch;
+    let member_id = req.member_id.to_string();
+    let max_metadata = broker.config().get_i64("offset.metadata.max.bytes") as usize;
+    let by_id = ctx.version >= 10;
+    // Resolve topics first: (response topic, partition, error or the value to commit)
+    let mut planned: Vec<(usize, i32, Result<OffsetValue, ResponseError>, String)> = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    let now = now_ms();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let topic = if by_id { broker.topic_by_id(&t.topic_id) } else { broker.topic(t.name.0.as_str()) };
+        for p in &t.partitions {
+            let metadata = p.committed_metadata.as_deref().unwrap_or_default().to_string();
+            let value = match &topic {
+                None => Err(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition }),
+                Some(tp) if tp.partition(p.partition_index).is_none() => Err(ResponseError::UnknownTopicOrPartition),
+                Some(_) if metadata.len() > max_metadata => Err(ResponseError::OffsetMetadataTooLarge),
+                Some(_) => Ok(OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                }),
+            };
+            let name = topic.as_ref().map(|tp| tp.name.clone()).unwrap_or_default();
+            planned.push((ti, p.partition_index, value, name));
+        }
+        topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
+    }
+    let group_error = if group_id.is_empty() { Some(ResponseError::InvalidGroupId) } else { None };
+    let handle = match group_error {
+        Some(_) => None,
+        None if generation < 0 && member_id.is_empty() => Some(broker.groups.group_or_create(&group_id)),
+        None => broker.groups.group(&group_id),
+    };
+    let outcome: Result<(), ResponseError> = match (group_error, &handle) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(ResponseError::IllegalGeneration),
+        (None, Some(handle)) => {
+            let mut entry = handle.lock().await;
+            match validate_commit(&entry.group, &member_id, req.group_instance_id.as_deref(), generation) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let records: Vec<_> = planned
+                        .iter()
+                        .filter_map(|(_, p, v, name)| v.as_ref().ok().map(|v| (name, *p, v)))
+                        .map(|(name, p, v)| GroupCoordinator::offset_record(&group_id, name, p, Some(v)))
+                        .collect();
+                    match broker.groups.write(broker, &group_id, records).await {
+                        Ok(()) => {
+                            for (_, p, v, name) in &planned {
+                                if let Ok(v) = v {
+                                    entry.offsets.insert((name.clone(), *p), v.clone());
+                                }
+                            }
+                            Ok(())
+                        }
+                        Err(e) => {
+                            tracing::error!(group = %group_id, error = %e, "offset commit failed");
+                            Err(ResponseError::KafkaStorageError)
+                        }
+                    }
+                }
+            }
+        }
+    };
+    for (ti, p, v, _) in planned {
+        let code = match (&outcome, v) {
+            (Err(e), _) => e.code(),
+            (Ok(()), Err(e)) => e.code(),
+            (Ok(()), Ok(_)) => 0,
+        };
+        topics[ti]
+            .partitions
+            .push(OffsetCommitResponsePartition::default().with_partition_index(p).with_error_code(code));
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// One requested topic of an OffsetFetch: its name (or id) and partitions (`None`: all).
+struct FetchTopic {
+    name: String,
+    id: Uuid,
+    partitions: Vec<i32>,
+}
+
+/// A topic's committed offsets as OffsetFetch reports them: name, id, (partition, offset).
+type CommittedTopic = (String, Uuid, Vec<(i32, Option<OffsetValue>)>);
+
+/// The committed offsets of `group` for `topics` (`None`: everything the group committed).
+async fn fetch_group(ctx: &RequestContext, group: &str, topics: Option<Vec<FetchTopic>>) -> Vec<CommittedTopic> {
+    let committed: BTreeMap<(String, i32), OffsetValue> = match ctx.broker.groups.group(group) {
+        Some(h) => h.lock().await.offsets.clone(),
+        None => BTreeMap::new(),
+    };
+    let id_of = |name: &str| ctx.broker.topic(name).map(|t| t.id).unwrap_or_default();
+    match topics {
+        Some(list) => list
+            .into_iter()
+            .map(|t| {
+                let parts = t.partitions.iter().map(|p| (*p, committed.get(&(t.name.clone(), *p)).cloned())).collect();
+                (t.name, t.id, parts)
+            })
+            .collect(),
+        None => {
+            let mut out: Vec<CommittedTopic> = Vec::new();
+            for ((topic, p), v) in committed {
+                match out.last_mut() {
+                    Some((name, _, parts)) if *name == topic => parts.push((p, Some(v))),
+                    _ => out.push((topic.clone(), id_of(&topic), vec![(p, Some(v))])),
+                }
+            }
+            out
+        }
+    }
+}
+
+pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
+    if v < 8 {
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| FetchTopic { name: t.name.0.to_string(), id: Uuid::nil(), partitions: t.partition_indexes })
+                .collect()
+        });
+        let found = fetch_group(ctx, req.group_id.0.as_str(), topics).await;
+        let topics = found
+            .into_iter()
+            .map(|(name, _, parts)| {
+                let partitions = parts
+                    .into_iter()
+                    .map(|(p, o)| {
+                        let o = o.unwrap_or(OffsetValue {
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            commit_timestamp: -1,
+                        });
+                        let mut r = OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o.offset)
+                            .with_metadata(Some(str_bytes(o.metadata)));
+                        if v >= 5 {
+                            r.committed_leader_epoch = o.leader_epoch;
+                        }
+                        r
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default().with_name(TopicName(str_bytes(name))).with_partitions(partitions)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let topics = g.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| {
+                    let name = if v >= 10 {
+                        ctx.broker.topic_by_id(&t.topic_id).map(|tp| tp.name.clone()).unwrap_or_default()
+                    } else {
+                        t.name.0.to_string()
+                    };
+                    FetchTopic { name, id: t.topic_id, partitions: t.partition_indexes }
+                })
+                .collect()
+        });
+        let found = fetch_group(ctx, g.group_id.0.as_str(), topics).await;
+        let topics = found
+            .into_iter()
+            .map(|(name, id, parts)| {
+                let partitions = parts
+                    .into_iter()
+                    .map(|(p, o)| {
+                        let o = o.unwrap_or(OffsetValue {
+                            offset: -1,
+                            leader_epoch: -1,
+                            metadata: String::new(),
+                            commit_timestamp: -1,
+                        });
+                        OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(o.offset)
+                            .with_committed_leader_epoch(o.leader_epoch)
+                            .with_metadata(Some(str_bytes(o.metadata)))
+                    })
+                    .collect();
+                let mut t = OffsetFetchResponseTopics::default().with_partitions(partitions);
+                if v >= 10 {
+                    t.topic_id = id;
+                } else {
+                    t.name = TopicName(str_bytes(name));
+                }
+                t
+            })
+            .collect();
+        groups.push(OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics));
+    }
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group_id = req.group_id.0.to_string();
+    let Some(handle) = ctx.broker.groups.group(&group_id) else {
+        return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
+    };
+    let mut entry = handle.lock().await;
+    let subscribed = if entry.group.members.is_empty() { Some(Vec::new()) } else { entry.group.subscribed_topics() };
+    let Some(subscribed) = subscribed else {
+        return OffsetDeleteResponse::default().with_error_code(ResponseError::NonEmptyGroup.code());
+    };
+    let mut records = Vec::new();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let busy = subscribed.contains(&name);
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let code = if busy { ResponseError::GroupSubscribedToTopic.code() } else { 0 };
+                if !busy && entry.offsets.remove(&(name.clone(), p.partition_index)).is_some() {
+                    records.push(GroupCoordinator::offset_record(&group_id, &name, p.partition_index, None));
+                }
+                OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)
+            })
+            .collect();
+        topics.push(OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions));
+    }
+    if let Err(e) = ctx.broker.groups.write(&ctx.broker, &group_id, records).await {
+        tracing::error!(group = %group_id, error = %e, "offset delete failed");
+        return OffsetDeleteResponse::default().with_error_code(ResponseError::KafkaStorageError.code());
+    }
+    OffsetDeleteResponse::default().with_topics(topics)
+}

@@ -29,9 +29,29 @@ async function main () {
   }
   const meta = await admin.fetchTopicMetadata({ topics: [topic] })
   if (meta.topics[0].partitions.length !== 3) throw new Error('metadata partitions')
+  // a group consumer reads everything back
+  const consumer = kafka.consumer({ groupId: `kjs-${topic}` })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const seen = new Set()
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`consumer saw ${seen.size} of ${3 * perPartition}`)), 60000)
+    consumer.run({
+      eachMessage: async ({ partition, message }) => {
+        seen.add(`${partition}:${message.value.toString()}`)
+        if (seen.size === 3 * perPartition) { clearTimeout(timer); resolve() }
+      }
+    }).catch(reject)
+  })
+  for (let p = 0; p < 3; p++) {
+    for (let i = 0; i < perPartition; i++) {
+      if (!seen.has(`${p}:p${p}-v${i}`)) throw new Error(`missing p${p}-v${i}`)
+    }
+  }
+  await consumer.disconnect()
   await admin.deleteTopics({ topics: [topic] })
   await admin.disconnect()
-  console.log(`kafkajs ${require('kafkajs/package.json').version}: created, listed, produced ${3 * perPartition}, offsets checked: ok`)
+  console.log(`kafkajs ${require('kafkajs/package.json').version}: created, listed, produced ${3 * perPartition}, offsets checked, group consumer read all back: ok`)
 }
 
 main().catch(e => { console.error('kafkajs failed:', e); process.exit(1) })

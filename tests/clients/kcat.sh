@@ -14,7 +14,15 @@ for codec in none gzip snappy lz4 zstd; do
   if ! diff <(sed 's/^/key:/' /tmp/kcat-in.txt) /tmp/kcat-out.txt > /dev/null; then
     echo "kcat $codec: consumed data differs from produced"; diff <(sed 's/^/key:/' /tmp/kcat-in.txt) /tmp/kcat-out.txt | head; exit 1
   fi
+  cp /tmp/kcat-in.txt "/tmp/kcat-in-$codec.txt"
   echo "kcat $codec: 500 records round-tripped"
 done
 kcat -b "$B" -L -t "$T-none" | grep -q "partition 0, leader" || { echo "kcat -L -t: partition missing"; exit 1; }
+# balanced consumer group (-G): reads everything, commits, and a second run finds nothing new
+G="kcat-group-$RANDOM$RANDOM"
+timeout 60 kcat -b "$B" -G "$G" -o beginning -e -q -f '%s\n' "$T-gzip" > /tmp/kcat-group.txt || true
+if ! diff <(sort /tmp/kcat-in-gzip.txt) <(sort /tmp/kcat-group.txt) > /dev/null; then
+  echo "kcat -G: consumed $(wc -l < /tmp/kcat-group.txt) records, expected 500"; exit 1
+fi
+echo "kcat -G: 500 records through a consumer group"
 echo "kcat: ok"

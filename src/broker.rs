@@ -483,6 +483,9 @@ impl Broker {
         let every = self.config.read().get_i64("log.retention.check.interval.ms").max(1);
         let mut retention = tokio::time::interval(Duration::from_millis(every as u64));
         let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+        let backoff = self.config.read().get_i64("log.cleaner.backoff.ms").max(10);
+        let mut cleaner = tokio::time::interval(Duration::from_millis(backoff as u64));
+        cleaner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retention.tick().await;
         loop {
             tokio::select! {
@@ -491,6 +494,27 @@ impl Broker {
                     let _ = tokio::task::spawn_blocking(move || broker.apply_retention()).await;
                 }
                 _ = flush.tick() => self.flush_overdue().await,
+                _ = cleaner.tick() => {
+                    let broker = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || broker.clean_logs()).await;
+                }
+            }
+        }
+    }
+
+    /// Compacts every compacted partition that is dirty enough (blocking).
+    pub fn clean_logs(&self) {
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                match p.clean(now_ms(), false) {
+                    Ok(Some(st)) => tracing::info!(
+                        topic = %topic.name, partition = p.index, segments = st.segments,
+                        kept = st.kept_records, removed = st.removed_records,
+                        bytes_before = st.bytes_before, bytes_after = st.bytes_after, "cleaned log"
+                    ),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(topic = %topic.name, partition = p.index, %err, "log cleaning failed"),
+                }
             }
         }
     }

@@ -248,6 +248,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Default min.cleanable.dirty.ratio of topics.",
     ),
     broker(
+        "log.cleaner.backoff.ms",
+        Long,
+        "15000",
+        AtLeast(0),
+        false,
+        "How often the cleaner looks for compacted partitions to clean.",
+    ),
+    broker(
         "compression.type",
         Str,
         "producer",
@@ -672,6 +680,9 @@ pub struct LogConfig {
     pub delete: bool,
     pub flush_messages: i64,
     pub flush_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// Resolves the value of a topic key: the topic's override, else the broker's value of the
@@ -708,6 +719,9 @@ impl LogConfig {
             delete: policy.contains("delete"),
             flush_messages: n("flush.messages"),
             flush_ms: n("flush.ms"),
+            delete_retention_ms: n("delete.retention.ms"),
+            min_compaction_lag_ms: n("min.compaction.lag.ms"),
+            min_cleanable_dirty_ratio: s("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
         }
     }
 }

@@ -88,6 +88,25 @@ impl Partition {
         Ok(())
     }
 
+    /// Compacts the log when it is a compacted topic dirty enough (`min.cleanable.dirty.ratio`)
+    /// or when `force` is set. Blocking: call from a blocking thread. Producers wait only for
+    /// the swap at the end, not for the rewrite.
+    pub fn clean(&self, now_ms: i64, force: bool) -> Result<Option<crate::log::cleaner::CleanStats>, LogError> {
+        let planned = {
+            let log = self.log.read();
+            let c = log.config();
+            if !c.compact || (!force && log.dirty_ratio(now_ms) < c.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE)) {
+                return Ok(None);
+            }
+            log.plan_clean(now_ms)?
+        };
+        if planned.is_empty() {
+            return Ok(None);
+        }
+        let stats = self.log.write().apply_clean(planned, now_ms)?;
+        Ok(Some(stats))
+    }
+
     /// Flushes when `flush.messages` unflushed records have piled up.
     pub async fn flush_if_due(&self) -> Result<(), LogError> {
         let (due, leo) = {

@@ -233,6 +233,18 @@ pub fn validate_produced(batch: &[u8], limits: &ProduceLimits) -> Result<BatchHe
     Ok(h)
 }
 
+/// Compacted topics need a key on every record: a keyless one is `INVALID_RECORD`. This is
+/// the one per-record check on the append path, and only for compacted topics.
+pub fn check_keys_present(batch: &[u8]) -> Result<(), BatchError> {
+    let mut buf = bytes::Bytes::copy_from_slice(batch);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| BatchError::Corrupt(format!("cannot decode records: {e}")))?;
+    if set.records.iter().any(|r| r.key.is_none()) {
+        return Err(BatchError::Invalid("Compacted topic cannot accept message without key.".into()));
+    }
+    Ok(())
+}
+
 /// Reads a zig-zag varint; returns the value and the bytes it used.
 pub fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;

@@ -3,6 +3,7 @@
 //! everything here is synchronous and called under the partition's lock.
 
 pub mod batch;
+pub mod cleaner;
 pub mod index;
 pub mod segment;
 
@@ -65,6 +66,8 @@ pub struct Log {
     high_watermark: i64,
     leader_epoch: i32,
     unflushed_records: i64,
+    /// Offsets below this were compacted by the last clean (in memory: a restart re-cleans).
+    cleaned_up_to: i64,
     /// When the oldest unflushed append happened, for `flush.ms`.
     first_unflushed_ms: Option<i64>,
     offline: bool,
@@ -82,6 +85,7 @@ impl Log {
     /// segment is re-validated and truncated at the first bad batch.
     pub fn open(dir: &Path, config: LogConfig, clean_shutdown: bool, now_ms: i64) -> io::Result<(Log, OpenReport)> {
         std::fs::create_dir_all(dir)?;
+        cleaner::finish_interrupted_cleans(dir, &config, now_ms)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let name = entry?.file_name();
@@ -127,6 +131,7 @@ impl Log {
             high_watermark: 0,
             leader_epoch: 0,
             unflushed_records: 0,
+            cleaned_up_to: 0,
             first_unflushed_ms: None,
             offline: false,
         };
@@ -198,6 +203,9 @@ impl Log {
         let mut at = 0usize;
         for b in batch::split_batches(records)? {
             batch::validate_produced(b, &limits)?;
+            if self.config.compact {
+                batch::check_keys_present(b)?;
+            }
             spans.push(at..at + b.len());
             at += b.len();
         }

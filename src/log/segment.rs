@@ -314,6 +314,45 @@ impl Segment {
         Ok(Some(buf.freeze()))
     }
 
+    /// Calls `f` with every whole batch of the segment, in order, reading in large chunks.
+    pub fn for_each_batch(&self, mut f: impl FnMut(Bytes)) -> io::Result<()> {
+        const CHUNK: usize = 1 << 20;
+        let mut pos = 0u64;
+        while pos < self.size {
+            let want = ((self.size - pos) as usize).min(CHUNK);
+            let mut buf = BytesMut::zeroed(want);
+            self.log.read_exact_at(&mut buf, pos)?;
+            let mut at = 0usize;
+            while let Some((_, size)) = buf.get(at..).and_then(batch::offset_and_size) {
+                if at + size > buf.len() {
+                    break;
+                }
+                at += size;
+            }
+            if at == 0 {
+                // one batch larger than the chunk: read it whole
+                let Some((_, size)) = batch::offset_and_size(&buf) else { return Ok(()) };
+                if pos + size as u64 > self.size || size < HEADER_SIZE {
+                    return Ok(());
+                }
+                let mut big = BytesMut::zeroed(size);
+                self.log.read_exact_at(&mut big, pos)?;
+                f(big.freeze());
+                pos += size as u64;
+                continue;
+            }
+            let mut chunk = buf.freeze();
+            let mut taken = 0usize;
+            while taken < at {
+                let Some((_, size)) = batch::offset_and_size(&chunk) else { break };
+                f(chunk.split_to(size));
+                taken += size;
+            }
+            pos += at as u64;
+        }
+        Ok(())
+    }
+
     /// Called when the segment stops being the active one: records its final time-index
     /// entry, trims both indexes and makes the log durable.
     pub fn close_for_writes(&mut self) -> io::Result<()> {

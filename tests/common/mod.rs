@@ -43,6 +43,12 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+        // Broker logs go to the test's captured output, shown when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_ansi(false)
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .try_init();
         let running = weir::start(config(dir.path(), extra)).await.expect("broker starts");
         let bootstrap = running.addr.to_string();
         TestBroker { running: Some(running), dir, bootstrap }

@@ -297,6 +297,22 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Smallest session timeout a group member may ask for.",
     ),
     broker(
+        "group.consumer.session.timeout.ms",
+        Int,
+        "45000",
+        AtLeast(1),
+        false,
+        "Session timeout of KIP-848 consumer group members.",
+    ),
+    broker(
+        "group.consumer.heartbeat.interval.ms",
+        Int,
+        "5000",
+        AtLeast(1),
+        false,
+        "Heartbeat interval KIP-848 consumer group members are told to use.",
+    ),
+    broker(
         "group.max.session.timeout.ms",
         Int,
         "1800000",

@@ -199,6 +199,15 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
                 .with_partitions(vec![
                     offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)
                 ])])),
+        ApiKey::ConsumerGroupHeartbeat => boxed!(ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(format!("cg-{version}"))))
+            .with_member_id(StrBytes::from_string(uuid::Uuid::new_v4().to_string()))
+            .with_rebalance_timeout_ms(30000)
+            .with_subscribed_topic_names(Some(vec![name(topic)]))),
+        ApiKey::ConsumerGroupDescribe => boxed!(ConsumerGroupDescribeRequest::default().with_group_ids(vec![
+            GroupId(StrBytes::from_string(format!("cg-{version}"))),
+            GroupId(StrBytes::from_static_str("cg-missing")),
+        ])),
         ApiKey::InitProducerId => boxed!(InitProducerIdRequest::default()
             .with_transaction_timeout_ms(60000)
             .with_producer_id(ProducerId(-1))
@@ -241,6 +250,8 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::ListGroups => check!(ListGroupsResponse),
         ApiKey::DeleteGroups => check!(DeleteGroupsResponse),
         ApiKey::OffsetDelete => check!(OffsetDeleteResponse),
+        ApiKey::ConsumerGroupHeartbeat => check!(ConsumerGroupHeartbeatResponse),
+        ApiKey::ConsumerGroupDescribe => check!(ConsumerGroupDescribeResponse),
         other => anyhow::bail!("no decoder for {other:?}"),
     }
     anyhow::ensure!(frame.is_empty(), "{} bytes left over", frame.len());

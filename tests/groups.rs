@@ -38,11 +38,11 @@ struct Member {
 impl Member {
     fn start(bootstrap: &str, group: &str, topic: &str, extra: &[(&str, &str)]) -> Member {
         let mut c = client_config(bootstrap);
-        c.set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "500");
+        c.set("group.id", group).set("enable.auto.commit", "false").set("auto.offset.reset", "earliest");
+        // the KIP-848 protocol takes its timeouts from the broker and refuses these settings
+        if !extra.contains(&("group.protocol", "consumer")) {
+            c.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "500");
+        }
         for (k, v) in extra {
             c.set(*k, *v);
         }
@@ -194,6 +194,44 @@ async fn eager_group_shares_partitions_and_rebalances() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cooperative_sticky_group_shares_partitions_and_rebalances() {
     three_members_share_partitions("cooperative-sticky").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_protocol_group_shares_partitions_and_rebalances() {
+    let broker = TestBroker::start(&[("group.consumer.heartbeat.interval.ms", "500")]).await;
+    let (topic, group) = (topic_name("kip848"), topic_name("g"));
+    create_topic(&broker.bootstrap, &topic, 12, &[]).await;
+    produce_values(&broker.bootstrap, &topic, 12, 50, "c").await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let extra = [("group.protocol", "consumer")];
+        let m1 = Member::start(&b, &group, &topic, &extra);
+        wait_for_balanced(&[&m1], 12, Duration::from_secs(30));
+        let m2 = Member::start(&b, &group, &topic, &extra);
+        let m3 = Member::start(&b, &group, &topic, &extra);
+        let sets = wait_for_balanced(&[&m1, &m2, &m3], 12, Duration::from_secs(30));
+        assert!(sets.iter().all(|s| s.len() == 4), "uniform assignor balances 12 over 3: {sets:?}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let caught_up = |m: &Member| {
+            let seen = m.seen.lock().unwrap();
+            m.assigned().iter().all(|p| seen.iter().any(|x| x.0 == *p && x.1 == 49))
+        };
+        while ![&m1, &m2, &m3].iter().all(|m| caught_up(m)) {
+            assert!(Instant::now() < deadline, "members did not reach the end of their partitions");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut committed = BTreeMap::new();
+        for m in [&m1, &m2, &m3] {
+            committed.extend(m.commit_consumed(&topic));
+        }
+        assert_eq!(committed, (0..12).map(|p| (p, 50)).collect::<BTreeMap<_, _>>(), "commits with member epochs");
+        m3.close();
+        wait_for_balanced(&[&m1, &m2], 12, Duration::from_secs(30));
+        m1.close();
+        m2.close();
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -126,7 +126,18 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
         supports_skip_assignment: ctx.version >= 9,
     };
     let handle = ctx.broker.groups.group_or_create(&group_id);
-    let reply = handle.lock().await.group.join(args, Instant::now(), now_ms(), &cfg);
+    let reply = {
+        let mut entry = handle.lock().await;
+        if entry.is_consumer_group() {
+            Reply::Now(JoinResult {
+                error: ResponseError::InconsistentGroupProtocol.code(),
+                generation: -1,
+                ..Default::default()
+            })
+        } else {
+            entry.group.join(args, Instant::now(), now_ms(), &cfg)
+        }
+    };
     let result = match reply {
         Reply::Now(r) => r,
         Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult {
@@ -220,21 +231,24 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
         let Some(handle) = ctx.broker.groups.group(&id) else { continue };
         let entry = handle.lock().await;
         let g = &entry.group;
-        let state = g.state.name();
+        let (state, kind, protocol_type) = match entry.consumer.as_ref() {
+            Some(c) if g.members.is_empty() => (c.state(), "consumer", "consumer".to_string()),
+            _ => (g.state.name(), "classic", g.protocol_type.clone().unwrap_or_default()),
+        };
         if g.state == GroupState::Dead
             || (!states.is_empty() && !states.contains(&state.to_ascii_lowercase()))
-            || (!types.is_empty() && !types.iter().any(|t| t == "classic"))
+            || (!types.is_empty() && !types.iter().any(|t| t == kind))
         {
             continue;
         }
         let mut listed = ListedGroup::default()
             .with_group_id(GroupId(str_bytes(id.clone())))
-            .with_protocol_type(str_bytes(g.protocol_type.clone().unwrap_or_default()));
+            .with_protocol_type(str_bytes(protocol_type));
         if ctx.version >= 4 {
             listed.group_state = str_bytes(state);
         }
         if ctx.version >= 5 {
-            listed.group_type = str_bytes("classic");
+            listed.group_type = str_bytes(kind);
         }
         groups.push(listed);
     }
@@ -296,7 +310,7 @@ pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> De
             None => ResponseError::GroupIdNotFound.code(),
             Some(handle) => {
                 let mut entry = handle.lock().await;
-                if !entry.group.is_empty() {
+                if !entry.is_empty() {
                     ResponseError::NonEmptyGroup.code()
                 } else {
                     entry.group.state = GroupState::Dead;

@@ -5,6 +5,7 @@
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod consumer_groups;
 pub mod delete_records;
 pub mod fetch;
 pub mod groups;
@@ -54,6 +55,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -141,6 +144,8 @@ pub async fn handle_frame(
         ApiKey::OffsetCommit => serve(&ctx, key, body, offsets::offset_commit).await,
         ApiKey::OffsetFetch => serve(&ctx, key, body, offsets::offset_fetch).await,
         ApiKey::OffsetDelete => serve(&ctx, key, body, offsets::offset_delete).await,
+        ApiKey::ConsumerGroupHeartbeat => serve(&ctx, key, body, consumer_groups::heartbeat).await,
+        ApiKey::ConsumerGroupDescribe => serve(&ctx, key, body, consumer_groups::describe).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
     }
@@ -246,6 +251,8 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
             ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
             ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+            ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
+            ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
             other => panic!("add {other:?} to codec_range"),
         }
     }

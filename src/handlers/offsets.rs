@@ -91,7 +91,11 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
         (None, None) => Err(ResponseError::IllegalGeneration),
         (None, Some(handle)) => {
             let mut entry = handle.lock().await;
-            match validate_commit(&entry.group, &member_id, req.group_instance_id.as_deref(), generation) {
+            let valid = match entry.consumer.as_ref().filter(|c| !c.is_empty()) {
+                Some(c) => c.validate_commit(&member_id, generation),
+                None => validate_commit(&entry.group, &member_id, req.group_instance_id.as_deref(), generation),
+            };
+            match valid {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let records: Vec<_> = planned
@@ -258,7 +262,11 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
         return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
     };
     let mut entry = handle.lock().await;
-    let subscribed = if entry.group.members.is_empty() { Some(Vec::new()) } else { entry.group.subscribed_topics() };
+    let subscribed = match entry.consumer.as_ref().filter(|c| !c.is_empty()) {
+        Some(c) => Some(c.members.values().flat_map(|m| m.subscribed_names.clone()).collect()),
+        None if entry.group.members.is_empty() => Some(Vec::new()),
+        None => entry.group.subscribed_topics(),
+    };
     let Some(subscribed) = subscribed else {
         return OffsetDeleteResponse::default().with_error_code(ResponseError::NonEmptyGroup.code());
     };

@@ -6,6 +6,7 @@
 //! the coordinator replays the topic to rebuild groups and offsets.
 
 pub mod classic;
+pub mod consumer;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -30,10 +31,28 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often group timers (sessions, rebalance deadlines) are checked.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// A group with its committed offsets, behind one lock.
+/// A group with its committed offsets, behind one lock. A group id names either a classic
+/// group or (once a member sent ConsumerGroupHeartbeat) a KIP-848 consumer group.
 pub struct GroupEntry {
     pub group: ClassicGroup,
+    pub consumer: Option<consumer::ConsumerGroup>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+impl GroupEntry {
+    fn new(group: ClassicGroup, offsets: BTreeMap<(String, i32), OffsetValue>) -> GroupEntry {
+        GroupEntry { group, consumer: None, offsets }
+    }
+
+    /// True when a consumer-protocol group with members owns this id.
+    pub fn is_consumer_group(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// No members of either protocol.
+    pub fn is_empty(&self) -> bool {
+        self.group.is_empty() && !self.is_consumer_group()
+    }
 }
 
 pub type GroupHandle = Arc<Mutex<GroupEntry>>;
@@ -61,6 +80,24 @@ impl GroupCoordinator {
         }
     }
 
+    pub fn consumer_config(broker: &Broker) -> consumer::ConsumerGroupConfig {
+        let cfg = broker.config();
+        consumer::ConsumerGroupConfig {
+            session_timeout: Duration::from_millis(cfg.get_i64("group.consumer.session.timeout.ms").max(1) as u64),
+            heartbeat_interval_ms: cfg.get_i64("group.consumer.heartbeat.interval.ms") as i32,
+        }
+    }
+
+    /// The topics a consumer-group assignor may see: every topic but the internal ones.
+    pub fn topic_infos(broker: &Broker) -> Vec<consumer::TopicInfo> {
+        broker
+            .topics()
+            .iter()
+            .filter(|t| !t.is_internal())
+            .map(|t| consumer::TopicInfo { name: t.name.clone(), id: t.id, partitions: t.partitions.len() as i32 })
+            .collect()
+    }
+
     pub fn group(&self, id: &str) -> Option<GroupHandle> {
         self.groups.get(id).map(|g| g.clone())
     }
@@ -69,9 +106,7 @@ impl GroupCoordinator {
     pub fn group_or_create(&self, id: &str) -> GroupHandle {
         self.groups
             .entry(id.to_string())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(GroupEntry { group: ClassicGroup::new(id, now_ms()), offsets: BTreeMap::new() }))
-            })
+            .or_insert_with(|| Arc::new(Mutex::new(GroupEntry::new(ClassicGroup::new(id, now_ms()), BTreeMap::new()))))
             .clone()
     }
 
@@ -188,7 +223,7 @@ impl GroupCoordinator {
                 _ => ClassicGroup::new(&id, now_ms()),
             };
             let group_offsets = offsets.remove(&id).unwrap_or_default();
-            self.groups.insert(id, Arc::new(Mutex::new(GroupEntry { group, offsets: group_offsets })));
+            self.groups.insert(id, Arc::new(Mutex::new(GroupEntry::new(group, group_offsets))));
         }
         Ok(records)
     }
@@ -201,12 +236,16 @@ impl GroupCoordinator {
         loop {
             tick.tick().await;
             let cfg = Self::config(&broker);
+            let consumer_cfg = Self::consumer_config(&broker);
             let retention_ms = broker.config().get_i64("offsets.retention.minutes").saturating_mul(60_000);
             for id in self.group_ids() {
                 let Some(handle) = self.group(&id) else { continue };
                 let mut entry = handle.lock().await;
                 let (now, wall) = (Instant::now(), now_ms());
                 entry.group.tick(now, wall, &cfg);
+                if let Some(c) = entry.consumer.as_mut() {
+                    c.tick(now, &consumer_cfg);
+                }
                 let mut records = Vec::new();
                 if entry.group.state == GroupState::Empty
                     && wall.saturating_sub(entry.group.state_timestamp_ms) > retention_ms

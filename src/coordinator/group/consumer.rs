@@ -1,0 +1,555 @@
+//! The KIP-848 consumer group protocol (`ConsumerGroupHeartbeat`): the broker computes the
+//! assignment, and members converge on it through heartbeats.
+//!
+//! * Any change to membership, subscriptions or the subscribed topics' partitions bumps the
+//!   **group epoch** and recomputes the **target assignment** (`uniform` or `range` assignor).
+//! * A member whose assignment must shrink is first told to revoke (its assignment without the
+//!   revoked partitions, member epoch unchanged); only when its heartbeat reports it no longer
+//!   owns them does it move to the target epoch. A partition is given to its new owner only
+//!   once nobody else still holds it, so no partition ever has two owners.
+//!
+//! Pure logic: time and topic metadata come in as arguments.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::ResponseError;
+use tokio::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Used until a member states its rebalance timeout (Kafka's max.poll.interval.ms default).
+const DEFAULT_REBALANCE_TIMEOUT_MS: i32 = 300_000;
+
+/// A partition by topic id, as the consumer protocol names them.
+pub type TopicPartition = (Uuid, i32);
+
+/// A topic as the assignor sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerGroupConfig {
+    pub session_timeout: Duration,
+    pub heartbeat_interval_ms: i32,
+}
+
+/// A heartbeat's content.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub subscribed_topic_names: Option<Vec<String>>,
+    pub subscribed_topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    /// What the member reports owning (`None`: unchanged since its last heartbeat).
+    pub owned: Option<BTreeSet<TopicPartition>>,
+    pub client_id: String,
+    pub client_host: String,
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, Default)]
+pub struct HeartbeatResult {
+    pub error: i16,
+    pub error_message: Option<String>,
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: i32,
+    /// Sent when it differs from what the member was last told.
+    pub assignment: Option<BTreeSet<TopicPartition>>,
+}
+
+impl HeartbeatResult {
+    fn error(code: ResponseError, msg: &str) -> HeartbeatResult {
+        HeartbeatResult { error: code.code(), error_message: Some(msg.to_string()), ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerMember {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub epoch: i32,
+    previous_epoch: i32,
+    pub subscribed_names: Vec<String>,
+    pub subscribed_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    /// What the member is allowed to own now.
+    pub assigned: BTreeSet<TopicPartition>,
+    /// Partitions the member was asked to give up and has not yet confirmed.
+    pub revoking: BTreeSet<TopicPartition>,
+    revoke_deadline: Option<Instant>,
+    last_sent: Option<BTreeSet<TopicPartition>>,
+    last_heartbeat: Instant,
+    /// A static member that left temporarily (epoch -2): its place is kept for a session.
+    static_left: bool,
+}
+
+#[derive(Debug)]
+pub struct ConsumerGroup {
+    pub id: String,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: BTreeMap<String, ConsumerMember>,
+    pub target: BTreeMap<String, BTreeSet<TopicPartition>>,
+    /// The subscribed topics' partition counts the target was computed from.
+    topology: Vec<TopicInfo>,
+}
+
+/// Matches a Java-style (RE2J) subscription regex against a whole topic name.
+fn regex_matches(pattern: &str, name: &str) -> bool {
+    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|r| r.is_match(name))
+}
+
+impl ConsumerGroup {
+    pub fn new(id: &str) -> ConsumerGroup {
+        ConsumerGroup {
+            id: id.to_string(),
+            group_epoch: 0,
+            assignment_epoch: 0,
+            assignor: "uniform".to_string(),
+            members: BTreeMap::new(),
+            target: BTreeMap::new(),
+            topology: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// KIP-848 state names, as ListGroups and ConsumerGroupDescribe report them.
+    pub fn state(&self) -> &'static str {
+        if self.members.is_empty() {
+            "Empty"
+        } else if self.assignment_epoch < self.group_epoch {
+            "Assigning"
+        } else if self.members.values().any(|m| m.epoch != self.assignment_epoch || !m.revoking.is_empty()) {
+            "Reconciling"
+        } else {
+            "Stable"
+        }
+    }
+
+    /// Topics a member subscribes to, by name and regex.
+    fn subscription(m: &ConsumerMember, topics: &[TopicInfo]) -> BTreeSet<String> {
+        topics
+            .iter()
+            .filter(|t| {
+                m.subscribed_names.contains(&t.name)
+                    || m.subscribed_regex.as_deref().is_some_and(|r| regex_matches(r, &t.name))
+            })
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// Serves one heartbeat.
+    pub fn heartbeat(
+        &mut self,
+        hb: Heartbeat,
+        topics: &[TopicInfo],
+        now: Instant,
+        cfg: &ConsumerGroupConfig,
+    ) -> HeartbeatResult {
+        if hb.member_epoch == -1 || hb.member_epoch == -2 {
+            return self.leave(&hb, now);
+        }
+        let member_id = if hb.member_id.is_empty() { Uuid::new_v4().to_string() } else { hb.member_id.clone() };
+        let mut bump = false;
+        if hb.member_epoch == 0 {
+            let taken_over = hb.instance_id.as_ref().and_then(|inst| {
+                self.members.values().find(|m| m.instance_id.as_ref() == Some(inst)).map(|m| m.id.clone())
+            });
+            match taken_over {
+                Some(old) if old != member_id => {
+                    let prior = self.members.get(&old).is_some_and(|m| m.static_left);
+                    if !prior {
+                        return HeartbeatResult::error(
+                            ResponseError::UnreleasedInstanceId,
+                            "the static member's previous instance has not left",
+                        );
+                    }
+                    // the new incarnation inherits the old one's place and partitions
+                    if let Some(mut m) = self.members.remove(&old) {
+                        m.id = member_id.clone();
+                        m.static_left = false;
+                        m.last_sent = None;
+                        if let Some(t) = self.target.remove(&old) {
+                            self.target.insert(member_id.clone(), t);
+                        }
+                        self.members.insert(member_id.clone(), m);
+                    }
+                }
+                _ => {
+                    if !self.members.contains_key(&member_id) {
+                        self.members.insert(
+                            member_id.clone(),
+                            ConsumerMember {
+                                id: member_id.clone(),
+                                instance_id: hb.instance_id.clone(),
+                                rack_id: hb.rack_id.clone(),
+                                client_id: hb.client_id.clone(),
+                                client_host: hb.client_host.clone(),
+                                epoch: 0,
+                                previous_epoch: 0,
+                                subscribed_names: Vec::new(),
+                                subscribed_regex: None,
+                                rebalance_timeout_ms: DEFAULT_REBALANCE_TIMEOUT_MS,
+                                assigned: BTreeSet::new(),
+                                revoking: BTreeSet::new(),
+                                revoke_deadline: None,
+                                last_sent: None,
+                                last_heartbeat: now,
+                                static_left: false,
+                            },
+                        );
+                        bump = true;
+                    }
+                }
+            }
+        }
+        let group_epoch = self.group_epoch;
+        let Some(m) = self.members.get_mut(&member_id) else {
+            return HeartbeatResult::error(ResponseError::UnknownMemberId, "unknown member id");
+        };
+        if hb.member_epoch > 0 && hb.member_epoch != m.epoch && hb.member_epoch != m.previous_epoch {
+            return HeartbeatResult::error(ResponseError::FencedMemberEpoch, "the member epoch is fenced");
+        }
+        if hb.member_epoch > group_epoch {
+            return HeartbeatResult::error(
+                ResponseError::FencedMemberEpoch,
+                "the member epoch is newer than the group's",
+            );
+        }
+        m.last_heartbeat = now;
+        if hb.rebalance_timeout_ms > 0 {
+            m.rebalance_timeout_ms = hb.rebalance_timeout_ms; // -1: unchanged
+        }
+        if let Some(names) = hb.subscribed_topic_names {
+            if names != m.subscribed_names {
+                m.subscribed_names = names;
+                bump = true;
+            }
+        }
+        if hb.subscribed_topic_regex.is_some() && hb.subscribed_topic_regex != m.subscribed_regex {
+            m.subscribed_regex = hb.subscribed_topic_regex;
+            bump = true;
+        }
+        if let Some(assignor) = hb.server_assignor.filter(|a| a != &self.assignor) {
+            if assignor == "uniform" || assignor == "range" {
+                self.assignor = assignor;
+                bump = true;
+            } else {
+                return HeartbeatResult::error(
+                    ResponseError::UnsupportedAssignor,
+                    "supported assignors: uniform, range",
+                );
+            }
+        }
+        if let (Some(owned), Some(m)) = (hb.owned.as_ref(), self.members.get_mut(&member_id)) {
+            m.revoking.retain(|tp| owned.contains(tp));
+            if m.revoking.is_empty() {
+                m.revoke_deadline = None;
+            }
+        }
+        let subscribed: Vec<TopicInfo> = {
+            let wanted: BTreeSet<String> = self.members.values().flat_map(|m| Self::subscription(m, topics)).collect();
+            topics.iter().filter(|t| wanted.contains(&t.name)).cloned().collect()
+        };
+        if bump || subscribed != self.topology {
+            self.group_epoch += 1;
+            self.topology = subscribed;
+            self.compute_target(topics);
+        }
+        self.reconcile(&member_id, now);
+        let m = &self.members[&member_id];
+        let assignment =
+            (m.last_sent.as_ref() != Some(&m.assigned) || hb.member_epoch == 0).then(|| m.assigned.clone());
+        let result = HeartbeatResult {
+            member_id: member_id.clone(),
+            member_epoch: m.epoch,
+            heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+            assignment,
+            ..Default::default()
+        };
+        if let Some(m) = self.members.get_mut(&member_id) {
+            m.last_sent = Some(m.assigned.clone());
+        }
+        result
+    }
+
+    fn leave(&mut self, hb: &Heartbeat, now: Instant) -> HeartbeatResult {
+        let id = hb.member_id.clone();
+        let result = HeartbeatResult { member_id: id.clone(), member_epoch: hb.member_epoch, ..Default::default() };
+        let Some(m) = self.members.get_mut(&id) else {
+            return HeartbeatResult::error(ResponseError::UnknownMemberId, "unknown member id");
+        };
+        if hb.member_epoch == -2 && m.instance_id.is_some() {
+            m.static_left = true;
+            m.last_heartbeat = now;
+            return result;
+        }
+        self.members.remove(&id);
+        self.target.remove(&id);
+        self.group_epoch += 1;
+        let topics = self.topology.clone();
+        self.compute_target(&topics);
+        result
+    }
+
+    /// Moves `member_id` toward its target: revocation first, then new partitions once free.
+    fn reconcile(&mut self, member_id: &str, now: Instant) {
+        let target = self.target.get(member_id).cloned().unwrap_or_default();
+        let held_elsewhere: BTreeSet<TopicPartition> = self
+            .members
+            .values()
+            .filter(|o| o.id != member_id)
+            .flat_map(|o| o.assigned.iter().chain(o.revoking.iter()).copied())
+            .collect();
+        let assignment_epoch = self.assignment_epoch;
+        let Some(m) = self.members.get_mut(member_id) else { return };
+        let to_revoke: BTreeSet<TopicPartition> = m.assigned.difference(&target).copied().collect();
+        if !to_revoke.is_empty() {
+            m.assigned.retain(|tp| target.contains(tp));
+            m.revoking.extend(to_revoke);
+            m.revoke_deadline = Some(now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
+            return;
+        }
+        if !m.revoking.is_empty() {
+            return;
+        }
+        for tp in target.difference(&m.assigned.clone()) {
+            if !held_elsewhere.contains(tp) {
+                m.assigned.insert(*tp);
+            }
+        }
+        if m.epoch != assignment_epoch {
+            m.previous_epoch = m.epoch;
+            m.epoch = assignment_epoch;
+        }
+    }
+
+    /// Recomputes the target assignment for the current members and topics.
+    fn compute_target(&mut self, topics: &[TopicInfo]) {
+        let active: Vec<&ConsumerMember> = self.members.values().collect();
+        let subs: BTreeMap<String, BTreeSet<String>> =
+            active.iter().map(|m| (m.id.clone(), Self::subscription(m, topics))).collect();
+        self.target = if self.assignor == "range" {
+            range_assign(&subs, topics)
+        } else {
+            uniform_assign(&subs, topics, &self.target)
+        };
+        self.assignment_epoch = self.group_epoch;
+    }
+
+    /// Session expiry and revocations that took longer than the rebalance timeout.
+    pub fn tick(&mut self, now: Instant, cfg: &ConsumerGroupConfig) {
+        let expired: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| now >= m.last_heartbeat + cfg.session_timeout || m.revoke_deadline.is_some_and(|d| now >= d))
+            .map(|m| m.id.clone())
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        for id in expired {
+            self.members.remove(&id);
+            self.target.remove(&id);
+        }
+        self.group_epoch += 1;
+        let topics = self.topology.clone();
+        self.compute_target(&topics);
+    }
+
+    /// Validates an offset commit from a member of this group (KIP-848 rules).
+    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
+        if member_id.is_empty() && epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        if epoch != m.epoch {
+            return Err(ResponseError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+}
+
+/// Every partition of the subscribed topics, in a stable order.
+fn partitions_of(subs: &BTreeMap<String, BTreeSet<String>>, topics: &[TopicInfo]) -> Vec<(String, TopicPartition)> {
+    let wanted: BTreeSet<&String> = subs.values().flatten().collect();
+    topics
+        .iter()
+        .filter(|t| wanted.contains(&t.name))
+        .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), (t.id, p))))
+        .collect()
+}
+
+/// Balanced and sticky: partitions stay with their previous owner while it is subscribed and
+/// under its fair share; the rest go to the least-loaded subscribed member.
+fn uniform_assign(
+    subs: &BTreeMap<String, BTreeSet<String>>,
+    topics: &[TopicInfo],
+    previous: &BTreeMap<String, BTreeSet<TopicPartition>>,
+) -> BTreeMap<String, BTreeSet<TopicPartition>> {
+    let mut out: BTreeMap<String, BTreeSet<TopicPartition>> =
+        subs.keys().map(|m| (m.clone(), BTreeSet::new())).collect();
+    let all = partitions_of(subs, topics);
+    let quota = all.len().div_ceil(subs.len().max(1));
+    let mut unassigned = Vec::new();
+    for (topic, tp) in all {
+        let keeper = previous
+            .iter()
+            .find(|(m, owned)| owned.contains(&tp) && subs.get(*m).is_some_and(|s| s.contains(&topic)))
+            .map(|(m, _)| m.clone());
+        match keeper {
+            Some(m) if out[&m].len() < quota => {
+                out.entry(m).or_default().insert(tp);
+            }
+            _ => unassigned.push((topic, tp)),
+        }
+    }
+    for (topic, tp) in unassigned {
+        let best = subs
+            .iter()
+            .filter(|(_, s)| s.contains(&topic))
+            .map(|(m, _)| m)
+            .min_by_key(|m| (out[*m].len(), (*m).clone()))
+            .cloned();
+        if let Some(m) = best {
+            out.entry(m).or_default().insert(tp);
+        }
+    }
+    out
+}
+
+/// Per topic, contiguous ranges of partitions over the subscribed members in id order.
+fn range_assign(
+    subs: &BTreeMap<String, BTreeSet<String>>,
+    topics: &[TopicInfo],
+) -> BTreeMap<String, BTreeSet<TopicPartition>> {
+    let mut out: BTreeMap<String, BTreeSet<TopicPartition>> =
+        subs.keys().map(|m| (m.clone(), BTreeSet::new())).collect();
+    for t in topics {
+        let members: Vec<&String> = subs.iter().filter(|(_, s)| s.contains(&t.name)).map(|(m, _)| m).collect();
+        if members.is_empty() {
+            continue;
+        }
+        let (n, k) = (t.partitions as usize, members.len());
+        let mut p = 0usize;
+        for (i, m) in members.iter().enumerate() {
+            let count = n / k + usize::from(i < n % k);
+            for q in p..p + count {
+                out.entry((*m).clone()).or_default().insert((t.id, q as i32));
+            }
+            p += count;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ConsumerGroupConfig {
+        ConsumerGroupConfig { session_timeout: Duration::from_secs(45), heartbeat_interval_ms: 5000 }
+    }
+
+    fn join(id: &str, topics: &[&str]) -> Heartbeat {
+        Heartbeat {
+            member_id: id.into(),
+            member_epoch: 0,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topic_names: Some(topics.iter().map(|t| t.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn beat(id: &str, epoch: i32, owned: &BTreeSet<TopicPartition>) -> Heartbeat {
+        Heartbeat { member_id: id.into(), member_epoch: epoch, owned: Some(owned.clone()), ..Default::default() }
+    }
+
+    #[test]
+    fn partitions_move_only_after_revocation() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 6 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        let a = g.heartbeat(join("a", &["t"]), &t, now, &c);
+        let a_owned = a.assignment.clone().unwrap();
+        assert_eq!((a.member_epoch, a_owned.len()), (1, 6));
+        let b = g.heartbeat(join("b", &["t"]), &t, now, &c);
+        assert_eq!(b.assignment.unwrap().len(), 0, "b waits: a still owns everything");
+        // a is told to give up three partitions, keeping its epoch
+        let a2 = g.heartbeat(beat("a", 1, &a_owned), &t, now, &c);
+        let a_kept = a2.assignment.clone().unwrap();
+        assert_eq!((a2.member_epoch, a_kept.len()), (1, 3));
+        // until a confirms, b gets nothing
+        assert!(g.heartbeat(beat("b", b.member_epoch, &BTreeSet::new()), &t, now, &c).assignment.is_none());
+        let a3 = g.heartbeat(beat("a", 1, &a_kept), &t, now, &c);
+        assert_eq!(a3.member_epoch, 2);
+        let b2 = g.heartbeat(beat("b", 2, &BTreeSet::new()), &t, now, &c);
+        let b_owned = b2.assignment.unwrap();
+        assert_eq!(b_owned.len(), 3);
+        assert!(b_owned.is_disjoint(&a_kept));
+        assert_eq!(g.state(), "Stable");
+    }
+
+    #[test]
+    fn range_assigns_contiguous_ranges_and_regex_subscribes() {
+        let t = vec![
+            TopicInfo { name: "orders".into(), id: Uuid::new_v4(), partitions: 5 },
+            TopicInfo { name: "other".into(), id: Uuid::new_v4(), partitions: 2 },
+        ];
+        let subs = BTreeMap::from([
+            ("a".to_string(), BTreeSet::from(["orders".to_string()])),
+            ("b".to_string(), BTreeSet::from(["orders".to_string()])),
+        ]);
+        let out = range_assign(&subs, &t);
+        assert_eq!(out["a"].iter().map(|x| x.1).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(out["b"].iter().map(|x| x.1).collect::<Vec<_>>(), vec![3, 4]);
+        let m = ConsumerMember {
+            id: "a".into(),
+            instance_id: None,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            epoch: 0,
+            previous_epoch: 0,
+            subscribed_names: vec![],
+            subscribed_regex: Some("ord.*".into()),
+            rebalance_timeout_ms: 0,
+            assigned: BTreeSet::new(),
+            revoking: BTreeSet::new(),
+            revoke_deadline: None,
+            last_sent: None,
+            last_heartbeat: Instant::now(),
+            static_left: false,
+        };
+        assert_eq!(ConsumerGroup::subscription(&m, &t), BTreeSet::from(["orders".to_string()]));
+    }
+
+    #[test]
+    fn fenced_epochs_and_expiry() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 2 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        g.heartbeat(join("a", &["t"]), &t, now, &c);
+        let r = g.heartbeat(beat("a", 7, &BTreeSet::new()), &t, now, &c);
+        assert_eq!(r.error, ResponseError::FencedMemberEpoch.code());
+        g.tick(now + Duration::from_secs(46), &c);
+        assert!(g.is_empty());
+        let r = g.heartbeat(beat("a", 1, &BTreeSet::new()), &t, now, &c);
+        assert_eq!(r.error, ResponseError::UnknownMemberId.code());
+    }
+}

@@ -387,3 +387,155 @@ fn committed_offsets_survive_clean_restart() {
 fn committed_offsets_survive_sigkill() {
     commit_restart_resume(true);
 }
+
+async fn call<Req, Resp>(bootstrap: &str, key: kafka_protocol::messages::ApiKey, version: i16, req: Req) -> Resp
+where
+    Req: kafka_protocol::protocol::Encodable + Send + 'static,
+    Resp: kafka_protocol::protocol::Decodable + kafka_protocol::protocol::HeaderVersion + Send + 'static,
+{
+    let b = bootstrap.to_string();
+    tokio::task::spawn_blocking(move || raw::call(&b, key, version, &req)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_admin_apis_answer_like_kafka() {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let broker = TestBroker::start(GROUP_BROKER).await;
+    let (topic, busy, idle) = (topic_name("admin"), topic_name("busy"), topic_name("idle"));
+    create_topic(&broker.bootstrap, &topic, 2, &[]).await;
+    let b = broker.bootstrap.clone();
+    let (t, busy2) = (topic.clone(), busy.clone());
+    let member = tokio::task::spawn_blocking(move || {
+        let m = Member::start(&b, &busy2, &t, &[]);
+        wait_for_balanced(&[&m], 2, Duration::from_secs(30));
+        m
+    })
+    .await
+    .unwrap();
+    // an idle group with a simple commit
+    let b = broker.bootstrap.clone();
+    let (t, idle2) = (topic.clone(), idle.clone());
+    tokio::task::spawn_blocking(move || {
+        let c = assigned_consumer(&b, &t, &[0], Offset::Beginning, &[("group.id", idle2.as_str())]);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&t, 0, Offset::Offset(0)).unwrap();
+        c.commit(&tpl, CommitMode::Sync).expect("simple commit");
+    })
+    .await
+    .unwrap();
+    let gid = |s: &str| GroupId(StrBytes::from_string(s.to_string()));
+
+    let listed: ListGroupsResponse = call(&broker.bootstrap, ApiKey::ListGroups, 5, ListGroupsRequest::default()).await;
+    let find = |id: &str| listed.groups.iter().find(|g| g.group_id.0.as_str() == id).cloned();
+    let (busy_l, idle_l) = (find(&busy).expect("busy listed"), find(&idle).expect("idle listed"));
+    assert_eq!(
+        (busy_l.group_state.as_str(), busy_l.protocol_type.as_str(), busy_l.group_type.as_str()),
+        ("Stable", "consumer", "classic")
+    );
+    assert_eq!(idle_l.group_state.as_str(), "Empty");
+    let stable_only = ListGroupsRequest::default().with_states_filter(vec![StrBytes::from_static_str("Stable")]);
+    let listed: ListGroupsResponse = call(&broker.bootstrap, ApiKey::ListGroups, 5, stable_only).await;
+    assert!(listed.groups.iter().all(|g| g.group_state.as_str() == "Stable"));
+    assert!(listed.groups.iter().any(|g| g.group_id.0.as_str() == busy));
+
+    let described: DescribeGroupsResponse = call(
+        &broker.bootstrap,
+        ApiKey::DescribeGroups,
+        5,
+        DescribeGroupsRequest::default().with_groups(vec![gid(&busy), gid("no-such-group")]),
+    )
+    .await;
+    let d = &described.groups[0];
+    assert_eq!((d.group_state.as_str(), d.protocol_type.as_str(), d.members.len()), ("Stable", "consumer", 1));
+    assert!(!d.members[0].member_assignment.is_empty(), "the member's assignment is described");
+    assert_eq!(described.groups[1].group_state.as_str(), "Dead");
+
+    // OffsetDelete: refused for the topic the busy group consumes, allowed for the idle group
+    let od = |g: &str| {
+        OffsetDeleteRequest::default().with_group_id(gid(g)).with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)
+                ]),
+        ])
+    };
+    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&busy)).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 86, "GROUP_SUBSCRIBED_TO_TOPIC");
+    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&idle)).await;
+    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od("no-such-group")).await;
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+
+    // DeleteGroups: NON_EMPTY_GROUP, then deleted once empty, then GROUP_ID_NOT_FOUND
+    let dg = |g: &str| DeleteGroupsRequest::default().with_groups_names(vec![gid(g)]);
+    let r: DeleteGroupsResponse = call(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
+    assert_eq!(r.results[0].error_code, 68, "NON_EMPTY_GROUP");
+    tokio::task::spawn_blocking(move || drop(member.close())).await.unwrap();
+    let bb = broker.bootstrap.clone();
+    let busy3 = busy.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r: DeleteGroupsResponse = call(&bb, ApiKey::DeleteGroups, 2, dg(&busy3)).await;
+        if r.results[0].error_code == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "group never became deletable: {}", r.results[0].error_code);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r: DeleteGroupsResponse = call(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
+    assert_eq!(r.results[0].error_code, 69, "GROUP_ID_NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_protocol_regex_subscription_follows_new_topics() {
+    let broker = TestBroker::start(&[("group.consumer.heartbeat.interval.ms", "300")]).await;
+    let prefix = topic_name("rx");
+    let group = topic_name("g");
+    create_topic(&broker.bootstrap, &format!("{prefix}-a"), 2, &[]).await;
+    create_topic(&broker.bootstrap, &format!("{prefix}-other"), 1, &[]).await;
+    let b = broker.bootstrap.clone();
+    let pattern = format!("^{prefix}-[ab]$");
+    let (p2, g2) = (prefix.clone(), group.clone());
+    let member = tokio::task::spawn_blocking(move || {
+        let m = Member::start(&b, &g2, &pattern, &[("group.protocol", "consumer")]);
+        let names = |m: &Member| -> BTreeSet<String> {
+            m.consumer
+                .assignment()
+                .map(|t| t.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect())
+                .unwrap_or_default()
+        };
+        let want_a: BTreeSet<String> = (0..2).map(|p| format!("{p2}-a/{p}")).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while names(&m) != want_a {
+            assert!(Instant::now() < deadline, "regex subscription: {:?}", names(&m));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        m
+    })
+    .await
+    .unwrap();
+    // a new topic matching the pattern joins the subscription
+    create_topic(&broker.bootstrap, &format!("{prefix}-b"), 1, &[]).await;
+    let p3 = prefix.clone();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: BTreeSet<String> = member
+                .consumer
+                .assignment()
+                .map(|t| t.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect())
+                .unwrap_or_default();
+            if got.contains(&format!("{p3}-b/0")) {
+                assert!(!got.iter().any(|n| n.contains("-other")), "non-matching topics stay out: {got:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "new matching topic not assigned: {got:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        member.close();
+    })
+    .await
+    .unwrap();
+}

@@ -16,15 +16,6 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-async fn call<Req, Resp>(bootstrap: &str, key: ApiKey, version: i16, req: Req) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable + Send + 'static,
-    Resp: kafka_protocol::protocol::Decodable + kafka_protocol::protocol::HeaderVersion + Send + 'static,
-{
-    let b = bootstrap.to_string();
-    tokio::task::spawn_blocking(move || raw::call(&b, key, version, &req)).await.unwrap()
-}
-
 fn describe_topic_config(topic: &str, key: &str) -> DescribeConfigsRequest {
     DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
         .with_resource_type(2)
@@ -55,7 +46,7 @@ async fn incremental_alter_configs_set_append_subtract_delete() {
         let b = broker.bootstrap.clone();
         let req = describe_topic_config(&topic, key);
         async move {
-            let r: DescribeConfigsResponse = call(&b, ApiKey::DescribeConfigs, 4, req).await;
+            let r: DescribeConfigsResponse = raw::call_async(&b, ApiKey::DescribeConfigs, 4, req).await;
             let c = &r.results[0].configs[0];
             (c.value.as_ref().unwrap().to_string(), c.config_source)
         }
@@ -68,7 +59,7 @@ async fn incremental_alter_configs_set_append_subtract_delete() {
     ];
     for (ops, key, want, source) in steps {
         let r: IncrementalAlterConfigsResponse =
-            call(&broker.bootstrap, ApiKey::IncrementalAlterConfigs, 1, alter(ops)).await;
+            raw::call_async(&broker.bootstrap, ApiKey::IncrementalAlterConfigs, 1, alter(ops)).await;
         assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
         assert_eq!(value_of_key(key).await, (want.to_string(), source));
     }
@@ -79,7 +70,7 @@ async fn incremental_alter_configs_set_append_subtract_delete() {
         (vec![op("retention.ms", 0, Some("5")), op("retention.ms", 1, None)], 42),
     ] {
         let r: IncrementalAlterConfigsResponse =
-            call(&broker.bootstrap, ApiKey::IncrementalAlterConfigs, 1, alter(ops)).await;
+            raw::call_async(&broker.bootstrap, ApiKey::IncrementalAlterConfigs, 1, alter(ops)).await;
         assert_eq!(r.responses[0].error_code, code);
     }
 }
@@ -109,11 +100,11 @@ async fn delete_records_moves_the_log_start_offset() {
             ),
         ])
     };
-    let r: DeleteRecordsResponse = call(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(60)).await;
+    let r: DeleteRecordsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(60)).await;
     let parts = &r.topics[0].partitions;
     assert_eq!((parts[0].error_code, parts[0].low_watermark), (0, 60));
     assert_eq!(parts[1].error_code, 3, "unknown partition");
-    let r: DeleteRecordsResponse = call(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(101)).await;
+    let r: DeleteRecordsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(101)).await;
     assert_eq!(r.topics[0].partitions[0].error_code, 1, "beyond the high watermark: OFFSET_OUT_OF_RANGE");
     let bootstrap = broker.bootstrap.clone();
     let t = topic.clone();
@@ -135,7 +126,7 @@ async fn delete_records_moves_the_log_start_offset() {
         .unwrap();
     assert!(first_segment > 0, "segments wholly below the start were deleted");
     // -1 means the high watermark
-    let r: DeleteRecordsResponse = call(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(-1)).await;
+    let r: DeleteRecordsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteRecords, 2, delete(-1)).await;
     assert_eq!(r.topics[0].partitions[0].low_watermark, 100);
 }
 
@@ -148,21 +139,30 @@ async fn delete_topics_by_id_and_cluster_descriptions() {
     p.send(FutureRecord::<(), str>::to(&topic).payload("some bytes"), Duration::from_secs(10)).await.unwrap();
 
     let md: MetadataResponse =
-        call(&broker.bootstrap, ApiKey::Metadata, 12, MetadataRequest::default().with_topics(None)).await;
+        raw::call_async(&broker.bootstrap, ApiKey::Metadata, 12, MetadataRequest::default().with_topics(None)).await;
     let t = md.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(topic.as_str())).unwrap();
     let id = t.topic_id;
     assert!(!id.is_nil());
     assert_eq!(md.cluster_id.as_ref().unwrap().len(), 22);
 
-    let cluster: DescribeClusterResponse =
-        call(&broker.bootstrap, ApiKey::DescribeCluster, 1, DescribeClusterRequest::default().with_endpoint_type(1))
-            .await;
+    let cluster: DescribeClusterResponse = raw::call_async(
+        &broker.bootstrap,
+        ApiKey::DescribeCluster,
+        1,
+        DescribeClusterRequest::default().with_endpoint_type(1),
+    )
+    .await;
     assert_eq!(cluster.cluster_id.as_str(), md.cluster_id.as_ref().unwrap().as_str());
     assert_eq!(cluster.brokers.len(), 1);
     assert_eq!(format!("{}:{}", cluster.brokers[0].host.as_str(), cluster.brokers[0].port), broker.bootstrap);
 
-    let dirs: DescribeLogDirsResponse =
-        call(&broker.bootstrap, ApiKey::DescribeLogDirs, 4, DescribeLogDirsRequest::default().with_topics(None)).await;
+    let dirs: DescribeLogDirsResponse = raw::call_async(
+        &broker.bootstrap,
+        ApiKey::DescribeLogDirs,
+        4,
+        DescribeLogDirsRequest::default().with_topics(None),
+    )
+    .await;
     let d = &dirs.results[0];
     assert!(d.total_bytes > 0 && d.usable_bytes > 0);
     let mine = d.topics.iter().find(|t| t.name.0.as_str() == topic).unwrap();
@@ -174,9 +174,9 @@ async fn delete_topics_by_id_and_cluster_descriptions() {
         DeleteTopicsRequest::default()
             .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_topic_id(id)])
     };
-    let r: DeleteTopicsResponse = call(&broker.bootstrap, ApiKey::DeleteTopics, 6, del(id)).await;
+    let r: DeleteTopicsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteTopics, 6, del(id)).await;
     assert_eq!(r.responses[0].error_code, 0);
     assert_eq!(r.responses[0].name.as_ref().unwrap().0.as_str(), topic);
-    let r: DeleteTopicsResponse = call(&broker.bootstrap, ApiKey::DeleteTopics, 6, del(id)).await;
+    let r: DeleteTopicsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteTopics, 6, del(id)).await;
     assert_eq!(r.responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
 }

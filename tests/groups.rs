@@ -63,6 +63,12 @@ impl Member {
         Member { consumer, rebalances, seen, stop, thread: Some(thread) }
     }
 
+    /// True when this member has read up to `last` in every partition it owns.
+    fn caught_up(&self, last: i64) -> bool {
+        let seen = self.seen.lock().unwrap();
+        self.assigned().iter().all(|p| seen.iter().any(|x| x.0 == *p && x.1 == last))
+    }
+
     fn assigned(&self) -> BTreeSet<i32> {
         self.consumer.assignment().map(|t| t.elements().iter().map(|e| e.partition()).collect()).unwrap_or_default()
     }
@@ -147,11 +153,7 @@ async fn three_members_share_partitions(strategy: &str) {
         // every record is consumed, and each member reaches the end of the partitions it owns
         // (after an eager rebalance a new owner re-reads uncommitted partitions)
         let deadline = Instant::now() + Duration::from_secs(30);
-        let caught_up = |m: &Member| {
-            let seen = m.seen.lock().unwrap();
-            m.assigned().iter().all(|p| seen.iter().any(|x| x.0 == *p && x.1 == 49))
-        };
-        while ![&m1, &m2, &m3].iter().all(|m| caught_up(m)) {
+        while ![&m1, &m2, &m3].iter().all(|m| m.caught_up(49)) {
             assert!(Instant::now() < deadline, "members did not reach the end of their partitions");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -212,11 +214,7 @@ async fn consumer_protocol_group_shares_partitions_and_rebalances() {
         let sets = wait_for_balanced(&[&m1, &m2, &m3], 12, Duration::from_secs(30));
         assert!(sets.iter().all(|s| s.len() == 4), "uniform assignor balances 12 over 3: {sets:?}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let caught_up = |m: &Member| {
-            let seen = m.seen.lock().unwrap();
-            m.assigned().iter().all(|p| seen.iter().any(|x| x.0 == *p && x.1 == 49))
-        };
-        while ![&m1, &m2, &m3].iter().all(|m| caught_up(m)) {
+        while ![&m1, &m2, &m3].iter().all(|m| m.caught_up(49)) {
             assert!(Instant::now() < deadline, "members did not reach the end of their partitions");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -388,15 +386,6 @@ fn committed_offsets_survive_sigkill() {
     commit_restart_resume(true);
 }
 
-async fn call<Req, Resp>(bootstrap: &str, key: kafka_protocol::messages::ApiKey, version: i16, req: Req) -> Resp
-where
-    Req: kafka_protocol::protocol::Encodable + Send + 'static,
-    Resp: kafka_protocol::protocol::Decodable + kafka_protocol::protocol::HeaderVersion + Send + 'static,
-{
-    let b = bootstrap.to_string();
-    tokio::task::spawn_blocking(move || raw::call(&b, key, version, &req)).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn group_admin_apis_answer_like_kafka() {
     use kafka_protocol::messages::*;
@@ -426,7 +415,8 @@ async fn group_admin_apis_answer_like_kafka() {
     .unwrap();
     let gid = |s: &str| GroupId(StrBytes::from_string(s.to_string()));
 
-    let listed: ListGroupsResponse = call(&broker.bootstrap, ApiKey::ListGroups, 5, ListGroupsRequest::default()).await;
+    let listed: ListGroupsResponse =
+        raw::call_async(&broker.bootstrap, ApiKey::ListGroups, 5, ListGroupsRequest::default()).await;
     let find = |id: &str| listed.groups.iter().find(|g| g.group_id.0.as_str() == id).cloned();
     let (busy_l, idle_l) = (find(&busy).expect("busy listed"), find(&idle).expect("idle listed"));
     assert_eq!(
@@ -435,11 +425,11 @@ async fn group_admin_apis_answer_like_kafka() {
     );
     assert_eq!(idle_l.group_state.as_str(), "Empty");
     let stable_only = ListGroupsRequest::default().with_states_filter(vec![StrBytes::from_static_str("Stable")]);
-    let listed: ListGroupsResponse = call(&broker.bootstrap, ApiKey::ListGroups, 5, stable_only).await;
+    let listed: ListGroupsResponse = raw::call_async(&broker.bootstrap, ApiKey::ListGroups, 5, stable_only).await;
     assert!(listed.groups.iter().all(|g| g.group_state.as_str() == "Stable"));
     assert!(listed.groups.iter().any(|g| g.group_id.0.as_str() == busy));
 
-    let described: DescribeGroupsResponse = call(
+    let described: DescribeGroupsResponse = raw::call_async(
         &broker.bootstrap,
         ApiKey::DescribeGroups,
         5,
@@ -461,30 +451,31 @@ async fn group_admin_apis_answer_like_kafka() {
                 ]),
         ])
     };
-    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&busy)).await;
+    let r: OffsetDeleteResponse = raw::call_async(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&busy)).await;
     assert_eq!(r.topics[0].partitions[0].error_code, 86, "GROUP_SUBSCRIBED_TO_TOPIC");
-    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&idle)).await;
+    let r: OffsetDeleteResponse = raw::call_async(&broker.bootstrap, ApiKey::OffsetDelete, 0, od(&idle)).await;
     assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
-    let r: OffsetDeleteResponse = call(&broker.bootstrap, ApiKey::OffsetDelete, 0, od("no-such-group")).await;
+    let r: OffsetDeleteResponse =
+        raw::call_async(&broker.bootstrap, ApiKey::OffsetDelete, 0, od("no-such-group")).await;
     assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
 
     // DeleteGroups: NON_EMPTY_GROUP, then deleted once empty, then GROUP_ID_NOT_FOUND
     let dg = |g: &str| DeleteGroupsRequest::default().with_groups_names(vec![gid(g)]);
-    let r: DeleteGroupsResponse = call(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
+    let r: DeleteGroupsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
     assert_eq!(r.results[0].error_code, 68, "NON_EMPTY_GROUP");
     tokio::task::spawn_blocking(move || drop(member.close())).await.unwrap();
     let bb = broker.bootstrap.clone();
     let busy3 = busy.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r: DeleteGroupsResponse = call(&bb, ApiKey::DeleteGroups, 2, dg(&busy3)).await;
+        let r: DeleteGroupsResponse = raw::call_async(&bb, ApiKey::DeleteGroups, 2, dg(&busy3)).await;
         if r.results[0].error_code == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "group never became deletable: {}", r.results[0].error_code);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r: DeleteGroupsResponse = call(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
+    let r: DeleteGroupsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteGroups, 2, dg(&busy)).await;
     assert_eq!(r.results[0].error_code, 69, "GROUP_ID_NOT_FOUND");
 }
 

@@ -11,13 +11,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
+use super::groups::ALL_GROUP_OPERATIONS;
 use super::metadata::OPERATIONS_NOT_REQUESTED;
 use super::{str_bytes, RequestContext};
 use crate::coordinator::group::consumer::{ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
-
-/// READ, DELETE, DESCRIBE.
-const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn by_topic(parts: &BTreeSet<TopicPartition>) -> Vec<(uuid::Uuid, Vec<i32>)> {
     let mut out: Vec<(uuid::Uuid, Vec<i32>)> = Vec::new();

@@ -21,7 +21,7 @@ use crate::coordinator::group::GroupCoordinator;
 
 const KEY_TYPE_GROUP: i8 = 0;
 /// READ, DELETE, DESCRIBE: what a group's authorized operations can contain.
-const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn opt_str(s: &Option<StrBytes>) -> Option<&str> {
     s.as_deref()

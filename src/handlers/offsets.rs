@@ -187,12 +187,7 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
                 let partitions = parts
                     .into_iter()
                     .map(|(p, o)| {
-                        let o = o.unwrap_or(OffsetValue {
-                            offset: -1,
-                            leader_epoch: -1,
-                            metadata: String::new(),
-                            commit_timestamp: -1,
-                        });
+                        let o = o.unwrap_or_else(OffsetValue::none);
                         let mut r = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
                             .with_committed_offset(o.offset)
@@ -229,12 +224,7 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
                 let partitions = parts
                     .into_iter()
                     .map(|(p, o)| {
-                        let o = o.unwrap_or(OffsetValue {
-                            offset: -1,
-                            leader_epoch: -1,
-                            metadata: String::new(),
-                            commit_timestamp: -1,
-                        });
+                        let o = o.unwrap_or_else(OffsetValue::none);
                         OffsetFetchResponsePartitions::default()
                             .with_partition_index(p)
                             .with_committed_offset(o.offset)

@@ -261,6 +261,16 @@ pub mod raw {
         Resp::decode(&mut frame, version).expect("decodable response")
     }
 
+    /// [`call`] from async tests, on a blocking thread.
+    pub async fn call_async<Req, Resp>(bootstrap: &str, key: ApiKey, version: i16, req: Req) -> Resp
+    where
+        Req: Encodable + Send + 'static,
+        Resp: Decodable + HeaderVersion + Send + 'static,
+    {
+        let b = bootstrap.to_string();
+        tokio::task::spawn_blocking(move || call(&b, key, version, &req)).await.expect("raw call")
+    }
+
     /// True when the broker closes the connection (EOF) within the read timeout.
     pub fn is_closed(s: &mut TcpStream) -> bool {
         let mut b = [0u8; 1];

@@ -145,6 +145,11 @@ impl RecordKey {
 }
 
 impl OffsetValue {
+    /// What OffsetFetch reports for a partition without a committed offset.
+    pub fn none() -> OffsetValue {
+        OffsetValue { offset: -1, leader_epoch: -1, metadata: String::new(), commit_timestamp: -1 }
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::new();
         b.put_i16(OFFSET_COMMIT_VALUE_VERSION);

@@ -262,6 +262,11 @@ impl Broker {
         self.config.read().clone()
     }
 
+    /// One boolean setting, read without copying the whole configuration (hot paths).
+    pub fn config_bool(&self, key: &str) -> bool {
+        self.config.read().get_bool(key)
+    }
+
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         LogConfig::resolve(&self.config.read(), overrides)
     }

@@ -24,7 +24,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let (host, port) = broker.advertised();
     let all_topics = req.topics.is_none() || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
     let auto_create =
-        (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config().get_bool("auto.create.topics.enable");
+        (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config_bool("auto.create.topics.enable");
     let topic_ops =
         if req.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     let mut topics = Vec::new();

@@ -43,7 +43,7 @@ fn failed(index: i32, code: ResponseError, message: Option<String>, version: i16
 pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
     let broker = &ctx.broker;
     let acks = req.acks;
-    let fsync_on_ack = acks == -1 && broker.config().get_bool("log.flush.on.acks.all");
+    let fsync_on_ack = acks == -1 && broker.config_bool("log.flush.on.acks.all");
     let now = now_ms();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // (topic response index, partition response index, partition, offset to make durable)

@@ -92,14 +92,16 @@ impl Partition {
     /// or when `force` is set. Blocking: call from a blocking thread. Producers wait only for
     /// the swap at the end, not for the rewrite.
     pub fn clean(&self, now_ms: i64, force: bool) -> Result<Option<crate::log::cleaner::CleanStats>, LogError> {
-        let planned = {
+        let input = {
             let log = self.log.read();
             let c = log.config();
             if !c.compact || (!force && log.dirty_ratio(now_ms) < c.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE)) {
                 return Ok(None);
             }
-            log.plan_clean(now_ms)?
+            log.clean_input(now_ms)?
         };
+        // the rewrite runs without the lock; apply_clean skips segments that changed meanwhile
+        let planned = input.plan()?;
         if planned.is_empty() {
             return Ok(None);
         }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 
 use super::batch::BatchHeader;
-use super::segment::{file_stem, Segment};
+use super::segment::{file_stem, Segment, SegmentSnapshot};
 use super::{sync_dir, Log, LogError};
 
 /// A segment's cleaned replacement, written but not yet swapped in.
@@ -75,11 +75,33 @@ impl Log {
         }
     }
 
-    /// Phase 1: writes the survivors of every cleanable segment to `.cleaned` files.
+    /// What a clean needs, taken under the lock so that the rewrite can run without it.
+    pub fn clean_input(&self, now_ms: i64) -> Result<CleanInput, LogError> {
+        let segments = self.cleanable(now_ms).iter().map(|s| s.snapshot()).collect::<io::Result<Vec<_>>>()?;
+        Ok(CleanInput { dir: self.dir.clone(), segments, delete_retention_ms: self.config.delete_retention_ms, now_ms })
+    }
+
+    /// Phase 1 in one call (tests): snapshot, then rewrite.
     pub fn plan_clean(&self, now_ms: i64) -> Result<Vec<CleanedSegment>, LogError> {
-        let segments = self.cleanable(now_ms);
+        self.clean_input(now_ms)?.plan()
+    }
+}
+
+/// Closed segments to clean, detached from the log's lock.
+pub struct CleanInput {
+    dir: PathBuf,
+    segments: Vec<SegmentSnapshot>,
+    delete_retention_ms: i64,
+    now_ms: i64,
+}
+
+impl CleanInput {
+    /// Phase 1: writes the survivors of every snapshotted segment to `.cleaned` files. Runs
+    /// without the partition's lock, so producers and consumers are not held up.
+    pub fn plan(self) -> Result<Vec<CleanedSegment>, LogError> {
+        let segments = &self.segments;
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
-        for seg in &segments {
+        for seg in segments {
             seg.for_each_batch(|batch| {
                 if let Some((h, records, _)) = decode(batch) {
                     if !h.is_control() {
@@ -92,7 +114,7 @@ impl Log {
                 }
             })?;
         }
-        let horizon = now_ms.saturating_sub(self.config.delete_retention_ms);
+        let horizon = self.now_ms.saturating_sub(self.delete_retention_ms);
         let mut planned = Vec::new();
         for seg in segments {
             planned.push(self.clean_segment(seg, &latest, horizon)?);
@@ -102,11 +124,11 @@ impl Log {
 
     fn clean_segment(
         &self,
-        seg: &Segment,
+        seg: &SegmentSnapshot,
         latest: &HashMap<Bytes, i64>,
         horizon: i64,
     ) -> Result<CleanedSegment, LogError> {
-        let path = self.dir.join(format!("{}.log.cleaned", file_stem(seg.base_offset())));
+        let path = self.dir.join(format!("{}.log.cleaned", file_stem(seg.base_offset)));
         let mut out = io::BufWriter::new(File::create(&path)?);
         let (mut kept_records, mut removed_records) = (0u64, 0u64);
         let mut failure = None;
@@ -162,15 +184,11 @@ impl Log {
         }
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
-        Ok(CleanedSegment {
-            base_offset: seg.base_offset(),
-            source_size: seg.size(),
-            path,
-            kept_records,
-            removed_records,
-        })
+        Ok(CleanedSegment { base_offset: seg.base_offset, source_size: seg.size, path, kept_records, removed_records })
     }
+}
 
+impl Log {
     /// Phase 2: swaps cleaned segments in. A segment that changed or vanished since phase 1
     /// (retention, DeleteRecords) keeps its old files and the cleaned copy is dropped.
     pub fn apply_clean(&mut self, planned: Vec<CleanedSegment>, now_ms: i64) -> Result<CleanStats, LogError> {

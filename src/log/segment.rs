@@ -42,6 +42,59 @@ pub struct Segment {
     pub created_ms: i64,
 }
 
+/// A closed segment's file and length, readable after the log's lock is released: closed
+/// segments never change, and an open descriptor stays valid even if the file is deleted.
+pub struct SegmentSnapshot {
+    pub base_offset: i64,
+    pub size: u64,
+    pub file: File,
+}
+
+impl SegmentSnapshot {
+    pub fn for_each_batch(&self, f: impl FnMut(Bytes)) -> io::Result<()> {
+        for_each_batch_in(&self.file, self.size, f)
+    }
+}
+
+/// Calls `f` with every whole batch in the first `len` bytes of `log`, reading in large chunks.
+pub fn for_each_batch_in(log: &File, len: u64, mut f: impl FnMut(Bytes)) -> io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let mut pos = 0u64;
+    while pos < len {
+        let want = ((len - pos) as usize).min(CHUNK);
+        let mut buf = BytesMut::zeroed(want);
+        log.read_exact_at(&mut buf, pos)?;
+        let mut at = 0usize;
+        while let Some((_, size)) = buf.get(at..).and_then(batch::offset_and_size) {
+            if at + size > buf.len() {
+                break;
+            }
+            at += size;
+        }
+        if at == 0 {
+            // one batch larger than the chunk: read it whole
+            let Some((_, size)) = batch::offset_and_size(&buf) else { return Ok(()) };
+            if pos + size as u64 > len || size < HEADER_SIZE {
+                return Ok(());
+            }
+            let mut big = BytesMut::zeroed(size);
+            log.read_exact_at(&mut big, pos)?;
+            f(big.freeze());
+            pos += size as u64;
+            continue;
+        }
+        let mut chunk = buf.freeze();
+        let mut taken = 0usize;
+        while taken < at {
+            let Some((_, size)) = batch::offset_and_size(&chunk) else { break };
+            f(chunk.split_to(size));
+            taken += size;
+        }
+        pos += at as u64;
+    }
+    Ok(())
+}
+
 /// A run of whole batches read from a segment.
 pub struct Slice {
     pub bytes: Bytes,
@@ -314,43 +367,14 @@ impl Segment {
         Ok(Some(buf.freeze()))
     }
 
-    /// Calls `f` with every whole batch of the segment, in order, reading in large chunks.
-    pub fn for_each_batch(&self, mut f: impl FnMut(Bytes)) -> io::Result<()> {
-        const CHUNK: usize = 1 << 20;
-        let mut pos = 0u64;
-        while pos < self.size {
-            let want = ((self.size - pos) as usize).min(CHUNK);
-            let mut buf = BytesMut::zeroed(want);
-            self.log.read_exact_at(&mut buf, pos)?;
-            let mut at = 0usize;
-            while let Some((_, size)) = buf.get(at..).and_then(batch::offset_and_size) {
-                if at + size > buf.len() {
-                    break;
-                }
-                at += size;
-            }
-            if at == 0 {
-                // one batch larger than the chunk: read it whole
-                let Some((_, size)) = batch::offset_and_size(&buf) else { return Ok(()) };
-                if pos + size as u64 > self.size || size < HEADER_SIZE {
-                    return Ok(());
-                }
-                let mut big = BytesMut::zeroed(size);
-                self.log.read_exact_at(&mut big, pos)?;
-                f(big.freeze());
-                pos += size as u64;
-                continue;
-            }
-            let mut chunk = buf.freeze();
-            let mut taken = 0usize;
-            while taken < at {
-                let Some((_, size)) = batch::offset_and_size(&chunk) else { break };
-                f(chunk.split_to(size));
-                taken += size;
-            }
-            pos += at as u64;
-        }
-        Ok(())
+    /// Calls `f` with every whole batch of the segment, in order.
+    pub fn for_each_batch(&self, f: impl FnMut(Bytes)) -> io::Result<()> {
+        for_each_batch_in(&self.log, self.size, f)
+    }
+
+    /// A frozen view of this (closed) segment for reading without the log's lock.
+    pub fn snapshot(&self) -> io::Result<SegmentSnapshot> {
+        Ok(SegmentSnapshot { base_offset: self.base_offset, size: self.size, file: self.log.try_clone()? })
     }
 
     /// Called when the segment stops being the active one: records its final time-index

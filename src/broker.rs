@@ -509,9 +509,11 @@ impl Broker {
 
     /// Compacts every compacted partition that is dirty enough (blocking).
     pub fn clean_logs(&self) {
+        let limit: f64 = self.config.read().get("log.cleaner.io.max.bytes.per.second").parse().unwrap_or(f64::MAX);
+        let io_limit = (limit.is_finite() && limit < f64::MAX && limit > 0.0).then_some(limit);
         for topic in self.topics() {
             for p in &topic.partitions {
-                match p.clean(now_ms(), false) {
+                match p.clean(now_ms(), false, io_limit) {
                     Ok(Some(st)) => tracing::info!(
                         topic = %topic.name, partition = p.index, segments = st.segments,
                         kept = st.kept_records, removed = st.removed_records,

@@ -248,6 +248,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Default min.cleanable.dirty.ratio of topics.",
     ),
     broker(
+        "log.cleaner.io.max.bytes.per.second",
+        ConfigType::Double,
+        "1.7976931348623157e308",
+        Check::None,
+        false,
+        "Bytes per second the cleaner may read; the default is unlimited, as in Kafka.",
+    ),
+    broker(
         "log.cleaner.backoff.ms",
         Long,
         "15000",
@@ -636,7 +644,7 @@ fn flatten(prefix: &str, table: toml::Table, out: &mut Vec<(String, String)>) ->
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Float(f) => format!("{f:?}"),
             other => return Err(format!("key '{key}' has unsupported value {other}")),
         };
         out.push((key, value));

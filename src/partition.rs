@@ -91,8 +91,13 @@ impl Partition {
     /// Compacts the log when it is a compacted topic dirty enough (`min.cleanable.dirty.ratio`)
     /// or when `force` is set. Blocking: call from a blocking thread. Producers wait only for
     /// the swap at the end, not for the rewrite.
-    pub fn clean(&self, now_ms: i64, force: bool) -> Result<Option<crate::log::cleaner::CleanStats>, LogError> {
-        let input = {
+    pub fn clean(
+        &self,
+        now_ms: i64,
+        force: bool,
+        io_limit: Option<f64>,
+    ) -> Result<Option<crate::log::cleaner::CleanStats>, LogError> {
+        let mut input = {
             let log = self.log.read();
             let c = log.config();
             if !c.compact || (!force && log.dirty_ratio(now_ms) < c.min_cleanable_dirty_ratio.max(f64::MIN_POSITIVE)) {
@@ -100,6 +105,7 @@ impl Partition {
             }
             log.clean_input(now_ms)?
         };
+        input.io_limit = io_limit.map(crate::log::cleaner::Throttle::new);
         // the rewrite runs without the lock; apply_clean skips segments that changed meanwhile
         let planned = input.plan()?;
         if planned.is_empty() {

@@ -78,7 +78,13 @@ impl Log {
     /// What a clean needs, taken under the lock so that the rewrite can run without it.
     pub fn clean_input(&self, now_ms: i64) -> Result<CleanInput, LogError> {
         let segments = self.cleanable(now_ms).iter().map(|s| s.snapshot()).collect::<io::Result<Vec<_>>>()?;
-        Ok(CleanInput { dir: self.dir.clone(), segments, delete_retention_ms: self.config.delete_retention_ms, now_ms })
+        Ok(CleanInput {
+            dir: self.dir.clone(),
+            segments,
+            delete_retention_ms: self.config.delete_retention_ms,
+            now_ms,
+            io_limit: None,
+        })
     }
 
     /// Phase 1 in one call (tests): snapshot, then rewrite.
@@ -93,16 +99,44 @@ pub struct CleanInput {
     segments: Vec<SegmentSnapshot>,
     delete_retention_ms: i64,
     now_ms: i64,
+    /// `log.cleaner.io.max.bytes.per.second`; `None` reads as fast as the disk allows.
+    pub io_limit: Option<Throttle>,
+}
+
+/// Keeps the cleaner's reads under a byte rate by sleeping when it gets ahead.
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_second: f64,
+    started: std::time::Instant,
+    bytes: f64,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_second: f64) -> Throttle {
+        Throttle { bytes_per_second, started: std::time::Instant::now(), bytes: 0.0 }
+    }
+
+    fn account(&mut self, bytes: usize) {
+        self.bytes += bytes as f64;
+        let due = std::time::Duration::from_secs_f64(self.bytes / self.bytes_per_second);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
 }
 
 impl CleanInput {
     /// Phase 1: writes the survivors of every snapshotted segment to `.cleaned` files. Runs
     /// without the partition's lock, so producers and consumers are not held up.
-    pub fn plan(self) -> Result<Vec<CleanedSegment>, LogError> {
-        let segments = &self.segments;
+    pub fn plan(mut self) -> Result<Vec<CleanedSegment>, LogError> {
+        let segments = std::mem::take(&mut self.segments);
+        let segments = &segments;
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for seg in segments {
             seg.for_each_batch(|batch| {
+                if let Some(t) = self.io_limit.as_mut() {
+                    t.account(batch.len());
+                }
                 if let Some((h, records, _)) = decode(batch) {
                     if !h.is_control() {
                         for r in records {
@@ -123,7 +157,7 @@ impl CleanInput {
     }
 
     fn clean_segment(
-        &self,
+        &mut self,
         seg: &SegmentSnapshot,
         latest: &HashMap<Bytes, i64>,
         horizon: i64,
@@ -135,6 +169,9 @@ impl CleanInput {
         seg.for_each_batch(|batch| {
             if failure.is_some() {
                 return;
+            }
+            if let Some(t) = self.io_limit.as_mut() {
+                t.account(batch.len());
             }
             let raw = batch.clone();
             let Some((h, records, compression)) = decode(batch) else {
@@ -361,6 +398,16 @@ mod tests {
         drop(log);
         let (log, _) = Log::open(dir.path(), config(), true, 0).unwrap();
         assert_eq!(contents(&log).last().unwrap().2.as_deref(), Some("v9"));
+    }
+
+    #[test]
+    fn the_io_limit_holds_the_cleaner_back() {
+        let mut t = Throttle::new(10_000.0);
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            t.account(200); // 2,000 bytes at 10,000 B/s: at least 200 ms
+        }
+        assert!(started.elapsed() >= std::time::Duration::from_millis(190));
     }
 
     #[test]

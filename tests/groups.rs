@@ -530,3 +530,43 @@ async fn consumer_protocol_regex_subscription_follows_new_topics() {
     .await
     .unwrap();
 }
+
+#[test]
+fn consumer_protocol_group_survives_sigkill_without_a_new_epoch() {
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = BinaryBroker::free_addr();
+    let args = ["--set", "group.consumer.heartbeat.interval.ms=300"];
+    let broker = BinaryBroker::start_on(&addr, dir.path(), &args);
+    let (topic, group) = (topic_name("kip848-restart"), topic_name("g"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(create_topic(&addr, &topic, 4, &[]));
+    let extra = [("group.protocol", "consumer")];
+    let m1 = Member::start(&addr, &group, &topic, &extra);
+    let m2 = Member::start(&addr, &group, &topic, &extra);
+    let before = wait_for_balanced(&[&m1, &m2], 4, Duration::from_secs(30));
+    let describe = || -> (i32, Vec<(String, i32)>) {
+        let req =
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from_string(group.clone()))]);
+        let r: ConsumerGroupDescribeResponse = raw::call(&addr, ApiKey::ConsumerGroupDescribe, 0, &req);
+        let g = &r.groups[0];
+        (g.group_epoch, g.members.iter().map(|m| (m.member_id.to_string(), m.member_epoch)).collect())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut described = describe();
+    while described.1.len() != 2 || described.1.iter().any(|(_, e)| *e != described.0) {
+        assert!(Instant::now() < deadline, "group did not settle: {described:?}");
+        std::thread::sleep(Duration::from_millis(100));
+        described = describe();
+    }
+    broker.kill9();
+    let _broker = BinaryBroker::start_on(&addr, dir.path(), &args);
+    assert_eq!(describe(), described, "members and epochs are replayed from __consumer_offsets");
+    // the members reconnect and carry on in the same epoch with the same partitions
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(wait_for_balanced(&[&m1, &m2], 4, Duration::from_secs(30)), before);
+    assert_eq!(describe(), described, "no new group epoch after the restart");
+    m1.close();
+    m2.close();
+}

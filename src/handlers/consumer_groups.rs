@@ -73,6 +73,14 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
     }
     let group = entry.consumer.get_or_insert_with(|| ConsumerGroup::new(&group_id));
     let r = group.heartbeat(hb, &topics, Instant::now(), &cfg);
+    if group.dirty {
+        // the new epochs and assignments are durable before the member acts on them
+        let records = group.take_records().into_iter().map(|(k, v)| (k.encode(), v)).collect();
+        if let Err(e) = coordinator.write(&ctx.broker, &group_id, records).await {
+            tracing::error!(group = %group_id, error = %e, "cannot persist consumer group state");
+            return error(ResponseError::CoordinatorNotAvailable, "the group state could not be written");
+        }
+    }
     let mut resp = ConsumerGroupHeartbeatResponse::default()
         .with_error_code(r.error)
         .with_error_message(r.error_message.map(str_bytes))

@@ -79,8 +79,18 @@ pub struct BinaryBroker {
 
 impl BinaryBroker {
     pub fn start(dir: &Path, extra: &[&str]) -> BinaryBroker {
+        Self::start_on("127.0.0.1:0", dir, extra)
+    }
+
+    /// A port that is free now, for a broker that must come back on the same address.
+    pub fn free_addr() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    }
+
+    pub fn start_on(listen: &str, dir: &Path, extra: &[&str]) -> BinaryBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "info")

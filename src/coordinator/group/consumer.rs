@@ -16,6 +16,8 @@ use kafka_protocol::ResponseError;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
+use super::consumer_records::TopicPartitions as StoredPartitions;
+
 /// Used until a member states its rebalance timeout (Kafka's max.poll.interval.ms default).
 const DEFAULT_REBALANCE_TIMEOUT_MS: i32 = 300_000;
 
@@ -104,6 +106,31 @@ pub struct ConsumerGroup {
     pub target: BTreeMap<String, BTreeSet<TopicPartition>>,
     /// The subscribed topics' partition counts the target was computed from.
     topology: Vec<TopicInfo>,
+    /// False after a restore: the first heartbeat records the topology without a new epoch.
+    topology_known: bool,
+    /// Durable state changed since the last [`ConsumerGroup::take_records`].
+    pub dirty: bool,
+    /// Members removed since the last records were taken (their records become tombstones).
+    removed: Vec<String>,
+}
+
+/// What identifies a member's durable state, to notice changes.
+type MemberFingerprint =
+    Option<(i32, i32, BTreeSet<TopicPartition>, BTreeSet<TopicPartition>, Vec<String>, Option<String>, bool)>;
+
+fn to_sets(tps: &[(Uuid, Vec<i32>)]) -> BTreeSet<TopicPartition> {
+    tps.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (*id, *p))).collect()
+}
+
+fn to_lists(set: &BTreeSet<TopicPartition>) -> Vec<(Uuid, Vec<i32>)> {
+    let mut out: Vec<(Uuid, Vec<i32>)> = Vec::new();
+    for (id, p) in set {
+        match out.last_mut() {
+            Some((last, ps)) if last == id => ps.push(*p),
+            _ => out.push((*id, vec![*p])),
+        }
+    }
+    out
 }
 
 /// Matches a Java-style (RE2J) subscription regex against a whole topic name.
@@ -121,7 +148,136 @@ impl ConsumerGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             topology: Vec::new(),
+            topology_known: true,
+            dirty: false,
+            removed: Vec::new(),
         }
+    }
+
+    fn fingerprint(&self, member_id: &str) -> (i32, i32, MemberFingerprint) {
+        let m = self.members.get(member_id).map(|m| {
+            (
+                m.epoch,
+                m.previous_epoch,
+                m.assigned.clone(),
+                m.revoking.clone(),
+                m.subscribed_names.clone(),
+                m.subscribed_regex.clone(),
+                m.static_left,
+            )
+        });
+        (self.group_epoch, self.assignment_epoch, m)
+    }
+
+    fn remove_member(&mut self, id: &str) {
+        self.members.remove(id);
+        self.target.remove(id);
+        self.removed.push(id.to_string());
+        self.dirty = true;
+    }
+
+    /// The group's durable state as `__consumer_offsets` records (Kafka's KIP-848 formats),
+    /// with tombstones for members removed since the last call.
+    pub fn take_records(&mut self) -> Vec<(super::records::RecordKey, Option<bytes::Bytes>)> {
+        use super::consumer_records::{
+            encode_assignment_epoch, encode_group_epoch, encode_target, CurrentAssignment, MemberMetadata,
+        };
+        use super::records::RecordKey as K;
+        let g = self.id.clone();
+        let mut out = Vec::new();
+        for member in std::mem::take(&mut self.removed) {
+            if self.members.contains_key(&member) {
+                continue;
+            }
+            out.push((K::ConsumerCurrent { group: g.clone(), member: member.clone() }, None));
+            out.push((K::ConsumerTargetMember { group: g.clone(), member: member.clone() }, None));
+            out.push((K::ConsumerMember { group: g.clone(), member }, None));
+        }
+        out.push((K::ConsumerGroup { group: g.clone() }, Some(encode_group_epoch(self.group_epoch))));
+        for m in self.members.values() {
+            let meta = MemberMetadata {
+                instance_id: m.instance_id.clone(),
+                rack_id: m.rack_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                subscribed_topic_names: m.subscribed_names.clone(),
+                subscribed_topic_regex: m.subscribed_regex.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                server_assignor: Some(self.assignor.clone()),
+            };
+            out.push((K::ConsumerMember { group: g.clone(), member: m.id.clone() }, Some(meta.encode())));
+            let target = self.target.get(&m.id).map(to_lists).unwrap_or_default();
+            out.push((
+                K::ConsumerTargetMember { group: g.clone(), member: m.id.clone() },
+                Some(encode_target(&target)),
+            ));
+            let current = CurrentAssignment {
+                member_epoch: m.epoch,
+                previous_member_epoch: m.previous_epoch,
+                state: if !m.revoking.is_empty() { 1 } else { 0 },
+                assigned: to_lists(&m.assigned),
+                pending_revocation: to_lists(&m.revoking),
+            };
+            out.push((K::ConsumerCurrent { group: g.clone(), member: m.id.clone() }, Some(current.encode())));
+        }
+        out.push((K::ConsumerTarget { group: g }, Some(encode_assignment_epoch(self.assignment_epoch))));
+        self.dirty = false;
+        out
+    }
+
+    /// Rebuilds a group from its replayed records. Members get a fresh session; the topology
+    /// is taken from the first heartbeat without starting a new epoch.
+    pub fn restore(
+        id: &str,
+        group_epoch: i32,
+        assignment_epoch: i32,
+        members: Vec<(
+            String,
+            super::consumer_records::MemberMetadata,
+            StoredPartitions,
+            Option<super::consumer_records::CurrentAssignment>,
+        )>,
+        now: Instant,
+    ) -> ConsumerGroup {
+        let mut g = ConsumerGroup::new(id);
+        g.group_epoch = group_epoch;
+        g.assignment_epoch = assignment_epoch;
+        g.topology_known = false;
+        for (member_id, meta, target, current) in members {
+            if let Some(a) = meta.server_assignor.clone() {
+                g.assignor = a;
+            }
+            let current = current.unwrap_or(super::consumer_records::CurrentAssignment {
+                member_epoch: 0,
+                previous_member_epoch: 0,
+                state: 0,
+                assigned: Vec::new(),
+                pending_revocation: Vec::new(),
+            });
+            g.target.insert(member_id.clone(), to_sets(&target));
+            g.members.insert(
+                member_id.clone(),
+                ConsumerMember {
+                    id: member_id,
+                    instance_id: meta.instance_id,
+                    rack_id: meta.rack_id,
+                    client_id: meta.client_id,
+                    client_host: meta.client_host,
+                    epoch: current.member_epoch,
+                    previous_epoch: current.previous_member_epoch,
+                    subscribed_names: meta.subscribed_topic_names,
+                    subscribed_regex: meta.subscribed_topic_regex,
+                    rebalance_timeout_ms: meta.rebalance_timeout_ms.max(1),
+                    assigned: to_sets(&current.assigned),
+                    revoking: to_sets(&current.pending_revocation),
+                    revoke_deadline: None,
+                    last_sent: None,
+                    last_heartbeat: now,
+                    static_left: false,
+                },
+            );
+        }
+        g
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,6 +321,22 @@ impl ConsumerGroup {
             return self.leave(&hb, now);
         }
         let member_id = if hb.member_id.is_empty() { Uuid::new_v4().to_string() } else { hb.member_id.clone() };
+        let before = self.fingerprint(&member_id);
+        let result = self.heartbeat_inner(hb, member_id.clone(), topics, now, cfg);
+        if self.fingerprint(&member_id) != before {
+            self.dirty = true;
+        }
+        result
+    }
+
+    fn heartbeat_inner(
+        &mut self,
+        hb: Heartbeat,
+        member_id: String,
+        topics: &[TopicInfo],
+        now: Instant,
+        cfg: &ConsumerGroupConfig,
+    ) -> HeartbeatResult {
         let mut bump = false;
         if hb.member_epoch == 0 {
             let taken_over = hb.instance_id.as_ref().and_then(|inst| {
@@ -181,6 +353,7 @@ impl ConsumerGroup {
                     }
                     // the new incarnation inherits the old one's place and partitions
                     if let Some(mut m) = self.members.remove(&old) {
+                        self.removed.push(old.clone());
                         m.id = member_id.clone();
                         m.static_left = false;
                         m.last_sent = None;
@@ -266,6 +439,10 @@ impl ConsumerGroup {
             let wanted: BTreeSet<String> = self.members.values().flat_map(|m| Self::subscription(m, topics)).collect();
             topics.iter().filter(|t| wanted.contains(&t.name)).cloned().collect()
         };
+        if !self.topology_known {
+            self.topology = subscribed.clone();
+            self.topology_known = true;
+        }
         if bump || subscribed != self.topology {
             self.group_epoch += 1;
             self.topology = subscribed;
@@ -297,10 +474,10 @@ impl ConsumerGroup {
         if hb.member_epoch == -2 && m.instance_id.is_some() {
             m.static_left = true;
             m.last_heartbeat = now;
+            self.dirty = true;
             return result;
         }
-        self.members.remove(&id);
-        self.target.remove(&id);
+        self.remove_member(&id);
         self.group_epoch += 1;
         let topics = self.topology.clone();
         self.compute_target(&topics);
@@ -364,8 +541,7 @@ impl ConsumerGroup {
             return;
         }
         for id in expired {
-            self.members.remove(&id);
-            self.target.remove(&id);
+            self.remove_member(&id);
         }
         self.group_epoch += 1;
         let topics = self.topology.clone();
@@ -537,6 +713,44 @@ mod tests {
             static_left: false,
         };
         assert_eq!(ConsumerGroup::subscription(&m, &t), BTreeSet::from(["orders".to_string()]));
+    }
+
+    #[test]
+    fn a_restored_group_continues_without_a_new_epoch() {
+        use super::super::consumer_records::{
+            decode_assignment_epoch, decode_group_epoch, decode_target, CurrentAssignment, MemberMetadata,
+        };
+        use super::super::records::RecordKey as K;
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 4 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        let a = g.heartbeat(join("a", &["t"]), &t, now, &c);
+        let owned = a.assignment.unwrap();
+        assert!(g.dirty);
+        let (mut epoch, mut target_epoch, mut members) = (0, 0, BTreeMap::new());
+        for (k, v) in g.take_records() {
+            let v = v.unwrap();
+            match k {
+                K::ConsumerGroup { .. } => epoch = decode_group_epoch(v).unwrap(),
+                K::ConsumerTarget { .. } => target_epoch = decode_assignment_epoch(v).unwrap(),
+                K::ConsumerMember { member, .. } => {
+                    members.entry(member).or_insert((None, None, None)).0 = MemberMetadata::decode(v);
+                }
+                K::ConsumerTargetMember { member, .. } => {
+                    members.entry(member).or_insert((None, None, None)).1 = decode_target(v);
+                }
+                K::ConsumerCurrent { member, .. } => {
+                    members.entry(member).or_insert((None, None, None)).2 = CurrentAssignment::decode(v);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(!g.dirty);
+        let members = members.into_iter().map(|(id, (m, t, cur))| (id, m.unwrap(), t.unwrap(), cur)).collect();
+        let mut r = ConsumerGroup::restore("g", epoch, target_epoch, members, now);
+        let hb = r.heartbeat(beat("a", 1, &owned), &t, now, &c);
+        assert_eq!((hb.error, hb.member_epoch, r.group_epoch), (0, 1, 1), "same epochs after the restore");
+        assert_eq!(hb.assignment, Some(owned), "the member is told its unchanged assignment again");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod classic;
 pub mod consumer;
+pub mod consumer_records;
 pub mod records;
 
 use std::collections::BTreeMap;
@@ -183,6 +184,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         let mut stored_groups: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>> = BTreeMap::new();
+        let mut consumer: BTreeMap<String, StoredConsumerGroup> = BTreeMap::new();
         let mut records = 0usize;
         for p in &topic.partitions {
             let log = p.log();
@@ -201,6 +203,26 @@ impl GroupCoordinator {
                         RecordKey::Group { group } => {
                             stored_groups.insert(group, r.value.clone().and_then(GroupValue::decode));
                         }
+                        RecordKey::ConsumerGroup { group } => {
+                            consumer.entry(group).or_default().epoch =
+                                r.value.clone().and_then(consumer_records::decode_group_epoch);
+                        }
+                        RecordKey::ConsumerTarget { group } => {
+                            consumer.entry(group).or_default().assignment_epoch =
+                                r.value.clone().and_then(consumer_records::decode_assignment_epoch);
+                        }
+                        RecordKey::ConsumerMember { group, member } => {
+                            let m = r.value.clone().and_then(consumer_records::MemberMetadata::decode);
+                            set_or_remove(&mut consumer.entry(group).or_default().members, member, m);
+                        }
+                        RecordKey::ConsumerTargetMember { group, member } => {
+                            let t = r.value.clone().and_then(consumer_records::decode_target);
+                            set_or_remove(&mut consumer.entry(group).or_default().targets, member, t);
+                        }
+                        RecordKey::ConsumerCurrent { group, member } => {
+                            let c = r.value.clone().and_then(consumer_records::CurrentAssignment::decode);
+                            set_or_remove(&mut consumer.entry(group).or_default().current, member, c);
+                        }
                         RecordKey::Offset { group, topic, partition } => {
                             let map = offsets.entry(group).or_default();
                             match r.value.clone().and_then(OffsetValue::decode) {
@@ -213,17 +235,22 @@ impl GroupCoordinator {
                 offset = last + 1;
             }
         }
-        let mut ids: Vec<String> = stored_groups.keys().chain(offsets.keys()).cloned().collect();
+        let mut ids: Vec<String> = stored_groups.keys().chain(offsets.keys()).chain(consumer.keys()).cloned().collect();
         ids.sort();
         ids.dedup();
         for id in ids {
+            let has_consumer_group = consumer.get(&id).is_some_and(|c| c.epoch.is_some());
             let group = match stored_groups.remove(&id) {
                 Some(Some(v)) => ClassicGroup::from_stored(&id, v, now),
-                Some(None) if offsets.get(&id).is_none_or(|o| o.is_empty()) => continue,
+                Some(None) if offsets.get(&id).is_none_or(|o| o.is_empty()) && !has_consumer_group => continue,
                 _ => ClassicGroup::new(&id, now_ms()),
             };
             let group_offsets = offsets.remove(&id).unwrap_or_default();
-            self.groups.insert(id, Arc::new(Mutex::new(GroupEntry::new(group, group_offsets))));
+            let mut entry = GroupEntry::new(group, group_offsets);
+            if let Some(c) = consumer.remove(&id).filter(|c| c.epoch.is_some()) {
+                entry.consumer = Some(c.restore(&id, now));
+            }
+            self.groups.insert(id, Arc::new(Mutex::new(entry)));
         }
         Ok(records)
     }
@@ -269,6 +296,9 @@ impl GroupCoordinator {
                     entry.group.dirty = false;
                     records.push(Self::group_record(&entry.group));
                 }
+                if let Some(c) = entry.consumer.as_mut().filter(|c| c.dirty) {
+                    records.extend(c.take_records().into_iter().map(|(k, v)| (k.encode(), v)));
+                }
                 let dead = entry.group.state == GroupState::Dead;
                 drop(entry);
                 if let Err(e) = self.write(&broker, &id, records).await {
@@ -280,6 +310,39 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+/// A KIP-848 group as replayed from its records.
+#[derive(Default)]
+struct StoredConsumerGroup {
+    epoch: Option<i32>,
+    assignment_epoch: Option<i32>,
+    members: BTreeMap<String, consumer_records::MemberMetadata>,
+    targets: BTreeMap<String, consumer_records::TopicPartitions>,
+    current: BTreeMap<String, consumer_records::CurrentAssignment>,
+}
+
+impl StoredConsumerGroup {
+    fn restore(mut self, id: &str, now: Instant) -> consumer::ConsumerGroup {
+        let members = std::mem::take(&mut self.members)
+            .into_iter()
+            .map(|(mid, meta)| {
+                let target = self.targets.remove(&mid).unwrap_or_default();
+                let current = self.current.remove(&mid);
+                (mid, meta, target, current)
+            })
+            .collect();
+        let epoch = self.epoch.unwrap_or(0);
+        consumer::ConsumerGroup::restore(id, epoch, self.assignment_epoch.unwrap_or(epoch), members, now)
+    }
+}
+
+/// Applies a replayed record: a value sets the entry, a tombstone (or garbage) removes it.
+fn set_or_remove<V>(map: &mut BTreeMap<String, V>, key: String, value: Option<V>) {
+    match value {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
 }
 
 /// Encodes coordinator records as one uncompressed batch.

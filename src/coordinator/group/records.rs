@@ -12,14 +12,48 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 const OFFSET_COMMIT_KEY: i16 = 1;
 const LEGACY_OFFSET_COMMIT_KEY: i16 = 0;
 const GROUP_METADATA_KEY: i16 = 2;
+const CONSUMER_GROUP_KEY: i16 = 3;
+const CONSUMER_MEMBER_KEY: i16 = 5;
+const CONSUMER_TARGET_KEY: i16 = 6;
+const CONSUMER_TARGET_MEMBER_KEY: i16 = 7;
+const CONSUMER_CURRENT_KEY: i16 = 8;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 const GROUP_METADATA_VALUE_VERSION: i16 = 3;
 
 /// What a `__consumer_offsets` key refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordKey {
-    Offset { group: String, topic: String, partition: i32 },
-    Group { group: String },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
+    /// KIP-848: the group epoch.
+    ConsumerGroup {
+        group: String,
+    },
+    /// KIP-848: a member's subscription and identity.
+    ConsumerMember {
+        group: String,
+        member: String,
+    },
+    /// KIP-848: the target assignment's epoch.
+    ConsumerTarget {
+        group: String,
+    },
+    /// KIP-848: a member's target partitions.
+    ConsumerTargetMember {
+        group: String,
+        member: String,
+    },
+    /// KIP-848: a member's epoch and current partitions.
+    ConsumerCurrent {
+        group: String,
+        member: String,
+    },
 }
 
 /// A committed offset.
@@ -127,6 +161,27 @@ impl RecordKey {
                 b.put_i16(GROUP_METADATA_KEY);
                 put_str(&mut b, group);
             }
+            RecordKey::ConsumerGroup { group } | RecordKey::ConsumerTarget { group } => {
+                let kind = if matches!(self, RecordKey::ConsumerGroup { .. }) {
+                    CONSUMER_GROUP_KEY
+                } else {
+                    CONSUMER_TARGET_KEY
+                };
+                b.put_i16(kind);
+                put_str(&mut b, group);
+            }
+            RecordKey::ConsumerMember { group, member }
+            | RecordKey::ConsumerTargetMember { group, member }
+            | RecordKey::ConsumerCurrent { group, member } => {
+                let kind = match self {
+                    RecordKey::ConsumerMember { .. } => CONSUMER_MEMBER_KEY,
+                    RecordKey::ConsumerTargetMember { .. } => CONSUMER_TARGET_MEMBER_KEY,
+                    _ => CONSUMER_CURRENT_KEY,
+                };
+                b.put_i16(kind);
+                put_str(&mut b, group);
+                put_str(&mut b, member);
+            }
         }
         b.freeze()
     }
@@ -139,6 +194,11 @@ impl RecordKey {
                 Some(RecordKey::Offset { group: r.str()?, topic: r.str()?, partition: r.i32()? })
             }
             GROUP_METADATA_KEY => Some(RecordKey::Group { group: r.str()? }),
+            CONSUMER_GROUP_KEY => Some(RecordKey::ConsumerGroup { group: r.str()? }),
+            CONSUMER_TARGET_KEY => Some(RecordKey::ConsumerTarget { group: r.str()? }),
+            CONSUMER_MEMBER_KEY => Some(RecordKey::ConsumerMember { group: r.str()?, member: r.str()? }),
+            CONSUMER_TARGET_MEMBER_KEY => Some(RecordKey::ConsumerTargetMember { group: r.str()?, member: r.str()? }),
+            CONSUMER_CURRENT_KEY => Some(RecordKey::ConsumerCurrent { group: r.str()?, member: r.str()? }),
             _ => None,
         }
     }
@@ -252,6 +312,11 @@ mod tests {
         for key in [
             RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 7 },
             RecordKey::Group { group: "g".into() },
+            RecordKey::ConsumerGroup { group: "g".into() },
+            RecordKey::ConsumerTarget { group: "g".into() },
+            RecordKey::ConsumerMember { group: "g".into(), member: "m".into() },
+            RecordKey::ConsumerTargetMember { group: "g".into(), member: "m".into() },
+            RecordKey::ConsumerCurrent { group: "g".into(), member: "m".into() },
         ] {
             assert_eq!(RecordKey::decode(key.encode()), Some(key));
         }

@@ -1,0 +1,287 @@
+//! Values of the KIP-848 consumer-group records in `__consumer_offsets`, in Kafka's formats:
+//! `ConsumerGroupMetadataValue` (record type 3), `ConsumerGroupMemberMetadataValue` (5),
+//! `ConsumerGroupTargetAssignmentMetadataValue` (6), `ConsumerGroupTargetAssignmentMemberValue`
+//! (7) and `ConsumerGroupCurrentMemberAssignmentValue` (8), all version 0.
+//!
+//! These are "flexible" versions: an i16 version, then compact strings and arrays (unsigned
+//! varint length + 1, 0 for null) and a tagged-field section. Weir writes no tagged fields and
+//! skips any it reads.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use uuid::Uuid;
+
+const VERSION: i16 = 0;
+
+/// Partitions grouped by topic id, as these records store them.
+pub type TopicPartitions = Vec<(Uuid, Vec<i32>)>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberMetadata {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentAssignment {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    /// Kafka's `MemberState`: 0 stable, 1 unrevoked partitions, 2 unreleased partitions.
+    pub state: i8,
+    pub assigned: TopicPartitions,
+    pub pending_revocation: TopicPartitions,
+}
+
+struct Writer(BytesMut);
+
+impl Writer {
+    fn new() -> Writer {
+        let mut b = BytesMut::new();
+        b.put_i16(VERSION);
+        Writer(b)
+    }
+    fn uvarint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.put_u8(v as u8);
+    }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.uvarint(0),
+            Some(s) => {
+                self.uvarint(s.len() as u64 + 1);
+                self.0.put_slice(s.as_bytes());
+            }
+        }
+    }
+    fn str(&mut self, s: &str) {
+        self.opt_str(Some(s));
+    }
+    fn topic_partitions(&mut self, tps: &TopicPartitions) {
+        self.uvarint(tps.len() as u64 + 1);
+        for (id, parts) in tps {
+            self.0.put_slice(id.as_bytes());
+            self.uvarint(parts.len() as u64 + 1);
+            for p in parts {
+                self.0.put_i32(*p);
+            }
+            self.uvarint(0); // struct's tagged fields
+        }
+    }
+    fn finish(mut self) -> Bytes {
+        self.uvarint(0); // no tagged fields
+        self.0.freeze()
+    }
+}
+
+/// A cursor that fails instead of panicking on short or malformed input.
+struct Reader(Bytes);
+
+impl Reader {
+    fn open(b: Bytes) -> Option<Reader> {
+        let mut r = Reader(b);
+        (r.i16()? == VERSION).then_some(r)
+    }
+    fn need(&self, n: usize) -> Option<()> {
+        (self.0.remaining() >= n).then_some(())
+    }
+    fn i8(&mut self) -> Option<i8> {
+        self.need(1)?;
+        Some(self.0.get_i8())
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.need(2)?;
+        Some(self.0.get_i16())
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.need(4)?;
+        Some(self.0.get_i32())
+    }
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            self.need(1)?;
+            let b = self.0.get_u8();
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    fn take(&mut self, n: usize) -> Option<Bytes> {
+        self.need(n)?;
+        Some(self.0.split_to(n))
+    }
+    fn opt_str(&mut self) -> Option<Option<String>> {
+        let n = self.uvarint()? as usize;
+        if n == 0 {
+            return Some(None);
+        }
+        let b = self.take(n - 1)?;
+        Some(Some(String::from_utf8(b.to_vec()).ok()?))
+    }
+    fn str(&mut self) -> Option<String> {
+        self.opt_str()?
+    }
+    fn count(&mut self) -> Option<usize> {
+        let n = self.uvarint()? as usize;
+        // every element takes at least one byte: a larger count is corrupt
+        (n.saturating_sub(1) <= self.0.remaining()).then_some(n.saturating_sub(1))
+    }
+    fn skip_tags(&mut self) -> Option<()> {
+        for _ in 0..self.uvarint()? {
+            self.uvarint()?;
+            let len = self.uvarint()? as usize;
+            self.take(len)?;
+        }
+        Some(())
+    }
+    fn topic_partitions(&mut self) -> Option<TopicPartitions> {
+        let mut out = Vec::new();
+        for _ in 0..self.count()? {
+            let id = Uuid::from_slice(&self.take(16)?).ok()?;
+            let mut parts = Vec::new();
+            for _ in 0..self.count()? {
+                parts.push(self.i32()?);
+            }
+            self.skip_tags()?;
+            out.push((id, parts));
+        }
+        Some(out)
+    }
+}
+
+/// `ConsumerGroupMetadataValue`: the group epoch.
+pub fn encode_group_epoch(epoch: i32) -> Bytes {
+    let mut w = Writer::new();
+    w.0.put_i32(epoch);
+    w.finish()
+}
+
+pub fn decode_group_epoch(b: Bytes) -> Option<i32> {
+    Reader::open(b)?.i32()
+}
+
+/// `ConsumerGroupTargetAssignmentMetadataValue`: the assignment epoch.
+pub fn encode_assignment_epoch(epoch: i32) -> Bytes {
+    encode_group_epoch(epoch)
+}
+
+pub fn decode_assignment_epoch(b: Bytes) -> Option<i32> {
+    decode_group_epoch(b)
+}
+
+impl MemberMetadata {
+    pub fn encode(&self) -> Bytes {
+        let mut w = Writer::new();
+        w.opt_str(self.instance_id.as_deref());
+        w.opt_str(self.rack_id.as_deref());
+        w.str(&self.client_id);
+        w.str(&self.client_host);
+        w.uvarint(self.subscribed_topic_names.len() as u64 + 1);
+        for t in &self.subscribed_topic_names {
+            w.str(t);
+        }
+        w.opt_str(self.subscribed_topic_regex.as_deref());
+        w.0.put_i32(self.rebalance_timeout_ms);
+        w.opt_str(self.server_assignor.as_deref());
+        w.finish()
+    }
+
+    pub fn decode(b: Bytes) -> Option<MemberMetadata> {
+        let mut r = Reader::open(b)?;
+        let instance_id = r.opt_str()?;
+        let rack_id = r.opt_str()?;
+        let client_id = r.str()?;
+        let client_host = r.str()?;
+        let mut subscribed_topic_names = Vec::new();
+        for _ in 0..r.count()? {
+            subscribed_topic_names.push(r.str()?);
+        }
+        Some(MemberMetadata {
+            instance_id,
+            rack_id,
+            client_id,
+            client_host,
+            subscribed_topic_names,
+            subscribed_topic_regex: r.opt_str()?,
+            rebalance_timeout_ms: r.i32()?,
+            server_assignor: r.opt_str()?,
+        })
+    }
+}
+
+/// `ConsumerGroupTargetAssignmentMemberValue`: a member's target partitions.
+pub fn encode_target(tps: &TopicPartitions) -> Bytes {
+    let mut w = Writer::new();
+    w.topic_partitions(tps);
+    w.finish()
+}
+
+pub fn decode_target(b: Bytes) -> Option<TopicPartitions> {
+    Reader::open(b)?.topic_partitions()
+}
+
+impl CurrentAssignment {
+    pub fn encode(&self) -> Bytes {
+        let mut w = Writer::new();
+        w.0.put_i32(self.member_epoch);
+        w.0.put_i32(self.previous_member_epoch);
+        w.0.put_i8(self.state);
+        w.topic_partitions(&self.assigned);
+        w.topic_partitions(&self.pending_revocation);
+        w.finish()
+    }
+
+    pub fn decode(b: Bytes) -> Option<CurrentAssignment> {
+        let mut r = Reader::open(b)?;
+        Some(CurrentAssignment {
+            member_epoch: r.i32()?,
+            previous_member_epoch: r.i32()?,
+            state: r.i8()?,
+            assigned: r.topic_partitions()?,
+            pending_revocation: r.topic_partitions()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_garbage_is_refused() {
+        let m = MemberMetadata {
+            instance_id: Some("i".into()),
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            subscribed_topic_names: vec!["a".into(), "b".into()],
+            subscribed_topic_regex: Some("x.*".into()),
+            rebalance_timeout_ms: 300000,
+            server_assignor: Some("uniform".into()),
+        };
+        assert_eq!(MemberMetadata::decode(m.encode()), Some(m));
+        let id = Uuid::new_v4();
+        let c = CurrentAssignment {
+            member_epoch: 4,
+            previous_member_epoch: 3,
+            state: 1,
+            assigned: vec![(id, vec![0, 2])],
+            pending_revocation: vec![(id, vec![1])],
+        };
+        assert_eq!(CurrentAssignment::decode(c.encode()), Some(c));
+        assert_eq!(decode_target(encode_target(&vec![(id, vec![5])])), Some(vec![(id, vec![5])]));
+        assert_eq!(decode_group_epoch(encode_group_epoch(9)), Some(9));
+        assert_eq!(CurrentAssignment::decode(Bytes::from_static(&[0, 0, 0, 0])), None);
+        assert_eq!(decode_target(Bytes::from_static(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f])), None);
+    }
+}

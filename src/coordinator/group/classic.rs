@@ -860,6 +860,46 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
+        let (t0, c) = (Instant::now(), cfg(0));
+        let mut g = ClassicGroup::new("g", 0);
+        let mut ja = later(g.join(JoinArgs { require_known_member_id: false, ..args("") }, t0, 0, &c));
+        let a = ja.try_recv().unwrap().member_id;
+        let _ = g.sync(SyncArgs { member_id: a.clone(), generation: 1, ..Default::default() }, t0, 0);
+        let mut jb = later(g.join(JoinArgs { require_known_member_id: false, ..args("") }, t0, 0, &c));
+        assert!(jb.try_recv().is_err(), "waits for a to rejoin");
+        // a keeps heartbeating (so its session lives) but never rejoins
+        for s in (5..30).step_by(5) {
+            let t = t0 + Duration::from_secs(s);
+            assert_eq!(g.heartbeat(&a, 1, None, t), ResponseError::RebalanceInProgress.code());
+            g.tick(t, 0, &c);
+            assert!(jb.try_recv().is_err(), "still waiting at {s} s");
+        }
+        g.tick(t0 + Duration::from_millis(30_000), 0, &c);
+        let rb = jb.try_recv().expect("completed at the rebalance timeout");
+        assert_eq!((rb.generation, g.members.len()), (2, 1));
+        assert!(!g.members.contains_key(&a));
+    }
+
+    #[test]
+    fn group_max_size_and_batched_leave() {
+        let (t0, c) = (Instant::now(), GroupConfig { max_size: 2, ..cfg(0) });
+        let mut g = ClassicGroup::new("g", 0);
+        let plain = || JoinArgs { require_known_member_id: false, ..args("") };
+        let mut j1 = later(g.join(plain(), t0, 0, &c));
+        let m1 = j1.try_recv().unwrap().member_id;
+        let mut j2 = later(g.join(plain(), t0, 0, &c));
+        let mut j1 = later(g.join(args(&m1), t0, 0, &c));
+        let (r1, r2) = (j1.try_recv().unwrap(), j2.try_recv().unwrap());
+        let r3 = now_result(g.join(plain(), t0, 0, &c));
+        assert_eq!(r3.error, ResponseError::GroupMaxSizeReached.code());
+        let codes =
+            g.leave(&[(r1.member_id.clone(), None), (r2.member_id.clone(), None), ("nobody".into(), None)], t0, 0, &c);
+        assert_eq!(codes, vec![0, 0, ResponseError::UnknownMemberId.code()]);
+        assert_eq!(g.state, GroupState::Empty);
+    }
+
+    #[test]
     fn expired_sessions_are_removed() {
         let (t0, c) = (Instant::now(), cfg(0));
         let mut g = ClassicGroup::new("g", 0);

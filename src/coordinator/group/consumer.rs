@@ -754,6 +754,25 @@ mod tests {
     }
 
     #[test]
+    fn a_static_member_returns_to_its_place() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 2 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        let st = |id: &str| Heartbeat { instance_id: Some("i".into()), ..join(id, &["t"]) };
+        let a = g.heartbeat(st("a1"), &t, now, &c);
+        let owned = a.assignment.unwrap();
+        // a second incarnation while the first is alive is refused
+        assert_eq!(g.heartbeat(st("a2"), &t, now, &c).error, ResponseError::UnreleasedInstanceId.code());
+        // the first leaves temporarily (epoch -2): the new one takes its place and partitions
+        let leave = Heartbeat { member_id: "a1".into(), member_epoch: -2, ..Default::default() };
+        assert_eq!(g.heartbeat(leave, &t, now, &c).error, 0);
+        let epoch = g.group_epoch;
+        let a2 = g.heartbeat(st("a2"), &t, now, &c);
+        assert_eq!((a2.error, a2.assignment, g.group_epoch), (0, Some(owned), epoch), "no new epoch");
+        assert!(!g.members.contains_key("a1"));
+    }
+
+    #[test]
     fn fenced_epochs_and_expiry() {
         let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 2 }];
         let (now, c) = (Instant::now(), cfg());

@@ -54,6 +54,34 @@ impl GroupEntry {
     pub fn is_empty(&self) -> bool {
         self.group.is_empty() && !self.is_consumer_group()
     }
+
+    /// `offsets.retention.minutes`: once a group has had no members for the retention time,
+    /// offsets committed longer ago than that are deleted (tombstones returned), and a group
+    /// left with no offsets is dead.
+    pub fn expire_offsets(&mut self, id: &str, now_ms: i64, retention_ms: i64) -> Vec<CoordinatorRecord> {
+        let idle = self.is_empty()
+            && self.group.state == GroupState::Empty
+            && now_ms.saturating_sub(self.group.state_timestamp_ms) > retention_ms;
+        if !idle {
+            return Vec::new();
+        }
+        let expired: Vec<(String, i32)> = self
+            .offsets
+            .iter()
+            .filter(|(_, v)| now_ms.saturating_sub(v.commit_timestamp) > retention_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut records = Vec::new();
+        for (t, p) in expired {
+            self.offsets.remove(&(t.clone(), p));
+            records.push(GroupCoordinator::offset_record(id, &t, p, None));
+        }
+        if self.offsets.is_empty() {
+            self.group.state = GroupState::Dead;
+            self.group.dirty = true;
+        }
+        records
+    }
 }
 
 pub type GroupHandle = Arc<Mutex<GroupEntry>>;
@@ -274,24 +302,7 @@ impl GroupCoordinator {
                     c.tick(now, &consumer_cfg);
                 }
                 let mut records = Vec::new();
-                if entry.group.state == GroupState::Empty
-                    && wall.saturating_sub(entry.group.state_timestamp_ms) > retention_ms
-                {
-                    let expired: Vec<(String, i32)> = entry
-                        .offsets
-                        .iter()
-                        .filter(|(_, v)| wall.saturating_sub(v.commit_timestamp) > retention_ms)
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for (t, p) in expired {
-                        entry.offsets.remove(&(t.clone(), p));
-                        records.push(Self::offset_record(&id, &t, p, None));
-                    }
-                    if entry.offsets.is_empty() {
-                        entry.group.state = GroupState::Dead;
-                        entry.group.dirty = true;
-                    }
-                }
+                records.extend(entry.expire_offsets(&id, wall, retention_ms));
                 if entry.group.dirty {
                     entry.group.dirty = false;
                     records.push(Self::group_record(&entry.group));
@@ -377,4 +388,44 @@ fn encode_batch(records: Vec<CoordinatorRecord>) -> Result<bytes::BytesMut, LogE
 /// An owned `StrBytes`.
 pub fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_with_offset(committed_at: i64) -> GroupEntry {
+        let mut e = GroupEntry::new(ClassicGroup::new("g", 0), BTreeMap::new());
+        let v = OffsetValue { offset: 5, leader_epoch: -1, metadata: String::new(), commit_timestamp: committed_at };
+        e.offsets.insert(("t".into(), 0), v);
+        e
+    }
+
+    #[test]
+    fn offsets_of_long_empty_groups_expire() {
+        let mut e = entry_with_offset(0);
+        assert!(e.expire_offsets("g", 1_000, 1_000).is_empty(), "not yet past the retention");
+        let tombstones = e.expire_offsets("g", 1_001, 1_000);
+        assert_eq!(tombstones.len(), 1);
+        assert!(tombstones[0].1.is_none());
+        assert_eq!(e.group.state, GroupState::Dead);
+    }
+
+    #[test]
+    fn offsets_of_groups_with_members_never_expire() {
+        let mut e = entry_with_offset(0);
+        let mut c = consumer::ConsumerGroup::new("g");
+        let t = vec![consumer::TopicInfo { name: "t".into(), id: uuid::Uuid::new_v4(), partitions: 1 }];
+        let hb = consumer::Heartbeat {
+            member_id: "m".into(),
+            rebalance_timeout_ms: 1000,
+            subscribed_topic_names: Some(vec!["t".into()]),
+            ..Default::default()
+        };
+        let cfg = consumer::ConsumerGroupConfig { session_timeout: Duration::from_secs(45), heartbeat_interval_ms: 1 };
+        c.heartbeat(hb, &t, Instant::now(), &cfg);
+        e.consumer = Some(c);
+        assert!(e.expire_offsets("g", i64::MAX, 1_000).is_empty(), "a consumer-protocol group is in use");
+        assert_eq!(e.offsets.len(), 1);
+    }
 }

@@ -14,19 +14,8 @@ use tokio::time::Instant;
 use super::groups::ALL_GROUP_OPERATIONS;
 use super::metadata::OPERATIONS_NOT_REQUESTED;
 use super::{str_bytes, RequestContext};
-use crate::coordinator::group::consumer::{ConsumerGroup, Heartbeat, TopicPartition};
+use crate::coordinator::group::consumer::{to_lists, ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
-
-fn by_topic(parts: &BTreeSet<TopicPartition>) -> Vec<(uuid::Uuid, Vec<i32>)> {
-    let mut out: Vec<(uuid::Uuid, Vec<i32>)> = Vec::new();
-    for (id, p) in parts {
-        match out.last_mut() {
-            Some((last, ps)) if last == id => ps.push(*p),
-            _ => out.push((*id, vec![*p])),
-        }
-    }
-    out
-}
 
 pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
     let error = |code: ResponseError, msg: &str| {
@@ -88,7 +77,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
         .with_member_epoch(r.member_epoch)
         .with_heartbeat_interval_ms(r.heartbeat_interval_ms);
     if let Some(parts) = r.assignment {
-        let topic_partitions = by_topic(&parts)
+        let topic_partitions = to_lists(&parts)
             .into_iter()
             .map(|(id, ps)| TopicPartitions::default().with_topic_id(id).with_partitions(ps))
             .collect();
@@ -100,7 +89,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
 pub async fn describe(ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
     let name_of = |id: &uuid::Uuid| ctx.broker.topic_by_id(id).map(|t| t.name.clone()).unwrap_or_default();
     let described = |parts: &BTreeSet<TopicPartition>| {
-        let topic_partitions = by_topic(parts)
+        let topic_partitions = to_lists(parts)
             .into_iter()
             .map(|(id, ps)| {
                 DescribedPartitions::default()

@@ -122,7 +122,8 @@ fn to_sets(tps: &[(Uuid, Vec<i32>)]) -> BTreeSet<TopicPartition> {
     tps.iter().flat_map(|(id, ps)| ps.iter().map(move |p| (*id, *p))).collect()
 }
 
-fn to_lists(set: &BTreeSet<TopicPartition>) -> Vec<(Uuid, Vec<i32>)> {
+/// Groups partitions by topic id, as the protocol's messages and records list them.
+pub fn to_lists(set: &BTreeSet<TopicPartition>) -> Vec<(Uuid, Vec<i32>)> {
     let mut out: Vec<(Uuid, Vec<i32>)> = Vec::new();
     for (id, p) in set {
         match out.last_mut() {

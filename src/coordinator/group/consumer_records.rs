@@ -10,6 +10,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
+use super::records::Reader;
+
 const VERSION: i16 = 0;
 
 /// Partitions grouped by topic id, as these records store them.
@@ -81,29 +83,14 @@ impl Writer {
     }
 }
 
-/// A cursor that fails instead of panicking on short or malformed input.
-struct Reader(Bytes);
+/// Opens a version-0 value.
+fn open(b: Bytes) -> Option<Reader> {
+    let mut r = Reader(b);
+    (r.i16()? == VERSION).then_some(r)
+}
 
+/// The compact (flexible-version) reads, on the shared record cursor.
 impl Reader {
-    fn open(b: Bytes) -> Option<Reader> {
-        let mut r = Reader(b);
-        (r.i16()? == VERSION).then_some(r)
-    }
-    fn need(&self, n: usize) -> Option<()> {
-        (self.0.remaining() >= n).then_some(())
-    }
-    fn i8(&mut self) -> Option<i8> {
-        self.need(1)?;
-        Some(self.0.get_i8())
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.need(2)?;
-        Some(self.0.get_i16())
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.need(4)?;
-        Some(self.0.get_i32())
-    }
     fn uvarint(&mut self) -> Option<u64> {
         let mut v = 0u64;
         for i in 0..10 {
@@ -116,11 +103,7 @@ impl Reader {
         }
         None
     }
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        self.need(n)?;
-        Some(self.0.split_to(n))
-    }
-    fn opt_str(&mut self) -> Option<Option<String>> {
+    fn compact_opt_str(&mut self) -> Option<Option<String>> {
         let n = self.uvarint()? as usize;
         if n == 0 {
             return Some(None);
@@ -128,8 +111,8 @@ impl Reader {
         let b = self.take(n - 1)?;
         Some(Some(String::from_utf8(b.to_vec()).ok()?))
     }
-    fn str(&mut self) -> Option<String> {
-        self.opt_str()?
+    fn compact_str(&mut self) -> Option<String> {
+        self.compact_opt_str()?
     }
     fn count(&mut self) -> Option<usize> {
         let n = self.uvarint()? as usize;
@@ -167,7 +150,7 @@ pub fn encode_group_epoch(epoch: i32) -> Bytes {
 }
 
 pub fn decode_group_epoch(b: Bytes) -> Option<i32> {
-    Reader::open(b)?.i32()
+    open(b)?.i32()
 }
 
 /// `ConsumerGroupTargetAssignmentMetadataValue`: the assignment epoch.
@@ -197,14 +180,14 @@ impl MemberMetadata {
     }
 
     pub fn decode(b: Bytes) -> Option<MemberMetadata> {
-        let mut r = Reader::open(b)?;
-        let instance_id = r.opt_str()?;
-        let rack_id = r.opt_str()?;
-        let client_id = r.str()?;
-        let client_host = r.str()?;
+        let mut r = open(b)?;
+        let instance_id = r.compact_opt_str()?;
+        let rack_id = r.compact_opt_str()?;
+        let client_id = r.compact_str()?;
+        let client_host = r.compact_str()?;
         let mut subscribed_topic_names = Vec::new();
         for _ in 0..r.count()? {
-            subscribed_topic_names.push(r.str()?);
+            subscribed_topic_names.push(r.compact_str()?);
         }
         Some(MemberMetadata {
             instance_id,
@@ -212,9 +195,9 @@ impl MemberMetadata {
             client_id,
             client_host,
             subscribed_topic_names,
-            subscribed_topic_regex: r.opt_str()?,
+            subscribed_topic_regex: r.compact_opt_str()?,
             rebalance_timeout_ms: r.i32()?,
-            server_assignor: r.opt_str()?,
+            server_assignor: r.compact_opt_str()?,
         })
     }
 }
@@ -227,7 +210,7 @@ pub fn encode_target(tps: &TopicPartitions) -> Bytes {
 }
 
 pub fn decode_target(b: Bytes) -> Option<TopicPartitions> {
-    Reader::open(b)?.topic_partitions()
+    open(b)?.topic_partitions()
 }
 
 impl CurrentAssignment {
@@ -242,7 +225,7 @@ impl CurrentAssignment {
     }
 
     pub fn decode(b: Bytes) -> Option<CurrentAssignment> {
-        let mut r = Reader::open(b)?;
+        let mut r = open(b)?;
         Some(CurrentAssignment {
             member_epoch: r.i32()?,
             previous_member_epoch: r.i32()?,

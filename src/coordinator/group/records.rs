@@ -106,18 +106,27 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-/// A cursor that fails instead of panicking on short or malformed input.
-struct Reader(Bytes);
+/// A cursor over a record key or value that fails instead of panicking on short or malformed
+/// input. The KIP-848 module adds the compact (flexible-version) reads.
+pub(super) struct Reader(pub(super) Bytes);
 
 impl Reader {
-    fn need(&self, n: usize) -> Option<()> {
+    pub(super) fn need(&self, n: usize) -> Option<()> {
         (self.0.remaining() >= n).then_some(())
     }
-    fn i16(&mut self) -> Option<i16> {
+    pub(super) fn take(&mut self, n: usize) -> Option<Bytes> {
+        self.need(n)?;
+        Some(self.0.split_to(n))
+    }
+    pub(super) fn i8(&mut self) -> Option<i8> {
+        self.need(1)?;
+        Some(self.0.get_i8())
+    }
+    pub(super) fn i16(&mut self) -> Option<i16> {
         self.need(2)?;
         Some(self.0.get_i16())
     }
-    fn i32(&mut self) -> Option<i32> {
+    pub(super) fn i32(&mut self) -> Option<i32> {
         self.need(4)?;
         Some(self.0.get_i32())
     }

@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::log::batch::BatchError;
+use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
 use crate::partition::Partition;
 
@@ -23,6 +24,8 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         LogError::Batch(BatchError::Timestamp(_)) => ResponseError::InvalidTimestamp,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Io(_) | LogError::Offline => ResponseError::KafkaStorageError,
+        LogError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        LogError::Producer(ProducerError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod cleaner;
 pub mod index;
+pub mod producer_state;
 pub mod segment;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ pub enum LogError {
     Io(#[from] io::Error),
     #[error("the log is offline after an earlier storage error")]
     Offline,
+    #[error(transparent)]
+    Producer(#[from] producer_state::ProducerError),
 }
 
 /// Where an append landed.
@@ -66,6 +69,8 @@ pub struct Log {
     high_watermark: i64,
     leader_epoch: i32,
     unflushed_records: i64,
+    /// Idempotent producers' recent batches, for deduplicating retries.
+    producers: producer_state::ProducerState,
     /// Offsets below this were compacted by the last clean (in memory: a restart re-cleans).
     cleaned_up_to: i64,
     /// When the oldest unflushed append happened, for `flush.ms`.
@@ -131,13 +136,25 @@ impl Log {
             high_watermark: 0,
             leader_epoch: 0,
             unflushed_records: 0,
+            producers: Default::default(),
             cleaned_up_to: 0,
             first_unflushed_ms: None,
             offline: false,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
         log.high_watermark = log.log_end_offset();
+        log.rebuild_producer_state()?;
         Ok((log, report))
+    }
+
+    /// Replays batch headers so that retries arriving after a restart are still recognised.
+    fn rebuild_producer_state(&mut self) -> io::Result<()> {
+        let mut state = producer_state::ProducerState::default();
+        for seg in self.segments.values() {
+            seg.for_each_header(|h| state.record(h))?;
+        }
+        self.producers = state;
+        Ok(())
     }
 
     fn active(&self) -> &Segment {
@@ -221,9 +238,24 @@ impl Log {
             log_append_time: append_time.unwrap_or(-1),
             records: 0,
         };
+        let mut first = true;
         for span in spans {
-            let next = self.log_end_offset();
             let bytes = &mut data[span];
+            let Some(sent) = BatchHeader::parse(bytes) else {
+                continue;
+            };
+            if let producer_state::SequenceCheck::Duplicate { base_offset, last_offset } =
+                self.producers.check(&sent)?
+            {
+                // a retry of a batch already in the log: answer with its original offsets
+                if first {
+                    info.base_offset = base_offset;
+                }
+                info.last_offset = info.last_offset.max(last_offset);
+                first = false;
+                continue;
+            }
+            let next = self.log_end_offset();
             batch::assign(bytes, next, self.leader_epoch, append_time);
             let Some(h) = BatchHeader::parse(bytes) else {
                 continue;
@@ -232,6 +264,11 @@ impl Log {
             if let Err(e) = self.active_mut().append(bytes, &h) {
                 self.offline = true;
                 return Err(e.into());
+            }
+            self.producers.record(&h);
+            if first {
+                info.base_offset = h.base_offset;
+                first = false;
             }
             info.last_offset = h.last_offset();
             info.records += i64::from(h.record_count);

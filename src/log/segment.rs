@@ -372,6 +372,22 @@ impl Segment {
         for_each_batch_in(&self.log, self.size, f)
     }
 
+    /// Calls `f` with the header of every batch, reading only headers (start-up rebuilds).
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+        let mut head = [0u8; HEADER_SIZE];
+        let mut pos = 0u64;
+        while pos + HEADER_SIZE as u64 <= self.size {
+            self.log.read_exact_at(&mut head, pos)?;
+            let Some(h) = BatchHeader::parse(&head) else { break };
+            if h.total_size() < HEADER_SIZE {
+                break;
+            }
+            f(&h);
+            pos += h.total_size() as u64;
+        }
+        Ok(())
+    }
+
     /// A frozen view of this (closed) segment for reading without the log's lock.
     pub fn snapshot(&self) -> io::Result<SegmentSnapshot> {
         Ok(SegmentSnapshot { base_offset: self.base_offset, size: self.size, file: self.log.try_clone()? })

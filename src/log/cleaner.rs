@@ -84,6 +84,7 @@ impl Log {
             delete_retention_ms: self.config.delete_retention_ms,
             now_ms,
             io_limit: None,
+            keep_whole: self.producers.last_batch_offsets(),
         })
     }
 
@@ -101,6 +102,9 @@ pub struct CleanInput {
     now_ms: i64,
     /// `log.cleaner.io.max.bytes.per.second`; `None` reads as fast as the disk allows.
     pub io_limit: Option<Throttle>,
+    /// Each idempotent producer's newest batch, kept whole: compaction only promises that the
+    /// latest value of a key survives, and the producer state is rebuilt from these headers.
+    keep_whole: std::collections::HashSet<i64>,
 }
 
 /// Keeps the cleaner's reads under a byte rate by sleeping when it gets ahead.
@@ -179,7 +183,7 @@ impl CleanInput {
                 failure = out.write_all(&raw).err();
                 return;
             };
-            if h.is_control() || h.is_transactional() {
+            if h.is_control() || h.is_transactional() || self.keep_whole.contains(&h.base_offset) {
                 failure = out.write_all(&raw).err();
                 return;
             }
@@ -307,6 +311,11 @@ mod tests {
 
     /// A batch of keyed records (`None` value: a tombstone), lz4-compressed.
     fn keyed(records: &[(&str, Option<&str>)], ts: i64) -> Vec<u8> {
+        keyed_from(-1, -1, records, ts)
+    }
+
+    /// The same from idempotent producer `pid`, sequences starting at `seq`.
+    fn keyed_from(pid: i64, seq: i32, records: &[(&str, Option<&str>)], ts: i64) -> Vec<u8> {
         let recs: Vec<Record> = records
             .iter()
             .enumerate()
@@ -315,11 +324,11 @@ mod tests {
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id: pid,
+                producer_epoch: if pid < 0 { -1 } else { 0 },
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1 + i as i32,
+                sequence: seq + i as i32,
                 timestamp: ts,
                 key: Some(Bytes::copy_from_slice(k.as_bytes())),
                 value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
@@ -398,6 +407,30 @@ mod tests {
         drop(log);
         let (log, _) = Log::open(dir.path(), config(), true, 0).unwrap();
         assert_eq!(contents(&log).last().unwrap().2.as_deref(), Some("v9"));
+    }
+
+    #[test]
+    fn a_producers_last_batch_survives_cleaning_for_its_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(), true, 0).unwrap();
+        log.append(&keyed_from(9, 0, &[("a", Some("1")), ("b", Some("1"))], 1_000), 1_000).unwrap();
+        log.append(&keyed_from(9, 2, &[("a", Some("2")), ("c", Some("2"))], 1_000), 1_000).unwrap();
+        // both keys of the producer's last batch are superseded by later, non-idempotent writes
+        log.append(&keyed(&[("a", Some("3")), ("c", Some("3"))], 1_000), 1_000).unwrap();
+        for f in 0..40 {
+            log.append(&keyed(&[(&format!("filler{f}"), Some("x"))], 1_000), 1_000).unwrap();
+        }
+        let planned = log.plan_clean(10_000).unwrap();
+        log.apply_clean(planned, 10_000).unwrap();
+        let after = contents(&log);
+        assert!(after.iter().any(|o| o.0 == 2 && o.2.as_deref() == Some("2")), "the last batch is kept whole");
+        assert!(!after.iter().any(|o| o.0 == 0), "older superseded records are still removed");
+        log.close().unwrap();
+        drop(log);
+        // after a restart the producer's next batch continues its sequence
+        let (mut log, _) = Log::open(dir.path(), config(), false, 0).unwrap();
+        let next = log.append(&keyed_from(9, 4, &[("d", Some("4"))], 1_000), 1_000);
+        assert!(next.is_ok(), "{next:?}");
     }
 
     #[test]

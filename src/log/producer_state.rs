@@ -120,6 +120,12 @@ impl ProducerState {
         }
     }
 
+    /// Base offsets of every producer's newest batch. The cleaner leaves these batches whole,
+    /// so that rebuilding this state from the log still finds each producer's last sequence.
+    pub fn last_batch_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers.values().filter_map(|e| e.batches.back().map(|b| b.base_offset)).collect()
+    }
+
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }

@@ -208,6 +208,11 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             GroupId(StrBytes::from_string(format!("cg-{version}"))),
             GroupId(StrBytes::from_static_str("cg-missing")),
         ])),
+        ApiKey::DescribeProducers => boxed!(DescribeProducersRequest::default().with_topics(vec![
+            describe_producers_request::TopicRequest::default()
+                .with_name(name(topic))
+                .with_partition_indexes(vec![0, 5]),
+        ])),
         ApiKey::InitProducerId => boxed!(InitProducerIdRequest::default()
             .with_transaction_timeout_ms(60000)
             .with_producer_id(ProducerId(-1))
@@ -250,6 +255,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::ListGroups => check!(ListGroupsResponse),
         ApiKey::DeleteGroups => check!(DeleteGroupsResponse),
         ApiKey::OffsetDelete => check!(OffsetDeleteResponse),
+        ApiKey::DescribeProducers => check!(DescribeProducersResponse),
         ApiKey::ConsumerGroupHeartbeat => check!(ConsumerGroupHeartbeatResponse),
         ApiKey::ConsumerGroupDescribe => check!(ConsumerGroupDescribeResponse),
         other => anyhow::bail!("no decoder for {other:?}"),

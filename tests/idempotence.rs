@@ -96,6 +96,21 @@ async fn retries_are_stored_once_and_gaps_and_stale_epochs_refused() {
         assert_ne!(other, pid);
         assert_eq!(produce(&b, &t, idempotent_batch(other, e2, 0, 1)), (0, 6));
         assert_eq!(end_offset(&b, &t), 7);
+        // DescribeProducers reports both, with their epochs and last sequences
+        let req =
+            DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+                .with_name(TopicName(StrBytes::from_string(t.clone())))
+                .with_partition_indexes(vec![0])]);
+        let r: DescribeProducersResponse = raw::call(&b, ApiKey::DescribeProducers, 0, &req);
+        let mut seen: Vec<(i64, i32, i32)> = r.topics[0].partitions[0]
+            .active_producers
+            .iter()
+            .map(|p| (p.producer_id.0, p.producer_epoch, p.last_sequence))
+            .collect();
+        seen.sort();
+        let mut want = vec![(pid, i32::from(epoch) + 1, 0), (other, i32::from(e2), 0)];
+        want.sort();
+        assert_eq!(seen, want);
     })
     .await
     .map(|_| broker)

@@ -14,6 +14,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producers;
 pub mod topics;
 
 use std::future::Future;
@@ -55,6 +56,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -144,6 +146,7 @@ pub async fn handle_frame(
         ApiKey::OffsetCommit => serve(&ctx, key, body, offsets::offset_commit).await,
         ApiKey::OffsetFetch => serve(&ctx, key, body, offsets::offset_fetch).await,
         ApiKey::OffsetDelete => serve(&ctx, key, body, offsets::offset_delete).await,
+        ApiKey::DescribeProducers => serve(&ctx, key, body, producers::describe_producers).await,
         ApiKey::ConsumerGroupHeartbeat => serve(&ctx, key, body, consumer_groups::heartbeat).await,
         ApiKey::ConsumerGroupDescribe => serve(&ctx, key, body, consumer_groups::describe).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
@@ -251,6 +254,7 @@ mod tests {
             ApiKey::IncrementalAlterConfigs => IncrementalAlterConfigsRequest::VERSIONS,
             ApiKey::OffsetDelete => OffsetDeleteRequest::VERSIONS,
             ApiKey::DescribeCluster => DescribeClusterRequest::VERSIONS,
+            ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
             ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
             ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
             other => panic!("add {other:?} to codec_range"),

@@ -166,6 +166,11 @@ impl Log {
         self.segments.values_mut().next_back().expect("a log always has an active segment")
     }
 
+    /// The idempotent producers this partition knows (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<producer_state::ActiveProducer> {
+        self.producers.active()
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset()
     }

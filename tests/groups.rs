@@ -134,15 +134,20 @@ async fn produce_values(bootstrap: &str, topic: &str, partitions: i32, per_parti
     }
 }
 
-async fn three_members_share_partitions(strategy: &str) {
-    let broker = TestBroker::start(GROUP_BROKER).await;
+/// Three members of one group on a 12-partition topic: every join and leave converges to a
+/// disjoint cover of the partitions, every record is consumed, commits equal consumption.
+/// `client` selects the protocol/assignor under test; `broker` adds broker settings.
+async fn three_members_share_partitions(client: (&'static str, &'static str), broker_cfg: &[(&str, &str)]) {
+    let mut cfg = GROUP_BROKER.to_vec();
+    cfg.extend_from_slice(broker_cfg);
+    let broker = TestBroker::start(&cfg).await;
     let (topic, group) = (topic_name("grp"), topic_name("g"));
     create_topic(&broker.bootstrap, &topic, 12, &[]).await;
     produce_values(&broker.bootstrap, &topic, 12, 50, "a").await;
     let b = broker.bootstrap.clone();
-    let (t, g, s) = (topic.clone(), group.clone(), strategy.to_string());
+    let (t, g) = (topic.clone(), group.clone());
     tokio::task::spawn_blocking(move || {
-        let extra = [("partition.assignment.strategy", s.as_str())];
+        let extra = [client];
         let m1 = Member::start(&b, &g, &t, &extra);
         wait_for_balanced(&[&m1], 12, Duration::from_secs(30));
         let m2 = Member::start(&b, &g, &t, &extra);
@@ -190,46 +195,19 @@ async fn three_members_share_partitions(strategy: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eager_group_shares_partitions_and_rebalances() {
-    three_members_share_partitions("range").await;
+    three_members_share_partitions(("partition.assignment.strategy", "range"), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cooperative_sticky_group_shares_partitions_and_rebalances() {
-    three_members_share_partitions("cooperative-sticky").await;
+    three_members_share_partitions(("partition.assignment.strategy", "cooperative-sticky"), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consumer_protocol_group_shares_partitions_and_rebalances() {
-    let broker = TestBroker::start(&[("group.consumer.heartbeat.interval.ms", "500")]).await;
-    let (topic, group) = (topic_name("kip848"), topic_name("g"));
-    create_topic(&broker.bootstrap, &topic, 12, &[]).await;
-    produce_values(&broker.bootstrap, &topic, 12, 50, "c").await;
-    let b = broker.bootstrap.clone();
-    tokio::task::spawn_blocking(move || {
-        let extra = [("group.protocol", "consumer")];
-        let m1 = Member::start(&b, &group, &topic, &extra);
-        wait_for_balanced(&[&m1], 12, Duration::from_secs(30));
-        let m2 = Member::start(&b, &group, &topic, &extra);
-        let m3 = Member::start(&b, &group, &topic, &extra);
-        let sets = wait_for_balanced(&[&m1, &m2, &m3], 12, Duration::from_secs(30));
-        assert!(sets.iter().all(|s| s.len() == 4), "uniform assignor balances 12 over 3: {sets:?}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ![&m1, &m2, &m3].iter().all(|m| m.caught_up(49)) {
-            assert!(Instant::now() < deadline, "members did not reach the end of their partitions");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mut committed = BTreeMap::new();
-        for m in [&m1, &m2, &m3] {
-            committed.extend(m.commit_consumed(&topic));
-        }
-        assert_eq!(committed, (0..12).map(|p| (p, 50)).collect::<BTreeMap<_, _>>(), "commits with member epochs");
-        m3.close();
-        wait_for_balanced(&[&m1, &m2], 12, Duration::from_secs(30));
-        m1.close();
-        m2.close();
-    })
-    .await
-    .unwrap();
+    // KIP-848: the broker's uniform assignor; commits are validated against member epochs
+    three_members_share_partitions(("group.protocol", "consumer"), &[("group.consumer.heartbeat.interval.ms", "500")])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -52,6 +52,20 @@ impl Partition {
         Ok(info)
     }
 
+    /// Writes a transaction's commit or abort marker and wakes fetches (the last stable
+    /// offset may have moved).
+    pub fn append_end_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: crate::log::batch::ControlType,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let info = self.log.write().append_end_txn_marker(producer_id, producer_epoch, control, 0, now_ms)?;
+        self.wake_waiters();
+        Ok(info)
+    }
+
     /// Registers a fetch to be woken on the next append.
     pub fn add_waiter(&self, notify: &Arc<Notify>) {
         let mut waiters = self.waiters.lock();

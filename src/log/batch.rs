@@ -297,6 +297,77 @@ pub fn assign(batch: &mut [u8], base_offset: i64, leader_epoch: i32, append_time
     }
 }
 
+/// The two end-of-transaction control records (Kafka's `ControlRecordType` ABORT = 0,
+/// COMMIT = 1). Other control types (KRaft's) never appear in a partition log here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    Abort,
+    Commit,
+}
+
+/// Reads the control type from a control batch's first record key (`version i16, type i16`).
+/// Control batches are never compressed, so the key sits right after the record's prefix.
+pub fn control_type(batch: &[u8]) -> Option<ControlType> {
+    let mut at = HEADER_SIZE;
+    let field = |at: &mut usize| -> Option<i64> {
+        let (v, n) = read_varint(batch.get(*at..)?)?;
+        *at += n;
+        Some(v)
+    };
+    field(&mut at)?; // record length
+    at += 1; // attributes
+    field(&mut at)?; // timestamp delta
+    field(&mut at)?; // offset delta
+    if field(&mut at)? < 4 {
+        return None;
+    }
+    let key = batch.get(at..at + 4)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(ControlType::Abort),
+        1 => Some(ControlType::Commit),
+        _ => None,
+    }
+}
+
+/// Builds the end-transaction marker the broker writes to each partition of a transaction:
+/// a control batch of one record, key `(0, type)`, value `(0, coordinatorEpoch)`.
+pub fn end_txn_marker(
+    producer_id: i64,
+    producer_epoch: i16,
+    control: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Result<bytes::BytesMut, BatchError> {
+    use bytes::BufMut;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let mut key = bytes::BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(if control == ControlType::Commit { 1 } else { 0 });
+    let mut value = bytes::BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = Record {
+        transactional: true,
+        control: true,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch,
+        delete_horizon: false,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut out = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, std::iter::once(&record), &options)
+        .map_err(|e| BatchError::Invalid(format!("cannot encode a transaction marker: {e}")))?;
+    Ok(out)
+}
+
 /// Builds an uncompressed batch of `n` small records (values `v0`, `v1`, …) stamped `ts`:
 /// for tests and tools that need a valid batch without a client library.
 pub fn sample_batch(n: i32) -> Vec<u8> {
@@ -360,6 +431,18 @@ pub(crate) mod tests {
             timestamp_after_max_ms: 3_600_000,
             now_ms: 1_000_000,
         }
+    }
+
+    #[test]
+    fn transaction_markers_round_trip() {
+        for t in [ControlType::Abort, ControlType::Commit] {
+            let m = end_txn_marker(42, 3, t, 0, 1_000).unwrap();
+            let h = check_integrity(&m).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.record_count), (42, 3, 1));
+            assert_eq!(control_type(&m), Some(t));
+        }
+        assert_eq!(control_type(&make_batch(1, 0)), None);
     }
 
     #[test]

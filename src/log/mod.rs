@@ -7,6 +7,7 @@ pub mod cleaner;
 pub mod index;
 pub mod producer_state;
 pub mod segment;
+pub mod txn_index;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,8 +19,10 @@ use kafka_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 
 use crate::config::LogConfig;
-use batch::{BatchError, BatchHeader, ProduceLimits};
+use batch::{BatchError, BatchHeader, ControlType, ProduceLimits};
+use producer_state::ProducerState;
 use segment::{Recovered, Segment};
+use txn_index::{AbortedTxn, TxnIndex};
 
 /// File holding the log start offset when DeleteRecords or retention moved it past the first
 /// segment's base offset.
@@ -69,8 +72,10 @@ pub struct Log {
     high_watermark: i64,
     leader_epoch: i32,
     unflushed_records: i64,
-    /// Idempotent producers' recent batches, for deduplicating retries.
-    producers: producer_state::ProducerState,
+    /// Producers' recent batches (deduplicating retries) and open transactions.
+    producers: ProducerState,
+    /// Aborted transactions, for `read_committed` fetches.
+    aborted: TxnIndex,
     /// Offsets below this were compacted by the last clean (in memory: a restart re-cleans).
     cleaned_up_to: i64,
     /// When the oldest unflushed append happened, for `flush.ms`.
@@ -137,6 +142,7 @@ impl Log {
             leader_epoch: 0,
             unflushed_records: 0,
             producers: Default::default(),
+            aborted: Default::default(),
             cleaned_up_to: 0,
             first_unflushed_ms: None,
             offline: false,
@@ -147,13 +153,48 @@ impl Log {
         Ok((log, report))
     }
 
-    /// Replays batch headers so that retries arriving after a restart are still recognised.
+    /// Loads the newest usable producer snapshot and replays the batch headers after it, so
+    /// that retries arriving after a restart are still recognised and open transactions still
+    /// hold back the last stable offset. Aborts found by the replay rebuild the txn indexes.
     fn rebuild_producer_state(&mut self) -> io::Result<()> {
-        let mut state = producer_state::ProducerState::default();
-        for seg in self.segments.values() {
-            seg.for_each_header(|h| state.record(h))?;
+        let (mut state, from) = load_snapshot(&self.dir, self.log_end_offset()).unwrap_or_default();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut aborted = TxnIndex::load(&self.dir, &bases, from);
+        let mut replayed = Vec::new();
+        for seg in self.segments.values().filter(|s| s.next_offset() > from || s.is_empty()) {
+            replayed.push(seg.base_offset());
+            seg.for_each_header(|h, control| {
+                if h.base_offset >= from {
+                    if let Some(entry) = track_batch(&mut state, h, control, 0) {
+                        aborted.push(seg.base_offset(), entry);
+                    }
+                }
+            })?;
         }
+        aborted.rewrite(&replayed)?;
         self.producers = state;
+        self.aborted = aborted;
+        Ok(())
+    }
+
+    /// Writes the producer state as of `offset` (the log end) to `<offset>.snapshot`, keeping
+    /// the two newest snapshots.
+    fn write_snapshot(&self, sync: bool) -> io::Result<()> {
+        let offset = self.log_end_offset();
+        let path = self.dir.join(format!("{}.snapshot", segment::file_stem(offset)));
+        let tmp = path.with_extension("snapshot.tmp");
+        std::fs::write(&tmp, self.producers.encode_snapshot())?;
+        if sync {
+            File::open(&tmp)?.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let offsets = snapshot_offsets(&self.dir);
+        for old in offsets.iter().rev().skip(SNAPSHOTS_KEPT) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(*old))));
+        }
+        if sync {
+            sync_dir(&self.dir)?;
+        }
         Ok(())
     }
 
@@ -171,6 +212,21 @@ impl Log {
         self.producers.active()
     }
 
+    /// Open transactions on this partition as (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.ongoing()
+    }
+
+    /// Aborted transactions with records in `[from, to)` (read_committed fetches).
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted.overlapping(from, to)
+    }
+
+    /// `producer.id.expiration.ms`: forgets idle producers; returns how many.
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.remove_expired(now_ms, expiration_ms)
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.active().next_offset()
     }
@@ -183,9 +239,10 @@ impl Log {
         self.high_watermark
     }
 
-    /// Without transactions the last stable offset is the high watermark.
+    /// The first offset of the oldest open transaction, or the high watermark when none is
+    /// open: `read_committed` consumers read up to here.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark
+        self.producers.first_unstable_offset().map_or(self.high_watermark, |o| o.min(self.high_watermark))
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -260,16 +317,9 @@ impl Log {
                 first = false;
                 continue;
             }
-            let next = self.log_end_offset();
-            batch::assign(bytes, next, self.leader_epoch, append_time);
-            let Some(h) = BatchHeader::parse(bytes) else {
+            let Some(h) = self.write_batch(bytes, append_time, now_ms)? else {
                 continue;
             };
-            self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
-            if let Err(e) = self.active_mut().append(bytes, &h) {
-                self.offline = true;
-                return Err(e.into());
-            }
             self.producers.record(&h);
             if first {
                 info.base_offset = h.base_offset;
@@ -282,6 +332,55 @@ impl Log {
         self.first_unflushed_ms.get_or_insert(now_ms);
         self.high_watermark = self.log_end_offset();
         Ok(info)
+    }
+
+    /// Gives a batch its offsets and writes it to the active segment (rolling first when
+    /// due). `None` when the bytes are not a batch (callers validated them already).
+    fn write_batch(
+        &mut self,
+        bytes: &mut [u8],
+        append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<BatchHeader>, LogError> {
+        let next = self.log_end_offset();
+        batch::assign(bytes, next, self.leader_epoch, append_time);
+        let Some(h) = BatchHeader::parse(bytes) else {
+            return Ok(None);
+        };
+        self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
+        if let Err(e) = self.active_mut().append(bytes, &h) {
+            self.offline = true;
+            return Err(e.into());
+        }
+        Ok(Some(h))
+    }
+
+    /// Writes the commit or abort marker that ends a producer's transaction on this partition
+    /// (only the transaction coordinator calls this). An abort is added to the txn index.
+    pub fn append_end_txn_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        control: ControlType,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if self.offline {
+            return Err(LogError::Offline);
+        }
+        self.producers.check_marker(producer_id, producer_epoch)?;
+        let mut bytes = batch::end_txn_marker(producer_id, producer_epoch, control, coordinator_epoch, now_ms)?;
+        let Some(h) = self.write_batch(&mut bytes, None, now_ms)? else {
+            return Err(BatchError::Invalid("unreadable transaction marker".into()).into());
+        };
+        if let Some(entry) = track_batch(&mut self.producers, &h, Some(control), coordinator_epoch) {
+            let base = self.active().base_offset();
+            self.aborted.append(base, entry)?;
+        }
+        self.unflushed_records += 1;
+        self.first_unflushed_ms.get_or_insert(now_ms);
+        self.high_watermark = self.log_end_offset();
+        Ok(AppendInfo { base_offset: h.base_offset, last_offset: h.base_offset, log_append_time: -1, records: 1 })
     }
 
     fn maybe_roll(&mut self, len: usize, last_offset: i64, now_ms: i64) -> io::Result<()> {
@@ -306,6 +405,7 @@ impl Log {
             return Ok(());
         }
         self.active_mut().close_for_writes()?;
+        self.aborted.sync(self.active().base_offset())?;
         let (seg, _) = Segment::open(
             &self.dir,
             base,
@@ -315,6 +415,7 @@ impl Log {
             now_ms,
         )?;
         self.segments.insert(base, seg);
+        self.write_snapshot(false)?;
         sync_dir(&self.dir)
     }
 
@@ -414,6 +515,7 @@ impl Log {
         for base in doomed {
             if let Some(seg) = self.segments.remove(&base) {
                 seg.delete()?;
+                self.aborted.remove_segment(base)?;
             }
         }
         Ok(())
@@ -479,12 +581,63 @@ impl Log {
         for seg in self.segments.values() {
             seg.flush_indexes()?;
         }
-        self.active_mut().close_for_writes()
+        self.active_mut().close_for_writes()?;
+        self.aborted.sync(self.active().base_offset())?;
+        self.write_snapshot(true)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Producer snapshots kept per partition.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// Applies one batch to the producer state (appended or replayed); an abort marker that
+/// closes a transaction yields the txn-index entry to record.
+fn track_batch(
+    state: &mut ProducerState,
+    h: &BatchHeader,
+    control: Option<ControlType>,
+    coordinator_epoch: i32,
+) -> Option<AbortedTxn> {
+    if !h.is_control() {
+        state.record(h);
+        return None;
+    }
+    let control = control?;
+    let done = state.complete_txn(h, coordinator_epoch)?;
+    (control == ControlType::Abort).then(|| AbortedTxn {
+        producer_id: done.producer_id,
+        first_offset: done.first_offset,
+        last_offset: h.base_offset,
+        last_stable_offset: state.first_unstable_offset().unwrap_or(h.base_offset + 1),
+    })
+}
+
+/// Offsets of the producer snapshots in `dir`, ascending.
+fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    let mut offsets: Vec<i64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".snapshot")?.parse().ok())
+        .collect();
+    offsets.sort_unstable();
+    offsets
+}
+
+/// The newest snapshot at or below the log end that decodes, with its offset.
+fn load_snapshot(dir: &Path, log_end: i64) -> Option<(ProducerState, i64)> {
+    snapshot_offsets(dir).into_iter().rev().filter(|o| *o <= log_end).find_map(|o| {
+        let bytes = std::fs::read(dir.join(format!("{}.snapshot", segment::file_stem(o)))).ok()?;
+        let state = ProducerState::decode_snapshot(&bytes);
+        if state.is_none() {
+            tracing::warn!(dir = %dir.display(), offset = o, "ignoring a damaged producer snapshot");
+        }
+        Some((state?, o))
+    })
 }
 
 fn read_log_start(dir: &Path) -> Option<i64> {
@@ -544,6 +697,51 @@ mod tests {
         let ts = log.offset_for_timestamp(7).unwrap().unwrap();
         assert_eq!(ts, TimestampOffset { timestamp: 7, offset: 14 });
         assert_eq!(log.max_timestamp_offset().unwrap().unwrap().offset, 98);
+    }
+
+    /// A transactional batch of `n` records from producer `pid`, epoch 0, at sequence `seq`.
+    fn txn_batch(pid: i64, seq: i32, n: i32) -> Vec<u8> {
+        let mut b = make_batch(n, 0);
+        b[batch::ATTRIBUTES..batch::ATTRIBUTES + 2].copy_from_slice(&0x10i16.to_be_bytes());
+        b[batch::PRODUCER_ID..batch::PRODUCER_ID + 8].copy_from_slice(&pid.to_be_bytes());
+        b[batch::PRODUCER_EPOCH..batch::PRODUCER_EPOCH + 2].copy_from_slice(&0i16.to_be_bytes());
+        b[batch::BASE_SEQUENCE..batch::BASE_SEQUENCE + 4].copy_from_slice(&seq.to_be_bytes());
+        let crc = batch::compute_crc(&b);
+        b[batch::CRC..batch::CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn transactions_move_the_stable_offset_and_aborts_survive_reopen() {
+        for clean in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _) = Log::open(dir.path(), config(400), true, 0).unwrap();
+            log.append(&make_batch(2, 0), 0).unwrap(); // 0-1
+            log.append(&txn_batch(7, 0, 3), 0).unwrap(); // 2-4
+            log.append(&txn_batch(8, 0, 2), 0).unwrap(); // 5-6
+            assert_eq!((log.last_stable_offset(), log.high_watermark()), (2, 7));
+            log.append_end_txn_marker(7, 0, ControlType::Abort, 0, 0).unwrap(); // 7
+            assert_eq!(log.last_stable_offset(), 5);
+            log.append_end_txn_marker(8, 0, ControlType::Commit, 0, 0).unwrap(); // 8
+            assert_eq!(log.last_stable_offset(), 9);
+            log.append(&txn_batch(7, 3, 1), 0).unwrap(); // 9, still open
+            assert!(matches!(
+                log.append_end_txn_marker(7, -1, ControlType::Abort, 0, 0),
+                Err(LogError::Producer(producer_state::ProducerError::InvalidEpoch { .. }))
+            ));
+            let aborted = vec![AbortedTxn { producer_id: 7, first_offset: 2, last_offset: 7, last_stable_offset: 5 }];
+            assert_eq!(log.aborted_transactions(0, 10), aborted);
+            assert!(log.aborted_transactions(8, 10).is_empty());
+            if clean {
+                log.close().unwrap();
+            }
+            drop(log);
+            let (log, _) = Log::open(dir.path(), config(400), clean, 0).unwrap();
+            assert_eq!(log.aborted_transactions(0, 10), aborted, "clean={clean}");
+            assert_eq!(log.last_stable_offset(), 9, "clean={clean}");
+            assert_eq!(log.ongoing_transactions(), vec![(7, 9)]);
+            assert!(log.segments.len() > 1, "the test spans segments");
+        }
     }
 
     #[test]

@@ -1,10 +1,16 @@
-//! Idempotent-producer state of one partition: for every producer id, its epoch and the
-//! sequence numbers and offsets of its last five batches. A retried batch is recognised and
-//! answered with its original offsets instead of being appended again (Kafka's
-//! `ProducerStateManager`). The state is rebuilt from the log's batch headers when it opens.
+//! Producer state of one partition (Kafka's `ProducerStateManager`): for every producer id,
+//! its epoch, the sequence numbers and offsets of its last five batches, and the first offset
+//! of its open transaction. A retried batch is recognised and answered with its original
+//! offsets instead of being appended again; open transactions give the last stable offset.
+//!
+//! The state is saved in snapshot files (`<offset>.snapshot`, Kafka's `ProducerSnapshot` v1
+//! layout: version i16, CRC-32C u32 over the rest, then entries) when a segment rolls and at
+//! clean shutdown; opening a log loads the newest valid snapshot and replays the batch headers
+//! after it. Each remembered batch is one entry, so all five survive a restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use bytes::{Buf, BufMut, BytesMut};
 use thiserror::Error;
 
 use super::batch::BatchHeader;
@@ -25,6 +31,19 @@ struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
     last_timestamp: i64,
+    coordinator_epoch: i32,
+    /// First offset of the producer's open transaction on this partition.
+    txn_first_offset: Option<i64>,
+}
+
+impl ProducerEntry {
+    /// A newer epoch starts the producer's sequence numbers again.
+    fn set_epoch(&mut self, epoch: i16) {
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.batches.clear();
+        }
+    }
 }
 
 /// One producer as DescribeProducers reports it.
@@ -34,6 +53,9 @@ pub struct ActiveProducer {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction, or -1.
+    pub txn_start_offset: i64,
 }
 
 /// Why a producer's batch was refused.
@@ -65,13 +87,37 @@ fn seq_add(base: i32, delta: i32) -> i32 {
     }
 }
 
+/// `last - delta` in the same wrapping sequence space.
+fn seq_sub(last: i32, delta: i32) -> i32 {
+    if last >= delta {
+        last - delta
+    } else {
+        i32::MAX - (delta - last) + 1
+    }
+}
+
 fn is_idempotent(h: &BatchHeader) -> bool {
     h.producer_id >= 0 && !h.is_control()
+}
+
+/// Batches the broker writes for a producer (transactional offset commits) carry no sequence
+/// number and are not deduplicated.
+fn has_sequence(h: &BatchHeader) -> bool {
+    h.base_sequence >= 0
 }
 
 #[derive(Debug, Default)]
 pub struct ProducerState {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset: the smallest is the last stable offset.
+    ongoing: BTreeMap<i64, i64>,
+}
+
+/// A transaction a marker closed on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
 }
 
 impl ProducerState {
@@ -99,6 +145,9 @@ impl ProducerState {
                 got => Err(ProducerError::OutOfOrder { producer_id: h.producer_id, expected: 0, got }),
             };
         }
+        if !has_sequence(h) {
+            return Ok(SequenceCheck::New);
+        }
         if let Some(b) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
             return Ok(SequenceCheck::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset });
         }
@@ -115,9 +164,14 @@ impl ProducerState {
             return;
         }
         let entry = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != entry.epoch {
-            entry.epoch = h.producer_epoch;
-            entry.batches.clear();
+        entry.set_epoch(h.producer_epoch);
+        entry.last_timestamp = h.max_timestamp;
+        if h.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
+        }
+        if !has_sequence(h) {
+            return;
         }
         entry.batches.push_back(BatchMeta {
             first_seq: h.base_sequence,
@@ -125,10 +179,49 @@ impl ProducerState {
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
         });
-        entry.last_timestamp = h.max_timestamp;
         while entry.batches.len() > BATCHES_KEPT {
             entry.batches.pop_front();
         }
+    }
+
+    /// Checks that a transaction marker is not from an epoch the producer has left behind.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(ProducerError::InvalidEpoch { producer_id, epoch, current: e.epoch }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies an end-transaction marker (appended or replayed): the producer's transaction
+    /// on this partition is over, and the marker's epoch becomes the producer's epoch.
+    pub fn complete_txn(&mut self, h: &BatchHeader, coordinator_epoch: i32) -> Option<CompletedTxn> {
+        let entry = self.producers.entry(h.producer_id).or_default();
+        entry.set_epoch(h.producer_epoch);
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = h.max_timestamp;
+        let first_offset = entry.txn_first_offset.take()?;
+        self.ongoing.remove(&first_offset);
+        Some(CompletedTxn { producer_id: h.producer_id, first_offset })
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset when it is
+    /// below the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Open transactions as (producer id, first offset), oldest first.
+    pub fn ongoing(&self) -> Vec<(i64, i64)> {
+        self.ongoing.iter().map(|(offset, pid)| (*pid, *offset)).collect()
+    }
+
+    /// `producer.id.expiration.ms`: forgets producers without an open transaction whose last
+    /// batch is older than the expiration. Returns how many were removed.
+    pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        before - self.producers.len()
     }
 
     /// Every producer this partition knows, by id.
@@ -141,6 +234,8 @@ impl ProducerState {
                 epoch: e.epoch,
                 last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
                 last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                txn_start_offset: e.txn_first_offset.unwrap_or(-1),
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);
@@ -156,7 +251,85 @@ impl ProducerState {
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
+
+    /// Serialises the state as a snapshot file body.
+    pub fn encode_snapshot(&self) -> Vec<u8> {
+        let mut body = BytesMut::new();
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort();
+        let mut count = 0i32;
+        for id in ids {
+            let e = &self.producers[id];
+            let txn = e.txn_first_offset.unwrap_or(-1);
+            let mut put = |seq: i32, last: i64, delta: i32| {
+                body.put_i64(*id);
+                body.put_i16(e.epoch);
+                body.put_i32(seq);
+                body.put_i64(last);
+                body.put_i32(delta);
+                body.put_i64(e.last_timestamp);
+                body.put_i32(e.coordinator_epoch);
+                body.put_i64(txn);
+                count += 1;
+            };
+            if e.batches.is_empty() {
+                put(-1, -1, 0);
+            }
+            for b in &e.batches {
+                put(b.last_seq, b.last_offset, (b.last_offset - b.base_offset) as i32);
+            }
+        }
+        let mut rest = BytesMut::with_capacity(4 + body.len());
+        rest.put_i32(count);
+        rest.put_slice(&body);
+        let mut out = Vec::with_capacity(6 + rest.len());
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&rest).to_be_bytes());
+        out.extend_from_slice(&rest);
+        out
+    }
+
+    /// Reads a snapshot file body; `None` when its version, CRC or layout is wrong.
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<ProducerState> {
+        let mut b = bytes;
+        if b.remaining() < 10 || b.get_i16() != SNAPSHOT_VERSION {
+            return None;
+        }
+        let crc = b.get_u32();
+        if crc32c::crc32c(b) != crc {
+            return None;
+        }
+        let count = b.get_i32();
+        if count < 0 || b.remaining() != count as usize * SNAPSHOT_ENTRY {
+            return None;
+        }
+        let mut state = ProducerState::default();
+        for _ in 0..count {
+            let (id, epoch, last_seq, last_offset) = (b.get_i64(), b.get_i16(), b.get_i32(), b.get_i64());
+            let (delta, timestamp, coordinator_epoch, txn) = (b.get_i32(), b.get_i64(), b.get_i32(), b.get_i64());
+            let e = state.producers.entry(id).or_default();
+            e.epoch = epoch;
+            e.last_timestamp = timestamp;
+            e.coordinator_epoch = coordinator_epoch;
+            if txn >= 0 && e.txn_first_offset.is_none() {
+                e.txn_first_offset = Some(txn);
+                state.ongoing.insert(txn, id);
+            }
+            if last_offset >= 0 && last_seq >= 0 {
+                let first_seq = seq_sub(last_seq, delta.max(0));
+                let meta = BatchMeta { first_seq, last_seq, base_offset: last_offset - i64::from(delta), last_offset };
+                e.batches.push_back(meta);
+            }
+        }
+        Some(state)
+    }
 }
+
+/// Version 1 of Kafka's producer snapshot layout.
+const SNAPSHOT_VERSION: i16 = 1;
+/// Bytes per snapshot entry: id, epoch, last sequence, last offset, offset delta, timestamp,
+/// coordinator epoch, transaction first offset.
+const SNAPSHOT_ENTRY: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
 
 #[cfg(test)]
 mod tests {
@@ -203,8 +376,73 @@ mod tests {
         assert_eq!(s.check(&h(-1, -1, -1, 1, 0)), Ok(SequenceCheck::New));
     }
 
+    fn txn(pid: i64, epoch: i16, seq: i32, n: i32, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x10, ..h(pid, epoch, seq, n, offset) }
+    }
+
+    fn marker(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: 0x30, base_sequence: -1, ..h(pid, epoch, -1, 1, offset) }
+    }
+
+    #[test]
+    fn transactions_hold_back_the_stable_offset_until_their_marker() {
+        let mut s = ProducerState::default();
+        s.record(&txn(1, 0, 0, 2, 10));
+        s.record(&txn(2, 0, 0, 1, 12));
+        s.record(&txn(1, 0, 2, 1, 13));
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        assert_eq!(s.complete_txn(&marker(1, 0, 14), 0), Some(CompletedTxn { producer_id: 1, first_offset: 10 }));
+        assert_eq!(s.first_unstable_offset(), Some(12));
+        assert_eq!(s.complete_txn(&marker(2, 1, 15), 0).map(|c| c.first_offset), Some(12));
+        assert_eq!(s.first_unstable_offset(), None);
+        // the bumped epoch of the marker fences the producer's old epoch
+        assert!(s.check_marker(2, 0).is_err());
+        assert!(matches!(s.check(&txn(2, 0, 1, 1, 0)), Err(ProducerError::InvalidEpoch { .. })));
+        // a marker without an open transaction completes nothing
+        assert_eq!(s.complete_txn(&marker(1, 0, 16), 0), None);
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_reject_damage() {
+        let mut s = ProducerState::default();
+        for i in 0..7 {
+            s.record(&h(7, 2, i * 3, 3, 100 + i64::from(i) * 3));
+        }
+        s.record(&txn(8, 0, i32::MAX - 1, 4, 200));
+        s.complete_txn(&marker(9, 4, 300), 5);
+        let bytes = s.encode_snapshot();
+        let back = ProducerState::decode_snapshot(&bytes).unwrap();
+        assert_eq!(back.active(), s.active());
+        assert_eq!(back.first_unstable_offset(), Some(200));
+        assert_eq!(back.check(&h(7, 2, 12, 3, 0)), Ok(SequenceCheck::Duplicate { base_offset: 112, last_offset: 114 }));
+        assert_eq!(back.check(&h(7, 2, 21, 1, 0)), Ok(SequenceCheck::New));
+        assert_eq!(back.check(&txn(8, 0, 2, 1, 0)), Ok(SequenceCheck::New), "sequence wrapped past i32::MAX");
+        assert_eq!(
+            back.check(&txn(8, 0, i32::MAX - 1, 4, 0)),
+            Ok(SequenceCheck::Duplicate { base_offset: 200, last_offset: 203 })
+        );
+        for cut in [0, 5, bytes.len() - 1] {
+            assert!(ProducerState::decode_snapshot(&bytes[..cut]).is_none());
+        }
+        let mut flipped = bytes.clone();
+        flipped[20] ^= 1;
+        assert!(ProducerState::decode_snapshot(&flipped).is_none());
+    }
+
+    #[test]
+    fn idle_producers_expire_but_open_transactions_stay() {
+        let mut s = ProducerState::default();
+        s.record(&BatchHeader { max_timestamp: 1_000, ..h(1, 0, 0, 1, 0) });
+        s.record(&BatchHeader { max_timestamp: 1_000, ..txn(2, 0, 0, 1, 1) });
+        assert_eq!(s.remove_expired(5_000, 10_000), 0);
+        assert_eq!(s.remove_expired(20_000, 10_000), 1);
+        assert_eq!(s.producer_count(), 1);
+    }
+
     #[test]
     fn sequences_wrap_like_kafkas() {
+        assert_eq!(seq_sub(0, 1), i32::MAX);
+        assert_eq!(seq_sub(5, 2), 3);
         assert_eq!(seq_add(i32::MAX, 1), 0);
         assert_eq!(seq_add(i32::MAX - 1, 3), 1);
         let mut s = ProducerState::default();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 
-use super::batch::{self, BatchHeader, HEADER_SIZE, LAST_OFFSET_DELTA, LOG_OVERHEAD};
+use super::batch::{self, BatchHeader, ControlType, HEADER_SIZE, LAST_OFFSET_DELTA, LOG_OVERHEAD};
 use super::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 
 /// File name stem of a segment: its base offset, zero-padded to 20 digits as in Kafka.
@@ -25,6 +25,8 @@ pub struct Recovered {
 
 /// Bytes read at once while walking batch headers: enough for `lastOffsetDelta`.
 const WALK_HEADER: usize = LAST_OFFSET_DELTA + 4;
+/// Control batches larger than this are not transaction markers (those are about 80 bytes).
+const MAX_MARKER_SIZE: usize = 256;
 
 pub struct Segment {
     base_offset: i64,
@@ -372,17 +374,25 @@ impl Segment {
         for_each_batch_in(&self.log, self.size, f)
     }
 
-    /// Calls `f` with the header of every batch, reading only headers (start-up rebuilds).
-    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> io::Result<()> {
+    /// Calls `f` with the header of every batch, reading only headers (start-up rebuilds),
+    /// plus the control type of transaction markers, which are small enough to read whole.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader, Option<ControlType>)) -> io::Result<()> {
         let mut head = [0u8; HEADER_SIZE];
         let mut pos = 0u64;
         while pos + HEADER_SIZE as u64 <= self.size {
             self.log.read_exact_at(&mut head, pos)?;
             let Some(h) = BatchHeader::parse(&head) else { break };
-            if h.total_size() < HEADER_SIZE {
+            if h.total_size() < HEADER_SIZE || pos + h.total_size() as u64 > self.size {
                 break;
             }
-            f(&h);
+            let control = if h.is_control() && h.total_size() <= MAX_MARKER_SIZE {
+                let mut whole = vec![0u8; h.total_size()];
+                self.log.read_exact_at(&mut whole, pos)?;
+                batch::control_type(&whole)
+            } else {
+                None
+            };
+            f(&h, control);
             pos += h.total_size() as u64;
         }
         Ok(())

@@ -144,6 +144,8 @@ pub struct Broker {
     producer_ids: parking_lot::Mutex<(i64, i64)>,
     /// Consumer groups and their committed offsets.
     pub groups: Arc<crate::coordinator::group::GroupCoordinator>,
+    /// Transactions by transactional id.
+    pub txns: Arc<crate::coordinator::txn::TxnCoordinator>,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -184,12 +186,17 @@ impl Broker {
             clean_start,
             producer_ids: parking_lot::Mutex::new((image.producer_id_block_end, image.producer_id_block_end)),
             groups: Default::default(),
+            txns: Default::default(),
         };
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
         let records = broker.groups.load(&broker)?;
         if records > 0 {
             tracing::info!(records, groups = broker.groups.group_ids().len(), "group coordinator loaded");
+        }
+        let records = broker.txns.load(&broker)?;
+        if records > 0 {
+            tracing::info!(records, transactional_ids = broker.txns.ids().len(), "transaction coordinator loaded");
         }
         Ok(Arc::new(broker))
     }
@@ -468,8 +475,13 @@ impl Broker {
     /// Runs retention over every partition.
     pub fn apply_retention(&self) {
         let now = now_ms();
+        let producer_expiration = self.config.read().get_i64("producer.id.expiration.ms");
         for topic in self.topics() {
             for p in &topic.partitions {
+                let expired = p.log_mut().remove_expired_producers(now, producer_expiration);
+                if expired > 0 {
+                    tracing::debug!(topic = %topic.name, partition = p.index, expired, "expired producer ids");
+                }
                 match p.log_mut().apply_retention(now) {
                     Ok(0) => {}
                     Ok(n) => {

@@ -217,6 +217,45 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             .with_transaction_timeout_ms(60000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)),
+        ApiKey::AddPartitionsToTxn => {
+            let txn_id = TransactionalId(StrBytes::from_string(format!("tx-{version}")));
+            let topics = vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![0])];
+            if version <= 3 {
+                boxed!(AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(txn_id)
+                    .with_v3_and_below_producer_id(ProducerId(1))
+                    .with_v3_and_below_topics(topics))
+            } else {
+                boxed!(AddPartitionsToTxnRequest::default().with_transactions(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(txn_id)
+                        .with_producer_id(ProducerId(1))
+                        .with_verify_only(true)
+                        .with_topics(topics)
+                ]))
+            }
+        }
+        ApiKey::AddOffsetsToTxn => boxed!(AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))),
+        ApiKey::EndTxn => boxed!(EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
+            .with_committed(true)),
+        ApiKey::TxnOffsetCommit => boxed!(TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(1)])])),
+        ApiKey::DescribeTransactions => boxed!(DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("tx-missing"))])),
+        ApiKey::ListTransactions => boxed!(ListTransactionsRequest::default()
+            .with_state_filters(vec![StrBytes::from_static_str("Ongoing")])
+            .with_duration_filter(-1)),
         _ => None,
     }
 }
@@ -258,6 +297,12 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::DescribeProducers => check!(DescribeProducersResponse),
         ApiKey::ConsumerGroupHeartbeat => check!(ConsumerGroupHeartbeatResponse),
         ApiKey::ConsumerGroupDescribe => check!(ConsumerGroupDescribeResponse),
+        ApiKey::AddPartitionsToTxn => check!(AddPartitionsToTxnResponse),
+        ApiKey::AddOffsetsToTxn => check!(AddOffsetsToTxnResponse),
+        ApiKey::EndTxn => check!(EndTxnResponse),
+        ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
+        ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
+        ApiKey::ListTransactions => check!(ListTransactionsResponse),
         other => anyhow::bail!("no decoder for {other:?}"),
     }
     anyhow::ensure!(frame.is_empty(), "{} bytes left over", frame.len());

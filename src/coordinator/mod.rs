@@ -1,3 +1,109 @@
-//! Coordinators: state machines whose durable state is a compacted internal topic.
+//! Coordinators: state machines whose durable state is a compacted internal topic. Both keep
+//! their records in Kafka's formats, append them as ordinary batches (transactional ones for
+//! offsets committed inside a transaction) and replay the topic at start-up.
 
+pub mod codec;
 pub mod group;
+pub mod txn;
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::sync::Mutex;
+
+use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
+use crate::log::LogError;
+
+/// One record to write: key and value (`None` is a tombstone).
+pub type CoordinatorRecord = (Bytes, Option<Bytes>);
+
+/// An internal topic and the broker keys that size it.
+pub struct InternalTopic {
+    pub name: &'static str,
+    pub partitions_key: &'static str,
+    pub segment_bytes_key: &'static str,
+}
+
+/// Creates a compacted internal topic on first use, as Kafka does; `lock` serialises
+/// concurrent first uses.
+pub async fn ensure_internal_topic(broker: &Broker, topic: &InternalTopic, lock: &Mutex<()>) -> Result<(), AdminError> {
+    if broker.topic(topic.name).is_some() {
+        return Ok(());
+    }
+    let _guard = lock.lock().await;
+    if broker.topic(topic.name).is_some() {
+        return Ok(());
+    }
+    let cfg = broker.config();
+    let configs = BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("segment.bytes".to_string(), cfg.get(topic.segment_bytes_key)),
+    ]);
+    let new = NewTopic {
+        name: topic.name.to_string(),
+        partitions: cfg.get_i64(topic.partitions_key) as i32,
+        replication_factor: 1,
+        configs,
+    };
+    match broker.create_topic(&new).await {
+        Ok(_) | Err(AdminError::TopicAlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encodes coordinator records as one uncompressed batch; with a producer id and epoch it is
+/// a transactional batch (offsets committed inside a transaction), without a sequence number.
+pub fn encode_batch(records: Vec<CoordinatorRecord>, producer: Option<(i64, i16)>) -> Result<BytesMut, LogError> {
+    let now = now_ms();
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: producer.is_some(),
+            control: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            delete_horizon: false,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now,
+            key: Some(key),
+            value,
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(buf)
+}
+
+/// Calls `f` with every record of every partition of an internal topic, in offset order per
+/// partition (start-up). Returns how many records were read.
+pub fn replay(topic: &Topic, mut f: impl FnMut(&Record)) -> Result<usize, LogError> {
+    let mut records = 0usize;
+    for p in &topic.partitions {
+        let log = p.log();
+        let mut offset = log.log_start_offset();
+        let end = log.high_watermark();
+        while offset < end {
+            let Some(bytes) = log.read(offset, 1 << 20, end, true)?.records else { break };
+            let mut buf = bytes;
+            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+            let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
+            for r in sets.iter().flat_map(|s| s.records.iter()) {
+                records += 1;
+                f(r);
+            }
+            offset = last + 1;
+        }
+    }
+    Ok(records)
+}

@@ -11,14 +11,15 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
+use crate::log::batch::BatchHeader;
 use crate::log::LogError;
 use crate::partition::Partition;
 
@@ -111,6 +112,17 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> (Vec<Par
     (out, total, any_error)
 }
 
+/// The offset after the last batch in `bytes` (a run of whole batches).
+fn end_offset(bytes: &[u8]) -> Option<i64> {
+    let mut at = 0usize;
+    let mut end = None;
+    while let Some(h) = bytes.get(at..).and_then(BatchHeader::parse) {
+        end = Some(h.last_offset() + 1);
+        at += h.total_size();
+    }
+    end
+}
+
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(partition)
@@ -140,13 +152,26 @@ fn read_partition(
         log.read(req.fetch_offset, limit, bound, first).map(|r| r.records)
     };
     match records {
-        Ok(records) => PartitionData::default()
-            .with_partition_index(req.partition)
-            .with_high_watermark(log.high_watermark())
-            .with_last_stable_offset(log.last_stable_offset())
-            .with_log_start_offset(log.log_start_offset())
-            .with_aborted_transactions(read_committed.then(Vec::new))
-            .with_records(Some(records.unwrap_or_default())),
+        Ok(records) => {
+            let aborted = read_committed.then(|| {
+                let end = records.as_deref().and_then(end_offset).unwrap_or(req.fetch_offset);
+                log.aborted_transactions(req.fetch_offset, end)
+                    .into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            });
+            PartitionData::default()
+                .with_partition_index(req.partition)
+                .with_high_watermark(log.high_watermark())
+                .with_last_stable_offset(log.last_stable_offset())
+                .with_log_start_offset(log.log_start_offset())
+                .with_aborted_transactions(aborted)
+                .with_records(Some(records.unwrap_or_default()))
+        }
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "fetch out of range");
             error_data(req.partition, ResponseError::OffsetOutOfRange)

@@ -20,6 +20,7 @@ use crate::coordinator::group::classic::{GroupState, JoinArgs, JoinResult, Reply
 use crate::coordinator::group::GroupCoordinator;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 /// READ, DELETE, DESCRIBE: what a group's authorized operations can contain.
 pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
@@ -27,16 +28,23 @@ fn opt_str(s: &Option<StrBytes>) -> Option<&str> {
     s.as_deref()
 }
 
-/// Resolves one FindCoordinator key: this broker for groups; transactions are not served yet.
+/// Resolves one FindCoordinator key: this broker coordinates every group and transaction,
+/// once the internal topic that stores them exists.
 async fn coordinator_for(ctx: &RequestContext, key_type: i8) -> Result<(), (ResponseError, &'static str)> {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((ResponseError::InvalidRequest, "only group coordinators are supported"));
+    let broker = &ctx.broker;
+    match key_type {
+        KEY_TYPE_GROUP => broker
+            .groups
+            .ensure_offsets_topic(broker)
+            .await
+            .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the offsets topic cannot be created")),
+        KEY_TYPE_TRANSACTION => broker
+            .txns
+            .ensure_topic(broker)
+            .await
+            .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the transaction state topic cannot be created")),
+        _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
     }
-    ctx.broker
-        .groups
-        .ensure_offsets_topic(&ctx.broker)
-        .await
-        .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the offsets topic cannot be created"))
 }
 
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {

@@ -1,23 +1,29 @@
-//! InitProducerId for idempotent producers: a fresh producer id, or (KIP-360) the same id
-//! with a bumped epoch when a producer asks to recover after an error.
-//!
-//! Transactional ids need the transaction coordinator and are refused until it exists;
-//! clients only send them after FindCoordinator, which Weir does not advertise yet.
+//! InitProducerId. Without a transactional id: a fresh producer id for an idempotent
+//! producer, or (KIP-360) the same id with a bumped epoch when it recovers after an error.
+//! With one: the transaction coordinator hands out the id's producer id and a bumped epoch,
+//! fencing older producers of the same transactional id.
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use super::transactions::txn_error_code;
 use super::RequestContext;
+
+/// InitProducerId knows `PRODUCER_FENCED` from version 4.
+const FENCED_SINCE: i16 = 4;
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        tracing::warn!(peer = %ctx.peer, "InitProducerId with a transactional id: transactions are not supported yet");
-        return resp.with_error_code(ResponseError::InvalidRequest.code());
+    let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let broker = &ctx.broker;
+        return match broker.txns.init_producer_id(broker, id.as_str(), req.transaction_timeout_ms, expected).await {
+            Ok((pid, epoch)) => resp.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch),
+            Err(e) => resp.with_error_code(txn_error_code(e, ctx.version, FENCED_SINCE).code()),
+        };
     }
-    let bump = req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1;
-    if bump {
-        return resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
+    if let Some((pid, epoch)) = expected.filter(|(_, e)| *e < i16::MAX - 1) {
+        return resp.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch + 1);
     }
     match ctx.broker.allocate_producer_id().await {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),

@@ -16,6 +16,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod topics;
+pub mod transactions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +49,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
@@ -57,6 +62,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -147,6 +154,12 @@ pub async fn handle_frame(
         ApiKey::OffsetFetch => serve(&ctx, key, body, offsets::offset_fetch).await,
         ApiKey::OffsetDelete => serve(&ctx, key, body, offsets::offset_delete).await,
         ApiKey::DescribeProducers => serve(&ctx, key, body, producers::describe_producers).await,
+        ApiKey::AddPartitionsToTxn => serve(&ctx, key, body, transactions::add_partitions_to_txn).await,
+        ApiKey::AddOffsetsToTxn => serve(&ctx, key, body, transactions::add_offsets_to_txn).await,
+        ApiKey::EndTxn => serve(&ctx, key, body, transactions::end_txn).await,
+        ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
+        ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
+        ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
         ApiKey::ConsumerGroupHeartbeat => serve(&ctx, key, body, consumer_groups::heartbeat).await,
         ApiKey::ConsumerGroupDescribe => serve(&ctx, key, body, consumer_groups::describe).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,

@@ -20,7 +20,7 @@ use crate::coordinator::group::records::OffsetValue;
 use crate::coordinator::group::GroupCoordinator;
 
 /// Checks whether a commit from `member_id` at `generation` may go in (Kafka's classic rules).
-fn validate_commit(
+pub(crate) fn validate_commit(
     g: &ClassicGroup,
     member_id: &str,
     instance: Option<&str>,
@@ -142,29 +142,48 @@ struct FetchTopic {
 }
 
 /// A topic's committed offsets as OffsetFetch reports them: name, id, (partition, offset).
-type CommittedTopic = (String, Uuid, Vec<(i32, Option<OffsetValue>)>);
+type CommittedTopic = (String, Uuid, Vec<(i32, Committed)>);
+
+/// A partition's committed offset, or the error that replaces it.
+type Committed = Result<Option<OffsetValue>, ResponseError>;
 
 /// The committed offsets of `group` for `topics` (`None`: everything the group committed).
-async fn fetch_group(ctx: &RequestContext, group: &str, topics: Option<Vec<FetchTopic>>) -> Vec<CommittedTopic> {
-    let committed: BTreeMap<(String, i32), OffsetValue> = match ctx.broker.groups.group(group) {
-        Some(h) => h.lock().await.offsets.clone(),
-        None => BTreeMap::new(),
+/// With `require_stable`, a partition with an offset pending in an open transaction is
+/// `UNSTABLE_OFFSET_COMMIT`, so the consumer retries instead of reading a stale offset.
+async fn fetch_group(
+    ctx: &RequestContext,
+    group: &str,
+    topics: Option<Vec<FetchTopic>>,
+    require_stable: bool,
+) -> Vec<CommittedTopic> {
+    let handle = ctx.broker.groups.group(group);
+    let entry = match &handle {
+        Some(h) => Some(h.lock().await),
+        None => None,
+    };
+    let committed: BTreeMap<(String, i32), OffsetValue> = entry.as_ref().map(|e| e.offsets.clone()).unwrap_or_default();
+    let lookup = |topic: &str, p: i32| -> Committed {
+        if require_stable && entry.as_ref().is_some_and(|e| e.has_pending_txn_offset(topic, p)) {
+            return Err(ResponseError::UnstableOffsetCommit);
+        }
+        Ok(committed.get(&(topic.to_string(), p)).cloned())
     };
     let id_of = |name: &str| ctx.broker.topic(name).map(|t| t.id).unwrap_or_default();
     match topics {
         Some(list) => list
             .into_iter()
             .map(|t| {
-                let parts = t.partitions.iter().map(|p| (*p, committed.get(&(t.name.clone(), *p)).cloned())).collect();
+                let parts = t.partitions.iter().map(|p| (*p, lookup(&t.name, *p))).collect();
                 (t.name, t.id, parts)
             })
             .collect(),
         None => {
             let mut out: Vec<CommittedTopic> = Vec::new();
-            for ((topic, p), v) in committed {
+            for (topic, p) in committed.keys() {
+                let v = lookup(topic, *p);
                 match out.last_mut() {
-                    Some((name, _, parts)) if *name == topic => parts.push((p, Some(v))),
-                    _ => out.push((topic.clone(), id_of(&topic), vec![(p, Some(v))])),
+                    Some((name, _, parts)) if name == topic => parts.push((*p, v)),
+                    _ => out.push((topic.clone(), id_of(topic), vec![(*p, v)])),
                 }
             }
             out
@@ -180,17 +199,19 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
                 .map(|t| FetchTopic { name: t.name.0.to_string(), id: Uuid::nil(), partitions: t.partition_indexes })
                 .collect()
         });
-        let found = fetch_group(ctx, req.group_id.0.as_str(), topics).await;
+        let found = fetch_group(ctx, req.group_id.0.as_str(), topics, v >= 7 && req.require_stable).await;
         let topics = found
             .into_iter()
             .map(|(name, _, parts)| {
                 let partitions = parts
                     .into_iter()
                     .map(|(p, o)| {
-                        let o = o.unwrap_or_else(OffsetValue::none);
+                        let code = o.as_ref().err().map_or(0, |e| e.code());
+                        let o = o.ok().flatten().unwrap_or_else(OffsetValue::none);
                         let mut r = OffsetFetchResponsePartition::default()
                             .with_partition_index(p)
                             .with_committed_offset(o.offset)
+                            .with_error_code(code)
                             .with_metadata(Some(str_bytes(o.metadata)));
                         if v >= 5 {
                             r.committed_leader_epoch = o.leader_epoch;
@@ -217,16 +238,18 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
                 })
                 .collect()
         });
-        let found = fetch_group(ctx, g.group_id.0.as_str(), topics).await;
+        let found = fetch_group(ctx, g.group_id.0.as_str(), topics, req.require_stable).await;
         let topics = found
             .into_iter()
             .map(|(name, id, parts)| {
                 let partitions = parts
                     .into_iter()
                     .map(|(p, o)| {
-                        let o = o.unwrap_or_else(OffsetValue::none);
+                        let code = o.as_ref().err().map_or(0, |e| e.code());
+                        let o = o.ok().flatten().unwrap_or_else(OffsetValue::none);
                         OffsetFetchResponsePartitions::default()
                             .with_partition_index(p)
+                            .with_error_code(code)
                             .with_committed_offset(o.offset)
                             .with_committed_leader_epoch(o.leader_epoch)
                             .with_metadata(Some(str_bytes(o.metadata)))

@@ -9,7 +9,8 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
-use crate::log::batch::BatchError;
+use super::transactions::txn_error_code;
+use crate::log::batch::{BatchError, BatchHeader};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
 use crate::partition::Partition;
@@ -48,6 +49,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
     let acks = req.acks;
     let fsync_on_ack = acks == -1 && broker.config_bool("log.flush.on.acks.all");
     let now = now_ms();
+    let verify_txns = broker.config_bool("transaction.partition.verification.enable");
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // (topic response index, partition response index, partition, offset to make durable)
     let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
@@ -70,6 +72,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
                 continue;
             };
             let records = pd.records.unwrap_or_default();
+            if verify_txns {
+                if let Err(code) = verify_transactional(ctx, &records, &t.name, pd.index).await {
+                    parts.push(failed(pd.index, code, None, ctx.version));
+                    continue;
+                }
+            }
             match partition.append(&records, now) {
                 Ok(info) => {
                     parts.push(
@@ -102,6 +110,25 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
             failed(index, ResponseError::KafkaStorageError, Some(error), ctx.version);
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// KIP-890 verification: a transactional batch is accepted only for a partition its
+/// producer added to its open transaction, so a late or fenced producer cannot leave a
+/// transaction hanging on a partition the coordinator will never send a marker to.
+async fn verify_transactional(
+    ctx: &RequestContext,
+    records: &[u8],
+    topic: &str,
+    partition: i32,
+) -> Result<(), ResponseError> {
+    let Some(h) = BatchHeader::parse(records).filter(|h| h.is_transactional() && h.producer_id >= 0) else {
+        return Ok(());
+    };
+    ctx.broker
+        .txns
+        .verify_produce(h.producer_id, h.producer_epoch, topic, partition)
+        .await
+        .map_err(|e| txn_error_code(e, ctx.version, i16::MAX))
 }
 
 /// fsyncs the appended partitions concurrently (always when `fsync_on_ack`, otherwise only

@@ -318,13 +318,15 @@ pub fn control_type(batch: &[u8]) -> Option<ControlType> {
     at += 1; // attributes
     field(&mut at)?; // timestamp delta
     field(&mut at)?; // offset delta
-    if field(&mut at)? < 4 {
-        return None;
-    }
-    let key = batch.get(at..at + 4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(ControlType::Abort),
-        1 => Some(ControlType::Commit),
+    let len = usize::try_from(field(&mut at)?).ok()?;
+    control_type_from_key(batch.get(at..at + len)?)
+}
+
+/// Reads a control record key: `version i16, type i16`.
+pub fn control_type_from_key(key: &[u8]) -> Option<ControlType> {
+    match key.get(2..4)? {
+        [0, 0] => Some(ControlType::Abort),
+        [0, 1] => Some(ControlType::Commit),
         _ => None,
     }
 }

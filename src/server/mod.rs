@@ -60,9 +60,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let background = tokio::spawn(broker.clone().run_background());
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
+    let txn_timers = tokio::spawn(broker.txns.clone().run_timers(broker.clone()));
     let settings = connection::Settings { max_frame, idle };
-    let task =
-        tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, vec![background, group_timers]));
+    let timers = vec![background, group_timers, txn_timers];
+    let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, timers));
     Ok(RunningBroker { addr, broker, shutdown, task })
 }
 

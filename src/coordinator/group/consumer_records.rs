@@ -7,10 +7,10 @@
 //! varint length + 1, 0 for null) and a tagged-field section. Weir writes no tagged fields and
 //! skips any it reads.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use super::records::Reader;
+use crate::coordinator::codec::Reader;
 
 const VERSION: i16 = 0;
 
@@ -89,50 +89,14 @@ fn open(b: Bytes) -> Option<Reader> {
     (r.i16()? == VERSION).then_some(r)
 }
 
-/// The compact (flexible-version) reads, on the shared record cursor.
+/// KIP-848 structures on the shared record cursor.
 impl Reader {
-    fn uvarint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            self.need(1)?;
-            let b = self.0.get_u8();
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    fn compact_opt_str(&mut self) -> Option<Option<String>> {
-        let n = self.uvarint()? as usize;
-        if n == 0 {
-            return Some(None);
-        }
-        let b = self.take(n - 1)?;
-        Some(Some(String::from_utf8(b.to_vec()).ok()?))
-    }
-    fn compact_str(&mut self) -> Option<String> {
-        self.compact_opt_str()?
-    }
-    fn count(&mut self) -> Option<usize> {
-        let n = self.uvarint()? as usize;
-        // every element takes at least one byte: a larger count is corrupt
-        (n.saturating_sub(1) <= self.0.remaining()).then_some(n.saturating_sub(1))
-    }
-    fn skip_tags(&mut self) -> Option<()> {
-        for _ in 0..self.uvarint()? {
-            self.uvarint()?;
-            let len = self.uvarint()? as usize;
-            self.take(len)?;
-        }
-        Some(())
-    }
     fn topic_partitions(&mut self) -> Option<TopicPartitions> {
         let mut out = Vec::new();
-        for _ in 0..self.count()? {
+        for _ in 0..self.compact_count()? {
             let id = Uuid::from_slice(&self.take(16)?).ok()?;
             let mut parts = Vec::new();
-            for _ in 0..self.count()? {
+            for _ in 0..self.compact_count()? {
                 parts.push(self.i32()?);
             }
             self.skip_tags()?;
@@ -186,7 +150,7 @@ impl MemberMetadata {
         let client_id = r.compact_str()?;
         let client_host = r.compact_str()?;
         let mut subscribed_topic_names = Vec::new();
-        for _ in 0..r.count()? {
+        for _ in 0..r.compact_count()? {
             subscribed_topic_names.push(r.compact_str()?);
         }
         Some(MemberMetadata {

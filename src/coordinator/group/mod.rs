@@ -13,16 +13,16 @@ pub mod records;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use std::collections::HashMap;
+
 use dashmap::DashMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
-use crate::broker::{now_ms, AdminError, Broker, NewTopic};
+use super::{encode_batch, ensure_internal_topic, replay, CoordinatorRecord, InternalTopic};
+use crate::broker::{now_ms, AdminError, Broker};
+use crate::log::batch::{control_type_from_key, ControlType};
 use crate::log::LogError;
 use crate::partition::Partition;
 use classic::{ClassicGroup, GroupConfig, GroupState};
@@ -38,16 +38,35 @@ pub struct GroupEntry {
     pub group: ClassicGroup,
     pub consumer: Option<consumer::ConsumerGroup>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets committed inside open transactions, by producer id: applied on commit,
+    /// dropped on abort.
+    pub pending_txn: HashMap<i64, BTreeMap<(String, i32), OffsetValue>>,
 }
 
 impl GroupEntry {
     fn new(group: ClassicGroup, offsets: BTreeMap<(String, i32), OffsetValue>) -> GroupEntry {
-        GroupEntry { group, consumer: None, offsets }
+        GroupEntry { group, consumer: None, offsets, pending_txn: HashMap::new() }
     }
 
     /// True when a consumer-protocol group with members owns this id.
     pub fn is_consumer_group(&self) -> bool {
         self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// True when an open transaction has committed an offset for this partition
+    /// (OffsetFetch with `require_stable` answers `UNSTABLE_OFFSET_COMMIT`).
+    pub fn has_pending_txn_offset(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending_txn.values().any(|offsets| offsets.contains_key(&key))
+    }
+
+    /// Ends a producer's transaction for this group: its offsets become visible on commit.
+    fn complete_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(offsets) = self.pending_txn.remove(&producer_id) {
+            if commit {
+                self.offsets.extend(offsets);
+            }
+        }
     }
 
     /// No members of either protocol.
@@ -93,8 +112,6 @@ pub struct GroupCoordinator {
     topic_lock: Mutex<()>,
 }
 
-/// One record to write: key and value (`None` is a tombstone).
-type CoordinatorRecord = (Bytes, Option<Bytes>);
 
 impl GroupCoordinator {
     pub fn config(broker: &Broker) -> GroupConfig {
@@ -151,28 +168,12 @@ impl GroupCoordinator {
 
     /// Creates `__consumer_offsets` on first use, as Kafka does.
     pub async fn ensure_offsets_topic(&self, broker: &Broker) -> Result<(), AdminError> {
-        if broker.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let _guard = self.topic_lock.lock().await;
-        if broker.topic(OFFSETS_TOPIC).is_some() {
-            return Ok(());
-        }
-        let cfg = broker.config();
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), cfg.get("offsets.topic.segment.bytes")),
-        ]);
-        let new = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            partitions: cfg.get_i64("offsets.topic.num.partitions") as i32,
-            replication_factor: 1,
-            configs,
+        let topic = InternalTopic {
+            name: OFFSETS_TOPIC,
+            partitions_key: "offsets.topic.num.partitions",
+            segment_bytes_key: "offsets.topic.segment.bytes",
         };
-        match broker.create_topic(&new).await {
-            Ok(_) | Err(AdminError::TopicAlreadyExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        ensure_internal_topic(broker, &topic, &self.topic_lock).await
     }
 
     /// The offsets-topic partition that stores `group`.
@@ -189,9 +190,39 @@ impl GroupCoordinator {
         }
         self.ensure_offsets_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
         let partition = Self::partition_of(broker, group).ok_or(LogError::Offline)?;
-        let batch = encode_batch(records)?;
+        let batch = encode_batch(records, None)?;
         let info = partition.append(&batch, now_ms())?;
         partition.flush_to(info.last_offset + 1).await
+    }
+
+    /// Appends offsets committed inside a transaction as a transactional batch of producer
+    /// `(id, epoch)`, durable before returning; they stay pending until the transaction ends.
+    pub async fn write_txn_offsets(
+        &self,
+        broker: &Broker,
+        group: &str,
+        producer: (i64, i16),
+        records: Vec<CoordinatorRecord>,
+    ) -> Result<(), LogError> {
+        self.ensure_offsets_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        let partition = Self::partition_of(broker, group).ok_or(LogError::Offline)?;
+        let batch = encode_batch(records, Some(producer))?;
+        let info = partition.append(&batch, now_ms())?;
+        partition.flush_to(info.last_offset + 1).await
+    }
+
+    /// Called after the transaction coordinator wrote a marker for `producer_id` to offsets
+    /// partition `partition`: every group stored there ends that transaction.
+    pub async fn complete_txn(&self, broker: &Broker, partition: i32, producer_id: i64, commit: bool) {
+        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions.len() as i32);
+        for id in self.group_ids() {
+            if partition_for(&id, n) != partition {
+                continue;
+            }
+            if let Some(handle) = self.group(&id) {
+                handle.lock().await.complete_txn(producer_id, commit);
+            }
+        }
     }
 
     /// The group-metadata record for the group's current state (a tombstone once it is dead).
@@ -206,75 +237,95 @@ impl GroupCoordinator {
         (key, value.map(OffsetValue::encode))
     }
 
-    /// Replays `__consumer_offsets` into groups and offsets (start-up).
+    /// Replays `__consumer_offsets` into groups and offsets (start-up). Offsets committed in
+    /// a transaction apply when its commit marker is replayed; those of transactions still
+    /// open stay pending.
     pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
         let now = Instant::now();
         let mut stored_groups: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>> = BTreeMap::new();
         let mut consumer: BTreeMap<String, StoredConsumerGroup> = BTreeMap::new();
-        let mut records = 0usize;
-        for p in &topic.partitions {
-            let log = p.log();
-            let mut offset = log.log_start_offset();
-            let end = log.high_watermark();
-            while offset < end {
-                let Some(bytes) = log.read(offset, 1 << 20, end, true)?.records else { break };
-                let mut buf = bytes;
-                let sets =
-                    RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
-                let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
-                for r in sets.iter().flat_map(|s| s.records.iter()) {
-                    records += 1;
-                    let Some(key) = r.key.clone().and_then(RecordKey::decode) else { continue };
-                    match key {
-                        RecordKey::Group { group } => {
-                            stored_groups.insert(group, r.value.clone().and_then(GroupValue::decode));
-                        }
-                        RecordKey::ConsumerGroup { group } => {
-                            consumer.entry(group).or_default().epoch =
-                                r.value.clone().and_then(consumer_records::decode_group_epoch);
-                        }
-                        RecordKey::ConsumerTarget { group } => {
-                            consumer.entry(group).or_default().assignment_epoch =
-                                r.value.clone().and_then(consumer_records::decode_assignment_epoch);
-                        }
-                        RecordKey::ConsumerMember { group, member } => {
-                            let m = r.value.clone().and_then(consumer_records::MemberMetadata::decode);
-                            set_or_remove(&mut consumer.entry(group).or_default().members, member, m);
-                        }
-                        RecordKey::ConsumerTargetMember { group, member } => {
-                            let t = r.value.clone().and_then(consumer_records::decode_target);
-                            set_or_remove(&mut consumer.entry(group).or_default().targets, member, t);
-                        }
-                        RecordKey::ConsumerCurrent { group, member } => {
-                            let c = r.value.clone().and_then(consumer_records::CurrentAssignment::decode);
-                            set_or_remove(&mut consumer.entry(group).or_default().current, member, c);
-                        }
-                        RecordKey::Offset { group, topic, partition } => {
-                            let map = offsets.entry(group).or_default();
-                            match r.value.clone().and_then(OffsetValue::decode) {
-                                Some(v) => map.insert((topic, partition), v),
-                                None => map.remove(&(topic, partition)),
-                            };
-                        }
+        // producer id → (group, topic, partition, offset) committed in its open transaction
+        type Pending = Vec<(String, String, i32, OffsetValue)>;
+        let mut pending: HashMap<i64, Pending> = HashMap::new();
+        let records = replay(&topic, |r| {
+            if r.control {
+                let done = pending.remove(&r.producer_id).unwrap_or_default();
+                if r.key.as_deref().and_then(control_type_from_key) == Some(ControlType::Commit) {
+                    for (group, t, p, v) in done {
+                        offsets.entry(group).or_default().insert((t, p), v);
                     }
                 }
-                offset = last + 1;
+                return;
+            }
+            let Some(key) = r.key.clone().and_then(RecordKey::decode) else { return };
+            match key {
+                RecordKey::Group { group } => {
+                    stored_groups.insert(group, r.value.clone().and_then(GroupValue::decode));
+                }
+                RecordKey::ConsumerGroup { group } => {
+                    consumer.entry(group).or_default().epoch =
+                        r.value.clone().and_then(consumer_records::decode_group_epoch);
+                }
+                RecordKey::ConsumerTarget { group } => {
+                    consumer.entry(group).or_default().assignment_epoch =
+                        r.value.clone().and_then(consumer_records::decode_assignment_epoch);
+                }
+                RecordKey::ConsumerMember { group, member } => {
+                    let m = r.value.clone().and_then(consumer_records::MemberMetadata::decode);
+                    set_or_remove(&mut consumer.entry(group).or_default().members, member, m);
+                }
+                RecordKey::ConsumerTargetMember { group, member } => {
+                    let t = r.value.clone().and_then(consumer_records::decode_target);
+                    set_or_remove(&mut consumer.entry(group).or_default().targets, member, t);
+                }
+                RecordKey::ConsumerCurrent { group, member } => {
+                    let c = r.value.clone().and_then(consumer_records::CurrentAssignment::decode);
+                    set_or_remove(&mut consumer.entry(group).or_default().current, member, c);
+                }
+                RecordKey::Offset { group, topic, partition } => {
+                    let value = r.value.clone().and_then(OffsetValue::decode);
+                    if r.transactional {
+                        if let Some(v) = value {
+                            pending.entry(r.producer_id).or_default().push((group, topic, partition, v));
+                        }
+                        return;
+                    }
+                    let map = offsets.entry(group).or_default();
+                    match value {
+                        Some(v) => map.insert((topic, partition), v),
+                        None => map.remove(&(topic, partition)),
+                    };
+                }
+            }
+        })?;
+        let mut open_txns: BTreeMap<String, HashMap<i64, BTreeMap<(String, i32), OffsetValue>>> = BTreeMap::new();
+        for (pid, list) in pending {
+            for (group, t, p, v) in list {
+                open_txns.entry(group).or_default().entry(pid).or_default().insert((t, p), v);
             }
         }
-        let mut ids: Vec<String> = stored_groups.keys().chain(offsets.keys()).chain(consumer.keys()).cloned().collect();
+        let mut ids: Vec<String> =
+            stored_groups.keys().chain(offsets.keys()).chain(consumer.keys()).chain(open_txns.keys()).cloned().collect();
         ids.sort();
         ids.dedup();
         for id in ids {
             let has_consumer_group = consumer.get(&id).is_some_and(|c| c.epoch.is_some());
             let group = match stored_groups.remove(&id) {
                 Some(Some(v)) => ClassicGroup::from_stored(&id, v, now),
-                Some(None) if offsets.get(&id).is_none_or(|o| o.is_empty()) && !has_consumer_group => continue,
+                Some(None)
+                    if offsets.get(&id).is_none_or(|o| o.is_empty())
+                        && !has_consumer_group
+                        && !open_txns.contains_key(&id) =>
+                {
+                    continue
+                }
                 _ => ClassicGroup::new(&id, now_ms()),
             };
             let group_offsets = offsets.remove(&id).unwrap_or_default();
             let mut entry = GroupEntry::new(group, group_offsets);
+            entry.pending_txn = open_txns.remove(&id).unwrap_or_default();
             if let Some(c) = consumer.remove(&id).filter(|c| c.epoch.is_some()) {
                 entry.consumer = Some(c.restore(&id, now));
             }
@@ -354,35 +405,6 @@ fn set_or_remove<V>(map: &mut BTreeMap<String, V>, key: String, value: Option<V>
         Some(v) => map.insert(key, v),
         None => map.remove(&key),
     };
-}
-
-/// Encodes coordinator records as one uncompressed batch.
-fn encode_batch(records: Vec<CoordinatorRecord>) -> Result<bytes::BytesMut, LogError> {
-    let now = now_ms();
-    let records: Vec<Record> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            delete_horizon: false,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: now,
-            key: Some(key),
-            value,
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
-        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
-    Ok(buf)
 }
 
 /// An owned `StrBytes`.

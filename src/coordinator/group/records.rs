@@ -7,7 +7,9 @@
 //! Every key starts with an i16 record type (0/1 offset commit, 2 group metadata); every value
 //! with an i16 version. Strings are i16-length-prefixed UTF-8 (-1 for null), bytes i32-prefixed.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::coordinator::codec::{put_bytes, put_opt_str, put_str, Reader};
 
 const OFFSET_COMMIT_KEY: i16 = 1;
 const LEGACY_OFFSET_COMMIT_KEY: i16 = 0;
@@ -87,73 +89,6 @@ pub struct GroupValue {
     pub leader: Option<String>,
     pub current_state_timestamp: i64,
     pub members: Vec<StoredMember>,
-}
-
-fn put_str(b: &mut BytesMut, s: &str) {
-    b.put_i16(s.len() as i16);
-    b.put_slice(s.as_bytes());
-}
-
-fn put_opt_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.put_i16(-1),
-    }
-}
-
-fn put_bytes(b: &mut BytesMut, v: &[u8]) {
-    b.put_i32(v.len() as i32);
-    b.put_slice(v);
-}
-
-/// A cursor over a record key or value that fails instead of panicking on short or malformed
-/// input. The KIP-848 module adds the compact (flexible-version) reads.
-pub(super) struct Reader(pub(super) Bytes);
-
-impl Reader {
-    pub(super) fn need(&self, n: usize) -> Option<()> {
-        (self.0.remaining() >= n).then_some(())
-    }
-    pub(super) fn take(&mut self, n: usize) -> Option<Bytes> {
-        self.need(n)?;
-        Some(self.0.split_to(n))
-    }
-    pub(super) fn i8(&mut self) -> Option<i8> {
-        self.need(1)?;
-        Some(self.0.get_i8())
-    }
-    pub(super) fn i16(&mut self) -> Option<i16> {
-        self.need(2)?;
-        Some(self.0.get_i16())
-    }
-    pub(super) fn i32(&mut self) -> Option<i32> {
-        self.need(4)?;
-        Some(self.0.get_i32())
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.need(8)?;
-        Some(self.0.get_i64())
-    }
-    fn opt_str(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        self.need(len as usize)?;
-        let s = self.0.split_to(len as usize);
-        Some(Some(String::from_utf8(s.to_vec()).ok()?))
-    }
-    fn str(&mut self) -> Option<String> {
-        self.opt_str()?
-    }
-    fn bytes(&mut self) -> Option<Bytes> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Some(Bytes::new());
-        }
-        self.need(len as usize)?;
-        Some(self.0.split_to(len as usize))
-    }
 }
 
 impl RecordKey {

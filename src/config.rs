@@ -355,14 +355,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         false,
         "Largest transaction timeout a producer may ask for.",
     ),
-    broker(
-        "transaction.state.log.num.partitions",
-        Int,
-        "50",
-        AtLeast(1),
-        false,
-        "Partitions of __transaction_state.",
-    ),
+    broker("transaction.state.log.num.partitions", Int, "50", AtLeast(1), false, "Partitions of __transaction_state."),
     broker(
         "transaction.state.log.segment.bytes",
         Int,

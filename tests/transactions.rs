@@ -177,7 +177,10 @@ async fn consume_transform_produce_commits_offsets_with_the_output() {
     tokio::task::spawn_blocking(move || {
         let plain: BaseProducer = client_config(&b).create().unwrap();
         for (i, v) in values("in", 200).iter().enumerate() {
-            plain.send(BaseRecord::<(), String>::to(&input).payload(v).partition(i as i32 % 2)).map_err(|(e, _)| e).unwrap();
+            plain
+                .send(BaseRecord::<(), String>::to(&input).payload(v).partition(i as i32 % 2))
+                .map_err(|(e, _)| e)
+                .unwrap();
         }
         plain.flush(T).unwrap();
         let group = "ctp-group";
@@ -225,7 +228,9 @@ async fn consume_transform_produce_commits_offsets_with_the_output() {
                     let off = before.get(&part).copied().filter(|o| *o >= 0).map_or(Offset::Beginning, Offset::Offset);
                     rewind.add_partition_offset(&input, part, off).unwrap();
                 }
-                for (t, part, off) in rewind.elements().iter().map(|e| (e.topic().to_string(), e.partition(), e.offset())) {
+                for (t, part, off) in
+                    rewind.elements().iter().map(|e| (e.topic().to_string(), e.partition(), e.offset()))
+                {
                     consumer.seek(&t, part, off, T).unwrap();
                 }
                 continue;
@@ -273,8 +278,7 @@ async fn a_second_producer_with_the_same_id_fences_the_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transactions_past_their_timeout_are_aborted_by_the_broker() {
-    let broker =
-        TestBroker::start(&[("transaction.abort.timed.out.transaction.cleanup.interval.ms", "100")]).await;
+    let broker = TestBroker::start(&[("transaction.abort.timed.out.transaction.cleanup.interval.ms", "100")]).await;
     let topic = topic_name("txn-timeout");
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let b = broker.bootstrap.clone();

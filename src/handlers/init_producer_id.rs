@@ -14,7 +14,8 @@ const FENCED_SINCE: i16 = 4;
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0).then_some((req.producer_id.0, req.producer_epoch));
+    let expected =
+        (req.producer_id.0 >= 0 && req.producer_epoch >= 0).then_some((req.producer_id.0, req.producer_epoch));
     if let Some(id) = req.transactional_id.as_ref().filter(|id| !id.is_empty()) {
         let broker = &ctx.broker;
         return match broker.txns.init_producer_id(broker, id.as_str(), req.transaction_timeout_ms, expected).await {

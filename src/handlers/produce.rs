@@ -7,9 +7,9 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
+use super::transactions::txn_error_code;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
-use super::transactions::txn_error_code;
 use crate::log::batch::{BatchError, BatchHeader};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;

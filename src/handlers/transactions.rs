@@ -126,7 +126,9 @@ pub async fn add_partitions_to_txn(ctx: &RequestContext, req: AddPartitionsToTxn
     for t in req.transactions {
         let id = t.transactional_id.0.to_string();
         let results = add_partitions_for(ctx, &id, t.producer_id.0, t.producer_epoch, t.verify_only, t.topics).await;
-        out.push(AddPartitionsToTxnResult::default().with_transactional_id(t.transactional_id).with_topic_results(results));
+        out.push(
+            AddPartitionsToTxnResult::default().with_transactional_id(t.transactional_id).with_topic_results(results),
+        );
     }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(out)
 }
@@ -264,7 +266,8 @@ pub async fn describe_transactions(
         for (t, p) in &meta.partitions {
             match topics.last_mut() {
                 Some(last) if last.topic.0.as_str() == t => last.partitions.push(*p),
-                _ => topics.push(TopicData::default().with_topic(TopicName(str_bytes(t.clone()))).with_partitions(vec![*p])),
+                _ => topics
+                    .push(TopicData::default().with_topic(TopicName(str_bytes(t.clone()))).with_partitions(vec![*p])),
             }
         }
         states.push(
@@ -291,7 +294,10 @@ pub async fn list_transactions(ctx: &RequestContext, req: ListTransactionsReques
     let pattern = match req.transactional_id_pattern.as_deref().filter(|p| !p.is_empty()) {
         Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
             Ok(r) => Some(r),
-            Err(_) => return ListTransactionsResponse::default().with_error_code(ResponseError::InvalidRegularExpression.code()),
+            Err(_) => {
+                return ListTransactionsResponse::default()
+                    .with_error_code(ResponseError::InvalidRegularExpression.code())
+            }
         },
         None => None,
     };
@@ -301,7 +307,8 @@ pub async fn list_transactions(ctx: &RequestContext, req: ListTransactionsReques
         let Some(handle) = ctx.broker.txns.get(&id) else { continue };
         let meta = handle.lock().await.clone();
         let state_ok = wanted_states.is_empty() || wanted_states.contains(&meta.state);
-        let pid_ok = req.producer_id_filters.is_empty() || req.producer_id_filters.iter().any(|p| p.0 == meta.producer_id);
+        let pid_ok =
+            req.producer_id_filters.is_empty() || req.producer_id_filters.iter().any(|p| p.0 == meta.producer_id);
         let duration_ok = req.duration_filter < 0 || now.saturating_sub(meta.start_ms) >= req.duration_filter;
         let pattern_ok = pattern.as_ref().is_none_or(|r| r.is_match(&id));
         if state_ok && pid_ok && duration_ok && pattern_ok {

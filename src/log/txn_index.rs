@@ -129,12 +129,7 @@ impl TxnIndex {
 
     /// Aborted transactions with records in `[from, to)`, as a fetch returns them.
     pub fn overlapping(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.by_segment
-            .values()
-            .flatten()
-            .filter(|e| e.last_offset >= from && e.first_offset < to)
-            .copied()
-            .collect()
+        self.by_segment.values().flatten().filter(|e| e.last_offset >= from && e.first_offset < to).copied().collect()
     }
 }
 

@@ -49,9 +49,45 @@ async function main () {
     }
   }
   await consumer.disconnect()
+  await transactions(kafka, admin)
   await admin.deleteTopics({ topics: [topic] })
   await admin.disconnect()
   console.log(`kafkajs ${require('kafkajs/package.json').version}: created, listed, produced ${3 * perPartition}, offsets checked, group consumer read all back: ok`)
+}
+
+// A transactional producer commits one transaction and aborts another; a (read_committed)
+// group consumer sees exactly the committed records.
+async function transactions (kafka, admin) {
+  const topic = `kafkajs-txn-${Date.now()}-${Math.floor(Math.random() * 1e9)}`
+  await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true })
+  const producer = kafka.producer({ transactionalId: `kjs-${topic}`, idempotent: true, maxInFlightRequests: 1 })
+  await producer.connect()
+  const n = 200
+  for (const [prefix, commit] of [['committed', true], ['aborted', false]]) {
+    const txn = await producer.transaction()
+    const messages = Array.from({ length: n }, (_, i) => ({ value: `${prefix}-${i}`, partition: i % 2 }))
+    await txn.send({ topic, messages })
+    if (commit) await txn.commit(); else await txn.abort()
+  }
+  await producer.disconnect()
+  const consumer = kafka.consumer({ groupId: `kjs-${topic}` })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const seen = []
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`transactional consumer saw ${seen.length} of ${n}`)), 60000)
+    consumer.run({
+      eachMessage: async ({ message }) => {
+        seen.push(message.value.toString())
+        if (seen.length === n) { clearTimeout(timer); setTimeout(resolve, 1000) }
+      }
+    }).catch(reject)
+  })
+  await consumer.disconnect()
+  if (seen.length !== n || seen.some(v => !v.startsWith('committed-'))) {
+    throw new Error(`read_committed consumer saw ${seen.length} records, aborted ones: ${seen.filter(v => v.startsWith('aborted-')).length}`)
+  }
+  console.log(`kafkajs transactions: ${n} committed records read, ${n} aborted ones hidden: ok`)
 }
 
 main().catch(e => { console.error('kafkajs failed:', e); process.exit(1) })

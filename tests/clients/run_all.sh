@@ -21,6 +21,7 @@ export KAFKAJS_NO_PARTITIONER_WARNING=1
 bash "$here/kcat.sh" "$addr" || status=1
 python3 "$here/python_clients.py" "$addr" || status=1
 python3 "$here/python_groups.py" "$addr" || status=1
+python3 "$here/python_transactions.py" "$addr" || status=1
 node "$here/kafkajs.js" "$addr" || status=1
 kill -TERM $pid
 wait $pid || { echo "weir did not exit cleanly"; status=1; }

@@ -40,7 +40,7 @@ pub struct GroupEntry {
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Offsets committed inside open transactions, by producer id: applied on commit,
     /// dropped on abort.
-    pub pending_txn: HashMap<i64, BTreeMap<(String, i32), OffsetValue>>,
+    pub pending_txn: PendingTxnOffsets,
 }
 
 impl GroupEntry {
@@ -105,13 +105,15 @@ impl GroupEntry {
 
 pub type GroupHandle = Arc<Mutex<GroupEntry>>;
 
+/// Offsets committed in open transactions: producer id → (topic, partition) → offset.
+pub type PendingTxnOffsets = HashMap<i64, BTreeMap<(String, i32), OffsetValue>>;
+
 #[derive(Default)]
 pub struct GroupCoordinator {
     groups: DashMap<String, GroupHandle>,
     /// Serialises creation of the offsets topic.
     topic_lock: Mutex<()>,
 }
-
 
 impl GroupCoordinator {
     pub fn config(broker: &Broker) -> GroupConfig {
@@ -300,14 +302,19 @@ impl GroupCoordinator {
                 }
             }
         })?;
-        let mut open_txns: BTreeMap<String, HashMap<i64, BTreeMap<(String, i32), OffsetValue>>> = BTreeMap::new();
+        let mut open_txns: BTreeMap<String, PendingTxnOffsets> = BTreeMap::new();
         for (pid, list) in pending {
             for (group, t, p, v) in list {
                 open_txns.entry(group).or_default().entry(pid).or_default().insert((t, p), v);
             }
         }
-        let mut ids: Vec<String> =
-            stored_groups.keys().chain(offsets.keys()).chain(consumer.keys()).chain(open_txns.keys()).cloned().collect();
+        let mut ids: Vec<String> = stored_groups
+            .keys()
+            .chain(offsets.keys())
+            .chain(consumer.keys())
+            .chain(open_txns.keys())
+            .cloned()
+            .collect();
         ids.sort();
         ids.dedup();
         for id in ids {

@@ -309,7 +309,13 @@ impl TxnCoordinator {
 
     /// Whether the partition is part of the producer's open transaction (KIP-890 verification,
     /// for AddPartitionsToTxn `verify_only` and transactional produce requests).
-    pub async fn verify(&self, id: &str, producer_id: i64, epoch: i16, partition: &(String, i32)) -> Result<(), TxnError> {
+    pub async fn verify(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partition: &(String, i32),
+    ) -> Result<(), TxnError> {
         let handle = self.get(id).ok_or(TxnError::InvalidState)?;
         let meta = handle.lock().await;
         Self::check_producer(&meta, producer_id, epoch)?;
@@ -320,7 +326,13 @@ impl TxnCoordinator {
     }
 
     /// Verifies a transactional produce batch of producer `(id, epoch)` for a partition.
-    pub async fn verify_produce(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> Result<(), TxnError> {
+    pub async fn verify_produce(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), TxnError> {
         let id = self.by_producer.get(&producer_id).map(|e| e.clone()).ok_or(TxnError::InvalidState)?;
         self.verify(&id, producer_id, epoch, &(topic.to_string(), partition)).await
     }

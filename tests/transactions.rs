@@ -156,6 +156,11 @@ async fn an_open_transaction_holds_back_read_committed_consumers() {
 
 /// Committed offsets of `group` for `topic`'s partitions (raw OffsetFetch, require_stable).
 fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    offset_fetch(bootstrap, group, topic, partitions).into_iter().map(|(p, (_, offset))| (p, offset)).collect()
+}
+
+/// OffsetFetch v7 with require_stable: partition → (error code, committed offset).
+fn offset_fetch(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, (i16, i64)> {
     let req = OffsetFetchRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
         .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
@@ -163,7 +168,7 @@ fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32)
             .with_partition_indexes((0..partitions).collect())]))
         .with_require_stable(true);
     let r: OffsetFetchResponse = raw::call(bootstrap, ApiKey::OffsetFetch, 7, &req);
-    r.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect()
+    r.topics[0].partitions.iter().map(|p| (p.partition_index, (p.error_code, p.committed_offset))).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -310,16 +315,28 @@ async fn a_restart_in_the_middle_of_a_transaction_ends_consistently() {
     create_topic(&addr, &topic, 2, &[]).await;
     let (d, a, t) = (dir.path().to_path_buf(), addr.clone(), topic.clone());
     tokio::task::spawn_blocking(move || {
-        // 1: the broker dies after the records are written; the producer commits afterwards
+        // 1: the broker dies after the records and offsets are written; the producer commits
+        // afterwards
         let p = txn_producer(&a, "restart", &[("transaction.timeout.ms", "60000")]);
+        let group = "restart-group";
+        let consumer: BaseConsumer = client_config(&a).set("group.id", group).create().unwrap();
         p.begin_transaction().unwrap();
         send_all(&p, &t, 2, &values("kept", 50));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&t, 0, Offset::Offset(7)).unwrap();
+        p.send_offsets_to_transaction(&tpl, &consumer.group_metadata().unwrap(), T).unwrap();
         broker.kill9();
         let broker = BinaryBroker::start_on(&a, &d, &args);
         assert!(read_visible(&a, &t, 2, "read_committed").is_empty(), "still open after the restart");
+        let unstable = ResponseError::UnstableOffsetCommit.code();
+        assert_eq!(offset_fetch(&a, group, &t, 1)[&0].0, unstable, "the offset is pending in the transaction");
         p.commit_transaction(T).expect("commit after the restart");
         assert_eq!(read_visible(&a, &t, 2, "read_committed"), sorted(values("kept", 50)));
+        assert_eq!(offset_fetch(&a, group, &t, 1)[&0], (0, 7));
         drop(p);
+        assert!(broker.terminate().success());
+        let broker = BinaryBroker::start_on(&a, &d, &args);
+        assert_eq!(offset_fetch(&a, group, &t, 1)[&0], (0, 7), "replayed with its commit marker");
 
         // 2: the broker dies with a transaction open and its producer never returns: after
         // the restart the transaction times out and is aborted

@@ -745,6 +745,31 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_snapshot_falls_back_to_an_older_one_or_a_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(300), true, 0).unwrap();
+        for seq in 0..6 {
+            log.append(&txn_batch(3, seq * 2, 2), 0).unwrap();
+        }
+        log.close().unwrap();
+        drop(log);
+        let snapshots = snapshot_offsets(dir.path());
+        assert_eq!(snapshots.len(), SNAPSHOTS_KEPT);
+        let newest = dir.path().join(format!("{}.snapshot", segment::file_stem(snapshots[1])));
+        std::fs::write(&newest, b"garbage").unwrap();
+        for _ in 0..2 {
+            let (mut log, _) = Log::open(dir.path(), config(300), true, 0).unwrap();
+            assert_eq!(log.ongoing_transactions(), vec![(3, 0)]);
+            let again = log.append(&txn_batch(3, 10, 2), 0).unwrap();
+            assert_eq!(again.base_offset, 10, "the last batch is still recognised as a duplicate");
+            drop(log);
+            for s in snapshot_offsets(dir.path()) {
+                std::fs::remove_file(dir.path().join(format!("{}.snapshot", segment::file_stem(s)))).unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn flush_ms_marks_unflushed_data_overdue() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(1 << 20);

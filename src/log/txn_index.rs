@@ -127,9 +127,17 @@ impl TxnIndex {
         remove_if_present(&path(&self.dir, segment_base))
     }
 
-    /// Aborted transactions with records in `[from, to)`, as a fetch returns them.
+    /// Aborted transactions with records in `[from, to)`, as a fetch returns them. An entry
+    /// lives with its marker, which is at or after `from` when it overlaps, so segments
+    /// before the one holding `from` are skipped.
     pub fn overlapping(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
-        self.by_segment.values().flatten().filter(|e| e.last_offset >= from && e.first_offset < to).copied().collect()
+        let start = self.by_segment.range(..=from).next_back().map_or(i64::MIN, |(base, _)| *base);
+        self.by_segment
+            .range(start..)
+            .flat_map(|(_, entries)| entries)
+            .filter(|e| e.last_offset >= from && e.first_offset < to)
+            .copied()
+            .collect()
     }
 }
 

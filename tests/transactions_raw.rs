@@ -1,0 +1,208 @@
+//! The transaction APIs' error codes and the partition view of a transaction, with raw
+//! requests built by kafka-protocol (so the test controls ids, epochs and versions).
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::ResponseError;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn txn_batch(pid: i64, epoch: i16, n: i32) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: i,
+            timestamp: weir::broker::now_ms(),
+            key: None,
+            value: Some(Bytes::from(format!("txn-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}
+
+fn init(b: &str, id: &str, timeout_ms: i32, version: i16) -> InitProducerIdResponse {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(s(id))))
+        .with_transaction_timeout_ms(timeout_ms)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    raw::call(b, ApiKey::InitProducerId, version, &req)
+}
+
+/// AddPartitionsToTxn v0–3: one error code per requested partition.
+fn add(b: &str, version: i16, id: &str, pid: i64, epoch: i16, topics: &[(&str, Vec<i32>)]) -> Vec<(String, i32, i16)> {
+    let topics = topics
+        .iter()
+        .map(|(t, ps)| AddPartitionsToTxnTopic::default().with_name(TopicName(s(t))).with_partitions(ps.clone()))
+        .collect();
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(id)))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(topics);
+    let r: AddPartitionsToTxnResponse = raw::call(b, ApiKey::AddPartitionsToTxn, version, &req);
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition.iter().map(|p| (t.name.0.to_string(), p.partition_index, p.partition_error_code))
+        })
+        .collect()
+}
+
+fn end(b: &str, version: i16, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(s(id)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    let r: EndTxnResponse = raw::call(b, ApiKey::EndTxn, version, &req);
+    r.error_code
+}
+
+fn produce(b: &str, topic: &str, partition: i32, records: Bytes) -> i16 {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_transactional_id(Some(TransactionalId(s("raw"))))
+        .with_topic_data(vec![TopicProduceData::default().with_name(TopicName(s(topic))).with_partition_data(vec![
+            PartitionProduceData::default().with_index(partition).with_records(Some(records)),
+        ])]);
+    let r: ProduceResponse = raw::call(b, ApiKey::Produce, 9, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// Fetches partition 0 from offset 0 with `isolation` (0 uncommitted, 1 committed): the
+/// returned bytes, last stable offset and aborted transactions as (producer id, first offset).
+fn fetch(b: &str, topic: &str, isolation: i8) -> (usize, i64, Vec<(i64, i64)>) {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(isolation)
+        .with_topics(vec![fetch_request::FetchTopic::default().with_topic(TopicName(s(topic))).with_partitions(vec![
+            fetch_request::FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let r: FetchResponse = raw::call(b, ApiKey::Fetch, 11, &req);
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let aborted = p.aborted_transactions.iter().flatten().map(|a| (a.producer_id.0, a.first_offset)).collect();
+    (p.records.as_ref().map_or(0, Bytes::len), p.last_stable_offset, aborted)
+}
+
+fn latest(b: &str, topic: &str, isolation: i8) -> i64 {
+    let req =
+        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(isolation).with_topics(vec![
+            list_offsets_request::ListOffsetsTopic::default().with_name(TopicName(s(topic))).with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1),
+            ]),
+        ]);
+    let r: ListOffsetsResponse = raw::call(b, ApiKey::ListOffsets, 5, &req);
+    r.topics[0].partitions[0].offset
+}
+
+const OK: i16 = 0;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transaction_apis_answer_with_kafkas_error_codes() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("txn-raw");
+    create_topic(&broker.bootstrap, &topic, 2, &[]).await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let invalid_timeout = ResponseError::InvalidTransactionTimeout.code();
+        assert_eq!(init(&b, "raw", 900_001, 4).error_code, invalid_timeout);
+        assert_eq!(init(&b, "raw", 0, 4).error_code, invalid_timeout);
+        let first = init(&b, "raw", 60_000, 4);
+        assert_eq!((first.error_code, first.producer_epoch), (OK, 0));
+        let pid = first.producer_id.0;
+        let second = init(&b, "raw", 60_000, 4);
+        assert_eq!((second.producer_id.0, second.producer_epoch), (pid, 1), "same id, bumped epoch");
+
+        // the fenced epoch, by request version (KIP-588)
+        let fenced = add(&b, 3, "raw", pid, 0, &[(&topic, vec![0])]);
+        assert_eq!(fenced[0].2, ResponseError::ProducerFenced.code());
+        let fenced = add(&b, 1, "raw", pid, 0, &[(&topic, vec![0])]);
+        assert_eq!(fenced[0].2, ResponseError::InvalidProducerEpoch.code());
+        let wrong_pid = add(&b, 3, "raw", pid + 1000, 1, &[(&topic, vec![0])]);
+        assert_eq!(wrong_pid[0].2, ResponseError::InvalidProducerIdMapping.code());
+        let mixed = add(&b, 3, "raw", pid, 1, &[(&topic, vec![0]), ("no-such-topic", vec![0])]);
+        let codes: Vec<i16> = mixed.iter().map(|r| r.2).collect();
+        let expected = [ResponseError::OperationNotAttempted.code(), ResponseError::UnknownTopicOrPartition.code()];
+        assert_eq!(codes, expected);
+        assert_eq!(end(&b, 3, "raw", pid, 1, true), ResponseError::InvalidTxnState.code(), "nothing to end yet");
+
+        assert_eq!(add(&b, 3, "raw", pid, 1, &[(&topic, vec![0])])[0].2, OK);
+        // KIP-890 verification: only partition 0 is in the transaction
+        let verify =
+            AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(s("raw")))
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(1)
+                .with_verify_only(true)
+                .with_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(s(&topic)))
+                    .with_partitions(vec![0, 1])])]);
+        let r: AddPartitionsToTxnResponse = raw::call(&b, ApiKey::AddPartitionsToTxn, 4, &verify);
+        let codes: Vec<i16> = r.results_by_transaction[0].topic_results[0]
+            .results_by_partition
+            .iter()
+            .map(|p| p.partition_error_code)
+            .collect();
+        assert_eq!(codes, [OK, ResponseError::InvalidTxnState.code()]);
+        assert_eq!(produce(&b, &topic, 1, txn_batch(pid, 1, 3)), ResponseError::InvalidTxnState.code());
+        assert_eq!(produce(&b, &topic, 0, txn_batch(pid, 0, 3)), ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(produce(&b, &topic, 0, txn_batch(pid, 1, 5)), OK);
+
+        // the open transaction holds back read_committed readers
+        assert_eq!(latest(&b, &topic, 0), 5);
+        assert_eq!(latest(&b, &topic, 1), 0);
+        let (bytes, lso, _) = fetch(&b, &topic, 1);
+        assert_eq!((bytes, lso), (0, 0));
+        assert!(fetch(&b, &topic, 0).0 > 0);
+        let producers: DescribeProducersResponse = raw::call(
+            &b,
+            ApiKey::DescribeProducers,
+            0,
+            &DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+                .with_name(TopicName(s(&topic)))
+                .with_partition_indexes(vec![0])]),
+        );
+        let active = &producers.topics[0].partitions[0].active_producers;
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].producer_id.0, active[0].current_txn_start_offset), (pid, 0));
+
+        assert_eq!(end(&b, 1, "raw", pid, 0, false), ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(end(&b, 3, "raw", pid, 0, false), ResponseError::ProducerFenced.code());
+        assert_eq!(end(&b, 3, "raw", pid, 1, false), OK);
+        assert_eq!(end(&b, 3, "raw", pid, 1, false), OK, "a retried abort succeeds again");
+        assert_eq!(end(&b, 3, "raw", pid, 1, true), ResponseError::InvalidTxnState.code());
+        let (bytes, lso, aborted) = fetch(&b, &topic, 1);
+        assert!(bytes > 0, "the aborted batch and its marker are returned");
+        assert_eq!(lso, 6, "five records and the abort marker");
+        assert_eq!(aborted, vec![(pid, 0)]);
+        assert_eq!(fetch(&b, &topic, 0).2, Vec::<(i64, i64)>::new(), "read_uncommitted gets no aborted list");
+        assert_eq!(latest(&b, &topic, 1), 6);
+    })
+    .await
+    .unwrap();
+}

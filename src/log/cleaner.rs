@@ -142,7 +142,9 @@ impl CleanInput {
                     t.account(batch.len());
                 }
                 if let Some((h, records, _)) = decode(batch) {
-                    if !h.is_control() {
+                    // Transactional batches are kept whole and may be aborted: they never
+                    // make an older committed value of their key obsolete.
+                    if !h.is_control() && !h.is_transactional() {
                         for r in records {
                             if let Some(k) = r.key {
                                 latest.insert(k, r.offset);
@@ -316,11 +318,15 @@ mod tests {
 
     /// The same from idempotent producer `pid`, sequences starting at `seq`.
     fn keyed_from(pid: i64, seq: i32, records: &[(&str, Option<&str>)], ts: i64) -> Vec<u8> {
+        encode_keyed(pid, seq, false, records, ts)
+    }
+
+    fn encode_keyed(pid: i64, seq: i32, transactional: bool, records: &[(&str, Option<&str>)], ts: i64) -> Vec<u8> {
         let recs: Vec<Record> = records
             .iter()
             .enumerate()
             .map(|(i, (k, v))| Record {
-                transactional: false,
+                transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: 0,
@@ -431,6 +437,23 @@ mod tests {
         let (mut log, _) = Log::open(dir.path(), config(), false, 0).unwrap();
         let next = log.append(&keyed_from(9, 4, &[("d", Some("4"))], 1_000), 1_000);
         assert!(next.is_ok(), "{next:?}");
+    }
+
+    #[test]
+    fn an_aborted_transaction_never_removes_the_committed_value_of_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(), true, 0).unwrap();
+        log.append(&keyed(&[("k", Some("committed"))], 1_000), 1_000).unwrap();
+        log.append(&encode_keyed(9, 0, true, &[("k", Some("aborted"))], 1_000), 1_000).unwrap();
+        log.append_end_txn_marker(9, 0, crate::log::batch::ControlType::Abort, 0, 1_000).unwrap();
+        for f in 0..40 {
+            log.append(&keyed(&[(&format!("filler{f}"), Some("x"))], 1_000), 1_000).unwrap();
+        }
+        let planned = log.plan_clean(10_000).unwrap();
+        log.apply_clean(planned, 10_000).unwrap();
+        let after = contents(&log);
+        assert!(after.contains(&(0, "k".into(), Some("committed".into()))), "{after:?}");
+        assert!(after.iter().any(|o| o.0 == 1), "the transactional batch is kept whole");
     }
 
     #[test]

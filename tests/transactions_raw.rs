@@ -122,6 +122,34 @@ fn latest(b: &str, topic: &str, isolation: i8) -> i64 {
 
 const OK: i16 = 0;
 
+fn txn_offset_commit(b: &str, pid: i64, epoch: i16, group: &str, topic: &str) -> i16 {
+    let req = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s("raw")))
+        .with_group_id(GroupId(s(group)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(3)])]);
+    let r: TxnOffsetCommitResponse = raw::call(b, ApiKey::TxnOffsetCommit, 3, &req);
+    r.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v7 with require_stable for partition 0: (error code, offset).
+fn stable_offset(b: &str, group: &str, topic: &str) -> (i16, i64) {
+    let req = OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_require_stable(true).with_topics(
+        Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]),
+    );
+    let r: OffsetFetchResponse = raw::call(b, ApiKey::OffsetFetch, 7, &req);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn transaction_apis_answer_with_kafkas_error_codes() {
     let broker = TestBroker::start(&[]).await;
@@ -173,6 +201,20 @@ async fn transaction_apis_answer_with_kafkas_error_codes() {
         assert_eq!(produce(&b, &topic, 0, txn_batch(pid, 0, 3)), ResponseError::InvalidProducerEpoch.code());
         assert_eq!(produce(&b, &topic, 0, txn_batch(pid, 1, 5)), OK);
 
+        // offsets in the transaction: only after AddOffsetsToTxn, and pending until it ends
+        let group = "raw-group";
+        assert_eq!(txn_offset_commit(&b, pid, 1, group, &topic), ResponseError::InvalidTxnState.code());
+        let add_offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("raw")))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(1)
+            .with_group_id(GroupId(s(group)));
+        let r: AddOffsetsToTxnResponse = raw::call(&b, ApiKey::AddOffsetsToTxn, 3, &add_offsets);
+        assert_eq!(r.error_code, OK);
+        assert_eq!(txn_offset_commit(&b, pid, 0, group, &topic), ResponseError::InvalidProducerEpoch.code());
+        assert_eq!(txn_offset_commit(&b, pid, 1, group, &topic), OK);
+        assert_eq!(stable_offset(&b, group, &topic).0, ResponseError::UnstableOffsetCommit.code());
+
         // the open transaction holds back read_committed readers
         assert_eq!(latest(&b, &topic, 0), 5);
         assert_eq!(latest(&b, &topic, 1), 0);
@@ -202,6 +244,7 @@ async fn transaction_apis_answer_with_kafkas_error_codes() {
         assert_eq!(aborted, vec![(pid, 0)]);
         assert_eq!(fetch(&b, &topic, 0).2, Vec::<(i64, i64)>::new(), "read_uncommitted gets no aborted list");
         assert_eq!(latest(&b, &topic, 1), 6);
+        assert_eq!(stable_offset(&b, group, &topic), (OK, -1), "the aborted offset commit is dropped");
     })
     .await
     .unwrap();

@@ -201,9 +201,11 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         }
         // TxnOffsetCommit has no PRODUCER_FENCED: a fenced producer is INVALID_PRODUCER_EPOCH
         let fenced_never = i16::MAX;
+        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions.len() as i32);
+        let offsets_partition = (OFFSETS_TOPIC.to_string(), partition_for(&group_id, n));
         broker
             .txns
-            .check_offset_commit(req.transactional_id.0.as_str(), pid, epoch)
+            .check_offset_commit(req.transactional_id.0.as_str(), pid, epoch, &offsets_partition)
             .await
             .map_err(|e| txn_error_code(e, ctx.version, fenced_never))?;
         let handle = broker.groups.group_or_create(&group_id);

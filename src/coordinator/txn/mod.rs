@@ -337,12 +337,20 @@ impl TxnCoordinator {
         self.verify(&id, producer_id, epoch, &(topic.to_string(), partition)).await
     }
 
-    /// TxnOffsetCommit is allowed for the current producer while its transaction is open.
-    pub async fn check_offset_commit(&self, id: &str, producer_id: i64, epoch: i16) -> Result<(), TxnError> {
+    /// TxnOffsetCommit is allowed for the current producer while its transaction is open and
+    /// holds the group's offsets partition (AddOffsetsToTxn came first); otherwise the offsets
+    /// would never see a marker and would stay pending.
+    pub async fn check_offset_commit(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        offsets_partition: &(String, i32),
+    ) -> Result<(), TxnError> {
         let handle = self.get(id).ok_or(TxnError::ProducerIdMapping)?;
         let meta = handle.lock().await;
         Self::check_producer(&meta, producer_id, epoch)?;
-        if meta.state != TxnState::Ongoing {
+        if meta.state != TxnState::Ongoing || !meta.partitions.contains(offsets_partition) {
             return Err(TxnError::InvalidState);
         }
         Ok(())

@@ -9,7 +9,6 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxn
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use kafka_protocol::ResponseError;
 
 fn s(v: &str) -> StrBytes {
@@ -17,27 +16,7 @@ fn s(v: &str) -> StrBytes {
 }
 
 fn txn_batch(pid: i64, epoch: i16, n: i32) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: true,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: i,
-            timestamp: weir::broker::now_ms(),
-            key: None,
-            value: Some(Bytes::from(format!("txn-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
-    buf.freeze()
+    producer_batch(pid, epoch, 0, n, true)
 }
 
 fn init(b: &str, id: &str, timeout_ms: i32, version: i16) -> InitProducerIdResponse {

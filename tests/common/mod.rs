@@ -218,6 +218,33 @@ pub fn value_of(m: &OwnedMessage) -> Option<Vec<u8>> {
     m.payload().map(<[u8]>::to_vec)
 }
 
+/// A batch of `n` records (values `seq-<sequence>`) from producer `pid`/`epoch` starting at
+/// sequence `seq`, encoded by kafka-protocol: for tests that control producer ids themselves.
+pub fn producer_batch(pid: i64, epoch: i16, seq: i32, n: i32, transactional: bool) -> bytes::Bytes {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: seq + i,
+            timestamp: weir::broker::now_ms(),
+            key: None,
+            value: Some(bytes::Bytes::from(format!("seq-{}", seq + i))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::Lz4 };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encodable batch");
+    buf.freeze()
+}
+
 /// A bare Kafka protocol client for requests rdkafka will not send.
 pub mod raw {
     use bytes::{Bytes, BytesMut};

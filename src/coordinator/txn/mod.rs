@@ -347,13 +347,10 @@ impl TxnCoordinator {
         epoch: i16,
         offsets_partition: &(String, i32),
     ) -> Result<(), TxnError> {
-        let handle = self.get(id).ok_or(TxnError::ProducerIdMapping)?;
-        let meta = handle.lock().await;
-        Self::check_producer(&meta, producer_id, epoch)?;
-        if meta.state != TxnState::Ongoing || !meta.partitions.contains(offsets_partition) {
-            return Err(TxnError::InvalidState);
+        if self.get(id).is_none() {
+            return Err(TxnError::ProducerIdMapping);
         }
-        Ok(())
+        self.verify(id, producer_id, epoch, offsets_partition).await
     }
 
     /// EndTxn: commits or aborts the open transaction. A retry of a request that already

@@ -94,7 +94,7 @@ pub fn replay(topic: &Topic, mut f: impl FnMut(&Record)) -> Result<usize, LogErr
         let mut offset = log.log_start_offset();
         let end = log.high_watermark();
         while offset < end {
-            let Some(bytes) = log.read(offset, 1 << 20, end, true)?.records else { break };
+            let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
             let mut buf = bytes;
             let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
             let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
-use crate::log::batch::BatchHeader;
+use super::response::FileRecords;
 use crate::log::LogError;
 use crate::partition::Partition;
 
@@ -36,10 +36,13 @@ struct Wanted {
     req: FetchPartition,
 }
 
-pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+/// Answers a fetch; the returned [`FileRecords`] hold the file ranges whose stand-ins are in
+/// the response (sent with `sendfile`).
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, FileRecords) {
     let is_full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
     if ctx.version >= 7 && (req.session_id != 0 || !is_full) {
-        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        let resp = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+        return (resp, FileRecords::default());
     }
     let broker = &ctx.broker;
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -64,32 +67,42 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let read_committed = req.isolation_level == READ_COMMITTED;
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let notify = Arc::new(Notify::new());
-    let parts = loop {
+    let (parts, files) = loop {
         for w in &wanted {
             if let Some(p) = &w.partition {
                 p.add_waiter(&notify);
             }
         }
-        let (parts, bytes, any_error) = read_all(&wanted, req.max_bytes, read_committed);
-        let satisfied = bytes >= i64::from(req.min_bytes.max(0)) || any_error || wanted.is_empty();
+        let read = read_all(&wanted, req.max_bytes, read_committed);
+        let satisfied = read.bytes >= i64::from(req.min_bytes.max(0)) || read.any_error || wanted.is_empty();
         if satisfied || Instant::now() >= deadline {
-            break parts;
+            break (read.parts, read.files);
         }
         if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
-            break read_all(&wanted, req.max_bytes, read_committed).0;
+            let read = read_all(&wanted, req.max_bytes, read_committed);
+            break (read.parts, read.files);
         }
     };
     for (w, pd) in wanted.iter().zip(parts) {
         topics[w.topic_index].partitions.push(pd);
     }
-    FetchResponse::default().with_session_id(0).with_responses(topics)
+    (FetchResponse::default().with_session_id(0).with_responses(topics), files)
+}
+
+/// One pass over the wanted partitions.
+struct ReadAll {
+    parts: Vec<PartitionData>,
+    files: FileRecords,
+    bytes: i64,
+    any_error: bool,
 }
 
 /// Reads every wanted partition once, sharing the response's `max_bytes` budget.
-fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> (Vec<PartitionData>, i64, bool) {
+fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll {
     let mut budget = i64::from(if max_bytes <= 0 { i32::MAX } else { max_bytes });
     let mut total = 0i64;
     let mut any_error = false;
+    let mut files = FileRecords::default();
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
         let pd = match &w.partition {
@@ -99,7 +112,7 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> (Vec<Par
             }
             Some(p) => {
                 let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
-                let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed);
+                let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed, &mut files);
                 let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
                 any_error |= pd.error_code != 0;
                 total += got;
@@ -109,18 +122,7 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> (Vec<Par
         };
         out.push(pd);
     }
-    (out, total, any_error)
-}
-
-/// The offset after the last batch in `bytes` (a run of whole batches).
-fn end_offset(bytes: &[u8]) -> Option<i64> {
-    let mut at = 0usize;
-    let mut end = None;
-    while let Some(h) = bytes.get(at..).and_then(BatchHeader::parse) {
-        end = Some(h.last_offset() + 1);
-        at += h.total_size();
-    }
-    end
+    ReadAll { parts: out, files, bytes: total, any_error }
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {
@@ -139,6 +141,7 @@ fn read_partition(
     limit: usize,
     first: bool,
     read_committed: bool,
+    files: &mut FileRecords,
 ) -> PartitionData {
     let log = p.log();
     let epoch = log.leader_epoch();
@@ -151,10 +154,14 @@ fn read_partition(
     } else {
         log.read(req.fetch_offset, limit, bound, first).map(|r| r.records)
     };
+    let records = records.and_then(|slice| {
+        let end = slice.as_ref().map_or(req.fetch_offset, |s| s.end_offset);
+        let bytes = slice.map(|s| files.records_for(s)).transpose()?;
+        Ok((bytes, end))
+    });
     match records {
-        Ok(records) => {
+        Ok((records, end)) => {
             let aborted = read_committed.then(|| {
-                let end = records.as_deref().and_then(end_offset).unwrap_or(req.fetch_offset);
                 log.aborted_transactions(req.fetch_offset, end)
                     .into_iter()
                     .map(|a| {

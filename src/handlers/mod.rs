@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod response;
 pub mod topics;
 pub mod transactions;
 
@@ -28,6 +29,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use thiserror::Error;
 
 use crate::broker::Broker;
+pub use response::Response;
 
 /// `(api, min version, max version)` for every API Weir serves.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -102,7 +104,7 @@ pub async fn handle_frame(
     broker: &Arc<Broker>,
     peer: SocketAddr,
     mut frame: Bytes,
-) -> Result<Option<Bytes>, FrameError> {
+) -> Result<Option<Response>, FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::TooShort(frame.len()));
     }
@@ -115,7 +117,7 @@ pub async fn handle_frame(
     if version < min || version > max {
         if key == ApiKey::ApiVersions {
             let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-            return api_versions::unsupported_version_response(correlation_id).map(Some);
+            return api_versions::unsupported_version_response(correlation_id).map(|b| Some(Response::Frame(b)));
         }
         return Err(FrameError::UnsupportedVersion(key, version));
     }
@@ -127,9 +129,13 @@ pub async fn handle_frame(
     match key {
         ApiKey::Produce => {
             let req = decode(key, version, body)?;
-            produce::handle(&ctx, req).await.map(|r| respond(&ctx, key, &r)).transpose()
+            produce::handle(&ctx, req).await.map(|r| respond(&ctx, key, &r).map(Response::Frame)).transpose()
         }
-        ApiKey::Fetch => serve(&ctx, key, body, fetch::handle).await,
+        ApiKey::Fetch => {
+            let req = decode(key, version, body)?;
+            let (resp, files) = fetch::handle(&ctx, req).await;
+            response::encode(ctx.header.correlation_id, key, version, &resp, Some(&files)).map(Some)
+        }
         ApiKey::ListOffsets => serve(&ctx, key, body, list_offsets::handle).await,
         ApiKey::Metadata => serve(&ctx, key, body, metadata::handle).await,
         ApiKey::ApiVersions => serve(&ctx, key, body, api_versions::handle).await,
@@ -177,7 +183,7 @@ async fn serve<'a, Req, Resp, F, Fut>(
     key: ApiKey,
     body: &mut Bytes,
     handler: F,
-) -> Result<Option<Bytes>, FrameError>
+) -> Result<Option<Response>, FrameError>
 where
     Req: Decodable,
     Resp: Encodable + HeaderVersion,
@@ -186,7 +192,7 @@ where
 {
     let req = decode(key, ctx.version, body)?;
     let resp = handler(ctx, req).await;
-    respond(ctx, key, &resp).map(Some)
+    respond(ctx, key, &resp).map(|b| Some(Response::Frame(b)))
 }
 
 /// Frames a response: size, response header (correlation id), body.

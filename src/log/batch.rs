@@ -286,14 +286,29 @@ fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), Batc
 /// `partitionLeaderEpoch` (outside the CRC), and for `LogAppendTime` topics the timestamp type
 /// and `maxTimestamp`, which are inside the CRC and so force a recompute.
 pub fn assign(batch: &mut [u8], base_offset: i64, leader_epoch: i32, append_time: Option<i64>) {
-    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
-    batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+    let (head, body) = batch.split_at_mut(HEADER_SIZE);
+    if let Ok(head) = <&mut [u8; HEADER_SIZE]>::try_from(head) {
+        assign_header(head, body, base_offset, leader_epoch, append_time);
+    }
+}
+
+/// [`assign`] on a copy of the header, so the batch itself (`body`: everything after the
+/// header) can be written from the request's buffer without copying it.
+pub fn assign_header(
+    head: &mut [u8; HEADER_SIZE],
+    body: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    append_time: Option<i64>,
+) {
+    head[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    head[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
     if let Some(now) = append_time {
-        let attrs = be_i16(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
-        batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
-        batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
-        let crc = compute_crc(batch);
-        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let attrs = be_i16(head, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
+        head[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attrs.to_be_bytes());
+        head[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES..]), body);
+        head[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
     }
 }
 

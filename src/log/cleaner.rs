@@ -356,7 +356,7 @@ mod tests {
         let mut out = Vec::new();
         let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
-            let Some(bytes) = log.read(offset, 1 << 20, i64::MAX, true).unwrap().records else { break };
+            let Some(bytes) = log.read(offset, 1 << 20, i64::MAX, true).unwrap().bytes().unwrap() else { break };
             let mut buf = bytes;
             for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
                 for r in set.records {

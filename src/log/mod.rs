@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use thiserror::Error;
 
@@ -52,9 +52,16 @@ pub struct AppendInfo {
     pub records: i64,
 }
 
-/// Batches read for a fetch.
+/// Batches located for a fetch.
 pub struct ReadResult {
-    pub records: Option<Bytes>,
+    pub records: Option<segment::Slice>,
+}
+
+impl ReadResult {
+    /// The batches' bytes, copied out of the file.
+    pub fn bytes(&self) -> io::Result<Option<Bytes>> {
+        self.records.as_ref().map(segment::Slice::to_bytes).transpose()
+    }
 }
 
 /// A timestamp/offset pair, as ListOffsets answers.
@@ -292,7 +299,6 @@ impl Log {
             return Err(BatchError::Invalid("produce request without record batches".into()).into());
         }
         let append_time = self.config.log_append_time.then_some(now_ms);
-        let mut data = BytesMut::from(records);
         let base_offset = self.log_end_offset();
         let mut info = AppendInfo {
             base_offset,
@@ -302,7 +308,7 @@ impl Log {
         };
         let mut first = true;
         for span in spans {
-            let bytes = &mut data[span];
+            let bytes = &records[span];
             let Some(sent) = BatchHeader::parse(bytes) else {
                 continue;
             };
@@ -336,19 +342,24 @@ impl Log {
 
     /// Gives a batch its offsets and writes it to the active segment (rolling first when
     /// due). `None` when the bytes are not a batch (callers validated them already).
+    /// The batch is not modified: its header is copied and assigned, and the copy and the
+    /// rest of the batch are written together, so produce data is never copied in memory.
     fn write_batch(
         &mut self,
-        bytes: &mut [u8],
+        bytes: &[u8],
         append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<Option<BatchHeader>, LogError> {
-        let next = self.log_end_offset();
-        batch::assign(bytes, next, self.leader_epoch, append_time);
-        let Some(h) = BatchHeader::parse(bytes) else {
+        let Some((head, body)) = bytes.split_first_chunk::<{ batch::HEADER_SIZE }>() else {
+            return Ok(None);
+        };
+        let mut head = *head;
+        batch::assign_header(&mut head, body, self.log_end_offset(), self.leader_epoch, append_time);
+        let Some(h) = BatchHeader::parse(&head) else {
             return Ok(None);
         };
         self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
-        if let Err(e) = self.active_mut().append(bytes, &h) {
+        if let Err(e) = self.active_mut().append_parts(&[&head, body], &h) {
             self.offline = true;
             return Err(e.into());
         }
@@ -369,8 +380,8 @@ impl Log {
             return Err(LogError::Offline);
         }
         self.producers.check_marker(producer_id, producer_epoch)?;
-        let mut bytes = batch::end_txn_marker(producer_id, producer_epoch, control, coordinator_epoch, now_ms)?;
-        let Some(h) = self.write_batch(&mut bytes, None, now_ms)? else {
+        let bytes = batch::end_txn_marker(producer_id, producer_epoch, control, coordinator_epoch, now_ms)?;
+        let Some(h) = self.write_batch(&bytes, None, now_ms)? else {
             return Err(BatchError::Invalid("unreadable transaction marker".into()).into());
         };
         if let Some(entry) = track_batch(&mut self.producers, &h, Some(control), coordinator_epoch) {
@@ -435,7 +446,7 @@ impl Log {
         let start_key = self.segments.range(..=offset).next_back().map_or(offset, |(k, _)| *k);
         for seg in self.segments.range(start_key..).map(|(_, s)| s) {
             if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
-                return Ok(ReadResult { records: Some(slice.bytes) });
+                return Ok(ReadResult { records: Some(slice) });
             }
         }
         Ok(ReadResult { records: None })
@@ -685,7 +696,7 @@ mod tests {
         let mut offset = 0;
         while offset < 100 {
             let r = log.read(offset, 1 << 20, 100, true).unwrap();
-            let bytes = r.records.unwrap();
+            let bytes = r.bytes().unwrap().unwrap();
             let mut at = 0;
             while let Some((base, size)) = batch::offset_and_size(&bytes[at..]) {
                 assert_eq!(base, offset);

@@ -6,6 +6,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use super::batch::{self, BatchHeader, ControlType, HEADER_SIZE, LAST_OFFSET_DELTA, LOG_OVERHEAD};
@@ -31,7 +33,8 @@ const MAX_MARKER_SIZE: usize = 256;
 pub struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: File,
+    /// Shared so that a fetch can send from the file after the log's lock is released.
+    log: Arc<File>,
     size: u64,
     next_offset: i64,
     index: OffsetIndex,
@@ -97,11 +100,59 @@ pub fn for_each_batch_in(log: &File, len: u64, mut f: impl FnMut(Bytes)) -> io::
     Ok(())
 }
 
-/// A run of whole batches read from a segment.
+/// Writes all of `parts` at `pos`, retrying short writes.
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut pos: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    while !parts.is_empty() {
+        let iov: Vec<libc::iovec> =
+            parts.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+        // SAFETY: every iovec points into a live slice borrowed for the duration of the call.
+        let n = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int, pos as libc::off_t) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        pos += n as u64;
+        let mut written = n as usize;
+        while let Some(first) = parts.first_mut() {
+            if written < first.len() {
+                *first = &first[written..];
+                break;
+            }
+            written -= first.len();
+            parts.remove(0);
+        }
+    }
+    Ok(())
+}
+
+/// A run of whole batches in a segment file, located but not read: fetches send it
+/// straight from the file (`sendfile`), other readers copy it out with [`Slice::to_bytes`].
+/// Batches never change once written, so the range stays valid without the log's lock.
+#[derive(Debug, Clone)]
 pub struct Slice {
-    pub bytes: Bytes,
-    /// Base offset of the first batch in `bytes`.
+    pub file: Arc<File>,
+    pub position: u64,
+    pub len: usize,
+    /// Base offset of the first batch.
     pub first_offset: i64,
+    /// The offset after the last batch.
+    pub end_offset: i64,
+}
+
+impl Slice {
+    pub fn to_bytes(&self) -> io::Result<Bytes> {
+        let mut buf = BytesMut::zeroed(self.len);
+        self.file.read_exact_at(&mut buf, self.position)?;
+        Ok(buf.freeze())
+    }
 }
 
 impl Segment {
@@ -129,7 +180,7 @@ impl Segment {
         let mut seg = Segment {
             base_offset,
             log_path,
-            log,
+            log: Arc::new(log),
             size,
             next_offset: base_offset,
             index,
@@ -265,8 +316,15 @@ impl Segment {
 
     /// Appends one batch whose header has already been assigned its offset.
     pub fn append(&mut self, bytes: &[u8], h: &BatchHeader) -> io::Result<()> {
-        self.log.write_all_at(bytes, self.size)?;
-        self.note_appended(h, self.size, bytes.len() as u64);
+        self.append_parts(&[bytes], h)
+    }
+
+    /// Appends one batch given in pieces (an assigned header copy and the rest), with one
+    /// `pwritev`.
+    pub fn append_parts(&mut self, parts: &[&[u8]], h: &BatchHeader) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        write_all_vectored_at(&self.log, parts, self.size)?;
+        self.note_appended(h, self.size, len as u64);
         Ok(())
     }
 
@@ -295,38 +353,59 @@ impl Segment {
         Ok(None)
     }
 
-    /// Reads whole batches starting with the one holding `offset`, up to `max_bytes`, never
+    /// Locates whole batches starting with the one holding `offset`, up to `max_bytes`, never
     /// past byte `limit` or a batch whose base offset is `>= max_offset`. With `min_one`, the
-    /// first batch is returned whole even when larger than `max_bytes` (KIP-74).
+    /// first batch is returned whole even when larger than `max_bytes` (KIP-74). Only batch
+    /// headers are read, a window at a time.
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> io::Result<Option<Slice>> {
+        const WINDOW: usize = 16 * 1024;
         let limit = self.size;
         let Some(start) = self.position_of(offset, limit)? else {
             return Ok(None);
         };
-        let want = (limit - start).min(max_bytes as u64) as usize;
-        let mut buf = BytesMut::zeroed(want.max(LOG_OVERHEAD).min((limit - start) as usize));
-        self.log.read_exact_at(&mut buf, start)?;
-        let mut end = 0usize;
+        let mut window = vec![0u8; WINDOW];
+        let (mut window_pos, mut window_len) = (start, 0usize);
+        let mut end = start;
         let mut first_offset = None;
-        while let Some((base, size)) = buf.get(end..).and_then(batch::offset_and_size) {
-            if base >= max_offset {
+        let mut end_offset = offset;
+        while end + WALK_HEADER as u64 <= limit {
+            let in_window = end >= window_pos && end + WALK_HEADER as u64 <= window_pos + window_len as u64;
+            if !in_window {
+                window_len = ((limit - end) as usize).min(WINDOW);
+                window_pos = end;
+                self.log.read_exact_at(&mut window[..window_len], end)?;
+            }
+            let at = (end - window_pos) as usize;
+            let head = &window[at..at + WALK_HEADER];
+            let Some((base, size)) = batch::offset_and_size(head) else { break };
+            let next = end + size as u64;
+            if base >= max_offset || size < WALK_HEADER || next > limit {
                 break;
             }
-            if end + size > buf.len() {
-                let first_and_too_big = end == 0 && min_one && start + size as u64 <= limit;
-                if first_and_too_big {
-                    buf.resize(size, 0);
-                    self.log.read_exact_at(&mut buf, start)?;
-                    first_offset.get_or_insert(base);
-                    end = size;
-                }
+            let fits = next - start <= max_bytes as u64;
+            if !fits && !(first_offset.is_none() && min_one) {
                 break;
             }
+            let delta = i32::from_be_bytes([
+                head[LAST_OFFSET_DELTA],
+                head[LAST_OFFSET_DELTA + 1],
+                head[LAST_OFFSET_DELTA + 2],
+                head[LAST_OFFSET_DELTA + 3],
+            ]);
             first_offset.get_or_insert(base);
-            end += size;
+            end_offset = base + i64::from(delta) + 1;
+            end = next;
+            if !fits {
+                break;
+            }
         }
-        buf.truncate(end);
-        Ok(first_offset.map(|first_offset| Slice { bytes: buf.freeze(), first_offset }))
+        Ok(first_offset.map(|first_offset| Slice {
+            file: self.log.clone(),
+            position: start,
+            len: (end - start) as usize,
+            first_offset,
+            end_offset,
+        }))
     }
 
     /// The first batch (from the time index's hint on) whose max timestamp is `>= ts`.
@@ -400,7 +479,7 @@ impl Segment {
 
     /// A frozen view of this (closed) segment for reading without the log's lock.
     pub fn snapshot(&self) -> io::Result<SegmentSnapshot> {
-        Ok(SegmentSnapshot { base_offset: self.base_offset, size: self.size, file: self.log.try_clone()? })
+        Ok(SegmentSnapshot { base_offset: self.base_offset, size: self.size, file: self.log.as_ref().try_clone()? })
     }
 
     /// Called when the segment stops being the active one: records its final time-index
@@ -432,7 +511,7 @@ impl Segment {
 
     /// A second handle on the log file, so it can be fsynced without holding the log's lock.
     pub fn file_handle(&self) -> io::Result<File> {
-        self.log.try_clone()
+        self.log.as_ref().try_clone()
     }
 
     pub fn flush_indexes(&self) -> io::Result<()> {
@@ -481,9 +560,13 @@ mod tests {
         }
         assert_eq!(seg.next_offset(), 60);
         let s = seg.read(31, 1 << 20, i64::MAX, true).unwrap().unwrap();
-        assert_eq!(s.first_offset, 30);
+        assert_eq!((s.first_offset, s.end_offset), (30, 60));
+        assert_eq!(s.len as u64, seg.size() - s.position);
         let s = seg.read(31, 10, i64::MAX, true).unwrap().unwrap();
-        assert_eq!(BatchHeader::parse(&s.bytes).unwrap().record_count, 3);
+        assert_eq!(BatchHeader::parse(&s.to_bytes().unwrap()).unwrap().record_count, 3, "KIP-74: one whole batch");
+        assert_eq!(s.end_offset, 33);
+        let s = seg.read(0, 1 << 20, 9, true).unwrap().unwrap();
+        assert_eq!(s.end_offset, 9, "stops before the batch at max_offset");
         assert!(seg.read(31, 10, i64::MAX, false).unwrap().is_none());
         assert!(seg.read(60, 1 << 20, i64::MAX, true).unwrap().is_none());
         let found = seg.find_batch_by_timestamp(7).unwrap().unwrap();

@@ -1,0 +1,667 @@
+//! weir-bench: load generator and measuring tool for Weir (or any Kafka broker), on rdkafka.
+//!
+//! In the spirit of Kafka's `kafka-producer-perf-test`, `kafka-consumer-perf-test` and
+//! `EndToEndLatency`: produce and consume throughput, end-to-end latency percentiles at a fixed
+//! offered rate, the machine's own disk limits, and a 10,000-partition start-up check. Every
+//! run prints a progress line on stderr each second and one JSON summary line on stdout. With
+//! `--broker-pid` it samples the broker's CPU time (user+sys) and peak RSS over the run and
+//! reports broker CPU-seconds per GB of record payload moved.
+//!
+//! Run `cargo run --release --example weir-bench -- --help`; `bench/run` drives the standard
+//! scenarios.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "weir-bench", about = "Load generator and measurements for Kafka-protocol brokers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Produce throughput.
+    Produce(ProduceArgs),
+    /// Consume throughput (reads what is in the topic, from the beginning).
+    Consume(ConsumeArgs),
+    /// End-to-end latency at a fixed offered rate.
+    Latency(LatencyArgs),
+    /// This machine's disk limits: sequential write bandwidth with fdatasync, fsync latency.
+    Disk(DiskArgs),
+    /// Many partitions: create them, restart the broker, time start-up, idle RSS, Metadata.
+    Partitions(PartitionsArgs),
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Broker process to sample (CPU time, peak RSS).
+    #[arg(long)]
+    broker_pid: Option<i32>,
+    /// Scenario name for the summary.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Partitions of the topic, created if it does not exist.
+    #[arg(long, default_value_t = 8)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "1")]
+    acks: String,
+    #[arg(long, default_value = "none")]
+    compression: String,
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u32,
+    /// librdkafka batch.size (bytes).
+    #[arg(long, default_value_t = 1_000_000)]
+    batch_size: u32,
+    /// Producer instances, each on its own thread.
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    /// Idle client connections held open during the run.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Stop after this many records.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+}
+
+#[derive(Args)]
+struct LatencyArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench-latency")]
+    topic: String,
+    /// Offered load in records per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value = "all")]
+    acks: String,
+}
+
+#[derive(Args)]
+struct DiskArgs {
+    /// Directory on the filesystem to measure (the broker's data directory's filesystem).
+    #[arg(long)]
+    dir: PathBuf,
+    /// MiB written for the bandwidth figures.
+    #[arg(long, default_value_t = 256)]
+    mib: usize,
+    #[arg(long, default_value = "disk")]
+    label: String,
+}
+
+#[derive(Args)]
+struct PartitionsArgs {
+    /// The broker binary to start.
+    #[arg(long)]
+    weir: PathBuf,
+    /// Data directory (created; its contents are the broker's).
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    topics: usize,
+    #[arg(long, default_value_t = 10)]
+    partitions: i32,
+    /// Metadata requests timed.
+    #[arg(long, default_value_t = 20)]
+    metadata_requests: usize,
+    #[arg(long, default_value = "partitions")]
+    label: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let summary = match Cli::parse().cmd {
+        Cmd::Produce(a) => produce(a)?,
+        Cmd::Consume(a) => consume(a)?,
+        Cmd::Latency(a) => latency(a)?,
+        Cmd::Disk(a) => disk(a)?,
+        Cmd::Partitions(a) => partitions(a)?,
+    };
+    println!("{summary}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// broker sampling
+
+/// CPU time and peak RSS of the broker process over one run, read from `/proc`.
+struct BrokerSampler {
+    pid: i32,
+    cpu_start: f64,
+}
+
+fn proc_cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+impl BrokerSampler {
+    fn start(pid: Option<i32>) -> Option<BrokerSampler> {
+        let pid = pid?;
+        // resets the peak RSS so VmHWM covers this run only
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        Some(BrokerSampler { pid, cpu_start: proc_cpu_seconds(pid)? })
+    }
+
+    fn finish(&self, payload_bytes: u64) -> Value {
+        let cpu = proc_cpu_seconds(self.pid).unwrap_or(self.cpu_start) - self.cpu_start;
+        let gb = payload_bytes as f64 / 1e9;
+        json!({
+            "broker_cpu_s": round(cpu, 3),
+            "broker_cpu_s_per_gb": if gb > 0.0 { round(cpu / gb, 3) } else { 0.0 },
+            "broker_peak_rss_mb": proc_status_kib(self.pid, "VmHWM:").map(|k| k / 1024),
+        })
+    }
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
+}
+
+/// Prints a progress line every second until dropped.
+struct Progress {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(label: &str, counter: Arc<AtomicU64>, record_size: usize) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, label) = (stop.clone(), label.to_string());
+        let handle = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut last = (0u64, Instant::now());
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.1.elapsed() < Duration::from_secs(1) {
+                    continue;
+                }
+                let n = counter.load(Ordering::Relaxed);
+                let rate = (n - last.0) as f64 / last.1.elapsed().as_secs_f64();
+                eprintln!(
+                    "[{label}] {:>6.1}s {n:>12} records {rate:>12.0} rec/s {:>8.1} MB/s",
+                    started.elapsed().as_secs_f64(),
+                    rate * record_size as f64 / 1e6
+                );
+                last = (n, Instant::now());
+            }
+        });
+        Progress { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// clients
+
+fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4").set("log_level", "3");
+    c
+}
+
+fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let res = rt.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
+    match &res[0] {
+        Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+        Err((t, e)) => anyhow::bail!("cannot create {t}: {e}"),
+    }
+}
+
+/// Distinct payloads of uppercase letters (as kafka-producer-perf-test makes them), so that
+/// compression sees realistic, not repeated, data.
+fn payload_pool(size: usize) -> Vec<Vec<u8>> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..4096)
+        .map(|_| {
+            (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b'A' + (x % 26) as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Counts acknowledged and failed deliveries.
+#[derive(Clone, Default)]
+struct Counting {
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.acked.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+fn producer_config(bootstrap: &str, acks: &str, compression: &str, linger_ms: u32, batch_size: u32) -> ClientConfig {
+    let mut c = client_config(bootstrap);
+    c.set("acks", acks)
+        .set("compression.type", compression)
+        .set("linger.ms", linger_ms.to_string())
+        .set("batch.size", batch_size.to_string())
+        .set("batch.num.messages", "100000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("message.timeout.ms", "120000");
+    c
+}
+
+/// Opens `n` connections and completes an ApiVersions exchange on each, so the broker holds
+/// them as real (idle) client connections.
+fn open_idle_connections(bootstrap: &str, n: usize) -> anyhow::Result<Vec<std::net::TcpStream>> {
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = std::net::TcpStream::connect(bootstrap)?;
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::ApiVersions as i16)
+            .with_request_api_version(0)
+            .with_correlation_id(i as i32)
+            .with_client_id(Some(StrBytes::from_static_str("idle")));
+        let mut body = bytes::BytesMut::new();
+        header.encode(&mut body, 1)?;
+        ApiVersionsRequest::default().encode(&mut body, 0)?;
+        s.write_all(&(body.len() as i32).to_be_bytes())?;
+        s.write_all(&body)?;
+        let mut size = [0u8; 4];
+        std::io::Read::read_exact(&mut s, &mut size)?;
+        let mut resp = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+        std::io::Read::read_exact(&mut s, &mut resp)?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn produce(a: ProduceArgs) -> anyhow::Result<Value> {
+    ensure_topic(&a.target.bootstrap, &a.topic, a.partitions)?;
+    let idle = open_idle_connections(&a.target.bootstrap, a.idle_connections)?;
+    let pool = Arc::new(payload_pool(a.record_size));
+    let ctx = Counting::default();
+    let progress = Progress::start(&a.target.label, ctx.acked.clone(), a.record_size);
+    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let started = Instant::now();
+    let per_producer = a.records / a.producers as u64;
+    let threads: Vec<_> = (0..a.producers)
+        .map(|_| {
+            let config = producer_config(&a.target.bootstrap, &a.acks, &a.compression, a.linger_ms, a.batch_size);
+            let (ctx, pool, topic) = (ctx.clone(), pool.clone(), a.topic.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let p: ThreadedProducer<Counting> = config.create_with_context(ctx)?;
+                for i in 0..per_producer {
+                    let payload = &pool[i as usize % pool.len()];
+                    let mut rec = BaseRecord::<(), [u8]>::to(&topic).payload(payload);
+                    loop {
+                        match p.send(rec) {
+                            Ok(()) => break,
+                            Err((_, back)) => {
+                                rec = back;
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                        }
+                    }
+                }
+                p.flush(Duration::from_secs(120))?;
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(progress);
+    drop(idle);
+    let records = ctx.acked.load(Ordering::Relaxed);
+    let bytes = records * a.record_size as u64;
+    let mut out = json!({
+        "scenario": a.target.label, "kind": "produce", "records": records,
+        "failed": ctx.failed.load(Ordering::Relaxed), "record_size": a.record_size,
+        "partitions": a.partitions, "acks": a.acks, "compression": a.compression,
+        "producers": a.producers, "idle_connections": a.idle_connections,
+        "seconds": round(seconds, 3), "records_per_s": round(records as f64 / seconds, 0),
+        "mb_per_s": round(bytes as f64 / seconds / 1e6, 1),
+    });
+    if let Some(s) = sampler {
+        merge(&mut out, s.finish(bytes));
+    }
+    Ok(out)
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), from) {
+        a.extend(b);
+    }
+}
+
+fn consume(a: ConsumeArgs) -> anyhow::Result<Value> {
+    let consumer: BaseConsumer = client_config(&a.target.bootstrap)
+        .set("group.id", "weir-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.message.max.bytes", "8388608")
+        .set("fetch.max.bytes", "67108864")
+        .set("queued.max.messages.kbytes", "1048576")
+        .set("queued.min.messages", "1000000")
+        .create()?;
+    let meta = consumer.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+    let partitions = meta.topics().first().map_or(0, |t| t.partitions().len());
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&a.topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut record_size = 0usize;
+    let progress = Progress::start(&a.target.label, counter.clone(), 100);
+    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let started = Instant::now();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut idle_since = Instant::now();
+    while records < a.records && idle_since.elapsed() < Duration::from_secs(10) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let n = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                record_size = n;
+                records += 1;
+                bytes += n as u64;
+                if records % 1024 == 0 {
+                    counter.store(records, Ordering::Relaxed);
+                }
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => anyhow::bail!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(progress);
+    let mut out = json!({
+        "scenario": a.target.label, "kind": "consume", "records": records, "record_size": record_size,
+        "partitions": partitions, "seconds": round(seconds, 3),
+        "records_per_s": round(records as f64 / seconds, 0), "mb_per_s": round(bytes as f64 / seconds / 1e6, 1),
+    });
+    if let Some(s) = sampler {
+        merge(&mut out, s.finish(bytes));
+    }
+    Ok(out)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn latency(a: LatencyArgs) -> anyhow::Result<Value> {
+    ensure_topic(&a.target.bootstrap, &a.topic, 1)?;
+    let consumer: BaseConsumer = client_config(&a.target.bootstrap)
+        .set("group.id", "weir-bench-latency")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "500")
+        .set("fetch.min.bytes", "1")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&a.topic, 0, Offset::End)?;
+    consumer.assign(&tpl)?;
+    // let the consumer find its position before the clock starts
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_secs(2) {
+        consumer.poll(Duration::from_millis(50));
+    }
+    let total = a.rate * a.seconds;
+    let producer: ThreadedProducer<Counting> = producer_config(&a.target.bootstrap, &a.acks, "none", 0, 1_000_000)
+        .set("queue.buffering.max.ms", "0")
+        .create_with_context(Counting::default())?;
+    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let counter = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(&a.target.label, counter.clone(), a.record_size);
+    let (topic, size, rate) = (a.topic.clone(), a.record_size.max(8), a.rate);
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut payload = vec![b'x'; size];
+        for i in 0..total {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            payload[..8].copy_from_slice(&now_ns().to_be_bytes());
+            let mut rec = BaseRecord::<(), [u8]>::to(&topic).payload(&payload).partition(0);
+            while let Err((_, back)) = producer.send(rec) {
+                rec = back;
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        let _ = producer.flush(Duration::from_secs(30));
+    });
+    let mut latencies_us: Vec<u64> = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(a.seconds + 30);
+    while (latencies_us.len() as u64) < total && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            if let Some(p) = m.payload().filter(|p| p.len() >= 8) {
+                let sent = u64::from_be_bytes(p[..8].try_into().unwrap_or_default());
+                latencies_us.push(now_ns().saturating_sub(sent) / 1000);
+                counter.store(latencies_us.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    let _ = sender.join();
+    drop(progress);
+    latencies_us.sort_unstable();
+    let pct = |q: f64| -> f64 {
+        if latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies_us.len() as f64 - 1.0) * q).round() as usize;
+        latencies_us[i] as f64 / 1000.0
+    };
+    let mut out = json!({
+        "scenario": a.target.label, "kind": "latency", "records": latencies_us.len(), "expected": total,
+        "rate": a.rate, "record_size": a.record_size, "acks": a.acks,
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0),
+    });
+    if let Some(s) = sampler {
+        merge(&mut out, s.finish(latencies_us.len() as u64 * a.record_size as u64));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// machine limits
+
+fn disk(a: DiskArgs) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(&a.dir)?;
+    let path = a.dir.join(".weir-bench-disk");
+    let block = vec![0x5au8; 1 << 20];
+    // sequential 1 MiB writes, each followed by fdatasync: the best a durable log can do
+    let mut f = std::fs::File::create(&path)?;
+    let started = Instant::now();
+    for _ in 0..a.mib {
+        f.write_all(&block)?;
+        f.sync_data()?;
+    }
+    let synced_mb_s = a.mib as f64 * 1.048_576 / started.elapsed().as_secs_f64();
+    // the same without fsync: the page-cache bandwidth
+    let mut f = std::fs::File::create(&path)?;
+    let started = Instant::now();
+    for _ in 0..a.mib {
+        f.write_all(&block)?;
+    }
+    let cached_mb_s = a.mib as f64 * 1.048_576 / started.elapsed().as_secs_f64();
+    // fsync latency of a small append
+    let mut f = std::fs::File::create(&path)?;
+    let small = vec![0u8; 4096];
+    let mut lat: Vec<f64> = (0..500)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&small).and_then(|_| f.sync_data()).map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<Result<_, _>>()?;
+    lat.sort_by(f64::total_cmp);
+    let _ = std::fs::remove_file(&path);
+    Ok(json!({
+        "scenario": a.label, "kind": "disk", "dir": a.dir.display().to_string(),
+        "fdatasync_write_mb_s": round(synced_mb_s, 1), "page_cache_write_mb_s": round(cached_mb_s, 1),
+        "fdatasync_4k_p50_ms": round(lat[lat.len() / 2], 3), "fdatasync_4k_p99_ms": round(lat[lat.len() * 99 / 100], 3),
+    }))
+}
+
+/// A broker child process and the address it listens on.
+struct Spawned {
+    child: std::process::Child,
+    addr: String,
+    started_in: Duration,
+}
+
+fn spawn_broker(weir: &PathBuf, data_dir: &PathBuf) -> anyhow::Result<Spawned> {
+    let started = Instant::now();
+    let mut child = Command::new(weir)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let out = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let err = child.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("weir listening addr=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
+                }
+            }
+        });
+    }
+    let addr = rx.recv_timeout(Duration::from_secs(120))?;
+    Ok(Spawned { child, addr, started_in: started.elapsed() })
+}
+
+fn stop_broker(mut s: Spawned) -> anyhow::Result<()> {
+    // SAFETY: kill(2) with the child's pid and SIGTERM has no memory-safety preconditions.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    s.child.wait()?;
+    Ok(())
+}
+
+fn partitions(a: PartitionsArgs) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(&a.data_dir)?;
+    let first = spawn_broker(&a.weir, &a.data_dir)?;
+    let admin: AdminClient<DefaultClientContext> = client_config(&first.addr).create()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let names: Vec<String> = (0..a.topics).map(|i| format!("many-{i:05}")).collect();
+    let created = Instant::now();
+    for (i, chunk) in names.chunks(100).enumerate() {
+        let news: Vec<NewTopic> =
+            chunk.iter().map(|n| NewTopic::new(n, a.partitions, TopicReplication::Fixed(1))).collect();
+        for r in rt.block_on(admin.create_topics(&news, &AdminOptions::new()))? {
+            if let Err((t, e)) = r {
+                if e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                    anyhow::bail!("cannot create {t}: {e}");
+                }
+            }
+        }
+        eprintln!("[{}] created {} topics", a.label, i * 100 + chunk.len());
+    }
+    let create_s = created.elapsed().as_secs_f64();
+    drop(admin);
+    stop_broker(first)?;
+    let second = spawn_broker(&a.weir, &a.data_dir)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = second.child.id() as i32;
+    let idle_rss_mb = proc_status_kib(pid, "VmRSS:").map(|k| k / 1024);
+    let consumer: BaseConsumer = client_config(&second.addr).create()?;
+    let mut times: Vec<f64> = Vec::new();
+    let mut seen = 0;
+    for _ in 0..a.metadata_requests {
+        let t = Instant::now();
+        let meta = consumer.fetch_metadata(None, Duration::from_secs(30))?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        seen = meta.topics().iter().map(|t| t.partitions().len()).sum::<usize>();
+    }
+    times.sort_by(f64::total_cmp);
+    let startup_s = second.started_in.as_secs_f64();
+    stop_broker(second)?;
+    Ok(json!({
+        "scenario": a.label, "kind": "partitions", "topics": a.topics,
+        "partitions": seen, "create_s": round(create_s, 2), "startup_s": round(startup_s, 3),
+        "idle_rss_mb": idle_rss_mb, "metadata_p50_ms": round(times[times.len() / 2], 2),
+        "metadata_max_ms": round(times.last().copied().unwrap_or_default(), 2),
+    }))
+}

@@ -71,10 +71,11 @@ impl IndexEntry for TimeEntry {
     }
 }
 
-/// One memory-mapped index file.
+/// One memory-mapped index file. The file descriptor is closed once the file is mapped (the
+/// mapping stays valid), so a partition costs one open descriptor per segment, its log —
+/// what lets a broker hold tens of thousands of partitions under a default `ulimit -n`.
 pub struct Index<E: IndexEntry> {
     path: PathBuf,
-    file: File,
     mmap: Option<MmapMut>,
     entries: usize,
     _kind: std::marker::PhantomData<E>,
@@ -87,24 +88,29 @@ impl<E: IndexEntry> Index<E> {
     /// Opens (creating if needed) an index whose valid entries fill the file's current length,
     /// and sizes the file to `max_bytes` so entries can be appended in place.
     pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        let len = file.metadata()?.len();
+        let len = Self::open_file(path)?.metadata()?.len();
         let entries = (len / E::SIZE as u64) as usize;
-        let mut index = Index { path: path.to_path_buf(), file, mmap: None, entries, _kind: std::marker::PhantomData };
+        let mut index = Index { path: path.to_path_buf(), mmap: None, entries, _kind: std::marker::PhantomData };
         index.resize(max_bytes.max(len))?;
         Ok(index)
     }
 
-    fn resize(&mut self, bytes: u64) -> io::Result<()> {
+    fn open_file(path: &Path) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+    }
+
+    /// Sizes the file and maps it again; returns the file for a caller that wants to sync it.
+    fn resize(&mut self, bytes: u64) -> io::Result<File> {
         let bytes = bytes - bytes % E::SIZE as u64;
         self.mmap = None;
-        self.file.set_len(bytes)?;
+        let file = Self::open_file(&self.path)?;
+        file.set_len(bytes)?;
         if bytes > 0 {
-            // SAFETY: the file is owned by this index and only resized through `resize`,
+            // SAFETY: the file belongs to this index and is only resized through `resize`,
             // which drops the mapping first; no other process is expected to truncate it.
-            self.mmap = Some(unsafe { MmapMut::map_mut(&self.file)? });
+            self.mmap = Some(unsafe { MmapMut::map_mut(&file)? });
         }
-        Ok(())
+        Ok(file)
     }
 
     fn capacity(&self) -> usize {
@@ -200,8 +206,7 @@ impl<E: IndexEntry> Index<E> {
     /// Shrinks the file to its entries (segment closed or broker shutting down).
     pub fn trim(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.resize((self.entries * E::SIZE) as u64)?;
-        self.file.sync_all()
+        self.resize((self.entries * E::SIZE) as u64)?.sync_all()
     }
 
     pub fn path(&self) -> &Path {

@@ -69,7 +69,7 @@ impl Connection {
         // One input buffer for the connection's life: frames are split off it, and once a
         // request's frame is dropped its space is reused, so large produce requests do not
         // cost a fresh allocation (and page faults) each.
-        let mut input = BytesMut::with_capacity(64 * 1024);
+        let mut input = BytesMut::new();
         loop {
             let filled = tokio::select! {
                 r = tokio::time::timeout(self.settings.idle, fill(&mut rd, &mut input, 4)) => r,
@@ -123,7 +123,7 @@ async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::i
 }
 
 /// Read-ahead granularity of the input buffer.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 async fn write_response(wr: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
     match response {

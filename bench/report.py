@@ -1,0 +1,91 @@
+"""Prints bench/run's results next to their targets and this machine's measured limits.
+
+Usage: python3 bench/report.py RESULTS.jsonl [full|smoke]. A smoke run only checks that every
+scenario ran and moved all its records (no timing is judged); it exits 1 otherwise.
+"""
+import json
+import sys
+
+path, mode = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "full")
+runs = {}
+with open(path) as f:
+    for line in f:
+        line = line.strip()
+        if line.startswith("{"):
+            j = json.loads(line)
+            runs[j["scenario"]] = j
+
+expected = ["disk", "produce-1k-acks-all-durable", "produce-100b-lz4", "consume-100b", "latency-durable",
+            "latency-no-fsync", "produce-no-idle", "produce-1000-idle", "partitions"]
+missing = [s for s in expected if s not in runs]
+problems = [f"missing scenario {s}" for s in missing]
+for name, r in runs.items():
+    if r.get("failed"):
+        problems.append(f"{name}: {r['failed']} records failed")
+    if r["kind"] == "latency" and r["records"] != r["expected"]:
+        problems.append(f"{name}: {r['records']} of {r['expected']} records arrived")
+if "produce-100b-lz4" in runs and "consume-100b" in runs:
+    if runs["consume-100b"]["records"] != runs["produce-100b-lz4"]["records"]:
+        problems.append("consume-100b did not read back every produced record")
+if "partitions" in runs and runs["partitions"]["partitions"] != runs["partitions"]["topics"] * 10:
+    problems.append("partitions: Metadata did not list every partition")
+
+if mode == "smoke":
+    for p in problems:
+        print("bench smoke:", p)
+    print("bench smoke:", "ok" if not problems else "FAILED", f"({len(runs)} scenarios)")
+    sys.exit(1 if problems else 0)
+
+
+def row(scenario, figure, target, verdict):
+    print(f"| {scenario} | {figure} | {target} | {verdict} |")
+
+
+def ok(cond):
+    return "met" if cond else "**not met**"
+
+
+disk = runs.get("disk", {})
+print()
+print(f"machine: fdatasync'd sequential writes {disk.get('fdatasync_write_mb_s')} MB/s, "
+      f"fdatasync p50/p99 {disk.get('fdatasync_4k_p50_ms')}/{disk.get('fdatasync_4k_p99_ms')} ms, "
+      f"page-cache writes {disk.get('page_cache_write_mb_s')} MB/s "
+      f"({disk.get('page_cache_write_cpu_s_per_gb')} CPU-s/GB)")
+print()
+print("| scenario | result | target | verdict |")
+print("|---|---|---|---|")
+r = runs.get("produce-1k-acks-all-durable")
+if r and disk:
+    ratio = r["mb_per_s"] / disk["fdatasync_write_mb_s"]
+    row("produce 1 KiB acks=all durable", f"{r['mb_per_s']} MB/s = {ratio:.0%} of fdatasync bandwidth",
+        ">= 80 %", ok(ratio >= 0.8))
+r = runs.get("produce-100b-lz4")
+if r:
+    row("produce 100 B acks=1 lz4", f"{r['records_per_s']:,.0f} rec/s, broker {r.get('broker_cpu_s_per_gb')} CPU-s/GB "
+        f"(page cache alone {disk.get('page_cache_write_cpu_s_per_gb')})",
+        ">= 2,500,000 rec/s, <= 0.35 CPU-s/GB",
+        ok(r["records_per_s"] >= 2_500_000 and r.get("broker_cpu_s_per_gb", 9) <= 0.35))
+r = runs.get("consume-100b")
+if r:
+    row("consume 100 B from page cache", f"{r['records_per_s']:,.0f} rec/s, broker {r.get('broker_cpu_s_per_gb')} CPU-s/GB",
+        ">= 2,500,000 rec/s, <= 0.15 CPU-s/GB",
+        ok(r["records_per_s"] >= 2_500_000 and r.get("broker_cpu_s_per_gb", 9) <= 0.15))
+for name, limit in (("latency-durable", 2.0), ("latency-no-fsync", 1.0)):
+    r = runs.get(name)
+    if r:
+        row(name, f"p50 {r['p50_ms']} / p99 {r['p99_ms']} / p99.9 {r['p999_ms']} / max {r['max_ms']} ms",
+            f"p99 <= {limit} ms", ok(r["p99_ms"] <= limit))
+r = runs.get("partitions")
+if r:
+    row(f"{r['partitions']} partitions", f"start-up {r['startup_s']} s, idle RSS {r['idle_rss_mb']} MB, "
+        f"Metadata p50 {r['metadata_p50_ms']} ms (max {r['metadata_max_ms']})",
+        "<= 3 s, <= 300 MB, <= 50 ms",
+        ok(r["startup_s"] <= 3 and r["idle_rss_mb"] <= 300 and r["metadata_p50_ms"] <= 50))
+a, b = runs.get("produce-no-idle"), runs.get("produce-1000-idle")
+if a and b:
+    ratio = b["records_per_s"] / a["records_per_s"]
+    row("1,000 idle connections", f"{b['records_per_s']:,.0f} vs {a['records_per_s']:,.0f} rec/s ({ratio:.0%})",
+        "within 10 %", ok(ratio >= 0.9))
+for p in problems:
+    print("problem:", p)
+sys.exit(1 if problems else 0)

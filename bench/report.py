@@ -48,7 +48,8 @@ def ok(cond):
 disk = runs.get("disk", {})
 print()
 print(f"machine: fdatasync'd sequential writes {disk.get('fdatasync_write_mb_s')} MB/s, "
-      f"fdatasync p50/p99 {disk.get('fdatasync_4k_p50_ms')}/{disk.get('fdatasync_4k_p99_ms')} ms, "
+      f"fdatasync of a 4 KiB append p50/p99/p99.9/max {disk.get('fdatasync_4k_p50_ms')}/{disk.get('fdatasync_4k_p99_ms')}/"
+      f"{disk.get('fdatasync_4k_p999_ms')}/{disk.get('fdatasync_4k_max_ms')} ms, "
       f"page-cache writes {disk.get('page_cache_write_mb_s')} MB/s "
       f"({disk.get('page_cache_write_cpu_s_per_gb')} CPU-s/GB)")
 print()

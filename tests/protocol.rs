@@ -136,3 +136,33 @@ async fn produce_validation_codes_and_acks_zero() {
     .await
     .unwrap();
 }
+
+/// Pipelined requests on one connection: durable produces wait for their fsync while the
+/// next requests are read, yet responses come back in request order and appends happen in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_are_answered_in_order() {
+    use kafka_protocol::messages::ProduceResponse;
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("pipelined");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = raw::connect(&b);
+        for i in 0..10 {
+            raw::send(&mut s, ApiKey::Produce, 9, i, &produce_req(&topic, -1, weir::log::batch::sample_batch(3)));
+            raw::send(&mut s, ApiKey::ApiVersions, 0, 100 + i, &ApiVersionsRequest::default());
+        }
+        for i in 0..10 {
+            let mut frame = raw::read_frame(&mut s).expect("produce response");
+            let header_version = <ProduceResponse as kafka_protocol::protocol::HeaderVersion>::header_version(9);
+            assert_eq!(ResponseHeader::decode(&mut frame, header_version).unwrap().correlation_id, i);
+            let r = ProduceResponse::decode(&mut frame, 9).unwrap();
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, i64::from(i) * 3), "appended in request order");
+            let mut frame = raw::read_frame(&mut s).expect("api versions response");
+            assert_eq!(ResponseHeader::decode(&mut frame, 0).unwrap().correlation_id, 100 + i);
+        }
+    })
+    .await
+    .unwrap();
+}

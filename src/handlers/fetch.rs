@@ -17,9 +17,9 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::response::FileRecords;
 use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
-use super::response::FileRecords;
 use crate::log::LogError;
 use crate::partition::Partition;
 

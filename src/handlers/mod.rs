@@ -98,13 +98,64 @@ pub enum FrameError {
     Encode(ApiKey, i16, String),
 }
 
-/// Serves one request frame (without its size prefix). `Ok(None)` means no response is due
+/// A response still being worked on: produce requests waiting for their fsync.
+pub type Pending = std::pin::Pin<Box<dyn Future<Output = Result<Option<Response>, FrameError>> + Send>>;
+
+/// What serving a request gave: the response now, or a future that finishes it. Every side
+/// effect of a request (appends included) has happened by the time `handle_frame` returns,
+/// so requests take effect in arrival order even when their responses wait.
+pub enum Handled {
+    Now(Option<Response>),
+    Later(Pending),
+}
+
+/// Serves one request frame (without its size prefix). `Now(None)` means no response is due
 /// (acks=0 produce).
-pub async fn handle_frame(
+pub async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Handled, FrameError> {
+    let key = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
+    if key == Some(ApiKey::Produce as i16) {
+        return handle_produce(broker, peer, frame).await;
+    }
+    serve_frame(broker, peer, frame).await.map(Handled::Now)
+}
+
+/// Produce: appended now; answered now, or once its fsync is done.
+async fn handle_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Handled, FrameError> {
+    let (ctx, mut body) = parse_header(broker, peer, frame)?;
+    let req = decode(ApiKey::Produce, ctx.version, &mut body)?;
+    let appended = produce::append(&ctx, req).await;
+    if !appended.waits_for_disk() {
+        let resp = appended.complete().await;
+        return resp.map(|r| respond(&ctx, ApiKey::Produce, &r).map(Response::Frame)).transpose().map(Handled::Now);
+    }
+    let finish = async move {
+        let resp = appended.complete().await;
+        resp.map(|r| respond(&ctx, ApiKey::Produce, &r).map(Response::Frame)).transpose()
+    };
+    Ok(Handled::Later(Box::pin(finish)))
+}
+
+/// An ApiVersions request of a version Weir does not know is answered in version 0 with
+/// `UNSUPPORTED_VERSION` and the supported ranges, so the client can pick a version.
+fn unsupported_api_versions(frame: &[u8]) -> Result<Option<Response>, FrameError> {
+    if frame.len() < 8 || i16::from_be_bytes([frame[0], frame[1]]) != ApiKey::ApiVersions as i16 {
+        return Ok(None);
+    }
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let Some((min, max)) = supported_range(ApiKey::ApiVersions) else { return Ok(None) };
+    if (min..=max).contains(&version) {
+        return Ok(None);
+    }
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    api_versions::unsupported_version_response(correlation_id).map(|b| Some(Response::Frame(b)))
+}
+
+/// Checks the API key and version and decodes the request header.
+fn parse_header(
     broker: &Arc<Broker>,
     peer: SocketAddr,
     mut frame: Bytes,
-) -> Result<Option<Response>, FrameError> {
+) -> Result<(RequestContext, Bytes), FrameError> {
     if frame.len() < 8 {
         return Err(FrameError::TooShort(frame.len()));
     }
@@ -115,22 +166,23 @@ pub async fn handle_frame(
         return Err(FrameError::UnknownApiKey(raw_key));
     };
     if version < min || version > max {
-        if key == ApiKey::ApiVersions {
-            let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-            return api_versions::unsupported_version_response(correlation_id).map(|b| Some(Response::Frame(b)));
-        }
         return Err(FrameError::UnsupportedVersion(key, version));
     }
     let decode_err = |e: anyhow::Error| FrameError::Decode(key, version, e.to_string());
-    let header_version = key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(decode_err)?;
-    let ctx = RequestContext { broker: broker.clone(), header, version, peer };
+    let header = RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(decode_err)?;
+    Ok((RequestContext { broker: broker.clone(), header, version, peer }, frame))
+}
+
+/// Serves every request but Produce.
+async fn serve_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Option<Response>, FrameError> {
+    if let Some(resp) = unsupported_api_versions(&frame)? {
+        return Ok(Some(resp));
+    }
+    let (ctx, mut frame) = parse_header(broker, peer, frame)?;
+    let version = ctx.version;
+    let key = ApiKey::try_from(ctx.header.request_api_key).map_err(|_| FrameError::UnknownApiKey(-1))?;
     let body = &mut frame;
     match key {
-        ApiKey::Produce => {
-            let req = decode(key, version, body)?;
-            produce::handle(&ctx, req).await.map(|r| respond(&ctx, key, &r).map(Response::Frame)).transpose()
-        }
         ApiKey::Fetch => {
             let req = decode(key, version, body)?;
             let (resp, files) = fetch::handle(&ctx, req).await;

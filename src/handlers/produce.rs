@@ -43,8 +43,36 @@ fn failed(index: i32, code: ResponseError, message: Option<String>, version: i16
     r
 }
 
-/// Returns `None` for acks=0: the client expects no response.
-pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<ProduceResponse> {
+/// A produce request whose batches are appended, with what remains before it is answered.
+pub struct Appended {
+    acks: i16,
+    version: i16,
+    fsync_on_ack: bool,
+    responses: Vec<TopicProduceResponse>,
+    /// (topic response index, partition response index, partition, offset to make durable)
+    to_flush: Vec<(usize, usize, Arc<Partition>, i64)>,
+}
+
+impl Appended {
+    /// True when the answer waits for an fsync (acks=all under the durable policy): the
+    /// connection may read its next request meanwhile, so fsyncs are shared between them.
+    pub fn waits_for_disk(&self) -> bool {
+        self.fsync_on_ack && !self.to_flush.is_empty()
+    }
+
+    /// Makes the appends durable as the policy asks; `None` for acks=0 (no response).
+    pub async fn complete(mut self) -> Option<ProduceResponse> {
+        for (ti, pi, error) in make_durable(self.to_flush, self.fsync_on_ack).await {
+            let index = self.responses[ti].partition_responses[pi].index;
+            self.responses[ti].partition_responses[pi] =
+                failed(index, ResponseError::KafkaStorageError, Some(error), self.version);
+        }
+        (self.acks != 0).then(|| ProduceResponse::default().with_responses(self.responses))
+    }
+}
+
+/// Validates and appends every partition's batches, in request order.
+pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let broker = &ctx.broker;
     let acks = req.acks;
     let fsync_on_ack = acks == -1 && broker.config_bool("log.flush.on.acks.all");
@@ -104,12 +132,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Option<Produce
                 .with_partition_responses(parts),
         );
     }
-    for (ti, pi, error) in make_durable(to_flush, fsync_on_ack).await {
-        let index = responses[ti].partition_responses[pi].index;
-        responses[ti].partition_responses[pi] =
-            failed(index, ResponseError::KafkaStorageError, Some(error), ctx.version);
-    }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    Appended { acks, version: ctx.version, fsync_on_ack, responses, to_flush }
 }
 
 /// KIP-890 verification: a transactional batch is accepted only for a partition its

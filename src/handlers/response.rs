@@ -186,7 +186,8 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"0123456789").unwrap();
         let file = Arc::new(f);
-        let slice = |position: u64, len: usize| Slice { file: file.clone(), position, len, first_offset: 0, end_offset: 1 };
+        let slice =
+            |position: u64, len: usize| Slice { file: file.clone(), position, len, first_offset: 0, end_offset: 1 };
         let mut files = FileRecords::default();
         let a = files.records_for(slice(2, 3)).unwrap();
         let b = files.records_for(slice(6, 4)).unwrap();

@@ -383,7 +383,8 @@ impl Segment {
                 break;
             }
             let fits = next - start <= max_bytes as u64;
-            if !fits && !(first_offset.is_none() && min_one) {
+            let first_whole = first_offset.is_none() && min_one; // KIP-74
+            if !(fits || first_whole) {
                 break;
             }
             let delta = i32::from_be_bytes([

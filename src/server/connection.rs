@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -17,6 +19,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 use crate::handlers;
 use crate::handlers::response::{Part, Response};
+use crate::handlers::Handled;
 use crate::log::segment::Slice;
 
 #[derive(Debug, Clone, Copy)]
@@ -70,43 +73,100 @@ impl Connection {
         // request's frame is dropped its space is reused, so large produce requests do not
         // cost a fresh allocation (and page faults) each.
         let mut input = BytesMut::new();
+        // Responses not yet written, in request order. Requests are served one at a time and
+        // in order, but a produce waiting for its fsync does not stop the next request from
+        // being read: its fsync can then cover the next one's appends too (group commit).
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        // The request being served. It is polled beside the queue's front, so a long-polling
+        // fetch never holds up an earlier produce's fsync (and the lock that fsync holds).
+        let mut current: Option<Serving> = None;
         loop {
-            let filled = tokio::select! {
-                r = tokio::time::timeout(self.settings.idle, fill(&mut rd, &mut input, 4)) => r,
-                _ = self.shutdown.changed() => return Closed::Shutdown,
-            };
-            match filled {
-                Err(_) => return Closed::Idle,
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Closed::Eof,
-                Ok(Err(e)) => return Closed::Error(e.to_string()),
-                Ok(Ok(())) => {}
-            }
-            let size = i32::from_be_bytes([input[0], input[1], input[2], input[3]]);
-            if size < 0 || size as usize > self.settings.max_frame {
-                return Closed::Error(format!(
-                    "request size {size} is outside 0..={} (socket.request.max.bytes)",
-                    self.settings.max_frame
-                ));
-            }
-            let total = 4 + size as usize;
-            match tokio::time::timeout(self.settings.idle, fill(&mut rd, &mut input, total)).await {
-                Err(_) => return Closed::Error("request frame stalled".into()),
-                Ok(Err(e)) => return Closed::Error(format!("reading request frame: {e}")),
-                Ok(Ok(())) => {}
-            }
-            let mut frame = input.split_to(total);
-            let _ = frame.split_to(4);
-            match handlers::handle_frame(&self.broker, self.peer, frame.freeze()).await {
-                Ok(Some(response)) => {
-                    if let Err(e) = write_response(&mut wr, response).await {
-                        return Closed::Error(format!("writing response: {e}"));
+            tokio::select! {
+                biased;
+                done = take_front(&mut queue), if !queue.is_empty() => match done {
+                    Ok(Some(response)) => {
+                        if let Err(e) = write_response(&mut wr, response).await {
+                            return Closed::Error(format!("writing response: {e}"));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Closed::Error(e),
+                },
+                handled = async { current.as_mut().expect("guarded by is_some").await }, if current.is_some() => {
+                    current = None;
+                    match handled {
+                        Ok(Handled::Now(response)) => queue.push_back(Queued::Ready(response)),
+                        Ok(Handled::Later(pending)) => queue.push_back(Queued::Waiting(pending)),
+                        Err(e) => return Closed::Error(e.to_string()),
                     }
                 }
-                Ok(None) => {}
-                Err(e) => return Closed::Error(e.to_string()),
+                frame = next_frame(&mut rd, &mut input, &self.settings),
+                    if current.is_none() && queue.len() < MAX_PIPELINED =>
+                {
+                    let frame = match frame {
+                        Ok(f) => f,
+                        Err(closed) => return closed,
+                    };
+                    let (broker, peer) = (self.broker.clone(), self.peer);
+                    current = Some(Box::pin(async move { handlers::handle_frame(&broker, peer, frame).await }));
+                }
+                _ = self.shutdown.changed() => return Closed::Shutdown,
             }
         }
     }
+}
+
+/// A request being served.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Handled, handlers::FrameError>> + Send>>;
+
+/// Requests whose responses may be outstanding on one connection.
+const MAX_PIPELINED: usize = 32;
+
+/// A response in the connection's queue. Only the oldest waiting one is driven: a later
+/// produce's fsync is usually covered by the one before it, which flushed everything
+/// appended by then.
+enum Queued {
+    Ready(Option<Response>),
+    Waiting(handlers::Pending),
+}
+
+/// Waits for the oldest queued response and removes it from the queue. Cancel-safe: an
+/// unfinished response stays at the front.
+async fn take_front(queue: &mut VecDeque<Queued>) -> Result<Option<Response>, String> {
+    let result = match queue.front_mut() {
+        None => return Ok(None),
+        Some(Queued::Ready(r)) => Ok(r.take()),
+        Some(Queued::Waiting(pending)) => pending.as_mut().await.map_err(|e| e.to_string()),
+    };
+    queue.pop_front();
+    result
+}
+
+/// Reads the next request frame (without its size prefix). Cancel-safe: bytes read so far
+/// stay in `input`.
+async fn next_frame(rd: &mut OwnedReadHalf, input: &mut BytesMut, settings: &Settings) -> Result<Bytes, Closed> {
+    match tokio::time::timeout(settings.idle, fill(rd, input, 4)).await {
+        Err(_) => return Err(Closed::Idle),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Closed::Eof),
+        Ok(Err(e)) => return Err(Closed::Error(e.to_string())),
+        Ok(Ok(())) => {}
+    }
+    let size = i32::from_be_bytes([input[0], input[1], input[2], input[3]]);
+    if size < 0 || size as usize > settings.max_frame {
+        return Err(Closed::Error(format!(
+            "request size {size} is outside 0..={} (socket.request.max.bytes)",
+            settings.max_frame
+        )));
+    }
+    let total = 4 + size as usize;
+    match tokio::time::timeout(settings.idle, fill(rd, input, total)).await {
+        Err(_) => return Err(Closed::Error("request frame stalled".into())),
+        Ok(Err(e)) => return Err(Closed::Error(format!("reading request frame: {e}"))),
+        Ok(Ok(())) => {}
+    }
+    let mut frame = input.split_to(total);
+    let _ = frame.split_to(4);
+    Ok(frame.freeze())
 }
 
 /// Reads until `buf` holds at least `want` bytes (reading ahead whatever else has arrived).

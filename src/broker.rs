@@ -33,6 +33,15 @@ pub struct Topic {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<Arc<Partition>>,
+    /// Bytes in and out, kept across the rebuilds that config and partition changes make.
+    pub traffic: Arc<TopicTraffic>,
+}
+
+/// Record bytes appended to and fetched from a topic (for metrics).
+#[derive(Debug, Default)]
+pub struct TopicTraffic {
+    pub bytes_in: std::sync::atomic::AtomicU64,
+    pub bytes_out: std::sync::atomic::AtomicU64,
 }
 
 impl Topic {
@@ -146,6 +155,8 @@ pub struct Broker {
     pub groups: Arc<crate::coordinator::group::GroupCoordinator>,
     /// Transactions by transactional id.
     pub txns: Arc<crate::coordinator::txn::TxnCoordinator>,
+    /// Request, connection and fsync metrics (Prometheus).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -187,6 +198,7 @@ impl Broker {
             producer_ids: parking_lot::Mutex::new((image.producer_id_block_end, image.producer_id_block_end)),
             groups: Default::default(),
             txns: Default::default(),
+            metrics: Default::default(),
         };
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
@@ -239,7 +251,13 @@ impl Broker {
             }
             partitions.push(Arc::new(Partition::new(meta.name.clone(), p, log)));
         }
-        Ok(Topic { name: meta.name.clone(), id: meta.id, configs: meta.configs.clone(), partitions })
+        Ok(Topic {
+            name: meta.name.clone(),
+            id: meta.id,
+            configs: meta.configs.clone(),
+            partitions,
+            traffic: Default::default(),
+        })
     }
 
     fn install(&self, topic: Topic) {
@@ -417,7 +435,7 @@ impl Broker {
         let added = self.open_topic(&meta, current)?;
         let mut all = topic.partitions.clone();
         all.extend(added.partitions);
-        self.install(Topic { partitions: all, ..added });
+        self.install(Topic { partitions: all, traffic: topic.traffic.clone(), ..added });
         Ok(())
     }
 
@@ -430,7 +448,13 @@ impl Broker {
         for p in &topic.partitions {
             p.log_mut().set_config(log_config.clone());
         }
-        self.install(Topic { name: topic.name.clone(), id: topic.id, configs, partitions: topic.partitions.clone() });
+        self.install(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs,
+            partitions: topic.partitions.clone(),
+            traffic: topic.traffic.clone(),
+        });
         Ok(())
     }
 

@@ -83,6 +83,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Address the broker listens on (the --listen flag sets HOST:PORT).",
     ),
     broker(
+        "metrics.listener",
+        Str,
+        "",
+        Check::None,
+        false,
+        "Weir: HOST:PORT of the Prometheus endpoint GET /metrics (the --metrics flag); empty: off.",
+    ),
+    broker(
         "advertised.listeners",
         Str,
         "",

@@ -9,6 +9,7 @@ pub mod config;
 pub mod coordinator;
 pub mod handlers;
 pub mod log;
+pub mod metrics;
 pub mod partition;
 pub mod server;
 

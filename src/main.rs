@@ -16,6 +16,9 @@ struct Cli {
     /// Address returned to clients in Metadata (Kafka: advertised.listeners).
     #[arg(long, value_name = "HOST:PORT")]
     advertise: Option<String>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (metrics.listener).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
     /// Data directory (Kafka: log.dirs).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -49,6 +52,9 @@ fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
     }
     if let Some(a) = &cli.advertise {
         flags.push(("advertised.listeners".into(), a.clone()));
+    }
+    if let Some(m) = &cli.metrics {
+        flags.push(("metrics.listener".into(), m.clone()));
     }
     if let Some(d) = &cli.data_dir {
         flags.push(("log.dirs".into(), d.display().to_string()));

@@ -94,9 +94,11 @@ impl Partition {
             return Ok(());
         }
         let (file, covered) = self.log.read().flush_target()?;
+        let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+        crate::metrics::FSYNC.observe(started.elapsed());
         self.flushed_offset.fetch_max(covered, Ordering::AcqRel);
         self.log.write().mark_flushed(covered);
         Ok(())

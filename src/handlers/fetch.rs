@@ -31,6 +31,7 @@ const READ_COMMITTED: i8 = 1;
 /// A requested partition, resolved once per request.
 struct Wanted {
     topic_index: usize,
+    topic: Option<Arc<Topic>>,
     partition: Option<Arc<Partition>>,
     error: ResponseError,
     req: FetchPartition,
@@ -60,7 +61,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 (Some(_), None) => ResponseError::UnknownTopicOrPartition,
                 _ => ResponseError::UnknownServerError, // unused when the partition exists
             };
-            wanted.push(Wanted { topic_index: ti, partition, error, req: p });
+            wanted.push(Wanted { topic_index: ti, topic: topic.clone(), partition, error, req: p });
         }
         topics.push(FetchableTopicResponse::default().with_topic(ft.topic).with_topic_id(ft.topic_id));
     }
@@ -84,6 +85,9 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         }
     };
     for (w, pd) in wanted.iter().zip(parts) {
+        if let (Some(t), Some(records)) = (&w.topic, &pd.records) {
+            t.traffic.bytes_out.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         topics[w.topic_index].partitions.push(pd);
     }
     (FetchResponse::default().with_session_id(0).with_responses(topics), files)

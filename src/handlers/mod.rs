@@ -22,6 +22,7 @@ pub mod transactions;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -112,11 +113,30 @@ pub enum Handled {
 /// Serves one request frame (without its size prefix). `Now(None)` means no response is due
 /// (acks=0 produce).
 pub async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Handled, FrameError> {
-    let key = (frame.len() >= 2).then(|| i16::from_be_bytes([frame[0], frame[1]]));
-    if key == Some(ApiKey::Produce as i16) {
-        return handle_produce(broker, peer, frame).await;
+    let started = Instant::now();
+    let (key, version) = match frame.get(..4) {
+        Some(h) => (i16::from_be_bytes([h[0], h[1]]), i16::from_be_bytes([h[2], h[3]])),
+        None => (-1, -1),
+    };
+    let handled = if key == ApiKey::Produce as i16 {
+        handle_produce(broker, peer, frame).await
+    } else {
+        serve_frame(broker, peer, frame).await.map(Handled::Now)
+    };
+    match handled {
+        Ok(Handled::Later(pending)) => {
+            let broker = broker.clone();
+            Ok(Handled::Later(Box::pin(async move {
+                let done = pending.await;
+                broker.metrics.request(key, version, started.elapsed(), done.is_err());
+                done
+            })))
+        }
+        other => {
+            broker.metrics.request(key, version, started.elapsed(), other.is_err());
+            other
+        }
     }
-    serve_frame(broker, peer, frame).await.map(Handled::Now)
 }
 
 /// Produce: appended now; answered now, or once its fsync is done.

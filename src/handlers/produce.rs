@@ -108,6 +108,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
             }
             match partition.append(&records, now) {
                 Ok(info) => {
+                    t.traffic.bytes_in.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     parts.push(
                         PartitionProduceResponse::default()
                             .with_index(pd.index)

@@ -59,7 +59,12 @@ impl Connection {
 
     pub async fn run(self) {
         let peer = self.peer;
-        match self.serve().await {
+        let broker = self.broker.clone();
+        broker.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        broker.metrics.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let closed = self.serve().await;
+        broker.metrics.connections_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match closed {
             Closed::Eof | Closed::Shutdown => tracing::debug!(%peer, "connection closed"),
             Closed::Idle => tracing::debug!(%peer, "closing idle connection"),
             Closed::Error(e) => tracing::warn!(%peer, error = %e, "closing connection"),

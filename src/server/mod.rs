@@ -19,6 +19,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A broker serving on a socket. Dropping it does not stop it; call [`RunningBroker::shutdown`].
 pub struct RunningBroker {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `metrics.listener` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -48,7 +50,18 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let advertised_set = !config.get("advertised.listeners").is_empty();
     let max_frame = config.get_i64("socket.request.max.bytes").max(0) as usize;
     let idle = Duration::from_millis(config.get_i64("connections.max.idle.ms").max(1) as u64);
+    let metrics_listen = config.get("metrics.listener");
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let (metrics_addr, metrics_task) = if metrics_listen.is_empty() {
+        (None, None)
+    } else {
+        let l = TcpListener::bind(&metrics_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {metrics_listen}: {e}"))?;
+        let addr = l.local_addr()?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        (Some(addr), Some(tokio::spawn(crate::metrics::serve(l, broker.clone()))))
+    };
     let listener = TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     if !advertised_set {
@@ -62,9 +75,10 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
     let txn_timers = tokio::spawn(broker.txns.clone().run_timers(broker.clone()));
     let settings = connection::Settings { max_frame, idle };
-    let timers = vec![background, group_timers, txn_timers];
+    let mut timers = vec![background, group_timers, txn_timers];
+    timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, timers));
-    Ok(RunningBroker { addr, broker, shutdown, task })
+    Ok(RunningBroker { addr, metrics_addr, broker, shutdown, task })
 }
 
 async fn accept_loop(

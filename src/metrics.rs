@@ -1,0 +1,268 @@
+//! Prometheus metrics: counters and histograms kept in atomics on the request path, gauges
+//! (offsets, sizes, group lag) read from the broker when scraped, and a minimal HTTP
+//! endpoint serving them at `GET /metrics` on `metrics.listener` (`--metrics`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+/// API keys and versions tracked (Kafka's keys stay below this).
+const MAX_API: usize = 128;
+const MAX_VERSION: usize = 32;
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A latency histogram with Prometheus' cumulative-bucket exposition.
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram::new()
+    }
+}
+
+/// fsync latency of every partition in the process (partitions do not know their broker).
+pub static FSYNC: Histogram = Histogram::new();
+
+impl Histogram {
+    pub const fn new() -> Histogram {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; BUCKETS.len()],
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {count}");
+    }
+}
+
+/// Everything counted on the request path.
+pub struct Metrics {
+    requests: Vec<AtomicU64>,
+    errors: Vec<AtomicU64>,
+    latency: Vec<Histogram>,
+    pub connections_active: AtomicI64,
+    pub connections_total: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            requests: (0..MAX_API * MAX_VERSION).map(|_| AtomicU64::new(0)).collect(),
+            errors: (0..MAX_API * MAX_VERSION).map(|_| AtomicU64::new(0)).collect(),
+            latency: (0..MAX_API).map(|_| Histogram::default()).collect(),
+            connections_active: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+        }
+    }
+}
+
+fn slot(key: i16, version: i16) -> Option<usize> {
+    let (k, v) = (usize::try_from(key).ok()?, usize::try_from(version).ok()?);
+    (k < MAX_API && v < MAX_VERSION).then_some(k * MAX_VERSION + v)
+}
+
+impl Metrics {
+    /// Records one served request: `failed` when it could not be answered (the connection
+    /// was closed).
+    pub fn request(&self, key: i16, version: i16, elapsed: Duration, failed: bool) {
+        let Some(i) = slot(key, version) else { return };
+        self.requests[i].fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(h) = self.latency.get(key as usize) {
+            h.observe(elapsed);
+        }
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        out.push_str(
+            "# HELP weir_requests_total Requests served, by API and version.\n# TYPE weir_requests_total counter\n",
+        );
+        self.render_per_version(out, "weir_requests_total", &self.requests);
+        out.push_str(
+            "# HELP weir_request_errors_total Requests that could not be served (connection closed).\n\
+             # TYPE weir_request_errors_total counter\n",
+        );
+        self.render_per_version(out, "weir_request_errors_total", &self.errors);
+        out.push_str(
+            "# HELP weir_request_duration_seconds Time from reading a request to its response.\n\
+             # TYPE weir_request_duration_seconds histogram\n",
+        );
+        for (k, h) in self.latency.iter().enumerate() {
+            if h.count.load(Ordering::Relaxed) > 0 {
+                h.render(out, "weir_request_duration_seconds", &format!("api=\"{}\"", api_name(k)));
+            }
+        }
+        out.push_str("# HELP weir_fsync_duration_seconds fdatasync of a partition's active segment.\n# TYPE weir_fsync_duration_seconds histogram\n");
+        FSYNC.render(out, "weir_fsync_duration_seconds", "");
+        let _ = write!(
+            out,
+            "# HELP weir_connections_active Open client connections.\n# TYPE weir_connections_active gauge\n\
+             weir_connections_active {}\n\
+             # HELP weir_connections_total Client connections accepted.\n# TYPE weir_connections_total counter\n\
+             weir_connections_total {}\n",
+            self.connections_active.load(Ordering::Relaxed),
+            self.connections_total.load(Ordering::Relaxed)
+        );
+    }
+
+    fn render_per_version(&self, out: &mut String, name: &str, counters: &[AtomicU64]) {
+        for (i, c) in counters.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            if n > 0 {
+                let (k, v) = (i / MAX_VERSION, i % MAX_VERSION);
+                let _ = writeln!(out, "{name}{{api=\"{}\",version=\"{v}\"}} {n}", api_name(k));
+            }
+        }
+    }
+}
+
+fn api_name(key: usize) -> String {
+    i16::try_from(key).ok().and_then(|k| ApiKey::try_from(k).ok()).map_or_else(|| key.to_string(), |k| format!("{k:?}"))
+}
+
+/// Escapes a label value (topic and group names may hold `"` or `\`).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// The whole exposition: request metrics, then per-topic, per-partition and per-group gauges.
+pub async fn render(broker: &Broker) -> String {
+    let mut out = String::new();
+    broker.metrics.render_requests(&mut out);
+    let topics = broker.topics();
+    out.push_str(
+        "# HELP weir_topic_bytes_in_total Record bytes appended, by topic.\n# TYPE weir_topic_bytes_in_total counter\n",
+    );
+    for t in &topics {
+        let _ = writeln!(
+            out,
+            "weir_topic_bytes_in_total{{topic=\"{}\"}} {}",
+            label(&t.name),
+            t.traffic.bytes_in.load(Ordering::Relaxed)
+        );
+    }
+    out.push_str(
+        "# HELP weir_topic_bytes_out_total Record bytes sent to fetchers, by topic.\n# TYPE weir_topic_bytes_out_total counter\n",
+    );
+    for t in &topics {
+        let _ = writeln!(
+            out,
+            "weir_topic_bytes_out_total{{topic=\"{}\"}} {}",
+            label(&t.name),
+            t.traffic.bytes_out.load(Ordering::Relaxed)
+        );
+    }
+    let gauges = [
+        ("weir_partition_log_end_offset", "Log end offset."),
+        ("weir_partition_log_start_offset", "Log start offset."),
+        ("weir_partition_high_watermark", "High watermark."),
+        ("weir_partition_size_bytes", "Bytes of the partition's segments."),
+    ];
+    let mut rows: Vec<(String, i32, [i64; 4])> = Vec::new();
+    for t in &topics {
+        for p in &t.partitions {
+            let log = p.log();
+            let values = [log.log_end_offset(), log.log_start_offset(), log.high_watermark(), log.size_bytes() as i64];
+            rows.push((label(&t.name), p.index, values));
+        }
+    }
+    for (i, (name, help)) in gauges.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (topic, partition, values) in &rows {
+            let _ = writeln!(out, "{name}{{topic=\"{topic}\",partition=\"{partition}\"}} {}", values[i]);
+        }
+    }
+    out.push_str(
+        "# HELP weir_consumer_group_lag High watermark minus the committed offset.\n# TYPE weir_consumer_group_lag gauge\n",
+    );
+    for id in broker.groups.group_ids() {
+        let Some(handle) = broker.groups.group(&id) else { continue };
+        let offsets = handle.lock().await.offsets.clone();
+        for ((topic, partition), v) in offsets {
+            let Some(p) = broker.partition(&topic, partition) else { continue };
+            let lag = (p.log().high_watermark() - v.offset).max(0);
+            let _ = writeln!(
+                out,
+                "weir_consumer_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                label(&id),
+                label(&topic)
+            );
+        }
+    }
+    out
+}
+
+/// Serves `GET /metrics` until the listener fails. One response per connection.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>) {
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else { continue };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            // the request line and headers, bounded, within a short time
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let response = if request.starts_with(b"GET /metrics ") || request.starts_with(b"GET /metrics?") {
+                let body = render(&broker).await;
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            if let Err(e) = stream.write_all(response.as_bytes()).await {
+                tracing::debug!(%peer, error = %e, "metrics response not sent");
+            }
+        });
+    }
+}

@@ -99,6 +99,9 @@ struct ConsumeArgs {
     /// Stop after this many records.
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
+    /// Consumer instances, each on its own thread with its share of the partitions.
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
 }
 
 #[derive(Args)]
@@ -413,50 +416,80 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-fn consume(a: ConsumeArgs) -> anyhow::Result<Value> {
-    let consumer: BaseConsumer = client_config(&a.target.bootstrap)
-        .set("group.id", "weir-bench")
+fn consumer_config(bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(bootstrap);
+    c.set("group.id", "weir-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "8388608")
         .set("fetch.max.bytes", "67108864")
         .set("queued.max.messages.kbytes", "1048576")
-        .set("queued.min.messages", "1000000")
-        .create()?;
-    let meta = consumer.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
-    let partitions = meta.topics().first().map_or(0, |t| t.partitions().len());
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(&a.topic, p as i32, Offset::Beginning)?;
+        .set("queued.min.messages", "1000000");
+    c
+}
+
+fn consume(a: ConsumeArgs) -> anyhow::Result<Value> {
+    let probe: BaseConsumer = consumer_config(&a.target.bootstrap).create()?;
+    let meta = probe.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+    let partitions = meta.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+    drop(probe);
+    // one consumer per thread, each assigned every n-th partition
+    let consumers = a.consumers.clamp(1, partitions.max(1) as usize);
+    let mut assigned = Vec::new();
+    for i in 0..consumers {
+        let c: BaseConsumer = consumer_config(&a.target.bootstrap).create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in (0..partitions).filter(|p| *p as usize % consumers == i) {
+            tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
+        }
+        c.assign(&tpl)?;
+        assigned.push(c);
     }
-    consumer.assign(&tpl)?;
     let counter = Arc::new(AtomicU64::new(0));
-    let mut record_size = 0usize;
+    let total_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(&a.target.label, counter.clone(), 100);
     let sampler = BrokerSampler::start(a.target.broker_pid);
     let started = Instant::now();
-    let (mut records, mut bytes) = (0u64, 0u64);
-    let mut idle_since = Instant::now();
-    while records < a.records && idle_since.elapsed() < Duration::from_secs(10) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let n = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-                record_size = n;
-                records += 1;
-                bytes += n as u64;
-                if records % 1024 == 0 {
-                    counter.store(records, Ordering::Relaxed);
+    let threads: Vec<_> = assigned
+        .into_iter()
+        .map(|consumer| {
+            let (counter, total_bytes, want) = (counter.clone(), total_bytes.clone(), a.records);
+            std::thread::spawn(move || -> anyhow::Result<usize> {
+                let (mut local, mut bytes, mut size) = (0u64, 0u64, 0usize);
+                let mut idle_since = Instant::now();
+                // the shared counter moves in steps of 1024; this thread's remainder is added here
+                while counter.load(Ordering::Relaxed) + local % 1024 < want
+                    && idle_since.elapsed() < Duration::from_secs(10)
+                {
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                            bytes += size as u64;
+                            local += 1;
+                            if local % 1024 == 0 {
+                                counter.fetch_add(1024, Ordering::Relaxed);
+                            }
+                            idle_since = Instant::now();
+                        }
+                        Some(Err(e)) => anyhow::bail!("consumer error: {e}"),
+                        None => {}
+                    }
                 }
-                idle_since = Instant::now();
-            }
-            Some(Err(e)) => anyhow::bail!("consumer error: {e}"),
-            None => {}
-        }
+                counter.fetch_add(local % 1024, Ordering::Relaxed);
+                total_bytes.fetch_add(bytes, Ordering::Relaxed);
+                Ok(size)
+            })
+        })
+        .collect();
+    let mut record_size = 0;
+    for t in threads {
+        record_size = record_size.max(t.join().map_err(|_| anyhow::anyhow!("consumer thread panicked"))??);
     }
     let seconds = started.elapsed().as_secs_f64();
     drop(progress);
+    let (records, bytes) = (counter.load(Ordering::Relaxed), total_bytes.load(Ordering::Relaxed));
     let mut out = json!({
         "scenario": a.target.label, "kind": "consume", "records": records, "record_size": record_size,
-        "partitions": partitions, "seconds": round(seconds, 3),
+        "partitions": partitions, "consumers": consumers, "seconds": round(seconds, 3),
         "records_per_s": round(records as f64 / seconds, 0), "mb_per_s": round(bytes as f64 / seconds / 1e6, 1),
     });
     if let Some(s) = sampler {

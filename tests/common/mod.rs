@@ -75,6 +75,8 @@ impl TestBroker {
 pub struct BinaryBroker {
     pub child: Child,
     pub bootstrap: String,
+    /// Every line the broker has logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryBroker {
@@ -100,10 +102,15 @@ impl BinaryBroker {
             .expect("spawn weir");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 eprintln!("[weir] {line}");
+                if let Ok(mut l) = lines.lock() {
+                    l.push(line.clone());
+                }
                 if !sent && line.contains("weir listening") {
                     if let Some(addr) = line.split("addr=").nth(1) {
                         let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
@@ -114,7 +121,7 @@ impl BinaryBroker {
             }
         });
         let bootstrap = rx.recv_timeout(Duration::from_secs(30)).expect("weir reports its address");
-        BinaryBroker { child, bootstrap }
+        BinaryBroker { child, bootstrap, log }
     }
 
     pub fn kill9(mut self) {

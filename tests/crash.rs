@@ -128,7 +128,7 @@ async fn twenty_sigkills_lose_and_duplicate_nothing_acknowledged() {
                 if p.send(rec).is_ok() {
                     n += 1;
                 }
-                if n % 25 == 0 {
+                if n.is_multiple_of(25) {
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }

@@ -93,14 +93,19 @@ impl Partition {
         if self.flushed_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let (file, covered) = self.log.read().flush_target()?;
+        let target = self.log.read().flush_target()?;
+        let (covered, segment, size) = (target.covered, target.segment, target.size);
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || file.sync_data())
+        let synced = tokio::task::spawn_blocking(move || target.sync())
             .await
-            .map_err(|e| LogError::Io(std::io::Error::other(e)))??;
+            .map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+        if let Err(e) = synced {
+            self.log.write().mark_sync_failed();
+            return Err(e.into());
+        }
         crate::metrics::FSYNC.observe(started.elapsed());
         self.flushed_offset.fetch_max(covered, Ordering::AcqRel);
-        self.log.write().mark_flushed(covered);
+        self.log.write().mark_flushed(covered, segment, size);
         Ok(())
     }
 

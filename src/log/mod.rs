@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod faults;
 pub mod index;
 pub mod producer_state;
 pub mod segment;
@@ -83,6 +84,10 @@ pub struct Log {
     producers: ProducerState,
     /// Aborted transactions, for `read_committed` fetches.
     aborted: TxnIndex,
+    /// (segment base, size) of the last successful fsync of the active segment.
+    synced: (i64, u64),
+    /// (active segment base, size it was durable to) after an fsync failed.
+    failed_sync: Option<(i64, u64)>,
     /// Offsets below this were compacted by the last clean (in memory: a restart re-cleans).
     cleaned_up_to: i64,
     /// When the oldest unflushed append happened, for `flush.ms`.
@@ -150,12 +155,16 @@ impl Log {
             unflushed_records: 0,
             producers: Default::default(),
             aborted: Default::default(),
+            synced: (-1, 0),
+            failed_sync: None,
             cleaned_up_to: 0,
             first_unflushed_ms: None,
             offline: false,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
         log.high_watermark = log.log_end_offset();
+        // what is in the files now was fsynced at clean shutdown or re-checked by recovery
+        log.synced = (log.active().base_offset(), log.active().size());
         log.rebuild_producer_state()?;
         Ok((log, report))
     }
@@ -360,7 +369,12 @@ impl Log {
         };
         self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
         if let Err(e) = self.active_mut().append_parts(&[&head, body], &h) {
-            self.offline = true;
+            // The segment's size did not move, so the next append overwrites whatever part of
+            // this one reached the file; cutting it off now keeps a clean shutdown clean.
+            // Only if that fails too is the log taken offline.
+            if self.active_mut().discard_unacknowledged_tail().is_err() {
+                self.offline = true;
+            }
             return Err(e.into());
         }
         Ok(Some(h))
@@ -417,6 +431,7 @@ impl Log {
         }
         self.active_mut().close_for_writes()?;
         self.aborted.sync(self.active().base_offset())?;
+        self.failed_sync = None;
         let (seg, _) = Segment::open(
             &self.dir,
             base,
@@ -569,13 +584,37 @@ impl Log {
 
     /// A file handle on the active segment and the offset it covers, so the caller can
     /// fsync without holding the lock.
-    pub fn flush_target(&self) -> io::Result<(File, i64)> {
-        Ok((self.active().file_handle()?, self.log_end_offset()))
+    pub fn flush_target(&self) -> io::Result<FlushTarget> {
+        let active = self.active();
+        let redirty = self.failed_sync.filter(|(base, _)| *base == active.base_offset()).map(|(_, from)| from);
+        Ok(FlushTarget {
+            file: active.file_handle()?,
+            covered: self.log_end_offset(),
+            segment: active.base_offset(),
+            size: active.size(),
+            redirty_from: redirty,
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// After a failed fsync: the kernel may have dropped the dirty pages' error state along
+    /// with the data, so the next flush rewrites the active segment from its last durable
+    /// size before syncing (see [`FlushTarget::sync`]).
+    pub fn mark_sync_failed(&mut self) {
+        if self.failed_sync.is_none() {
+            let active = self.active();
+            let durable = if self.synced.0 == active.base_offset() { self.synced.1.min(active.size()) } else { 0 };
+            self.failed_sync = Some((active.base_offset(), durable));
+        }
     }
 
     /// Records that everything below `covered` is durable; appends that raced with the fsync
     /// stay counted as unflushed.
-    pub fn mark_flushed(&mut self, covered: i64) {
+    pub fn mark_flushed(&mut self, covered: i64, segment: i64, size: u64) {
+        if self.active().base_offset() == segment {
+            self.failed_sync = None;
+            self.synced = (segment, size);
+        }
         if covered >= self.log_end_offset() {
             self.unflushed_records = 0;
             self.first_unflushed_ms = None;
@@ -649,6 +688,35 @@ fn load_snapshot(dir: &Path, log_end: i64) -> Option<(ProducerState, i64)> {
         }
         Some((state?, o))
     })
+}
+
+/// What a flush needs, taken under the log's lock and used after it is released.
+pub struct FlushTarget {
+    file: File,
+    /// Everything below this offset is covered by the fsync.
+    pub covered: i64,
+    /// The active segment's base offset.
+    pub segment: i64,
+    /// The active segment's size when the target was taken.
+    pub size: u64,
+    /// Rewrite the segment from here before syncing (an earlier fsync failed).
+    redirty_from: Option<u64>,
+    dir: PathBuf,
+}
+
+impl FlushTarget {
+    /// fdatasync, after rewriting the bytes an earlier failed fsync may have left only in
+    /// memory (blocking).
+    pub fn sync(&self) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        if let Some(from) = self.redirty_from.filter(|f| *f < self.size) {
+            let mut buf = vec![0u8; (self.size - from) as usize];
+            self.file.read_exact_at(&mut buf, from)?;
+            self.file.write_all_at(&buf, from)?;
+        }
+        faults::check(&self.dir, faults::Op::Sync)?;
+        self.file.sync_data()
+    }
 }
 
 fn read_log_start(dir: &Path) -> Option<i64> {
@@ -790,9 +858,9 @@ mod tests {
         log.append(&make_batch(1, 0), 1_000).unwrap();
         assert!(!log.flush_overdue(1_050));
         assert!(log.flush_overdue(1_100));
-        log.mark_flushed(0);
+        log.mark_flushed(0, 0, log.active().size());
         assert!(log.flush_overdue(1_100), "a flush that did not cover the append changes nothing");
-        log.mark_flushed(1);
+        log.mark_flushed(1, 0, log.active().size());
         assert!(!log.flush_overdue(5_000));
     }
 

@@ -314,6 +314,14 @@ impl Segment {
         full_bytes || offset_overflow || self.index.is_full() || self.time_index.is_full()
     }
 
+    /// Cuts off whatever a failed append left past the segment's size.
+    pub fn discard_unacknowledged_tail(&mut self) -> io::Result<()> {
+        if self.log.metadata()?.len() > self.size {
+            self.log.set_len(self.size)?;
+        }
+        Ok(())
+    }
+
     /// Appends one batch whose header has already been assigned its offset.
     pub fn append(&mut self, bytes: &[u8], h: &BatchHeader) -> io::Result<()> {
         self.append_parts(&[bytes], h)
@@ -323,6 +331,7 @@ impl Segment {
     /// `pwritev`.
     pub fn append_parts(&mut self, parts: &[&[u8]], h: &BatchHeader) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        super::faults::check(&self.log_path, super::faults::Op::Write)?;
         write_all_vectored_at(&self.log, parts, self.size)?;
         self.note_appended(h, self.size, len as u64);
         Ok(())

@@ -21,13 +21,17 @@ use crate::handlers;
 use crate::handlers::response::{Part, Response};
 use crate::handlers::Handled;
 use crate::log::segment::Slice;
+use crate::server::limits::{Admitted, Limits};
+use tokio::sync::OwnedSemaphorePermit;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Settings {
     /// `socket.request.max.bytes`: larger size prefixes close the connection unread.
     pub max_frame: usize,
     /// `connections.max.idle.ms`.
     pub idle: Duration,
+    /// Connection counts and `queued.max.request.bytes`.
+    pub limits: Arc<Limits>,
 }
 
 pub struct Connection {
@@ -57,7 +61,9 @@ impl Connection {
         Connection { broker, stream, peer, shutdown, settings }
     }
 
-    pub async fn run(self) {
+    /// Serves the connection; `admitted` holds its place under the connection limits.
+    pub async fn run(self, admitted: Admitted) {
+        let _admitted = admitted;
         let peer = self.peer;
         let broker = self.broker.clone();
         broker.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -113,7 +119,12 @@ impl Connection {
                         Err(closed) => return closed,
                     };
                     let (broker, peer) = (self.broker.clone(), self.peer);
-                    current = Some(Box::pin(async move { handlers::handle_frame(&broker, peer, frame).await }));
+                    let (frame, reserved) = frame;
+                    current = Some(Box::pin(async move {
+                        let handled = handlers::handle_frame(&broker, peer, frame).await;
+                        drop(reserved); // the frame's bytes are released with the request
+                        handled
+                    }));
                 }
                 _ = self.shutdown.changed() => return Closed::Shutdown,
             }
@@ -147,9 +158,13 @@ async fn take_front(queue: &mut VecDeque<Queued>) -> Result<Option<Response>, St
     result
 }
 
-/// Reads the next request frame (without its size prefix). Cancel-safe: bytes read so far
-/// stay in `input`.
-async fn next_frame(rd: &mut OwnedReadHalf, input: &mut BytesMut, settings: &Settings) -> Result<Bytes, Closed> {
+/// Reads the next request frame (without its size prefix), with its reservation under
+/// `queued.max.request.bytes`. Cancel-safe: bytes read so far stay in `input`.
+async fn next_frame(
+    rd: &mut OwnedReadHalf,
+    input: &mut BytesMut,
+    settings: &Settings,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Closed> {
     match tokio::time::timeout(settings.idle, fill(rd, input, 4)).await {
         Err(_) => return Err(Closed::Idle),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Closed::Eof),
@@ -164,6 +179,7 @@ async fn next_frame(rd: &mut OwnedReadHalf, input: &mut BytesMut, settings: &Set
         )));
     }
     let total = 4 + size as usize;
+    let reserved = settings.limits.reserve_request(total).await;
     match tokio::time::timeout(settings.idle, fill(rd, input, total)).await {
         Err(_) => return Err(Closed::Error("request frame stalled".into())),
         Ok(Err(e)) => return Err(Closed::Error(format!("reading request frame: {e}"))),
@@ -171,7 +187,7 @@ async fn next_frame(rd: &mut OwnedReadHalf, input: &mut BytesMut, settings: &Set
     }
     let mut frame = input.split_to(total);
     let _ = frame.split_to(4);
-    Ok(frame.freeze())
+    Ok((frame.freeze(), reserved))
 }
 
 /// Reads until `buf` holds at least `want` bytes (reading ahead whatever else has arrived).

@@ -1,6 +1,7 @@
 //! The network layer: a tokio listener, one task per connection, and graceful shutdown.
 
 mod connection;
+pub mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let max_frame = config.get_i64("socket.request.max.bytes").max(0) as usize;
     let idle = Duration::from_millis(config.get_i64("connections.max.idle.ms").max(1) as u64);
     let metrics_listen = config.get("metrics.listener");
+    let limits = Arc::new(limits::Limits::from_config(&config));
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     let (metrics_addr, metrics_task) = if metrics_listen.is_empty() {
         (None, None)
@@ -74,7 +76,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let background = tokio::spawn(broker.clone().run_background());
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
     let txn_timers = tokio::spawn(broker.txns.clone().run_timers(broker.clone()));
-    let settings = connection::Settings { max_frame, idle };
+    let settings = connection::Settings { max_frame, idle, limits };
     let mut timers = vec![background, group_timers, txn_timers];
     timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, timers));
@@ -92,10 +94,20 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let conn = connection::Connection::new(broker.clone(), stream, peer, shutdown.clone(), settings);
-                    connections.spawn(conn.run());
-                }
+                Ok((stream, peer)) => match settings.limits.admit(peer.ip()) {
+                    Ok(admitted) => {
+                        let conn = connection::Connection::new(
+                            broker.clone(), stream, peer, shutdown.clone(), settings.clone(),
+                        );
+                        connections.spawn(conn.run(admitted));
+                    }
+                    Err(limit) => {
+                        if settings.limits.should_log_refusal(crate::broker::now_ms() / 1000) {
+                            tracing::warn!(%peer, limit, "refusing connection: over the limit");
+                        }
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -22,6 +22,8 @@ pub trait IndexEntry: Copy {
     fn write(&self, b: &mut [u8]);
     /// The key entries are ordered by.
     fn key(&self) -> i64;
+    /// What the key maps to; never decreases along the index.
+    fn value(&self) -> i64;
 }
 
 /// Offset index entry: relative offset → byte position.
@@ -46,6 +48,9 @@ impl IndexEntry for OffsetEntry {
     fn key(&self) -> i64 {
         i64::from(self.relative_offset)
     }
+    fn value(&self) -> i64 {
+        i64::from(self.position)
+    }
 }
 
 /// Time index entry: max timestamp so far → relative offset of the batch that reached it.
@@ -68,6 +73,9 @@ impl IndexEntry for TimeEntry {
     }
     fn key(&self) -> i64 {
         self.timestamp
+    }
+    fn value(&self) -> i64 {
+        i64::from(self.relative_offset)
     }
 }
 
@@ -174,13 +182,13 @@ impl<E: IndexEntry> Index<E> {
 
     /// True when keys strictly increase, as every index written by Weir does.
     pub fn is_sane(&self) -> bool {
-        let mut prev: Option<i64> = None;
+        let mut prev: Option<E> = None;
         for i in 0..self.entries {
             let Some(e) = self.entry(i) else { return false };
-            if prev.is_some_and(|p| e.key() <= p) {
+            if prev.is_some_and(|p| e.key() <= p.key() || e.value() < p.value()) {
                 return false;
             }
-            prev = Some(e.key());
+            prev = Some(e);
         }
         true
     }

@@ -849,6 +849,45 @@ mod tests {
     }
 
     #[test]
+    fn missing_truncated_or_garbled_indexes_are_rebuilt_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(2000), true, 0).unwrap();
+        for i in 0..200 {
+            log.append(&make_batch(2, 1_000 + i), 0).unwrap();
+        }
+        log.close().unwrap();
+        let bases: Vec<i64> = log.segments.keys().copied().collect();
+        drop(log);
+        assert!(bases.len() >= 5, "{bases:?}");
+        let file = |base: i64, ext: &str| dir.path().join(format!("{}.{ext}", segment::file_stem(base)));
+        std::fs::remove_file(file(bases[0], "index")).unwrap();
+        std::fs::remove_file(file(bases[1], "timeindex")).unwrap();
+        let garbage: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(97).wrapping_add(13)).collect();
+        std::fs::write(file(bases[2], "index"), &garbage).unwrap();
+        std::fs::write(file(bases[3], "timeindex"), &garbage[..30]).unwrap();
+        // an index whose entries are in order but point at the wrong places
+        let idx = std::fs::read(file(bases[4], "index")).unwrap();
+        let mut shifted = idx.clone();
+        for e in shifted.chunks_exact_mut(8) {
+            let pos = u32::from_be_bytes([e[4], e[5], e[6], e[7]]) + 7;
+            e[4..8].copy_from_slice(&pos.to_be_bytes());
+        }
+        std::fs::write(file(bases[4], "index"), &shifted).unwrap();
+        let (log, _) = Log::open(dir.path(), config(2000), true, 0).unwrap();
+        for offset in 0..400 {
+            let r = log.read(offset, 1, 400, true).unwrap().bytes().unwrap().unwrap();
+            let h = BatchHeader::parse(&r).unwrap();
+            assert!(h.base_offset <= offset && offset <= h.last_offset(), "offset {offset}");
+        }
+        for i in [0i64, 37, 111, 199] {
+            let found = log.offset_for_timestamp(1_000 + i).unwrap().unwrap();
+            assert_eq!(found.offset, 2 * i, "timestamp {}", 1_000 + i);
+        }
+        let rebuilt = std::fs::read(file(bases[4], "index")).unwrap();
+        assert_eq!(&rebuilt[..idx.len().min(rebuilt.len())], &idx[..idx.len().min(rebuilt.len())]);
+    }
+
+    #[test]
     fn flush_ms_marks_unflushed_data_overdue() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(1 << 20);

@@ -191,15 +191,79 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
         };
-        let indexes_ok = seg.index.is_sane()
-            && seg.time_index.is_sane()
-            && seg.index.last().is_none_or(|e| u64::from(e.position) < size);
-        if recover || !indexes_ok {
+        if recover {
             let report = seg.recover()?;
             return Ok((seg, Some(report)));
         }
+        if !seg.indexes_look_right()? {
+            tracing::warn!(segment = %seg.log_path.display(), "missing or damaged index: rebuilding it from the log");
+            seg.rebuild_indexes()?;
+            return Ok((seg, None));
+        }
         seg.load_tail()?;
         Ok((seg, None))
+    }
+
+    /// Checks the indexes against the log before trusting them: entries in order, the last
+    /// offset entry pointing at the batch it names, and no index missing from a segment that
+    /// must have entries (a non-empty closed segment always has a time-index entry).
+    fn indexes_look_right(&self) -> io::Result<bool> {
+        if !(self.index.is_sane() && self.time_index.is_sane()) {
+            return Ok(false);
+        }
+        if self.size > 0 && self.time_index.is_empty() {
+            return Ok(false);
+        }
+        if self.index.is_empty() && self.size > 2 * self.index_interval.max(1) {
+            return Ok(false);
+        }
+        let Some(last) = self.index.last() else { return Ok(true) };
+        let pos = u64::from(last.position);
+        if pos + WALK_HEADER as u64 > self.size {
+            return Ok(false);
+        }
+        let mut head = [0u8; WALK_HEADER];
+        self.log.read_exact_at(&mut head, pos)?;
+        let expected = self.base_offset + i64::from(last.relative_offset);
+        Ok(batch::offset_and_size(&head).is_some_and(|(base, _)| base == expected))
+    }
+
+    /// Rebuilds both indexes by walking batch headers (the batches themselves are trusted:
+    /// this runs for damaged indexes, not damaged logs).
+    fn rebuild_indexes(&mut self) -> io::Result<()> {
+        self.index.clear();
+        self.time_index.clear();
+        let end = self.size;
+        self.size_reset();
+        let mut head = [0u8; HEADER_SIZE];
+        let mut pos = 0u64;
+        while pos + HEADER_SIZE as u64 <= end {
+            self.log.read_exact_at(&mut head, pos)?;
+            let Some(h) = BatchHeader::parse(&head).filter(|h| h.total_size() >= HEADER_SIZE) else { break };
+            if pos + h.total_size() as u64 > end {
+                break;
+            }
+            self.note_appended(&h, pos, h.total_size() as u64);
+            pos += h.total_size() as u64;
+        }
+        if pos < end {
+            // the files are left as they are, for inspection; reads stop at the damage
+            tracing::error!(
+                segment = %self.log_path.display(),
+                position = pos,
+                unreadable_bytes = end - pos,
+                "damaged batch framing in a segment: the batches after it cannot be served"
+            );
+        }
+        self.size = pos;
+        if !self.is_empty() && self.max_timestamp >= 0 {
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
+        }
+        self.index.flush()?;
+        self.time_index.flush()
     }
 
     /// Re-validates every batch and rebuilds both indexes, truncating at the first batch that

@@ -16,34 +16,12 @@ use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Message, Offset};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Message, Offset};
 
 const PARTITIONS: i32 = 4;
 const CYCLES: usize = 20;
 const GROUP: &str = "crash-group";
-
-/// Acknowledged records (partition, offset, sequence number) and failures.
-#[derive(Clone, Default)]
-struct Acks {
-    acked: Arc<Mutex<Vec<(i32, i64, u64)>>>,
-    failed: Arc<Mutex<Vec<String>>>,
-}
-
-impl ClientContext for Acks {}
-
-impl ProducerContext for Acks {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(m) => {
-                let n: u64 = std::str::from_utf8(m.payload().unwrap_or_default()).unwrap_or("0").parse().unwrap_or(0);
-                self.acked.lock().unwrap().push((m.partition(), m.offset(), n));
-            }
-            Err((e, _)) => self.failed.lock().unwrap().push(e.to_string()),
-        }
-    }
-}
 
 /// Sizes of every segment file under `dir`.
 fn segment_sizes(dir: &Path) -> BTreeMap<String, u64> {

@@ -252,6 +252,29 @@ pub fn producer_batch(pid: i64, epoch: i16, seq: i32, n: i32, transactional: boo
     buf.freeze()
 }
 
+/// A producer context recording acknowledged records (partition, offset, the number in the
+/// payload) and failed deliveries.
+#[derive(Clone, Default)]
+pub struct Acks {
+    pub acked: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64, u64)>>>,
+    pub failed: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl rdkafka::ClientContext for Acks {}
+
+impl rdkafka::producer::ProducerContext for Acks {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(m) => {
+                let n: u64 = std::str::from_utf8(m.payload().unwrap_or_default()).unwrap_or("0").parse().unwrap_or(0);
+                self.acked.lock().unwrap().push((m.partition(), m.offset(), n));
+            }
+            Err((e, _)) => self.failed.lock().unwrap().push(e.to_string()),
+        }
+    }
+}
+
 /// A bare Kafka protocol client for requests rdkafka will not send.
 pub mod raw {
     use bytes::{Bytes, BytesMut};

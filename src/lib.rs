@@ -3,10 +3,12 @@
 //! Start at [`server::start`]; requests flow through [`handlers`] to the [`broker::Broker`],
 //! whose partitions keep their data in segmented [`log`]s.
 
+pub mod alloc;
 pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod fuzzing;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

@@ -6,6 +6,11 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use weir::config::{self, BrokerConfig};
 
+/// Huge allocations (a request claiming billions of elements) become lazy mappings instead of
+/// aborting the process; see `weir::alloc`.
+#[global_allocator]
+static ALLOC: weir::alloc::LazyHugeAlloc = weir::alloc::LazyHugeAlloc;
+
 /// An event-streaming broker that speaks the Apache Kafka wire protocol.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -130,3 +130,27 @@ async fn thousands_of_unknown_topics_get_errors_not_trouble() {
     .await
     .unwrap();
 }
+
+/// A few bytes claiming an array of two billion topics (found by fuzzing): the decoder's
+/// up-front reservation must not take the broker down.
+#[test]
+fn a_request_claiming_billions_of_elements_does_not_crash_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BinaryBroker::start(dir.path(), &[]);
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/request_frame");
+    let frames: Vec<Vec<u8>> = std::fs::read_dir(corpus)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("oom-"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert!(!frames.is_empty());
+    for f in frames {
+        let mut s = raw::connect(&broker.bootstrap);
+        s.write_all(&(f.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(&f).unwrap();
+        let _ = raw::read_frame(&mut s);
+    }
+    assert!(answers(&mut raw::connect(&broker.bootstrap)), "still serving");
+    assert!(broker.terminate().success());
+}

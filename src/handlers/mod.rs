@@ -170,6 +170,32 @@ fn unsupported_api_versions(frame: &[u8]) -> Result<Option<Response>, FrameError
     api_versions::unsupported_version_response(correlation_id).map(|b| Some(Response::Frame(b)))
 }
 
+/// Decodes a frame's header and body without serving it (for fuzzing requests whose effects,
+/// such as creating topics, are too heavy to run millions of times).
+pub fn decode_only(mut frame: Bytes) -> Result<(), FrameError> {
+    if frame.len() < 8 {
+        return Err(FrameError::TooShort(frame.len()));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let key = ApiKey::try_from(raw_key).map_err(|_| FrameError::UnknownApiKey(raw_key))?;
+    let (min, max) = supported_range(key).ok_or(FrameError::UnknownApiKey(raw_key))?;
+    if version < min || version > max {
+        return Err(FrameError::UnsupportedVersion(key, version));
+    }
+    let decode_err = |e: anyhow::Error| FrameError::Decode(key, version, e.to_string());
+    RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(decode_err)?;
+    match key {
+        ApiKey::CreateTopics => {
+            decode::<kafka_protocol::messages::CreateTopicsRequest>(key, version, &mut frame).map(drop)
+        }
+        ApiKey::CreatePartitions => {
+            decode::<kafka_protocol::messages::CreatePartitionsRequest>(key, version, &mut frame).map(drop)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Checks the API key and version and decodes the request header.
 fn parse_header(
     broker: &Arc<Broker>,

@@ -110,7 +110,8 @@ impl BatchHeader {
     }
 
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // saturating: headers read back from a damaged file may hold anything
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     pub fn compression(&self) -> i16 {

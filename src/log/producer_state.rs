@@ -78,22 +78,19 @@ pub enum SequenceCheck {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
-/// `base + delta` in Kafka's sequence space, which wraps from `i32::MAX` to 0.
+/// `base + delta` in Kafka's sequence space, which wraps from `i32::MAX` to 0. Computed in
+/// i64 so that garbage read from a damaged log cannot overflow.
 fn seq_add(base: i32, delta: i32) -> i32 {
-    if base > i32::MAX - delta {
-        delta - (i32::MAX - base) - 1
-    } else {
-        base + delta
-    }
+    let sum = i64::from(base) + i64::from(delta);
+    let wrapped = if sum > i64::from(i32::MAX) { sum - i64::from(i32::MAX) - 1 } else { sum };
+    wrapped.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// `last - delta` in the same wrapping sequence space.
 fn seq_sub(last: i32, delta: i32) -> i32 {
-    if last >= delta {
-        last - delta
-    } else {
-        i32::MAX - (delta - last) + 1
-    }
+    let diff = i64::from(last) - i64::from(delta);
+    let wrapped = if diff < 0 && last >= 0 && delta >= 0 { diff + i64::from(i32::MAX) + 1 } else { diff };
+    wrapped.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 fn is_idempotent(h: &BatchHeader) -> bool {

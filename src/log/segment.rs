@@ -337,7 +337,7 @@ impl Segment {
             if h.total_size() < HEADER_SIZE {
                 break;
             }
-            self.next_offset = h.last_offset() + 1;
+            self.next_offset = h.last_offset().saturating_add(1);
             if h.max_timestamp > self.max_timestamp {
                 self.max_timestamp = h.max_timestamp;
                 self.offset_of_max_timestamp = h.last_offset();
@@ -363,7 +363,7 @@ impl Segment {
             self.max_timestamp = h.max_timestamp;
             self.offset_of_max_timestamp = h.last_offset();
         }
-        self.next_offset = h.last_offset() + 1;
+        self.next_offset = h.last_offset().saturating_add(1);
         self.size = pos + len;
     }
 

@@ -1,0 +1,149 @@
+//! Entry points for fuzzing. Each takes arbitrary bytes and must neither panic nor hang nor
+//! allocate without bound. The cargo-fuzz targets in `fuzz/` call them, and
+//! `tests/fuzz_corpus.rs` runs the committed seed corpus (plus any crash reproducers added to
+//! it) through them on every `cargo test`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+
+use crate::broker::Broker;
+use crate::config::{BrokerConfig, LogConfig};
+use crate::log::batch::{self, ProduceLimits};
+use crate::log::Log;
+
+/// A scratch directory, unique in this process, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(kind: &str) -> Scratch {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("weir-fuzz-{kind}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One broker (and runtime) for the whole fuzzing process, with a topic to aim at.
+fn broker() -> &'static (tokio::runtime::Runtime, Arc<Broker>) {
+    static BROKER: OnceLock<(tokio::runtime::Runtime, Arc<Broker>)> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("weir-fuzz-broker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layer = vec![
+            ("log.dirs".to_string(), dir.display().to_string()),
+            ("auto.create.topics.enable".to_string(), "false".to_string()),
+            ("group.initial.rebalance.delay.ms".to_string(), "0".to_string()),
+        ];
+        let config = BrokerConfig::from_layers([layer]).expect("fuzz broker config");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let broker = Broker::open(config).expect("fuzz broker opens");
+        let new = crate::broker::NewTopic {
+            name: "t".into(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: Default::default(),
+        };
+        let _ = rt.block_on(broker.create_topic(&new));
+        (rt, broker)
+    })
+}
+
+/// A whole request frame (without its size prefix) through the broker's dispatch. Requests
+/// that would create topics or partitions are only decoded, so a long run does not fill the
+/// disk with topics; requests that may wait (long-poll fetches, joins) are cut off.
+pub fn request_frame(data: &[u8]) {
+    let (rt, broker) = broker();
+    let key = data.get(..2).map(|k| i16::from_be_bytes([k[0], k[1]]));
+    let mutating = [ApiKey::CreateTopics as i16, ApiKey::CreatePartitions as i16];
+    if key.is_some_and(|k| mutating.contains(&k)) {
+        let _ = crate::handlers::decode_only(Bytes::copy_from_slice(data));
+        return;
+    }
+    let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let frame = Bytes::copy_from_slice(data);
+    rt.block_on(async {
+        let served =
+            tokio::time::timeout(Duration::from_millis(200), crate::handlers::handle_frame(broker, peer, frame));
+        if let Ok(Ok(crate::handlers::Handled::Later(pending))) = served.await {
+            let _ = tokio::time::timeout(Duration::from_millis(200), pending).await;
+        }
+    });
+}
+
+/// Record-batch framing and validation, as the produce path runs them.
+pub fn record_batch(data: &[u8]) {
+    let limits = ProduceLimits {
+        max_message_bytes: 1 << 20,
+        segment_bytes: 1 << 30,
+        log_append_time: false,
+        timestamp_before_max_ms: i64::MAX,
+        timestamp_after_max_ms: i64::MAX,
+        now_ms: 0,
+    };
+    if let Ok(batches) = batch::split_batches(data) {
+        for b in batches {
+            if batch::validate_produced(b, &limits).is_ok() {
+                let _ = batch::check_keys_present(b);
+            }
+            let _ = batch::control_type(b);
+        }
+    }
+    let _ = batch::check_integrity(data);
+}
+
+/// A segment file of arbitrary bytes opened after a crash (recovery) and after a clean
+/// shutdown (trusted), then read end to end.
+pub fn log_recovery(data: &[u8]) {
+    for clean in [false, true] {
+        let scratch = Scratch::new("log");
+        if std::fs::create_dir_all(&scratch.0).is_err() {
+            return;
+        }
+        if std::fs::write(scratch.0.join("00000000000000000000.log"), data).is_err() {
+            return;
+        }
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        let Ok((mut log, _)) = Log::open(&scratch.0, config, clean, 0) else { continue };
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        while offset < end {
+            match log.read(offset, 1 << 16, end, true).map(|r| r.records) {
+                Ok(Some(slice)) if slice.end_offset > offset => offset = slice.end_offset,
+                _ => break,
+            }
+        }
+        let _ = log.offset_for_timestamp(0);
+        let _ = log.max_timestamp_offset();
+        let _ = log.append(&batch::sample_batch(2), 0);
+        let _ = log.close();
+    }
+}
+
+/// Stored state decoders: producer snapshots, `__consumer_offsets` and `__transaction_state`
+/// keys and values.
+pub fn stored_state(data: &[u8]) {
+    use crate::coordinator::group::{consumer_records, records};
+    let b = Bytes::copy_from_slice(data);
+    let _ = crate::log::producer_state::ProducerState::decode_snapshot(data);
+    let _ = records::RecordKey::decode(b.clone());
+    let _ = records::OffsetValue::decode(b.clone());
+    let _ = records::GroupValue::decode(b.clone());
+    let _ = consumer_records::MemberMetadata::decode(b.clone());
+    let _ = consumer_records::CurrentAssignment::decode(b.clone());
+    let _ = consumer_records::decode_target(b.clone());
+    let _ = crate::coordinator::txn::records::decode_key(b.clone());
+    let _ = crate::coordinator::txn::records::decode_value("t", b);
+}

@@ -176,3 +176,48 @@ async fn time_retention_deletes_old_segments_in_the_background() {
     .unwrap();
     assert!((45..=50).contains(&low), "old segments deleted, the segment with new data kept: log start {low}");
 }
+
+/// A batch damaged in the middle of a closed segment (and that segment's time index lost) is
+/// reported at start-up; the partition still serves the batches around it and the other
+/// partitions everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_batch_in_a_closed_segment_is_reported_and_the_rest_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = BinaryBroker::free_addr();
+    let args = ["--set", "log.segment.bytes=4000"];
+    let broker = BinaryBroker::start_on(&addr, dir.path(), &args);
+    let topic = topic_name("bitrot");
+    create_topic(&addr, &topic, 2, &[]).await;
+    for i in 0..20 {
+        produce_numbered(&addr, &topic, i * 20, 20, "all").await; // small batches, several per segment
+    }
+    assert!(broker.terminate().success());
+    // damage one byte inside the second batch of partition 0's first segment
+    let part0 = dir.path().join(format!("{topic}-0"));
+    let first = part0.join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    let (_, first_size) = weir::log::batch::offset_and_size(&bytes).unwrap();
+    let (second_base, second_size) = weir::log::batch::offset_and_size(&bytes[first_size..]).unwrap();
+    bytes[first_size + second_size - 2] ^= 0xff;
+    std::fs::write(&first, &bytes).unwrap();
+    std::fs::remove_file(part0.join("00000000000000000000.timeindex")).unwrap();
+    let broker = BinaryBroker::start_on(&addr, dir.path(), &args);
+    let reported = broker
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("corrupt record batch") && l.contains(&format!("offset={second_base}")));
+    assert!(reported, "the damaged batch is reported with its offset");
+    let (a, t) = (addr.clone(), topic.clone());
+    tokio::task::spawn_blocking(move || {
+        let c = assigned_consumer(&a, &t, &[1], Offset::Beginning, &[]);
+        assert_eq!(consume_n(&c, 200, Duration::from_secs(20)).len(), 200, "the other partition serves everything");
+        // partition 0 from just after the damaged batch: served
+        let after = assigned_consumer(&a, &t, &[0], Offset::Offset(second_base + 50), &[]);
+        assert!(!consume_n(&after, 10, Duration::from_secs(20)).is_empty(), "batches after the damage are served");
+    })
+    .await
+    .unwrap();
+    assert!(broker.terminate().success());
+}

@@ -113,9 +113,31 @@ async fn produce_validation_codes_and_acks_zero() {
         let mut magic1 = good.clone();
         magic1[16] = 1;
         let truncated = good[..good.len() - 5].to_vec();
-        for (what, records, code) in
-            [("bad CRC", bad_crc, 2), ("magic 1", magic1, 87), ("truncated", truncated, 2), ("good", good.clone(), 0)]
-        {
+        let with_crc = |mut b: Vec<u8>| {
+            let crc = weir::log::batch::compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        // lastOffsetDelta claims 5 records of the 3 (CRC made valid again)
+        let mut delta = good.clone();
+        delta[23..27].copy_from_slice(&4i32.to_be_bytes());
+        let delta = with_crc(delta);
+        // the first record says it is at offset delta 2
+        let mut record_delta = good.clone();
+        let at = 61 + weir::log::batch::read_varint(&good[61..]).unwrap().1 + 1 + 1;
+        record_delta[at] = 4; // zig-zag 2
+        let record_delta = with_crc(record_delta);
+        let mut long = good.clone();
+        long[8..12].copy_from_slice(&((good.len() as i32) + 88).to_be_bytes());
+        for (what, records, code) in [
+            ("bad CRC", bad_crc, 2),
+            ("magic 1", magic1, 87),
+            ("truncated", truncated, 2),
+            ("lastOffsetDelta", delta, 87),
+            ("record offset delta", record_delta, 87),
+            ("length past the data", long, 2),
+            ("good", good.clone(), 0),
+        ] {
             let r: ProduceResponse = raw::call(&b, ApiKey::Produce, 9, &produce_req(&topic, 1, records));
             let p = &r.responses[0].partition_responses[0];
             assert_eq!(p.error_code, code, "{what}");

@@ -20,7 +20,10 @@ use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{Message, Offset};
 
 const PARTITIONS: i32 = 4;
-const CYCLES: usize = 20;
+/// Kills per run; `WEIR_CRASH_CYCLES` runs a longer variant.
+fn cycles() -> usize {
+    std::env::var("WEIR_CRASH_CYCLES").ok().and_then(|s| s.parse().ok()).unwrap_or(20).max(20)
+}
 const GROUP: &str = "crash-group";
 
 /// Sizes of every segment file under `dir`.
@@ -150,7 +153,8 @@ async fn twenty_sigkills_lose_and_duplicate_nothing_acknowledged() {
 
     let started = Instant::now();
     let mut truncated_files = 0u64;
-    for cycle in 0..CYCLES {
+    let cycles = cycles();
+    for cycle in 0..cycles {
         tokio::time::sleep(Duration::from_millis(150 + rng.next(450))).await;
         broker.kill9();
         let before = segment_sizes(&data);
@@ -172,7 +176,7 @@ async fn twenty_sigkills_lose_and_duplicate_nothing_acknowledged() {
     stop.store(true, Ordering::Relaxed);
     let sent = tokio::task::spawn_blocking(move || producer_thread.join().unwrap()).await.unwrap();
     tokio::task::spawn_blocking(move || consumer_thread.join().unwrap()).await.unwrap();
-    eprintln!("{CYCLES} kills in {:?}; {sent} records sent; {truncated_files} bytes truncated", started.elapsed());
+    eprintln!("{cycles} kills in {:?}; {sent} records sent; {truncated_files} bytes truncated", started.elapsed());
 
     let failed = acks.failed.lock().unwrap().clone();
     assert!(failed.is_empty(), "deliveries failed: {:?}", &failed[..failed.len().min(5)]);

@@ -18,7 +18,10 @@ use rdkafka::{Message, Offset};
 use weir::log::batch::{offset_and_size, HEADER_SIZE, LAST_OFFSET_DELTA};
 
 const PARTITIONS: i32 = 3;
-const COPIES: usize = 4;
+/// Copies per run; `WEIR_POWER_CUTS` runs a longer variant.
+fn power_cuts() -> usize {
+    std::env::var("WEIR_POWER_CUTS").ok().and_then(|s| s.parse().ok()).unwrap_or(4).max(1)
+}
 
 struct Lcg(u64);
 
@@ -135,7 +138,7 @@ async fn recovery_after_a_simulated_power_cut_keeps_every_acknowledged_record() 
     };
     let data = broker.data_dir();
     let mut copies = Vec::new();
-    for i in 0..COPIES {
+    for i in 0..power_cuts() {
         tokio::time::sleep(Duration::from_millis(300 + rng.next(500))).await;
         // what was acknowledged before the copy began is durable and must survive it
         let mut durable: BTreeMap<i32, (i64, Vec<(i64, u64)>)> = BTreeMap::new();

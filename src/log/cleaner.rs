@@ -273,7 +273,10 @@ fn complete_swap(dir: &Path, base: i64, config: &crate::config::LogConfig, now_m
     }
     std::fs::rename(dir.join(format!("{stem}.log.swap")), dir.join(format!("{stem}.log")))?;
     sync_dir(dir)?;
-    let (mut seg, _) = Segment::open(dir, base, config.segment_index_bytes, config.index_interval_bytes, true, now_ms)?;
+    // its indexes are gone, so opening rebuilds them from the (CRC-checked) batches; not
+    // `recover`, whose checks assume the contiguous offsets of an active segment
+    let (mut seg, _) =
+        Segment::open(dir, base, config.segment_index_bytes, config.index_interval_bytes, false, now_ms)?;
     seg.close_for_writes()?;
     Ok(seg)
 }

@@ -325,7 +325,9 @@ impl Segment {
         let Some((offset, total)) = batch::offset_and_size(&head) else {
             return Ok(None);
         };
-        if total < HEADER_SIZE || pos + total as u64 > file_len || offset < self.next_offset {
+        // The base offset is outside the CRC, so a torn write there passes the CRC check:
+        // batches of the (never compacted) active segment must follow each other exactly.
+        if total < HEADER_SIZE || pos + total as u64 > file_len || offset != self.next_offset {
             return Ok(None);
         }
         buf.resize(total, 0);
@@ -686,5 +688,14 @@ mod tests {
         let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
         assert_eq!(rec.unwrap().batches, 2);
         assert_eq!(seg.next_offset(), 4);
+        drop(seg);
+        // a torn base offset (outside the CRC) in the second batch: cut there too
+        let mut bytes = std::fs::read(&path).unwrap();
+        let second = bytes.len() / 2;
+        bytes[second + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
+        assert_eq!(rec.unwrap().batches, 1, "a batch must start where the one before ended");
+        assert_eq!(seg.next_offset(), 2);
     }
 }

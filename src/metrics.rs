@@ -166,27 +166,16 @@ pub async fn render(broker: &Broker) -> String {
     let mut out = String::new();
     broker.metrics.render_requests(&mut out);
     let topics = broker.topics();
-    out.push_str(
-        "# HELP weir_topic_bytes_in_total Record bytes appended, by topic.\n# TYPE weir_topic_bytes_in_total counter\n",
-    );
-    for t in &topics {
-        let _ = writeln!(
-            out,
-            "weir_topic_bytes_in_total{{topic=\"{}\"}} {}",
-            label(&t.name),
-            t.traffic.bytes_in.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str(
-        "# HELP weir_topic_bytes_out_total Record bytes sent to fetchers, by topic.\n# TYPE weir_topic_bytes_out_total counter\n",
-    );
-    for t in &topics {
-        let _ = writeln!(
-            out,
-            "weir_topic_bytes_out_total{{topic=\"{}\"}} {}",
-            label(&t.name),
-            t.traffic.bytes_out.load(Ordering::Relaxed)
-        );
+    let traffic = [
+        ("weir_topic_bytes_in_total", "Record bytes appended, by topic.", true),
+        ("weir_topic_bytes_out_total", "Record bytes sent to fetchers, by topic.", false),
+    ];
+    for (name, help, inbound) in traffic {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for t in &topics {
+            let counter = if inbound { &t.traffic.bytes_in } else { &t.traffic.bytes_out };
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {}", label(&t.name), counter.load(Ordering::Relaxed));
+        }
     }
     let gauges = [
         ("weir_partition_log_end_offset", "Log end offset."),

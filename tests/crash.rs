@@ -63,16 +63,6 @@ fn committed(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
     r.topics.iter().flat_map(|t| t.partitions.iter()).map(|p| (p.partition_index, p.committed_offset)).collect()
 }
 
-/// A small deterministic generator, seeded from the clock (the seed is printed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn twenty_sigkills_lose_and_duplicate_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +73,7 @@ async fn twenty_sigkills_lose_and_duplicate_nothing_acknowledged() {
     let mut broker = BinaryBroker::start_on(&addr, &data, &args);
     let topic = topic_name("crash");
     create_topic(&addr, &topic, PARTITIONS, &[]).await;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    eprintln!("crash test seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded("crash test");
 
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Acks::default();

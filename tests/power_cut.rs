@@ -23,15 +23,6 @@ fn power_cuts() -> usize {
     std::env::var("WEIR_POWER_CUTS").ok().and_then(|s| s.parse().ok()).unwrap_or(4).max(1)
 }
 
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below.max(1)
-    }
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
@@ -112,9 +103,7 @@ async fn recovery_after_a_simulated_power_cut_keeps_every_acknowledged_record() 
     let broker = TestBroker::start(&[("log.segment.bytes", "30000")]).await;
     let topic = topic_name("powercut");
     create_topic(&broker.bootstrap, &topic, PARTITIONS, &[]).await;
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    eprintln!("power-cut test seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Lcg::seeded("power-cut test");
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Acks::default();
     let producer = {

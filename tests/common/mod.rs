@@ -275,6 +275,24 @@ impl rdkafka::producer::ProducerContext for Acks {
     }
 }
 
+/// A small deterministic generator for randomised tests, seeded from the clock; the seed is
+/// printed so a failing run can be understood.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn seeded(test: &str) -> Lcg {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        eprintln!("{test} seed {seed}");
+        Lcg(seed)
+    }
+
+    /// A number in `0..below`.
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below.max(1)
+    }
+}
+
 /// A bare Kafka protocol client for requests rdkafka will not send.
 pub mod raw {
     use bytes::{Bytes, BytesMut};

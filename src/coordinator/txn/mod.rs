@@ -118,11 +118,6 @@ pub enum TxnError {
 
 pub type TxnHandle = Arc<Mutex<TxnMetadata>>;
 
-/// Timer settings read from the broker configuration.
-struct Limits {
-    expiration_ms: i64,
-}
-
 #[derive(Default)]
 pub struct TxnCoordinator {
     txns: DashMap<String, TxnHandle>,
@@ -453,16 +448,16 @@ impl TxnCoordinator {
         loop {
             let every = broker.config().get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
             tokio::time::sleep(Duration::from_millis(every.max(10) as u64)).await;
-            let limits = Limits { expiration_ms: broker.config().get_i64("transactional.id.expiration.ms") };
+            let expiration_ms = broker.config().get_i64("transactional.id.expiration.ms");
             for id in self.ids() {
-                if let Err(e) = self.tick(&broker, &id, &limits).await {
+                if let Err(e) = self.tick(&broker, &id, expiration_ms).await {
                     tracing::warn!(transactional_id = %id, error = %e, "transaction timer");
                 }
             }
         }
     }
 
-    async fn tick(&self, broker: &Broker, id: &str, limits: &Limits) -> Result<(), TxnError> {
+    async fn tick(&self, broker: &Broker, id: &str, expiration_ms: i64) -> Result<(), TxnError> {
         let Some(handle) = self.get(id) else { return Ok(()) };
         let mut meta = handle.lock().await;
         let now = now_ms();
@@ -474,7 +469,7 @@ impl TxnCoordinator {
             }
             s if s.is_prepare() => self.complete(broker, &mut meta).await,
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-                if now.saturating_sub(meta.last_update_ms) > limits.expiration_ms =>
+                if now.saturating_sub(meta.last_update_ms) > expiration_ms =>
             {
                 self.write(broker, id, vec![(records::encode_key(id), None)]).await?;
                 meta.state = TxnState::Dead;

@@ -144,7 +144,8 @@ pub struct Broker {
     pub cluster_id: String,
     pub node_id: i32,
     data_dir: PathBuf,
-    advertised: RwLock<(String, i32)>,
+    /// `HOST:PORT` advertised to the clients of each listener, by listener name.
+    advertised: RwLock<BTreeMap<String, (String, i32)>>,
     metadata: tokio::sync::Mutex<MetadataLog>,
     topics: DashMap<String, Arc<Topic>>,
     topic_names: DashMap<Uuid, String>,
@@ -157,6 +158,8 @@ pub struct Broker {
     pub txns: Arc<crate::coordinator::txn::TxnCoordinator>,
     /// Request, connection and fsync metrics (Prometheus).
     pub metrics: crate::metrics::Metrics,
+    /// SCRAM credentials, ACLs and the authorizer.
+    pub security: crate::security::Security,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -184,13 +187,23 @@ impl Broker {
             .filter_map(|(k, v)| config::broker_def(k).map(|d| (d.name, v.clone())))
             .collect();
         config.set_dynamic(dynamic);
-        let (host, port) = split_host_port(&config.advertised_addr());
+        let listeners = crate::security::listeners::from_config(&config).map_err(anyhow::Error::msg)?;
+        let advertised = listeners
+            .iter()
+            .map(|l| {
+                let (host, port) = split_host_port(l.advertised.as_deref().unwrap_or(&l.bind));
+                let host = if host == "0.0.0.0" || host == "::" { "127.0.0.1".to_string() } else { host };
+                (l.name.clone(), (host, port))
+            })
+            .collect();
+        let security = crate::security::Security::new(&config, image.security.clone()).map_err(anyhow::Error::msg)?;
+        let scram_users = config.scram_users().to_vec();
         let broker = Broker {
             config: RwLock::new(config),
             cluster_id,
             node_id,
             data_dir,
-            advertised: RwLock::new((host, port)),
+            advertised: RwLock::new(advertised),
             metadata: tokio::sync::Mutex::new(metadata),
             topics: DashMap::new(),
             topic_names: DashMap::new(),
@@ -199,7 +212,9 @@ impl Broker {
             groups: Default::default(),
             txns: Default::default(),
             metrics: Default::default(),
+            security,
         };
+        broker.add_scram_users(&scram_users)?;
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
         let records = broker.groups.load(&broker)?;
@@ -300,13 +315,48 @@ impl Broker {
         &self.data_dir
     }
 
-    pub fn advertised(&self) -> (String, i32) {
-        self.advertised.read().clone()
+    /// The `HOST:PORT` advertised to clients that came in on `listener`.
+    pub fn advertised(&self, listener: &str) -> (String, i32) {
+        self.advertised.read().get(listener).cloned().unwrap_or_else(|| ("127.0.0.1".into(), 9092))
     }
 
-    /// Used when the listener was bound to port 0: advertise the port actually bound.
-    pub fn set_advertised(&self, host: String, port: i32) {
-        *self.advertised.write() = (host, port);
+    /// Used when a listener was bound to port 0 and not given an advertised address:
+    /// advertise the port actually bound.
+    pub fn set_advertised_port(&self, listener: &str, port: i32) {
+        if let Some(entry) = self.advertised.write().get_mut(listener) {
+            entry.1 = port;
+        }
+    }
+
+    /// Creates the `--add-scram` users, skipping those whose credential already holds that
+    /// password and iteration count (so restarts with the same flags change nothing).
+    fn add_scram_users(&self, users: &[crate::security::scram::ScramUser]) -> anyhow::Result<()> {
+        use crate::security::scram::Credential;
+        for u in users {
+            let existing = self.security.credential(&u.name, u.mechanism);
+            if existing.is_some_and(|c| c.iterations == u.iterations && c.matches_password(u.mechanism, &u.password)) {
+                continue;
+            }
+            let record = MetadataRecord::ScramCredential {
+                user: u.name.clone(),
+                mechanism: u.mechanism,
+                credential: Credential::new(u.mechanism, &u.password, u.iterations),
+            };
+            self.metadata.try_lock().map_err(anyhow::Error::msg)?.append(&record)?;
+            self.security.apply(&record);
+            tracing::info!(user = %u.name, mechanism = u.mechanism.name(), "added SCRAM user");
+        }
+        Ok(())
+    }
+
+    /// Appends security records (credentials, ACLs) durably and applies them.
+    pub async fn record_security(&self, records: &[MetadataRecord]) -> Result<(), AdminError> {
+        let mut metadata = self.metadata.lock().await;
+        for record in records {
+            metadata.append(record)?;
+            self.security.apply(record);
+        }
+        Ok(())
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {

@@ -80,7 +80,124 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "PLAINTEXT://127.0.0.1:9092",
         Check::None,
         false,
-        "Address the broker listens on (the --listen flag sets HOST:PORT).",
+        "Listeners as NAME://HOST:PORT, comma-separated; the name maps to a security protocol in \
+         listener.security.protocol.map (--listen HOST:PORT sets one PLAINTEXT listener).",
+    ),
+    broker(
+        "listener.security.protocol.map",
+        Str,
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        Check::None,
+        false,
+        "Listener name to security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), as NAME:PROTOCOL pairs.",
+    ),
+    broker(
+        "sasl.enabled.mechanisms",
+        ConfigType::List,
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        Check::None,
+        false,
+        "SASL mechanisms offered on SASL listeners (Weir implements PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; \
+         Kafka's default GSSAPI is not available).",
+    ),
+    broker(
+        "connections.max.reauth.ms",
+        Long,
+        "0",
+        AtLeast(0),
+        false,
+        "SASL session lifetime (KIP-368): clients must re-authenticate within it or are disconnected; 0: no limit.",
+    ),
+    broker(
+        "ssl.keystore.type",
+        Str,
+        "PEM",
+        OneOf(&["PEM"]),
+        false,
+        "Format of the key store: PEM (Weir reads PEM only).",
+    ),
+    broker(
+        "ssl.keystore.location",
+        Str,
+        "",
+        Check::None,
+        false,
+        "PEM file holding the listener's private key and certificate chain.",
+    ),
+    broker(
+        "ssl.keystore.certificate.chain",
+        ConfigType::Password,
+        "",
+        Check::None,
+        false,
+        "The listener's certificate chain as PEM text (instead of ssl.keystore.location).",
+    ),
+    broker(
+        "ssl.keystore.key",
+        ConfigType::Password,
+        "",
+        Check::None,
+        false,
+        "The listener's unencrypted private key as PEM text (instead of ssl.keystore.location).",
+    ),
+    broker(
+        "ssl.key.password",
+        ConfigType::Password,
+        "",
+        Check::None,
+        false,
+        "Password of an encrypted private key; not supported (use an unencrypted PEM key).",
+    ),
+    broker("ssl.truststore.type", Str, "PEM", OneOf(&["PEM"]), false, "Format of the trust store: PEM."),
+    broker(
+        "ssl.truststore.location",
+        Str,
+        "",
+        Check::None,
+        false,
+        "PEM file of the CA certificates that client certificates must chain to.",
+    ),
+    broker(
+        "ssl.truststore.certificates",
+        ConfigType::Password,
+        "",
+        Check::None,
+        false,
+        "CA certificates as PEM text (instead of ssl.truststore.location).",
+    ),
+    broker(
+        "ssl.client.auth",
+        Str,
+        "none",
+        OneOf(&["required", "requested", "none"]),
+        false,
+        "Client certificates on TLS listeners: required, requested, or none. A verified certificate's \
+         subject (RFC 2253, e.g. CN=alice,O=Example) is the principal.",
+    ),
+    broker(
+        "authorizer.class.name",
+        Str,
+        "",
+        Check::None,
+        false,
+        "Empty: no authorization. 'acl' (or Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer): \
+         check every request against the ACLs.",
+    ),
+    broker(
+        "super.users",
+        Str,
+        "",
+        Check::None,
+        false,
+        "Principals allowed everything, separated by semicolons, e.g. User:admin;User:CN=ops.",
+    ),
+    broker(
+        "allow.everyone.if.no.acl.found",
+        Boolean,
+        "false",
+        Check::None,
+        false,
+        "With the authorizer on: whether a resource that has no ACLs at all is open to everybody.",
     ),
     broker(
         "metrics.listener",
@@ -96,7 +213,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "",
         Check::None,
         false,
-        "Address returned to clients in Metadata; empty means the listen address (--advertise).",
+        "Per listener, NAME://HOST:PORT returned in Metadata to clients that came in on that listener; a \
+         listener not named here advertises its bound address (--advertise HOST:PORT: the PLAINTEXT listener).",
     ),
     broker(
         "log.dirs",
@@ -609,6 +727,7 @@ pub enum ConfigSource {
 pub struct BrokerConfig {
     static_values: BTreeMap<&'static str, String>,
     dynamic_values: BTreeMap<&'static str, String>,
+    scram_users: Vec<crate::security::scram::ScramUser>,
 }
 
 impl BrokerConfig {
@@ -679,27 +798,13 @@ impl BrokerConfig {
         PathBuf::from(self.get("log.dirs"))
     }
 
-    /// The `HOST:PORT` to listen on, taken from `listeners`.
-    pub fn listen_addr(&self) -> String {
-        strip_scheme(&self.get("listeners"))
+    /// The SCRAM users to create at start-up (`--add-scram`).
+    pub fn scram_users(&self) -> &[crate::security::scram::ScramUser] {
+        &self.scram_users
     }
 
-    /// The `HOST:PORT` to advertise in Metadata.
-    pub fn advertised_addr(&self) -> String {
-        let adv = self.get("advertised.listeners");
-        if adv.is_empty() {
-            self.listen_addr()
-        } else {
-            strip_scheme(&adv)
-        }
-    }
-}
-
-fn strip_scheme(listener: &str) -> String {
-    let first = listener.split(',').next().unwrap_or_default().trim();
-    match first.split_once("://") {
-        Some((_, addr)) => addr.to_string(),
-        None => first.to_string(),
+    pub fn add_scram_user(&mut self, user: crate::security::scram::ScramUser) {
+        self.scram_users.push(user);
     }
 }
 

@@ -73,10 +73,11 @@ pub fn request_frame(data: &[u8]) {
         return;
     }
     let peer: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let session = std::sync::Arc::new(crate::security::sasl::Session::plaintext(peer));
     let frame = Bytes::copy_from_slice(data);
     rt.block_on(async {
         let served =
-            tokio::time::timeout(Duration::from_millis(200), crate::handlers::handle_frame(broker, peer, frame));
+            tokio::time::timeout(Duration::from_millis(200), crate::handlers::handle_frame(broker, &session, frame));
         if let Ok(Ok(crate::handlers::Handled::Later(pending))) = served.await {
             let _ = tokio::time::timeout(Duration::from_millis(200), pending).await;
         }

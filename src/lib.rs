@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod log;
 pub mod metrics;
 pub mod partition;
+pub mod security;
 pub mod server;
 
 pub use server::{start, RunningBroker};

@@ -36,6 +36,11 @@ struct Cli {
     /// Any broker config by its Kafka name, e.g. --set num.partitions=3 (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     set: Vec<String>,
+    /// Create a SCRAM user at start-up, in Kafka's format-tool syntax (repeatable; a user
+    /// that already has this password is left alone):
+    /// --add-scram 'SCRAM-SHA-256=[name=admin,password=admin-secret]'
+    #[arg(long = "add-scram", value_name = "SPEC")]
+    add_scram: Vec<String>,
     /// Print the documented default config file (config/weir.toml) and exit.
     #[arg(long)]
     print_default_config: bool,
@@ -82,6 +87,12 @@ async fn main() {
         return;
     }
     let cfg = layers(&cli).and_then(|l| BrokerConfig::from_layers(l).map_err(|e| e.to_string()));
+    let cfg = cfg.and_then(|mut c| {
+        for spec in &cli.add_scram {
+            c.add_scram_user(weir::security::scram::ScramUser::parse(spec)?);
+        }
+        Ok(c)
+    });
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => {

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::AclBinding;
+use crate::security::scram::{Credential, Mechanism};
+use crate::security::SecurityImage;
+
 /// One change to cluster metadata.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum MetadataRecord {
@@ -42,6 +46,23 @@ pub enum MetadataRecord {
     ProducerIds {
         block_end: i64,
     },
+    /// Sets a user's salted SCRAM credential for one mechanism.
+    ScramCredential {
+        user: String,
+        mechanism: Mechanism,
+        credential: Credential,
+    },
+    RemoveScramCredential {
+        user: String,
+        mechanism: Mechanism,
+    },
+    CreateAcl {
+        id: Uuid,
+        binding: AclBinding,
+    },
+    RemoveAcl {
+        id: Uuid,
+    },
 }
 
 /// A topic as metadata knows it.
@@ -60,6 +81,8 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<String, String>,
     /// End of the last producer-id block handed out.
     pub producer_id_block_end: i64,
+    /// SCRAM credentials and ACLs.
+    pub security: SecurityImage,
 }
 
 impl MetadataImage {
@@ -86,6 +109,10 @@ impl MetadataImage {
             MetadataRecord::ProducerIds { block_end } => {
                 self.producer_id_block_end = self.producer_id_block_end.max(*block_end)
             }
+            MetadataRecord::ScramCredential { .. }
+            | MetadataRecord::RemoveScramCredential { .. }
+            | MetadataRecord::CreateAcl { .. }
+            | MetadataRecord::RemoveAcl { .. } => self.security.apply(record),
         }
     }
 }

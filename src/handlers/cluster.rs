@@ -30,7 +30,7 @@ pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest)
                 .with_error_message(Some(str_bytes("Weir serves broker endpoints only")));
         }
     }
-    let (host, port) = broker.advertised();
+    let (host, port) = ctx.advertised();
     resp.with_brokers(vec![DescribeClusterBroker::default()
         .with_broker_id(BrokerId(broker.node_id))
         .with_host(str_bytes(host))

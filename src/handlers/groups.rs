@@ -48,7 +48,7 @@ async fn coordinator_for(ctx: &RequestContext, key_type: i8) -> Result<(), (Resp
 }
 
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let (host, port) = ctx.broker.advertised();
+    let (host, port) = ctx.advertised();
     let node = BrokerId(ctx.broker.node_id);
     let result = coordinator_for(ctx, req.key_type).await;
     if ctx.version < 4 {

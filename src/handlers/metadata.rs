@@ -21,7 +21,7 @@ const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | 
 
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
-    let (host, port) = broker.advertised();
+    let (host, port) = ctx.advertised();
     let all_topics = req.topics.is_none() || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
     let auto_create =
         (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config_bool("auto.create.topics.enable");

@@ -2,6 +2,7 @@
 //! implements. ApiVersions advertises exactly this table, and dispatch refuses anything
 //! outside it.
 
+pub mod acls;
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
@@ -16,6 +17,8 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod response;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod topics;
 pub mod transactions;
 
@@ -30,6 +33,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use thiserror::Error;
 
 use crate::broker::Broker;
+use crate::security::acl;
+use crate::security::sasl::Session;
 pub use response::Response;
 
 /// `(api, min version, max version)` for every API Weir serves.
@@ -69,6 +74,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -82,6 +94,25 @@ pub struct RequestContext {
     pub header: RequestHeader,
     pub version: i16,
     pub peer: SocketAddr,
+    /// The connection's listener and authenticated principal.
+    pub session: Arc<Session>,
+}
+
+impl RequestContext {
+    /// The `HOST:PORT` to give this client for this broker: its listener's advertised address.
+    pub fn advertised(&self) -> (String, i32) {
+        self.broker.advertised(&self.session.listener.name)
+    }
+
+    /// Whether the client may perform `operation` on a resource (always, without an authorizer).
+    pub fn authorized(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        self.broker.security.authorize(&self.session, operation, resource_type, name)
+    }
+
+    /// Whether the client may perform `operation` on the cluster.
+    pub fn cluster_authorized(&self, operation: i8) -> bool {
+        self.authorized(operation, acl::resource::CLUSTER, acl::CLUSTER_NAME)
+    }
 }
 
 /// A request the connection cannot serve; the connection is closed with a log line.
@@ -97,6 +128,12 @@ pub enum FrameError {
     Decode(ApiKey, i16, String),
     #[error("cannot encode {0:?} v{1} response: {2}")]
     Encode(ApiKey, i16, String),
+    #[error("{0:?} before SASL authentication")]
+    Unauthenticated(ApiKey),
+    #[error("{0:?} after the SASL session expired (connections.max.reauth.ms)")]
+    SessionExpired(ApiKey),
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
 }
 
 /// A response still being worked on: produce requests waiting for their fsync.
@@ -112,16 +149,20 @@ pub enum Handled {
 
 /// Serves one request frame (without its size prefix). `Now(None)` means no response is due
 /// (acks=0 produce).
-pub async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Handled, FrameError> {
+pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes) -> Result<Handled, FrameError> {
+    if session.expects_raw_token() {
+        return sasl::raw_token(broker, session, &frame).map(|r| Handled::Now(Some(r)));
+    }
     let started = Instant::now();
     let (key, version) = match frame.get(..4) {
         Some(h) => (i16::from_be_bytes([h[0], h[1]]), i16::from_be_bytes([h[2], h[3]])),
         None => (-1, -1),
     };
+    check_session(session, key)?;
     let handled = if key == ApiKey::Produce as i16 {
-        handle_produce(broker, peer, frame).await
+        handle_produce(broker, session, frame).await
     } else {
-        serve_frame(broker, peer, frame).await.map(Handled::Now)
+        serve_frame(broker, session, frame).await.map(Handled::Now)
     };
     match handled {
         Ok(Handled::Later(pending)) => {
@@ -139,9 +180,24 @@ pub async fn handle_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) 
     }
 }
 
+/// Refuses requests the session may not send yet: anything but ApiVersions and the SASL
+/// exchange before authentication, and anything but re-authentication once the session's
+/// lifetime is over. Kafka closes such connections.
+fn check_session(session: &Session, key: i16) -> Result<(), FrameError> {
+    let Ok(api) = ApiKey::try_from(key) else { return Ok(()) };
+    let sasl = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+    if !session.is_authenticated() && !sasl && api != ApiKey::ApiVersions {
+        return Err(FrameError::Unauthenticated(api));
+    }
+    if !sasl && session.expired(Instant::now()) {
+        return Err(FrameError::SessionExpired(api));
+    }
+    Ok(())
+}
+
 /// Produce: appended now; answered now, or once its fsync is done.
-async fn handle_produce(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Handled, FrameError> {
-    let (ctx, mut body) = parse_header(broker, peer, frame)?;
+async fn handle_produce(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes) -> Result<Handled, FrameError> {
+    let (ctx, mut body) = parse_header(broker, session, frame)?;
     let req = decode(ApiKey::Produce, ctx.version, &mut body)?;
     let appended = produce::append(&ctx, req).await;
     if !appended.waits_for_disk() {
@@ -199,7 +255,7 @@ pub fn decode_only(mut frame: Bytes) -> Result<(), FrameError> {
 /// Checks the API key and version and decodes the request header.
 fn parse_header(
     broker: &Arc<Broker>,
-    peer: SocketAddr,
+    session: &Arc<Session>,
     mut frame: Bytes,
 ) -> Result<(RequestContext, Bytes), FrameError> {
     if frame.len() < 8 {
@@ -216,15 +272,20 @@ fn parse_header(
     }
     let decode_err = |e: anyhow::Error| FrameError::Decode(key, version, e.to_string());
     let header = RequestHeader::decode(&mut frame, key.request_header_version(version)).map_err(decode_err)?;
-    Ok((RequestContext { broker: broker.clone(), header, version, peer }, frame))
+    let ctx = RequestContext { broker: broker.clone(), header, version, peer: session.peer, session: session.clone() };
+    Ok((ctx, frame))
 }
 
 /// Serves every request but Produce.
-async fn serve_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Result<Option<Response>, FrameError> {
+async fn serve_frame(
+    broker: &Arc<Broker>,
+    session: &Arc<Session>,
+    frame: Bytes,
+) -> Result<Option<Response>, FrameError> {
     if let Some(resp) = unsupported_api_versions(&frame)? {
         return Ok(Some(resp));
     }
-    let (ctx, mut frame) = parse_header(broker, peer, frame)?;
+    let (ctx, mut frame) = parse_header(broker, session, frame)?;
     let version = ctx.version;
     let key = ApiKey::try_from(ctx.header.request_api_key).map_err(|_| FrameError::UnknownApiKey(-1))?;
     let body = &mut frame;
@@ -267,6 +328,13 @@ async fn serve_frame(broker: &Arc<Broker>, peer: SocketAddr, frame: Bytes) -> Re
         ApiKey::ConsumerGroupHeartbeat => serve(&ctx, key, body, consumer_groups::heartbeat).await,
         ApiKey::ConsumerGroupDescribe => serve(&ctx, key, body, consumer_groups::describe).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
+        ApiKey::SaslHandshake => serve(&ctx, key, body, sasl::handshake).await,
+        ApiKey::SaslAuthenticate => serve(&ctx, key, body, sasl::authenticate).await,
+        ApiKey::CreateAcls => serve(&ctx, key, body, acls::create_acls).await,
+        ApiKey::DescribeAcls => serve(&ctx, key, body, acls::describe_acls).await,
+        ApiKey::DeleteAcls => serve(&ctx, key, body, acls::delete_acls).await,
+        ApiKey::DescribeUserScramCredentials => serve(&ctx, key, body, scram_credentials::describe).await,
+        ApiKey::AlterUserScramCredentials => serve(&ctx, key, body, scram_credentials::alter).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
     }
 }
@@ -380,6 +448,13 @@ mod tests {
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
+            ApiKey::SaslHandshake => SaslHandshakeRequest::VERSIONS,
+            ApiKey::SaslAuthenticate => SaslAuthenticateRequest::VERSIONS,
+            ApiKey::CreateAcls => CreateAclsRequest::VERSIONS,
+            ApiKey::DescribeAcls => DescribeAclsRequest::VERSIONS,
+            ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
+            ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
+            ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
             other => panic!("add {other:?} to codec_range"),
         }
     }

@@ -11,16 +11,19 @@ use std::time::Duration;
 use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
 use crate::handlers;
 use crate::handlers::response::{Part, Response};
 use crate::handlers::Handled;
 use crate::log::segment::Slice;
+use crate::security::sasl::{ListenerInfo, Session};
 use crate::server::limits::{Admitted, Limits};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -36,8 +39,8 @@ pub struct Settings {
 
 pub struct Connection {
     broker: Arc<Broker>,
-    stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<ListenerInfo>,
     shutdown: watch::Receiver<bool>,
     settings: Settings,
 }
@@ -53,22 +56,45 @@ enum Closed {
 impl Connection {
     pub fn new(
         broker: Arc<Broker>,
-        stream: TcpStream,
         peer: SocketAddr,
+        listener: Arc<ListenerInfo>,
         shutdown: watch::Receiver<bool>,
         settings: Settings,
     ) -> Connection {
-        Connection { broker, stream, peer, shutdown, settings }
+        Connection { broker, peer, listener, shutdown, settings }
     }
 
-    /// Serves the connection; `admitted` holds its place under the connection limits.
-    pub async fn run(self, admitted: Admitted) {
+    /// Serves the connection (after a TLS handshake when `tls` is given); `admitted` holds
+    /// its place under the connection limits.
+    pub async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, admitted: Admitted) {
         let _admitted = admitted;
         let peer = self.peer;
         let broker = self.broker.clone();
         broker.metrics.connections_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         broker.metrics.connections_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let closed = self.serve().await;
+        let _ = stream.set_nodelay(true);
+        let closed = match tls {
+            None => {
+                let session = Arc::new(Session::new(self.listener.clone(), peer, None));
+                let (rd, wr) = stream.into_split();
+                self.serve(rd, wr, session).await
+            }
+            Some(acceptor) => match tokio::time::timeout(self.settings.idle, acceptor.accept(stream)).await {
+                Err(_) => Closed::Error("TLS handshake timed out".into()),
+                Ok(Err(e)) => Closed::Error(format!("TLS handshake failed: {e}")),
+                Ok(Ok(tls)) => {
+                    let principal = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(crate::security::tls::certificate_principal);
+                    let session = Arc::new(Session::new(self.listener.clone(), peer, principal));
+                    let (rd, wr) = tokio::io::split(tls);
+                    self.serve(rd, TlsWriter(wr), session).await
+                }
+            },
+        };
         broker.metrics.connections_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         match closed {
             Closed::Eof | Closed::Shutdown => tracing::debug!(%peer, "connection closed"),
@@ -77,9 +103,11 @@ impl Connection {
         }
     }
 
-    async fn serve(mut self) -> Closed {
-        let _ = self.stream.set_nodelay(true);
-        let (mut rd, mut wr) = self.stream.into_split();
+    async fn serve<R, W>(mut self, mut rd: R, mut wr: W, session: Arc<Session>) -> Closed
+    where
+        R: AsyncRead + Unpin,
+        W: ResponseSink,
+    {
         // One input buffer for the connection's life: frames are split off it, and once a
         // request's frame is dropped its space is reused, so large produce requests do not
         // cost a fresh allocation (and page faults) each.
@@ -99,6 +127,10 @@ impl Connection {
                         if let Err(e) = write_response(&mut wr, response).await {
                             return Closed::Error(format!("writing response: {e}"));
                         }
+                        if session.should_close() && queue.is_empty() && current.is_none() {
+                            let _ = wr.flush().await;
+                            return Closed::Error("closed after a failed authentication".into());
+                        }
                     }
                     Ok(None) => {}
                     Err(e) => return Closed::Error(e),
@@ -112,16 +144,16 @@ impl Connection {
                     }
                 }
                 frame = next_frame(&mut rd, &mut input, &self.settings),
-                    if current.is_none() && queue.len() < MAX_PIPELINED =>
+                    if current.is_none() && queue.len() < MAX_PIPELINED && !session.should_close() =>
                 {
                     let frame = match frame {
                         Ok(f) => f,
                         Err(closed) => return closed,
                     };
-                    let (broker, peer) = (self.broker.clone(), self.peer);
+                    let (broker, session) = (self.broker.clone(), session.clone());
                     let (frame, reserved) = frame;
                     current = Some(Box::pin(async move {
-                        let handled = handlers::handle_frame(&broker, peer, frame).await;
+                        let handled = handlers::handle_frame(&broker, &session, frame).await;
                         drop(reserved); // the frame's bytes are released with the request
                         handled
                     }));
@@ -160,8 +192,8 @@ async fn take_front(queue: &mut VecDeque<Queued>) -> Result<Option<Response>, St
 
 /// Reads the next request frame (without its size prefix), with its reservation under
 /// `queued.max.request.bytes`. Cancel-safe: bytes read so far stay in `input`.
-async fn next_frame(
-    rd: &mut OwnedReadHalf,
+async fn next_frame<R: AsyncRead + Unpin>(
+    rd: &mut R,
     input: &mut BytesMut,
     settings: &Settings,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Closed> {
@@ -191,7 +223,7 @@ async fn next_frame(
 }
 
 /// Reads until `buf` holds at least `want` bytes (reading ahead whatever else has arrived).
-async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::io::Result<()> {
+async fn fill<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, want: usize) -> std::io::Result<()> {
     if buf.len() < want {
         buf.reserve((want - buf.len()).max(READ_CHUNK));
     }
@@ -206,14 +238,84 @@ async fn fill(rd: &mut OwnedReadHalf, buf: &mut BytesMut, want: usize) -> std::i
 /// Read-ahead granularity of the input buffer.
 const READ_CHUNK: usize = 8 * 1024;
 
-async fn write_response(wr: &mut OwnedWriteHalf, response: Response) -> std::io::Result<()> {
+/// Where responses are written: a plain socket (file parts go out with `sendfile`) or a TLS
+/// stream (file parts are read and encrypted).
+pub trait ResponseSink: AsyncWrite + Unpin + Send {
+    fn send_file<'a>(
+        &'a mut self,
+        slice: &'a Slice,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a;
+}
+
+impl ResponseSink for OwnedWriteHalf {
+    fn send_file<'a>(
+        &'a mut self,
+        slice: &'a Slice,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a {
+        let this: &'a OwnedWriteHalf = self;
+        send_file(this.as_ref(), slice)
+    }
+}
+
+/// The write half of a TLS connection.
+pub struct TlsWriter(tokio::io::WriteHalf<TlsStream<TcpStream>>);
+
+impl AsyncWrite for TlsWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl ResponseSink for TlsWriter {
+    fn send_file<'a>(
+        &'a mut self,
+        slice: &'a Slice,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a {
+        async move {
+            use std::os::unix::fs::FileExt;
+            // Encryption needs the bytes in user space: read the range in chunks.
+            let mut buf = vec![0u8; TLS_FILE_CHUNK.min(slice.len)];
+            let mut done = 0usize;
+            while done < slice.len {
+                let n = (slice.len - done).min(buf.len());
+                slice.file.read_exact_at(&mut buf[..n], slice.position + done as u64)?;
+                self.write_all(&buf[..n]).await?;
+                done += n;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How much of a segment file is read at a time for a TLS connection.
+const TLS_FILE_CHUNK: usize = 256 * 1024;
+
+async fn write_response<W: ResponseSink>(wr: &mut W, response: Response) -> std::io::Result<()> {
     match response {
         Response::Frame(bytes) => wr.write_all(&bytes).await,
         Response::Spliced(parts) => {
             for part in parts {
                 match part {
                     Part::Bytes(bytes) => wr.write_all(&bytes).await?,
-                    Part::File(slice) => send_file(wr.as_ref(), &slice).await?,
+                    Part::File(slice) => wr.send_file(&slice).await?,
                 }
             }
             Ok(())

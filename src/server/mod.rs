@@ -7,19 +7,23 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broker::{split_host_port, Broker};
+use crate::broker::Broker;
 use crate::config::BrokerConfig;
+use crate::security::sasl::ListenerInfo;
 
 /// How long shutdown waits for connections to finish the request they are serving.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A broker serving on a socket. Dropping it does not stop it; call [`RunningBroker::shutdown`].
 pub struct RunningBroker {
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's name and bound address, in `listeners` order.
+    pub listeners: Vec<(String, SocketAddr)>,
     /// Where `GET /metrics` is served, when `metrics.listener` is set.
     pub metrics_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
@@ -43,17 +47,56 @@ impl RunningBroker {
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+
+    /// The bound address of the listener called `name`.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, a)| *a)
+    }
 }
 
-/// Opens the data directory, binds the listener and starts serving.
+/// A bound listener with what its connections need.
+struct Bound {
+    listener: TcpListener,
+    info: Arc<ListenerInfo>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds every configured listener (building TLS for those that need it).
+async fn bind_listeners(config: &BrokerConfig, broker: &Broker) -> anyhow::Result<Vec<Bound>> {
+    let specs = crate::security::listeners::from_config(config).map_err(anyhow::Error::msg)?;
+    let mut tls_config = None;
+    let mut bound = Vec::new();
+    for spec in specs {
+        let tls = if spec.protocol.uses_tls() {
+            if tls_config.is_none() {
+                tls_config = Some(crate::security::tls::server_config(config).map_err(anyhow::Error::msg)?);
+            }
+            tls_config.clone().map(tokio_rustls::TlsAcceptor::from)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(&spec.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} ({}): {e}", spec.bind, spec.name))?;
+        let addr = listener.local_addr()?;
+        if spec.advertised.is_none() {
+            broker.set_advertised_port(&spec.name, i32::from(addr.port()));
+        }
+        tracing::info!(%addr, listener = %spec.name, protocol = ?spec.protocol, "weir listening");
+        let info = Arc::new(ListenerInfo { name: spec.name, protocol: spec.protocol });
+        bound.push(Bound { listener, info, tls });
+    }
+    Ok(bound)
+}
+
+/// Opens the data directory, binds the listeners and starts serving.
 pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
-    let listen = config.listen_addr();
-    let advertised_set = !config.get("advertised.listeners").is_empty();
     let max_frame = config.get_i64("socket.request.max.bytes").max(0) as usize;
     let idle = Duration::from_millis(config.get_i64("connections.max.idle.ms").max(1) as u64);
     let metrics_listen = config.get("metrics.listener");
     let limits = Arc::new(limits::Limits::from_config(&config));
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    let broker_config = config.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config)).await??;
     let (metrics_addr, metrics_task) = if metrics_listen.is_empty() {
         (None, None)
     } else {
@@ -64,14 +107,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
         (Some(addr), Some(tokio::spawn(crate::metrics::serve(l, broker.clone()))))
     };
-    let listener = TcpListener::bind(&listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    if !advertised_set {
-        let (host, _) = split_host_port(&listen);
-        let host = if host == "0.0.0.0" || host == "::" { "127.0.0.1".to_string() } else { host };
-        broker.set_advertised(host, i32::from(addr.port()));
-    }
-    tracing::info!(%addr, cluster_id = %broker.cluster_id, node_id = broker.node_id, "weir listening");
+    let bound = bind_listeners(&config, &broker).await?;
+    let listeners: Vec<(String, SocketAddr)> =
+        bound.iter().map(|b| Ok((b.info.name.clone(), b.listener.local_addr()?))).collect::<std::io::Result<_>>()?;
+    let addr = listeners[0].1;
+    tracing::info!(cluster_id = %broker.cluster_id, node_id = broker.node_id, "weir started");
     let (shutdown, shutdown_rx) = watch::channel(false);
     let background = tokio::spawn(broker.clone().run_background());
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
@@ -79,45 +119,64 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let settings = connection::Settings { max_frame, idle, limits };
     let mut timers = vec![background, group_timers, txn_timers];
     timers.extend(metrics_task);
-    let task = tokio::spawn(accept_loop(broker.clone(), listener, shutdown_rx, settings, timers));
-    Ok(RunningBroker { addr, metrics_addr, broker, shutdown, task })
+    let task = tokio::spawn(accept_loop(broker.clone(), bound, shutdown_rx, settings, timers));
+    Ok(RunningBroker { addr, listeners, metrics_addr, broker, shutdown, task })
+}
+
+/// An accepted socket and the listener it came in on.
+type Accepted = (TcpStream, SocketAddr, Arc<ListenerInfo>, Option<tokio_rustls::TlsAcceptor>);
+
+/// Accepts on one listener, handing sockets to the main loop.
+async fn accept_on(bound: Bound, tx: tokio::sync::mpsc::Sender<Accepted>) {
+    loop {
+        match bound.listener.accept().await {
+            Ok((stream, peer)) => {
+                if tx.send((stream, peer, bound.info.clone(), bound.tls.clone())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, listener = %bound.info.name, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 async fn accept_loop(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    bound: Vec<Bound>,
     mut shutdown: watch::Receiver<bool>,
     settings: connection::Settings,
     background: Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
+    let (tx, mut accepted) = tokio::sync::mpsc::channel::<Accepted>(64);
+    let acceptors: Vec<_> = bound.into_iter().map(|b| tokio::spawn(accept_on(b, tx.clone()))).collect();
+    drop(tx);
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match settings.limits.admit(peer.ip()) {
-                    Ok(admitted) => {
-                        let conn = connection::Connection::new(
-                            broker.clone(), stream, peer, shutdown.clone(), settings.clone(),
-                        );
-                        connections.spawn(conn.run(admitted));
+            Some((stream, peer, listener, tls)) = accepted.recv() => match settings.limits.admit(peer.ip()) {
+                Ok(admitted) => {
+                    let conn = connection::Connection::new(
+                        broker.clone(), peer, listener, shutdown.clone(), settings.clone(),
+                    );
+                    connections.spawn(conn.run(stream, tls, admitted));
+                }
+                Err(limit) => {
+                    if settings.limits.should_log_refusal(crate::broker::now_ms() / 1000) {
+                        tracing::warn!(%peer, limit, "refusing connection: over the limit");
                     }
-                    Err(limit) => {
-                        if settings.limits.should_log_refusal(crate::broker::now_ms() / 1000) {
-                            tracing::warn!(%peer, limit, "refusing connection: over the limit");
-                        }
-                        drop(stream);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    drop(stream);
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
     for task in background {
         task.abort();
     }

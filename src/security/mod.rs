@@ -1,0 +1,151 @@
+//! Security: listeners and their protocols, TLS, SASL authentication, the SCRAM credential
+//! store, ACL authorization and client quotas.
+//!
+//! Who a connection is ([`Principal`]) is settled by its listener: `PLAINTEXT` and `SSL`
+//! without a client certificate are `User:ANONYMOUS`, `SSL` with a certificate is the
+//! certificate's subject, and the `SASL_*` protocols are the authenticated user.
+
+pub mod acl;
+pub mod listeners;
+pub mod sasl;
+pub mod scram;
+pub mod tls;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use listeners::{ListenerSpec, SecurityProtocol};
+
+/// Kafka's `KafkaPrincipal`: a type (always `User` here) and a name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Principal {
+    pub kind: String,
+    pub name: String,
+}
+
+impl Principal {
+    pub fn user(name: impl Into<String>) -> Principal {
+        Principal { kind: "User".into(), name: name.into() }
+    }
+
+    /// The principal of connections nobody authenticated.
+    pub fn anonymous() -> Principal {
+        Principal::user("ANONYMOUS")
+    }
+
+    /// Parses `Type:name` as ACLs and `super.users` write principals.
+    pub fn parse(s: &str) -> Option<Principal> {
+        let (kind, name) = s.split_once(':')?;
+        (!kind.is_empty()).then(|| Principal { kind: kind.to_string(), name: name.to_string() })
+    }
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// The security state replayed from the metadata log: SCRAM credentials, ACLs and quotas.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityImage {
+    /// `(user, mechanism)` → salted credential.
+    pub scram: BTreeMap<(String, scram::Mechanism), scram::Credential>,
+    pub acls: acl::AclSet,
+}
+
+impl SecurityImage {
+    /// Applies one security record of the metadata log; other records are not its business.
+    pub fn apply(&mut self, record: &crate::cluster::metadata_log::MetadataRecord) {
+        use crate::cluster::metadata_log::MetadataRecord as R;
+        match record {
+            R::ScramCredential { user, mechanism, credential } => {
+                self.scram.insert((user.clone(), *mechanism), credential.clone());
+            }
+            R::RemoveScramCredential { user, mechanism } => {
+                self.scram.remove(&(user.clone(), *mechanism));
+            }
+            R::CreateAcl { id, binding } => {
+                self.acls.by_id.insert(*id, binding.clone());
+            }
+            R::RemoveAcl { id } => {
+                self.acls.by_id.remove(id);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The names `authorizer.class.name` accepts for the ACL authorizer.
+const AUTHORIZER_NAMES: &[&str] =
+    &["acl", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
+
+/// The broker's security state: the replayed image and the settings that use it.
+pub struct Security {
+    image: parking_lot::RwLock<SecurityImage>,
+    pub authorizer: acl::Authorizer,
+    /// `sasl.enabled.mechanisms`, in the configured order.
+    pub mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms`.
+    pub reauth_ms: i64,
+}
+
+impl Security {
+    pub fn new(config: &crate::config::BrokerConfig, image: SecurityImage) -> Result<Security, String> {
+        let class = config.get("authorizer.class.name");
+        let enabled = match class.trim() {
+            "" => false,
+            name if AUTHORIZER_NAMES.contains(&name) => true,
+            other => return Err(format!("authorizer.class.name: unknown authorizer '{other}' (use 'acl')")),
+        };
+        let super_users = config
+            .get("super.users")
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Principal::parse(s).map(|p| p.to_string()).ok_or_else(|| format!("super.users: '{s}' is not Type:name"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut mechanisms = Vec::new();
+        for m in config.get("sasl.enabled.mechanisms").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if sasl::SaslMechanism::from_name(m).is_none() {
+                return Err(format!("sasl.enabled.mechanisms: Weir does not implement '{m}'"));
+            }
+            mechanisms.push(m.to_string());
+        }
+        Ok(Security {
+            image: parking_lot::RwLock::new(image),
+            authorizer: acl::Authorizer {
+                enabled,
+                super_users,
+                allow_if_no_acl: config.get_bool("allow.everyone.if.no.acl.found"),
+            },
+            mechanisms,
+            reauth_ms: config.get_i64("connections.max.reauth.ms"),
+        })
+    }
+
+    pub fn apply(&self, record: &crate::cluster::metadata_log::MetadataRecord) {
+        self.image.write().apply(record);
+    }
+
+    pub fn credential(&self, user: &str, mechanism: scram::Mechanism) -> Option<scram::Credential> {
+        self.image.read().scram.get(&(user.to_string(), mechanism)).cloned()
+    }
+
+    /// A read view of the image (credentials and ACLs).
+    pub fn image(&self) -> parking_lot::RwLockReadGuard<'_, SecurityImage> {
+        self.image.read()
+    }
+
+    /// Whether the session's principal may perform `operation` on a resource.
+    pub fn authorize(&self, session: &sasl::Session, operation: i8, resource_type: i8, name: &str) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let host = session.peer.ip().to_string();
+        self.authorizer.authorize(&self.image.read().acls, &session.principal(), &host, operation, resource_type, name)
+    }
+}

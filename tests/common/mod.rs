@@ -2,6 +2,8 @@
 //! rdkafka clients pointed at them.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,13 +45,19 @@ impl TestBroker {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, extra: &[(&str, &str)]) -> TestBroker {
+        let config = config(dir.path(), extra);
+        Self::start_with(dir, config).await
+    }
+
+    /// Starts a broker with a prepared configuration (its `log.dirs` should be `dir`).
+    pub async fn start_with(dir: tempfile::TempDir, config: BrokerConfig) -> TestBroker {
         // Broker logs go to the test's captured output, shown when a test fails.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_ansi(false)
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .try_init();
-        let running = weir::start(config(dir.path(), extra)).await.expect("broker starts");
+        let running = weir::start(config).await.expect("broker starts");
         let bootstrap = running.addr.to_string();
         TestBroker { running: Some(running), dir, bootstrap }
     }
@@ -354,6 +362,46 @@ pub mod raw {
     {
         let b = bootstrap.to_string();
         tokio::task::spawn_blocking(move || call(&b, key, version, &req)).await.expect("raw call")
+    }
+
+    /// One round trip on an open connection.
+    pub fn roundtrip<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        s: &mut TcpStream,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Option<Resp> {
+        send(s, key, version, 11, req);
+        let mut frame = read_frame(s)?;
+        let header = ResponseHeader::decode(&mut frame, Resp::header_version(version)).ok()?;
+        assert_eq!(header.correlation_id, 11);
+        Some(Resp::decode(&mut frame, version).expect("decodable response"))
+    }
+
+    /// SASL/PLAIN login (SaslHandshake v1 + SaslAuthenticate v2); returns the SaslAuthenticate
+    /// response.
+    pub fn sasl_plain(
+        s: &mut TcpStream,
+        user: &str,
+        password: &str,
+    ) -> kafka_protocol::messages::SaslAuthenticateResponse {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest, SaslHandshakeResponse};
+        let hs: SaslHandshakeResponse = roundtrip(
+            s,
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        )
+        .expect("handshake response");
+        assert_eq!(hs.error_code, 0, "PLAIN enabled");
+        let token = format!("\0{user}\0{password}");
+        roundtrip(
+            s,
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token.into_bytes())),
+        )
+        .expect("authenticate response")
     }
 
     /// True when the broker closes the connection (EOF) within the read timeout.

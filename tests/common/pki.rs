@@ -1,0 +1,55 @@
+//! Test certificates, generated per test run with rcgen (no private key is committed): a CA,
+//! a broker certificate for 127.0.0.1/localhost, and client certificates signed by the CA.
+
+use std::path::PathBuf;
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    /// The CA certificate (PEM file) that clients and the broker trust.
+    pub ca_file: PathBuf,
+    ca: CertifiedIssuer<'static, KeyPair>,
+    /// The broker's certificate chain and key as PEM text.
+    pub server_chain: String,
+    pub server_key: String,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Weir test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+        Pki { ca_file, server_chain: cert.pem(), server_key: key.serialize_pem(), ca, dir }
+    }
+
+    /// Broker settings for TLS listeners with this PKI.
+    pub fn broker_settings(&self) -> Vec<(String, String)> {
+        vec![
+            ("ssl.keystore.certificate.chain".into(), self.server_chain.clone()),
+            ("ssl.keystore.key".into(), self.server_key.clone()),
+            ("ssl.truststore.location".into(), self.ca_file.display().to_string()),
+        ]
+    }
+
+    /// A client certificate for subject `CN=<cn>,O=Weir Tests`: (certificate file, key file).
+    pub fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::OrganizationName, "Weir Tests");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("client certificate");
+        let cert_file = self.dir.path().join(format!("{cn}.pem"));
+        let key_file = self.dir.path().join(format!("{cn}.key"));
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        (cert_file, key_file)
+    }
+}

@@ -80,6 +80,10 @@ pub enum AdminError {
     UnknownTopic,
     #[error("Topic deletion is disabled.")]
     DeletionDisabled,
+    #[error("Authorization failed.")]
+    TopicAuthorizationFailed,
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -96,6 +100,8 @@ impl AdminError {
             AdminError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             AdminError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
             AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
+            AdminError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+            AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             AdminError::Storage(_) => ResponseError::KafkaStorageError,
         };
         e.code()

@@ -10,8 +10,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use super::metadata::OPERATIONS_NOT_REQUESTED;
+use super::metadata::{CLUSTER_OPERATIONS, OPERATIONS_NOT_REQUESTED};
 use super::{str_bytes, RequestContext};
+use crate::security::acl::{op, resource, CLUSTER_NAME};
 
 /// DescribeCluster's endpoint type for brokers (2 asks for controllers).
 const ENDPOINT_BROKERS: i8 = 1;
@@ -21,7 +22,11 @@ pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest)
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.node_id))
-        .with_cluster_authorized_operations(OPERATIONS_NOT_REQUESTED);
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            ctx.authorized_operations(resource::CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        });
     if ctx.version >= 1 {
         resp.endpoint_type = req.endpoint_type;
         if req.endpoint_type != ENDPOINT_BROKERS {
@@ -39,6 +44,11 @@ pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest)
 
 pub async fn describe_log_dirs(ctx: &RequestContext, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
     let broker = &ctx.broker;
+    if !ctx.cluster_authorized(op::DESCRIBE) {
+        // Kafka answers an unauthorized client with no log directories (and the code from v3).
+        let code = if ctx.version >= 3 { ResponseError::ClusterAuthorizationFailed.code() } else { 0 };
+        return DescribeLogDirsResponse::default().with_error_code(code);
+    }
     let topics: Vec<DescribeLogDirsTopic> = broker
         .topics()
         .into_iter()

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{str_bytes, RequestContext};
 use crate::broker::{AdminError, Broker};
 use crate::config::{self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::security::acl::{op, resource};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -119,13 +120,25 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
     )))
 }
 
+/// Whether the client may perform `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+/// resource: the topic, or the cluster for broker resources.
+fn check_access(ctx: &RequestContext, resource_type: i8, name: &str, operation: i8) -> Result<(), AdminError> {
+    match resource_type {
+        TOPIC if !ctx.authorized(operation, resource::TOPIC, name) => Err(AdminError::TopicAuthorizationFailed),
+        BROKER if !ctx.cluster_authorized(operation) => Err(AdminError::ClusterAuthorizationFailed),
+        _ => Ok(()),
+    }
+}
+
 pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = &ctx.broker;
     let cfg = broker.config();
     let mut results = Vec::with_capacity(req.resources.len());
     for res in &req.resources {
         let name = res.resource_name.to_string();
+        let allowed = check_access(ctx, res.resource_type, &name, op::DESCRIBE_CONFIGS);
         let entries: Result<Vec<(ConfigEntry, bool)>, AdminError> = match res.resource_type {
+            _ if allowed.is_err() => allowed.map(|_| Vec::new()),
             TOPIC => match broker.topic(&name) {
                 Some(t) => Ok(topic_config_entries(&cfg, &t.configs).into_iter().map(|e| (e, false)).collect()),
                 None => Err(AdminError::UnknownTopic),
@@ -292,7 +305,9 @@ pub async fn alter(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfi
                 None => null_value = Some(c.name.to_string()),
             }
         }
+        let allowed = check_access(ctx, res.resource_type, res.resource_name.as_str(), op::ALTER_CONFIGS);
         let result = match null_value {
+            _ if allowed.is_err() => allowed,
             Some(k) => Err(AdminError::InvalidRequest(format!("Null value not supported for : {k}"))),
             None => {
                 alter_resource(&ctx.broker, res.resource_type, res.resource_name.as_str(), true, ops, req.validate_only)
@@ -332,7 +347,9 @@ pub async fn incremental_alter(
             };
             ops.push((c.name.to_string(), op));
         }
+        let allowed = check_access(ctx, res.resource_type, res.resource_name.as_str(), op::ALTER_CONFIGS);
         let result = match bad {
+            _ if allowed.is_err() => allowed,
             Some(msg) => Err(AdminError::InvalidRequest(msg)),
             None => {
                 alter_resource(

@@ -11,17 +11,25 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::groups::ALL_GROUP_OPERATIONS;
-use super::metadata::OPERATIONS_NOT_REQUESTED;
+use super::groups::{check_group, group_operations};
 use super::{str_bytes, RequestContext};
 use crate::coordinator::group::consumer::{to_lists, ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
+use crate::security::acl::{op, resource};
 
 pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
     let error = |code: ResponseError, msg: &str| {
         ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
     let group_id = req.group_id.0.to_string();
+    if check_group(ctx, op::READ, &group_id).is_err() {
+        return error(ResponseError::GroupAuthorizationFailed, "Not authorized to access group");
+    }
+    if let Some(names) = &req.subscribed_topic_names {
+        if names.iter().any(|t| !ctx.authorized(op::DESCRIBE, resource::TOPIC, t.0.as_str())) {
+            return error(ResponseError::TopicAuthorizationFailed, "Not authorized to describe a subscribed topic");
+        }
+    }
     if group_id.is_empty() {
         return error(ResponseError::InvalidRequest, "GroupId can't be empty.");
     }
@@ -100,10 +108,14 @@ pub async fn describe(ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -
             .collect();
         DescribedAssignment::default().with_topic_partitions(topic_partitions)
     };
-    let ops = if req.include_authorized_operations { ALL_GROUP_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     let mut groups = Vec::with_capacity(req.group_ids.len());
     for id in req.group_ids {
+        let ops = group_operations(ctx, id.0.as_str(), req.include_authorized_operations);
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_authorized_operations(ops);
+        if let Err(code) = check_group(ctx, op::DESCRIBE, id.0.as_str()) {
+            groups.push(d.with_error_code(code.code()));
+            continue;
+        }
         let handle = ctx.broker.groups.group(id.0.as_str());
         let entry = match &handle {
             Some(h) => Some(h.lock().await),

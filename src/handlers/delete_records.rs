@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 use super::produce::log_error_code;
 use super::RequestContext;
 use crate::broker::now_ms;
+use crate::security::acl::{op, resource};
 
 pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let topics = req
@@ -15,6 +16,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let denied = !ctx.authorized(op::DELETE, resource::TOPIC, t.name.0.as_str());
             let partitions = t
                 .partitions
                 .into_iter()
@@ -22,6 +24,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                     let r = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if denied {
+                        return r.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
                         return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -22,6 +22,7 @@ use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
 use crate::log::LogError;
 use crate::partition::Partition;
+use crate::security::acl::{op, resource};
 
 /// Epochs that mean "no session": 0 opens one (we decline), -1 closes one.
 const INITIAL_EPOCH: i32 = 0;
@@ -54,9 +55,12 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         } else {
             (broker.topic(ft.topic.0.as_str()), ResponseError::UnknownTopicOrPartition)
         };
+        let name = topic.as_ref().map_or(ft.topic.0.as_str(), |t| t.name.as_str());
+        let denied = !ctx.authorized(op::READ, resource::TOPIC, name);
         for p in ft.partitions {
-            let partition = topic.as_ref().and_then(|t| t.partition(p.partition).cloned());
+            let partition = topic.as_ref().filter(|_| !denied).and_then(|t| t.partition(p.partition).cloned());
             let error = match (&topic, &partition) {
+                _ if denied => ResponseError::TopicAuthorizationFailed,
                 (None, _) => unknown,
                 (Some(_), None) => ResponseError::UnknownTopicOrPartition,
                 _ => ResponseError::UnknownServerError, // unused when the partition exists

@@ -18,11 +18,30 @@ use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::classic::{GroupState, JoinArgs, JoinResult, Reply, SyncArgs, SyncResult};
 use crate::coordinator::group::GroupCoordinator;
+use crate::security::acl::{op, resource};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
-/// READ, DELETE, DESCRIBE: what a group's authorized operations can contain.
-pub const ALL_GROUP_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+/// What a group's authorized operations can contain.
+pub const GROUP_OPERATIONS: &[i8] = &[op::READ, op::DELETE, op::DESCRIBE];
+
+/// `GROUP_AUTHORIZATION_FAILED` unless the client may perform `operation` on the group.
+pub fn check_group(ctx: &RequestContext, operation: i8, group: &str) -> Result<(), ResponseError> {
+    if ctx.authorized(operation, resource::GROUP, group) {
+        Ok(())
+    } else {
+        Err(ResponseError::GroupAuthorizationFailed)
+    }
+}
+
+/// A group's authorized-operations field, when asked for.
+pub fn group_operations(ctx: &RequestContext, group: &str, requested: bool) -> i32 {
+    if requested {
+        ctx.authorized_operations(resource::GROUP, group, GROUP_OPERATIONS)
+    } else {
+        OPERATIONS_NOT_REQUESTED
+    }
+}
 
 fn opt_str(s: &Option<StrBytes>) -> Option<&str> {
     s.as_deref()
@@ -47,11 +66,27 @@ async fn coordinator_for(ctx: &RequestContext, key_type: i8) -> Result<(), (Resp
     }
 }
 
+/// Whether the client may look up the coordinator of `key`: DESCRIBE on the group or the
+/// transactional id.
+fn authorize_key(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (ResponseError, &'static str)> {
+    let (resource_type, code) = match key_type {
+        KEY_TYPE_GROUP => (resource::GROUP, ResponseError::GroupAuthorizationFailed),
+        KEY_TYPE_TRANSACTION => (resource::TRANSACTIONAL_ID, ResponseError::TransactionalIdAuthorizationFailed),
+        _ => return Ok(()),
+    };
+    if ctx.authorized(op::DESCRIBE, resource_type, key) {
+        Ok(())
+    } else {
+        Err((code, "not authorized"))
+    }
+}
+
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let (host, port) = ctx.advertised();
     let node = BrokerId(ctx.broker.node_id);
     let result = coordinator_for(ctx, req.key_type).await;
     if ctx.version < 4 {
+        let result = authorize_key(ctx, req.key_type, req.key.as_str()).and(result);
         let mut resp = FindCoordinatorResponse::default().with_node_id(node).with_host(str_bytes(host)).with_port(port);
         if let Err((code, msg)) = result {
             resp = resp.with_error_code(code.code()).with_node_id(BrokerId(-1)).with_host(str_bytes("")).with_port(-1);
@@ -65,6 +100,7 @@ pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest)
         .coordinator_keys
         .into_iter()
         .map(|key| {
+            let result = authorize_key(ctx, req.key_type, key.as_str()).and(result);
             let c = Coordinator::default().with_key(key);
             match &result {
                 Ok(()) => c.with_node_id(node).with_host(str_bytes(host.clone())).with_port(port),
@@ -114,6 +150,9 @@ fn join_response(ctx: &RequestContext, r: JoinResult) -> JoinGroupResponse {
 
 pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if let Err(code) = check_group(ctx, op::READ, &group_id) {
+        return join_response(ctx, JoinResult { error: code.code(), generation: -1, ..Default::default() });
+    }
     if group_id.is_empty() {
         return join_response(
             ctx,
@@ -159,6 +198,9 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
 
 pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
     let reply = match ctx.broker.groups.group(req.group_id.0.as_str()) {
+        _ if check_group(ctx, op::READ, req.group_id.0.as_str()).is_err() => {
+            Reply::Now(SyncResult { error: ResponseError::GroupAuthorizationFailed.code(), ..Default::default() })
+        }
         None => Reply::Now(SyncResult { error: ResponseError::UnknownMemberId.code(), ..Default::default() }),
         Some(handle) => {
             let args = SyncArgs {
@@ -188,6 +230,9 @@ pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGrou
 
 pub async fn heartbeat(ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatResponse {
     let code = match ctx.broker.groups.group(req.group_id.0.as_str()) {
+        _ if check_group(ctx, op::READ, req.group_id.0.as_str()).is_err() => {
+            ResponseError::GroupAuthorizationFailed.code()
+        }
         None => ResponseError::UnknownMemberId.code(),
         Some(handle) => handle.lock().await.group.heartbeat(
             req.member_id.as_str(),
@@ -208,6 +253,9 @@ pub async fn leave_group(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveG
     } else {
         vec![(req.member_id.to_string(), None)]
     };
+    if let Err(code) = check_group(ctx, op::READ, req.group_id.0.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(code.code());
+    }
     let codes = match ctx.broker.groups.group(req.group_id.0.as_str()) {
         None => vec![ResponseError::UnknownMemberId.code(); leaving.len()],
         Some(handle) => {
@@ -235,7 +283,12 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
     let mut groups = Vec::new();
+    // DESCRIBE on the cluster lists every group; otherwise only those the client may describe.
+    let all = ctx.cluster_authorized(op::DESCRIBE);
     for id in ctx.broker.groups.group_ids() {
+        if !all && !ctx.authorized(op::DESCRIBE, resource::GROUP, &id) {
+            continue;
+        }
         let Some(handle) = ctx.broker.groups.group(&id) else { continue };
         let entry = handle.lock().await;
         let g = &entry.group;
@@ -264,12 +317,15 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
 }
 
 pub async fn describe_groups(ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let ops = if req.include_authorized_operations { ALL_GROUP_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_group_state(str_bytes("Dead"));
+        if let Err(code) = check_group(ctx, op::DESCRIBE, id.0.as_str()) {
+            groups.push(d.with_group_state(str_bytes("")).with_error_code(code.code()));
+            continue;
+        }
         if ctx.version >= 3 {
-            d.authorized_operations = ops;
+            d.authorized_operations = group_operations(ctx, id.0.as_str(), req.include_authorized_operations);
         }
         let handle = ctx.broker.groups.group(id.0.as_str());
         let Some(handle) = handle else {
@@ -315,6 +371,7 @@ pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> De
     for id in req.groups_names {
         let name = id.0.to_string();
         let code = match coordinator.group(&name) {
+            _ if check_group(ctx, op::DELETE, &name).is_err() => ResponseError::GroupAuthorizationFailed.code(),
             None => ResponseError::GroupIdNotFound.code(),
             Some(handle) => {
                 let mut entry = handle.lock().await;

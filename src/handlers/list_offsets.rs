@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 
 use super::{check_leader_epoch, RequestContext};
 use crate::log::{Log, LogError, TimestampOffset};
+use crate::security::acl::{op, resource};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -21,11 +22,15 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let denied = !ctx.authorized(op::DESCRIBE, resource::TOPIC, t.name.0.as_str());
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let resp = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+                    if denied {
+                        return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
                         return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -10,14 +10,24 @@ use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
 use crate::broker::{is_internal_topic, validate_topic_name, AdminError, Broker, NewTopic, Topic};
+use crate::security::acl::{op, resource, CLUSTER_NAME};
+use std::sync::Arc;
 
 /// "Authorized operations were not requested", as Kafka encodes it.
 pub const OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
-/// READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS.
-const ALL_TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const ALL_CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// The operations a topic has, as authorized-operations bit fields list them.
+pub const TOPIC_OPERATIONS: &[i8] =
+    &[op::READ, op::WRITE, op::CREATE, op::DELETE, op::ALTER, op::DESCRIBE, op::DESCRIBE_CONFIGS, op::ALTER_CONFIGS];
+/// The operations the cluster has.
+pub const CLUSTER_OPERATIONS: &[i8] = &[
+    op::CREATE,
+    op::ALTER,
+    op::DESCRIBE,
+    op::CLUSTER_ACTION,
+    op::DESCRIBE_CONFIGS,
+    op::ALTER_CONFIGS,
+    op::IDEMPOTENT_WRITE,
+];
 
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
@@ -25,21 +35,30 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let all_topics = req.topics.is_none() || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
     let auto_create =
         (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config_bool("auto.create.topics.enable");
-    let topic_ops =
-        if req.include_topic_authorized_operations { ALL_TOPIC_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+    let topic_ops = |name: &str| {
+        if req.include_topic_authorized_operations {
+            ctx.authorized_operations(resource::TOPIC, name, TOPIC_OPERATIONS)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        }
+    };
     let mut topics = Vec::new();
     if all_topics {
-        for t in broker.topics() {
-            topics.push(describe_topic(broker, &t, topic_ops));
+        // Topics the client may not describe are left out.
+        for t in broker.topics().iter().filter(|t| ctx.authorized(op::DESCRIBE, resource::TOPIC, &t.name)) {
+            topics.push(describe_topic(broker, t, topic_ops(&t.name)));
         }
     } else {
         for wanted in req.topics.unwrap_or_default() {
             let topic = match &wanted.name {
-                Some(name) => lookup_or_create(broker, name.0.as_str(), auto_create).await,
-                None => broker.topic_by_id(&wanted.topic_id).ok_or(ResponseError::UnknownTopicId),
+                Some(name) => lookup_or_create(ctx, name.0.as_str(), auto_create).await,
+                None => broker
+                    .topic_by_id(&wanted.topic_id)
+                    .filter(|t| ctx.authorized(op::DESCRIBE, resource::TOPIC, &t.name))
+                    .ok_or(ResponseError::UnknownTopicId),
             };
             topics.push(match topic {
-                Ok(t) => describe_topic(broker, &t, topic_ops),
+                Ok(t) => describe_topic(broker, &t, topic_ops(&t.name)),
                 Err(code) => MetadataResponseTopic::default()
                     .with_error_code(code.code())
                     .with_name(wanted.name)
@@ -57,17 +76,22 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         .with_controller_id(BrokerId(broker.node_id))
         .with_topics(topics);
     if (8..=10).contains(&ctx.version) {
-        resp.cluster_authorized_operations =
-            if req.include_cluster_authorized_operations { ALL_CLUSTER_OPERATIONS } else { OPERATIONS_NOT_REQUESTED };
+        resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+            ctx.authorized_operations(resource::CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
+        } else {
+            OPERATIONS_NOT_REQUESTED
+        };
     }
     resp
 }
 
-async fn lookup_or_create(
-    broker: &std::sync::Arc<Broker>,
-    name: &str,
-    auto_create: bool,
-) -> Result<std::sync::Arc<Topic>, ResponseError> {
+/// A named topic for the client: `TOPIC_AUTHORIZATION_FAILED` unless it may describe it, and
+/// auto-created only when it may also create it.
+async fn lookup_or_create(ctx: &RequestContext, name: &str, auto_create: bool) -> Result<Arc<Topic>, ResponseError> {
+    let broker = &ctx.broker;
+    if !ctx.authorized(op::DESCRIBE, resource::TOPIC, name) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
     if let Some(t) = broker.topic(name) {
         return Ok(t);
     }
@@ -76,6 +100,9 @@ async fn lookup_or_create(
     }
     if !auto_create || is_internal_topic(name) {
         return Err(ResponseError::UnknownTopicOrPartition);
+    }
+    if !ctx.cluster_authorized(op::CREATE) && !ctx.authorized(op::CREATE, resource::TOPIC, name) {
+        return Err(ResponseError::TopicAuthorizationFailed);
     }
     let new = NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1, configs: Default::default() };
     match broker.create_topic(&new).await {

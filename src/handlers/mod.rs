@@ -109,6 +109,12 @@ impl RequestContext {
         self.broker.security.authorize(&self.session, operation, resource_type, name)
     }
 
+    /// The bit field of `candidates` the client may perform on a resource (the
+    /// `*_authorized_operations` fields).
+    pub fn authorized_operations(&self, resource_type: i8, name: &str, candidates: &[i8]) -> i32 {
+        candidates.iter().filter(|o| self.authorized(**o, resource_type, name)).fold(0, |bits, o| bits | (1 << *o))
+    }
+
     /// Whether the client may perform `operation` on the cluster.
     pub fn cluster_authorized(&self, operation: i8) -> bool {
         self.authorized(operation, acl::resource::CLUSTER, acl::CLUSTER_NAME)

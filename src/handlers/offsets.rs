@@ -13,11 +13,13 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::groups::check_group;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::classic::{ClassicGroup, GroupState};
 use crate::coordinator::group::records::OffsetValue;
 use crate::coordinator::group::GroupCoordinator;
+use crate::security::acl::{op, resource};
 
 /// Checks whether a commit from `member_id` at `generation` may go in (Kafka's classic rules).
 pub(crate) fn validate_commit(
@@ -62,9 +64,12 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
     let now = now_ms();
     for (ti, t) in req.topics.iter().enumerate() {
         let topic = if by_id { broker.topic_by_id(&t.topic_id) } else { broker.topic(t.name.0.as_str()) };
+        let readable =
+            ctx.authorized(op::READ, resource::TOPIC, topic.as_ref().map_or(t.name.0.as_str(), |tp| &tp.name));
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or_default().to_string();
             let value = match &topic {
+                _ if !readable => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition }),
                 Some(tp) if tp.partition(p.partition_index).is_none() => Err(ResponseError::UnknownTopicOrPartition),
                 Some(_) if metadata.len() > max_metadata => Err(ResponseError::OffsetMetadataTooLarge),
@@ -80,7 +85,11 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
         }
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
     }
-    let group_error = if group_id.is_empty() { Some(ResponseError::InvalidGroupId) } else { None };
+    let group_error = match check_group(ctx, op::READ, &group_id) {
+        Err(e) => Some(e),
+        Ok(()) if group_id.is_empty() => Some(ResponseError::InvalidGroupId),
+        Ok(()) => None,
+    };
     let handle = match group_error {
         Some(_) => None,
         None if generation < 0 && member_id.is_empty() => Some(broker.groups.group_or_create(&group_id)),
@@ -163,6 +172,9 @@ async fn fetch_group(
     };
     let committed: BTreeMap<(String, i32), OffsetValue> = entry.as_ref().map(|e| e.offsets.clone()).unwrap_or_default();
     let lookup = |topic: &str, p: i32| -> Committed {
+        if !ctx.authorized(op::DESCRIBE, resource::TOPIC, topic) {
+            return Err(ResponseError::TopicAuthorizationFailed);
+        }
         if require_stable && entry.as_ref().is_some_and(|e| e.has_pending_txn_offset(topic, p)) {
             return Err(ResponseError::UnstableOffsetCommit);
         }
@@ -179,7 +191,8 @@ async fn fetch_group(
             .collect(),
         None => {
             let mut out: Vec<CommittedTopic> = Vec::new();
-            for (topic, p) in committed.keys() {
+            // Topics the client may not describe are left out of "everything".
+            for (topic, p) in committed.keys().filter(|(t, _)| ctx.authorized(op::DESCRIBE, resource::TOPIC, t)) {
                 let v = lookup(topic, *p);
                 match out.last_mut() {
                     Some((name, _, parts)) if name == topic => parts.push((*p, v)),
@@ -194,6 +207,9 @@ async fn fetch_group(
 pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v < 8 {
+        if let Err(code) = check_group(ctx, op::DESCRIBE, req.group_id.0.as_str()) {
+            return OffsetFetchResponse::default().with_error_code(code.code());
+        }
         let topics = req.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| FetchTopic { name: t.name.0.to_string(), id: Uuid::nil(), partitions: t.partition_indexes })
@@ -226,6 +242,10 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
     }
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
+        if let Err(code) = check_group(ctx, op::DESCRIBE, g.group_id.0.as_str()) {
+            groups.push(OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(code.code()));
+            continue;
+        }
         let topics = g.topics.map(|ts| {
             ts.into_iter()
                 .map(|t| {
@@ -271,6 +291,9 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
 
 pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
+    if let Err(code) = check_group(ctx, op::DELETE, &group_id) {
+        return OffsetDeleteResponse::default().with_error_code(code.code());
+    }
     let Some(handle) = ctx.broker.groups.group(&group_id) else {
         return OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code());
     };
@@ -288,12 +311,17 @@ pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> Of
     for t in req.topics {
         let name = t.name.0.to_string();
         let busy = subscribed.contains(&name);
+        let readable = ctx.authorized(op::READ, resource::TOPIC, &name);
         let partitions = t
             .partitions
             .iter()
             .map(|p| {
-                let code = if busy { ResponseError::GroupSubscribedToTopic.code() } else { 0 };
-                if !busy && entry.offsets.remove(&(name.clone(), p.partition_index)).is_some() {
+                let code = match () {
+                    _ if !readable => ResponseError::TopicAuthorizationFailed.code(),
+                    _ if busy => ResponseError::GroupSubscribedToTopic.code(),
+                    _ => 0,
+                };
+                if readable && !busy && entry.offsets.remove(&(name.clone(), p.partition_index)).is_some() {
                     records.push(GroupCoordinator::offset_record(&group_id, &name, p.partition_index, None));
                 }
                 OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)

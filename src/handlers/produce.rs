@@ -14,6 +14,7 @@ use crate::log::batch::{BatchError, BatchHeader};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
 use crate::partition::Partition;
+use crate::security::acl::{op, resource};
 
 /// Maps a log failure to the code Kafka sends for it.
 pub fn log_error_code(e: &LogError) -> ResponseError {
@@ -81,14 +82,28 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // (topic response index, partition response index, partition, offset to make durable)
     let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    // A transactional producer needs WRITE on its transactional id for any of it.
+    let txn_denied =
+        req.transactional_id.as_ref().is_some_and(|id| !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, id));
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = if ctx.version >= 13 { broker.topic_by_id(&td.topic_id) } else { broker.topic(td.name.0.as_str()) };
         let unknown =
             if ctx.version >= 13 { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        // Unknown names are checked too, so the answer does not tell whether a topic exists.
+        let name = topic.as_ref().map_or(td.name.0.as_str(), |t| t.name.as_str());
+        let denied = if txn_denied {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else {
+            (!ctx.authorized(op::WRITE, resource::TOPIC, name)).then_some(ResponseError::TopicAuthorizationFailed)
+        };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.into_iter().enumerate() {
             if !matches!(acks, -1..=1) {
                 parts.push(failed(pd.index, ResponseError::InvalidRequiredAcks, None, ctx.version));
+                continue;
+            }
+            if let Some(code) = denied {
+                parts.push(failed(pd.index, code, None, ctx.version));
                 continue;
             }
             let Some(t) = topic.as_ref() else {

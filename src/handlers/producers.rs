@@ -5,6 +5,7 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
+use crate::security::acl::{op, resource};
 
 pub async fn describe_producers(ctx: &RequestContext, req: DescribeProducersRequest) -> DescribeProducersResponse {
     let topics = req
@@ -12,11 +13,15 @@ pub async fn describe_producers(ctx: &RequestContext, req: DescribeProducersRequ
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let denied = !ctx.authorized(op::READ, resource::TOPIC, t.name.0.as_str());
             let partitions = t
                 .partition_indexes
                 .into_iter()
                 .map(|index| {
                     let r = PartitionResponse::default().with_partition_index(index);
+                    if denied {
+                        return r.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let Some(partition) = topic.as_ref().and_then(|t| t.partition(index)) else {
                         return r
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())

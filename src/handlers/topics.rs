@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 use super::configs::topic_config_entries;
 use super::{str_bytes, RequestContext};
 use crate::broker::{AdminError, NewTopic};
+use crate::security::acl::{op, resource};
 
 fn error_message(e: &AdminError) -> Option<kafka_protocol::protocol::StrBytes> {
     Some(str_bytes(e.to_string()))
@@ -61,6 +62,10 @@ async fn create_one(
     validate_only: bool,
 ) -> Result<CreatableTopicResult, AdminError> {
     let broker = &ctx.broker;
+    // CREATE on the cluster allows any topic; CREATE on the topic (name or prefix) that one.
+    if !ctx.cluster_authorized(op::CREATE) && !ctx.authorized(op::CREATE, resource::TOPIC, t.name.0.as_str()) {
+        return Err(AdminError::TopicAuthorizationFailed);
+    }
     let mut configs = BTreeMap::new();
     for c in &t.configs {
         let Some(value) = &c.value else {
@@ -143,6 +148,7 @@ pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> De
             (None, true) => (None, ResponseError::InvalidRequest),
         };
         let result = match resolved {
+            Some(n) if !ctx.authorized(op::DELETE, resource::TOPIC, &n) => Err(AdminError::TopicAuthorizationFailed),
             Some(n) => broker.delete_topic(&n).await.map(|id| (n, id)),
             None => Err(AdminError::UnknownTopic),
         };
@@ -170,7 +176,9 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut result = Ok(());
-        if let (Some(assignments), Some(topic)) = (&t.assignments, broker.topic(&name)) {
+        if !ctx.authorized(op::ALTER, resource::TOPIC, &name) {
+            result = Err(AdminError::TopicAuthorizationFailed);
+        } else if let (Some(assignments), Some(topic)) = (&t.assignments, broker.topic(&name)) {
             let adding = t.count - topic.partitions.len() as i32;
             result = if assignments.len() as i32 != adding {
                 Err(AdminError::InvalidReplicaAssignment(format!(

@@ -17,12 +17,14 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
+use super::groups::check_group;
 use super::offsets::validate_commit;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::records::{partition_for, OffsetValue};
 use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::coordinator::txn::{TxnError, TxnState};
+use crate::security::acl::{op, resource};
 
 /// Maps a coordinator refusal to Kafka's code. `fenced_since` is the first request version
 /// that knows `PRODUCER_FENCED`; older clients get `INVALID_PRODUCER_EPOCH` (KIP-588).
@@ -60,21 +62,28 @@ async fn add_partitions_for(
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     let broker = &ctx.broker;
     let mut wanted: Vec<(String, i32)> = Vec::new();
-    let mut unknown = Vec::new();
+    // Partitions refused, with why; any refusal leaves the others not attempted.
+    let mut refused = Vec::new();
+    let txn_allowed = ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, id);
     for t in &topics {
         let name = t.name.0.to_string();
         let topic = broker.topic(&name);
+        let writable = ctx.authorized(op::WRITE, resource::TOPIC, &name);
         for p in &t.partitions {
             match &topic {
+                _ if !txn_allowed => {
+                    refused.push(((name.clone(), *p), ResponseError::TransactionalIdAuthorizationFailed))
+                }
+                _ if !writable => refused.push(((name.clone(), *p), ResponseError::TopicAuthorizationFailed)),
                 Some(tp) if tp.partition(*p).is_some() && !tp.is_internal() => wanted.push((name.clone(), *p)),
-                _ => unknown.push((name.clone(), *p)),
+                _ => refused.push(((name.clone(), *p), ResponseError::UnknownTopicOrPartition)),
             }
         }
     }
     let mut codes: BTreeMap<(String, i32), i16> = BTreeMap::new();
-    if !unknown.is_empty() {
-        for p in unknown {
-            codes.insert(p, ResponseError::UnknownTopicOrPartition.code());
+    if !refused.is_empty() {
+        for (p, code) in refused {
+            codes.insert(p, code.code());
         }
         for p in wanted {
             codes.insert(p, ResponseError::OperationNotAttempted.code());
@@ -137,6 +146,13 @@ pub async fn add_partitions_to_txn(ctx: &RequestContext, req: AddPartitionsToTxn
 pub async fn add_offsets_to_txn(ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let broker = &ctx.broker;
     let group = req.group_id.0.to_string();
+    if !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, req.transactional_id.0.as_str()) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if let Err(code) = check_group(ctx, op::READ, &group) {
+        return AddOffsetsToTxnResponse::default().with_error_code(code.code());
+    }
     if group.is_empty() {
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
     }
@@ -155,6 +171,12 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext, req: AddOffsetsToTxnReques
 /// EndTxn: commit or abort.
 pub async fn end_txn(ctx: &RequestContext, req: EndTxnRequest) -> EndTxnResponse {
     let broker = &ctx.broker;
+    if !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, req.transactional_id.0.as_str()) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let r = broker
         .txns
         .end_txn(broker, req.transactional_id.0.as_str(), req.producer_id.0, req.producer_epoch, req.committed)
@@ -177,9 +199,11 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
     let mut topics = Vec::with_capacity(req.topics.len());
     for (ti, t) in req.topics.iter().enumerate() {
         let topic = broker.topic(t.name.0.as_str());
+        let readable = ctx.authorized(op::READ, resource::TOPIC, t.name.0.as_str());
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or_default().to_string();
             let value = match &topic {
+                _ if !readable => Err(ResponseError::TopicAuthorizationFailed),
                 Some(tp) if tp.partition(p.partition_index).is_some() && metadata.len() <= max_metadata => {
                     Ok(OffsetValue {
                         offset: p.committed_offset,
@@ -196,6 +220,10 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         topics.push(TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()));
     }
     let outcome = async {
+        if !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, req.transactional_id.0.as_str()) {
+            return Err(ResponseError::TransactionalIdAuthorizationFailed);
+        }
+        check_group(ctx, op::READ, &group_id)?;
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
@@ -253,14 +281,20 @@ pub async fn describe_transactions(
     let mut states = Vec::with_capacity(req.transactional_ids.len());
     for id in req.transactional_ids {
         let out = describe_transactions_response::TransactionState::default().with_transactional_id(id.clone());
+        let failed = |code: ResponseError| {
+            out.clone()
+                .with_error_code(code.code())
+                .with_transaction_state(str_bytes(""))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1)
+        };
+        if !ctx.authorized(op::DESCRIBE, resource::TRANSACTIONAL_ID, id.0.as_str()) {
+            states.push(failed(ResponseError::TransactionalIdAuthorizationFailed));
+            continue;
+        }
         let Some(handle) = ctx.broker.txns.get(id.0.as_str()) else {
-            states.push(
-                out.with_error_code(ResponseError::TransactionalIdNotFound.code())
-                    .with_transaction_state(str_bytes(""))
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1)
-                    .with_transaction_start_time_ms(-1),
-            );
+            states.push(failed(ResponseError::TransactionalIdNotFound));
             continue;
         };
         let meta = handle.lock().await.clone();
@@ -306,6 +340,9 @@ pub async fn list_transactions(ctx: &RequestContext, req: ListTransactionsReques
     let now = now_ms();
     let mut listed = Vec::new();
     for id in ctx.broker.txns.ids() {
+        if !ctx.authorized(op::DESCRIBE, resource::TRANSACTIONAL_ID, &id) {
+            continue;
+        }
         let Some(handle) = ctx.broker.txns.get(&id) else { continue };
         let meta = handle.lock().await.clone();
         let state_ok = wanted_states.is_empty() || wanted_states.contains(&meta.state);

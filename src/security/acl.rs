@@ -240,6 +240,43 @@ impl Authorizer {
     }
 }
 
+impl Authorizer {
+    /// Whether `operation` is allowed on at least one resource of the type (Kafka's
+    /// `authorizeByResourceType`, KIP-679: WRITE on any topic allows idempotent producing).
+    /// An ALLOW counts unless a DENY covers every name its pattern covers.
+    pub fn authorize_any(&self, acls: &AclSet, principal: &Principal, host: &str, operation: i8, rt: i8) -> bool {
+        if !self.enabled {
+            return true;
+        }
+        let who = principal.to_string();
+        if self.super_users.contains(&who) {
+            return true;
+        }
+        let of_type: Vec<&AclBinding> = acls.by_id.values().filter(|a| a.resource_type == rt).collect();
+        if of_type.is_empty() {
+            return self.allow_if_no_acl;
+        }
+        let denies: Vec<&&AclBinding> = of_type
+            .iter()
+            .filter(|a| a.permission == permission::DENY && (a.operation == operation || a.operation == op::ALL))
+            .filter(|a| a.applies_to(&who, host))
+            .collect();
+        of_type.iter().filter(|a| a.permission == permission::ALLOW && allow_implies(a.operation, operation)).any(
+            |allow| {
+                allow.applies_to(&who, host)
+                    && !denies.iter().any(|d| match d.pattern_type {
+                        pattern::LITERAL => {
+                            d.resource_name == WILDCARD
+                                || (allow.pattern_type == pattern::LITERAL && d.resource_name == allow.resource_name)
+                        }
+                        pattern::PREFIXED => allow.resource_name.starts_with(&d.resource_name),
+                        _ => false,
+                    })
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

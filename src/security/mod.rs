@@ -140,6 +140,15 @@ impl Security {
         self.image.read()
     }
 
+    /// Whether the session's principal may perform `operation` on some resource of the type.
+    pub fn authorize_any(&self, session: &sasl::Session, operation: i8, resource_type: i8) -> bool {
+        if !self.authorizer.enabled {
+            return true;
+        }
+        let host = session.peer.ip().to_string();
+        self.authorizer.authorize_any(&self.image.read().acls, &session.principal(), &host, operation, resource_type)
+    }
+
     /// Whether the session's principal may perform `operation` on a resource.
     pub fn authorize(&self, session: &sasl::Session, operation: i8, resource_type: i8, name: &str) -> bool {
         if !self.authorizer.enabled {

@@ -241,19 +241,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// Where responses are written: a plain socket (file parts go out with `sendfile`) or a TLS
 /// stream (file parts are read and encrypted).
 pub trait ResponseSink: AsyncWrite + Unpin + Send {
-    fn send_file<'a>(
-        &'a mut self,
-        slice: &'a Slice,
-    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a;
+    fn send_file(&mut self, slice: &Slice) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 impl ResponseSink for OwnedWriteHalf {
-    fn send_file<'a>(
-        &'a mut self,
-        slice: &'a Slice,
-    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a {
-        let this: &'a OwnedWriteHalf = self;
-        send_file(this.as_ref(), slice)
+    async fn send_file(&mut self, slice: &Slice) -> std::io::Result<()> {
+        send_file(self.as_ref(), slice).await
     }
 }
 
@@ -285,23 +278,18 @@ impl AsyncWrite for TlsWriter {
 }
 
 impl ResponseSink for TlsWriter {
-    fn send_file<'a>(
-        &'a mut self,
-        slice: &'a Slice,
-    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'a {
-        async move {
-            use std::os::unix::fs::FileExt;
-            // Encryption needs the bytes in user space: read the range in chunks.
-            let mut buf = vec![0u8; TLS_FILE_CHUNK.min(slice.len)];
-            let mut done = 0usize;
-            while done < slice.len {
-                let n = (slice.len - done).min(buf.len());
-                slice.file.read_exact_at(&mut buf[..n], slice.position + done as u64)?;
-                self.write_all(&buf[..n]).await?;
-                done += n;
-            }
-            Ok(())
+    async fn send_file(&mut self, slice: &Slice) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        // Encryption needs the bytes in user space: read the range in chunks.
+        let mut buf = vec![0u8; TLS_FILE_CHUNK.min(slice.len)];
+        let mut done = 0usize;
+        while done < slice.len {
+            let n = (slice.len - done).min(buf.len());
+            slice.file.read_exact_at(&mut buf[..n], slice.position + done as u64)?;
+            self.write_all(&buf[..n]).await?;
+            done += n;
         }
+        Ok(())
     }
 }
 

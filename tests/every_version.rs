@@ -256,6 +256,40 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
         ApiKey::ListTransactions => boxed!(ListTransactionsRequest::default()
             .with_state_filters(vec![StrBytes::from_static_str("Ongoing")])
             .with_duration_filter(-1)),
+        ApiKey::SaslHandshake => {
+            boxed!(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("SCRAM-SHA-256")))
+        }
+        ApiKey::SaslAuthenticate => {
+            boxed!(SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0user\0password")))
+        }
+        ApiKey::CreateAcls => {
+            boxed!(CreateAclsRequest::default().with_creations(vec![create_acls_request::AclCreation::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_resource_pattern_type(3)
+                .with_principal(StrBytes::from_static_str("User:alice"))
+                .with_host(StrBytes::from_static_str("*"))
+                .with_operation(3)
+                .with_permission_type(3)]))
+        }
+        ApiKey::DescribeAcls => boxed!(DescribeAclsRequest::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1)),
+        ApiKey::DeleteAcls => {
+            boxed!(DeleteAclsRequest::default().with_filters(vec![delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1)]))
+        }
+        ApiKey::DescribeUserScramCredentials => boxed!(DescribeUserScramCredentialsRequest::default().with_users(None)),
+        ApiKey::AlterUserScramCredentials => boxed!(AlterUserScramCredentialsRequest::default().with_deletions(vec![
+            alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                .with_name(StrBytes::from_static_str("nobody"))
+                .with_mechanism(1)
+        ])),
         _ => None,
     }
 }
@@ -303,6 +337,13 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),
+        ApiKey::SaslHandshake => check!(SaslHandshakeResponse),
+        ApiKey::SaslAuthenticate => check!(SaslAuthenticateResponse),
+        ApiKey::CreateAcls => check!(CreateAclsResponse),
+        ApiKey::DescribeAcls => check!(DescribeAclsResponse),
+        ApiKey::DeleteAcls => check!(DeleteAclsResponse),
+        ApiKey::DescribeUserScramCredentials => check!(DescribeUserScramCredentialsResponse),
+        ApiKey::AlterUserScramCredentials => check!(AlterUserScramCredentialsResponse),
         other => anyhow::bail!("no decoder for {other:?}"),
     }
     anyhow::ensure!(frame.is_empty(), "{} bytes left over", frame.len());

@@ -136,3 +136,21 @@ fn escape_dn_value(v: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_subject_becomes_an_rfc2253_principal() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CountryName, "DE");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Weir, Inc");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "writer");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let principal = certificate_principal(cert.der()).unwrap();
+        assert_eq!(principal.to_string(), "User:CN=writer,O=Weir\\, Inc,C=DE");
+    }
+}

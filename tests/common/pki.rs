@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair};
 
 pub struct Pki {
     pub dir: tempfile::TempDir,
@@ -42,6 +42,8 @@ impl Pki {
     /// A client certificate for subject `CN=<cn>,O=Weir Tests`: (certificate file, key file).
     pub fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        // Encoded O then CN, so the RFC 2253 subject (most specific first) is CN=..,O=..
+        params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::OrganizationName, "Weir Tests");
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().expect("key");

@@ -175,6 +175,15 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
          subject (RFC 2253, e.g. CN=alice,O=Example) is the principal.",
     ),
     broker(
+        "quota.window.num",
+        Int,
+        "11",
+        AtLeast(1),
+        false,
+        "Number of samples in the window client quotas are measured over.",
+    ),
+    broker("quota.window.size.seconds", Int, "1", AtLeast(1), false, "Length of each client-quota sample."),
+    broker(
         "authorizer.class.name",
         Str,
         "",

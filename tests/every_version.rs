@@ -284,6 +284,23 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
                 .with_operation(1)
                 .with_permission_type(1)]))
         }
+        ApiKey::DescribeClientQuotas => boxed!(DescribeClientQuotasRequest::default().with_components(vec![
+            describe_client_quotas_request::ComponentData::default()
+                .with_entity_type(StrBytes::from_static_str("user"))
+                .with_match_type(2)
+                .with_match(None)
+        ])),
+        ApiKey::AlterClientQuotas => {
+            boxed!(AlterClientQuotasRequest::default().with_validate_only(true).with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(StrBytes::from_static_str("client-id"))
+                        .with_entity_name(Some(StrBytes::from_static_str("c")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                        .with_value(1024.0)])
+            ]))
+        }
         ApiKey::DescribeUserScramCredentials => boxed!(DescribeUserScramCredentialsRequest::default().with_users(None)),
         ApiKey::AlterUserScramCredentials => boxed!(AlterUserScramCredentialsRequest::default().with_deletions(vec![
             alter_user_scram_credentials_request::ScramCredentialDeletion::default()
@@ -342,6 +359,8 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::CreateAcls => check!(CreateAclsResponse),
         ApiKey::DescribeAcls => check!(DescribeAclsResponse),
         ApiKey::DeleteAcls => check!(DeleteAclsResponse),
+        ApiKey::DescribeClientQuotas => check!(DescribeClientQuotasResponse),
+        ApiKey::AlterClientQuotas => check!(AlterClientQuotasResponse),
         ApiKey::DescribeUserScramCredentials => check!(DescribeUserScramCredentialsResponse),
         ApiKey::AlterUserScramCredentials => check!(AlterUserScramCredentialsResponse),
         other => anyhow::bail!("no decoder for {other:?}"),

@@ -18,7 +18,7 @@ use crate::security::scram::{Credential, Mechanism};
 use crate::security::SecurityImage;
 
 /// One change to cluster metadata.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum MetadataRecord {
     CreateTopic {
         name: String,
@@ -62,6 +62,12 @@ pub enum MetadataRecord {
     },
     RemoveAcl {
         id: Uuid,
+    },
+    /// Sets (or with `None` removes) one quota of a client-quota entity.
+    ClientQuota {
+        entity: Vec<(String, Option<String>)>,
+        key: String,
+        value: Option<f64>,
     },
 }
 
@@ -112,7 +118,8 @@ impl MetadataImage {
             MetadataRecord::ScramCredential { .. }
             | MetadataRecord::RemoveScramCredential { .. }
             | MetadataRecord::CreateAcl { .. }
-            | MetadataRecord::RemoveAcl { .. } => self.security.apply(record),
+            | MetadataRecord::RemoveAcl { .. }
+            | MetadataRecord::ClientQuota { .. } => self.security.apply(record),
         }
     }
 }

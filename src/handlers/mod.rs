@@ -16,6 +16,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
+pub mod quotas;
 pub mod response;
 pub mod sasl;
 pub mod scram_credentials;
@@ -28,13 +29,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, FetchResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use thiserror::Error;
 
 use crate::broker::Broker;
-use crate::security::acl;
 use crate::security::sasl::Session;
+use crate::security::{acl, quota};
 pub use response::Response;
 
 /// `(api, min version, max version)` for every API Weir serves.
@@ -73,6 +74,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeCluster, 0, 2),
@@ -165,11 +168,15 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
         None => (-1, -1),
     };
     check_session(session, key)?;
+    let client_id = client_id_of(&frame).to_string();
     let handled = if key == ApiKey::Produce as i16 {
         handle_produce(broker, session, frame).await
     } else {
         serve_frame(broker, session, frame).await.map(Handled::Now)
     };
+    // request_percentage: the time spent serving, as a share of one thread.
+    let spent = started.elapsed().as_secs_f64() * 100.0;
+    session.mute_for(broker.security.record_quota(session, &client_id, quota::REQUEST_PERCENTAGE, spent));
     match handled {
         Ok(Handled::Later(pending)) => {
             let broker = broker.clone();
@@ -184,6 +191,22 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
             other
         }
     }
+}
+
+/// The client id of a request frame (header v1 and later), without decoding the header.
+fn client_id_of(frame: &[u8]) -> &str {
+    let Some(len) = frame.get(8..10).map(|b| i16::from_be_bytes([b[0], b[1]])) else { return "" };
+    let len = usize::try_from(len).unwrap_or(0);
+    frame.get(10..10 + len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+}
+
+/// How long a client is throttled for the bytes of a produce request or fetch response; the
+/// connection is muted for it.
+fn throttle(ctx: &RequestContext, key: &'static str, bytes: usize) -> std::time::Duration {
+    let client_id = ctx.header.client_id.as_deref().unwrap_or_default();
+    let throttle = ctx.broker.security.record_quota(&ctx.session, client_id, key, bytes as f64);
+    ctx.session.mute_for(throttle);
+    throttle
 }
 
 /// Refuses requests the session may not send yet: anything but ApiVersions and the SASL
@@ -203,17 +226,19 @@ fn check_session(session: &Session, key: i16) -> Result<(), FrameError> {
 
 /// Produce: appended now; answered now, or once its fsync is done.
 async fn handle_produce(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes) -> Result<Handled, FrameError> {
+    let size = frame.len();
     let (ctx, mut body) = parse_header(broker, session, frame)?;
     let req = decode(ApiKey::Produce, ctx.version, &mut body)?;
     let appended = produce::append(&ctx, req).await;
-    if !appended.waits_for_disk() {
-        let resp = appended.complete().await;
-        return resp.map(|r| respond(&ctx, ApiKey::Produce, &r).map(Response::Frame)).transpose().map(Handled::Now);
-    }
+    let appended_waits = appended.waits_for_disk();
+    let throttle_ms = throttle(&ctx, quota::PRODUCER_BYTE_RATE, size).as_millis().min(i32::MAX as u128) as i32;
     let finish = async move {
-        let resp = appended.complete().await;
+        let resp = appended.complete().await.map(|r| r.with_throttle_time_ms(throttle_ms));
         resp.map(|r| respond(&ctx, ApiKey::Produce, &r).map(Response::Frame)).transpose()
     };
+    if !appended_waits {
+        return finish.await.map(Handled::Now);
+    }
     Ok(Handled::Later(Box::pin(finish)))
 }
 
@@ -299,6 +324,22 @@ async fn serve_frame(
         ApiKey::Fetch => {
             let req = decode(key, version, body)?;
             let (resp, files) = fetch::handle(&ctx, req).await;
+            let size = resp.compute_size(version).unwrap_or(0);
+            let throttled = throttle(&ctx, quota::CONSUMER_BYTE_RATE, size);
+            if !throttled.is_zero() {
+                // Over its quota, the client gets an empty response and the bytes are not
+                // counted (Kafka's throttled fetch).
+                ctx.broker.security.record_quota(
+                    &ctx.session,
+                    ctx.header.client_id.as_deref().unwrap_or_default(),
+                    quota::CONSUMER_BYTE_RATE,
+                    -(size as f64),
+                );
+                let empty =
+                    FetchResponse::default().with_throttle_time_ms(throttled.as_millis().min(i32::MAX as u128) as i32);
+                return encode_response(ctx.header.correlation_id, key, version, &empty)
+                    .map(|b| Some(Response::Frame(b)));
+            }
             response::encode(ctx.header.correlation_id, key, version, &resp, Some(&files)).map(Some)
         }
         ApiKey::ListOffsets => serve(&ctx, key, body, list_offsets::handle).await,
@@ -339,6 +380,8 @@ async fn serve_frame(
         ApiKey::CreateAcls => serve(&ctx, key, body, acls::create_acls).await,
         ApiKey::DescribeAcls => serve(&ctx, key, body, acls::describe_acls).await,
         ApiKey::DeleteAcls => serve(&ctx, key, body, acls::delete_acls).await,
+        ApiKey::DescribeClientQuotas => serve(&ctx, key, body, quotas::describe).await,
+        ApiKey::AlterClientQuotas => serve(&ctx, key, body, quotas::alter).await,
         ApiKey::DescribeUserScramCredentials => serve(&ctx, key, body, scram_credentials::describe).await,
         ApiKey::AlterUserScramCredentials => serve(&ctx, key, body, scram_credentials::alter).await,
         other => Err(FrameError::UnknownApiKey(other as i16)),
@@ -459,6 +502,8 @@ mod tests {
             ApiKey::CreateAcls => CreateAclsRequest::VERSIONS,
             ApiKey::DescribeAcls => DescribeAclsRequest::VERSIONS,
             ApiKey::DeleteAcls => DeleteAclsRequest::VERSIONS,
+            ApiKey::DescribeClientQuotas => DescribeClientQuotasRequest::VERSIONS,
+            ApiKey::AlterClientQuotas => AlterClientQuotasRequest::VERSIONS,
             ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
             ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
             other => panic!("add {other:?} to codec_range"),

@@ -7,11 +7,14 @@
 
 pub mod acl;
 pub mod listeners;
+pub mod quota;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
 
 use std::collections::BTreeMap;
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +56,7 @@ pub struct SecurityImage {
     /// `(user, mechanism)` → salted credential.
     pub scram: BTreeMap<(String, scram::Mechanism), scram::Credential>,
     pub acls: acl::AclSet,
+    pub quotas: quota::QuotaConfigs,
 }
 
 impl SecurityImage {
@@ -72,6 +76,9 @@ impl SecurityImage {
             R::RemoveAcl { id } => {
                 self.acls.by_id.remove(id);
             }
+            R::ClientQuota { entity, key, value } => {
+                self.quotas.set(entity.iter().cloned().collect(), key, *value);
+            }
             _ => {}
         }
     }
@@ -89,6 +96,8 @@ pub struct Security {
     pub mechanisms: Vec<String>,
     /// `connections.max.reauth.ms`.
     pub reauth_ms: i64,
+    quota_sensors: quota::QuotaManager,
+    quota_window: quota::Window,
 }
 
 impl Security {
@@ -124,6 +133,11 @@ impl Security {
             },
             mechanisms,
             reauth_ms: config.get_i64("connections.max.reauth.ms"),
+            quota_sensors: Default::default(),
+            quota_window: quota::Window {
+                size: std::time::Duration::from_secs(config.get_i64("quota.window.size.seconds").max(1) as u64),
+                num: config.get_i64("quota.window.num").max(1) as usize,
+            },
         })
     }
 
@@ -138,6 +152,17 @@ impl Security {
     /// A read view of the image (credentials and ACLs).
     pub fn image(&self) -> parking_lot::RwLockReadGuard<'_, SecurityImage> {
         self.image.read()
+    }
+
+    /// Records `amount` against the client's `key` quota (if it has one) and returns how long
+    /// the client is to be throttled for it (zero when within its quota).
+    pub fn record_quota(&self, session: &sasl::Session, client_id: &str, key: &'static str, amount: f64) -> Duration {
+        let image = self.image.read();
+        if image.quotas.by_entity.is_empty() {
+            return Duration::ZERO;
+        }
+        let user = session.principal().name;
+        self.quota_sensors.record(&image.quotas, key, &user, client_id, amount, self.quota_window)
     }
 
     /// Whether the session's principal may perform `operation` on some resource of the type.

@@ -96,6 +96,8 @@ pub struct Session {
     state: Mutex<State>,
     /// Set when the connection must close once the current response is written.
     close: AtomicBool,
+    /// Quota throttling (KIP-219): the connection is not read until then.
+    muted_until: Mutex<Option<Instant>>,
 }
 
 impl Session {
@@ -107,6 +109,7 @@ impl Session {
             peer,
             state: Mutex::new(State { principal, expires_at: None, stage: Stage::Idle }),
             close: AtomicBool::new(false),
+            muted_until: Mutex::new(None),
         }
     }
 
@@ -206,6 +209,25 @@ impl Session {
 
     pub fn should_close(&self) -> bool {
         self.close.load(Ordering::Relaxed)
+    }
+
+    /// Stops reading the connection for `throttle` (a quota violation).
+    pub fn mute_for(&self, throttle: Duration) {
+        if throttle.is_zero() {
+            return;
+        }
+        let until = Instant::now() + throttle;
+        let mut muted = self.muted_until.lock();
+        *muted = Some(muted.map_or(until, |m| m.max(until)));
+    }
+
+    /// Until when the connection is muted, if it is.
+    pub fn muted_until(&self) -> Option<Instant> {
+        let mut muted = self.muted_until.lock();
+        if muted.is_some_and(|m| m <= Instant::now()) {
+            *muted = None;
+        }
+        *muted
     }
 }
 

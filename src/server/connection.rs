@@ -143,7 +143,13 @@ impl Connection {
                         Err(e) => return Closed::Error(e.to_string()),
                     }
                 }
-                frame = next_frame(&mut rd, &mut input, &self.settings),
+                frame = async {
+                    // A client over its quota is not read until its throttle time is over.
+                    if let Some(until) = session.muted_until() {
+                        tokio::time::sleep_until(until.into()).await;
+                    }
+                    next_frame(&mut rd, &mut input, &self.settings).await
+                },
                     if current.is_none() && queue.len() < MAX_PIPELINED && !session.should_close() =>
                 {
                     let frame = match frame {

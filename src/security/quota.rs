@@ -71,6 +71,9 @@ pub struct QuotaConfigs {
     pub by_entity: BTreeMap<Entity, BTreeMap<String, f64>>,
 }
 
+/// One side of an entity at a precedence level: absent, the default (`Some(None)`), or named.
+type Part<'a> = Option<Option<&'a str>>;
+
 /// Who a sensor measures: the user and client id it is shared by (`None`: all of them).
 type SensorKey = (&'static str, Option<String>, Option<String>);
 
@@ -94,7 +97,7 @@ impl QuotaConfigs {
     /// the most specific entity to the least, and the sensor the quota is shared on.
     fn resolve(&self, key: &'static str, user: &str, client_id: &str) -> Option<(f64, SensorKey)> {
         let (u, c) = (Some(user.to_string()), Some(client_id.to_string()));
-        let levels: [(Option<Option<&str>>, Option<Option<&str>>, SensorKey); 8] = [
+        let levels: [(Part, Part, SensorKey); 8] = [
             (Some(Some(user)), Some(Some(client_id)), (key, u.clone(), c.clone())),
             (Some(Some(user)), Some(None), (key, u.clone(), c.clone())),
             (Some(Some(user)), None, (key, u.clone(), None)),

@@ -10,13 +10,15 @@ use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryDat
 use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
 /// A short quota window (two one-second samples), so a test sees the steady state within
 /// seconds; Kafka's default of eleven samples smooths over longer bursts.
 const WINDOW: &[(&str, &str)] = &[("quota.window.num", "2"), ("quota.window.size.seconds", "1")];
+
+/// A described quota entry: the entity's (type, name) pairs and its (key, value) pairs.
+type Described = (Vec<(String, Option<String>)>, Vec<(String, f64)>);
 
 fn entity(kind: &'static str, name: Option<&str>) -> EntityData {
     EntityData::default()
@@ -219,7 +221,7 @@ async fn quotas_are_managed_through_the_kafka_apis_and_persist() {
             let r: DescribeClientQuotasResponse =
                 raw::call_async(&bootstrap, ApiKey::DescribeClientQuotas, 1, req).await;
             assert_eq!(r.error_code, 0);
-            let mut out: Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> = r
+            let mut out: Vec<Described> = r
                 .entries
                 .unwrap_or_default()
                 .into_iter()

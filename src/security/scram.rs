@@ -207,7 +207,8 @@ pub enum ScramServer {
         mechanism: Mechanism,
         user: String,
         credential: Credential,
-        nonce: String,
+        /// The server's part of the nonce.
+        server_nonce: String,
         client_first_bare: String,
         server_first: String,
     },
@@ -247,19 +248,21 @@ impl ScramServer {
                     mechanism,
                     user,
                     credential,
-                    nonce,
+                    server_nonce,
                     client_first_bare: bare,
                     server_first,
                 };
                 Ok(Step::Continue(state, challenge))
             }
-            ScramServer::Challenged { mechanism, user, credential, nonce, client_first_bare, server_first } => {
+            ScramServer::Challenged { mechanism, user, credential, server_nonce, client_first_bare, server_first } => {
                 let (without_proof, proof) =
                     text.rsplit_once(",p=").ok_or(ScramError::Malformed("client-final has no proof"))?;
                 let mut fields = without_proof.split(',');
                 let channel = fields.next().and_then(|f| f.strip_prefix("c="));
                 let their_nonce = fields.next().and_then(|f| f.strip_prefix("r="));
-                if their_nonce != Some(nonce.as_str()) {
+                // Kafka only checks that the nonce ends with the server's part, and librdkafka
+                // before 2.1 sends its own nonce twice; accept what Kafka accepts.
+                if !their_nonce.is_some_and(|n| n.ends_with(server_nonce.as_str())) {
                     return Err(ScramError::Malformed("nonce mismatch"));
                 }
                 // No channel binding: the GS2 header must have been "n,," or "y,,", with or
@@ -337,8 +340,19 @@ mod tests {
 
     /// A client side of the exchange, as RFC 5802 describes it.
     fn client_final(m: Mechanism, password: &str, client_first_bare: &str, server_first: &str) -> String {
+        client_final_with(m, password, client_first_bare, server_first, |n| n.to_string())
+    }
+
+    /// The same, with the nonce the client sends derived from the server's by `nonce`.
+    fn client_final_with(
+        m: Mechanism,
+        password: &str,
+        client_first_bare: &str,
+        server_first: &str,
+        nonce: impl Fn(&str) -> String,
+    ) -> String {
         let fields: Vec<&str> = server_first.split(',').collect();
-        let nonce = fields[0].strip_prefix("r=").unwrap();
+        let nonce = nonce(fields[0].strip_prefix("r=").unwrap());
         let salt = B64.decode(fields[1].strip_prefix("s=").unwrap()).unwrap();
         let iterations: i32 = fields[2].strip_prefix("i=").unwrap().parse().unwrap();
         let salted = m.salted_password(password.as_bytes(), &salt, iterations);
@@ -375,6 +389,27 @@ mod tests {
             assert!(cred.matches_password(m, "secret"));
             assert!(!cred.matches_password(m, "secret "));
         }
+    }
+
+    #[test]
+    fn nonces_are_checked_as_kafka_checks_them() {
+        let m = Mechanism::Sha256;
+        let cred = Credential::new(m, "pw", 4096);
+        let lookup = |_: &str, _: Mechanism| Some(cred.clone());
+        let bare = "n=u,r=client-nonce";
+        let run = |nonce: &dyn Fn(&str) -> String| {
+            let Ok(Step::Continue(state, challenge)) =
+                ScramServer::Start(m).step(format!("n,,{bare}").as_bytes(), lookup)
+            else {
+                panic!("expected a challenge")
+            };
+            let server_first = String::from_utf8(challenge).unwrap();
+            state.step(client_final_with(m, "pw", bare, &server_first, nonce).as_bytes(), lookup).map(|_| ())
+        };
+        assert!(run(&|n| n.to_string()).is_ok());
+        // librdkafka before 2.1 sends its nonce twice; Kafka accepts it (the nonce ends with the server's part).
+        assert!(run(&|n| format!("client-nonce{n}")).is_ok());
+        assert_eq!(run(&|_| "client-nonce-forged".to_string()), Err(ScramError::Malformed("nonce mismatch")));
     }
 
     #[test]

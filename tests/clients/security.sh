@@ -54,6 +54,7 @@ sasl_ssl=(-X security.protocol=SASL_SSL -X "ssl.ca.location=$work/ca.pem" -X sas
 roundtrip "SASL_SSL SCRAM-SHA-512" "$SASL_SSL" "${sasl_ssl[@]}" -X sasl.password=alice-secret
 refused "SASL_SSL wrong password" "$SASL_SSL" "${sasl_ssl[@]}" -X sasl.password=wrong
 python3 "$here/python_security.py" "$SASL_SSL" "$work/ca.pem" || status=1
+node "$here/kafkajs_security.js" "$SASL_SSL" "$work/ca.pem" || status=1
 if grep -q "alice-secret" "$log"; then echo "a password reached the broker log"; status=1; fi
 grep -q "failed authentication" "$log" || { echo "failed authentications were not logged"; status=1; }
 kill -TERM $pid

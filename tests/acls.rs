@@ -405,3 +405,28 @@ async fn acl_apis_without_an_authorizer_are_security_disabled() {
         raw::call_async(&b.bootstrap, ApiKey::DescribeAcls, 1, DescribeAclsRequest::default()).await;
     assert_eq!(r.error_code, 54);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_everyone_if_no_acl_found_opens_only_resources_without_acls() {
+    let b = TestBroker::start(&[("authorizer.class.name", "acl"), ("allow.everyone.if.no.acl.found", "true")]).await;
+    let anonymous = common::client_config(&b.bootstrap);
+    produce(&anonymous, "open-topic", "x").await.expect("no ACLs anywhere: open");
+    produce(&anonymous, "guarded", "x").await.expect("no ACLs on it yet");
+    // The cluster has no ACLs either, so anybody may create the first ones.
+    let req = CreateAclsRequest::default().with_creations(vec![acl(
+        resource::TOPIC,
+        "guarded",
+        pattern::LITERAL,
+        "User:alice",
+        op::READ,
+        permission::ALLOW,
+    )]);
+    let r: CreateAclsResponse = raw::call_async(&b.bootstrap, ApiKey::CreateAcls, 3, req).await;
+    assert_eq!(r.results[0].error_code, 0);
+    assert_eq!(
+        produce(&anonymous, "guarded", "y").await,
+        Err(RDKafkaErrorCode::TopicAuthorizationFailed),
+        "has ACLs now"
+    );
+    produce(&anonymous, "open-topic", "z").await.expect("still without ACLs");
+}

@@ -187,6 +187,27 @@ async fn responses_carry_the_throttle_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_percentage_throttles_any_request() {
+    let b = TestBroker::start(WINDOW).await;
+    let quota = set_quota(vec![entity("client-id", Some("raw-test"))], "request_percentage", Some(0.0001));
+    assert_eq!(alter(&b.bootstrap, vec![quota]).await, [0]);
+    let bootstrap = b.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut s = raw::connect(&bootstrap);
+        let mut throttles = Vec::new();
+        for _ in 0..3 {
+            let r: MetadataResponse =
+                raw::roundtrip(&mut s, ApiKey::Metadata, 12, &MetadataRequest::default()).unwrap();
+            throttles.push(r.throttle_time_ms);
+        }
+        assert!(throttles.iter().all(|t| *t > 0), "every Metadata response reports the throttle: {throttles:?}");
+        assert!(throttles.iter().all(|t| *t <= 2000), "at most the whole quota window: {throttles:?}");
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quotas_are_managed_through_the_kafka_apis_and_persist() {
     let b = TestBroker::start(&[]).await;
     let codes = alter(

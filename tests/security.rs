@@ -303,6 +303,50 @@ async fn sessions_expire_unless_clients_reauthenticate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requested_client_certificates_are_optional() {
+    let pki = Pki::new();
+    let b = secure_broker(&pki, &[("ssl.client.auth", "requested")]).await;
+    let ssl = listener(&b, "SSL");
+    assert!(can_connect(&client(&ssl, &pki, "SSL", None)).is_ok(), "no certificate: still served");
+    let (cert, key) = pki.client("someone");
+    let mut with_cert = client(&ssl, &pki, "SSL", None);
+    with_cert
+        .set("ssl.certificate.location", cert.display().to_string())
+        .set("ssl.key.location", key.display().to_string());
+    assert!(can_connect(&with_cert).is_ok());
+    // A certificate from another CA is refused even when certificates are only requested.
+    let stranger = Pki::new();
+    let (cert, key) = stranger.client("stranger");
+    let mut foreign = client(&ssl, &pki, "SSL", None);
+    foreign
+        .set("ssl.certificate.location", cert.display().to_string())
+        .set("ssl.key.location", key.display().to_string());
+    assert!(can_connect(&foreign).is_err());
+}
+
+#[tokio::test]
+async fn describe_configs_never_returns_keys_or_passwords() {
+    let pki = Pki::new();
+    let b = secure_broker(&pki, &[]).await;
+    let plain = listener(&b, "PLAINTEXT");
+    let req = DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configuration_keys(None),
+    ]);
+    let r: DescribeConfigsResponse = raw::call_async(&plain, ApiKey::DescribeConfigs, 4, req).await;
+    let configs = &r.results[0].configs;
+    let key = configs.iter().find(|c| c.name.as_str() == "ssl.keystore.key").expect("listed");
+    assert!(key.is_sensitive && key.value.is_none(), "{key:?}");
+    assert!(key.synonyms.iter().all(|s| s.value.is_none()));
+    let chain = configs.iter().find(|c| c.name.as_str() == "ssl.keystore.certificate.chain").expect("listed");
+    assert!(chain.value.is_none());
+    let listeners = configs.iter().find(|c| c.name.as_str() == "listeners").expect("listed");
+    assert!(listeners.value.as_ref().is_some_and(|v| v.contains("SASL_SSL")), "ordinary values are shown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_are_required_and_accepted() {
     let pki = Pki::new();
     let b = secure_broker(&pki, &[("ssl.client.auth", "required")]).await;

@@ -82,18 +82,21 @@ fn describe_entry(
     req: &DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResourceResult {
+    // Sensitive values (keys, passwords) are never returned, as in Kafka.
+    let sensitive = e.def.kind == ConfigType::Password;
+    let shown = |v: String| (!sensitive).then(|| str_bytes(v));
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(e.name))
-        .with_value(Some(str_bytes(e.value)))
+        .with_value(shown(e.value))
         .with_read_only(read_only)
         .with_config_source(e.source as i8)
-        .with_is_sensitive(e.def.kind == ConfigType::Password);
+        .with_is_sensitive(sensitive);
     if req.include_synonyms {
         r.synonyms = e
             .synonyms
             .into_iter()
             .map(|(n, v, s)| {
-                DescribeConfigsSynonym::default().with_name(str_bytes(n)).with_value(Some(str_bytes(v))).with_source(s)
+                DescribeConfigsSynonym::default().with_name(str_bytes(n)).with_value(shown(v)).with_source(s)
             })
             .collect();
     }

@@ -176,7 +176,14 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
     };
     // request_percentage: the time spent serving, as a share of one thread.
     let spent = started.elapsed().as_secs_f64() * 100.0;
-    session.mute_for(broker.security.record_quota(session, &client_id, quota::REQUEST_PERCENTAGE, spent));
+    let throttle = broker.security.record_quota(session, &client_id, quota::REQUEST_PERCENTAGE, spent);
+    session.mute_for(throttle);
+    let handled = match handled {
+        Ok(Handled::Now(Some(Response::Frame(frame)))) if !throttle.is_zero() => {
+            Ok(Handled::Now(Some(Response::Frame(with_throttle_time(frame, key, version, throttle)))))
+        }
+        other => other,
+    };
     match handled {
         Ok(Handled::Later(pending)) => {
             let broker = broker.clone();
@@ -191,6 +198,66 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
             other
         }
     }
+}
+
+/// The first version of each response whose body starts with `throttle_time_ms`.
+const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
+    (ApiKey::ListOffsets, 2),
+    (ApiKey::Metadata, 3),
+    (ApiKey::OffsetCommit, 3),
+    (ApiKey::OffsetFetch, 3),
+    (ApiKey::FindCoordinator, 1),
+    (ApiKey::JoinGroup, 2),
+    (ApiKey::Heartbeat, 1),
+    (ApiKey::LeaveGroup, 1),
+    (ApiKey::SyncGroup, 1),
+    (ApiKey::DescribeGroups, 1),
+    (ApiKey::ListGroups, 1),
+    (ApiKey::CreateTopics, 2),
+    (ApiKey::DeleteTopics, 1),
+    (ApiKey::DeleteRecords, 0),
+    (ApiKey::InitProducerId, 0),
+    (ApiKey::AddPartitionsToTxn, 0),
+    (ApiKey::AddOffsetsToTxn, 0),
+    (ApiKey::EndTxn, 0),
+    (ApiKey::TxnOffsetCommit, 0),
+    (ApiKey::DescribeAcls, 0),
+    (ApiKey::CreateAcls, 0),
+    (ApiKey::DeleteAcls, 0),
+    (ApiKey::DescribeConfigs, 0),
+    (ApiKey::AlterConfigs, 0),
+    (ApiKey::DescribeLogDirs, 0),
+    (ApiKey::CreatePartitions, 0),
+    (ApiKey::DeleteGroups, 0),
+    (ApiKey::IncrementalAlterConfigs, 0),
+    (ApiKey::DescribeClientQuotas, 0),
+    (ApiKey::AlterClientQuotas, 0),
+    (ApiKey::DescribeUserScramCredentials, 0),
+    (ApiKey::AlterUserScramCredentials, 0),
+    (ApiKey::DescribeCluster, 0),
+    (ApiKey::DescribeProducers, 0),
+    (ApiKey::DescribeTransactions, 0),
+    (ApiKey::ListTransactions, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0),
+    (ApiKey::ConsumerGroupDescribe, 0),
+];
+
+/// Reports a request-quota throttle in an encoded response whose body starts with
+/// `throttle_time_ms` (keeping a larger one already there); others are left as they are.
+fn with_throttle_time(frame: Bytes, key: i16, version: i16, throttle: std::time::Duration) -> Bytes {
+    let Ok(api) = ApiKey::try_from(key) else { return frame };
+    if !THROTTLE_FIRST_SINCE.iter().any(|(k, since)| *k == api && version >= *since) {
+        return frame;
+    }
+    // size prefix, correlation id, and (flexible headers) an empty tagged-field count
+    let at = 4 + 4 + usize::from(api.response_header_version(version) >= 1);
+    let Some(current) = frame.get(at..at + 4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+        return frame;
+    };
+    let ms = (throttle.as_millis().min(i32::MAX as u128) as i32).max(current);
+    let mut patched = BytesMut::from(&frame[..]);
+    patched[at..at + 4].copy_from_slice(&ms.to_be_bytes());
+    patched.freeze()
 }
 
 /// The client id of a request frame (header v1 and later), without decoding the header.
@@ -507,6 +574,69 @@ mod tests {
             ApiKey::DescribeUserScramCredentials => DescribeUserScramCredentialsRequest::VERSIONS,
             ApiKey::AlterUserScramCredentials => AlterUserScramCredentialsRequest::VERSIONS,
             other => panic!("add {other:?} to codec_range"),
+        }
+    }
+
+    /// The table of responses that start with `throttle_time_ms` is right for every version
+    /// Weir serves: a patched response decodes with the patched value.
+    #[test]
+    fn throttle_time_is_patched_where_it_is() {
+        macro_rules! check {
+            ($key:expr, $resp:ty) => {{
+                let (key, since): (ApiKey, i16) = $key;
+                let (min, max) = supported_range(key).unwrap();
+                for v in since.max(min)..=max {
+                    let encoded = encode_response(7, key, v, &<$resp>::default().with_throttle_time_ms(3)).unwrap();
+                    let patched = with_throttle_time(encoded, key as i16, v, std::time::Duration::from_millis(1234));
+                    let mut body = patched.slice(4..);
+                    ResponseHeader::decode(&mut body, <$resp>::header_version(v)).unwrap();
+                    let decoded = <$resp>::decode(&mut body, v).unwrap();
+                    assert_eq!(decoded.throttle_time_ms, 1234, "{key:?} v{v}");
+                }
+            }};
+        }
+        for entry in THROTTLE_FIRST_SINCE {
+            match entry.0 {
+                ApiKey::ListOffsets => check!(*entry, ListOffsetsResponse),
+                ApiKey::Metadata => check!(*entry, MetadataResponse),
+                ApiKey::OffsetCommit => check!(*entry, OffsetCommitResponse),
+                ApiKey::OffsetFetch => check!(*entry, OffsetFetchResponse),
+                ApiKey::FindCoordinator => check!(*entry, FindCoordinatorResponse),
+                ApiKey::JoinGroup => check!(*entry, JoinGroupResponse),
+                ApiKey::Heartbeat => check!(*entry, HeartbeatResponse),
+                ApiKey::LeaveGroup => check!(*entry, LeaveGroupResponse),
+                ApiKey::SyncGroup => check!(*entry, SyncGroupResponse),
+                ApiKey::DescribeGroups => check!(*entry, DescribeGroupsResponse),
+                ApiKey::ListGroups => check!(*entry, ListGroupsResponse),
+                ApiKey::CreateTopics => check!(*entry, CreateTopicsResponse),
+                ApiKey::DeleteTopics => check!(*entry, DeleteTopicsResponse),
+                ApiKey::DeleteRecords => check!(*entry, DeleteRecordsResponse),
+                ApiKey::InitProducerId => check!(*entry, InitProducerIdResponse),
+                ApiKey::AddPartitionsToTxn => check!(*entry, AddPartitionsToTxnResponse),
+                ApiKey::AddOffsetsToTxn => check!(*entry, AddOffsetsToTxnResponse),
+                ApiKey::EndTxn => check!(*entry, EndTxnResponse),
+                ApiKey::TxnOffsetCommit => check!(*entry, TxnOffsetCommitResponse),
+                ApiKey::DescribeAcls => check!(*entry, DescribeAclsResponse),
+                ApiKey::CreateAcls => check!(*entry, CreateAclsResponse),
+                ApiKey::DeleteAcls => check!(*entry, DeleteAclsResponse),
+                ApiKey::DescribeConfigs => check!(*entry, DescribeConfigsResponse),
+                ApiKey::AlterConfigs => check!(*entry, AlterConfigsResponse),
+                ApiKey::DescribeLogDirs => check!(*entry, DescribeLogDirsResponse),
+                ApiKey::CreatePartitions => check!(*entry, CreatePartitionsResponse),
+                ApiKey::DeleteGroups => check!(*entry, DeleteGroupsResponse),
+                ApiKey::IncrementalAlterConfigs => check!(*entry, IncrementalAlterConfigsResponse),
+                ApiKey::DescribeClientQuotas => check!(*entry, DescribeClientQuotasResponse),
+                ApiKey::AlterClientQuotas => check!(*entry, AlterClientQuotasResponse),
+                ApiKey::DescribeUserScramCredentials => check!(*entry, DescribeUserScramCredentialsResponse),
+                ApiKey::AlterUserScramCredentials => check!(*entry, AlterUserScramCredentialsResponse),
+                ApiKey::DescribeCluster => check!(*entry, DescribeClusterResponse),
+                ApiKey::DescribeProducers => check!(*entry, DescribeProducersResponse),
+                ApiKey::DescribeTransactions => check!(*entry, DescribeTransactionsResponse),
+                ApiKey::ListTransactions => check!(*entry, ListTransactionsResponse),
+                ApiKey::ConsumerGroupHeartbeat => check!(*entry, ConsumerGroupHeartbeatResponse),
+                ApiKey::ConsumerGroupDescribe => check!(*entry, ConsumerGroupDescribeResponse),
+                other => panic!("add {other:?} to the test"),
+            }
         }
     }
 

@@ -148,3 +148,36 @@ pub fn stored_state(data: &[u8]) {
     let _ = crate::coordinator::txn::records::decode_key(b.clone());
     let _ = crate::coordinator::txn::records::decode_value("t", b);
 }
+
+/// A SASL exchange on a SASL listener's session: the first byte picks the mechanism and the
+/// SaslHandshake version, the rest is split at newlines into the client's tokens. The user
+/// `u` exists (password `pw`) for every mechanism, so exchanges can get deep.
+pub fn sasl_exchange(data: &[u8]) {
+    use crate::security::sasl::{ListenerInfo, SaslMechanism, Session};
+    use crate::security::scram::{Credential, Mechanism};
+    use crate::security::SecurityProtocol;
+    static CREDENTIALS: std::sync::OnceLock<[Credential; 2]> = std::sync::OnceLock::new();
+    let creds = CREDENTIALS.get_or_init(|| {
+        [Credential::new(Mechanism::Sha256, "pw", 4096), Credential::new(Mechanism::Sha512, "pw", 4096)]
+    });
+    let lookup = |user: &str, m: Mechanism| (user == "u").then(|| creds[usize::from(m == Mechanism::Sha512)].clone());
+    let Some((&first, rest)) = data.split_first() else { return };
+    let mechanism = match first % 3 {
+        0 => SaslMechanism::Plain,
+        1 => SaslMechanism::Scram(Mechanism::Sha256),
+        _ => SaslMechanism::Scram(Mechanism::Sha512),
+    };
+    let listener = ListenerInfo { name: "SASL_PLAINTEXT".into(), protocol: SecurityProtocol::SaslPlaintext };
+    let session = Session::new(std::sync::Arc::new(listener), ([127, 0, 0, 1], 9).into(), None);
+    if session.handshake(mechanism, i16::from(first & 0x80 == 0)).is_err() {
+        return;
+    }
+    for token in rest.split(|b| *b == b'\n') {
+        if !session.in_exchange() && session.handshake(mechanism, 1).is_err() {
+            return;
+        }
+        if session.authenticate(token, lookup, 1000).is_err() {
+            return;
+        }
+    }
+}

@@ -189,6 +189,9 @@ fn write_seeds() {
     };
     write("stored_state", "offset_value", &value.encode());
     write("stored_state", "txn_key", &weir::coordinator::txn::records::encode_key("tx"));
+    write("sasl_exchange", "plain", b"\x00\x00u\x00pw");
+    write("sasl_exchange", "scram_first", b"\x01n,,n=u,r=abcdefgh\nc=biws,r=abcdefgh,p=AAAA");
+    write("sasl_exchange", "scram512_v0", b"\x82n,a=u,n=u,r=x");
 }
 
 #[test]
@@ -197,11 +200,12 @@ fn the_fuzz_corpus_neither_crashes_nor_hangs() {
         write_seeds();
     }
     type Target = fn(&[u8]);
-    let targets: [(&str, Target); 4] = [
+    let targets: [(&str, Target); 5] = [
         ("request_frame", weir::fuzzing::request_frame),
         ("record_batch", weir::fuzzing::record_batch),
         ("log_recovery", weir::fuzzing::log_recovery),
         ("stored_state", weir::fuzzing::stored_state),
+        ("sasl_exchange", weir::fuzzing::sasl_exchange),
     ];
     for (target, run) in targets {
         let mut inputs: Vec<PathBuf> = std::fs::read_dir(corpus(target))

@@ -161,6 +161,11 @@ async fn sasl_mechanisms_accept_the_right_password_and_refuse_wrong_ones() {
     assert!(can_connect(&client(&addr, &pki, "SASL_PLAINTEXT", Some(("SCRAM-SHA-512", "bob", "bob-secret")))).is_err());
 }
 
+fn handshake(s: &mut std::net::TcpStream, version: i16, mechanism: &'static str) -> SaslHandshakeResponse {
+    let req = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+    raw::roundtrip(s, ApiKey::SaslHandshake, version, &req).expect("handshake response")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_state_machine_over_the_raw_protocol() {
     let pki = Pki::new();
@@ -179,13 +184,7 @@ async fn sasl_state_machine_over_the_raw_protocol() {
 
         // An unknown mechanism is refused with the list of enabled ones, then the connection closes.
         let mut s = raw::connect(&sasl);
-        let hs: SaslHandshakeResponse = raw::roundtrip(
-            &mut s,
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI")),
-        )
-        .unwrap();
+        let hs = handshake(&mut s, 1, "GSSAPI");
         assert_eq!(hs.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
         let names: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
         assert_eq!(names, ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]);
@@ -219,13 +218,7 @@ async fn sasl_state_machine_over_the_raw_protocol() {
 
         // SaslHandshake v0: the exchange continues in raw tokens without Kafka headers.
         let mut s = raw::connect(&sasl);
-        let hs: SaslHandshakeResponse = raw::roundtrip(
-            &mut s,
-            ApiKey::SaslHandshake,
-            0,
-            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-        )
-        .unwrap();
+        let hs = handshake(&mut s, 0, "PLAIN");
         assert_eq!(hs.error_code, 0);
         use std::io::Write;
         let token = b"\0alice\0alice-secret";
@@ -237,13 +230,7 @@ async fn sasl_state_machine_over_the_raw_protocol() {
 
         // SASL requests on a PLAINTEXT listener: ILLEGAL_SASL_STATE.
         let mut s = raw::connect(&plain);
-        let hs: SaslHandshakeResponse = raw::roundtrip(
-            &mut s,
-            ApiKey::SaslHandshake,
-            1,
-            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-        )
-        .unwrap();
+        let hs = handshake(&mut s, 1, "PLAIN");
         assert_eq!(hs.error_code, 34);
     })
     .await

@@ -19,6 +19,22 @@ use super::{str_bytes, RequestContext};
 use crate::cluster::metadata_log::MetadataRecord;
 use crate::security::acl::{op, AclBinding, AclFilter};
 
+/// An [`AclFilter`] from DescribeAcls' request or one of DeleteAcls' filters (the two
+/// messages name the fields alike).
+macro_rules! acl_filter {
+    ($f:expr) => {
+        AclFilter {
+            resource_type: $f.resource_type_filter,
+            resource_name: $f.resource_name_filter.map(|s| s.to_string()),
+            pattern_type: $f.pattern_type_filter,
+            principal: $f.principal_filter.map(|s| s.to_string()),
+            host: $f.host_filter.map(|s| s.to_string()),
+            operation: $f.operation,
+            permission: $f.permission_type,
+        }
+    };
+}
+
 const NO_AUTHORIZER: &str = "No Authorizer is configured.";
 
 /// The reason a request about ACLs cannot be served at all, if any.
@@ -79,15 +95,7 @@ pub async fn describe_acls(ctx: &RequestContext, req: DescribeAclsRequest) -> De
     if let Some((code, msg)) = refusal(ctx, op::DESCRIBE) {
         return resp.with_error_code(code.code()).with_error_message(msg);
     }
-    let filter = AclFilter {
-        resource_type: req.resource_type_filter,
-        resource_name: req.resource_name_filter.map(|s| s.to_string()),
-        pattern_type: req.pattern_type_filter,
-        principal: req.principal_filter.map(|s| s.to_string()),
-        host: req.host_filter.map(|s| s.to_string()),
-        operation: req.operation,
-        permission: req.permission_type,
-    };
+    let filter = acl_filter!(req);
     if let Err(msg) = filter.validate() {
         return resp.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str_bytes(msg)));
     }
@@ -126,15 +134,7 @@ pub async fn delete_acls(ctx: &RequestContext, req: DeleteAclsRequest) -> Delete
             results.push(result.with_error_code(code.code()).with_error_message(msg.clone()));
             continue;
         }
-        let filter = AclFilter {
-            resource_type: f.resource_type_filter,
-            resource_name: f.resource_name_filter.map(|s| s.to_string()),
-            pattern_type: f.pattern_type_filter,
-            principal: f.principal_filter.map(|s| s.to_string()),
-            host: f.host_filter.map(|s| s.to_string()),
-            operation: f.operation,
-            permission: f.permission_type,
-        };
+        let filter = acl_filter!(f);
         if let Err(msg) = filter.validate() {
             results.push(
                 result.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(str_bytes(msg))),

@@ -430,3 +430,210 @@ async fn allow_everyone_if_no_acl_found_opens_only_resources_without_acls() {
     );
     produce(&anonymous, "open-topic", "z").await.expect("still without ACLs");
 }
+
+/// A principal without any ACL gets Kafka's authorization error from every API that checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_checked_api_refuses_a_principal_without_acls() {
+    let pki = Pki::new();
+    let b = acl_broker(&pki, tempfile::tempdir().unwrap()).await;
+    let addr = sasl_addr(&b);
+    create_topics(&addr, &["secret"]).await;
+    let s = |v: &'static str| StrBytes::from_static_str(v);
+    let topic = || TopicName(s("secret"));
+    const TOPIC: i16 = 29;
+    const GROUP: i16 = 30;
+    const CLUSTER: i16 = 31;
+    const TXN_ID: i16 = 53;
+
+    let r: CreateTopicsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::CreateTopics,
+        7,
+        CreateTopicsRequest::default().with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s("bobs")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]),
+    )
+    .await;
+    assert_eq!(r.topics[0].error_code, TOPIC, "CreateTopics");
+    let r: DeleteTopicsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DeleteTopics,
+        6,
+        DeleteTopicsRequest::default()
+            .with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(topic()))]),
+    )
+    .await;
+    assert_eq!(r.responses[0].error_code, TOPIC, "DeleteTopics");
+    let r: CreatePartitionsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::CreatePartitions,
+        3,
+        CreatePartitionsRequest::default().with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default().with_name(topic()).with_count(2),
+        ]),
+    )
+    .await;
+    assert_eq!(r.results[0].error_code, TOPIC, "CreatePartitions");
+    let r: DeleteRecordsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DeleteRecords,
+        2,
+        DeleteRecordsRequest::default().with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(0)])]),
+    )
+    .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, TOPIC, "DeleteRecords");
+    let r: ListOffsetsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::ListOffsets,
+        7,
+        ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(topic())
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)])]),
+    )
+    .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, TOPIC, "ListOffsets");
+    let describe_configs = |rt: i8, name: &'static str| {
+        DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(rt)
+                .with_resource_name(s(name))
+                .with_configuration_keys(None),
+        ])
+    };
+    let r: DescribeConfigsResponse =
+        call_as(&addr, BOB, ApiKey::DescribeConfigs, 4, describe_configs(2, "secret")).await;
+    assert_eq!(r.results[0].error_code, TOPIC, "DescribeConfigs topic");
+    let r: DescribeConfigsResponse = call_as(&addr, BOB, ApiKey::DescribeConfigs, 4, describe_configs(4, "1")).await;
+    assert_eq!(r.results[0].error_code, CLUSTER, "DescribeConfigs broker");
+    let r: DescribeLogDirsResponse =
+        call_as(&addr, BOB, ApiKey::DescribeLogDirs, 4, DescribeLogDirsRequest::default()).await;
+    assert_eq!((r.error_code, r.results.len()), (CLUSTER, 0), "DescribeLogDirs");
+    let r: FindCoordinatorResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::FindCoordinator,
+        4,
+        FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![s("g")]),
+    )
+    .await;
+    assert_eq!(r.coordinators[0].error_code, GROUP, "FindCoordinator group");
+    let r: FindCoordinatorResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::FindCoordinator,
+        4,
+        FindCoordinatorRequest::default().with_key_type(1).with_coordinator_keys(vec![s("tx")]),
+    )
+    .await;
+    assert_eq!(r.coordinators[0].error_code, TXN_ID, "FindCoordinator transaction");
+    let r: DescribeGroupsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DescribeGroups,
+        5,
+        DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]),
+    )
+    .await;
+    assert_eq!(r.groups[0].error_code, GROUP, "DescribeGroups");
+    let r: DeleteGroupsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DeleteGroups,
+        2,
+        DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g"))]),
+    )
+    .await;
+    assert_eq!(r.results[0].error_code, GROUP, "DeleteGroups");
+    let r: OffsetFetchResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::OffsetFetch,
+        7,
+        OffsetFetchRequest::default().with_group_id(GroupId(s("g"))).with_topics(None),
+    )
+    .await;
+    assert_eq!(r.error_code, GROUP, "OffsetFetch");
+    let r: HeartbeatResponse =
+        call_as(&addr, BOB, ApiKey::Heartbeat, 4, HeartbeatRequest::default().with_group_id(GroupId(s("g")))).await;
+    assert_eq!(r.error_code, GROUP, "Heartbeat");
+    let r: InitProducerIdResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::InitProducerId,
+        4,
+        InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(s("tx"))))
+            .with_transaction_timeout_ms(10000),
+    )
+    .await;
+    assert_eq!(r.error_code, TXN_ID, "InitProducerId transactional");
+    let r: InitProducerIdResponse =
+        call_as(&addr, BOB, ApiKey::InitProducerId, 4, InitProducerIdRequest::default().with_transactional_id(None))
+            .await;
+    assert_eq!(r.error_code, CLUSTER, "InitProducerId idempotent");
+    let r: DescribeProducersResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DescribeProducers,
+        0,
+        DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+            .with_name(topic())
+            .with_partition_indexes(vec![0])]),
+    )
+    .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, TOPIC, "DescribeProducers");
+    let r: DescribeUserScramCredentialsResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::DescribeUserScramCredentials,
+        0,
+        DescribeUserScramCredentialsRequest::default().with_users(None),
+    )
+    .await;
+    assert_eq!(r.error_code, CLUSTER, "DescribeUserScramCredentials");
+    let r: DescribeClientQuotasResponse =
+        call_as(&addr, BOB, ApiKey::DescribeClientQuotas, 1, DescribeClientQuotasRequest::default()).await;
+    assert_eq!(r.error_code, CLUSTER, "DescribeClientQuotas");
+    let r: ListGroupsResponse = call_as(&addr, ADMIN, ApiKey::ListGroups, 4, ListGroupsRequest::default()).await;
+    assert_eq!(r.error_code, 0);
+    let r: MetadataResponse = call_as(
+        &addr,
+        BOB,
+        ApiKey::Metadata,
+        12,
+        MetadataRequest::default()
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(topic()))])),
+    )
+    .await;
+    assert_eq!(r.topics[0].error_code, TOPIC, "Metadata for a named topic");
+    // The super user may do all of it.
+    let r: DescribeConfigsResponse =
+        call_as(&addr, ADMIN, ApiKey::DescribeConfigs, 4, describe_configs(2, "secret")).await;
+    assert_eq!(r.results[0].error_code, 0);
+    let r: MetadataResponse = call_as(
+        &addr,
+        ADMIN,
+        ApiKey::Metadata,
+        10,
+        MetadataRequest::default()
+            .with_topics(None)
+            .with_include_cluster_authorized_operations(true)
+            .with_include_topic_authorized_operations(true),
+    )
+    .await;
+    let secret = r.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "secret")).expect("listed");
+    assert_eq!(secret.topic_authorized_operations, 0b1101_1111_1000, "all topic operations");
+    assert_ne!(r.cluster_authorized_operations, 0);
+}

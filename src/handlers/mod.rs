@@ -168,7 +168,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
         None => (-1, -1),
     };
     check_session(session, key)?;
-    let client_id = client_id_of(&frame).to_string();
+    let header = frame.clone(); // for the client id, after the frame is consumed
     let handled = if key == ApiKey::Produce as i16 {
         handle_produce(broker, session, frame).await
     } else {
@@ -176,7 +176,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
     };
     // request_percentage: the time spent serving, as a share of one thread.
     let spent = started.elapsed().as_secs_f64() * 100.0;
-    let throttle = broker.security.record_quota(session, &client_id, quota::REQUEST_PERCENTAGE, spent);
+    let throttle = broker.security.record_quota(session, client_id_of(&header), quota::REQUEST_PERCENTAGE, spent);
     session.mute_for(throttle);
     let handled = match handled {
         Ok(Handled::Now(Some(Response::Frame(frame)))) if !throttle.is_zero() => {
@@ -391,8 +391,9 @@ async fn serve_frame(
         ApiKey::Fetch => {
             let req = decode(key, version, body)?;
             let (resp, files) = fetch::handle(&ctx, req).await;
-            let size = resp.compute_size(version).unwrap_or(0);
-            let throttled = throttle(&ctx, quota::CONSUMER_BYTE_RATE, size);
+            let quotas = ctx.broker.security.has_quotas();
+            let size = if quotas { resp.compute_size(version).unwrap_or(0) } else { 0 };
+            let throttled = if quotas { throttle(&ctx, quota::CONSUMER_BYTE_RATE, size) } else { Default::default() };
             if !throttled.is_zero() {
                 // Over its quota, the client gets an empty response and the bytes are not
                 // counted (Kafka's throttled fetch).

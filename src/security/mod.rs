@@ -154,6 +154,11 @@ impl Security {
         self.image.read()
     }
 
+    /// Whether any client quota is configured (so byte counts are worth computing).
+    pub fn has_quotas(&self) -> bool {
+        !self.image.read().quotas.by_entity.is_empty()
+    }
+
     /// Records `amount` against the client's `key` quota (if it has one) and returns how long
     /// the client is to be throttled for it (zero when within its quota).
     pub fn record_quota(&self, session: &sasl::Session, client_id: &str, key: &'static str, amount: f64) -> Duration {

@@ -160,7 +160,7 @@ pub enum Handled {
 /// (acks=0 produce).
 pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: Bytes) -> Result<Handled, FrameError> {
     if session.expects_raw_token() {
-        return sasl::raw_token(broker, session, &frame).map(|r| Handled::Now(Some(r)));
+        return sasl::raw_token(broker, session, frame).await.map(|r| Handled::Now(Some(r)));
     }
     let started = Instant::now();
     let (key, version) = match frame.get(..4) {

@@ -46,7 +46,7 @@ pub async fn authenticate(ctx: &RequestContext, req: SaslAuthenticateRequest) ->
             .with_error_code(ResponseError::IllegalSaslState.code())
             .with_error_message(Some(str_bytes("SaslAuthenticate without a SaslHandshake")));
     }
-    match step(&ctx.broker, &ctx.session, &req.auth_bytes) {
+    match step(&ctx.broker, &ctx.session, req.auth_bytes).await {
         Ok(AuthStep::Challenge(challenge)) => resp.with_auth_bytes(Bytes::from(challenge)),
         Ok(AuthStep::Done { reply, lifetime_ms, .. }) => {
             let resp = resp.with_auth_bytes(Bytes::from(reply));
@@ -67,8 +67,8 @@ pub async fn authenticate(ctx: &RequestContext, req: SaslAuthenticateRequest) ->
 
 /// A raw SASL token after SaslHandshake v0: answered with the raw reply (size-prefixed, no
 /// header). A failure closes the connection, as Kafka does for this old flow.
-pub fn raw_token(broker: &Arc<Broker>, session: &Arc<Session>, token: &[u8]) -> Result<Response, FrameError> {
-    match step(broker, session, token) {
+pub async fn raw_token(broker: &Arc<Broker>, session: &Arc<Session>, token: Bytes) -> Result<Response, FrameError> {
+    match step(broker, session, token).await {
         Ok(AuthStep::Challenge(reply)) | Ok(AuthStep::Done { reply, .. }) => {
             let mut frame = Vec::with_capacity(4 + reply.len());
             frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
@@ -80,10 +80,21 @@ pub fn raw_token(broker: &Arc<Broker>, session: &Arc<Session>, token: &[u8]) -> 
 }
 
 /// Runs one step of the session's exchange; on failure logs why and returns the mechanism.
-fn step(broker: &Broker, session: &Session, token: &[u8]) -> Result<AuthStep, &'static str> {
+/// The step runs on a blocking thread: PLAIN derives a salted password (thousands of HMAC
+/// rounds), which must not stall the connections sharing this worker.
+async fn step(broker: &Arc<Broker>, session: &Arc<Session>, token: Bytes) -> Result<AuthStep, &'static str> {
     let mechanism = session.mechanism_name();
-    let security = &broker.security;
-    match session.authenticate(token, |user, m| security.credential(user, m), security.reauth_ms) {
+    let (b, s) = (broker.clone(), session.clone());
+    let stepped = tokio::task::spawn_blocking(move || {
+        let security = &b.security;
+        s.authenticate(&token, |user, m| security.credential(user, m), security.reauth_ms)
+    })
+    .await;
+    let Ok(stepped) = stepped else {
+        tracing::error!(peer = %session.peer, "authentication step panicked");
+        return Err(mechanism);
+    };
+    match stepped {
         Ok(step) => {
             if let AuthStep::Done { principal, .. } = &step {
                 tracing::debug!(peer = %session.peer, %principal, mechanism, "authenticated");

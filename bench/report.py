@@ -16,7 +16,8 @@ with open(path) as f:
             runs[j["scenario"]] = j
 
 expected = ["disk", "produce-1k-acks-all-durable", "produce-100b-lz4", "consume-100b", "latency-durable",
-            "latency-no-fsync", "partitions"] + [f"produce-{n}-idle-{r}" for n in (0, 1000) for r in (1, 2, 3)]
+            "latency-no-fsync", "partitions"] + [f"produce-{n}-idle-{r}" for n in (0, 1000) for r in (1, 2, 3)] + \
+    [f"{kind}-1k-{proto}" for kind in ("produce", "consume") for proto in ("plaintext", "ssl")]
 missing = [s for s in expected if s not in runs]
 problems = [f"missing scenario {s}" for s in missing]
 for name, r in runs.items():
@@ -27,6 +28,10 @@ for name, r in runs.items():
 if "produce-100b-lz4" in runs and "consume-100b" in runs:
     if runs["consume-100b"]["records"] != runs["produce-100b-lz4"]["records"]:
         problems.append("consume-100b did not read back every produced record")
+for proto in ("plaintext", "ssl"):
+    p, c = runs.get(f"produce-1k-{proto}"), runs.get(f"consume-1k-{proto}")
+    if p and c and c["records"] != p["records"]:
+        problems.append(f"consume-1k-{proto} did not read back every produced record")
 if "partitions" in runs and runs["partitions"]["partitions"] != runs["partitions"]["topics"] * 10:
     problems.append("partitions: Metadata did not list every partition")
 
@@ -93,6 +98,13 @@ if a and b:
     ratio = b / a
     row("1,000 idle connections", f"median {b:,.0f} vs {a:,.0f} rec/s without them ({ratio:.0%})",
         "within 10 %", ok(ratio >= 0.9))
+for kind in ("produce", "consume"):
+    plain, ssl = runs.get(f"{kind}-1k-plaintext"), runs.get(f"{kind}-1k-ssl")
+    if plain and ssl:
+        ratio = ssl["mb_per_s"] / plain["mb_per_s"]
+        row(f"{kind} 1 KiB over TLS", f"{ssl['mb_per_s']} MB/s vs {plain['mb_per_s']} MB/s plaintext ({ratio:.0%}), "
+            f"broker {ssl.get('broker_cpu_s_per_gb')} vs {plain.get('broker_cpu_s_per_gb')} CPU-s/GB",
+            "(measured, no target)", "-")
 for p in problems:
     print("problem:", p)
 sys.exit(1 if problems else 0)

@@ -29,9 +29,15 @@ use serde_json::{json, Value};
 #[derive(Parser)]
 #[command(name = "weir-bench", about = "Load generator and measurements for Kafka-protocol brokers")]
 struct Cli {
+    /// An extra librdkafka setting for every client, e.g. -X security.protocol=SSL (repeatable).
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE")]
+    client_settings: Vec<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// The `-X` settings, applied by [`client_config`].
+static CLIENT_SETTINGS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -156,7 +162,14 @@ struct PartitionsArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    let summary = match Cli::parse().cmd {
+    let cli = Cli::parse();
+    let mut settings = Vec::new();
+    for kv in &cli.client_settings {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("-X expects KEY=VALUE, got '{kv}'"))?;
+        settings.push((k.to_string(), v.to_string()));
+    }
+    let _ = CLIENT_SETTINGS.set(settings);
+    let summary = match cli.cmd {
         Cmd::Produce(a) => produce(a)?,
         Cmd::Consume(a) => consume(a)?,
         Cmd::Latency(a) => latency(a)?,
@@ -264,6 +277,9 @@ impl Drop for Progress {
 fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4").set("log_level", "3");
+    for (k, v) in CLIENT_SETTINGS.get().into_iter().flatten() {
+        c.set(k, v);
+    }
     c
 }
 

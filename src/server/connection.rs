@@ -302,9 +302,11 @@ impl ResponseSink for TlsWriter {
 /// How much of a segment file is read at a time for a TLS connection.
 const TLS_FILE_CHUNK: usize = 256 * 1024;
 
+/// Writes a whole response and flushes it: a TLS stream may hold the tail of the last record
+/// back until flushed, and the client waits for the whole response.
 async fn write_response<W: ResponseSink>(wr: &mut W, response: Response) -> std::io::Result<()> {
     match response {
-        Response::Frame(bytes) => wr.write_all(&bytes).await,
+        Response::Frame(bytes) => wr.write_all(&bytes).await?,
         Response::Spliced(parts) => {
             for part in parts {
                 match part {
@@ -312,9 +314,9 @@ async fn write_response<W: ResponseSink>(wr: &mut W, response: Response) -> std:
                     Part::File(slice) => wr.send_file(&slice).await?,
                 }
             }
-            Ok(())
         }
     }
+    wr.flush().await
 }
 
 /// Sends a file range with `sendfile(2)`: page cache to socket, no copy through user space.

@@ -191,8 +191,11 @@ impl QuotaManager {
         }
         // Kafka's throttle time: the excess as a share of the quota, times the span measured,
         // at most the whole window.
+        // Computed in float seconds and capped before it becomes a Duration: a tiny quota makes
+        // the factor huge (even infinite), which `Duration` arithmetic would panic on.
         let full_window = window.size * window.num as u32;
-        elapsed.mul_f64((observed - quota) / quota).min(full_window)
+        let secs = (elapsed.as_secs_f64() * ((observed - quota) / quota)).min(full_window.as_secs_f64());
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(full_window)
     }
 }
 
@@ -244,5 +247,8 @@ mod tests {
         let t = m.record(&q, PRODUCER_BYTE_RATE, "u", "c", 2500.0, w);
         assert!(t > Duration::from_millis(1990) && t <= Duration::from_secs(2), "{t:?}");
         assert_eq!(m.record(&q, PRODUCER_BYTE_RATE, "other", "c", 1e9, w), Duration::ZERO, "no quota");
+        // A vanishingly small quota throttles for the whole window instead of overflowing.
+        q.set(entity(&[(USER, Some("tiny"))]), REQUEST_PERCENTAGE, Some(1e-300));
+        assert_eq!(m.record(&q, REQUEST_PERCENTAGE, "tiny", "c", 1e300, w), Duration::from_secs(2));
     }
 }

@@ -16,40 +16,9 @@ use uuid::Uuid;
 use super::groups::check_group;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
-use crate::coordinator::group::classic::{ClassicGroup, GroupState};
 use crate::coordinator::group::records::OffsetValue;
 use crate::coordinator::group::GroupCoordinator;
 use crate::security::acl::{op, resource};
-
-/// Checks whether a commit from `member_id` at `generation` may go in (Kafka's classic rules).
-pub(crate) fn validate_commit(
-    g: &ClassicGroup,
-    member_id: &str,
-    instance: Option<&str>,
-    generation: i32,
-) -> Result<(), ResponseError> {
-    if g.state == GroupState::Dead {
-        return Err(ResponseError::CoordinatorNotAvailable);
-    }
-    if generation < 0 && member_id.is_empty() && g.state == GroupState::Empty {
-        return Ok(()); // a simple commit by a consumer that assigns partitions itself
-    }
-    if let Some(inst) = instance {
-        if g.members.values().any(|m| m.group_instance_id.as_deref() == Some(inst) && m.id != member_id) {
-            return Err(ResponseError::FencedInstanceId);
-        }
-    }
-    if g.state == GroupState::CompletingRebalance {
-        return Err(ResponseError::RebalanceInProgress);
-    }
-    if !g.members.contains_key(member_id) {
-        return Err(ResponseError::UnknownMemberId);
-    }
-    if generation != g.generation {
-        return Err(ResponseError::IllegalGeneration);
-    }
-    Ok(())
-}
 
 pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let broker = &ctx.broker;
@@ -90,21 +59,21 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
         Ok(()) if group_id.is_empty() => Some(ResponseError::InvalidGroupId),
         Ok(()) => None,
     };
+    // A commit with no generation to a group that does not exist creates a "simple" group.
     let handle = match group_error {
         Some(_) => None,
-        None if generation < 0 && member_id.is_empty() => Some(broker.groups.group_or_create(&group_id)),
+        None if generation < 0 => Some(broker.groups.group_or_create(&group_id)),
         None => broker.groups.group(&group_id),
     };
     let outcome: Result<(), ResponseError> = match (group_error, &handle) {
         (Some(e), _) => Err(e),
+        // v9 can say what happened; older versions keep the code they always had.
+        (None, None) if ctx.version >= 9 => Err(ResponseError::GroupIdNotFound),
         (None, None) => Err(ResponseError::IllegalGeneration),
         (None, Some(handle)) => {
             let mut entry = handle.lock().await;
-            let valid = match entry.consumer.as_ref().filter(|c| !c.is_empty()) {
-                Some(c) => c.validate_commit(&member_id, generation),
-                None => validate_commit(&entry.group, &member_id, req.group_instance_id.as_deref(), generation),
-            };
-            match valid {
+            let instance = req.group_instance_id.as_deref();
+            match entry.validate_offset_commit(&member_id, instance, generation, false, ctx.version) {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let records: Vec<_> = planned

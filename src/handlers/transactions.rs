@@ -18,7 +18,6 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
 use super::groups::check_group;
-use super::offsets::validate_commit;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::records::{partition_for, OffsetValue};
@@ -236,15 +235,21 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
             .check_offset_commit(req.transactional_id.0.as_str(), pid, epoch, &offsets_partition)
             .await
             .map_err(|e| txn_error_code(e, ctx.version, fenced_never))?;
-        let handle = broker.groups.group_or_create(&group_id);
+        // Kafka's order: a missing group is created only for a commit without a generation.
+        let handle = match broker.groups.group(&group_id) {
+            Some(h) => h,
+            None if req.generation_id < 0 => broker.groups.group_or_create(&group_id),
+            None => return Err(ResponseError::IllegalGeneration),
+        };
         let mut entry = handle.lock().await;
-        let member = req.member_id.to_string();
-        if ctx.version >= 3 && !(req.generation_id < 0 && member.is_empty()) {
-            match entry.consumer.as_ref().filter(|c| !c.is_empty()) {
-                Some(c) => c.validate_commit(&member, req.generation_id)?,
-                None => validate_commit(&entry.group, &member, req.group_instance_id.as_deref(), req.generation_id)?,
+        let (member, instance) = (req.member_id.as_str(), req.group_instance_id.as_deref());
+        entry.validate_offset_commit(member, instance, req.generation_id, true, ctx.version).map_err(|e| {
+            if e == ResponseError::StaleMemberEpoch {
+                ResponseError::IllegalGeneration
+            } else {
+                e
             }
-        }
+        })?;
         let valid: Vec<(String, i32, OffsetValue)> = planned
             .iter()
             .filter_map(|(ti, p, v)| v.as_ref().ok().map(|v| (req.topics[*ti].name.0.to_string(), *p, v.clone())))

@@ -269,6 +269,56 @@ impl ClassicGroup {
         self.members.is_empty() && self.pending.is_empty()
     }
 
+    /// Whether an (Txn)OffsetCommit from `member_id` at `generation` may go in, with Kafka's
+    /// checks in Kafka's order (`ClassicGroup.validateOffsetCommit`): the member and its
+    /// generation before the group's state, so a consumer of an older generation gets
+    /// `ILLEGAL_GENERATION` (which clients expect) even while a rebalance completes.
+    /// Transactional commits skip the state check: the group's state is not enforced for them.
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        transactional: bool,
+    ) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(()); // the admin client, or a consumer that assigns partitions itself
+        }
+        if generation >= 0 || !member_id.is_empty() || instance.is_some() {
+            self.validate_member(member_id, instance)?;
+            if generation != self.generation {
+                return Err(ResponseError::IllegalGeneration);
+            }
+        } else if !transactional && self.state != GroupState::Empty {
+            // No member id and no generation: only an empty group takes such commits.
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if !transactional && self.state == GroupState::CompletingRebalance {
+            // The member and generation are current, so it has the new generation's JoinGroup
+            // answer but not yet its assignment.
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// The member exists, and a static member is the one its instance id maps to now.
+    fn validate_member(&self, member_id: &str, instance: Option<&str>) -> Result<(), ResponseError> {
+        if let Some(inst) = instance {
+            match self.static_members.get(inst) {
+                None => return Err(ResponseError::UnknownMemberId),
+                Some(current) if current != member_id => return Err(ResponseError::FencedInstanceId),
+                Some(_) => {}
+            }
+        }
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        Ok(())
+    }
+
     fn set_state(&mut self, state: GroupState, now_ms: i64) {
         self.state = state;
         self.state_timestamp_ms = now_ms;

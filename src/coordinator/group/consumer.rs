@@ -550,11 +550,24 @@ impl ConsumerGroup {
     }
 
     /// Validates an offset commit from a member of this group (KIP-848 rules).
-    pub fn validate_commit(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
-        if member_id.is_empty() && epoch < 0 && self.members.is_empty() {
+    /// Whether an (Txn)OffsetCommit from `member_id` at `epoch` may go in, as Kafka's
+    /// `ConsumerGroup.validateOffsetCommit`: a member of this protocol must commit with
+    /// OffsetCommit v9+ (older versions cannot carry `STALE_MEMBER_EPOCH`), and a wrong epoch is
+    /// `STALE_MEMBER_EPOCH` (TxnOffsetCommit turns it into `ILLEGAL_GENERATION`).
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        epoch: i32,
+        transactional: bool,
+        api_version: i16,
+    ) -> Result<(), ResponseError> {
+        if epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
         let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        if !transactional && api_version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
         if epoch != m.epoch {
             return Err(ResponseError::StaleMemberEpoch);
         }

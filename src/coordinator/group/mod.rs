@@ -69,6 +69,22 @@ impl GroupEntry {
         }
     }
 
+    /// Whether an (Txn)OffsetCommit may go in: checked by the protocol of the group that owns
+    /// the id (a consumer-protocol group while it has members, else the classic one).
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        transactional: bool,
+        api_version: i16,
+    ) -> Result<(), kafka_protocol::ResponseError> {
+        match self.consumer.as_ref().filter(|c| !c.is_empty()) {
+            Some(c) => c.validate_offset_commit(member_id, generation, transactional, api_version),
+            None => self.group.validate_offset_commit(member_id, instance, generation, transactional),
+        }
+    }
+
     /// No members of either protocol.
     pub fn is_empty(&self) -> bool {
         self.group.is_empty() && !self.is_consumer_group()

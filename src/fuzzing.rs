@@ -93,12 +93,14 @@ pub fn record_batch(data: &[u8]) {
         timestamp_before_max_ms: i64::MAX,
         timestamp_after_max_ms: i64::MAX,
         now_ms: 0,
+        compacted: false,
+        topic_partition: "fuzz-0",
     };
+    let compacted = ProduceLimits { compacted: true, timestamp_after_max_ms: 1000, ..limits };
     if let Ok(batches) = batch::split_batches(data) {
         for b in batches {
-            if batch::validate_produced(b, &limits).is_ok() {
-                let _ = batch::check_keys_present(b);
-            }
+            let _ = batch::validate_produced(b, &limits);
+            let _ = batch::validate_produced(b, &compacted);
             let _ = batch::control_type(b);
         }
     }

@@ -3,14 +3,16 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 
 use super::transactions::txn_error_code;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
-use crate::log::batch::{BatchError, BatchHeader};
+use crate::log::batch::{BatchError, BatchHeader, RecordError};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
 use crate::partition::Partition;
@@ -23,7 +25,8 @@ pub fn log_error_code(e: &LogError) -> ResponseError {
         LogError::Batch(BatchError::Invalid(_)) => ResponseError::InvalidRecord,
         LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         LogError::Batch(BatchError::LargerThanSegment { .. }) => ResponseError::RecordListTooLarge,
-        LogError::Batch(BatchError::Timestamp(_)) => ResponseError::InvalidTimestamp,
+        LogError::Batch(BatchError::Records { invalid_timestamp: true, .. }) => ResponseError::InvalidTimestamp,
+        LogError::Batch(BatchError::Records { invalid_timestamp: false, .. }) => ResponseError::InvalidRecord,
         LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         LogError::Io(_) | LogError::Offline => ResponseError::KafkaStorageError,
         LogError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
@@ -42,6 +45,22 @@ fn failed(index: i32, code: ResponseError, message: Option<String>, version: i16
         r.error_message = message.map(str_bytes);
     }
     r
+}
+
+/// Names the records that failed a per-record check (Produce v8+), so a client can fail just
+/// those and resend the rest of the batch; Kafka also reports the log start offset then.
+fn with_record_errors(r: &mut PartitionProduceResponse, errors: &[RecordError], log_start: i64, version: i16) {
+    r.log_start_offset = log_start;
+    if version >= 8 {
+        r.record_errors = errors
+            .iter()
+            .map(|e| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(e.batch_index)
+                    .with_batch_index_error_message(Some(str_bytes(e.message.clone())))
+            })
+            .collect();
+    }
 }
 
 /// A produce request whose batches are appended, with what remains before it is answered.
@@ -137,7 +156,11 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     if matches!(e, LogError::Io(_)) {
                         tracing::error!(topic = %t.name, partition = pd.index, error = %e, "append failed");
                     }
-                    parts.push(failed(pd.index, log_error_code(&e), Some(e.to_string()), ctx.version));
+                    let mut r = failed(pd.index, log_error_code(&e), Some(e.to_string()), ctx.version);
+                    if let LogError::Batch(BatchError::Records { errors, .. }) = &e {
+                        with_record_errors(&mut r, errors, partition.log().log_start_offset(), ctx.version);
+                    }
+                    parts.push(r);
                 }
             }
         }

@@ -45,9 +45,40 @@ pub enum BatchError {
     /// Larger than a segment: `RECORD_BATCH_TOO_LARGE`.
     #[error("record batch of {size} bytes exceeds segment.bytes {max}")]
     LargerThanSegment { size: usize, max: usize },
-    /// A CreateTime timestamp outside the allowed window: `INVALID_TIMESTAMP`.
-    #[error("timestamp {0} is out of the accepted range")]
-    Timestamp(i64),
+    /// Records refused by per-record checks (a key on compacted topics, timestamps): the
+    /// batch is refused whole and each bad record named by its index in the batch, as in
+    /// Kafka's `RecordValidationException`: `INVALID_TIMESTAMP` when any timestamp failed,
+    /// else `INVALID_RECORD`. The message is Kafka's.
+    #[error("{}", records_message(*.invalid_timestamp, .errors))]
+    Records { invalid_timestamp: bool, errors: Vec<RecordError> },
+}
+
+/// One record a per-record check refused: its index in its batch and why, in Kafka's words
+/// (the Produce response's `record_errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    pub batch_index: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecordError(batchIndex={}, message='{}')", self.batch_index, self.message)
+    }
+}
+
+/// Kafka's summary of a batch's record errors (`LogValidator.processRecordErrors`).
+fn records_message(invalid_timestamp: bool, errors: &[RecordError]) -> String {
+    if invalid_timestamp {
+        return "One or more records have been rejected due to invalid timestamp".into();
+    }
+    let shown: Vec<String> = errors.iter().take(3).map(ToString::to_string).collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first \
+         three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -183,19 +214,122 @@ pub fn split_batches(mut records: &[u8]) -> Result<Vec<&[u8]>, BatchError> {
     Ok(out)
 }
 
-/// Limits a produced batch is checked against.
+/// Limits and per-record rules a produced batch is checked against.
 #[derive(Debug, Clone, Copy)]
-pub struct ProduceLimits {
+pub struct ProduceLimits<'a> {
     pub max_message_bytes: usize,
     pub segment_bytes: usize,
     pub log_append_time: bool,
     pub timestamp_before_max_ms: i64,
     pub timestamp_after_max_ms: i64,
     pub now_ms: i64,
+    /// `cleanup.policy` includes compact: every record needs a key.
+    pub compacted: bool,
+    /// `<topic>-<partition>`, for Kafka's record-error messages.
+    pub topic_partition: &'a str,
 }
 
-/// Validates a batch a producer sent, as a whole. Uncompressed batches additionally have
-/// their record framing and offset deltas checked; compressed ones are stored as sent.
+impl ProduceLimits<'_> {
+    /// True when a CreateTime timestamp lies outside
+    /// `message.timestamp.{before,after}.max.ms` around now.
+    fn timestamp_out_of_range(&self, ts: i64) -> bool {
+        let diff = self.now_ms.saturating_sub(ts);
+        diff > self.timestamp_before_max_ms || diff.saturating_neg() > self.timestamp_after_max_ms
+    }
+
+    /// Kafka's `LogValidator.validateRecord` for one record (magic 2): a key on compacted
+    /// topics first, then the timestamp.
+    fn check_record(&self, batch: &BatchHeader, index: i32, record: &RecordFields) -> Option<(bool, RecordError)> {
+        let error = |timestamp, message| Some((timestamp, RecordError { batch_index: index, message }));
+        if self.compacted && record.key_len < 0 {
+            let tp = self.topic_partition;
+            return error(false, format!("Compacted topic cannot accept message without key in topic partition {tp}"));
+        }
+        // A LogAppendTime batch gives every record its maxTimestamp.
+        let ts = if batch.is_log_append_time() { batch.max_timestamp } else { record.timestamp };
+        if !self.log_append_time && ts != NO_TIMESTAMP {
+            if self.timestamp_out_of_range(ts) {
+                // Java's long arithmetic, so the bounds read as Kafka prints them
+                let (lo, hi) = (
+                    self.now_ms.wrapping_sub(self.timestamp_before_max_ms),
+                    self.now_ms.wrapping_add(self.timestamp_after_max_ms),
+                );
+                return error(
+                    true,
+                    format!(
+                        "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within \
+                         [{lo}, {hi}]",
+                        record.offset
+                    ),
+                );
+            }
+        } else if batch.is_log_append_time() {
+            return error(
+                true,
+                format!(
+                    "Invalid timestamp type in message {record}. Producer should not set timestamp type to \
+                     LogAppendTime."
+                ),
+            );
+        }
+        None
+    }
+}
+
+/// `RecordBatch.NO_TIMESTAMP`.
+const NO_TIMESTAMP: i64 = -1;
+
+/// What the per-record checks read of a record.
+struct RecordFields {
+    offset: i64,
+    timestamp: i64,
+    key_len: i64,
+    value_len: i64,
+}
+
+impl std::fmt::Display for RecordFields {
+    /// As Kafka's `DefaultRecord.toString`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |n: i64| if n < 0 { "null".to_string() } else { format!("{n} bytes") };
+        write!(
+            f,
+            "DefaultRecord(offset={}, timestamp={}, key={}, value={})",
+            self.offset,
+            self.timestamp,
+            size(self.key_len),
+            size(self.value_len)
+        )
+    }
+}
+
+/// Collects per-record failures over one batch.
+#[derive(Default)]
+struct RecordFaults {
+    invalid_timestamp: bool,
+    errors: Vec<RecordError>,
+}
+
+impl RecordFaults {
+    fn add(&mut self, fault: Option<(bool, RecordError)>) {
+        if let Some((timestamp, e)) = fault {
+            self.invalid_timestamp |= timestamp;
+            self.errors.push(e);
+        }
+    }
+
+    fn into_result(self) -> Result<(), BatchError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(BatchError::Records { invalid_timestamp: self.invalid_timestamp, errors: self.errors })
+        }
+    }
+}
+
+/// Validates a batch a producer sent. Uncompressed batches have every record's framing,
+/// offset delta, key (compacted topics) and timestamp checked in one walk of the bytes;
+/// compressed ones are decompressed only when a record-level rule could fail (a compacted
+/// topic, or batch timestamps out of range) and otherwise stored as sent.
 pub fn validate_produced(batch: &[u8], limits: &ProduceLimits) -> Result<BatchHeader, BatchError> {
     if batch.len() > limits.max_message_bytes {
         return Err(BatchError::TooLarge { size: batch.len(), max: limits.max_message_bytes });
@@ -219,29 +353,43 @@ pub fn validate_produced(batch: &[u8], limits: &ProduceLimits) -> Result<BatchHe
     if h.compression() > 4 {
         return Err(BatchError::Invalid(format!("unknown compression codec {}", h.compression())));
     }
+    let mut faults = RecordFaults::default();
     if h.compression() == 0 {
-        check_uncompressed_records(&batch[HEADER_SIZE..], h.record_count)?;
+        check_uncompressed_records(&batch[HEADER_SIZE..], &h, limits, &mut faults)?;
+    } else if needs_record_checks(&h, limits) {
+        check_compressed_records(batch, &h, limits, &mut faults)?;
     }
-    if !limits.log_append_time && !h.is_log_append_time() {
-        for ts in [h.base_timestamp, h.max_timestamp] {
-            let too_old = limits.now_ms.saturating_sub(ts) > limits.timestamp_before_max_ms;
-            let too_new = ts.saturating_sub(limits.now_ms) > limits.timestamp_after_max_ms;
-            if ts >= 0 && (too_old || too_new) {
-                return Err(BatchError::Timestamp(ts));
-            }
-        }
-    }
+    faults.into_result()?;
     Ok(h)
 }
 
-/// Compacted topics need a key on every record: a keyless one is `INVALID_RECORD`. This is
-/// the one per-record check on the append path, and only for compacted topics.
-pub fn check_keys_present(batch: &[u8]) -> Result<(), BatchError> {
+/// Whether a compressed batch must be opened: its header alone cannot clear it.
+fn needs_record_checks(h: &BatchHeader, limits: &ProduceLimits) -> bool {
+    let header_timestamps_bad = !limits.log_append_time
+        && [h.base_timestamp, h.max_timestamp]
+            .iter()
+            .any(|&ts| ts != NO_TIMESTAMP && limits.timestamp_out_of_range(ts));
+    limits.compacted || header_timestamps_bad || h.is_log_append_time()
+}
+
+/// Decompresses a batch (kafka-protocol's decoder) and runs the per-record checks.
+fn check_compressed_records(
+    batch: &[u8],
+    h: &BatchHeader,
+    limits: &ProduceLimits,
+    faults: &mut RecordFaults,
+) -> Result<(), BatchError> {
     let mut buf = bytes::Bytes::copy_from_slice(batch);
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut buf)
         .map_err(|e| BatchError::Corrupt(format!("cannot decode records: {e}")))?;
-    if set.records.iter().any(|r| r.key.is_none()) {
-        return Err(BatchError::Invalid("Compacted topic cannot accept message without key.".into()));
+    for (i, r) in set.records.iter().enumerate() {
+        let fields = RecordFields {
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key_len: r.key.as_ref().map_or(-1, |k| k.len() as i64),
+            value_len: r.value.as_ref().map_or(-1, |v| v.len() as i64),
+        };
+        faults.add(limits.check_record(h, i as i32, &fields));
     }
     Ok(())
 }
@@ -259,22 +407,43 @@ pub fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
-/// Walks uncompressed records: each length must fit, and offset deltas must be 0, 1, 2, …
-fn check_uncompressed_records(mut records: &[u8], count: i32) -> Result<(), BatchError> {
+/// Walks uncompressed records: each length must fit, offset deltas must be 0, 1, 2, …, and
+/// each record passes the per-record rules (collected in `faults`, as Kafka reports them all).
+fn check_uncompressed_records(
+    mut records: &[u8],
+    h: &BatchHeader,
+    limits: &ProduceLimits,
+    faults: &mut RecordFaults,
+) -> Result<(), BatchError> {
     let corrupt = |why: &str| BatchError::Corrupt(why.to_string());
-    for expected_delta in 0..i64::from(count) {
+    for expected_delta in 0..i64::from(h.record_count) {
         let (len, used) = read_varint(records).ok_or_else(|| corrupt("bad record length"))?;
         let len = usize::try_from(len).map_err(|_| corrupt("negative record length"))?;
         let body = records.get(used..used + len).ok_or_else(|| corrupt("record overruns its batch"))?;
-        // attributes (1 byte), timestampDelta (varint), offsetDelta (varint)
-        let after_attrs = body.get(1..).ok_or_else(|| corrupt("empty record"))?;
-        let (_, ts_used) = read_varint(after_attrs).ok_or_else(|| corrupt("bad timestamp"))?;
-        let (delta, _) = after_attrs.get(ts_used..).and_then(read_varint).ok_or_else(|| corrupt("bad offset delta"))?;
+        // attributes (1 byte), timestampDelta, offsetDelta, keyLength (varints), key, valueLength
+        let mut at = 1usize;
+        let mut field = |what: &str| -> Result<i64, BatchError> {
+            let (v, n) = body.get(at..).and_then(read_varint).ok_or_else(|| corrupt(what))?;
+            at += n;
+            Ok(v)
+        };
+        let timestamp_delta = field("bad timestamp")?;
+        let delta = field("bad offset delta")?;
         if delta != expected_delta {
             return Err(BatchError::Invalid(format!(
                 "record offset delta {delta} where {expected_delta} was expected"
             )));
         }
+        let key_len = field("bad key length")?;
+        at += usize::try_from(key_len).unwrap_or(0);
+        let value_len = body.get(at..).and_then(read_varint).map_or(-1, |(v, _)| v);
+        let fields = RecordFields {
+            offset: h.base_offset.saturating_add(delta),
+            timestamp: h.base_timestamp.saturating_add(timestamp_delta),
+            key_len,
+            value_len,
+        };
+        faults.add(limits.check_record(h, delta as i32, &fields));
         records = &records[used + len..];
     }
     if !records.is_empty() {
@@ -440,7 +609,7 @@ pub(crate) mod tests {
     pub(crate) use super::make_batch;
     use super::*;
 
-    fn limits() -> ProduceLimits {
+    fn limits() -> ProduceLimits<'static> {
         ProduceLimits {
             max_message_bytes: 1 << 20,
             segment_bytes: 1 << 30,
@@ -448,6 +617,8 @@ pub(crate) mod tests {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             now_ms: 1_000_000,
+            compacted: false,
+            topic_partition: "t-0",
         }
     }
 
@@ -491,9 +662,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn future_timestamps_are_refused() {
-        let b = make_batch(1, 1_000_000 + 3_600_001);
-        assert_eq!(validate_produced(&b, &limits()), Err(BatchError::Timestamp(4_600_001)));
+    fn future_timestamps_are_refused_per_record() {
+        let b = make_batch(2, 1_000_000 + 3_600_001);
+        let Err(BatchError::Records { invalid_timestamp: true, errors }) = validate_produced(&b, &limits()) else {
+            panic!("record errors expected");
+        };
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[1].batch_index, 1);
+        assert_eq!(
+            errors[1].message,
+            "Timestamp 4600001 of message with offset 1 is out of range. The timestamp should be within \
+             [-9223372036853775807, 4600000]"
+        );
+    }
+
+    #[test]
+    fn keyless_records_on_compacted_topics_are_named() {
+        let b = make_batch(3, 1_000_000);
+        let compacted = ProduceLimits { compacted: true, ..limits() };
+        let Err(e @ BatchError::Records { invalid_timestamp: false, .. }) = validate_produced(&b, &compacted) else {
+            panic!("record errors expected");
+        };
+        let BatchError::Records { errors, .. } = &e else { unreachable!() };
+        assert_eq!(errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(errors[0].message, "Compacted topic cannot accept message without key in topic partition t-0");
+        assert!(e.to_string().starts_with(
+            "One or more records have been rejected due to 3 record errors in total, and only showing the first \
+             three errors at most: [RecordError(batchIndex=0, message='Compacted topic"
+        ));
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct TimestampOffset {
 
 pub struct Log {
     dir: PathBuf,
+    /// `<topic>-<partition>` (the directory's name): Kafka's `TopicPartition` as text.
+    topic_partition: String,
     config: LogConfig,
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
@@ -147,6 +149,7 @@ impl Log {
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let mut log = Log {
             dir: dir.to_path_buf(),
+            topic_partition: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             config,
             segments,
             log_start_offset: first_base.max(stored_start.unwrap_or(first_base)),
@@ -293,14 +296,13 @@ impl Log {
             timestamp_before_max_ms: self.config.timestamp_before_max_ms,
             timestamp_after_max_ms: self.config.timestamp_after_max_ms,
             now_ms,
+            compacted: self.config.compact,
+            topic_partition: &self.topic_partition,
         };
         let mut spans = Vec::new();
         let mut at = 0usize;
         for b in batch::split_batches(records)? {
             batch::validate_produced(b, &limits)?;
-            if self.config.compact {
-                batch::check_keys_present(b)?;
-            }
             spans.push(at..at + b.len());
             at += b.len();
         }

@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod fuzzing;
 pub mod handlers;
 pub mod log;
+pub mod logging;
 pub mod metrics;
 pub mod partition;
 pub mod security;

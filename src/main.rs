@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use weir::config::{self, BrokerConfig};
 
 /// Huge allocations (a request claiming billions of elements) become lazy mappings instead of
@@ -77,10 +76,7 @@ fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    weir::logging::init();
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::default_config_file());

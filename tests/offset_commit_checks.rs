@@ -312,6 +312,15 @@ fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseC
     c.create().expect("consumer")
 }
 
+/// Polls `c` until it owns `n` partitions (20 s at most).
+fn wait_assignment(c: &BaseConsumer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.assignment().map(|a| a.count()).unwrap_or(0) != n {
+        assert!(Instant::now() < deadline, "an assignment of {n} partitions");
+        c.poll(Duration::from_millis(50));
+    }
+}
+
 fn commit_error(r: Result<(), KafkaError>) -> Option<RDKafkaErrorCode> {
     match r {
         Ok(()) => None,
@@ -437,11 +446,7 @@ async fn simple_commit_needs_an_empty_group() {
 
         let member = group_consumer(&b, &group, &[]);
         member.subscribe(&[&topic]).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while member.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
-            assert!(Instant::now() < deadline, "member assigned");
-            member.poll(Duration::from_millis(50));
-        }
+        wait_assignment(&member, 1);
         tpl.set_partition_offset(&topic, 0, Offset::Offset(9)).unwrap();
         assert_eq!(
             commit_error(manual.commit(&tpl, CommitMode::Sync)),
@@ -465,23 +470,16 @@ async fn fenced_static_member_cannot_commit() {
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
         let inst = [("group.instance.id", "the-one")];
-        let wait_assigned = |c: &BaseConsumer| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while c.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
-                assert!(Instant::now() < deadline, "member assigned");
-                c.poll(Duration::from_millis(50));
-            }
-        };
         let old = group_consumer(&b, &group, &inst);
         old.subscribe(&[&topic]).unwrap();
-        wait_assigned(&old);
+        wait_assignment(&old, 1);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&topic, 0, Offset::Offset(3)).unwrap();
         assert_eq!(commit_error(old.commit(&tpl, CommitMode::Sync)), None);
 
         let new = group_consumer(&b, &group, &inst);
         new.subscribe(&[&topic]).unwrap();
-        wait_assigned(&new);
+        wait_assignment(&new, 1);
         tpl.set_partition_offset(&topic, 0, Offset::Offset(5)).unwrap();
         let refused = commit_error(old.commit(&tpl, CommitMode::Sync));
         assert!(
@@ -506,16 +504,9 @@ async fn transactional_offsets_with_stale_generation_are_refused() {
     create_topic(&broker.bootstrap, &topic, 2, &[]).await;
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
-        let wait_count = |c: &BaseConsumer, n: usize| {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while c.assignment().map(|a| a.count()).unwrap_or(0) != n {
-                assert!(Instant::now() < deadline, "assignment of {n}");
-                c.poll(Duration::from_millis(50));
-            }
-        };
         let a = group_consumer(&b, &group, &[]);
         a.subscribe(&[&topic]).unwrap();
-        wait_count(&a, 2);
+        wait_assignment(&a, 2);
         let stale = a.group_metadata().expect("group metadata");
         let other = group_consumer(&b, &group, &[]);
         other.subscribe(&[&topic]).unwrap();

@@ -17,10 +17,14 @@ use kafka_protocol::protocol::StrBytes;
 use super::{str_bytes, RequestContext};
 use crate::broker::{AdminError, Broker};
 use crate::config::{self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::logging;
 use crate::security::acl::{op, resource};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
+/// DescribeConfigs' source for a logger's level.
+const DYNAMIC_BROKER_LOGGER: i8 = 6;
 /// DescribeConfigs' source for a cluster-wide dynamic broker default.
 const DYNAMIC_DEFAULT_BROKER: i8 = 3;
 
@@ -128,7 +132,7 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
 fn check_access(ctx: &RequestContext, resource_type: i8, name: &str, operation: i8) -> Result<(), AdminError> {
     match resource_type {
         TOPIC if !ctx.authorized(operation, resource::TOPIC, name) => Err(AdminError::TopicAuthorizationFailed),
-        BROKER if !ctx.cluster_authorized(operation) => Err(AdminError::ClusterAuthorizationFailed),
+        BROKER | BROKER_LOGGER if !ctx.cluster_authorized(operation) => Err(AdminError::ClusterAuthorizationFailed),
         _ => Ok(()),
     }
 }
@@ -140,6 +144,11 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
     for res in &req.resources {
         let name = res.resource_name.to_string();
         let allowed = check_access(ctx, res.resource_type, &name, op::DESCRIBE_CONFIGS);
+        if res.resource_type == BROKER_LOGGER {
+            let keys = res.configuration_keys.as_deref();
+            results.push(describe_loggers(broker, &name, allowed, keys, res.resource_name.clone()));
+            continue;
+        }
         let entries: Result<Vec<(ConfigEntry, bool)>, AdminError> = match res.resource_type {
             _ if allowed.is_err() => allowed.map(|_| Vec::new()),
             TOPIC => match broker.topic(&name) {
@@ -188,6 +197,107 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
         results.push(result);
     }
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// DescribeConfigs on `BROKER_LOGGER`: every logger and its level (see [`crate::logging`]).
+fn describe_loggers(
+    broker: &Broker,
+    name: &str,
+    allowed: Result<(), AdminError>,
+    keys: Option<&[StrBytes]>,
+    resource_name: StrBytes,
+) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default().with_resource_type(BROKER_LOGGER).with_resource_name(resource_name);
+    let checked = allowed.and_then(|()| match name {
+        "" => Err(AdminError::InvalidRequest("Broker id must not be empty".into())),
+        n if n != broker.node_id.to_string() => Err(AdminError::InvalidRequest(format!(
+            "Unexpected broker id, expected {} but received {n}",
+            broker.node_id
+        ))),
+        _ => Ok(()),
+    });
+    if let Err(e) = checked {
+        return result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
+    }
+    let configs = logging::loggers()
+        .into_iter()
+        .filter(|(logger, _)| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == logger)))
+        .map(|(logger, level)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(logger))
+                .with_value(Some(str_bytes(level)))
+                .with_config_source(DYNAMIC_BROKER_LOGGER)
+        })
+        .collect();
+    result.with_configs(configs)
+}
+
+/// Checks a `BROKER_LOGGER` resource name: this node's id (Kafka's `RuntimeLoggerManager`).
+fn check_logger_node(broker: &Broker, name: &str) -> Result<(), AdminError> {
+    let id: i32 = name
+        .parse()
+        .map_err(|_| AdminError::InvalidRequest(format!("Node id must be an integer, but it is: {name}")))?;
+    if id != broker.node_id {
+        return Err(AdminError::InvalidRequest(format!(
+            "Unexpected node id. Expected {}, but received {id}",
+            broker.node_id
+        )));
+    }
+    Ok(())
+}
+
+/// IncrementalAlterConfigs on `BROKER_LOGGER`: every operation is validated (SET a known
+/// logger to a log4j level, DELETE any but root; APPEND/SUBTRACT refused) before any applies.
+fn alter_loggers(broker: &Broker, name: &str, ops: Vec<(String, Op)>, validate_only: bool) -> Result<(), AdminError> {
+    check_logger_node(broker, name)?;
+    let missing = |logger: &str| AdminError::InvalidConfig(format!("Logger {logger} does not exist!"));
+    for (logger, op) in &ops {
+        match op {
+            Op::Set(level) if !logging::exists(logger) => return Err(missing(logger)),
+            Op::Set(level) if !logging::VALID_LEVELS.contains(&level.as_str()) => {
+                return Err(AdminError::InvalidConfig(format!(
+                    "Cannot set the log level of {logger} to {level} as it is not a supported log level. Valid log \
+                     levels are {}",
+                    logging::VALID_LEVELS.join(", ")
+                )))
+            }
+            Op::Set(_) => {}
+            Op::Delete if !logging::exists(logger) => return Err(missing(logger)),
+            Op::Delete if logger == logging::ROOT_LOGGER => {
+                return Err(AdminError::InvalidRequest(format!(
+                    "Removing the log level of the {} logger is not allowed",
+                    logging::ROOT_LOGGER
+                )))
+            }
+            Op::Delete => {}
+            Op::Append(_) => {
+                return Err(AdminError::InvalidRequest(
+                    "APPEND operation is not allowed for the BROKER_LOGGER resource".into(),
+                ))
+            }
+            Op::Subtract(_) => {
+                return Err(AdminError::InvalidRequest(
+                    "SUBTRACT operation is not allowed for the BROKER_LOGGER resource".into(),
+                ))
+            }
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    for (logger, op) in ops {
+        match op {
+            Op::Set(level) => {
+                logging::set_level(&logger, &level);
+                tracing::warn!("Updated the log level of {logger} to {level}");
+            }
+            _ => {
+                logging::unset_level(&logger);
+                tracing::warn!("Unset the log level of {logger}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A requested change to one key.
@@ -293,7 +403,8 @@ async fn alter_resource(
             }
             Ok(())
         }
-        other => Err(AdminError::InvalidRequest(format!("Unsupported resource type {other}"))),
+        // legacy AlterConfigs does not take BROKER_LOGGER either, as in Kafka
+        other => Err(AdminError::InvalidRequest(format!("Unknown resource type {other}"))),
     }
 }
 
@@ -354,6 +465,9 @@ pub async fn incremental_alter(
         let result = match bad {
             _ if allowed.is_err() => allowed,
             Some(msg) => Err(AdminError::InvalidRequest(msg)),
+            None if res.resource_type == BROKER_LOGGER => {
+                alter_loggers(&ctx.broker, res.resource_name.as_str(), ops, req.validate_only)
+            }
             None => {
                 alter_resource(
                     &ctx.broker,

@@ -1,5 +1,5 @@
 // KafkaJS against Weir: admin create/list topics, produce, and check offsets.
-const { Kafka, logLevel, CompressionTypes } = require('kafkajs')
+const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = require('kafkajs')
 
 async function main () {
   const broker = process.argv[2]
@@ -50,6 +50,7 @@ async function main () {
   }
   await consumer.disconnect()
   await transactions(kafka, admin)
+  await brokerLoggers(admin)
   await admin.deleteTopics({ topics: [topic] })
   await admin.disconnect()
   console.log(`kafkajs ${require('kafkajs/package.json').version}: created, listed, produced ${3 * perPartition}, offsets checked, group consumer read all back: ok`)
@@ -88,6 +89,22 @@ async function transactions (kafka, admin) {
     throw new Error(`read_committed consumer saw ${seen.length} records, aborted ones: ${seen.filter(v => v.startsWith('aborted-')).length}`)
   }
   console.log(`kafkajs transactions: ${n} committed records read, ${n} aborted ones hidden: ok`)
+}
+
+// DescribeConfigs on the BROKER_LOGGER resource (type 8): Weir's loggers and their levels.
+async function brokerLoggers (admin) {
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [{ type: ConfigResourceTypes.BROKER_LOGGER, name: '1' }]
+  })
+  const res = described.resources[0]
+  if (res.errorCode !== 0) throw new Error(`broker loggers: ${JSON.stringify(res)}`)
+  const levels = Object.fromEntries(res.configEntries.map(e => [e.configName, e.configValue]))
+  if (levels.root !== 'INFO' || levels['weir::server::connection'] !== 'INFO') {
+    throw new Error(`broker logger levels: ${JSON.stringify(levels)}`)
+  }
+  if (res.configEntries.some(e => e.configSource !== 6)) throw new Error('logger source should be DYNAMIC_BROKER_LOGGER_CONFIG')
+  console.log(`kafkajs broker loggers: ${res.configEntries.length} loggers described: ok`)
 }
 
 main().catch(e => { console.error('kafkajs failed:', e); process.exit(1) })

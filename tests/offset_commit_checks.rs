@@ -102,6 +102,20 @@ impl RawMember {
     }
 }
 
+/// Polls DescribeGroups until the group is in `state` (10 s at most).
+fn wait_for_state(bootstrap: &str, group: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+        let r: DescribeGroupsResponse = raw::call(bootstrap, ApiKey::DescribeGroups, 5, &req);
+        if r.groups[0].group_state.as_str() == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "group never reached {state}: {:?}", r.groups[0].group_state);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The partition error of a one-partition OffsetCommit.
 fn commit(bootstrap: &str, version: i16, group: &str, member: &str, instance: Option<&str>, generation: i32) -> i16 {
     let topic = OffsetCommitRequestTopic::default().with_name(TopicName(s(COMMIT_TOPIC))).with_partitions(vec![
@@ -201,7 +215,7 @@ async fn classic_commit_checks_member_and_generation_before_state() {
 
         // A second member joins; m1 rejoins: generation 2 is CompletingRebalance until synced.
         let mut m2 = RawMember::start_join(&b, &group, &topic, None);
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for_state(&b, &group, "PreparingRebalance");
         m1.rejoin(&group, &topic, inst);
         m1.finish_join();
         m2.finish_join();

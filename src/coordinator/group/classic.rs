@@ -304,19 +304,13 @@ impl ClassicGroup {
         Ok(())
     }
 
-    /// The member exists, and a static member is the one its instance id maps to now.
+    /// Kafka's `validateMember` for offset commits: [`Self::check_member`], and an instance id
+    /// the group does not know is `UNKNOWN_MEMBER_ID` whatever the member id.
     fn validate_member(&self, member_id: &str, instance: Option<&str>) -> Result<(), ResponseError> {
-        if let Some(inst) = instance {
-            match self.static_members.get(inst) {
-                None => return Err(ResponseError::UnknownMemberId),
-                Some(current) if current != member_id => return Err(ResponseError::FencedInstanceId),
-                Some(_) => {}
-            }
-        }
-        if !self.members.contains_key(member_id) {
+        if instance.is_some_and(|inst| !self.static_members.contains_key(inst)) {
             return Err(ResponseError::UnknownMemberId);
         }
-        Ok(())
+        self.check_member(member_id, instance)
     }
 
     fn set_state(&mut self, state: GroupState, now_ms: i64) {

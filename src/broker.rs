@@ -110,7 +110,12 @@ impl AdminError {
 
 impl From<ConfigError> for AdminError {
     fn from(e: ConfigError) -> Self {
-        AdminError::InvalidConfig(e.to_string())
+        match e {
+            ConfigError::InvalidValue { key, value, reason } => {
+                AdminError::InvalidConfig(format!("Invalid value {value} for configuration {key}: {reason}"))
+            }
+            other => AdminError::InvalidConfig(other.to_string()),
+        }
     }
 }
 

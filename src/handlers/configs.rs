@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, RequestContext};
 use crate::broker::{AdminError, Broker};
-use crate::config::{self, BrokerConfig, ConfigDef, ConfigSource, ConfigType, BROKER_CONFIGS, TOPIC_CONFIGS};
+use crate::config::{self, BrokerConfig, ConfigDef, ConfigError, ConfigSource, ConfigType, UpdateMode};
 use crate::logging;
 use crate::security::acl::{op, resource};
 
@@ -48,7 +48,7 @@ fn broker_layers(cfg: &BrokerConfig, key: &'static str) -> Vec<(&'static str, St
     if let Some((v, ConfigSource::StaticBroker)) = static_only.lookup(key) {
         out.push((key, v, ConfigSource::StaticBroker as i8));
     }
-    if let Some(def) = config::broker_def(key) {
+    if let Some(def) = config::broker_def(key).filter(|d| !d.unset_by_default()) {
         out.push((key, def.default.to_string(), ConfigSource::Default as i8));
     }
     out
@@ -56,24 +56,26 @@ fn broker_layers(cfg: &BrokerConfig, key: &'static str) -> Vec<(&'static str, St
 
 /// Every topic config with its effective value given the topic's overrides.
 pub fn topic_config_entries(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-    TOPIC_CONFIGS
+    config::topic_defs()
         .iter()
-        .filter_map(|def| {
+        .filter_map(|&def| {
             let (value, source) = config::topic_value(cfg, overrides, def.name)?;
             let mut synonyms = Vec::new();
             if let Some(v) = overrides.get(def.name) {
                 synonyms.push((def.name, v.clone(), ConfigSource::DynamicTopic as i8));
             }
-            synonyms.extend(broker_layers(cfg, def.broker_synonym.unwrap_or_default()));
+            if let Some(broker_key) = def.broker_synonym {
+                synonyms.extend(broker_layers(cfg, broker_key));
+            }
             Some(ConfigEntry { name: def.name, value, source, def, synonyms })
         })
         .collect()
 }
 
 fn broker_config_entries(cfg: &BrokerConfig) -> Vec<ConfigEntry> {
-    BROKER_CONFIGS
+    config::broker_defs()
         .iter()
-        .filter_map(|def| {
+        .filter_map(|&def| {
             let (value, source) = cfg.lookup(def.name)?;
             Some(ConfigEntry { name: def.name, value, source, def, synonyms: broker_layers(cfg, def.name) })
         })
@@ -86,12 +88,14 @@ fn describe_entry(
     req: &DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResourceResult {
-    // Sensitive values (keys, passwords) are never returned, as in Kafka.
-    let sensitive = e.def.kind == ConfigType::Password;
+    // Sensitive values (keys, passwords) are never returned, as in Kafka; neither is a value
+    // for a key Kafka leaves unset by default.
+    let sensitive = e.def.sensitive();
     let shown = |v: String| (!sensitive).then(|| str_bytes(v));
+    let unset = e.source == ConfigSource::Default && e.def.unset_by_default();
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(e.name))
-        .with_value(shown(e.value))
+        .with_value(if unset { None } else { shown(e.value) })
         .with_read_only(read_only)
         .with_config_source(e.source as i8)
         .with_is_sensitive(sensitive);
@@ -107,10 +111,22 @@ fn describe_entry(
     if version >= 3 {
         r.config_type = e.def.kind as i8;
         if req.include_documentation {
-            r.documentation = Some(str_bytes(e.def.doc));
+            r.documentation = Some(str_bytes(documentation(e.def)));
         }
     }
     r
+}
+
+/// Weir's doc line for a key it implements; for the rest of Kafka's catalogue, what Weir does
+/// with it (Kafka's own prose is in Kafka's documentation).
+fn documentation(def: &ConfigDef) -> String {
+    if def.implemented {
+        return def.doc.to_string();
+    }
+    format!(
+        "Apache Kafka {} config; Weir accepts, validates and stores it, and it has no effect in Weir.",
+        config::catalogue::kafka_version()
+    )
 }
 
 /// Checks a broker resource name: this broker's id, or empty for the cluster default.
@@ -163,7 +179,7 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
                         if cluster_default {
                             e.synonyms.retain(|s| s.2 == ConfigSource::DynamicBroker as i8);
                         }
-                        let read_only = !e.def.dynamic;
+                        let read_only = !e.def.dynamic();
                         (e, read_only)
                     })
                     .collect()
@@ -308,11 +324,71 @@ enum Op {
     Subtract(String),
 }
 
+/// Refuses changes to read-only broker keys, and to per-broker keys at the cluster-default
+/// level, with Kafka's messages (`DynamicBrokerConfig.validateConfigs`).
+fn check_broker_modes(ops: &[(String, Op)], cluster_default: bool) -> Result<(), AdminError> {
+    // Only keys being given a value count: removing an override is always allowed.
+    let names = |mode: fn(&ConfigDef) -> bool| -> Vec<&str> {
+        ops.iter()
+            .filter(|(k, op)| !matches!(op, Op::Delete) && config::broker_def(k).is_some_and(mode))
+            .map(|(k, _)| k.as_str())
+            .collect()
+    };
+    let read_only = names(|d| d.mode == UpdateMode::ReadOnly);
+    if !read_only.is_empty() {
+        return Err(AdminError::InvalidRequest(format!(
+            "Cannot update these configs dynamically: Set({})",
+            read_only.join(", ")
+        )));
+    }
+    let per_broker = names(|d| d.mode == UpdateMode::PerBroker);
+    if cluster_default && !per_broker.is_empty() {
+        return Err(AdminError::InvalidRequest(format!(
+            "Cannot update these configs at default cluster level, broker id must be specified: Set({})",
+            per_broker.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The resource whose keys are being altered: which table names them and how Kafka words
+/// its errors.
+#[derive(Clone, Copy)]
+enum Scope {
+    Topic,
+    Broker,
+}
+
+impl Scope {
+    fn lookup(self, key: &str) -> Option<&'static ConfigDef> {
+        match self {
+            Scope::Topic => config::topic_def(key),
+            Scope::Broker => config::broker_def(key),
+        }
+    }
+
+    fn unknown(self, key: &str) -> AdminError {
+        match self {
+            Scope::Topic => AdminError::InvalidConfig(format!("Unknown topic config name: {key}")),
+            Scope::Broker => AdminError::InvalidConfig(format!("Unknown config name: {key}")),
+        }
+    }
+
+    /// A value that fails its check: INVALID_CONFIG for topics; Kafka answers INVALID_REQUEST
+    /// for broker values (KAFKA-13609).
+    fn invalid(self, e: ConfigError) -> AdminError {
+        match (self, AdminError::from(e)) {
+            (Scope::Broker, AdminError::InvalidConfig(m)) => AdminError::InvalidRequest(m),
+            (_, other) => other,
+        }
+    }
+}
+
 /// Applies operations to a resource's current overrides, validating the outcome.
 fn apply_ops(
     current: &BTreeMap<String, String>,
     ops: Vec<(String, Op)>,
-    lookup: fn(&str) -> Option<&'static ConfigDef>,
+    scope: Scope,
 ) -> Result<BTreeMap<String, String>, AdminError> {
     let mut out = current.clone();
     let mut seen = std::collections::HashSet::new();
@@ -320,36 +396,35 @@ fn apply_ops(
         if !seen.insert(key.clone()) {
             return Err(AdminError::InvalidRequest(format!("Error due to duplicate config keys: {key}")));
         }
-        let def = lookup(&key).ok_or_else(|| AdminError::InvalidConfig(format!("Unknown config name: {key}")))?;
+        let def = scope.lookup(&key).ok_or_else(|| scope.unknown(&key))?;
+        let validate = |v: &str| config::validate(def, v).map_err(|e| scope.invalid(e));
         let list_only =
             |what: &str| AdminError::InvalidConfig(format!("Config value {what} is not allowed for config key: {key}"));
+        let current_items = |out: &BTreeMap<String, String>| {
+            list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
+        };
         match op {
             Op::Set(v) => {
-                out.insert(def.name.to_string(), config::validate(def, &v)?);
+                out.insert(def.name.to_string(), validate(&v)?);
             }
             Op::Delete => {
                 out.remove(def.name);
             }
-            Op::Append(v) | Op::Subtract(v) if def.kind != ConfigType::List => {
-                let _ = v;
-                return Err(list_only("append/subtract"));
-            }
+            Op::Append(_) if def.kind != ConfigType::List => return Err(list_only("append")),
+            Op::Subtract(_) if def.kind != ConfigType::List => return Err(list_only("subtract")),
             Op::Append(v) => {
-                let mut items = list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default));
+                let mut items = current_items(&out);
                 for item in list_items(&v) {
                     if !items.contains(&item) {
                         items.push(item);
                     }
                 }
-                out.insert(def.name.to_string(), config::validate(def, &items.join(","))?);
+                out.insert(def.name.to_string(), validate(&items.join(","))?);
             }
             Op::Subtract(v) => {
                 let remove = list_items(&v);
-                let items: Vec<String> = list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
-                    .into_iter()
-                    .filter(|i| !remove.contains(i))
-                    .collect();
-                out.insert(def.name.to_string(), config::validate(def, &items.join(","))?);
+                let items: Vec<String> = current_items(&out).into_iter().filter(|i| !remove.contains(i)).collect();
+                out.insert(def.name.to_string(), validate(&items.join(","))?);
             }
         }
     }
@@ -373,31 +448,23 @@ async fn alter_resource(
         TOPIC => {
             let topic = broker.topic(name).ok_or(AdminError::UnknownTopic)?;
             let base = if replace { BTreeMap::new() } else { topic.configs.clone() };
-            let configs = apply_ops(&base, ops, config::topic_def)?;
+            let configs = apply_ops(&base, ops, Scope::Topic)?;
             if !validate_only {
                 broker.set_topic_configs(name, configs).await?;
             }
             Ok(())
         }
         BROKER => {
-            check_broker_name(broker, name)?;
+            let cluster_default = check_broker_name(broker, name)?;
             let cfg = broker.config();
             let current: BTreeMap<String, String> = if replace {
                 BTreeMap::new()
             } else {
                 cfg.dynamic_values().iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
             };
-            let configs = apply_ops(&current, ops, config::broker_def)?;
-            let mut typed = BTreeMap::new();
-            for (k, v) in configs {
-                let Some(def) = config::broker_def(&k) else {
-                    continue;
-                };
-                if !def.dynamic {
-                    return Err(AdminError::InvalidRequest(format!("Cannot update these configs dynamically: {k}")));
-                }
-                typed.insert(def.name, v);
-            }
+            check_broker_modes(&ops, cluster_default)?;
+            let configs = apply_ops(&current, ops, Scope::Broker)?;
+            let typed = configs.into_iter().filter_map(|(k, v)| config::broker_def(&k).map(|d| (d.name, v))).collect();
             if !validate_only {
                 broker.set_broker_configs(typed).await?;
             }

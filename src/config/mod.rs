@@ -1,12 +1,16 @@
 //! Broker and topic configuration, by Kafka's own names.
 //!
-//! One table ([`BROKER_CONFIGS`], [`TOPIC_CONFIGS`]) describes every key Weir understands: its
+//! One table ([`BROKER_CONFIGS`], [`TOPIC_CONFIGS`]) describes every key Weir implements: its
 //! type, default and documentation. Parsing, precedence (flag > env > file > default),
 //! DescribeConfigs and the documented `config/weir.toml` all derive from that table, so a key
-//! cannot be supported in one place and forgotten in another.
+//! cannot be supported in one place and forgotten in another. Kafka's other config names come
+//! from its own catalogue ([`catalogue`]): accepted, validated and described, with no effect.
 
-use std::collections::BTreeMap;
+pub mod catalogue;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use thiserror::Error;
 
@@ -16,18 +20,39 @@ pub enum ConfigType {
     Boolean = 1,
     String = 2,
     Int = 3,
+    Short = 4,
     Long = 5,
     Double = 6,
     List = 7,
+    Class = 8,
     Password = 9,
 }
 
-/// A value's check beyond its type: an inclusive lower bound, or a closed set of choices.
+/// A value's check beyond its type, as Kafka's validators check it. For list keys a set of
+/// choices applies to each item.
 #[derive(Debug, Clone, Copy)]
 pub enum Check {
     None,
     AtLeast(i64),
+    /// An inclusive range, or the single value `or` outside it (`[1,...,9] or -1`).
+    Between {
+        min: f64,
+        max: f64,
+        or: Option<f64>,
+    },
     OneOf(&'static [&'static str]),
+    OneOfIgnoreCase(&'static [&'static str]),
+    NonEmpty,
+    /// Throttled replicas: `*` or `partition:broker,…`.
+    ReplicaList,
+}
+
+/// How a broker key may change at run time (Kafka's "Update Mode").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateMode {
+    ReadOnly,
+    PerBroker,
+    ClusterWide,
 }
 
 /// One configuration key.
@@ -36,12 +61,35 @@ pub struct ConfigDef {
     pub name: &'static str,
     pub kind: ConfigType,
     pub default: &'static str,
+    /// Kafka has no default for the key: it is described with a null value until set.
+    pub null_default: bool,
     pub check: Check,
-    /// Broker keys only: may be changed at run time with AlterConfigs.
-    pub dynamic: bool,
+    /// Broker keys only: whether and where AlterConfigs may change it.
+    pub mode: UpdateMode,
     /// Topic keys only: the broker key that supplies this topic key's default.
     pub broker_synonym: Option<&'static str>,
     pub doc: &'static str,
+    /// Weir acts on the key; `false` for Kafka names that are only accepted and described.
+    pub implemented: bool,
+}
+
+impl ConfigDef {
+    /// Whether AlterConfigs may change the key at run time.
+    pub fn dynamic(&self) -> bool {
+        self.mode != UpdateMode::ReadOnly
+    }
+
+    pub fn sensitive(&self) -> bool {
+        self.kind == ConfigType::Password
+    }
+
+    /// Whether DescribeConfigs shows the default as null: Kafka has no default for the key
+    /// (Weir's table writes such defaults as "").
+    pub fn unset_by_default(&self) -> bool {
+        self.null_default
+            || (self.default.is_empty()
+                && catalogue::kafka_defs(catalogue::Scope::Broker).any(|k| k.name == self.name && k.null_default))
+    }
 }
 
 const fn broker(
@@ -52,7 +100,8 @@ const fn broker(
     dynamic: bool,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, kind, default, check, dynamic, broker_synonym: None, doc }
+    let mode = if dynamic { UpdateMode::ClusterWide } else { UpdateMode::ReadOnly };
+    ConfigDef { name, kind, default, null_default: false, check, mode, broker_synonym: None, doc, implemented: true }
 }
 
 const fn topic(
@@ -62,13 +111,23 @@ const fn topic(
     check: Check,
     doc: &'static str,
 ) -> ConfigDef {
-    ConfigDef { name, kind, default: "", check, dynamic: true, broker_synonym: Some(broker_synonym), doc }
+    ConfigDef {
+        name,
+        kind,
+        default: "",
+        null_default: false,
+        check,
+        mode: UpdateMode::ClusterWide,
+        broker_synonym: Some(broker_synonym),
+        doc,
+        implemented: true,
+    }
 }
 
 use Check::{AtLeast, OneOf};
 use ConfigType::{Boolean, Int, Long, String as Str};
 
-const CLEANUP_POLICIES: &[&str] = &["delete", "compact", "compact,delete", "delete,compact"];
+const CLEANUP_POLICIES: &[&str] = &["compact", "delete"];
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const COMPRESSION_TYPES: &[&str] = &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
 
@@ -300,7 +359,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Partition size above which the oldest segments are deleted; -1 means no limit.",
     ),
     broker("log.retention.check.interval.ms", Long, "300000", AtLeast(1), false, "How often retention runs."),
-    broker("log.cleanup.policy", Str, "delete", OneOf(CLEANUP_POLICIES), true, "Default cleanup.policy of topics."),
+    broker(
+        "log.cleanup.policy",
+        ConfigType::List,
+        "delete",
+        OneOf(CLEANUP_POLICIES),
+        true,
+        "Default cleanup.policy of topics.",
+    ),
     broker("log.index.interval.bytes", Int, "4096", AtLeast(0), true, "Bytes of log between two sparse index entries."),
     broker(
         "log.index.size.max.bytes",
@@ -557,7 +623,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     broker(
         "producer.id.expiration.ms",
-        Long,
+        Int,
         "86400000",
         AtLeast(1),
         true,
@@ -659,27 +725,57 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
     topic("segment.ms", Long, "log.roll.ms", AtLeast(1), "Age at which a non-empty segment is rolled."),
 ];
 
-/// Looks a broker key up in the table.
-pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
-    BROKER_CONFIGS.iter().find(|d| d.name == name)
+/// Every key of one scope: Weir's table, then Kafka's other names.
+struct Keys {
+    all: Vec<&'static ConfigDef>,
+    by_name: HashMap<&'static str, &'static ConfigDef>,
 }
 
-/// Looks a topic key up in the table.
+impl Keys {
+    fn new(weir: &'static [ConfigDef], scope: catalogue::Scope) -> Keys {
+        let mut all: Vec<&'static ConfigDef> = weir.iter().collect();
+        all.extend(catalogue::kafka_defs(scope).filter(|k| !weir.iter().any(|w| w.name == k.name)));
+        let by_name = all.iter().map(|d| (d.name, *d)).collect();
+        Keys { all, by_name }
+    }
+}
+
+static BROKER_KEYS: LazyLock<Keys> = LazyLock::new(|| Keys::new(BROKER_CONFIGS, catalogue::Scope::Broker));
+static TOPIC_KEYS: LazyLock<Keys> = LazyLock::new(|| Keys::new(TOPIC_CONFIGS, catalogue::Scope::Topic));
+
+/// Every broker key: Weir's and the rest of Kafka's catalogue.
+pub fn broker_defs() -> &'static [&'static ConfigDef] {
+    &BROKER_KEYS.all
+}
+
+/// Every topic key: Weir's and the rest of Kafka's catalogue.
+pub fn topic_defs() -> &'static [&'static ConfigDef] {
+    &TOPIC_KEYS.all
+}
+
+/// Looks a broker key up: Weir's table, then Kafka's catalogue.
+pub fn broker_def(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_KEYS.by_name.get(name).copied()
+}
+
+/// Looks a topic key up: Weir's table, then Kafka's catalogue.
 pub fn topic_def(name: &str) -> Option<&'static ConfigDef> {
-    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+    TOPIC_KEYS.by_name.get(name).copied()
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("unknown config key '{0}'")]
     UnknownKey(String),
+    #[error("Unknown topic config name: {0}")]
+    UnknownTopicKey(String),
     #[error("invalid value '{value}' for config '{key}': {reason}")]
     InvalidValue { key: String, value: String, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: String, reason: String },
 }
 
-/// Checks `value` against `def` and returns it normalised (trimmed).
+/// Checks `value` against `def` and returns it normalised (trimmed; list items joined by `,`).
 pub fn validate(def: &ConfigDef, value: &str) -> Result<String, ConfigError> {
     let value = value.trim();
     let invalid = |reason: &str| ConfigError::InvalidValue {
@@ -694,31 +790,72 @@ pub fn validate(def: &ConfigDef, value: &str) -> Result<String, ConfigError> {
             }
             return Ok(value.to_ascii_lowercase());
         }
-        Int | Long => {
+        Int | Long | ConfigType::Short => {
             let n: i64 = value.parse().map_err(|_| invalid("expected an integer"))?;
-            if def.kind == Int && i32::try_from(n).is_err() {
-                return Err(invalid("out of range for an int"));
+            let fits = match def.kind {
+                Int => i32::try_from(n).is_ok(),
+                ConfigType::Short => i16::try_from(n).is_ok(),
+                _ => true,
+            };
+            if !fits {
+                return Err(invalid(&format!("out of range for a {}", format!("{:?}", def.kind).to_lowercase())));
             }
-            if let AtLeast(min) = def.check {
-                if n < min {
-                    return Err(invalid(&format!("must be at least {min}")));
-                }
-            }
+            check_number(def.check, n as f64).map_err(|r| invalid(&r))?;
         }
         ConfigType::Double => {
-            value.parse::<f64>().map_err(|_| invalid("expected a number"))?;
+            let x = value.parse::<f64>().map_err(|_| invalid("expected a number"))?;
+            check_number(def.check, x).map_err(|r| invalid(&r))?;
         }
-        Str | ConfigType::List | ConfigType::Password => {
-            if let OneOf(choices) = def.check {
-                let normal = value.replace(' ', "");
-                if !choices.contains(&normal.as_str()) {
-                    return Err(invalid(&format!("expected one of {}", choices.join(", "))));
-                }
-                return Ok(normal);
+        ConfigType::List => {
+            let items: Vec<&str> = value.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+            for item in &items {
+                check_text(def.check, item).map_err(|r| invalid(&r))?;
             }
+            if items.is_empty() && matches!(def.check, Check::NonEmpty) {
+                return Err(invalid("must not be empty"));
+            }
+            return Ok(items.join(","));
         }
+        Str | ConfigType::Class | ConfigType::Password => check_text(def.check, value).map_err(|r| invalid(&r))?,
     }
     Ok(value.to_string())
+}
+
+/// A number against a bound, with Kafka's wording.
+fn check_number(check: Check, x: f64) -> Result<(), String> {
+    let (min, max, or) = match check {
+        AtLeast(min) => (min as f64, f64::INFINITY, None),
+        Check::Between { min, max, or } => (min, max, or),
+        _ => return Ok(()),
+    };
+    if or == Some(x) || (min..=max).contains(&x) {
+        return Ok(());
+    }
+    let show = |v: f64| if v.fract() == 0.0 { format!("{}", v as i64) } else { v.to_string() };
+    Err(match or {
+        Some(o) => format!("must be between {} and {} or {}", show(min), show(max), show(o)),
+        None if x < min => format!("must be at least {}", show(min)),
+        None => format!("must be no more than {}", show(max)),
+    })
+}
+
+/// A string (or one list item) against a set of choices or a format.
+fn check_text(check: Check, text: &str) -> Result<(), String> {
+    match check {
+        OneOf(choices) if !choices.contains(&text) => Err(format!("expected one of {}", choices.join(", "))),
+        Check::OneOfIgnoreCase(choices) if !choices.iter().any(|c| c.eq_ignore_ascii_case(text)) => {
+            Err(format!("expected one of {} (case insensitive)", choices.join(", ")))
+        }
+        Check::NonEmpty if text.is_empty() => Err("must not be empty".into()),
+        Check::ReplicaList if text != "*" && !is_replica(text) => {
+            Err("must be '*' or a list of [partitionId]:[brokerId]".into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_replica(item: &str) -> bool {
+    item.split_once(':').is_some_and(|(p, b)| p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok())
 }
 
 /// Where a broker value came from, in DescribeConfigs' terms.
@@ -861,7 +998,7 @@ pub fn default_config_file() -> String {
             Boolean | Int | Long | ConfigType::Double => def.default.to_string(),
             _ => format!("{:?}", def.default),
         };
-        let dynamic = if def.dynamic { " (dynamic)" } else { "" };
+        let dynamic = if def.dynamic() { " (dynamic)" } else { "" };
         out.push_str(&format!("\n# {}{dynamic}\n\"{}\" = {value}\n", def.doc, def.name));
     }
     out
@@ -915,7 +1052,10 @@ pub fn topic_value(
     if let Some(v) = overrides.get(def.name) {
         return Some((v.clone(), ConfigSource::DynamicTopic));
     }
-    broker.lookup(def.broker_synonym.unwrap_or_default())
+    match def.broker_synonym.and_then(|b| broker.lookup(b)) {
+        Some(found) => Some(found),
+        None => Some((def.default.to_string(), ConfigSource::Default)),
+    }
 }
 
 impl LogConfig {
@@ -949,7 +1089,7 @@ impl LogConfig {
 pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut out = BTreeMap::new();
     for (k, v) in configs {
-        let def = topic_def(k).ok_or_else(|| ConfigError::UnknownKey(k.clone()))?;
+        let def = topic_def(k).ok_or_else(|| ConfigError::UnknownTopicKey(k.clone()))?;
         out.insert(def.name.to_string(), validate(def, v)?);
     }
     Ok(out)
@@ -1010,9 +1150,66 @@ mod tests {
         }
     }
 
+    /// Weir's keys against Kafka's catalogue: Kafka's names keep Kafka's types, and every
+    /// difference in default is deliberate and listed here.
+    #[test]
+    fn weir_keys_match_kafkas_catalogue() {
+        // Weir's own keys, and Kafka's StandardAuthorizer keys (read by the authorizer, so
+        // outside the broker's config table).
+        const NOT_IN_CATALOGUE: &[&str] =
+            &["log.flush.on.acks.all", "metrics.listener", "super.users", "allow.everyone.if.no.acl.found"];
+        // Keys whose Weir default differs from Kafka's, and why: Weir runs out of the box on
+        // one machine (loopback listener, ./data, no replication), speaks PEM only, offers the
+        // SASL mechanisms it implements, and states the values Kafka derives from synonyms.
+        const OWN_DEFAULTS: &[&str] = &[
+            "listeners",
+            "listener.security.protocol.map",
+            "log.dirs",
+            "node.id",
+            "sasl.enabled.mechanisms",
+            "ssl.keystore.type",
+            "ssl.truststore.type",
+            "log.roll.ms",
+            "log.retention.ms",
+            "log.flush.interval.ms",
+            "log.cleaner.io.max.bytes.per.second",
+        ];
+        let kafka = |scope| catalogue::kafka_defs(scope).map(|d| (d.name, d)).collect::<HashMap<_, _>>();
+        let (kafka_broker, kafka_topic) = (kafka(catalogue::Scope::Broker), kafka(catalogue::Scope::Topic));
+        let mut problems = Vec::new();
+        for (weir, kafka) in [(BROKER_CONFIGS, &kafka_broker), (TOPIC_CONFIGS, &kafka_topic)] {
+            for def in weir {
+                let Some(k) = kafka.get(def.name) else {
+                    if !NOT_IN_CATALOGUE.contains(&def.name) {
+                        problems.push(format!("{}: not a Kafka config", def.name));
+                    }
+                    continue;
+                };
+                if k.kind != def.kind {
+                    problems.push(format!("{}: type {:?}, Kafka's is {:?}", def.name, def.kind, k.kind));
+                }
+                let same_default = def.default == k.default || def.broker_synonym.is_some();
+                if !same_default && !OWN_DEFAULTS.contains(&def.name) {
+                    problems.push(format!("{}: default {:?}, Kafka's is {:?}", def.name, def.default, k.default));
+                }
+                if same_default && OWN_DEFAULTS.contains(&def.name) {
+                    problems.push(format!("{}: listed as a different default, but it is Kafka's", def.name));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        // and every Kafka name is known
+        for name in kafka_broker.keys() {
+            assert!(broker_def(name).is_some(), "{name}");
+        }
+        for name in kafka_topic.keys() {
+            assert!(topic_def(name).is_some(), "{name}");
+        }
+    }
+
     #[test]
     fn every_topic_key_has_a_broker_synonym() {
-        for def in TOPIC_CONFIGS {
+        for def in topic_defs().iter().filter(|d| d.broker_synonym.is_some()) {
             assert!(broker_def(def.broker_synonym.unwrap()).is_some(), "{}", def.name);
         }
     }

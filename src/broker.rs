@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -40,8 +41,8 @@ pub struct Topic {
 /// Record bytes appended to and fetched from a topic (for metrics).
 #[derive(Debug, Default)]
 pub struct TopicTraffic {
-    pub bytes_in: std::sync::atomic::AtomicU64,
-    pub bytes_out: std::sync::atomic::AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
 }
 
 impl Topic {
@@ -152,6 +153,8 @@ pub struct NewTopic {
 
 pub struct Broker {
     config: RwLock<BrokerConfig>,
+    /// Bumped by every dynamic broker config change, for parts that cache what they read.
+    config_generation: AtomicU64,
     pub cluster_id: String,
     pub node_id: i32,
     data_dir: PathBuf,
@@ -211,6 +214,7 @@ impl Broker {
         let scram_users = config.scram_users().to_vec();
         let broker = Broker {
             config: RwLock::new(config),
+            config_generation: AtomicU64::new(0),
             cluster_id,
             node_id,
             data_dir,
@@ -521,12 +525,18 @@ impl Broker {
 
     /// Replaces the broker's dynamic config overrides (already validated by the caller) and
     /// re-resolves every topic's settings.
+    /// Changes with every dynamic broker config update.
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Ordering::Relaxed)
+    }
+
     pub async fn set_broker_configs(&self, configs: BTreeMap<&'static str, String>) -> Result<(), AdminError> {
         let mut metadata = self.metadata.lock().await;
         metadata.append(&MetadataRecord::BrokerConfigs {
             configs: configs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         })?;
         self.config.write().set_dynamic(configs);
+        self.config_generation.fetch_add(1, Ordering::Relaxed);
         for topic in self.topics() {
             let log_config = self.log_config(&topic.configs);
             for p in &topic.partitions {
@@ -585,8 +595,10 @@ impl Broker {
         let every = self.config.read().get_i64("log.retention.check.interval.ms").max(1);
         let mut retention = tokio::time::interval(Duration::from_millis(every as u64));
         let mut flush = tokio::time::interval(FLUSH_CHECK_INTERVAL);
-        let backoff = self.config.read().get_i64("log.cleaner.backoff.ms").max(10);
-        let mut cleaner = tokio::time::interval(Duration::from_millis(backoff as u64));
+        let cleaner_backoff =
+            || Duration::from_millis(self.config.read().get_i64("log.cleaner.backoff.ms").max(10) as u64);
+        let mut backoff = cleaner_backoff();
+        let mut cleaner = tokio::time::interval(backoff);
         cleaner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retention.tick().await;
         loop {
@@ -599,6 +611,12 @@ impl Broker {
                 _ = cleaner.tick() => {
                     let broker = self.clone();
                     let _ = tokio::task::spawn_blocking(move || broker.clean_logs()).await;
+                    // log.cleaner.backoff.ms is dynamic
+                    if cleaner_backoff() != backoff {
+                        backoff = cleaner_backoff();
+                        cleaner = tokio::time::interval_at(tokio::time::Instant::now() + backoff, backoff);
+                        cleaner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    }
                 }
             }
         }

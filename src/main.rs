@@ -43,6 +43,9 @@ struct Cli {
     /// Print the documented default config file (config/weir.toml) and exit.
     #[arg(long)]
     print_default_config: bool,
+    /// Print the Kafka config names Weir accepts without acting on them (docs/kafka-configs.md) and exit.
+    #[arg(long)]
+    print_kafka_only_configs: bool,
 }
 
 fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
@@ -80,6 +83,10 @@ async fn main() {
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::default_config_file());
+        return;
+    }
+    if cli.print_kafka_only_configs {
+        print!("{}", config::kafka_only_configs_markdown());
         return;
     }
     let cfg = layers(&cli).and_then(|l| BrokerConfig::from_layers(l).map_err(|e| e.to_string()));

@@ -23,7 +23,8 @@ pub enum Scope {
 }
 
 /// Every line of the catalogue, parsed once.
-static ENTRIES: LazyLock<Vec<(Scope, ConfigDef)>> = LazyLock::new(|| CATALOGUE.lines().filter_map(parse_line).collect());
+static ENTRIES: LazyLock<Vec<(Scope, ConfigDef)>> =
+    LazyLock::new(|| CATALOGUE.lines().filter_map(parse_line).collect());
 
 /// Kafka's definitions of one scope, in catalogue order.
 pub fn kafka_defs(scope: Scope) -> impl Iterator<Item = &'static ConfigDef> {
@@ -32,7 +33,12 @@ pub fn kafka_defs(scope: Scope) -> impl Iterator<Item = &'static ConfigDef> {
 
 /// The Kafka version the catalogue was generated from, from its first line.
 pub fn kafka_version() -> &'static str {
-    CATALOGUE.lines().next().and_then(|l| l.strip_prefix("# Apache Kafka ")).and_then(|l| l.split(':').next()).unwrap_or("?")
+    CATALOGUE
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# Apache Kafka "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or("?")
 }
 
 fn parse_line(line: &'static str) -> Option<(Scope, ConfigDef)> {
@@ -125,13 +131,18 @@ mod tests {
 
     #[test]
     fn validators_are_read() {
-        assert!(matches!(parse_check("[1,...]"), Check::Between { min, max, or: None } if min == 1.0 && max.is_infinite()));
+        assert!(
+            matches!(parse_check("[1,...]"), Check::Between { min, max, or: None } if min == 1.0 && max.is_infinite())
+        );
         assert!(
             matches!(parse_check("[1,...,9] or -1"), Check::Between { min, max, or: Some(o) } if min == 1.0 && max == 9.0 && o == -1.0)
         );
         assert!(matches!(parse_check("[-131072,...,22]"), Check::Between { min, .. } if min == -131072.0));
         assert!(matches!(parse_check("[compact, delete]"), Check::OneOf(&["compact", "delete"])));
-        assert!(matches!(parse_check("(case insensitive) [ES256, RS256]"), Check::OneOfIgnoreCase(&["ES256", "RS256"])));
+        assert!(matches!(
+            parse_check("(case insensitive) [ES256, RS256]"),
+            Check::OneOfIgnoreCase(&["ES256", "RS256"])
+        ));
         assert!(matches!(parse_check("non-empty list"), Check::NonEmpty));
     }
 

@@ -400,9 +400,8 @@ fn apply_ops(
         let validate = |v: &str| config::validate(def, v).map_err(|e| scope.invalid(e));
         let list_only =
             |what: &str| AdminError::InvalidConfig(format!("Config value {what} is not allowed for config key: {key}"));
-        let current_items = |out: &BTreeMap<String, String>| {
-            list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default))
-        };
+        let current_items =
+            |out: &BTreeMap<String, String>| list_items(out.get(def.name).map(String::as_str).unwrap_or(def.default));
         match op {
             Op::Set(v) => {
                 out.insert(def.name.to_string(), validate(&v)?);

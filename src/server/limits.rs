@@ -4,18 +4,19 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::BrokerConfig;
 
 pub struct Limits {
-    max_total: usize,
-    max_per_ip: usize,
-    overrides: HashMap<IpAddr, usize>,
+    caps: RwLock<Caps>,
+    /// The broker config generation `caps` were read from: the connection limits are
+    /// cluster-wide dynamic configs, as in Kafka.
+    generation: AtomicU64,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     /// Bytes of request frames being read or served, when `queued.max.request.bytes` is set.
     request_bytes: Option<(Arc<Semaphore>, usize)>,
@@ -51,32 +52,56 @@ fn parse_overrides(s: &str) -> HashMap<IpAddr, usize> {
         .collect()
 }
 
+/// The connection caps: `max.connections`, `max.connections.per.ip` and its overrides.
+struct Caps {
+    max_total: usize,
+    max_per_ip: usize,
+    overrides: HashMap<IpAddr, usize>,
+}
+
+impl Caps {
+    fn from_config(cfg: &BrokerConfig) -> Caps {
+        let positive = |key: &str| usize::try_from(cfg.get_i64(key)).unwrap_or(usize::MAX).max(1);
+        Caps {
+            max_total: positive("max.connections"),
+            max_per_ip: positive("max.connections.per.ip"),
+            overrides: parse_overrides(&cfg.get("max.connections.per.ip.overrides")),
+        }
+    }
+}
+
 impl Limits {
     pub fn from_config(cfg: &BrokerConfig) -> Limits {
-        let positive = |key: &str| usize::try_from(cfg.get_i64(key)).unwrap_or(usize::MAX).max(1);
         let queued = cfg.get_i64("queued.max.request.bytes");
         let request_bytes = usize::try_from(queued)
             .ok()
             .filter(|n| *n > 0)
             .map(|n| (Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))), n.min(Semaphore::MAX_PERMITS)));
         Limits {
-            max_total: positive("max.connections"),
-            max_per_ip: positive("max.connections.per.ip"),
-            overrides: parse_overrides(&cfg.get("max.connections.per.ip.overrides")),
+            caps: RwLock::new(Caps::from_config(cfg)),
+            generation: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
             request_bytes,
             last_refusal_log: AtomicI64::new(0),
         }
     }
 
+    /// Re-reads the caps when the broker config has changed since they were read.
+    pub fn follow(&self, generation: u64, config: impl FnOnce() -> BrokerConfig) {
+        if self.generation.swap(generation, Ordering::Relaxed) != generation {
+            *self.caps.write() = Caps::from_config(&config());
+        }
+    }
+
     /// Admits a new connection from `ip`, or says why it must be refused.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
+        let caps = self.caps.read();
         let mut per_ip = self.per_ip.lock();
         let total: usize = per_ip.values().sum();
-        if total >= self.max_total {
+        if total >= caps.max_total {
             return Err("max.connections");
         }
-        let limit = self.overrides.get(&ip).copied().unwrap_or(self.max_per_ip);
+        let limit = caps.overrides.get(&ip).copied().unwrap_or(caps.max_per_ip);
         let n = per_ip.entry(ip).or_insert(0);
         if *n >= limit {
             return Err("max.connections.per.ip");

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 use crate::security::sasl::ListenerInfo;
+use crate::server::limits::Admitted;
 
 /// How long shutdown waits for connections to finish the request they are serving.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -143,6 +144,12 @@ async fn accept_on(bound: Bound, tx: tokio::sync::mpsc::Sender<Accepted>) {
     }
 }
 
+/// Admits a connection under the connection limits, as the broker config currently sets them.
+fn admit(broker: &Broker, settings: &connection::Settings, peer: SocketAddr) -> Result<Admitted, &'static str> {
+    settings.limits.follow(broker.config_generation(), || broker.config());
+    settings.limits.admit(peer.ip())
+}
+
 async fn accept_loop(
     broker: Arc<Broker>,
     bound: Vec<Bound>,
@@ -156,7 +163,7 @@ async fn accept_loop(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            Some((stream, peer, listener, tls)) = accepted.recv() => match settings.limits.admit(peer.ip()) {
+            Some((stream, peer, listener, tls)) = accepted.recv() => match admit(&broker, &settings, peer) {
                 Ok(admitted) => {
                     let conn = connection::Connection::new(
                         broker.clone(), peer, listener, shutdown.clone(), settings.clone(),

@@ -51,6 +51,7 @@ async function main () {
   await consumer.disconnect()
   await transactions(kafka, admin)
   await brokerLoggers(admin)
+  await kafkaConfigNames(admin, topic)
   await admin.deleteTopics({ topics: [topic] })
   await admin.disconnect()
   console.log(`kafkajs ${require('kafkajs/package.json').version}: created, listed, produced ${3 * perPartition}, offsets checked, group consumer read all back: ok`)
@@ -105,6 +106,35 @@ async function brokerLoggers (admin) {
   }
   if (res.configEntries.some(e => e.configSource !== 6)) throw new Error('logger source should be DYNAMIC_BROKER_LOGGER_CONFIG')
   console.log(`kafkajs broker loggers: ${res.configEntries.length} loggers described: ok`)
+}
+
+// Kafka config names Weir does not act on are still Kafka's: accepted with their type and
+// described (the names librdkafka's admin test sets).
+async function kafkaConfigNames (admin, topic) {
+  await admin.alterConfigs({
+    resources: [
+      { type: ConfigResourceTypes.BROKER, name: '1', configEntries: [{ name: 'sasl.kerberos.min.time.before.relogin', value: '58000' }] },
+      { type: ConfigResourceTypes.TOPIC, name: topic, configEntries: [{ name: 'max.compaction.lag.ms', value: '3600000' }] }
+    ]
+  })
+  const described = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [
+      { type: ConfigResourceTypes.BROKER, name: '1', configNames: ['sasl.kerberos.min.time.before.relogin', 'num.io.threads'] },
+      { type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['max.compaction.lag.ms'] }
+    ]
+  })
+  const values = described.resources.flatMap(r => r.configEntries.map(e => `${e.configName}=${e.configValue}`)).sort()
+  const want = ['max.compaction.lag.ms=3600000', 'num.io.threads=8', 'sasl.kerberos.min.time.before.relogin=58000']
+  if (JSON.stringify(values) !== JSON.stringify(want)) throw new Error(`kafka config names: ${JSON.stringify(values)}`)
+  let refused = false
+  try {
+    await admin.alterConfigs({ resources: [{ type: ConfigResourceTypes.BROKER, name: '1', configEntries: [{ name: 'log.dirs', value: '/tmp/x' }] }] })
+  } catch (e) {
+    refused = e.type === 'INVALID_REQUEST'
+  }
+  if (!refused) throw new Error('altering read-only log.dirs should be INVALID_REQUEST')
+  console.log('kafkajs kafka config names: kerberos/max.compaction.lag.ms accepted and described, log.dirs refused: ok')
 }
 
 main().catch(e => { console.error('kafkajs failed:', e); process.exit(1) })

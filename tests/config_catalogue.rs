@@ -1,0 +1,184 @@
+//! Kafka's whole config catalogue: every Kafka broker and topic config name is accepted with
+//! Kafka's type and validator, stored and described; read-only and per-broker keys get Kafka's
+//! errors. Driven with rdkafka's admin client (AlterConfigs, DescribeConfigs) as librdkafka's
+//! own admin test does, and with raw IncrementalAlterConfigs where rdkafka has no API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::admin::{AdminOptions, AlterConfig, ConfigSource, ResourceSpecifier};
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn opts() -> AdminOptions {
+    AdminOptions::new().request_timeout(Some(Duration::from_secs(10)))
+}
+
+/// IncrementalAlterConfigs on one resource; returns (error code, message).
+async fn incremental(bootstrap: &str, resource_type: i8, name: &str, ops: &[(&str, i8, &str)]) -> (i16, String) {
+    let configs = ops
+        .iter()
+        .map(|(k, op, v)| {
+            incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s(k))
+                .with_config_operation(*op)
+                .with_value(Some(s(v)))
+        })
+        .collect();
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configs(configs),
+    ]);
+    let r: IncrementalAlterConfigsResponse = raw::call_async(bootstrap, ApiKey::IncrementalAlterConfigs, 1, req).await;
+    let res = &r.responses[0];
+    (res.error_code, res.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// (resource type, resource name, operations as (key, op, value), expected code, message part)
+type Case<'a> = (i8, &'a str, &'a [(&'a str, i8, &'a str)], i16, &'a str);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_config_names_are_accepted_validated_and_described() {
+    let broker = TestBroker::start(&[]).await;
+    let admin = admin(&broker.bootstrap);
+    let topic = topic_name("catalogue");
+    create_topic(&broker.bootstrap, &topic, 1, &[("max.compaction.lag.ms", "7200000")]).await;
+
+    // librdkafka's 0081-admin AlterConfigs: a topic, the broker, a missing topic
+    let missing = topic_name("catalogue-missing");
+    let alters = [
+        AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("compression.type", "gzip").set("flush.ms", "12345678"),
+        AlterConfig::new(ResourceSpecifier::Broker(1)).set("sasl.kerberos.min.time.before.relogin", "58000"),
+        AlterConfig::new(ResourceSpecifier::Topic(&missing))
+            .set("compression.type", "lz4")
+            .set("max.compaction.lag.ms", "3600000"),
+    ];
+    let results = admin.alter_configs(alters.iter(), &opts()).await.unwrap();
+    assert_eq!(results.len(), 3);
+    // rdkafka 0.39 drops AlterConfigs' per-resource errors; the missing topic's is checked raw
+    let req =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(&missing))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(s("max.compaction.lag.ms"))
+                .with_value(Some(s("3600000")))])]);
+    let r: AlterConfigsResponse = raw::call_async(&broker.bootstrap, ApiKey::AlterConfigs, 2, req).await;
+    assert_eq!(r.responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+
+    let described = admin
+        .describe_configs([ResourceSpecifier::Broker(1), ResourceSpecifier::Topic(&topic)].iter(), &opts())
+        .await
+        .unwrap();
+    let broker_cfg = described[0].as_ref().unwrap();
+    let topic_cfg = described[1].as_ref().unwrap();
+    // the broker lists Kafka's whole catalogue, not only what Weir acts on
+    assert!(broker_cfg.entries.len() > 300, "{} broker configs", broker_cfg.entries.len());
+    let relogin = broker_cfg.get("sasl.kerberos.min.time.before.relogin").unwrap();
+    assert_eq!(relogin.value.as_deref(), Some("58000"));
+    assert_eq!(relogin.source, ConfigSource::DynamicBroker);
+    let threads = broker_cfg.get("num.io.threads").unwrap();
+    assert_eq!((threads.value.as_deref(), &threads.source), (Some("8"), &ConfigSource::Default));
+    assert!(!threads.is_read_only, "num.io.threads is cluster-wide dynamic in Kafka");
+    assert!(broker_cfg.get("broker.id").unwrap().is_read_only);
+    // no default in Kafka: described as null; passwords are never shown
+    assert_eq!(broker_cfg.get("broker.rack").unwrap().value, None);
+    let secret = broker_cfg.get("ssl.keystore.password").unwrap();
+    assert!(secret.is_sensitive && secret.value.is_none());
+
+    assert_eq!(topic_cfg.get("compression.type").unwrap().value.as_deref(), Some("gzip"));
+    assert_eq!(topic_cfg.get("flush.ms").unwrap().value.as_deref(), Some("12345678"));
+    // legacy AlterConfigs replaces a topic's whole override set, as in Kafka: the creation-time
+    // max.compaction.lag.ms is gone, back to its default
+    let lag = topic_cfg.get("max.compaction.lag.ms").unwrap();
+    assert_eq!((lag.value.as_deref(), &lag.source), (Some("9223372036854775807"), &ConfigSource::Default));
+    let level = topic_cfg.get("compression.zstd.level").unwrap();
+    assert_eq!((level.value.as_deref(), &level.source), (Some("3"), &ConfigSource::Default));
+    for name in ["remote.storage.enable", "segment.jitter.ms", "unclean.leader.election.enable", "preallocate"] {
+        assert!(topic_cfg.get(name).is_some(), "topic config {name} is described");
+    }
+
+    // Kafka's checks: type and validator, update mode, per-broker keys need a broker id
+    let cases: [Case; 9] = [
+        (4, "1", &[("background.threads", 0, "9"), ("log.cleanup.policy", 2, "compact")], 0, ""),
+        (4, "1", &[("background.threads", 0, "0")], 42, "at least 1"),
+        (4, "1", &[("sasl.kerberos.min.time.before.relogin", 0, "soon")], 42, "expected an integer"),
+        (4, "1", &[("log.dirs", 0, "/elsewhere")], 42, "Cannot update these configs dynamically: Set(log.dirs)"),
+        (4, "", &[("sasl.kerberos.service.name", 0, "kafka")], 42, "broker id must be specified"),
+        (4, "1", &[("no.such.config", 0, "1")], 40, "Unknown config name: no.such.config"),
+        (2, &topic, &[("compression.gzip.level", 0, "10")], 40, "between 1 and 9 or -1"),
+        (2, &topic, &[("compression.gzip.level", 0, "-1"), ("cleanup.policy", 0, "compact,delete")], 0, ""),
+        (2, &topic, &[("no.such.config", 0, "1")], 40, "Unknown topic config name: no.such.config"),
+    ];
+    for (resource_type, name, ops, code, message) in cases {
+        let (got, msg) = incremental(&broker.bootstrap, resource_type, name, ops).await;
+        assert_eq!(got, code, "{ops:?}: {msg}");
+        assert!(msg.contains(message), "{ops:?}: {msg}");
+    }
+    let described = admin.describe_configs([ResourceSpecifier::Broker(1)].iter(), &opts()).await.unwrap();
+    let broker_cfg = described[0].as_ref().unwrap();
+    assert_eq!(broker_cfg.get("background.threads").unwrap().value.as_deref(), Some("9"));
+    assert_eq!(broker_cfg.get("log.cleanup.policy").unwrap().value.as_deref(), Some("delete,compact"));
+
+    // dynamic values survive a restart
+    drop(admin);
+    let broker = broker.restart(&[]).await;
+    let described = common::admin(&broker.bootstrap)
+        .describe_configs([ResourceSpecifier::Broker(1)].iter(), &opts())
+        .await
+        .unwrap();
+    let relogin = described[0].as_ref().unwrap().get("sasl.kerberos.min.time.before.relogin").unwrap();
+    assert_eq!((relogin.value.as_deref(), &relogin.source), (Some("58000"), &ConfigSource::DynamicBroker));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_static_config_file_may_use_kafka_names_weir_does_not_act_on() {
+    // server.properties habits: Kafka names in the broker's own config are accepted and
+    // described as static broker config
+    let broker = TestBroker::start(&[("num.io.threads", "16"), ("broker.rack", "rack-a")]).await;
+    let described =
+        admin(&broker.bootstrap).describe_configs([ResourceSpecifier::Broker(1)].iter(), &opts()).await.unwrap();
+    let cfg = described[0].as_ref().unwrap();
+    for (name, value) in [("num.io.threads", "16"), ("broker.rack", "rack-a")] {
+        let e = cfg.get(name).unwrap();
+        assert_eq!((e.value.as_deref(), &e.source), (Some(value), &ConfigSource::StaticBroker), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_limits_are_dynamic_as_in_kafka() {
+    let broker = TestBroker::start(&[]).await;
+    let (code, msg) = incremental(&broker.bootstrap, 4, "", &[("max.connections.per.ip", 0, "3")]).await;
+    assert_eq!(code, 0, "{msg}");
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let served = |s: &mut std::net::TcpStream| {
+            let r: Option<ApiVersionsResponse> =
+                raw::roundtrip(s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+            r.is_some_and(|r| r.error_code == 0)
+        };
+        // the admin connection above may still be closing: retry until three are served
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let _held = loop {
+            let mut held: Vec<std::net::TcpStream> = (0..3).map(|_| raw::connect(&b)).collect();
+            if held.iter_mut().all(&served) {
+                break held;
+            }
+            assert!(std::time::Instant::now() < deadline, "three connections are never served");
+            drop(held);
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut extra = raw::connect(&b);
+        assert!(raw::is_closed(&mut extra), "a fourth from the same address is refused under the new limit");
+    })
+    .await
+    .unwrap();
+}

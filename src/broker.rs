@@ -17,6 +17,7 @@ use crate::cluster::metadata_log::{MetadataImage, MetadataLog, MetadataRecord, T
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
 use crate::log::Log;
 use crate::partition::Partition;
+use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
 
 /// Written at clean shutdown, removed at start-up: its absence means logs need recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_cleanshutdown";
@@ -174,6 +175,8 @@ pub struct Broker {
     pub metrics: crate::metrics::Metrics,
     /// SCRAM credentials, ACLs and the authorizer.
     pub security: crate::security::Security,
+    /// Client telemetry (KIP-714) subscriptions and pushed metrics.
+    pub telemetry: ClientTelemetry,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -212,6 +215,15 @@ impl Broker {
             .collect();
         let security = crate::security::Security::new(&config, image.security.clone()).map_err(anyhow::Error::msg)?;
         let scram_users = config.scram_users().to_vec();
+        let telemetry = ClientTelemetry::new(config.get_i64("telemetry.max.bytes").max(1) as usize);
+        for (name, configs) in &image.client_metrics {
+            match Subscription::parse(name, configs) {
+                Ok(s) => telemetry.set_subscription(name, Some(s)),
+                Err(e) => {
+                    tracing::warn!(subscription = %name, error = %e, "ignoring an invalid client metrics subscription")
+                }
+            }
+        }
         let broker = Broker {
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
@@ -228,6 +240,7 @@ impl Broker {
             txns: Default::default(),
             metrics: Default::default(),
             security,
+            telemetry,
         };
         broker.add_scram_users(&scram_users)?;
         broker.remove_deleted_dirs();
@@ -525,6 +538,28 @@ impl Broker {
 
     /// Replaces the broker's dynamic config overrides (already validated by the caller) and
     /// re-resolves every topic's settings.
+    /// Replaces a client telemetry subscription's configs (validated here; empty removes it),
+    /// as IncrementalAlterConfigs on a `CLIENT_METRICS` resource does.
+    pub async fn set_client_metrics(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let subscription = Subscription::parse(name, &configs).map_err(|e| match e {
+            SubscriptionError::Request(m) => AdminError::InvalidRequest(m),
+            SubscriptionError::Config(m) => AdminError::InvalidConfig(m),
+        })?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut metadata = self.metadata.lock().await;
+        let removed = configs.is_empty();
+        metadata.append(&MetadataRecord::ClientMetrics { name: name.to_string(), configs })?;
+        self.telemetry.set_subscription(name, (!removed).then_some(subscription));
+        Ok(())
+    }
+
     /// Changes with every dynamic broker config update.
     pub fn config_generation(&self) -> u64 {
         self.config_generation.load(Ordering::Relaxed)

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod partition;
 pub mod security;
 pub mod server;
+pub mod telemetry;
 
 pub use server::{start, RunningBroker};

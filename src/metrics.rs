@@ -157,11 +157,13 @@ fn api_name(key: usize) -> String {
 }
 
 /// Escapes a label value (topic and group names may hold `"` or `\`).
-fn label(v: &str) -> String {
+/// Escapes a Prometheus label value.
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// The whole exposition: request metrics, then per-topic, per-partition and per-group gauges.
+/// The whole exposition: request metrics, then per-topic, per-partition and per-group gauges,
+/// then the metrics clients pushed (KIP-714).
 pub async fn render(broker: &Broker) -> String {
     let mut out = String::new();
     broker.metrics.render_requests(&mut out);
@@ -214,6 +216,7 @@ pub async fn render(broker: &Broker) -> String {
             );
         }
     }
+    broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
 }
 

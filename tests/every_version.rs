@@ -204,6 +204,14 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             .with_member_id(StrBytes::from_string(uuid::Uuid::new_v4().to_string()))
             .with_rebalance_timeout_ms(30000)
             .with_subscribed_topic_names(Some(vec![name(topic)]))),
+        ApiKey::GetTelemetrySubscriptions => boxed!(GetTelemetrySubscriptionsRequest::default()),
+        ApiKey::PushTelemetry => boxed!(PushTelemetryRequest::default()
+            .with_client_instance_id(uuid::Uuid::new_v4())
+            .with_metrics(Bytes::from_static(b"\x0a\x00"))),
+        ApiKey::ListConfigResources => {
+            let types = if version >= 1 { vec![2, 16] } else { vec![] };
+            boxed!(ListConfigResourcesRequest::default().with_resource_types(types))
+        }
         ApiKey::ConsumerGroupDescribe => boxed!(ConsumerGroupDescribeRequest::default().with_group_ids(vec![
             GroupId(StrBytes::from_string(format!("cg-{version}"))),
             GroupId(StrBytes::from_static_str("cg-missing")),
@@ -348,6 +356,9 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::DescribeProducers => check!(DescribeProducersResponse),
         ApiKey::ConsumerGroupHeartbeat => check!(ConsumerGroupHeartbeatResponse),
         ApiKey::ConsumerGroupDescribe => check!(ConsumerGroupDescribeResponse),
+        ApiKey::GetTelemetrySubscriptions => check!(GetTelemetrySubscriptionsResponse),
+        ApiKey::PushTelemetry => check!(PushTelemetryResponse),
+        ApiKey::ListConfigResources => check!(ListConfigResourcesResponse),
         ApiKey::AddPartitionsToTxn => check!(AddPartitionsToTxnResponse),
         ApiKey::AddOffsetsToTxn => check!(AddOffsetsToTxnResponse),
         ApiKey::EndTxn => check!(EndTxnResponse),

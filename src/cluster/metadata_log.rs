@@ -69,6 +69,11 @@ pub enum MetadataRecord {
         key: String,
         value: Option<f64>,
     },
+    /// Replaces a `CLIENT_METRICS` subscription's configs (empty: removes it).
+    ClientMetrics {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// A topic as metadata knows it.
@@ -89,6 +94,8 @@ pub struct MetadataImage {
     pub producer_id_block_end: i64,
     /// SCRAM credentials and ACLs.
     pub security: SecurityImage,
+    /// Client telemetry subscriptions by name.
+    pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -114,6 +121,12 @@ impl MetadataImage {
             MetadataRecord::BrokerConfigs { configs } => self.broker_configs = configs.clone(),
             MetadataRecord::ProducerIds { block_end } => {
                 self.producer_id_block_end = self.producer_id_block_end.max(*block_end)
+            }
+            MetadataRecord::ClientMetrics { name, configs } if configs.is_empty() => {
+                self.client_metrics.remove(name);
+            }
+            MetadataRecord::ClientMetrics { name, configs } => {
+                self.client_metrics.insert(name.clone(), configs.clone());
             }
             MetadataRecord::ScramCredential { .. }
             | MetadataRecord::RemoveScramCredential { .. }

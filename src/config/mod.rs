@@ -622,6 +622,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Refuse transactional produce requests for partitions not added to the transaction (KIP-890).",
     ),
     broker(
+        "telemetry.max.bytes",
+        Int,
+        "1048576",
+        AtLeast(1),
+        false,
+        "Largest client telemetry push (KIP-714) accepted, after compression.",
+    ),
+    broker(
         "producer.id.expiration.ms",
         Int,
         "86400000",
@@ -724,6 +732,26 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
     topic("segment.index.bytes", Int, "log.index.size.max.bytes", AtLeast(4), "Largest index file."),
     topic("segment.ms", Long, "log.roll.ms", AtLeast(1), "Age at which a non-empty segment is rolled."),
 ];
+
+/// The configs of a `CLIENT_METRICS` resource, a client telemetry subscription (KIP-714).
+/// Their checks are [`crate::telemetry::Subscription::parse`]'s, with Kafka's messages.
+pub static CLIENT_METRICS_CONFIGS: &[ConfigDef] = &[
+    broker("metrics", ConfigType::List, "", Check::None, true, "Metric name prefixes to push; * for all."),
+    broker("interval.ms", ConfigType::Int, "300000", Check::None, true, "Push interval, 100 ms to 1 hour."),
+    broker(
+        "match",
+        ConfigType::List,
+        "",
+        Check::None,
+        true,
+        "Clients it applies to: NAME=REGEX selectors on client_id, client_instance_id, client_software_name, \
+         client_software_version, client_source_address, client_source_port.",
+    ),
+];
+
+pub fn client_metrics_def(name: &str) -> Option<&'static ConfigDef> {
+    CLIENT_METRICS_CONFIGS.iter().find(|d| d.name == name)
+}
 
 /// Every key of one scope: Weir's table, then Kafka's other names.
 struct Keys {

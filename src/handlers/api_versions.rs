@@ -16,7 +16,11 @@ fn api_keys() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub async fn handle(_ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+pub async fn handle(ctx: &RequestContext, req: ApiVersionsRequest) -> ApiVersionsResponse {
+    if ctx.version >= 3 {
+        // who the client is, for client telemetry subscriptions' `match`
+        ctx.session.set_client_software(&req.client_software_name, &req.client_software_version);
+    }
     // Supported and finalized features are left empty: tagged fields a client does not
     // expect are a known source of parse errors in older librdkafka versions.
     ApiVersionsResponse::default().with_api_keys(api_keys())

@@ -23,6 +23,9 @@ use crate::security::acl::{op, resource};
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
+const CLIENT_METRICS: i8 = 16;
+/// DescribeConfigs' source for a client metrics subscription's config.
+const CLIENT_METRICS_CONFIG: i8 = 7;
 /// DescribeConfigs' source for a logger's level.
 const DYNAMIC_BROKER_LOGGER: i8 = 6;
 /// DescribeConfigs' source for a cluster-wide dynamic broker default.
@@ -148,7 +151,9 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
 fn check_access(ctx: &RequestContext, resource_type: i8, name: &str, operation: i8) -> Result<(), AdminError> {
     match resource_type {
         TOPIC if !ctx.authorized(operation, resource::TOPIC, name) => Err(AdminError::TopicAuthorizationFailed),
-        BROKER | BROKER_LOGGER if !ctx.cluster_authorized(operation) => Err(AdminError::ClusterAuthorizationFailed),
+        BROKER | BROKER_LOGGER | CLIENT_METRICS if !ctx.cluster_authorized(operation) => {
+            Err(AdminError::ClusterAuthorizationFailed)
+        }
         _ => Ok(()),
     }
 }
@@ -163,6 +168,11 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
         if res.resource_type == BROKER_LOGGER {
             let keys = res.configuration_keys.as_deref();
             results.push(describe_loggers(broker, &name, allowed, keys, res.resource_name.clone()));
+            continue;
+        }
+        if res.resource_type == CLIENT_METRICS {
+            let keys = res.configuration_keys.as_deref();
+            results.push(describe_client_metrics(broker, &name, allowed, keys, res.resource_name.clone()));
             continue;
         }
         let entries: Result<Vec<(ConfigEntry, bool)>, AdminError> = match res.resource_type {
@@ -243,6 +253,38 @@ fn describe_loggers(
                 .with_name(str_bytes(logger))
                 .with_value(Some(str_bytes(level)))
                 .with_config_source(DYNAMIC_BROKER_LOGGER)
+        })
+        .collect();
+    result.with_configs(configs)
+}
+
+/// DescribeConfigs on `CLIENT_METRICS`: a subscription's configs as set (none for an unknown
+/// name), as Kafka describes them.
+fn describe_client_metrics(
+    broker: &Broker,
+    name: &str,
+    allowed: Result<(), AdminError>,
+    keys: Option<&[StrBytes]>,
+    resource_name: StrBytes,
+) -> DescribeConfigsResult {
+    let result = DescribeConfigsResult::default().with_resource_type(CLIENT_METRICS).with_resource_name(resource_name);
+    let checked = allowed.and_then(|()| match name {
+        "" => Err(AdminError::InvalidRequest("Client metrics subscription name must not be empty".into())),
+        _ => Ok(()),
+    });
+    if let Err(e) = checked {
+        return result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
+    }
+    let configs = broker
+        .telemetry
+        .subscription_configs(name)
+        .into_iter()
+        .filter(|(k, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == k)))
+        .map(|(k, v)| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(k))
+                .with_value(Some(str_bytes(v)))
+                .with_config_source(CLIENT_METRICS_CONFIG)
         })
         .collect();
     result.with_configs(configs)
@@ -357,6 +399,7 @@ fn check_broker_modes(ops: &[(String, Op)], cluster_default: bool) -> Result<(),
 enum Scope {
     Topic,
     Broker,
+    ClientMetrics,
 }
 
 impl Scope {
@@ -364,6 +407,7 @@ impl Scope {
         match self {
             Scope::Topic => config::topic_def(key),
             Scope::Broker => config::broker_def(key),
+            Scope::ClientMetrics => config::client_metrics_def(key),
         }
     }
 
@@ -371,14 +415,15 @@ impl Scope {
         match self {
             Scope::Topic => AdminError::InvalidConfig(format!("Unknown topic config name: {key}")),
             Scope::Broker => AdminError::InvalidConfig(format!("Unknown config name: {key}")),
+            Scope::ClientMetrics => AdminError::InvalidRequest(format!("Unknown client metrics configuration: {key}")),
         }
     }
 
     /// A value that fails its check: INVALID_CONFIG for topics; Kafka answers INVALID_REQUEST
-    /// for broker values (KAFKA-13609).
+    /// for broker values (KAFKA-13609) and for client metrics subscriptions.
     fn invalid(self, e: ConfigError) -> AdminError {
         match (self, AdminError::from(e)) {
-            (Scope::Broker, AdminError::InvalidConfig(m)) => AdminError::InvalidRequest(m),
+            (Scope::Broker | Scope::ClientMetrics, AdminError::InvalidConfig(m)) => AdminError::InvalidRequest(m),
             (_, other) => other,
         }
     }
@@ -468,6 +513,11 @@ async fn alter_resource(
                 broker.set_broker_configs(typed).await?;
             }
             Ok(())
+        }
+        CLIENT_METRICS => {
+            let base = if replace { BTreeMap::new() } else { broker.telemetry.subscription_configs(name) };
+            let configs = apply_ops(&base, ops, Scope::ClientMetrics)?;
+            broker.set_client_metrics(name, configs, validate_only).await
         }
         // legacy AlterConfigs does not take BROKER_LOGGER either, as in Kafka
         other => Err(AdminError::InvalidRequest(format!("Unknown resource type {other}"))),

@@ -20,6 +20,7 @@ pub mod quotas;
 pub mod response;
 pub mod sasl;
 pub mod scram_credentials;
+pub mod telemetry;
 pub mod topics;
 pub mod transactions;
 
@@ -84,6 +85,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::GetTelemetrySubscriptions, 0, 0),
+    (ApiKey::PushTelemetry, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -240,6 +244,9 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::ListTransactions, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0),
     (ApiKey::ConsumerGroupDescribe, 0),
+    (ApiKey::GetTelemetrySubscriptions, 0),
+    (ApiKey::PushTelemetry, 0),
+    (ApiKey::ListConfigResources, 0),
 ];
 
 /// Reports a request-quota throttle in an encoded response whose body starts with
@@ -442,6 +449,9 @@ async fn serve_frame(
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
         ApiKey::ConsumerGroupHeartbeat => serve(&ctx, key, body, consumer_groups::heartbeat).await,
         ApiKey::ConsumerGroupDescribe => serve(&ctx, key, body, consumer_groups::describe).await,
+        ApiKey::GetTelemetrySubscriptions => serve(&ctx, key, body, telemetry::get_subscriptions).await,
+        ApiKey::PushTelemetry => serve(&ctx, key, body, telemetry::push).await,
+        ApiKey::ListConfigResources => serve(&ctx, key, body, telemetry::list_config_resources).await,
         ApiKey::DescribeLogDirs => serve(&ctx, key, body, cluster::describe_log_dirs).await,
         ApiKey::SaslHandshake => serve(&ctx, key, body, sasl::handshake).await,
         ApiKey::SaslAuthenticate => serve(&ctx, key, body, sasl::authenticate).await,
@@ -559,6 +569,9 @@ mod tests {
             ApiKey::DescribeProducers => DescribeProducersRequest::VERSIONS,
             ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::VERSIONS,
             ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::VERSIONS,
+            ApiKey::GetTelemetrySubscriptions => GetTelemetrySubscriptionsRequest::VERSIONS,
+            ApiKey::PushTelemetry => PushTelemetryRequest::VERSIONS,
+            ApiKey::ListConfigResources => ListConfigResourcesRequest::VERSIONS,
             ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
             ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
             ApiKey::EndTxn => EndTxnRequest::VERSIONS,
@@ -636,6 +649,9 @@ mod tests {
                 ApiKey::ListTransactions => check!(*entry, ListTransactionsResponse),
                 ApiKey::ConsumerGroupHeartbeat => check!(*entry, ConsumerGroupHeartbeatResponse),
                 ApiKey::ConsumerGroupDescribe => check!(*entry, ConsumerGroupDescribeResponse),
+                ApiKey::GetTelemetrySubscriptions => check!(*entry, GetTelemetrySubscriptionsResponse),
+                ApiKey::PushTelemetry => check!(*entry, PushTelemetryResponse),
+                ApiKey::ListConfigResources => check!(*entry, ListConfigResourcesResponse),
                 other => panic!("add {other:?} to the test"),
             }
         }

@@ -98,6 +98,8 @@ pub struct Session {
     close: AtomicBool,
     /// Quota throttling (KIP-219): the connection is not read until then.
     muted_until: Mutex<Option<Instant>>,
+    /// The client's software name and version, as its ApiVersions (v3+) said.
+    client_software: Mutex<(String, String)>,
 }
 
 impl Session {
@@ -110,6 +112,7 @@ impl Session {
             state: Mutex::new(State { principal, expires_at: None, stage: Stage::Idle }),
             close: AtomicBool::new(false),
             muted_until: Mutex::new(None),
+            client_software: Mutex::new(Default::default()),
         }
     }
 
@@ -117,6 +120,16 @@ impl Session {
     pub fn plaintext(peer: SocketAddr) -> Session {
         let listener = ListenerInfo { name: "PLAINTEXT".into(), protocol: SecurityProtocol::Plaintext };
         Session::new(Arc::new(listener), peer, None)
+    }
+
+    /// Records the software name and version a client's ApiVersions gave.
+    pub fn set_client_software(&self, name: &str, version: &str) {
+        *self.client_software.lock() = (name.to_string(), version.to_string());
+    }
+
+    /// The client's software name and version (empty until its ApiVersions v3+).
+    pub fn client_software(&self) -> (String, String) {
+        self.client_software.lock().clone()
     }
 
     pub fn principal(&self) -> Principal {

@@ -86,6 +86,8 @@ pub enum AdminError {
     TopicAuthorizationFailed,
     #[error("Cluster authorization failed.")]
     ClusterAuthorizationFailed,
+    #[error("Group authorization failed.")]
+    GroupAuthorizationFailed,
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -104,6 +106,7 @@ impl AdminError {
             AdminError::DeletionDisabled => ResponseError::TopicDeletionDisabled,
             AdminError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
             AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+            AdminError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
             AdminError::Storage(_) => ResponseError::KafkaStorageError,
         };
         e.code()
@@ -177,6 +180,8 @@ pub struct Broker {
     pub security: crate::security::Security,
     /// Client telemetry (KIP-714) subscriptions and pushed metrics.
     pub telemetry: ClientTelemetry,
+    /// `GROUP` resource config overrides by group id.
+    group_configs: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -241,6 +246,7 @@ impl Broker {
             metrics: Default::default(),
             security,
             telemetry,
+            group_configs: RwLock::new(image.group_configs.clone()),
         };
         broker.add_scram_users(&scram_users)?;
         broker.remove_deleted_dirs();
@@ -538,6 +544,39 @@ impl Broker {
 
     /// Replaces the broker's dynamic config overrides (already validated by the caller) and
     /// re-resolves every topic's settings.
+    /// A group's config overrides (empty when it has none).
+    pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs.read().get(group).cloned().unwrap_or_default()
+    }
+
+    /// The groups that have config overrides.
+    pub fn groups_with_configs(&self) -> Vec<String> {
+        self.group_configs.read().keys().cloned().collect()
+    }
+
+    /// Replaces a group's config overrides (each already checked against its type), after
+    /// Kafka's checks against the broker's bounds.
+    pub async fn set_group_configs(
+        &self,
+        group: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        config::validate_group_configs(&self.config(), &configs).map_err(AdminError::InvalidConfig)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut metadata = self.metadata.lock().await;
+        metadata.append(&MetadataRecord::GroupConfigs { group: group.to_string(), configs: configs.clone() })?;
+        let mut all = self.group_configs.write();
+        if configs.is_empty() {
+            all.remove(group);
+        } else {
+            all.insert(group.to_string(), configs);
+        }
+        Ok(())
+    }
+
     /// Replaces a client telemetry subscription's configs (validated here; empty removes it),
     /// as IncrementalAlterConfigs on a `CLIENT_METRICS` resource does.
     pub async fn set_client_metrics(

@@ -182,3 +182,72 @@ async fn connection_limits_are_dynamic_as_in_kafka() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_configs_set_a_consumer_groups_timing() {
+    let broker = TestBroker::start(&[]).await;
+    let group = topic_name("grp");
+    let topic = topic_name("grp-topic");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    // librdkafka's 0081-admin: SET then DELETE consumer.session.timeout.ms on a GROUP resource
+    let cases: [Case; 7] = [
+        (32, &group, &[("consumer.session.timeout.ms", 0, "50000")], 0, ""),
+        (32, &group, &[("consumer.session.timeout.ms", 1, "")], 0, ""),
+        (32, &group, &[("consumer.session.timeout.ms", 0, "1000")], 40, "greater than or equal to group.consumer.min"),
+        (32, &group, &[("consumer.heartbeat.interval.ms", 0, "15000")], 0, ""),
+        (32, &group, &[("consumer.session.timeout.ms", 0, "45000"), ("share.isolation.level", 0, "snapshot")], 40, ""),
+        (32, &group, &[("consumer.colour", 0, "red")], 40, "Unknown group config name: consumer.colour"),
+        (32, "", &[("consumer.session.timeout.ms", 0, "50000")], 42, "Group name must not be empty"),
+    ];
+    for (resource_type, name, ops, code, message) in cases {
+        let (got, msg) = incremental(&broker.bootstrap, resource_type, name, ops).await;
+        assert_eq!(got, code, "{ops:?}: {msg}");
+        assert!(msg.contains(message), "{ops:?}: {msg}");
+    }
+    // values a member can observe
+    let (code, msg) = incremental(
+        &broker.bootstrap,
+        32,
+        &group,
+        &[("consumer.heartbeat.interval.ms", 0, "6000"), ("consumer.session.timeout.ms", 0, "50000")],
+    )
+    .await;
+    assert_eq!(code, 0, "{msg}");
+    // raw: rdkafka 0.39 refuses GROUP_CONFIG, the config source Kafka 4 reports for a
+    // group's own values ("bogus config source type")
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(s(&group))
+            .with_configuration_keys(None),
+    ]);
+    let r: DescribeConfigsResponse = raw::call_async(&broker.bootstrap, ApiKey::DescribeConfigs, 4, req).await;
+    let described: Vec<(String, String, i8)> = r.results[0]
+        .configs
+        .iter()
+        .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string(), c.config_source))
+        .collect();
+    assert_eq!(described.len(), 10, "Kafka 4.1's group configs");
+    assert!(described.contains(&("consumer.session.timeout.ms".into(), "50000".into(), 8)));
+    assert!(described.contains(&("share.record.lock.duration.ms".into(), "30000".into(), 5)));
+
+    // a KIP-848 member of the group is told the group's heartbeat interval
+    let b = broker.bootstrap.clone();
+    let hb = tokio::task::spawn_blocking(move || {
+        let r: ConsumerGroupHeartbeatResponse = raw::call(
+            &b,
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(&group)))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(&topic))]))
+                .with_topic_partitions(Some(vec![])),
+        );
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!((hb.error_code, hb.heartbeat_interval_ms), (0, 6000));
+}

@@ -69,6 +69,11 @@ pub enum MetadataRecord {
         key: String,
         value: Option<f64>,
     },
+    /// Replaces a `GROUP` resource's config overrides (empty: removes them).
+    GroupConfigs {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
     /// Replaces a `CLIENT_METRICS` subscription's configs (empty: removes it).
     ClientMetrics {
         name: String,
@@ -94,6 +99,8 @@ pub struct MetadataImage {
     pub producer_id_block_end: i64,
     /// SCRAM credentials and ACLs.
     pub security: SecurityImage,
+    /// Group config overrides by group id.
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Client telemetry subscriptions by name.
     pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
 }
@@ -121,6 +128,12 @@ impl MetadataImage {
             MetadataRecord::BrokerConfigs { configs } => self.broker_configs = configs.clone(),
             MetadataRecord::ProducerIds { block_end } => {
                 self.producer_id_block_end = self.producer_id_block_end.max(*block_end)
+            }
+            MetadataRecord::GroupConfigs { group, configs } if configs.is_empty() => {
+                self.group_configs.remove(group);
+            }
+            MetadataRecord::GroupConfigs { group, configs } => {
+                self.group_configs.insert(group.clone(), configs.clone());
             }
             MetadataRecord::ClientMetrics { name, configs } if configs.is_empty() => {
                 self.client_metrics.remove(name);

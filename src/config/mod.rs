@@ -749,6 +749,194 @@ pub static CLIENT_METRICS_CONFIGS: &[ConfigDef] = &[
     ),
 ];
 
+/// A `GROUP` resource's key: Kafka's default comes from `broker_synonym` when it has one.
+const fn group(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    broker_synonym: Option<&'static str>,
+    check: Check,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        null_default: false,
+        check,
+        mode: UpdateMode::ClusterWide,
+        broker_synonym,
+        doc,
+        implemented: true,
+    }
+}
+
+/// The configs of a `GROUP` resource (Kafka 4's group configs, KIP-848/932/1071). Consumer
+/// groups (KIP-848) act on the `consumer.*` ones; the share and streams ones are stored and
+/// described. Bounds against the broker's `group.*` minimums and maximums are checked by
+/// [`validate_group_configs`].
+pub static GROUP_CONFIGS: &[ConfigDef] = &[
+    group(
+        "consumer.heartbeat.interval.ms",
+        Int,
+        "",
+        Some("group.consumer.heartbeat.interval.ms"),
+        AtLeast(1),
+        "Heartbeat interval given to the group's members.",
+    ),
+    group(
+        "consumer.session.timeout.ms",
+        Int,
+        "",
+        Some("group.consumer.session.timeout.ms"),
+        AtLeast(1),
+        "Members that do not heartbeat within this are removed from the group.",
+    ),
+    group(
+        "share.auto.offset.reset",
+        Str,
+        "latest",
+        None,
+        Check::None,
+        "Where a share group starts: latest, earliest, or by_duration:<ISO-8601 duration>.",
+    ),
+    group(
+        "share.heartbeat.interval.ms",
+        Int,
+        "",
+        Some("group.share.heartbeat.interval.ms"),
+        AtLeast(1),
+        "Heartbeat interval given to a share group's members.",
+    ),
+    group(
+        "share.isolation.level",
+        Str,
+        "read_uncommitted",
+        None,
+        OneOf(&["read_committed", "read_uncommitted"]),
+        "Whether a share group delivers only committed transactional records.",
+    ),
+    group(
+        "share.record.lock.duration.ms",
+        Int,
+        "",
+        Some("group.share.record.lock.duration.ms"),
+        AtLeast(1000),
+        "How long a share group member holds an acquired record.",
+    ),
+    group(
+        "share.session.timeout.ms",
+        Int,
+        "",
+        Some("group.share.session.timeout.ms"),
+        AtLeast(1),
+        "Share group members that do not heartbeat within this are removed.",
+    ),
+    group(
+        "streams.heartbeat.interval.ms",
+        Int,
+        "",
+        Some("group.streams.heartbeat.interval.ms"),
+        AtLeast(1),
+        "Heartbeat interval given to a streams group's members.",
+    ),
+    group(
+        "streams.num.standby.replicas",
+        Int,
+        "",
+        Some("group.streams.num.standby.replicas"),
+        AtLeast(0),
+        "Standby replicas per task in a streams group.",
+    ),
+    group(
+        "streams.session.timeout.ms",
+        Int,
+        "",
+        Some("group.streams.session.timeout.ms"),
+        AtLeast(1),
+        "Streams group members that do not heartbeat within this are removed.",
+    ),
+];
+
+pub fn group_def(name: &str) -> Option<&'static ConfigDef> {
+    GROUP_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// A group config's effective value: the group's override, else the broker value of its
+/// synonym, else its default.
+pub fn group_value(broker: &BrokerConfig, overrides: &BTreeMap<String, String>, def: &ConfigDef) -> (String, bool) {
+    if let Some(v) = overrides.get(def.name) {
+        return (v.clone(), true);
+    }
+    let value = def.broker_synonym.map(|b| broker.get(b)).unwrap_or_else(|| def.default.to_string());
+    (value, false)
+}
+
+/// Kafka's `GroupConfig.validateValues`: each interval and timeout within the broker's bounds
+/// for it, heartbeat intervals below session timeouts, standby replicas within the maximum.
+pub fn validate_group_configs(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Result<(), String> {
+    let value = |name: &str| {
+        group_def(name).map(|d| group_value(broker, overrides, d).0.parse::<i64>().unwrap_or(0)).unwrap_or(0)
+    };
+    let bounded = [
+        (
+            "consumer.heartbeat.interval.ms",
+            "group.consumer.min.heartbeat.interval.ms",
+            "group.consumer.max.heartbeat.interval.ms",
+        ),
+        (
+            "consumer.session.timeout.ms",
+            "group.consumer.min.session.timeout.ms",
+            "group.consumer.max.session.timeout.ms",
+        ),
+        (
+            "share.heartbeat.interval.ms",
+            "group.share.min.heartbeat.interval.ms",
+            "group.share.max.heartbeat.interval.ms",
+        ),
+        ("share.session.timeout.ms", "group.share.min.session.timeout.ms", "group.share.max.session.timeout.ms"),
+        (
+            "share.record.lock.duration.ms",
+            "group.share.min.record.lock.duration.ms",
+            "group.share.max.record.lock.duration.ms",
+        ),
+        (
+            "streams.heartbeat.interval.ms",
+            "group.streams.min.heartbeat.interval.ms",
+            "group.streams.max.heartbeat.interval.ms",
+        ),
+        ("streams.session.timeout.ms", "group.streams.min.session.timeout.ms", "group.streams.max.session.timeout.ms"),
+    ];
+    for (name, min, max) in bounded.into_iter().filter(|(n, _, _)| overrides.contains_key(*n)) {
+        if value(name) < broker.get_i64(min) {
+            return Err(format!("{name} must be greater than or equal to {min}"));
+        }
+        if value(name) > broker.get_i64(max) {
+            return Err(format!("{name} must be less than or equal to {max}"));
+        }
+    }
+    for kind in ["consumer", "share", "streams"] {
+        let (hb, session) = (format!("{kind}.heartbeat.interval.ms"), format!("{kind}.session.timeout.ms"));
+        if (overrides.contains_key(&hb) || overrides.contains_key(&session)) && value(&hb) >= value(&session) {
+            return Err(format!("{hb} must be less than {session}"));
+        }
+    }
+    if overrides.contains_key("streams.num.standby.replicas")
+        && value("streams.num.standby.replicas") > broker.get_i64("group.streams.max.standby.replicas")
+    {
+        return Err(
+            "streams.num.standby.replicas must be less than or equal to group.streams.max.standby.replicas".into()
+        );
+    }
+    if let Some(reset) = overrides.get("share.auto.offset.reset") {
+        let by_duration = reset.strip_prefix("by_duration:").is_some_and(|d| d.starts_with('P'));
+        if reset != "latest" && reset != "earliest" && !by_duration {
+            return Err(format!("Invalid value {reset} for configuration share.auto.offset.reset"));
+        }
+    }
+    Ok(())
+}
+
 pub fn client_metrics_def(name: &str) -> Option<&'static ConfigDef> {
     CLIENT_METRICS_CONFIGS.iter().find(|d| d.name == name)
 }
@@ -893,6 +1081,8 @@ pub enum ConfigSource {
     DynamicBroker = 2,
     StaticBroker = 4,
     Default = 5,
+    /// A `GROUP` resource's own value.
+    Group = 8,
 }
 
 /// The broker's effective configuration: static values (flag, env, file) plus dynamic

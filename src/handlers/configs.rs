@@ -24,6 +24,7 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const BROKER_LOGGER: i8 = 8;
 const CLIENT_METRICS: i8 = 16;
+const GROUP: i8 = 32;
 /// DescribeConfigs' source for a client metrics subscription's config.
 const CLIENT_METRICS_CONFIG: i8 = 7;
 /// DescribeConfigs' source for a logger's level.
@@ -71,6 +72,19 @@ pub fn topic_config_entries(cfg: &BrokerConfig, overrides: &BTreeMap<String, Str
                 synonyms.extend(broker_layers(cfg, broker_key));
             }
             Some(ConfigEntry { name: def.name, value, source, def, synonyms })
+        })
+        .collect()
+}
+
+/// Every group config with its effective value given the group's overrides.
+fn group_config_entries(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    config::GROUP_CONFIGS
+        .iter()
+        .map(|def| {
+            let (value, own) = config::group_value(cfg, overrides, def);
+            let source = if own { ConfigSource::Group } else { ConfigSource::Default };
+            let synonyms = vec![(def.name, value.clone(), source as i8)];
+            ConfigEntry { name: def.name, value, source, def, synonyms }
         })
         .collect()
 }
@@ -151,6 +165,7 @@ fn check_broker_name(broker: &Broker, name: &str) -> Result<bool, AdminError> {
 fn check_access(ctx: &RequestContext, resource_type: i8, name: &str, operation: i8) -> Result<(), AdminError> {
     match resource_type {
         TOPIC if !ctx.authorized(operation, resource::TOPIC, name) => Err(AdminError::TopicAuthorizationFailed),
+        GROUP if !ctx.authorized(operation, resource::GROUP, name) => Err(AdminError::GroupAuthorizationFailed),
         BROKER | BROKER_LOGGER | CLIENT_METRICS if !ctx.cluster_authorized(operation) => {
             Err(AdminError::ClusterAuthorizationFailed)
         }
@@ -181,6 +196,10 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
                 Some(t) => Ok(topic_config_entries(&cfg, &t.configs).into_iter().map(|e| (e, false)).collect()),
                 None => Err(AdminError::UnknownTopic),
             },
+            GROUP if name.is_empty() => Err(AdminError::InvalidRequest("Group name must not be empty".into())),
+            GROUP => {
+                Ok(group_config_entries(&cfg, &broker.group_configs(&name)).into_iter().map(|e| (e, false)).collect())
+            }
             BROKER => check_broker_name(broker, &name).map(|cluster_default| {
                 broker_config_entries(&cfg)
                     .into_iter()
@@ -400,6 +419,7 @@ enum Scope {
     Topic,
     Broker,
     ClientMetrics,
+    Group,
 }
 
 impl Scope {
@@ -408,6 +428,7 @@ impl Scope {
             Scope::Topic => config::topic_def(key),
             Scope::Broker => config::broker_def(key),
             Scope::ClientMetrics => config::client_metrics_def(key),
+            Scope::Group => config::group_def(key),
         }
     }
 
@@ -416,6 +437,7 @@ impl Scope {
             Scope::Topic => AdminError::InvalidConfig(format!("Unknown topic config name: {key}")),
             Scope::Broker => AdminError::InvalidConfig(format!("Unknown config name: {key}")),
             Scope::ClientMetrics => AdminError::InvalidRequest(format!("Unknown client metrics configuration: {key}")),
+            Scope::Group => AdminError::InvalidConfig(format!("Unknown group config name: {key}")),
         }
     }
 
@@ -513,6 +535,12 @@ async fn alter_resource(
                 broker.set_broker_configs(typed).await?;
             }
             Ok(())
+        }
+        GROUP if name.is_empty() => Err(AdminError::InvalidRequest("Group name must not be empty".into())),
+        GROUP => {
+            let base = if replace { BTreeMap::new() } else { broker.group_configs(name) };
+            let configs = apply_ops(&base, ops, Scope::Group)?;
+            broker.set_group_configs(name, configs, validate_only).await
         }
         CLIENT_METRICS => {
             let base = if replace { BTreeMap::new() } else { broker.telemetry.subscription_configs(name) };

@@ -44,7 +44,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
     }
     let coordinator = &ctx.broker.groups;
     let topics = GroupCoordinator::topic_infos(&ctx.broker);
-    let cfg = GroupCoordinator::consumer_config(&ctx.broker);
+    let cfg = GroupCoordinator::consumer_config(&ctx.broker, &group_id);
     let hb = Heartbeat {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,

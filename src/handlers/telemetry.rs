@@ -118,7 +118,13 @@ pub async fn list_config_resources(
             TOPIC => add(TOPIC, broker.topics().iter().map(|t| t.name.clone()).collect()),
             BROKER | BROKER_LOGGER => add(t, vec![broker.node_id.to_string()]),
             CLIENT_METRICS => add(CLIENT_METRICS, broker.telemetry.subscription_names()),
-            _ => add(GROUP, broker.groups.group_ids()),
+            _ => {
+                let mut groups = broker.groups.group_ids();
+                groups.extend(broker.groups_with_configs());
+                groups.sort();
+                groups.dedup();
+                add(GROUP, groups)
+            }
         }
     }
     ListConfigResourcesResponse::default().with_config_resources(resources)

@@ -144,11 +144,18 @@ impl GroupCoordinator {
         }
     }
 
-    pub fn consumer_config(broker: &Broker) -> consumer::ConsumerGroupConfig {
+    /// A KIP-848 group's timing: its `GROUP` config overrides, else the broker's defaults.
+    pub fn consumer_config(broker: &Broker, group_id: &str) -> consumer::ConsumerGroupConfig {
         let cfg = broker.config();
+        let overrides = broker.group_configs(group_id);
+        let ms = |name: &str| {
+            crate::config::group_def(name)
+                .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
+                .unwrap_or(1)
+        };
         consumer::ConsumerGroupConfig {
-            session_timeout: Duration::from_millis(cfg.get_i64("group.consumer.session.timeout.ms").max(1) as u64),
-            heartbeat_interval_ms: cfg.get_i64("group.consumer.heartbeat.interval.ms") as i32,
+            session_timeout: Duration::from_millis(ms("consumer.session.timeout.ms").max(1) as u64),
+            heartbeat_interval_ms: ms("consumer.heartbeat.interval.ms") as i32,
         }
     }
 
@@ -365,7 +372,6 @@ impl GroupCoordinator {
         loop {
             tick.tick().await;
             let cfg = Self::config(&broker);
-            let consumer_cfg = Self::consumer_config(&broker);
             let retention_ms = broker.config().get_i64("offsets.retention.minutes").saturating_mul(60_000);
             for id in self.group_ids() {
                 let Some(handle) = self.group(&id) else { continue };
@@ -373,7 +379,7 @@ impl GroupCoordinator {
                 let (now, wall) = (Instant::now(), now_ms());
                 entry.group.tick(now, wall, &cfg);
                 if let Some(c) = entry.consumer.as_mut() {
-                    c.tick(now, &consumer_cfg);
+                    c.tick(now, &Self::consumer_config(&broker, &id));
                 }
                 let mut records = Vec::new();
                 records.extend(entry.expire_offsets(&id, wall, retention_ms));

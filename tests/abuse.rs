@@ -13,23 +13,12 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-/// True when an ApiVersions request on `s` is answered (false when the broker closed it).
-fn answers(s: &mut TcpStream) -> bool {
-    use kafka_protocol::protocol::Encodable;
-    let header = RequestHeader::default().with_request_api_key(ApiKey::ApiVersions as i16).with_correlation_id(1);
-    let mut body = bytes::BytesMut::new();
-    header.encode(&mut body, 1).unwrap();
-    ApiVersionsRequest::default().encode(&mut body, 0).unwrap();
-    let sent = s.write_all(&(body.len() as i32).to_be_bytes()).and_then(|_| s.write_all(&body));
-    sent.is_ok() && raw::read_frame(s).is_some()
-}
-
 /// True when a new connection is admitted and served within `timeout` (the broker frees a
 /// place when it sees the old connection's end).
 fn served_within(bootstrap: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if answers(&mut raw::connect(bootstrap)) {
+        if raw::answers(&mut raw::connect(bootstrap)) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -43,10 +32,10 @@ async fn connections_over_the_limits_are_refused_cleanly() {
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
         let mut held: Vec<TcpStream> = (0..20).map(|_| raw::connect(&b)).collect();
-        assert!(held.iter_mut().all(answers), "the first 20 are served");
+        assert!(held.iter_mut().all(raw::answers), "the first 20 are served");
         let mut extra = raw::connect(&b);
         assert!(raw::is_closed(&mut extra), "the 21st from the same address is closed");
-        assert!(answers(&mut held[0]), "the admitted ones are unaffected");
+        assert!(raw::answers(&mut held[0]), "the admitted ones are unaffected");
         held.truncate(15);
         assert!(served_within(&b, Duration::from_secs(10)), "a freed place can be taken again");
     })
@@ -60,7 +49,7 @@ async fn a_flood_of_connections_is_capped_by_max_connections() {
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
         let mut flood: Vec<TcpStream> = (0..1000).map(|_| raw::connect(&b)).collect();
-        let served = flood.iter_mut().map(answers).filter(|ok| *ok).count();
+        let served = flood.iter_mut().map(raw::answers).filter(|ok| *ok).count();
         assert_eq!(served, 200, "exactly max.connections are served");
         drop(flood);
         assert!(served_within(&b, Duration::from_secs(10)), "once the flood is gone clients are served");
@@ -80,12 +69,12 @@ async fn a_stalled_half_frame_is_closed_and_others_are_served() {
         stalled.write_all(&100i32.to_be_bytes()).unwrap();
         stalled.write_all(&[0u8; 10]).unwrap();
         let mut other = raw::connect(&b);
-        assert!(answers(&mut other), "served while another connection stalls");
+        assert!(raw::answers(&mut other), "served while another connection stalls");
         let started = Instant::now();
         assert!(raw::is_closed(&mut stalled), "the stalled frame's connection is closed");
         assert!(started.elapsed() < Duration::from_secs(5));
         let mut fresh = raw::connect(&b);
-        assert!(answers(&mut fresh));
+        assert!(raw::answers(&mut fresh));
     })
     .await
     .unwrap();
@@ -125,7 +114,7 @@ async fn thousands_of_unknown_topics_get_errors_not_trouble() {
         assert!(r.responses.iter().all(|t| t.partitions[0].error_code == code));
         assert!(started.elapsed() < Duration::from_secs(10));
         let mut s = raw::connect(&b);
-        assert!(answers(&mut s), "the broker still serves");
+        assert!(raw::answers(&mut s), "the broker still serves");
     })
     .await
     .unwrap();
@@ -151,6 +140,6 @@ fn a_request_claiming_billions_of_elements_does_not_crash_the_broker() {
         s.write_all(&f).unwrap();
         let _ = raw::read_frame(&mut s);
     }
-    assert!(answers(&mut raw::connect(&broker.bootstrap)), "still serving");
+    assert!(raw::answers(&mut raw::connect(&broker.bootstrap)), "still serving");
     assert!(broker.terminate().success());
 }

@@ -160,16 +160,11 @@ async fn connection_limits_are_dynamic_as_in_kafka() {
     assert_eq!(code, 0, "{msg}");
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
-        let served = |s: &mut std::net::TcpStream| {
-            let r: Option<ApiVersionsResponse> =
-                raw::roundtrip(s, ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
-            r.is_some_and(|r| r.error_code == 0)
-        };
         // the admin connection above may still be closing: retry until three are served
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let _held = loop {
             let mut held: Vec<std::net::TcpStream> = (0..3).map(|_| raw::connect(&b)).collect();
-            if held.iter_mut().all(&served) {
+            if held.iter_mut().all(raw::answers) {
                 break held;
             }
             assert!(std::time::Instant::now() < deadline, "three connections are never served");

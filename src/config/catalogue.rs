@@ -15,6 +15,18 @@ use super::{Check, ConfigDef, ConfigType, UpdateMode};
 
 const CATALOGUE: &str = include_str!("kafka_catalogue.tsv");
 
+/// Catalogue keys Weir does act on: Kafka's coarser synonyms of millisecond keys Weir
+/// implements (see [`super::time_synonyms`]), with Weir's doc line.
+const ACTED_ON: &[(&str, &str)] = &[
+    ("log.retention.minutes", "log.retention.ms in minutes, when log.retention.ms is not set."),
+    (
+        "log.retention.hours",
+        "log.retention.ms in hours, when neither log.retention.ms nor log.retention.minutes is set.",
+    ),
+    ("log.roll.hours", "log.roll.ms in hours, when log.roll.ms is not set."),
+    ("log.flush.scheduler.interval.ms", "log.flush.interval.ms when that is not set."),
+];
+
 /// Which table a catalogue line belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -74,6 +86,7 @@ fn parse_line(line: &'static str) -> Option<(Scope, ConfigDef)> {
         ),
         Scope::Topic => (UpdateMode::ClusterWide, (last != "null").then_some(last)),
     };
+    let acted_on = ACTED_ON.iter().find(|(n, _)| *n == name).filter(|_| scope == Scope::Broker);
     let def = ConfigDef {
         name,
         kind,
@@ -82,8 +95,8 @@ fn parse_line(line: &'static str) -> Option<(Scope, ConfigDef)> {
         check: parse_check(valid),
         mode,
         broker_synonym,
-        doc: "",
-        implemented: false,
+        doc: acted_on.map(|(_, doc)| *doc).unwrap_or(""),
+        implemented: acted_on.is_some(),
     };
     Some((scope, def))
 }

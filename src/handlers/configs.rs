@@ -41,16 +41,16 @@ pub struct ConfigEntry {
     pub synonyms: Vec<(&'static str, String, i8)>,
 }
 
-/// The broker layers of `key`: dynamic, static, default (those that are set).
+/// The broker layers of `key` and of Kafka's coarser synonyms of it (`log.retention.hours`
+/// for `log.retention.ms`): dynamic and static where set, then the default.
 fn broker_layers(cfg: &BrokerConfig, key: &'static str) -> Vec<(&'static str, String, i8)> {
     let mut out = Vec::new();
-    if let Some(v) = cfg.dynamic_values().get(key) {
-        out.push((key, v.clone(), ConfigSource::DynamicBroker as i8));
-    }
-    let mut static_only = cfg.clone();
-    static_only.set_dynamic(BTreeMap::new());
-    if let Some((v, ConfigSource::StaticBroker)) = static_only.lookup(key) {
-        out.push((key, v, ConfigSource::StaticBroker as i8));
+    let names = std::iter::once(key).chain(config::time_synonyms(key).iter().map(|(n, _)| *n));
+    for name in names {
+        let Some(def) = config::broker_def(name) else { continue };
+        for (v, source) in cfg.set_layers(def.name) {
+            out.push((def.name, v, source as i8));
+        }
     }
     if let Some(def) = config::broker_def(key).filter(|d| !d.unset_by_default()) {
         out.push((key, def.default.to_string(), ConfigSource::Default as i8));

@@ -415,6 +415,17 @@ pub mod raw {
     }
 
     /// True when the broker closes the connection (EOF) within the read timeout.
+    /// True when an ApiVersions request on `s` is answered (false when the broker closed it).
+    pub fn answers(s: &mut TcpStream) -> bool {
+        use kafka_protocol::messages::ApiVersionsRequest;
+        let header = RequestHeader::default().with_request_api_key(ApiKey::ApiVersions as i16).with_correlation_id(1);
+        let mut body = bytes::BytesMut::new();
+        header.encode(&mut body, 1).unwrap();
+        ApiVersionsRequest::default().encode(&mut body, 0).unwrap();
+        let sent = s.write_all(&(body.len() as i32).to_be_bytes()).and_then(|_| s.write_all(&body));
+        sent.is_ok() && read_frame(s).is_some()
+    }
+
     pub fn is_closed(s: &mut TcpStream) -> bool {
         let mut b = [0u8; 1];
         matches!(s.read(&mut b), Ok(0))

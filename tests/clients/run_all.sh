@@ -6,7 +6,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 weir="$1"
 data="$(mktemp -d)"
 log="$data/weir.log"
-RUST_LOG=info "$weir" --listen 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
+RUST_LOG=info "$weir" --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do
@@ -15,13 +15,15 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "${addr:-}" ] || { echo "weir did not start"; cat "$log"; exit 1; }
-echo "weir at $addr"
+metrics=$(sed -n 's/.*metrics at http:\/\/\([^/]*\)\/metrics.*/\1/p' "$log" | head -1)
+echo "weir at $addr, metrics at $metrics"
 status=0
 export KAFKAJS_NO_PARTITIONER_WARNING=1
 bash "$here/kcat.sh" "$addr" || status=1
 python3 "$here/python_clients.py" "$addr" || status=1
 python3 "$here/python_groups.py" "$addr" || status=1
 python3 "$here/python_transactions.py" "$addr" || status=1
+python3 "$here/python_telemetry.py" "$addr" "$metrics" || status=1
 node "$here/kafkajs.js" "$addr" || status=1
 kill -TERM $pid
 wait $pid || { echo "weir did not exit cleanly"; status=1; }

@@ -237,6 +237,15 @@ impl ProduceLimits<'_> {
         diff > self.timestamp_before_max_ms || diff.saturating_neg() > self.timestamp_after_max_ms
     }
 
+    /// The CreateTime timestamps in range, `earliest..=latest`: a cheaper form of
+    /// [`Self::timestamp_out_of_range`] for walking many records (a timestamp outside it is
+    /// checked again by the exact rule).
+    fn timestamp_bounds(&self) -> (i64, i64) {
+        let earliest = self.now_ms.saturating_sub(self.timestamp_before_max_ms);
+        let latest = self.now_ms.saturating_add(self.timestamp_after_max_ms);
+        (earliest, latest)
+    }
+
     /// Kafka's `LogValidator.validateRecord` for one record (magic 2): a key on compacted
     /// topics first, then the timestamp.
     fn check_record(&self, batch: &BatchHeader, index: i32, record: &RecordFields) -> Option<(bool, RecordError)> {
@@ -409,6 +418,9 @@ pub fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
 
 /// Walks uncompressed records: each length must fit, offset deltas must be 0, 1, 2, …, and
 /// each record passes the per-record rules (collected in `faults`, as Kafka reports them all).
+/// The common case (a CreateTime batch on a topic that is not compacted) reads only the
+/// framing, the timestamp and the offset delta of each record and compares the timestamp with
+/// bounds computed once; a record's key and value lengths are read only when a rule needs them.
 fn check_uncompressed_records(
     mut records: &[u8],
     h: &BatchHeader,
@@ -416,6 +428,9 @@ fn check_uncompressed_records(
     faults: &mut RecordFaults,
 ) -> Result<(), BatchError> {
     let corrupt = |why: &str| BatchError::Corrupt(why.to_string());
+    let every_field = limits.compacted || h.is_log_append_time();
+    let check_time = !limits.log_append_time;
+    let (earliest, latest) = limits.timestamp_bounds();
     for expected_delta in 0..i64::from(h.record_count) {
         let (len, used) = read_varint(records).ok_or_else(|| corrupt("bad record length"))?;
         let len = usize::try_from(len).map_err(|_| corrupt("negative record length"))?;
@@ -434,16 +449,15 @@ fn check_uncompressed_records(
                 "record offset delta {delta} where {expected_delta} was expected"
             )));
         }
-        let key_len = field("bad key length")?;
-        at += usize::try_from(key_len).unwrap_or(0);
-        let value_len = body.get(at..).and_then(read_varint).map_or(-1, |(v, _)| v);
-        let fields = RecordFields {
-            offset: h.base_offset.saturating_add(delta),
-            timestamp: h.base_timestamp.saturating_add(timestamp_delta),
-            key_len,
-            value_len,
-        };
-        faults.add(limits.check_record(h, delta as i32, &fields));
+        let timestamp = h.base_timestamp.saturating_add(timestamp_delta);
+        let late_or_early = check_time && timestamp != NO_TIMESTAMP && !(earliest..=latest).contains(&timestamp);
+        if every_field || late_or_early {
+            let key_len = field("bad key length")?;
+            at += usize::try_from(key_len).unwrap_or(0);
+            let value_len = body.get(at..).and_then(read_varint).map_or(-1, |(v, _)| v);
+            let fields = RecordFields { offset: h.base_offset.saturating_add(delta), timestamp, key_len, value_len };
+            faults.add(limits.check_record(h, delta as i32, &fields));
+        }
         records = &records[used + len..];
     }
     if !records.is_empty() {

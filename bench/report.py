@@ -18,12 +18,13 @@ with open(path) as f:
 expected = ["disk", "produce-1k-acks-all-durable", "produce-100b-lz4", "consume-100b", "latency-durable",
             "latency-no-fsync", "partitions"] + [f"produce-{n}-idle-{r}" for n in (0, 1000) for r in (1, 2, 3)] + \
     [f"{kind}-1k-{proto}" for kind in ("produce", "consume") for proto in ("plaintext", "ssl")]
+expected += [f"disk-fsync-1k-1", "ack-durable-1000-p1-x1-1", "ack-no-fsync-1000-p1-x1-1"]
 missing = [s for s in expected if s not in runs]
 problems = [f"missing scenario {s}" for s in missing]
 for name, r in runs.items():
     if r.get("failed"):
         problems.append(f"{name}: {r['failed']} records failed")
-    if r["kind"] == "latency" and r["records"] != r["expected"]:
+    if r["kind"] in ("latency", "ack-latency") and r["records"] != r["expected"]:
         problems.append(f"{name}: {r['records']} of {r['expected']} records arrived")
 if "produce-100b-lz4" in runs and "consume-100b" in runs:
     if runs["consume-100b"]["records"] != runs["produce-100b-lz4"]["records"]:
@@ -105,6 +106,40 @@ for kind in ("produce", "consume"):
         row(f"{kind} 1 KiB over TLS", f"{ssl['mb_per_s']} MB/s vs {plain['mb_per_s']} MB/s plaintext ({ratio:.0%}), "
             f"broker {ssl.get('broker_cpu_s_per_gb')} vs {plain.get('broker_cpu_s_per_gb')} CPU-s/GB",
             "(measured, no target)", "-")
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+# acks=all delivery latency (issue 13): medians over rounds of durable, no-fsync and the disk's
+# own fdatasync of 1 KiB appends, against the targets
+rounds = sorted({k.rsplit("-", 1)[1] for k in runs if k.startswith("ack-durable-")})
+disk_fsync = {q: median([runs[f"disk-fsync-1k-{r}"][f"{q}_ms"] for r in rounds if f"disk-fsync-1k-{r}" in runs])
+              for q in ("p50", "p99", "p999")}
+if rounds and disk_fsync["p50"] is not None:
+    print()
+    print(f"disk fdatasync of a 1 KiB append, median of rounds: p50 {disk_fsync['p50']} / p99 {disk_fsync['p99']} / "
+          f"p99.9 {disk_fsync['p999']} ms")
+    print()
+    print("| acks=all, linger.ms=0, 1 KiB | durable p50 / p99 / p99.9 ms | no-fsync p50 / p99 / p99.9 ms | targets |")
+    print("|---|---|---|---|")
+    shapes = sorted({k[len("ack-durable-"):].rsplit("-", 1)[0] for k in runs if k.startswith("ack-durable-")},
+                    key=lambda s: [int(x.strip("px")) for x in s.split("-")])
+    for shape in shapes:
+        d = {q: median([runs[f"ack-durable-{shape}-{r}"][f"{q}_ms"] for r in rounds if f"ack-durable-{shape}-{r}" in runs])
+             for q in ("p50", "p99", "p999")}
+        n = {q: median([runs[f"ack-no-fsync-{shape}-{r}"][f"{q}_ms"] for r in rounds
+                        if f"ack-no-fsync-{shape}-{r}" in runs]) for q in ("p50", "p99", "p999")}
+        if None in d.values() or None in n.values():
+            continue
+        met = [d["p99"] <= n["p99"] + 3 * disk_fsync["p99"], d["p999"] <= n["p999"] + 5,
+               d["p50"] <= n["p50"] + disk_fsync["p50"] + 0.5]
+        rate, parts, producers = shape.split("-")
+        print(f"| {rate}/s, {parts[1:]} partition(s), {producers[1:]} producer(s) | {d['p50']} / {d['p99']} / {d['p999']} "
+              f"| {n['p50']} / {n['p99']} / {n['p999']} | p99 {ok(met[0])}, p99.9 {ok(met[1])}, p50 {ok(met[2])} |")
+
 for p in problems:
     print("problem:", p)
 sys.exit(1 if problems else 0)

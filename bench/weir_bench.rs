@@ -47,6 +47,9 @@ enum Cmd {
     Consume(ConsumeArgs),
     /// End-to-end latency at a fixed offered rate.
     Latency(LatencyArgs),
+    /// Producer acknowledgement latency at a fixed offered rate, measured per record from
+    /// send to delivery report (librdkafka's `rdkafka_performance -l`), linger.ms=0 by default.
+    AckLatency(AckLatencyArgs),
     /// This machine's disk limits: sequential write bandwidth with fdatasync, fsync latency.
     Disk(DiskArgs),
     /// Many partitions: create them, restart the broker, time start-up, idle RSS, Metadata.
@@ -128,6 +131,31 @@ struct LatencyArgs {
 }
 
 #[derive(Args)]
+struct AckLatencyArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench-ack-latency")]
+    topic: String,
+    /// Offered load in records per second, over all producers.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Partitions of the topic (created if missing); records go to them in turn.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Producers (each its own client and connection), each offering rate / producers.
+    #[arg(long, default_value_t = 1)]
+    producers: u64,
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u32,
+}
+
+#[derive(Args)]
 struct DiskArgs {
     /// Directory on the filesystem to measure (the broker's data directory's filesystem).
     #[arg(long)]
@@ -140,6 +168,12 @@ struct DiskArgs {
     fsync_seconds: u64,
     #[arg(long, default_value = "disk")]
     label: String,
+    /// Only the fsync latency of small appends (of `--append-bytes`), no bandwidth figures.
+    #[arg(long)]
+    fsync_only: bool,
+    /// Size of each fsynced append in the fsync-only measurement.
+    #[arg(long, default_value_t = 1024)]
+    append_bytes: usize,
 }
 
 #[derive(Args)]
@@ -173,6 +207,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Produce(a) => produce(a)?,
         Cmd::Consume(a) => consume(a)?,
         Cmd::Latency(a) => latency(a)?,
+        Cmd::AckLatency(a) => ack_latency(a)?,
         Cmd::Disk(a) => disk(a)?,
         Cmd::Partitions(a) => partitions(a)?,
     };
@@ -592,12 +627,169 @@ fn latency(a: LatencyArgs) -> anyhow::Result<Value> {
     Ok(out)
 }
 
+/// Records each acknowledged record's latency, with when it was sent (µs after `epoch`): the
+/// send instant travels as the opaque.
+struct Timing {
+    epoch: Instant,
+    latencies_us: Arc<parking_lot::Mutex<Vec<(u64, u64)>>>,
+    failed: Arc<AtomicU64>,
+}
+
+impl ClientContext for Timing {}
+
+/// A record's send instant, and whether it counts (records sent while warming up do not).
+type Sent = Box<(Instant, bool)>;
+
+impl ProducerContext for Timing {
+    type DeliveryOpaque = Sent;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Sent) {
+        let (sent, measured) = *sent;
+        if !measured {
+            return;
+        }
+        match result {
+            Ok(_) => {
+                let at = sent.saturating_duration_since(self.epoch).as_micros() as u64;
+                self.latencies_us.lock().push((at, sent.elapsed().as_micros() as u64));
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The latency at quantile `q` of sorted microsecond samples, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted_us.len() as f64 - 1.0) * q).round() as usize;
+    round(sorted_us[i] as f64 / 1000.0, 3)
+}
+
+fn ack_latency(a: AckLatencyArgs) -> anyhow::Result<Value> {
+    ensure_topic(&a.target.bootstrap, &a.topic, a.partitions)?;
+    let latencies_us = Arc::new(parking_lot::Mutex::new(Vec::with_capacity((a.rate * a.seconds) as usize)));
+    let epoch = Instant::now();
+    let failed = Arc::new(AtomicU64::new(0));
+    let producers: Vec<ThreadedProducer<Timing>> =
+        (0..a.producers.max(1))
+            .map(|_| {
+                producer_config(&a.target.bootstrap, &a.acks, "none", a.linger_ms, 1_000_000)
+                    .create_with_context(Timing { epoch, latencies_us: latencies_us.clone(), failed: failed.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+    for p in &producers {
+        p.client().fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+    }
+    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let counter = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(&a.target.label, counter.clone(), a.record_size);
+    let per_producer = (a.rate * a.seconds) / producers.len() as u64;
+    let rate = (a.rate / producers.len() as u64).max(1);
+    // a first second at the same pace is not counted: a client's first records wait for it to
+    // set up its partitions and connections, which is not what is measured here
+    let warm_up = rate;
+    let senders: Vec<_> = producers
+        .into_iter()
+        .enumerate()
+        .map(|(n, producer)| {
+            let (topic, size, partitions, counter) =
+                (a.topic.clone(), a.record_size.max(1), a.partitions, counter.clone());
+            std::thread::spawn(move || {
+                let payload = vec![b'x'; size];
+                let start = Instant::now();
+                for i in 0..warm_up + per_producer {
+                    let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    let partition = ((i + n as u64) % partitions.max(1) as u64) as i32;
+                    let sent: Sent = Box::new((Instant::now(), i >= warm_up));
+                    let mut rec = BaseRecord::<(), [u8], Sent>::with_opaque_to(&topic, sent)
+                        .payload(&payload)
+                        .partition(partition);
+                    while let Err((_, back)) = producer.send(rec) {
+                        rec = back;
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    if i >= warm_up {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                let _ = producer.flush(Duration::from_secs(60));
+            })
+        })
+        .collect();
+    for s in senders {
+        let _ = s.join();
+    }
+    drop(progress);
+    let mut timed = std::mem::take(&mut *latencies_us.lock());
+    // when the slowest were sent (s after the clock started): a stall shows as one cluster
+    timed.sort_unstable_by_key(|(_, l)| std::cmp::Reverse(*l));
+    let measured_from = timed.iter().map(|(at, _)| *at).min().unwrap_or(0);
+    let slowest: Vec<Value> = timed
+        .iter()
+        .take(5)
+        .map(|(at, l)| json!([round((at - measured_from) as f64 / 1e6, 3), round(*l as f64 / 1e3, 3)]))
+        .collect();
+    let mut lat: Vec<u64> = timed.into_iter().map(|(_, l)| l).collect();
+    lat.sort_unstable();
+    let mut out = json!({
+        "scenario": a.target.label, "kind": "ack-latency", "records": lat.len(),
+        "expected": per_producer * a.producers.max(1), "failed": failed.load(Ordering::Relaxed),
+        "rate": a.rate, "record_size": a.record_size, "acks": a.acks, "linger_ms": a.linger_ms,
+        "partitions": a.partitions, "producers": a.producers,
+        "p50_ms": percentile_ms(&lat, 0.5), "p99_ms": percentile_ms(&lat, 0.99),
+        "p999_ms": percentile_ms(&lat, 0.999), "max_ms": percentile_ms(&lat, 1.0),
+        "slowest_sent_at_s_and_ms": slowest,
+    });
+    if let Some(s) = sampler {
+        merge(&mut out, s.finish(lat.len() as u64 * a.record_size as u64));
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------------------------------
 // machine limits
+
+/// fdatasync latencies (ms, sorted) of `bytes`-sized appends to a fresh file for `seconds`
+/// (and at least 100 of them): long enough to meet the filesystem's periodic journal commits.
+fn fsync_latencies(path: &std::path::Path, bytes: usize, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    let mut f = std::fs::File::create(path)?;
+    let small = vec![0u8; bytes];
+    let mut lat: Vec<f64> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) || lat.len() < 100 {
+        let t = Instant::now();
+        f.write_all(&small)?;
+        f.sync_data()?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let _ = std::fs::remove_file(path);
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
+/// The value at quantile `q` of sorted samples, rounded to microseconds when in ms.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    round(sorted[((sorted.len() - 1) as f64 * q) as usize], 3)
+}
 
 fn disk(a: DiskArgs) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&a.dir)?;
     let path = a.dir.join(".weir-bench-disk");
+    if a.fsync_only {
+        let lat = fsync_latencies(&path, a.append_bytes, a.fsync_seconds)?;
+        let pct = |q: f64| quantile(&lat, q);
+        return Ok(json!({
+            "scenario": a.label, "kind": "disk-fsync", "append_bytes": a.append_bytes, "fsyncs": lat.len(),
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0),
+        }));
+    }
     let block = vec![0x5au8; 1 << 20];
     // sequential 1 MiB writes, each followed by fdatasync: the best a durable log can do
     let mut f = std::fs::File::create(&path)?;
@@ -619,21 +811,9 @@ fn disk(a: DiskArgs) -> anyhow::Result<Value> {
     }
     let cached_s = started.elapsed().as_secs_f64();
     let cached_mb_s = a.mib as f64 * 1.048_576 / cached_s;
-    // fsync latency of a small append (which also grows the file, as log appends do), for
-    // long enough to meet the filesystem's periodic journal commits
-    let mut f = std::fs::File::create(&path)?;
-    let small = vec![0u8; 4096];
-    let mut lat: Vec<f64> = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(a.fsync_seconds) || lat.len() < 100 {
-        let t = Instant::now();
-        f.write_all(&small)?;
-        f.sync_data()?;
-        lat.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| round(lat[((lat.len() - 1) as f64 * q) as usize], 3);
-    let _ = std::fs::remove_file(&path);
+    // fsync latency of a small append (which also grows the file, as log appends do)
+    let lat = fsync_latencies(&path, 4096, a.fsync_seconds)?;
+    let pct = |q: f64| quantile(&lat, q);
     Ok(json!({
         "scenario": a.label, "kind": "disk", "dir": a.dir.display().to_string(),
         "fdatasync_write_mb_s": round(synced_mb_s, 1), "page_cache_write_mb_s": round(cached_mb_s, 1),

@@ -252,7 +252,6 @@ fn describe_loggers(
     keys: Option<&[StrBytes]>,
     resource_name: StrBytes,
 ) -> DescribeConfigsResult {
-    let result = DescribeConfigsResult::default().with_resource_type(BROKER_LOGGER).with_resource_name(resource_name);
     let checked = allowed.and_then(|()| match name {
         "" => Err(AdminError::InvalidRequest("Broker id must not be empty".into())),
         n if n != broker.node_id.to_string() => Err(AdminError::InvalidRequest(format!(
@@ -261,20 +260,8 @@ fn describe_loggers(
         ))),
         _ => Ok(()),
     });
-    if let Err(e) = checked {
-        return result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
-    }
-    let configs = logging::loggers()
-        .into_iter()
-        .filter(|(logger, _)| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == logger)))
-        .map(|(logger, level)| {
-            DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(logger))
-                .with_value(Some(str_bytes(level)))
-                .with_config_source(DYNAMIC_BROKER_LOGGER)
-        })
-        .collect();
-    result.with_configs(configs)
+    let result = DescribeConfigsResult::default().with_resource_type(BROKER_LOGGER).with_resource_name(resource_name);
+    plain_entries(result, checked, keys, DYNAMIC_BROKER_LOGGER, logging::loggers)
 }
 
 /// DescribeConfigs on `CLIENT_METRICS`: a subscription's configs as set (none for an unknown
@@ -286,24 +273,34 @@ fn describe_client_metrics(
     keys: Option<&[StrBytes]>,
     resource_name: StrBytes,
 ) -> DescribeConfigsResult {
-    let result = DescribeConfigsResult::default().with_resource_type(CLIENT_METRICS).with_resource_name(resource_name);
     let checked = allowed.and_then(|()| match name {
         "" => Err(AdminError::InvalidRequest("Client metrics subscription name must not be empty".into())),
         _ => Ok(()),
     });
+    let result = DescribeConfigsResult::default().with_resource_type(CLIENT_METRICS).with_resource_name(resource_name);
+    plain_entries(result, checked, keys, CLIENT_METRICS_CONFIG, || broker.telemetry.subscription_configs(name))
+}
+
+/// A result of bare name/value entries, all from one `source` (loggers, subscriptions), or the
+/// error that stopped them.
+fn plain_entries<E: IntoIterator<Item = (String, String)>>(
+    result: DescribeConfigsResult,
+    checked: Result<(), AdminError>,
+    keys: Option<&[StrBytes]>,
+    source: i8,
+    entries: impl FnOnce() -> E,
+) -> DescribeConfigsResult {
     if let Err(e) = checked {
         return result.with_error_code(e.code()).with_error_message(Some(str_bytes(e.to_string())));
     }
-    let configs = broker
-        .telemetry
-        .subscription_configs(name)
+    let configs = entries()
         .into_iter()
-        .filter(|(k, _)| keys.is_none_or(|keys| keys.iter().any(|key| key.as_str() == k)))
-        .map(|(k, v)| {
+        .filter(|(name, _)| keys.is_none_or(|k| k.iter().any(|k| k.as_str() == name)))
+        .map(|(name, value)| {
             DescribeConfigsResourceResult::default()
-                .with_name(str_bytes(k))
-                .with_value(Some(str_bytes(v)))
-                .with_config_source(CLIENT_METRICS_CONFIG)
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_config_source(source)
         })
         .collect();
     result.with_configs(configs)

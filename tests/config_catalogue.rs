@@ -210,39 +210,13 @@ async fn group_configs_set_a_consumer_groups_timing() {
     assert_eq!(code, 0, "{msg}");
     // raw: rdkafka 0.39 refuses GROUP_CONFIG, the config source Kafka 4 reports for a
     // group's own values ("bogus config source type")
-    let req = DescribeConfigsRequest::default().with_resources(vec![
-        describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(32)
-            .with_resource_name(s(&group))
-            .with_configuration_keys(None),
-    ]);
-    let r: DescribeConfigsResponse = raw::call_async(&broker.bootstrap, ApiKey::DescribeConfigs, 4, req).await;
-    let described: Vec<(String, String, i8)> = r.results[0]
-        .configs
-        .iter()
-        .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string(), c.config_source))
-        .collect();
+    let described = raw::describe_configs(&broker.bootstrap, 32, &group).await;
     assert_eq!(described.len(), 10, "Kafka 4.1's group configs");
     assert!(described.contains(&("consumer.session.timeout.ms".into(), "50000".into(), 8)));
     assert!(described.contains(&("share.record.lock.duration.ms".into(), "30000".into(), 5)));
 
     // a KIP-848 member of the group is told the group's heartbeat interval
     let b = broker.bootstrap.clone();
-    let hb = tokio::task::spawn_blocking(move || {
-        let r: ConsumerGroupHeartbeatResponse = raw::call(
-            &b,
-            ApiKey::ConsumerGroupHeartbeat,
-            0,
-            &ConsumerGroupHeartbeatRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_member_epoch(0)
-                .with_rebalance_timeout_ms(30_000)
-                .with_subscribed_topic_names(Some(vec![TopicName(s(&topic))]))
-                .with_topic_partitions(Some(vec![])),
-        );
-        r
-    })
-    .await
-    .unwrap();
+    let hb = tokio::task::spawn_blocking(move || raw::join_consumer_group(&b, &group, &topic)).await.unwrap();
     assert_eq!((hb.error_code, hb.heartbeat_interval_ms), (0, 6000));
 }

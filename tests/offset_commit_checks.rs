@@ -287,17 +287,7 @@ async fn consumer_protocol_commit_checks() {
     let b = broker.bootstrap.clone();
     tokio::task::spawn_blocking(move || {
         let (group, topic) = (topic_name("g"), COMMIT_TOPIC.to_string());
-        let hb: ConsumerGroupHeartbeatResponse = raw::call(
-            &b,
-            ApiKey::ConsumerGroupHeartbeat,
-            0,
-            &ConsumerGroupHeartbeatRequest::default()
-                .with_group_id(GroupId(s(&group)))
-                .with_member_epoch(0)
-                .with_rebalance_timeout_ms(30_000)
-                .with_subscribed_topic_names(Some(vec![TopicName(s(&topic))]))
-                .with_topic_partitions(Some(vec![])),
-        );
+        let hb = raw::join_consumer_group(&b, &group, &topic);
         assert_eq!(hb.error_code, 0);
         let (member, epoch) = (hb.member_id.unwrap_or_default().to_string(), hb.member_epoch);
         assert!(epoch > 0);

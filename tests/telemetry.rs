@@ -228,17 +228,6 @@ async fn telemetry_requests_are_checked_like_kafka() {
     assert_eq!(list(1, vec![16]).await, vec![("all".to_string(), 16)]);
     assert!(list(1, vec![]).await.contains(&("1".to_string(), 4)));
     let broker = broker.restart(&[]).await;
-    let req = DescribeConfigsRequest::default().with_resources(vec![
-        describe_configs_request::DescribeConfigsResource::default()
-            .with_resource_type(16)
-            .with_resource_name(s("all"))
-            .with_configuration_keys(None),
-    ]);
-    let r: DescribeConfigsResponse = raw::call_async(&broker.bootstrap, ApiKey::DescribeConfigs, 4, req).await;
-    let described: Vec<(String, String, i8)> = r.results[0]
-        .configs
-        .iter()
-        .map(|c| (c.name.to_string(), c.value.as_ref().unwrap().to_string(), c.config_source))
-        .collect();
+    let described = raw::describe_configs(&broker.bootstrap, 16, "all").await;
     assert_eq!(described, vec![("interval.ms".into(), "1000".into(), 7), ("metrics".into(), "*".into(), 7)]);
 }

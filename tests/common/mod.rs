@@ -415,6 +415,45 @@ pub mod raw {
     }
 
     /// True when the broker closes the connection (EOF) within the read timeout.
+    /// DescribeConfigs (v4) of every config of one resource: `(name, value, source)`.
+    pub async fn describe_configs(bootstrap: &str, resource_type: i8, name: &str) -> Vec<(String, String, i8)> {
+        use kafka_protocol::messages::{describe_configs_request, DescribeConfigsRequest, DescribeConfigsResponse};
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let r: DescribeConfigsResponse = call_async(bootstrap, ApiKey::DescribeConfigs, 4, req).await;
+        r.results[0]
+            .configs
+            .iter()
+            .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), c.config_source))
+            .collect()
+    }
+
+    /// A new KIP-848 member joining `group` subscribed to `topic` (ConsumerGroupHeartbeat v0,
+    /// member epoch 0).
+    pub fn join_consumer_group(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+    ) -> kafka_protocol::messages::ConsumerGroupHeartbeatResponse {
+        use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, GroupId, TopicName};
+        let s = |v: &str| StrBytes::from_string(v.to_string());
+        call(
+            bootstrap,
+            ApiKey::ConsumerGroupHeartbeat,
+            0,
+            &ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_member_epoch(0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(topic))]))
+                .with_topic_partitions(Some(vec![])),
+        )
+    }
+
     /// True when an ApiVersions request on `s` is answered (false when the broker closed it).
     pub fn answers(s: &mut TcpStream) -> bool {
         use kafka_protocol::messages::ApiVersionsRequest;

@@ -43,6 +43,16 @@ pub fn kafka_defs(scope: Scope) -> impl Iterator<Item = &'static ConfigDef> {
     ENTRIES.iter().filter(move |(s, _)| *s == scope).map(|(_, d)| d)
 }
 
+/// Broker keys Kafka leaves unset by default, looked up once (DescribeConfigs asks for each
+/// key it lists).
+static NULL_BY_DEFAULT: LazyLock<std::collections::HashSet<&'static str>> =
+    LazyLock::new(|| kafka_defs(Scope::Broker).filter(|d| d.null_default).map(|d| d.name).collect());
+
+/// Whether Kafka has no default for broker key `name`.
+pub fn null_by_default(name: &str) -> bool {
+    NULL_BY_DEFAULT.contains(name)
+}
+
 /// The Kafka version the catalogue was generated from, from its first line.
 pub fn kafka_version() -> &'static str {
     CATALOGUE

@@ -86,9 +86,7 @@ impl ConfigDef {
     /// Whether DescribeConfigs shows the default as null: Kafka has no default for the key
     /// (Weir's table writes such defaults as "").
     pub fn unset_by_default(&self) -> bool {
-        self.null_default
-            || (self.default.is_empty()
-                && catalogue::kafka_defs(catalogue::Scope::Broker).any(|k| k.name == self.name && k.null_default))
+        self.null_default || (self.default.is_empty() && catalogue::null_by_default(self.name))
     }
 }
 

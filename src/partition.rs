@@ -1,11 +1,18 @@
 //! A partition as the request path sees it: its [`Log`] behind a lock, the fetches waiting for
 //! new data, and group-committed fsyncs.
+//!
+//! Group commit: a partition's flusher task, started when a durable append is announced, runs
+//! fsyncs back to back, each covering everything appended when it starts, while anyone waits
+//! for more, then exits. Producers only wait for the flushed offset to pass theirs. A finished
+//! fsync wakes all its waiters at once (a watch channel), so no acknowledgement waits behind
+//! another's wake-up or behind its connection's earlier responses, and the next fsync starts
+//! as soon as the previous one returns.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::log::{AppendInfo, Log, LogError};
 
@@ -15,11 +22,31 @@ pub struct Partition {
     log: RwLock<Log>,
     /// Fetches parked until this partition's high watermark moves.
     waiters: Mutex<Vec<Arc<Notify>>>,
-    /// Everything below this offset is known to be on disk.
-    flushed_offset: AtomicI64,
-    /// Serialises fsyncs: a producer that finds a flush running waits for it and usually
-    /// finds its own data covered (group commit).
-    flush_lock: tokio::sync::Mutex<()>,
+    /// What the flusher publishes: everything below `offset` is on disk; `failures` counts
+    /// failed fsyncs, so waiters can fail too.
+    flushed: watch::Sender<Flushed>,
+    /// Whether a flusher task is running.
+    flushing: AtomicBool,
+    /// The highest offset anyone waits to see flushed.
+    wanted: AtomicI64,
+}
+
+/// The flusher's progress, as waiters see it.
+#[derive(Debug, Clone, Copy)]
+struct Flushed {
+    offset: i64,
+    failures: u64,
+}
+
+/// The running flusher task. Its end (idle, failed, or the runtime shutting down) clears the
+/// flag and wakes every waiter, so one of them starts a new flusher if still needed.
+struct Flusher(Arc<Partition>);
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.0.flushing.store(false, Ordering::SeqCst);
+        self.0.flushed.send_modify(|_| ());
+    }
 }
 
 impl Partition {
@@ -30,8 +57,9 @@ impl Partition {
             index,
             log: RwLock::new(log),
             waiters: Mutex::new(Vec::new()),
-            flushed_offset: AtomicI64::new(flushed),
-            flush_lock: tokio::sync::Mutex::new(()),
+            flushed: watch::Sender::new(Flushed { offset: flushed, failures: 0 }),
+            flushing: AtomicBool::new(false),
+            wanted: AtomicI64::new(flushed),
         }
     }
 
@@ -84,29 +112,64 @@ impl Partition {
         }
     }
 
-    /// Makes everything up to `offset` durable, sharing fsyncs between concurrent callers.
-    pub async fn flush_to(&self, offset: i64) -> Result<(), LogError> {
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
-            return Ok(());
+    /// Announces that `offset` will be waited for and makes sure a flusher is running to
+    /// cover it; a running one keeps going until it has.
+    pub fn want_flushed(self: &Arc<Self>, offset: i64) {
+        self.wanted.fetch_max(offset, Ordering::SeqCst);
+        if self.flushed.borrow().offset < offset && !self.flushing.swap(true, Ordering::SeqCst) {
+            let flusher = Flusher(self.clone());
+            // one blocking thread runs the whole burst of fsyncs: no hop back to the runtime
+            // between one fsync's end and the next one's start
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = flusher.0.flush_while_wanted() {
+                    tracing::error!(topic = %flusher.0.topic, partition = flusher.0.index, error = %e, "fsync failed");
+                }
+            });
         }
-        let _turn = self.flush_lock.lock().await;
-        if self.flushed_offset.load(Ordering::Acquire) >= offset {
-            return Ok(());
+    }
+
+    /// Makes everything up to `offset` durable, sharing fsyncs between concurrent callers;
+    /// fails when an fsync fails before `offset` is covered.
+    pub async fn flush_to(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
+        let mut flushed = self.flushed.subscribe();
+        let failures = flushed.borrow_and_update().failures;
+        loop {
+            let now = *flushed.borrow_and_update();
+            if now.offset >= offset {
+                return Ok(());
+            }
+            if now.failures != failures {
+                return Err(LogError::Io(std::io::Error::other("fsync failed")));
+            }
+            // starts a flusher if none runs (the last one may have stopped short of us)
+            self.want_flushed(offset);
+            if flushed.changed().await.is_err() {
+                return Ok(()); // unreachable: the sender lives as long as the partition
+            }
         }
-        let target = self.log.read().flush_target()?;
-        let (covered, segment, size) = (target.covered, target.segment, target.size);
-        let started = std::time::Instant::now();
-        let synced = tokio::task::spawn_blocking(move || target.sync())
-            .await
-            .map_err(|e| LogError::Io(std::io::Error::other(e)))?;
-        if let Err(e) = synced {
-            self.log.write().mark_sync_failed();
-            return Err(e.into());
+    }
+
+    /// The flusher's loop (blocking): fsync everything appended so far, publish it, and go
+    /// again while someone waits for an offset beyond what was covered.
+    fn flush_while_wanted(&self) -> Result<(), LogError> {
+        loop {
+            let target = self.log.read().flush_target()?;
+            let (covered, segment, size) = (target.covered, target.segment, target.size);
+            if covered > self.flushed.borrow().offset {
+                let started = std::time::Instant::now();
+                if let Err(e) = target.sync() {
+                    self.log.write().mark_sync_failed();
+                    self.flushed.send_modify(|f| f.failures += 1);
+                    return Err(e.into());
+                }
+                crate::metrics::FSYNC.observe(started.elapsed());
+                self.log.write().mark_flushed(covered, segment, size);
+                self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
+            }
+            if self.wanted.load(Ordering::SeqCst) <= covered {
+                return Ok(());
+            }
         }
-        crate::metrics::FSYNC.observe(started.elapsed());
-        self.flushed_offset.fetch_max(covered, Ordering::AcqRel);
-        self.log.write().mark_flushed(covered, segment, size);
-        Ok(())
     }
 
     /// Compacts the log when it is a compacted topic dirty enough (`min.cleanable.dirty.ratio`)
@@ -137,7 +200,7 @@ impl Partition {
     }
 
     /// Flushes when `flush.messages` unflushed records have piled up.
-    pub async fn flush_if_due(&self) -> Result<(), LogError> {
+    pub async fn flush_if_due(self: &Arc<Self>) -> Result<(), LogError> {
         let (due, leo) = {
             let log = self.log.read();
             (log.unflushed_records() >= log.config().flush_messages, log.log_end_offset())
@@ -146,5 +209,62 @@ impl Partition {
             self.flush_to(leo).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::config::{BrokerConfig, LogConfig};
+
+    fn partition(dir: &std::path::Path) -> Arc<Partition> {
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        let (log, _) = Log::open(dir, config, true, 0).unwrap();
+        Arc::new(Partition::new("t".into(), 0, log))
+    }
+
+    fn now() -> i64 {
+        crate::broker::now_ms()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_waiters_are_all_covered_by_shared_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let p = p.clone();
+            tasks.spawn(async move {
+                let info = p.append(&crate::log::batch::sample_batch(3), now()).unwrap();
+                p.want_flushed(info.last_offset + 1);
+                p.flush_to(info.last_offset + 1).await.unwrap();
+                info.last_offset + 1
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let offset = done.unwrap();
+            assert!(p.flushed.borrow().offset >= offset);
+        }
+        assert_eq!(p.flushed.borrow().offset, 64 * 3);
+        assert!(!p.flushing.load(Ordering::SeqCst), "the flusher exits when nobody waits");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_waiter_does_not_stall_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let info = p.append(&crate::log::batch::sample_batch(2), now()).unwrap();
+        // a produce whose connection went away mid-wait
+        let waiting = tokio::time::timeout(Duration::from_nanos(1), p.flush_to(info.last_offset + 1));
+        let _ = waiting.await;
+        let info = p.append(&crate::log::batch::sample_batch(2), now()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), p.flush_to(info.last_offset + 1))
+            .await
+            .expect("later producers are still flushed")
+            .unwrap();
+        // and nothing to flush returns at once
+        p.flush_to(1).await.unwrap();
     }
 }

@@ -150,6 +150,11 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                             .with_log_append_time_ms(info.log_append_time)
                             .with_log_start_offset(partition.log().log_start_offset()),
                     );
+                    if fsync_on_ack {
+                        // a flush already running goes on to cover this append without
+                        // waiting for this request's turn in its connection
+                        partition.want_flushed(info.last_offset + 1);
+                    }
                     to_flush.push((ti, pi, partition.clone(), info.last_offset + 1));
                 }
                 Err(e) => {
@@ -199,15 +204,23 @@ async fn make_durable(
     appended: Vec<(usize, usize, Arc<Partition>, i64)>,
     fsync_on_ack: bool,
 ) -> Vec<(usize, usize, String)> {
+    let flush = |(ti, pi, partition, offset): (usize, usize, Arc<Partition>, i64)| async move {
+        let result = if fsync_on_ack { partition.flush_to(offset).await } else { partition.flush_if_due().await };
+        result.err().map(|e| {
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
+            (ti, pi, e.to_string())
+        })
+    };
+    let mut appended = appended;
+    if appended.len() == 1 {
+        if let Some(only) = appended.pop() {
+            // the common case: wait here, without a task per partition
+            return flush(only).await.into_iter().collect();
+        }
+    }
     let mut tasks = tokio::task::JoinSet::new();
-    for (ti, pi, partition, offset) in appended {
-        tasks.spawn(async move {
-            let result = if fsync_on_ack { partition.flush_to(offset).await } else { partition.flush_if_due().await };
-            result.err().map(|e| {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
-                (ti, pi, e.to_string())
-            })
-        });
+    for entry in appended {
+        tasks.spawn(flush(entry));
     }
     let mut failures = Vec::new();
     while let Some(done) = tasks.join_next().await {

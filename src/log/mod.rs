@@ -311,9 +311,11 @@ impl Log {
         }
         let append_time = self.config.log_append_time.then_some(now_ms);
         let base_offset = self.log_end_offset();
+        // `last_offset` starts below the log end: a request of only retried batches ends at
+        // their original offsets, never at an offset the log does not hold yet
         let mut info = AppendInfo {
             base_offset,
-            last_offset: base_offset,
+            last_offset: base_offset - 1,
             log_append_time: append_time.unwrap_or(-1),
             records: 0,
         };
@@ -843,6 +845,8 @@ mod tests {
             assert_eq!(log.ongoing_transactions(), vec![(3, 0)]);
             let again = log.append(&txn_batch(3, 10, 2), 0).unwrap();
             assert_eq!(again.base_offset, 10, "the last batch is still recognised as a duplicate");
+            assert_eq!(again.last_offset, 11, "a retry ends at its original last offset, not the log end");
+            assert_eq!(log.log_end_offset(), 12);
             drop(log);
             for s in snapshot_offsets(dir.path()) {
                 std::fs::remove_file(dir.path().join(format!("{}.snapshot", segment::file_stem(s)))).unwrap();

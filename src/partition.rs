@@ -131,6 +131,8 @@ impl Partition {
     /// Makes everything up to `offset` durable, sharing fsyncs between concurrent callers;
     /// fails when an fsync fails before `offset` is covered.
     pub async fn flush_to(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
+        // nothing beyond the log end can be flushed: waiting for it would wait forever
+        let offset = offset.min(self.log.read().log_end_offset());
         let mut flushed = self.flushed.subscribe();
         let failures = flushed.borrow_and_update().failures;
         loop {
@@ -155,17 +157,18 @@ impl Partition {
         loop {
             let target = self.log.read().flush_target()?;
             let (covered, segment, size) = (target.covered, target.segment, target.size);
-            if covered > self.flushed.borrow().offset {
-                let started = std::time::Instant::now();
-                if let Err(e) = target.sync() {
-                    self.log.write().mark_sync_failed();
-                    self.flushed.send_modify(|f| f.failures += 1);
-                    return Err(e.into());
-                }
-                crate::metrics::FSYNC.observe(started.elapsed());
-                self.log.write().mark_flushed(covered, segment, size);
-                self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
+            if covered <= self.flushed.borrow().offset {
+                return Ok(()); // nothing appended since the last fsync
             }
+            let started = std::time::Instant::now();
+            if let Err(e) = target.sync() {
+                self.log.write().mark_sync_failed();
+                self.flushed.send_modify(|f| f.failures += 1);
+                return Err(e.into());
+            }
+            crate::metrics::FSYNC.observe(started.elapsed());
+            self.log.write().mark_flushed(covered, segment, size);
+            self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
             if self.wanted.load(Ordering::SeqCst) <= covered {
                 return Ok(());
             }
@@ -199,16 +202,11 @@ impl Partition {
         Ok(Some(stats))
     }
 
-    /// Flushes when `flush.messages` unflushed records have piled up.
-    pub async fn flush_if_due(self: &Arc<Self>) -> Result<(), LogError> {
-        let (due, leo) = {
-            let log = self.log.read();
-            (log.unflushed_records() >= log.config().flush_messages, log.log_end_offset())
-        };
-        if due {
-            self.flush_to(leo).await?;
-        }
-        Ok(())
+    /// The log end offset when `flush.messages` unflushed records have piled up (a flush is
+    /// due), else `None`.
+    pub fn flush_due(&self) -> Option<i64> {
+        let log = self.log.read();
+        (log.unflushed_records() >= log.config().flush_messages).then(|| log.log_end_offset())
     }
 }
 
@@ -266,5 +264,23 @@ mod tests {
             .unwrap();
         // and nothing to flush returns at once
         p.flush_to(1).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_beyond_the_log_end_neither_hangs_nor_keeps_a_flusher_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = partition(dir.path());
+        let info = p.append(&crate::log::batch::sample_batch(2), now()).unwrap();
+        p.want_flushed(info.last_offset + 5);
+        tokio::time::timeout(Duration::from_secs(10), p.flush_to(info.last_offset + 5))
+            .await
+            .expect("an offset the log does not hold is not waited for")
+            .unwrap();
+        assert_eq!(p.flushed.borrow().offset, info.last_offset + 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while p.flushing.load(Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the flusher stops when there is nothing to flush");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }

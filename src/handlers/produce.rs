@@ -69,7 +69,8 @@ pub struct Appended {
     version: i16,
     fsync_on_ack: bool,
     responses: Vec<TopicProduceResponse>,
-    /// (topic response index, partition response index, partition, offset to make durable)
+    /// (topic response index, partition response index, partition, offset to make durable):
+    /// the fsyncs the answer waits for
     to_flush: Vec<(usize, usize, Arc<Partition>, i64)>,
 }
 
@@ -82,7 +83,7 @@ impl Appended {
 
     /// Makes the appends durable as the policy asks; `None` for acks=0 (no response).
     pub async fn complete(mut self) -> Option<ProduceResponse> {
-        for (ti, pi, error) in make_durable(self.to_flush, self.fsync_on_ack).await {
+        for (ti, pi, error) in make_durable(self.to_flush).await {
             let index = self.responses[ti].partition_responses[pi].index;
             self.responses[ti].partition_responses[pi] =
                 failed(index, ResponseError::KafkaStorageError, Some(error), self.version);
@@ -150,12 +151,15 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                             .with_log_append_time_ms(info.log_append_time)
                             .with_log_start_offset(partition.log().log_start_offset()),
                     );
-                    if fsync_on_ack {
-                        // a flush already running goes on to cover this append without
-                        // waiting for this request's turn in its connection
-                        partition.want_flushed(info.last_offset + 1);
+                    // The fsync starts now, in the background (a running one goes on to
+                    // cover this append), not when this request's turn in its connection
+                    // comes; acks=all waits for it, other acks only when `flush.messages`
+                    // made one due.
+                    let durable = if fsync_on_ack { Some(info.last_offset + 1) } else { partition.flush_due() };
+                    if let Some(offset) = durable {
+                        partition.want_flushed(offset);
+                        to_flush.push((ti, pi, partition.clone(), offset));
                     }
-                    to_flush.push((ti, pi, partition.clone(), info.last_offset + 1));
                 }
                 Err(e) => {
                     if matches!(e, LogError::Io(_)) {
@@ -198,34 +202,14 @@ async fn verify_transactional(
         .map_err(|e| txn_error_code(e, ctx.version, i16::MAX))
 }
 
-/// fsyncs the appended partitions concurrently (always when `fsync_on_ack`, otherwise only
-/// those past `flush.messages`); returns the positions whose flush failed.
-async fn make_durable(
-    appended: Vec<(usize, usize, Arc<Partition>, i64)>,
-    fsync_on_ack: bool,
-) -> Vec<(usize, usize, String)> {
-    let flush = |(ti, pi, partition, offset): (usize, usize, Arc<Partition>, i64)| async move {
-        let result = if fsync_on_ack { partition.flush_to(offset).await } else { partition.flush_if_due().await };
-        result.err().map(|e| {
-            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
-            (ti, pi, e.to_string())
-        })
-    };
-    let mut appended = appended;
-    if appended.len() == 1 {
-        if let Some(only) = appended.pop() {
-            // the common case: wait here, without a task per partition
-            return flush(only).await.into_iter().collect();
-        }
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for entry in appended {
-        tasks.spawn(flush(entry));
-    }
+/// Waits for the fsyncs started at append time; returns the positions whose flush failed.
+/// Waiting for them one after another takes only as long as the slowest.
+async fn make_durable(to_flush: Vec<(usize, usize, Arc<Partition>, i64)>) -> Vec<(usize, usize, String)> {
     let mut failures = Vec::new();
-    while let Some(done) = tasks.join_next().await {
-        if let Ok(Some(f)) = done {
-            failures.push(f);
+    for (ti, pi, partition, offset) in to_flush {
+        if let Err(e) = partition.flush_to(offset).await {
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
+            failures.push((ti, pi, e.to_string()));
         }
     }
     failures

@@ -38,16 +38,6 @@ fn new_producer(bootstrap: &str) -> (i64, i16) {
     (r.producer_id.0, r.producer_epoch)
 }
 
-fn end_offset(bootstrap: &str, topic: &str) -> i64 {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let req =
-        ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
-    let r: ListOffsetsResponse = raw::call(bootstrap, ApiKey::ListOffsets, 7, &req);
-    r.topics[0].partitions[0].offset
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn retries_are_stored_once_and_gaps_and_stale_epochs_refused() {
     let broker = TestBroker::start(&[]).await;
@@ -60,7 +50,7 @@ async fn retries_are_stored_once_and_gaps_and_stale_epochs_refused() {
         let first = idempotent_batch(pid, epoch, 0, 3);
         assert_eq!(produce(&b, &t, first.clone()), (0, 0));
         assert_eq!(produce(&b, &t, first.clone()), (0, 0), "the retry gets the original offset");
-        assert_eq!(end_offset(&b, &t), 3, "and is not stored twice");
+        assert_eq!(raw::end_offset(&b, &t, 0), 3, "and is not stored twice");
         assert_eq!(produce(&b, &t, idempotent_batch(pid, epoch, 3, 2)), (0, 3));
         assert_eq!(produce(&b, &t, idempotent_batch(pid, epoch, 9, 1)).0, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
         assert_eq!(produce(&b, &t, idempotent_batch(pid, epoch + 1, 0, 1)), (0, 5), "a new epoch starts at 0");
@@ -69,7 +59,7 @@ async fn retries_are_stored_once_and_gaps_and_stale_epochs_refused() {
         let (other, e2) = new_producer(&b);
         assert_ne!(other, pid);
         assert_eq!(produce(&b, &t, idempotent_batch(other, e2, 0, 1)), (0, 6));
-        assert_eq!(end_offset(&b, &t), 7);
+        assert_eq!(raw::end_offset(&b, &t, 0), 7);
         // DescribeProducers reports both, with their epochs and last sequences
         let req =
             DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
@@ -110,7 +100,7 @@ async fn a_retry_after_a_clean_restart_is_still_a_duplicate() {
     let (b, t) = (broker.bootstrap.clone(), topic.clone());
     tokio::task::spawn_blocking(move || {
         assert_eq!(produce(&b, &t, batch), (0, 0), "deduplicated after the restart");
-        assert_eq!(end_offset(&b, &t), 4);
+        assert_eq!(raw::end_offset(&b, &t, 0), 4);
         assert_eq!(produce(&b, &t, idempotent_batch(pid, epoch, 4, 1)), (0, 4), "the sequence continues");
         let (next, _) = new_producer(&b);
         assert_ne!(next, pid, "producer ids are never reused across restarts");
@@ -135,7 +125,7 @@ fn a_retry_after_sigkill_is_still_a_duplicate() {
     for (i, b) in batches.iter().enumerate() {
         assert_eq!(produce(&broker.bootstrap, &topic, b.clone()), (0, 2 * i as i64), "batch {i} deduplicated");
     }
-    assert_eq!(end_offset(&broker.bootstrap, &topic), 10);
+    assert_eq!(raw::end_offset(&broker.bootstrap, &topic, 0), 10);
 }
 
 /// An idempotent rdkafka producer keeps going across a broker SIGKILL and restart: nothing is

@@ -364,6 +364,20 @@ pub mod raw {
         Resp::decode(&mut frame, version).expect("decodable response")
     }
 
+    /// A partition's end offset (ListOffsets latest: the high watermark).
+    pub fn end_offset(bootstrap: &str, topic: &str, partition: i32) -> i64 {
+        use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+        use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ListOffsetsResponse, TopicName};
+        let req =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(partition)
+                    .with_timestamp(-1)])]);
+        let r: ListOffsetsResponse = call(bootstrap, ApiKey::ListOffsets, 7, &req);
+        r.topics[0].partitions[0].offset
+    }
+
     /// [`call`] from async tests, on a blocking thread.
     pub async fn call_async<Req, Resp>(bootstrap: &str, key: ApiKey, version: i16, req: Req) -> Resp
     where

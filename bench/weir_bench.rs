@@ -174,6 +174,12 @@ struct DiskArgs {
     /// Size of each fsynced append in the fsync-only measurement.
     #[arg(long, default_value_t = 1024)]
     append_bytes: usize,
+    /// With `--fsync-only`: append at this many appends/s from one thread while another runs
+    /// fdatasyncs back to back over whatever was appended (group commit with no broker and no
+    /// thread wake-ups), and report each append's latency until an fsync covered it: what the
+    /// disk alone costs a paced stream, slow fsyncs delaying every append made meanwhile.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 #[derive(Args)]
@@ -774,6 +780,57 @@ fn fsync_latencies(path: &std::path::Path, bytes: usize, seconds: u64) -> anyhow
     Ok(lat)
 }
 
+/// Appends of `bytes` at `rate`/s for `seconds`, group-committed by a second thread that
+/// spins between fdatasyncs; each append's milliseconds until an fsync covered it, sorted.
+fn paced_append_latencies(path: &std::path::Path, bytes: usize, rate: u64, seconds: u64) -> anyhow::Result<Vec<f64>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let file = std::fs::File::create(path)?;
+    let total = (rate * seconds).max(100) as usize;
+    let appended_at: std::sync::Mutex<Vec<Instant>> = std::sync::Mutex::new(Vec::with_capacity(total));
+    let appended = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    let mut lat = Vec::with_capacity(total);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let flusher = scope.spawn(|| -> anyhow::Result<()> {
+            let mut covered = 0;
+            loop {
+                let end = appended.load(Ordering::Acquire);
+                if end == covered {
+                    if done.load(Ordering::Acquire) && appended.load(Ordering::Acquire) == covered {
+                        return Ok(());
+                    }
+                    std::thread::yield_now();
+                    continue;
+                }
+                file.sync_data()?;
+                let now = Instant::now();
+                let times = appended_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                lat.extend(times[covered..end].iter().map(|t| (now - *t).as_secs_f64() * 1e3));
+                covered = end;
+            }
+        });
+        let small = vec![0u8; bytes];
+        let started = Instant::now();
+        let result = (0..total).try_for_each(|i| -> anyhow::Result<()> {
+            let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let at = Instant::now();
+            (&file).write_all(&small)?;
+            appended_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(at);
+            appended.fetch_add(1, Ordering::Release);
+            Ok(())
+        });
+        done.store(true, Ordering::Release);
+        flusher.join().map_err(|_| anyhow::anyhow!("flusher panicked"))??;
+        result
+    })?;
+    let _ = std::fs::remove_file(path);
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
 /// The value at quantile `q` of sorted samples, rounded to microseconds when in ms.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     round(sorted[((sorted.len() - 1) as f64 * q) as usize], 3)
@@ -782,6 +839,14 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 fn disk(a: DiskArgs) -> anyhow::Result<Value> {
     std::fs::create_dir_all(&a.dir)?;
     let path = a.dir.join(".weir-bench-disk");
+    if a.fsync_only && a.rate > 0 {
+        let lat = paced_append_latencies(&path, a.append_bytes, a.rate, a.fsync_seconds)?;
+        let pct = |q: f64| quantile(&lat, q);
+        return Ok(json!({
+            "scenario": a.label, "kind": "disk-paced", "append_bytes": a.append_bytes, "rate": a.rate,
+            "appends": lat.len(), "p50_ms": pct(0.5), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0),
+        }));
+    }
     if a.fsync_only {
         let lat = fsync_latencies(&path, a.append_bytes, a.fsync_seconds)?;
         let pct = |q: f64| quantile(&lat, q);

@@ -152,8 +152,17 @@ impl Partition {
     }
 
     /// The flusher's loop (blocking): fsync everything appended so far, publish it, and go
-    /// again while someone waits for an offset beyond what was covered.
+    /// again while someone waits for an offset beyond what was covered. A failure is counted
+    /// in the published value, so the waiters fail instead of starting flusher after flusher.
     fn flush_while_wanted(&self) -> Result<(), LogError> {
+        let result = self.flush_back_to_back();
+        if result.is_err() {
+            self.flushed.send_modify(|f| f.failures += 1);
+        }
+        result
+    }
+
+    fn flush_back_to_back(&self) -> Result<(), LogError> {
         loop {
             let target = self.log.read().flush_target()?;
             let (covered, segment, size) = (target.covered, target.segment, target.size);
@@ -163,7 +172,6 @@ impl Partition {
             let started = std::time::Instant::now();
             if let Err(e) = target.sync() {
                 self.log.write().mark_sync_failed();
-                self.flushed.send_modify(|f| f.failures += 1);
                 return Err(e.into());
             }
             crate::metrics::FSYNC.observe(started.elapsed());

@@ -293,8 +293,17 @@ impl Broker {
                         topic = %meta.name,
                         partition = p,
                         truncated_bytes = rec.truncated_bytes,
+                        reserved_bytes = rec.reserved_bytes,
                         valid_batches = rec.batches,
                         "recovered log: truncated a torn or corrupt tail"
+                    );
+                } else if rec.reserved_bytes > 0 {
+                    tracing::info!(
+                        topic = %meta.name,
+                        partition = p,
+                        reserved_bytes = rec.reserved_bytes,
+                        valid_batches = rec.batches,
+                        "recovered log: released space reserved ahead of writes"
                     );
                 }
             }

@@ -43,11 +43,15 @@ fn segment_sizes(dir: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// Bytes the broker reports having truncated while recovering (its "recovered log" lines).
+/// Bytes the broker reports having cut while recovering (its "recovered log" lines): a
+/// torn tail's written bytes plus the reserved space after them.
 fn reported_truncation(log: &[String]) -> u64 {
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(name).nth(1).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    };
     log.iter()
         .filter(|l| l.contains("recovered log"))
-        .filter_map(|l| l.split("truncated_bytes=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|l| field(l, "truncated_bytes=") + field(l, "reserved_bytes="))
         .sum()
 }
 

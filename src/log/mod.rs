@@ -372,6 +372,8 @@ impl Log {
             return Ok(None);
         };
         self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
+        let segment_bytes = self.config.segment_bytes;
+        self.active_mut().reserve(bytes.len(), segment_bytes);
         if let Err(e) = self.active_mut().append_parts(&[&head, body], &h) {
             // The segment's size did not move, so the next append overwrites whatever part of
             // this one reached the file; cutting it off now keeps a clean shutdown clean.

@@ -22,8 +22,16 @@ pub fn file_stem(base_offset: i64) -> String {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
     pub batches: u64,
+    /// Bytes cut after the last whole batch that were written: a torn or garbled tail.
     pub truncated_bytes: u64,
+    /// Zero bytes cut after those: space reserved ahead of the writes and never written.
+    pub reserved_bytes: u64,
 }
+
+/// The first step of space reserved ahead of a segment's writes; each later step is as large
+/// as the file already is, up to [`MAX_RESERVE_STEP`], so a quiet partition reserves little.
+const MIN_RESERVE_STEP: u64 = 64 * 1024;
+const MAX_RESERVE_STEP: u64 = 16 * 1024 * 1024;
 
 /// Bytes read at once while walking batch headers: enough for `lastOffsetDelta`.
 const WALK_HEADER: usize = LAST_OFFSET_DELTA + 4;
@@ -36,6 +44,10 @@ pub struct Segment {
     /// Shared so that a fetch can send from the file after the log's lock is released.
     log: Arc<File>,
     size: u64,
+    /// The file's length: `size` plus space reserved ahead of the writes (see [`Segment::reserve`]).
+    allocated: u64,
+    /// Cleared when the file system cannot reserve space; the file then just grows.
+    reserving: bool,
     next_offset: i64,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -133,6 +145,24 @@ fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut pos: u64) -> io::Resu
     Ok(())
 }
 
+/// Allocates `len` bytes of `file` from `offset`, extending its length (Linux `fallocate`).
+#[cfg(target_os = "linux")]
+fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor the File keeps open.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// A run of whole batches in a segment file, located but not read: fetches send it
 /// straight from the file (`sendfile`), other readers copy it out with [`Slice::to_bytes`].
 /// Batches never change once written, so the range stays valid without the log's lock.
@@ -182,6 +212,8 @@ impl Segment {
             log_path,
             log: Arc::new(log),
             size,
+            allocated: size,
+            reserving: true,
             next_offset: base_offset,
             index,
             time_index,
@@ -260,7 +292,7 @@ impl Segment {
             self.note_appended(&h, pos, h.total_size() as u64);
             pos += h.total_size() as u64;
         }
-        if pos < end {
+        if pos < end && !self.only_zeros(pos, end)? {
             // the files are left as they are, for inspection; reads stop at the damage
             tracing::error!(
                 segment = %self.log_path.display(),
@@ -299,12 +331,37 @@ impl Segment {
             report.batches += 1;
         }
         if pos < file_len {
-            report.truncated_bytes = file_len - pos;
+            report.reserved_bytes = self.trailing_zeros(pos, file_len)?;
+            report.truncated_bytes = file_len - pos - report.reserved_bytes;
+            // cut, not just overwritten later: a shorter batch written here must not be
+            // followed by whole-looking batches left over from before the crash
             self.log.set_len(pos)?;
             self.log.sync_all()?;
         }
         self.size = pos;
+        self.allocated = pos;
         Ok(report)
+    }
+
+    /// How many bytes at the end of `from..to` are zero (reserved space never written).
+    fn trailing_zeros(&self, from: u64, to: u64) -> io::Result<u64> {
+        const CHUNK: u64 = 64 * 1024;
+        let mut end = to;
+        let mut buf = vec![0u8; CHUNK as usize];
+        while end > from {
+            let start = end.saturating_sub(CHUNK).max(from);
+            let chunk = &mut buf[..(end - start) as usize];
+            self.log.read_exact_at(chunk, start)?;
+            if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
+                return Ok(to - (start + last as u64 + 1));
+            }
+            end = start;
+        }
+        Ok(to - from)
+    }
+
+    fn only_zeros(&self, from: u64, to: u64) -> io::Result<bool> {
+        Ok(self.trailing_zeros(from, to)? == to - from)
     }
 
     fn size_reset(&mut self) {
@@ -360,6 +417,10 @@ impl Segment {
             }
             pos += h.total_size() as u64;
         }
+        if pos < self.size && self.only_zeros(pos, self.size)? {
+            // reserved space a crash kept from being trimmed: the data ends here
+            self.size = pos;
+        }
         self.bytes_since_index = self.size - start;
         Ok(())
     }
@@ -394,12 +455,36 @@ impl Segment {
         full_bytes || offset_overflow || self.index.is_full() || self.time_index.is_full()
     }
 
-    /// Cuts off whatever a failed append left past the segment's size.
+    /// Cuts off whatever a failed append left past the segment's size (and the reserved
+    /// space with it).
     pub fn discard_unacknowledged_tail(&mut self) -> io::Result<()> {
         if self.log.metadata()?.len() > self.size {
             self.log.set_len(self.size)?;
         }
+        self.allocated = self.size;
         Ok(())
+    }
+
+    /// Reserves file space (`fallocate`) ahead of an append of `len` bytes when the append
+    /// would grow the file, in steps that grow with the file but never past `segment_bytes`.
+    /// An fdatasync after an append into reserved space need not commit a new file length,
+    /// so acks=all waits less (see docs/DESIGN.md, Durability). Reads and recovery stop at
+    /// the last whole batch; rolling and closing trim the reserve. Best effort: where the
+    /// file system cannot reserve, the file grows with each append as before.
+    pub fn reserve(&mut self, len: usize, segment_bytes: u64) {
+        let needed = self.size + len as u64;
+        if needed <= self.allocated || !self.reserving {
+            return;
+        }
+        let step = self.allocated.clamp(MIN_RESERVE_STEP, MAX_RESERVE_STEP);
+        let target = (self.allocated + step).min(segment_bytes).max(needed);
+        match allocate(&self.log, self.allocated, target - self.allocated) {
+            Ok(()) => self.allocated = target,
+            Err(e) => {
+                tracing::debug!(segment = %self.log_path.display(), error = %e, "cannot reserve log space ahead of writes");
+                self.reserving = false;
+            }
+        }
     }
 
     /// Appends one batch whose header has already been assigned its offset.
@@ -583,6 +668,12 @@ impl Segment {
         }
         self.index.trim()?;
         self.time_index.trim()?;
+        if self.allocated > self.size {
+            self.log.set_len(self.size)?;
+            self.allocated = self.size;
+            // the new length is metadata an fdatasync need not write
+            return self.log.sync_all();
+        }
         self.log.sync_data()
     }
 
@@ -663,6 +754,82 @@ mod tests {
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 21);
     }
 
+    fn append_reserving(seg: &mut Segment, n: i32, ts: i64) {
+        let mut b = make_batch(n, ts);
+        batch::assign(&mut b, seg.next_offset(), 0, None);
+        let h = BatchHeader::parse(&b).unwrap();
+        seg.reserve(b.len(), 1 << 30);
+        seg.append(&b, &h).unwrap();
+    }
+
+    fn file_len(dir: &Path) -> u64 {
+        std::fs::metadata(dir.join("00000000000000000000.log")).unwrap().len()
+    }
+
+    #[test]
+    fn space_reserved_ahead_of_writes_is_trimmed_on_close_and_released_by_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        for i in 0..5 {
+            append_reserving(&mut seg, 2, i);
+        }
+        let good = seg.size();
+        assert_eq!(file_len(dir.path()), MIN_RESERVE_STEP, "one step reserved ahead");
+        let s = seg.read(0, 1 << 20, i64::MAX, true).unwrap().unwrap();
+        assert_eq!((s.len as u64, s.end_offset), (good, 10), "reads stop at the last batch");
+        seg.close_for_writes().unwrap();
+        assert_eq!(file_len(dir.path()), good, "closing trims the reserve");
+        drop(seg);
+
+        // a crash with space reserved: recovery releases it, and reports it apart from damage
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        assert_eq!(seg.next_offset(), 10);
+        append_reserving(&mut seg, 2, 9);
+        let good = seg.size();
+        let reserved_to = file_len(dir.path());
+        drop(seg);
+        let (mut seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
+        let rec = rec.unwrap();
+        assert_eq!((rec.batches, rec.truncated_bytes, rec.reserved_bytes), (6, 0, reserved_to - good));
+        assert_eq!((seg.size(), seg.next_offset(), file_len(dir.path())), (good, 12, good));
+
+        // a torn batch inside reserved space: its written bytes are damage, the zeros are not
+        append_reserving(&mut seg, 2, 10);
+        let torn_at = good;
+        let reserved_to = file_len(dir.path());
+        drop(seg);
+        let path = dir.path().join("00000000000000000000.log");
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let junk = [0x5au8; 30];
+        f.write_all_at(&junk, torn_at).unwrap(); // the next batch's header, torn
+        drop(f);
+        let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
+        let rec = rec.unwrap();
+        assert_eq!(rec.batches, 6, "the batch written over the torn bytes goes too");
+        assert_eq!(rec.truncated_bytes + rec.reserved_bytes, reserved_to - good);
+        assert!(rec.truncated_bytes >= 30 && rec.reserved_bytes > 0, "{rec:?}");
+        assert_eq!((seg.size(), seg.next_offset()), (good, 12));
+    }
+
+    #[test]
+    fn a_clean_open_ignores_an_untrimmed_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        for i in 0..3 {
+            append_reserving(&mut seg, 2, i);
+        }
+        let good = seg.size();
+        seg.flush_indexes().unwrap();
+        drop(seg);
+        assert!(file_len(dir.path()) > good);
+        let (mut seg, rec) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
+        assert!(rec.is_none());
+        assert_eq!((seg.size(), seg.next_offset()), (good, 6));
+        append_reserving(&mut seg, 2, 3);
+        let s = seg.read(6, 1 << 20, i64::MAX, true).unwrap().unwrap();
+        assert_eq!((s.position, s.end_offset), (good, 8), "appends continue right after the data");
+    }
+
     #[test]
     fn recovery_truncates_a_torn_tail_and_a_garbled_batch() {
         let dir = tempfile::tempdir().unwrap();
@@ -677,7 +844,9 @@ mod tests {
         bytes.extend_from_slice(&make_batch(2, 9)[..30]);
         std::fs::write(&path, &bytes).unwrap();
         let (seg, rec) = Segment::open(dir.path(), 0, 1024, 64, true, 0).unwrap();
-        assert_eq!(rec.unwrap().truncated_bytes, 30);
+        let rec = rec.unwrap();
+        // written zeros at the end of a torn write cannot be told from unwritten space
+        assert_eq!(rec.truncated_bytes + rec.reserved_bytes, 30);
         assert_eq!((seg.size(), seg.next_offset()), (good, 10));
         drop(seg);
         // garble the third batch: everything from it on goes

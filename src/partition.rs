@@ -177,6 +177,9 @@ impl Partition {
             crate::metrics::FSYNC.observe(started.elapsed());
             self.log.write().mark_flushed(covered, segment, size);
             self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
+            if let Some(reserved) = target.reserve_ahead() {
+                self.log.write().note_reserved(segment, reserved);
+            }
             if self.wanted.load(Ordering::SeqCst) <= covered {
                 return Ok(());
             }

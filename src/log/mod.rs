@@ -372,8 +372,6 @@ impl Log {
             return Ok(None);
         };
         self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
-        let segment_bytes = self.config.segment_bytes;
-        self.active_mut().reserve(bytes.len(), segment_bytes);
         if let Err(e) = self.active_mut().append_parts(&[&head, body], &h) {
             // The segment's size did not move, so the next append overwrites whatever part of
             // this one reached the file; cutting it off now keeps a clean shutdown clean.
@@ -599,8 +597,16 @@ impl Log {
             segment: active.base_offset(),
             size: active.size(),
             redirty_from: redirty,
+            reserve: active.reserve_plan(self.config.segment_bytes),
             dir: self.dir.clone(),
         })
+    }
+
+    /// Records what [`FlushTarget::reserve_ahead`] reserved (`None`: it could not).
+    pub fn note_reserved(&mut self, segment: i64, end: Option<u64>) {
+        if self.active().base_offset() == segment {
+            self.active_mut().note_reserved(end);
+        }
     }
 
     /// After a failed fsync: the kernel may have dropped the dirty pages' error state along
@@ -707,6 +713,8 @@ pub struct FlushTarget {
     pub size: u64,
     /// Rewrite the segment from here before syncing (an earlier fsync failed).
     redirty_from: Option<u64>,
+    /// File space to reserve after the fsync (see [`Segment::reserve_plan`]).
+    reserve: Option<(u64, u64)>,
     dir: PathBuf,
 }
 
@@ -722,6 +730,20 @@ impl FlushTarget {
         }
         faults::check(&self.dir, faults::Op::Sync)?;
         self.file.sync_data()
+    }
+
+    /// Reserves the planned space ahead of the writes (blocking), if any was due; the end of
+    /// the reserved range, or `None` when the file system cannot reserve. Called between
+    /// fsyncs, without the log's lock, so appends do not wait for it.
+    pub fn reserve_ahead(&self) -> Option<Option<u64>> {
+        let (offset, len) = self.reserve?;
+        Some(match segment::reserve(&self.file, offset, len) {
+            Ok(()) => Some(offset + len),
+            Err(e) => {
+                tracing::debug!(dir = %self.dir.display(), error = %e, "cannot reserve log space ahead of writes");
+                None
+            }
+        })
     }
 }
 

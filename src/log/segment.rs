@@ -145,9 +145,10 @@ fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut pos: u64) -> io::Resu
     Ok(())
 }
 
-/// Allocates `len` bytes of `file` from `offset`, extending its length (Linux `fallocate`).
+/// Reserves `len` bytes of `file` from `offset`, extending its length (Linux `fallocate`);
+/// bytes already written there are left as they are.
 #[cfg(target_os = "linux")]
-fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+pub fn reserve(file: &File, offset: u64, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a plain system call on a descriptor the File keeps open.
     let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
@@ -159,7 +160,7 @@ fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn allocate(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+pub fn reserve(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
@@ -292,7 +293,7 @@ impl Segment {
             self.note_appended(&h, pos, h.total_size() as u64);
             pos += h.total_size() as u64;
         }
-        if pos < end && !self.only_zeros(pos, end)? {
+        if pos < end && !self.trim_reserved_tail(pos, end)? {
             // the files are left as they are, for inspection; reads stop at the damage
             tracing::error!(
                 segment = %self.log_path.display(),
@@ -360,8 +361,16 @@ impl Segment {
         Ok(to - from)
     }
 
-    fn only_zeros(&self, from: u64, to: u64) -> io::Result<bool> {
-        Ok(self.trailing_zeros(from, to)? == to - from)
+    /// When `from..to` (the end of the file) is all zeros — reserved space left untrimmed by a
+    /// crash, or by a reserve that raced with a roll — cuts it off there and returns true.
+    fn trim_reserved_tail(&mut self, from: u64, to: u64) -> io::Result<bool> {
+        if self.trailing_zeros(from, to)? < to - from {
+            return Ok(false);
+        }
+        self.log.set_len(from)?;
+        self.size = from;
+        self.allocated = from;
+        Ok(true)
     }
 
     fn size_reset(&mut self) {
@@ -417,9 +426,8 @@ impl Segment {
             }
             pos += h.total_size() as u64;
         }
-        if pos < self.size && self.only_zeros(pos, self.size)? {
-            // reserved space a crash kept from being trimmed: the data ends here
-            self.size = pos;
+        if pos < self.size {
+            self.trim_reserved_tail(pos, self.size)?;
         }
         self.bytes_since_index = self.size - start;
         Ok(())
@@ -465,25 +473,28 @@ impl Segment {
         Ok(())
     }
 
-    /// Reserves file space (`fallocate`) ahead of an append of `len` bytes when the append
-    /// would grow the file, in steps that grow with the file but never past `segment_bytes`.
-    /// An fdatasync after an append into reserved space need not commit a new file length,
-    /// so acks=all waits less (see docs/DESIGN.md, Durability). Reads and recovery stop at
-    /// the last whole batch; rolling and closing trim the reserve. Best effort: where the
-    /// file system cannot reserve, the file grows with each append as before.
-    pub fn reserve(&mut self, len: usize, segment_bytes: u64) {
-        let needed = self.size + len as u64;
-        if needed <= self.allocated || !self.reserving {
-            return;
+    /// The file range to reserve (`fallocate`) ahead of the writes, when less than half a
+    /// step is left: steps grow with the file, never past `segment_bytes`. An fdatasync after
+    /// an append into reserved space need not commit a new file length or allocate blocks,
+    /// so acks=all waits less (docs/DESIGN.md, Durability). Reads and recovery stop at the
+    /// last whole batch; rolling and closing trim the reserve. The flusher reserves, after
+    /// an fsync and without the log's lock, so an append never waits for it.
+    pub fn reserve_plan(&self, segment_bytes: u64) -> Option<(u64, u64)> {
+        let end = self.allocated.max(self.size);
+        let step = end.clamp(MIN_RESERVE_STEP, MAX_RESERVE_STEP);
+        if !self.reserving || end - self.size >= step / 2 {
+            return None;
         }
-        let step = self.allocated.clamp(MIN_RESERVE_STEP, MAX_RESERVE_STEP);
-        let target = (self.allocated + step).min(segment_bytes).max(needed);
-        match allocate(&self.log, self.allocated, target - self.allocated) {
-            Ok(()) => self.allocated = target,
-            Err(e) => {
-                tracing::debug!(segment = %self.log_path.display(), error = %e, "cannot reserve log space ahead of writes");
-                self.reserving = false;
-            }
+        let target = (end + step).min(segment_bytes);
+        (target > end).then_some((end, target - end))
+    }
+
+    /// Records space reserved by [`reserve`] up to `end`, or (`None`) that the file system
+    /// cannot reserve, after which the file just grows with each append.
+    pub fn note_reserved(&mut self, end: Option<u64>) {
+        match end {
+            Some(end) => self.allocated = self.allocated.max(end),
+            None => self.reserving = false,
         }
     }
 
@@ -758,8 +769,11 @@ mod tests {
         let mut b = make_batch(n, ts);
         batch::assign(&mut b, seg.next_offset(), 0, None);
         let h = BatchHeader::parse(&b).unwrap();
-        seg.reserve(b.len(), 1 << 30);
         seg.append(&b, &h).unwrap();
+        if let Some((offset, len)) = seg.reserve_plan(1 << 30) {
+            reserve(&seg.log, offset, len).unwrap();
+            seg.note_reserved(Some(offset + len));
+        }
     }
 
     fn file_len(dir: &Path) -> u64 {
@@ -774,7 +788,7 @@ mod tests {
             append_reserving(&mut seg, 2, i);
         }
         let good = seg.size();
-        assert_eq!(file_len(dir.path()), MIN_RESERVE_STEP, "one step reserved ahead");
+        assert!(file_len(dir.path()) >= good + MIN_RESERVE_STEP / 2, "space reserved ahead");
         let s = seg.read(0, 1 << 20, i64::MAX, true).unwrap().unwrap();
         assert_eq!((s.len as u64, s.end_offset), (good, 10), "reads stop at the last batch");
         seg.close_for_writes().unwrap();
@@ -824,7 +838,7 @@ mod tests {
         assert!(file_len(dir.path()) > good);
         let (mut seg, rec) = Segment::open(dir.path(), 0, 1024, 64, false, 0).unwrap();
         assert!(rec.is_none());
-        assert_eq!((seg.size(), seg.next_offset()), (good, 6));
+        assert_eq!((seg.size(), seg.next_offset(), file_len(dir.path())), (good, 6, good));
         append_reserving(&mut seg, 2, 3);
         let s = seg.read(6, 1 << 20, i64::MAX, true).unwrap().unwrap();
         assert_eq!((s.position, s.end_offset), (good, 8), "appends continue right after the data");

@@ -44,7 +44,8 @@ pub struct Segment {
     /// Shared so that a fetch can send from the file after the log's lock is released.
     log: Arc<File>,
     size: u64,
-    /// The file's length: `size` plus space reserved ahead of the writes (see [`Segment::reserve`]).
+    /// The file's length as far as known: `size` plus space reserved ahead of the writes (see
+    /// [`Segment::reserve_plan`]).
     allocated: u64,
     /// Cleared when the file system cannot reserve space; the file then just grows.
     reserving: bool,
@@ -679,10 +680,11 @@ impl Segment {
         }
         self.index.trim()?;
         self.time_index.trim()?;
-        if self.allocated > self.size {
+        // the file, not `allocated`: a reserve made just before the roll may not be noted yet
+        if self.log.metadata()?.len() > self.size {
             self.log.set_len(self.size)?;
             self.allocated = self.size;
-            // the new length is metadata an fdatasync need not write
+            // sync_all: the cut length must be durable, whatever fdatasync counts as data
             return self.log.sync_all();
         }
         self.log.sync_data()

@@ -1,3 +1,4 @@
 //! Cluster metadata: the metadata log and the image it replays into.
 
 pub mod metadata_log;
+pub mod raft_log;

@@ -2,3 +2,4 @@
 
 pub mod metadata_log;
 pub mod raft_log;
+pub mod raft_state;

@@ -25,11 +25,11 @@ openraft::declare_raft_types!(
     pub MetadataRaft: D = MetadataRecord, R = ()
 );
 
-type NodeId = u64;
-type Entry = openraft::Entry<MetadataRaft>;
-type LogId = openraft::LogId<NodeId>;
+pub type NodeId = u64;
+pub type Entry = openraft::Entry<MetadataRaft>;
+pub type LogId = openraft::LogId<NodeId>;
 type Vote = openraft::Vote<NodeId>;
-type StorageError = openraft::StorageError<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
 
 const FRAME_HEADER: usize = 8;
 
@@ -50,7 +50,7 @@ struct Inner {
     purged: Option<LogId>,
 }
 
-fn io_err(e: &io::Error) -> StorageError {
+pub(super) fn io_err(e: &io::Error) -> StorageError {
     StorageIOError::write_logs(e).into()
 }
 
@@ -248,7 +248,7 @@ fn decode_frame<T: DeserializeOwned>(b: &[u8]) -> Option<(T, usize)> {
     Some((serde_json::from_slice(payload).ok()?, FRAME_HEADER + len))
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
+pub(super) fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(io::Error::other),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -256,7 +256,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(value).map_err(io::Error::other)?)?;

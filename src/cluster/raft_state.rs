@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use super::metadata_log::{MetadataImage, MetadataRecord};
-use super::raft_log::{io_err, read_json, write_json, Entry, LogId, MetadataRaft, NodeId, StorageError};
+use super::raft_log::{read_json, write_json, Entry, LogId, MetadataRaft, NodeId, StorageError};
 
 type Meta = SnapshotMeta<NodeId, BasicNode>;
 type Membership = StoredMembership<NodeId, BasicNode>;
@@ -148,7 +148,7 @@ impl RaftStateMachine<MetadataRaft> for MetadataState {
 mod tests {
     use openraft::testing::{StoreBuilder, Suite};
 
-    use super::super::raft_log::RaftLog;
+    use super::super::raft_log::{io_err, RaftLog};
     use super::*;
 
     struct Builder;

@@ -2,4 +2,5 @@
 
 pub mod metadata_log;
 pub mod raft_log;
+pub mod raft_net;
 pub mod raft_state;

@@ -1,0 +1,287 @@
+//! The metadata quorum's network for openraft (branch work for issue 14): Raft RPCs between
+//! voters over TCP, one frame per message (`u32 length | JSON`), a request answered before
+//! the next is read. These are openraft's messages, not KRaft's, so they stay between Weir
+//! nodes on the controller listener.
+
+use std::io;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::raft_log::{MetadataRaft, NodeId};
+
+pub type Raft = openraft::Raft<MetadataRaft>;
+
+/// Frames larger than this are refused (a snapshot of the metadata image is far smaller).
+const MAX_FRAME: usize = 256 << 20;
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    AppendEntries(AppendEntriesRequest<MetadataRaft>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Response {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("raft frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Serves Raft RPCs from other voters until the listener fails; each connection on its task.
+pub async fn serve(listener: TcpListener, raft: Raft) {
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else { return };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            while let Ok(request) = read_frame::<Request>(&mut stream).await {
+                let response = match request {
+                    Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
+                    Request::Vote(r) => Response::Vote(raft.vote(r).await),
+                    Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+                };
+                if let Err(e) = write_frame(&mut stream, &response).await {
+                    tracing::debug!(%peer, error = %e, "raft peer connection closed");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Makes a client per voter, connecting on first use to the address in its `BasicNode`.
+#[derive(Clone, Default)]
+pub struct Network;
+
+pub struct Peer {
+    target: NodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl RaftNetworkFactory<MetadataRaft> for Network {
+    type Network = Peer;
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer { target, addr: node.addr.clone(), stream: None }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
+
+impl Peer {
+    /// One request and its response; a broken connection is dropped (the next call
+    /// reconnects).
+    async fn call(&mut self, request: &Request) -> io::Result<Response> {
+        let stream = match self.stream.as_mut() {
+            Some(s) => s,
+            None => {
+                let s = TcpStream::connect(&self.addr).await?;
+                let _ = s.set_nodelay(true);
+                self.stream.insert(s)
+            }
+        };
+        let result = async {
+            write_frame(stream, request).await?;
+            read_frame::<Response>(stream).await
+        }
+        .await;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    // the error type is openraft's, which its trait methods return as it is
+    #[allow(clippy::result_large_err)]
+    fn remote<T, E: std::error::Error>(&self, r: Result<T, E>) -> RpcResult<T, E> {
+        r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A transport failure as openraft sees it: a peer that cannot be reached (openraft backs off
+/// and retries), or one that answered something undecodable.
+fn transport<E: std::error::Error>(e: io::Error) -> RPCError<NodeId, BasicNode, E> {
+    match e.kind() {
+        io::ErrorKind::InvalidData => RPCError::Network(NetworkError::new(&e)),
+        _ => RPCError::Unreachable(Unreachable::new(&e)),
+    }
+}
+
+fn unexpected<E: std::error::Error>() -> RPCError<NodeId, BasicNode, E> {
+    transport(io::Error::new(io::ErrorKind::InvalidData, "raft peer answered another request"))
+}
+
+impl RaftNetwork<MetadataRaft> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<MetadataRaft>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, RaftError<NodeId>> {
+        match self.call(&Request::AppendEntries(rpc)).await.map_err(transport)? {
+            Response::AppendEntries(r) => self.remote(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<MetadataRaft>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> {
+        match self.call(&Request::InstallSnapshot(rpc)).await.map_err(transport)? {
+            Response::InstallSnapshot(r) => self.remote(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, RaftError<NodeId>> {
+        match self.call(&Request::Vote(rpc)).await.map_err(transport)? {
+            Response::Vote(r) => self.remote(r),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::metadata_log::MetadataRecord;
+    use super::super::raft_log::RaftLog;
+    use super::super::raft_state::MetadataState;
+    use super::*;
+
+    /// Commits `record` through whichever node leads, following ForwardToLeader answers (an
+    /// election may be under way) for up to 10 s.
+    async fn write(rafts: &[(NodeId, Raft)], mut to: NodeId, record: MetadataRecord) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let raft = rafts.iter().find(|(i, _)| *i == to).map(|(_, r)| r.clone()).expect("known node");
+            match raft.client_write(record.clone()).await {
+                Ok(_) => return,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "no commit within 10 s: {e}");
+                    if let Some(f) = e.forward_to_leader().and_then(|f| f.leader_id) {
+                        to = f;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    async fn leader_of(rafts: &[(NodeId, Raft)]) -> NodeId {
+        let (_, r) = &rafts[0];
+        let m = r.wait(Some(Duration::from_secs(10))).metrics(|m| m.current_leader.is_some(), "a leader").await;
+        m.expect("a leader within 10 s").current_leader.expect("leader")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn three_voters_over_tcp_elect_replicate_and_fail_over() {
+        let config = Arc::new(
+            openraft::Config {
+                heartbeat_interval: 50,
+                election_timeout_min: 200,
+                election_timeout_max: 400,
+                ..Default::default()
+            }
+            .validate()
+            .unwrap(),
+        );
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut listeners = Vec::new();
+        let mut voters = BTreeMap::new();
+        for id in 1..=3u64 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            voters.insert(id, BasicNode { addr: l.local_addr().unwrap().to_string() });
+            listeners.push(l);
+        }
+        let mut rafts = Vec::new();
+        let mut states = Vec::new();
+        for ((id, l), dir) in (1..=3u64).zip(listeners).zip(&dirs) {
+            let log = RaftLog::open(dir.path()).unwrap();
+            let state = MetadataState::open(dir.path()).unwrap();
+            let raft = Raft::new(id, config.clone(), Network, log, state.clone()).await.unwrap();
+            tokio::spawn(serve(l, raft.clone()));
+            rafts.push((id, raft));
+            states.push(state);
+        }
+        for (_, r) in &rafts {
+            // every voter initializes with the same set; those that already voted say NotAllowed
+            let _ = r.initialize(voters.clone()).await;
+        }
+        let leader = leader_of(&rafts).await;
+        let raft_of = |id: NodeId| rafts.iter().find(|(i, _)| *i == id).map(|(_, r)| r.clone()).unwrap();
+        let create = |name: &str| MetadataRecord::CreateTopic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+        };
+        write(&rafts, leader, create("first")).await;
+        let leader = rafts[0].1.metrics().borrow().current_leader.expect("a leader");
+
+        // the leader goes away: the other two elect one of themselves and keep committing
+        raft_of(leader).shutdown().await.unwrap();
+        let rest: Vec<(NodeId, Raft)> = rafts.iter().filter(|(i, _)| *i != leader).cloned().collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let new_leader = loop {
+            let l = rest[0].1.metrics().borrow().current_leader;
+            if let Some(l) = l.filter(|l| *l != leader) {
+                break l;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no new leader within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        write(&rest, new_leader, create("second")).await;
+        for ((id, _), state) in rafts.iter().zip(&states) {
+            if *id == leader {
+                continue;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while state.image.read().topics.len() < 2 {
+                assert!(tokio::time::Instant::now() < deadline, "node {id} did not apply both records");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for (id, r) in rest {
+            assert_ne!(id, leader);
+            r.shutdown().await.unwrap();
+        }
+    }
+}

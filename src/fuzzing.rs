@@ -49,7 +49,7 @@ fn broker() -> &'static (tokio::runtime::Runtime, Arc<Broker>) {
         ];
         let config = BrokerConfig::from_layers([layer]).expect("fuzz broker config");
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-        let broker = Broker::open(config).expect("fuzz broker opens");
+        let broker = rt.block_on(Broker::open(config)).expect("fuzz broker opens");
         let new = crate::broker::NewTopic {
             name: "t".into(),
             partitions: 2,

@@ -53,11 +53,16 @@ fn levels() -> &'static Mutex<Levels> {
 
 /// Installs the process's subscriber: stdout, filtered by `RUST_LOG` (default `info`), with
 /// a filter the `BROKER_LOGGER` APIs can replace. Simple `RUST_LOG` directives (`level` and
-/// `target=level`) become the initial logger levels.
+/// `target=level`) become the initial logger levels. The Raft engine's own logs are off
+/// unless `RUST_LOG` names `openraft`: they narrate every election and retry (a peer that is
+/// down is an ERROR line every half second), while Weir logs what an operator needs.
 pub fn init() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    if !directives.contains("openraft") {
+        directives.push_str(",openraft=off");
+    }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));

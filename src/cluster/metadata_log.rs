@@ -25,10 +25,30 @@ pub enum MetadataRecord {
         id: Uuid,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        /// Each partition's replicas, the preferred leader first (empty in records written
+        /// before clusters: every partition on the one broker).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
     },
     CreatePartitions {
         id: Uuid,
         count: i32,
+        /// The added partitions' replicas.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
+    },
+    /// The id the cluster was formed with (the first record a quorum commits).
+    ClusterId {
+        id: String,
+    },
+    /// A broker (re)registers: its endpoints and rack; a new incarnation replaces the old.
+    RegisterBroker {
+        registration: BrokerRegistration,
+    },
+    /// A broker is fenced (its heartbeats stopped) or unfenced (they resumed).
+    FenceBroker {
+        id: i32,
+        fenced: bool,
     },
     /// Replaces a topic's config overrides.
     TopicConfigs {
@@ -88,11 +108,56 @@ pub struct TopicMeta {
     pub id: Uuid,
     pub partitions: i32,
     pub configs: BTreeMap<String, String>,
+    /// Each partition's replicas, the leader first; shorter than `partitions` (empty for
+    /// topics from before clusters) where a partition lives on the one broker there is.
+    pub replicas: Vec<Vec<i32>>,
+}
+
+impl TopicMeta {
+    /// The replicas of a partition; `None` for a partition of a single-broker topic.
+    pub fn replicas_of(&self, partition: i32) -> Option<&[i32]> {
+        usize::try_from(partition).ok().and_then(|p| self.replicas.get(p)).map(Vec::as_slice)
+    }
+
+    /// Whether `broker` holds a replica of `partition` (every partition of a topic from
+    /// before clusters is on whichever broker opened it).
+    pub fn is_replica(&self, partition: i32, broker: i32) -> bool {
+        self.replicas_of(partition).is_none_or(|r| r.contains(&broker))
+    }
+}
+
+/// A listener of a broker as other brokers and clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: i32,
+}
+
+/// A broker as the cluster knows it (Kafka's `BrokerRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    pub id: i32,
+    /// New at every start: tells a restarted broker from its old self.
+    pub incarnation: Uuid,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    /// A fenced broker leads nothing and is left out of Metadata.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+impl BrokerRegistration {
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.listener == listener)
+    }
 }
 
 /// The state the metadata records add up to.
 #[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicMeta>,
     pub broker_configs: BTreeMap<String, String>,
     /// End of the last producer-id block handed out.
@@ -108,15 +173,33 @@ pub struct MetadataImage {
 impl MetadataImage {
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
-            MetadataRecord::CreateTopic { name, id, partitions, configs } => {
-                self.topics.insert(
-                    name.clone(),
-                    TopicMeta { name: name.clone(), id: *id, partitions: *partitions, configs: configs.clone() },
-                );
+            MetadataRecord::CreateTopic { name, id, partitions, configs, replicas } => {
+                let meta = TopicMeta {
+                    name: name.clone(),
+                    id: *id,
+                    partitions: *partitions,
+                    configs: configs.clone(),
+                    replicas: replicas.clone(),
+                };
+                self.topics.insert(name.clone(), meta);
             }
-            MetadataRecord::CreatePartitions { id, count } => {
+            MetadataRecord::CreatePartitions { id, count, replicas } => {
                 if let Some(t) = self.topics.values_mut().find(|t| t.id == *id) {
+                    if t.replicas.len() == t.partitions as usize {
+                        t.replicas.extend(replicas.iter().cloned());
+                    }
                     t.partitions = t.partitions.max(*count);
+                }
+            }
+            MetadataRecord::ClusterId { id } => {
+                self.cluster_id.get_or_insert_with(|| id.clone());
+            }
+            MetadataRecord::RegisterBroker { registration } => {
+                self.brokers.insert(registration.id, registration.clone());
+            }
+            MetadataRecord::FenceBroker { id, fenced } => {
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.fenced = *fenced;
                 }
             }
             MetadataRecord::TopicConfigs { id, configs } => {
@@ -155,12 +238,19 @@ impl MetadataImage {
     /// snapshots are: what a Raft snapshot of the metadata holds.
     pub fn to_records(&self) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
+        if let Some(id) = &self.cluster_id {
+            out.push(MetadataRecord::ClusterId { id: id.clone() });
+        }
+        for registration in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker { registration: registration.clone() });
+        }
         for t in self.topics.values() {
             out.push(MetadataRecord::CreateTopic {
                 name: t.name.clone(),
                 id: t.id,
                 partitions: t.partitions,
                 configs: t.configs.clone(),
+                replicas: t.replicas.clone(),
             });
         }
         if !self.broker_configs.is_empty() {
@@ -274,14 +364,21 @@ mod tests {
         let id = Uuid::new_v4();
         let configs = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
         let records = [
-            MetadataRecord::CreateTopic { name: "t".into(), id, partitions: 2, configs: configs("retention.ms", "1") },
+            MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id,
+                partitions: 2,
+                configs: configs("retention.ms", "1"),
+                replicas: vec![],
+            },
             MetadataRecord::CreateTopic {
                 name: "gone".into(),
                 id: Uuid::new_v4(),
                 partitions: 1,
                 configs: BTreeMap::new(),
+                replicas: vec![],
             },
-            MetadataRecord::CreatePartitions { id, count: 5 },
+            MetadataRecord::CreatePartitions { id, count: 5, replicas: vec![] },
             MetadataRecord::BrokerConfigs { configs: configs("log.retention.ms", "9") },
             MetadataRecord::ProducerIds { block_end: 3000 },
             MetadataRecord::ClientQuota {
@@ -291,6 +388,17 @@ mod tests {
             },
             MetadataRecord::GroupConfigs { group: "g".into(), configs: configs("share.auto.offset.reset", "earliest") },
             MetadataRecord::ClientMetrics { name: "m".into(), configs: configs("interval.ms", "1000") },
+            MetadataRecord::ClusterId { id: "c1".into() },
+            MetadataRecord::RegisterBroker {
+                registration: BrokerRegistration {
+                    id: 2,
+                    incarnation: Uuid::new_v4(),
+                    endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
+                    rack: Some("r1".into()),
+                    fenced: false,
+                },
+            },
+            MetadataRecord::FenceBroker { id: 2, fenced: true },
         ];
         let mut image = MetadataImage::default();
         for r in &records {
@@ -310,6 +418,9 @@ mod tests {
         assert_eq!(rebuilt.producer_id_block_end, 3000);
         assert_eq!(rebuilt.group_configs, image.group_configs);
         assert_eq!(rebuilt.client_metrics, image.client_metrics);
+        assert_eq!(rebuilt.cluster_id.as_deref(), Some("c1"));
+        assert_eq!(rebuilt.brokers, image.brokers);
+        assert!(rebuilt.brokers[&2].fenced);
         assert_eq!(rebuilt.security.quotas.by_entity, image.security.quotas.by_entity);
         let json = |i: &MetadataImage| serde_json::to_string(&i.to_records()).unwrap();
         assert_eq!(json(&rebuilt), json(&image));
@@ -322,9 +433,15 @@ mod tests {
         {
             let (mut log, image) = MetadataLog::open(dir.path()).unwrap();
             assert!(image.topics.is_empty());
-            log.append(&MetadataRecord::CreateTopic { name: "t".into(), id, partitions: 2, configs: BTreeMap::new() })
-                .unwrap();
-            log.append(&MetadataRecord::CreatePartitions { id, count: 4 }).unwrap();
+            log.append(&MetadataRecord::CreateTopic {
+                name: "t".into(),
+                id,
+                partitions: 2,
+                configs: BTreeMap::new(),
+                replicas: vec![],
+            })
+            .unwrap();
+            log.append(&MetadataRecord::CreatePartitions { id, count: 4, replicas: vec![] }).unwrap();
         }
         let path = dir.path().join("metadata.log");
         let mut bytes = std::fs::read(&path).unwrap();

@@ -1,6 +1,8 @@
 //! Cluster metadata: the metadata log and the image it replays into.
 
+pub mod controller;
 pub mod metadata_log;
+pub mod quorum;
 pub mod raft_log;
 pub mod raft_net;
 pub mod raft_state;

@@ -20,9 +20,13 @@ use serde::Serialize;
 
 use super::metadata_log::MetadataRecord;
 
+/// Records committed together (a topic and its partitions, say): an entry of the Raft log.
+pub type MetadataBatch = Vec<MetadataRecord>;
+
 openraft::declare_raft_types!(
-    /// The metadata quorum's types: entries carry metadata records; a node is its id.
-    pub MetadataRaft: D = MetadataRecord, R = ()
+    /// The metadata quorum's types: entries carry batches of metadata records; a node is its
+    /// id and its controller address.
+    pub MetadataRaft: D = MetadataBatch, R = ()
 );
 
 pub type NodeId = u64;
@@ -361,7 +365,7 @@ mod tests {
     fn entry(term: u64, index: u64, block_end: i64) -> Entry {
         Entry {
             log_id: log_id(term, 1, index),
-            payload: EntryPayload::Normal(MetadataRecord::ProducerIds { block_end }),
+            payload: EntryPayload::Normal(vec![MetadataRecord::ProducerIds { block_end }]),
         }
     }
 

@@ -1,7 +1,8 @@
 //! The metadata quorum's network for openraft (branch work for issue 14): Raft RPCs between
 //! voters over TCP, one frame per message (`u32 length | JSON`), a request answered before
 //! the next is read. These are openraft's messages, not KRaft's, so they stay between Weir
-//! nodes on the controller listener.
+//! nodes on the controller listener. The same connections carry admin changes forwarded from
+//! other brokers to the active controller.
 
 use std::io;
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::controller::{Controller, ControllerOp, Outcome};
 use super::raft_log::{MetadataRaft, NodeId};
 
 pub type Raft = openraft::Raft<MetadataRaft>;
@@ -29,13 +31,25 @@ enum Request {
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
+    /// An admin change for the active controller.
+    Forward(ControllerOp),
 }
+
+/// An admin failure as it travels back to the broker that forwarded the change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteAdminError {
+    pub code: i16,
+    pub message: String,
+}
+
+pub type ForwardResult = Result<(Outcome, u64), RemoteAdminError>;
 
 #[derive(Serialize, Deserialize)]
 enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Forward(ForwardResult),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -56,11 +70,13 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Serves Raft RPCs from other voters until the listener fails; each connection on its task.
-pub async fn serve(listener: TcpListener, raft: Raft) {
+/// Serves Raft RPCs from other voters, and changes forwarded to the controller (when
+/// `controller` is given), until the listener fails; each connection on its task.
+pub async fn serve(listener: TcpListener, raft: Raft, controller: Option<std::sync::Weak<Controller>>) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else { return };
         let raft = raft.clone();
+        let controller = controller.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             while let Ok(request) = read_frame::<Request>(&mut stream).await {
@@ -68,6 +84,13 @@ pub async fn serve(listener: TcpListener, raft: Raft) {
                     Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
                     Request::Vote(r) => Response::Vote(raft.vote(r).await),
                     Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+                    Request::Forward(op) => Response::Forward(match controller.as_ref().and_then(|c| c.upgrade()) {
+                        Some(c) => c.execute_forwarded(&op).await,
+                        None => Err(RemoteAdminError {
+                            code: kafka_protocol::ResponseError::NotController.code(),
+                            message: "not a controller".into(),
+                        }),
+                    }),
                 };
                 if let Err(e) = write_frame(&mut stream, &response).await {
                     tracing::debug!(%peer, error = %e, "raft peer connection closed");
@@ -175,6 +198,17 @@ impl RaftNetwork<MetadataRaft> for Peer {
     }
 }
 
+/// Sends an admin change to the controller at `addr` and waits for its outcome.
+pub async fn forward(addr: &str, op: &ControllerOp) -> io::Result<ForwardResult> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    write_frame(&mut stream, &Request::Forward(op.clone())).await?;
+    match read_frame::<Response>(&mut stream).await? {
+        Response::Forward(r) => Ok(r),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "controller answered another request")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -192,7 +226,7 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let raft = rafts.iter().find(|(i, _)| *i == to).map(|(_, r)| r.clone()).expect("known node");
-            match raft.client_write(record.clone()).await {
+            match raft.client_write(vec![record.clone()]).await {
                 Ok(_) => return,
                 Err(e) => {
                     assert!(tokio::time::Instant::now() < deadline, "no commit within 10 s: {e}");
@@ -237,7 +271,7 @@ mod tests {
             let log = RaftLog::open(dir.path()).unwrap();
             let state = MetadataState::open(dir.path()).unwrap();
             let raft = Raft::new(id, config.clone(), Network, log, state.clone()).await.unwrap();
-            tokio::spawn(serve(l, raft.clone()));
+            tokio::spawn(serve(l, raft.clone(), None));
             rafts.push((id, raft));
             states.push(state);
         }
@@ -252,6 +286,7 @@ mod tests {
             id: uuid::Uuid::new_v4(),
             partitions: 1,
             configs: Default::default(),
+            replicas: vec![],
         };
         write(&rafts, leader, create("first")).await;
         let leader = rafts[0].1.metrics().borrow().current_leader.expect("a leader");

@@ -31,6 +31,9 @@ pub struct MetadataState {
     /// What the broker reads: the image of every committed record applied so far.
     pub image: Arc<RwLock<MetadataImage>>,
     inner: Arc<Mutex<Inner>>,
+    /// The index of the last entry applied (or installed with a snapshot), for those who wait
+    /// for a change to reach the image.
+    applied_index: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 struct Inner {
@@ -55,10 +58,22 @@ impl MetadataState {
             applied = s.meta.last_log_id;
             membership = s.meta.last_membership.clone();
         }
+        let index = applied.map_or(0, |l| l.index);
         Ok(MetadataState {
             image: Arc::new(RwLock::new(image)),
             inner: Arc::new(Mutex::new(Inner { path, applied, membership, snapshot, built: 0 })),
+            applied_index: Arc::new(tokio::sync::watch::channel(index).0),
         })
+    }
+
+    /// Watches the index of the last applied entry.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.applied_index.subscribe()
+    }
+
+    fn note_applied(&self, applied: Option<LogId>) {
+        let index = applied.map_or(0, |l| l.index);
+        self.applied_index.send_if_modified(|i| std::mem::replace(i, index) != index);
     }
 
     fn install(&self, meta: &Meta, data: Vec<u8>) -> std::io::Result<()> {
@@ -73,6 +88,8 @@ impl MetadataState {
         i.applied = meta.last_log_id;
         i.membership = meta.last_membership.clone();
         i.snapshot = Some(stored);
+        drop(i);
+        self.note_applied(meta.last_log_id);
         Ok(())
     }
 }
@@ -117,12 +134,15 @@ impl RaftStateMachine<MetadataRaft> for MetadataState {
         for e in entries {
             i.applied = Some(e.log_id);
             match e.payload {
-                EntryPayload::Normal(record) => image.apply(&record),
+                EntryPayload::Normal(batch) => batch.iter().for_each(|r| image.apply(r)),
                 EntryPayload::Membership(m) => i.membership = Membership::new(Some(e.log_id), m),
                 EntryPayload::Blank => {}
             }
             out.push(());
         }
+        let applied = i.applied;
+        drop((image, i));
+        self.note_applied(applied);
         Ok(out)
     }
 
@@ -172,8 +192,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = MetadataState::open(dir.path()).unwrap();
         let id = uuid::Uuid::new_v4();
-        let create = MetadataRecord::CreateTopic { name: "t".into(), id, partitions: 3, configs: Default::default() };
-        let entry = Entry { log_id: openraft::testing::log_id(1, 1, 1), payload: EntryPayload::Normal(create) };
+        let create = MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id,
+            partitions: 3,
+            configs: Default::default(),
+            replicas: vec![],
+        };
+        let entry = Entry { log_id: openraft::testing::log_id(1, 1, 1), payload: EntryPayload::Normal(vec![create]) };
         state.apply([entry]).await.unwrap();
         let built = state.build_snapshot().await.unwrap();
         assert_eq!(built.meta.last_log_id, Some(openraft::testing::log_id(1, 1, 1)));

@@ -292,6 +292,76 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ),
     broker("node.id", Int, "1", AtLeast(0), false, "This broker's id (--node-id)."),
     broker(
+        "process.roles",
+        ConfigType::List,
+        "",
+        Check::None,
+        false,
+        "broker,controller: a voter of the metadata quorum that also serves clients (Kafka's combined \
+         mode); broker: a broker that follows the quorum; empty: a single broker that is its own \
+         controller, the quorum settings unused.",
+    ),
+    broker(
+        "controller.quorum.voters",
+        ConfigType::List,
+        "",
+        Check::None,
+        false,
+        "The metadata quorum's voters as ID@HOST:PORT,… (their CONTROLLER listeners). Brokers started \
+         with the same voters and empty data directories form a cluster; no format step.",
+    ),
+    broker(
+        "controller.listener.names",
+        Str,
+        "",
+        Check::None,
+        false,
+        "The listener (in listeners) that voters serve the metadata quorum on, e.g. CONTROLLER; not a \
+         client listener.",
+    ),
+    broker(
+        "controller.quorum.election.timeout.ms",
+        Int,
+        "1000",
+        AtLeast(0),
+        false,
+        "How long a voter waits without hearing from the quorum leader before it stands for election \
+         (randomized up to twice this).",
+    ),
+    broker(
+        "inter.broker.listener.name",
+        Str,
+        "",
+        Check::None,
+        false,
+        "The listener other brokers use to reach this one; empty: the first client listener.",
+    ),
+    broker(
+        "broker.heartbeat.interval.ms",
+        Int,
+        "2000",
+        AtLeast(1),
+        false,
+        "How often a broker heartbeats to the active controller.",
+    ),
+    broker(
+        "broker.session.timeout.ms",
+        Int,
+        "9000",
+        AtLeast(1),
+        false,
+        "A broker without a heartbeat for this long is fenced, and its partition leaderships move.",
+    ),
+    broker(
+        "cluster.id",
+        Str,
+        "",
+        Check::None,
+        false,
+        "Weir: the id a new cluster takes; empty: the first quorum leader makes one. Every broker \
+         records it in meta.properties and refuses brokers of another cluster.",
+    ),
+    broker(
         "num.partitions",
         Int,
         "1",
@@ -1469,8 +1539,13 @@ mod tests {
     fn weir_keys_match_kafkas_catalogue() {
         // Weir's own keys, and Kafka's StandardAuthorizer keys (read by the authorizer, so
         // outside the broker's config table).
-        const NOT_IN_CATALOGUE: &[&str] =
-            &["log.flush.on.acks.all", "metrics.listener", "super.users", "allow.everyone.if.no.acl.found"];
+        const NOT_IN_CATALOGUE: &[&str] = &[
+            "log.flush.on.acks.all",
+            "metrics.listener",
+            "super.users",
+            "allow.everyone.if.no.acl.found",
+            "cluster.id",
+        ];
         // Keys whose Weir default differs from Kafka's, and why: Weir runs out of the box on
         // one machine (loopback listener, ./data, no replication), speaks PEM only, offers the
         // SASL mechanisms it implements, and states the values Kafka derives from synonyms.

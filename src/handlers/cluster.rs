@@ -19,9 +19,10 @@ const ENDPOINT_BROKERS: i8 = 1;
 
 pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let broker = &ctx.broker;
+    let view = broker.cluster_view(&ctx.session.listener.name);
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(view.controller))
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             ctx.authorized_operations(resource::CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS)
         } else {
@@ -35,11 +36,18 @@ pub async fn describe_cluster(ctx: &RequestContext, req: DescribeClusterRequest)
                 .with_error_message(Some(str_bytes("Weir serves broker endpoints only")));
         }
     }
-    let (host, port) = ctx.advertised();
-    resp.with_brokers(vec![DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(broker.node_id))
-        .with_host(str_bytes(host))
-        .with_port(port)])
+    resp.with_brokers(
+        view.brokers
+            .into_iter()
+            .map(|b| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(str_bytes(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(str_bytes))
+            })
+            .collect(),
+    )
 }
 
 pub async fn describe_log_dirs(ctx: &RequestContext, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {

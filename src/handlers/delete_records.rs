@@ -27,8 +27,10 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRe
                     if denied {
                         return r.with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match topic.as_ref().map(|t| t.local(p.partition_index)) {
+                        Some(Ok(p)) => p,
+                        Some(Err(code)) => return r.with_error_code(code.code()),
+                        None => return r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                     };
                     let mut log = partition.log_mut();
                     let offset = if p.offset == -1 { log.high_watermark() } else { p.offset };

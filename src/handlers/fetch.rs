@@ -58,13 +58,14 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         let name = topic.as_ref().map_or(ft.topic.0.as_str(), |t| t.name.as_str());
         let denied = !ctx.authorized(op::READ, resource::TOPIC, name);
         for p in ft.partitions {
-            let partition = topic.as_ref().filter(|_| !denied).and_then(|t| t.partition(p.partition).cloned());
-            let error = match (&topic, &partition) {
+            let local = topic.as_ref().filter(|_| !denied).map(|t| t.local(p.partition).cloned());
+            let error = match &local {
                 _ if denied => ResponseError::TopicAuthorizationFailed,
-                (None, _) => unknown,
-                (Some(_), None) => ResponseError::UnknownTopicOrPartition,
-                _ => ResponseError::UnknownServerError, // unused when the partition exists
+                None => unknown,
+                Some(Err(code)) => *code,
+                Some(Ok(_)) => ResponseError::UnknownServerError, // unused when the partition is here
             };
+            let partition = local.and_then(Result::ok);
             wanted.push(Wanted { topic_index: ti, topic: topic.clone(), partition, error, req: p });
         }
         topics.push(FetchableTopicResponse::default().with_topic(ft.topic).with_topic_id(ft.topic_id));

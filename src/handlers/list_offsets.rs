@@ -31,8 +31,10 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
                     if denied {
                         return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
                     }
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match topic.as_ref().map(|t| t.local(p.partition_index)) {
+                        Some(Ok(p)) => p,
+                        Some(Err(code)) => return resp.with_error_code(code.code()),
+                        None => return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                     };
                     let log = partition.log();
                     let epoch = log.leader_epoch();

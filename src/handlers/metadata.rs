@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use super::{str_bytes, RequestContext};
-use crate::broker::{is_internal_topic, validate_topic_name, AdminError, Broker, NewTopic, Topic};
+use crate::broker::{is_internal_topic, validate_topic_name, AdminError, Broker, ClusterView, NewTopic, Topic};
 use crate::security::acl::{op, resource, CLUSTER_NAME};
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ pub const CLUSTER_OPERATIONS: &[i8] = &[
 
 pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataResponse {
     let broker = &ctx.broker;
-    let (host, port) = ctx.advertised();
+    let view = broker.cluster_view(&ctx.session.listener.name);
     let all_topics = req.topics.is_none() || (ctx.version == 0 && req.topics.as_ref().is_some_and(Vec::is_empty));
     let auto_create =
         (ctx.version < 4 || req.allow_auto_topic_creation) && broker.config_bool("auto.create.topics.enable");
@@ -46,7 +46,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     if all_topics {
         // Topics the client may not describe are left out.
         for t in broker.topics().iter().filter(|t| ctx.authorized(op::DESCRIBE, resource::TOPIC, &t.name)) {
-            topics.push(describe_topic(broker, t, topic_ops(&t.name)));
+            topics.push(describe_topic(broker, &view, t, topic_ops(&t.name)));
         }
     } else {
         for wanted in req.topics.unwrap_or_default() {
@@ -58,7 +58,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     .ok_or(ResponseError::UnknownTopicId),
             };
             topics.push(match topic {
-                Ok(t) => describe_topic(broker, &t, topic_ops(&t.name)),
+                Ok(t) => describe_topic(broker, &view, &t, topic_ops(&t.name)),
                 Err(code) => MetadataResponseTopic::default()
                     .with_error_code(code.code())
                     .with_name(wanted.name)
@@ -68,12 +68,20 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         }
     }
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(str_bytes(host))
-            .with_port(port)])
+        .with_brokers(
+            view.brokers
+                .iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(b.host.clone()))
+                        .with_port(b.port)
+                        .with_rack(b.rack.clone().map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(broker.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker.node_id))
+        .with_controller_id(BrokerId(view.controller))
         .with_topics(topics);
     if (8..=10).contains(&ctx.version) {
         resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
@@ -115,18 +123,26 @@ async fn lookup_or_create(ctx: &RequestContext, name: &str, auto_create: bool) -
     }
 }
 
-fn describe_topic(broker: &Broker, t: &Topic, topic_ops: i32) -> MetadataResponseTopic {
-    let node = BrokerId(broker.node_id);
-    let partitions = t
-        .partitions
-        .iter()
-        .map(|p| {
-            MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.log().leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+/// A topic's partitions as clients see them: a partition whose leader's broker is not live is
+/// LEADER_NOT_AVAILABLE with leader -1, its replicas on dead brokers listed offline.
+fn describe_topic(broker: &Broker, view: &ClusterView, t: &Topic, topic_ops: i32) -> MetadataResponseTopic {
+    let partitions = (0..t.partition_count)
+        .map(|index| {
+            let replicas = t.replicas_of(index, broker.node_id);
+            let leader = replicas.first().copied().filter(|l| view.is_live(*l));
+            let epoch = t.partition(index).map_or(0, |p| p.log().leader_epoch());
+            let offline: Vec<BrokerId> = replicas.iter().filter(|r| !view.is_live(**r)).map(|r| BrokerId(*r)).collect();
+            let resp = MetadataResponsePartition::default()
+                .with_partition_index(index)
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(leader.map(BrokerId).into_iter().collect())
+                .with_offline_replicas(offline);
+            match leader {
+                Some(_) => resp,
+                None => resp.with_error_code(ResponseError::LeaderNotAvailable.code()),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

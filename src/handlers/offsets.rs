@@ -40,7 +40,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
             let value = match &topic {
                 _ if !readable => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition }),
-                Some(tp) if tp.partition(p.partition_index).is_none() => Err(ResponseError::UnknownTopicOrPartition),
+                Some(tp) if !tp.has_partition(p.partition_index) => Err(ResponseError::UnknownTopicOrPartition),
                 Some(_) if metadata.len() > max_metadata => Err(ResponseError::OffsetMetadataTooLarge),
                 Some(_) => Ok(OffsetValue {
                     offset: p.committed_offset,

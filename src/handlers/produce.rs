@@ -130,9 +130,12 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                 parts.push(failed(pd.index, unknown, None, ctx.version));
                 continue;
             };
-            let Some(partition) = t.partition(pd.index) else {
-                parts.push(failed(pd.index, ResponseError::UnknownTopicOrPartition, None, ctx.version));
-                continue;
+            let partition = match t.local(pd.index) {
+                Ok(p) => p,
+                Err(code) => {
+                    parts.push(failed(pd.index, code, None, ctx.version));
+                    continue;
+                }
             };
             let records = pd.records.unwrap_or_default();
             if verify_txns {

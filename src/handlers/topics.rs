@@ -102,7 +102,7 @@ async fn create_one(
         (p, rf, c, uuid::Uuid::nil())
     } else {
         let topic = broker.create_topic(&new).await?;
-        (topic.partitions.len() as i32, 1, topic.configs.clone(), topic.id)
+        (topic.partition_count, 1, topic.configs.clone(), topic.id)
     };
     let described = topic_config_entries(&broker.config(), &configs)
         .into_iter()
@@ -179,7 +179,7 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
         if !ctx.authorized(op::ALTER, resource::TOPIC, &name) {
             result = Err(AdminError::TopicAuthorizationFailed);
         } else if let (Some(assignments), Some(topic)) = (&t.assignments, broker.topic(&name)) {
-            let adding = t.count - topic.partitions.len() as i32;
+            let adding = t.count - topic.partition_count;
             result = if assignments.len() as i32 != adding {
                 Err(AdminError::InvalidReplicaAssignment(format!(
                     "Increasing the number of partitions by {adding} but {} assignments provided.",

@@ -74,7 +74,7 @@ async fn add_partitions_for(
                     refused.push(((name.clone(), *p), ResponseError::TransactionalIdAuthorizationFailed))
                 }
                 _ if !writable => refused.push(((name.clone(), *p), ResponseError::TopicAuthorizationFailed)),
-                Some(tp) if tp.partition(*p).is_some() && !tp.is_internal() => wanted.push((name.clone(), *p)),
+                Some(tp) if tp.has_partition(*p) && !tp.is_internal() => wanted.push((name.clone(), *p)),
                 _ => refused.push(((name.clone(), *p), ResponseError::UnknownTopicOrPartition)),
             }
         }
@@ -158,7 +158,7 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext, req: AddOffsetsToTxnReques
     if broker.groups.ensure_offsets_topic(broker).await.is_err() {
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
     }
-    let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions.len() as i32);
+    let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
     let partition = (OFFSETS_TOPIC.to_string(), partition_for(&group, n));
     let r = broker
         .txns
@@ -203,15 +203,13 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
             let metadata = p.committed_metadata.as_deref().unwrap_or_default().to_string();
             let value = match &topic {
                 _ if !readable => Err(ResponseError::TopicAuthorizationFailed),
-                Some(tp) if tp.partition(p.partition_index).is_some() && metadata.len() <= max_metadata => {
-                    Ok(OffsetValue {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata,
-                        commit_timestamp: now,
-                    })
-                }
-                Some(tp) if tp.partition(p.partition_index).is_some() => Err(ResponseError::OffsetMetadataTooLarge),
+                Some(tp) if tp.has_partition(p.partition_index) && metadata.len() <= max_metadata => Ok(OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata,
+                    commit_timestamp: now,
+                }),
+                Some(tp) if tp.has_partition(p.partition_index) => Err(ResponseError::OffsetMetadataTooLarge),
                 _ => Err(ResponseError::UnknownTopicOrPartition),
             };
             planned.push((ti, p.partition_index, value));
@@ -228,7 +226,7 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         }
         // TxnOffsetCommit has no PRODUCER_FENCED: a fenced producer is INVALID_PRODUCER_EPOCH
         let fenced_never = i16::MAX;
-        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions.len() as i32);
+        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
         let offsets_partition = (OFFSETS_TOPIC.to_string(), partition_for(&group_id, n));
         broker
             .txns

@@ -59,8 +59,31 @@ fn entries(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|e| !e.is_empty())
 }
 
-/// Reads the listeners from the configuration.
+/// The names in `controller.listener.names`: listeners of the metadata quorum, not of clients.
+fn controller_names(config: &BrokerConfig) -> Vec<String> {
+    entries(&config.get("controller.listener.names")).map(|n| n.to_ascii_uppercase()).collect()
+}
+
+/// Reads the client listeners from the configuration (those clients and other brokers reach
+/// with the Kafka protocol).
 pub fn from_config(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
+    let controllers = controller_names(config);
+    let listeners: Vec<_> = all_listeners(config)?.into_iter().filter(|l| !controllers.contains(&l.name)).collect();
+    if listeners.is_empty() {
+        return Err("listeners has no listener for clients".into());
+    }
+    Ok(listeners)
+}
+
+/// The listener the metadata quorum is served on (the first of `controller.listener.names`),
+/// if this node has one.
+pub fn controller_listener(config: &BrokerConfig) -> Result<Option<ListenerSpec>, String> {
+    let Some(name) = controller_names(config).into_iter().next() else { return Ok(None) };
+    Ok(all_listeners(config)?.into_iter().find(|l| l.name == name))
+}
+
+fn all_listeners(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
+    let controllers = controller_names(config);
     let mut map = BTreeMap::new();
     for pair in entries(&config.get("listener.security.protocol.map")) {
         let (name, proto) = pair
@@ -78,10 +101,12 @@ pub fn from_config(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
     let mut listeners: Vec<ListenerSpec> = Vec::new();
     for entry in entries(&config.get("listeners")) {
         let (name, bind) = split_entry(entry);
-        let protocol = map
-            .get(&name)
-            .copied()
-            .ok_or_else(|| format!("listener '{name}' has no security protocol in listener.security.protocol.map"))?;
+        // Kafka's CONTROLLER listeners are commonly left out of the map: plaintext
+        let implied = controllers.contains(&name).then_some(SecurityProtocol::Plaintext);
+        let protocol =
+            map.get(&name).copied().or(implied).ok_or_else(|| {
+                format!("listener '{name}' has no security protocol in listener.security.protocol.map")
+            })?;
         if listeners.iter().any(|l| l.name == name) {
             return Err(format!("listener name '{name}' appears twice in listeners"));
         }

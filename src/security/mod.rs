@@ -141,8 +141,9 @@ impl Security {
         })
     }
 
-    pub fn apply(&self, record: &crate::cluster::metadata_log::MetadataRecord) {
-        self.image.write().apply(record);
+    /// Takes in the security part of a newer metadata image.
+    pub fn replace_image(&self, image: SecurityImage) {
+        *self.image.write() = image;
     }
 
     pub fn credential(&self, user: &str, mechanism: scram::Mechanism) -> Option<scram::Credential> {

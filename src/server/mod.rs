@@ -97,7 +97,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let metrics_listen = config.get("metrics.listener");
     let limits = Arc::new(limits::Limits::from_config(&config));
     let broker_config = config.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config)).await??;
+    let broker = Broker::open(broker_config).await?;
     let (metrics_addr, metrics_task) = if metrics_listen.is_empty() {
         (None, None)
     } else {
@@ -109,6 +109,7 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         (Some(addr), Some(tokio::spawn(crate::metrics::serve(l, broker.clone()))))
     };
     let bound = bind_listeners(&config, &broker).await?;
+    broker.register().await?;
     let listeners: Vec<(String, SocketAddr)> =
         bound.iter().map(|b| Ok((b.info.name.clone(), b.listener.local_addr()?))).collect::<std::io::Result<_>>()?;
     let addr = listeners[0].1;
@@ -117,8 +118,11 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let background = tokio::spawn(broker.clone().run_background());
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
     let txn_timers = tokio::spawn(broker.txns.clone().run_timers(broker.clone()));
+    let metadata = tokio::spawn(broker.clone().follow_metadata());
+    let heartbeats = tokio::spawn(broker.clone().run_heartbeats());
+    let fencing = tokio::spawn(broker.controller().clone().run_fencing());
     let settings = connection::Settings { max_frame, idle, limits };
-    let mut timers = vec![background, group_timers, txn_timers];
+    let mut timers = vec![background, group_timers, txn_timers, metadata, heartbeats, fencing];
     timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), bound, shutdown_rx, settings, timers));
     Ok(RunningBroker { addr, listeners, metrics_addr, broker, shutdown, task })
@@ -192,6 +196,7 @@ async fn accept_loop(
     if drained.is_err() {
         connections.abort_all();
     }
+    broker.stop_quorum().await;
     tokio::task::spawn_blocking(move || broker.shutdown()).await??;
     Ok(())
 }

@@ -95,6 +95,7 @@ pub struct BinaryBroker {
     pub bootstrap: String,
     /// Every line the broker has logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ready: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 impl BinaryBroker {
@@ -109,6 +110,14 @@ impl BinaryBroker {
     }
 
     pub fn start_on(listen: &str, dir: &Path, extra: &[&str]) -> BinaryBroker {
+        let mut b = Self::spawn_on(listen, dir, extra);
+        b.wait_ready(Duration::from_secs(30));
+        b
+    }
+
+    /// Starts the binary without waiting for it to listen (a cluster's brokers wait for each
+    /// other); `wait_ready` waits.
+    pub fn spawn_on(listen: &str, dir: &Path, extra: &[&str]) -> BinaryBroker {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["--listen", listen, "--data-dir"])
             .arg(dir)
@@ -138,8 +147,14 @@ impl BinaryBroker {
                 }
             }
         });
-        let bootstrap = rx.recv_timeout(Duration::from_secs(30)).expect("weir reports its address");
-        BinaryBroker { child, bootstrap, log }
+        BinaryBroker { child, bootstrap: String::new(), log, ready: Some(rx) }
+    }
+
+    /// Waits until the broker reports its client address (in `bootstrap`).
+    pub fn wait_ready(&mut self, timeout: Duration) {
+        if let Some(rx) = self.ready.take() {
+            self.bootstrap = rx.recv_timeout(timeout).expect("weir reports its address");
+        }
     }
 
     pub fn kill9(mut self) {

@@ -165,7 +165,7 @@ impl GroupCoordinator {
             .topics()
             .iter()
             .filter(|t| !t.is_internal())
-            .map(|t| consumer::TopicInfo { name: t.name.clone(), id: t.id, partitions: t.partitions.len() as i32 })
+            .map(|t| consumer::TopicInfo { name: t.name.clone(), id: t.id, partitions: t.partition_count })
             .collect()
     }
 
@@ -204,7 +204,7 @@ impl GroupCoordinator {
     /// The offsets-topic partition that stores `group`.
     fn partition_of(broker: &Broker, group: &str) -> Option<Arc<Partition>> {
         let topic = broker.topic(OFFSETS_TOPIC)?;
-        let n = topic.partitions.len() as i32;
+        let n = topic.partition_count;
         topic.partition(partition_for(group, n)).cloned()
     }
 
@@ -239,7 +239,7 @@ impl GroupCoordinator {
     /// Called after the transaction coordinator wrote a marker for `producer_id` to offsets
     /// partition `partition`: every group stored there ends that transaction.
     pub async fn complete_txn(&self, broker: &Broker, partition: i32, producer_id: i64, commit: bool) {
-        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partitions.len() as i32);
+        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
         for id in self.group_ids() {
             if partition_for(&id, n) != partition {
                 continue;

@@ -160,7 +160,7 @@ impl TxnCoordinator {
         self.ensure_topic(broker).await?;
         let result = async {
             let topic = broker.topic(TXN_TOPIC).ok_or(LogError::Offline)?;
-            let n = topic.partitions.len() as i32;
+            let n = topic.partition_count;
             let partition = topic.partition(partition_for(id, n)).ok_or(LogError::Offline)?;
             let info = partition.append(&encode_batch(records, None)?, now_ms())?;
             partition.flush_to(info.last_offset + 1).await

@@ -13,11 +13,17 @@ use parking_lot::RwLock;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::metadata_log::{MetadataImage, MetadataLog, MetadataRecord, TopicMeta};
+use crate::cluster::controller::{Controller, ControllerOp, Outcome};
+use crate::cluster::metadata_log::{
+    BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, TopicMeta,
+};
+use crate::cluster::quorum::{Quorum, QuorumSettings};
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
 use crate::log::Log;
 use crate::partition::Partition;
 use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
+
+mod publish;
 
 /// Written at clean shutdown, removed at start-up: its absence means logs need recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_cleanshutdown";
@@ -34,7 +40,12 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
+    /// The partitions with a replica on this broker, by index.
     pub partitions: Vec<Arc<Partition>>,
+    /// How many partitions the topic has (on all brokers).
+    pub partition_count: i32,
+    /// Each partition's replicas, the leader first (empty: all on this one broker).
+    pub replicas: Vec<Vec<i32>>,
     /// Bytes in and out, kept across the rebuilds that config and partition changes make.
     pub traffic: Arc<TopicTraffic>,
 }
@@ -47,8 +58,29 @@ pub struct TopicTraffic {
 }
 
 impl Topic {
+    /// A partition with a replica on this broker.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
-        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+        self.partitions.binary_search_by_key(&index, |p| p.index).ok().map(|i| &self.partitions[i])
+    }
+
+    /// Whether the topic has partition `index` (on any broker).
+    pub fn has_partition(&self, index: i32) -> bool {
+        (0..self.partition_count).contains(&index)
+    }
+
+    /// The partition for a client's request: Kafka's UNKNOWN_TOPIC_OR_PARTITION for one the
+    /// topic does not have, NOT_LEADER_OR_FOLLOWER for one another broker serves.
+    pub fn local(&self, index: i32) -> Result<&Arc<Partition>, ResponseError> {
+        match self.partition(index) {
+            Some(p) => Ok(p),
+            None if self.has_partition(index) => Err(ResponseError::NotLeaderOrFollower),
+            None => Err(ResponseError::UnknownTopicOrPartition),
+        }
+    }
+
+    /// The replicas of a partition, the leader first.
+    pub fn replicas_of(&self, index: i32, this_broker: i32) -> Vec<i32> {
+        usize::try_from(index).ok().and_then(|i| self.replicas.get(i)).cloned().unwrap_or_else(|| vec![this_broker])
     }
 
     pub fn is_internal(&self) -> bool {
@@ -88,6 +120,11 @@ pub enum AdminError {
     ClusterAuthorizationFailed,
     #[error("Group authorization failed.")]
     GroupAuthorizationFailed,
+    #[error("No active controller could make the change.")]
+    NotController,
+    /// A failure the active controller reported for a forwarded change.
+    #[error("{message}")]
+    Remote { code: i16, message: String },
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
 }
@@ -95,6 +132,7 @@ pub enum AdminError {
 impl AdminError {
     pub fn code(&self) -> i16 {
         let e = match self {
+            AdminError::Remote { code, .. } => return *code,
             AdminError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
             AdminError::InvalidTopic(_) => ResponseError::InvalidTopicException,
             AdminError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
@@ -107,6 +145,7 @@ impl AdminError {
             AdminError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
             AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             AdminError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+            AdminError::NotController => ResponseError::NotController,
             AdminError::Storage(_) => ResponseError::KafkaStorageError,
         };
         e.code()
@@ -146,8 +185,30 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// A topic to create, as CreateTopics and auto-creation ask.
+/// A broker as a client reaches it.
 #[derive(Debug, Clone)]
+pub struct BrokerEndpoint {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The brokers and controller a client is told of.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub brokers: Vec<BrokerEndpoint>,
+    pub controller: i32,
+}
+
+impl ClusterView {
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.iter().any(|b| b.id == id)
+    }
+}
+
+/// A topic to create, as CreateTopics and auto-creation ask.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     pub partitions: i32,
@@ -156,15 +217,20 @@ pub struct NewTopic {
 }
 
 pub struct Broker {
-    config: RwLock<BrokerConfig>,
+    config: Arc<RwLock<BrokerConfig>>,
     /// Bumped by every dynamic broker config change, for parts that cache what they read.
     config_generation: AtomicU64,
     pub cluster_id: String,
     pub node_id: i32,
+    /// New at every start, so the controller tells this run from an earlier one.
+    incarnation: Uuid,
     data_dir: PathBuf,
     /// `HOST:PORT` advertised to the clients of each listener, by listener name.
     advertised: RwLock<BTreeMap<String, (String, i32)>>,
-    metadata: tokio::sync::Mutex<MetadataLog>,
+    /// This node's part of the metadata quorum, and the controller when it leads.
+    controller: Arc<Controller>,
+    /// What of the metadata image has been brought into the broker (see `publish`).
+    published: tokio::sync::Mutex<publish::Published>,
     topics: DashMap<String, Arc<Topic>>,
     topic_names: DashMap<Uuid, String>,
     clean_start: bool,
@@ -187,28 +253,52 @@ pub struct Broker {
 /// How often partitions are checked against their `flush.ms`.
 const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Producer ids are reserved in the metadata log a block at a time.
-const PRODUCER_ID_BLOCK: i64 = 1000;
+/// How long a broker waits for its metadata quorum to have a leader at start-up before it
+/// says so (a voter waits on for the others; a quorum of one gives up).
+const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
+/// How long an admin change waits to reach this broker's image once committed.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
 
 impl Broker {
     /// Opens the data directory: cluster identity, metadata, and every partition log.
-    pub fn open(mut config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    pub async fn open(mut config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir)?;
         let node_id = config.node_id();
-        let cluster_id = load_or_create_identity(&data_dir, node_id)?;
+        read_identity(&data_dir, node_id)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_start = marker.exists();
         if clean_start {
             std::fs::remove_file(&marker)?;
         }
-        let (metadata, image) = MetadataLog::open(&data_dir.join(METADATA_DIR))?;
-        let dynamic = image
-            .broker_configs
-            .iter()
-            .filter_map(|(k, v)| config::broker_def(k).map(|d| (d.name, v.clone())))
-            .collect();
-        config.set_dynamic(dynamic);
+        let metadata_dir = data_dir.join(METADATA_DIR);
+        let (settings, controller_bind) = QuorumSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        let controller_listener = match controller_bind {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (controller): {e}"))?,
+            ),
+            None => None,
+        };
+        let quorum = Quorum::start(&metadata_dir, &settings).await?;
+        let shared_config = Arc::new(RwLock::new(config.clone()));
+        let controller = Arc::new(Controller::new(quorum, shared_config.clone()));
+        if let Some(l) = controller_listener {
+            tracing::info!(addr = %l.local_addr()?, voters = ?settings.voters, "metadata quorum listening");
+            let raft = controller.quorum.raft.clone();
+            tokio::spawn(crate::cluster::raft_net::serve(l, raft, Some(Arc::downgrade(&controller))));
+        }
+        while controller.quorum.wait_for_leader(QUORUM_START_WAIT).await.is_none() {
+            if settings.is_single() {
+                anyhow::bail!("the metadata quorum of one elected no leader within {QUORUM_START_WAIT:?}");
+            }
+            tracing::warn!(voters = ?settings.voters, "waiting for the metadata quorum to elect a leader");
+        }
+        import_metadata_log(&controller, &metadata_dir).await?;
+        let cluster_id = establish_cluster_id(&controller, &data_dir, node_id, &config).await?;
+        let image = controller.quorum.image();
+        config.set_dynamic(publish::dynamic_configs(&image.broker_configs));
         let listeners = crate::security::listeners::from_config(&config).map_err(anyhow::Error::msg)?;
         let advertised = listeners
             .iter()
@@ -230,17 +320,22 @@ impl Broker {
             }
         }
         let broker = Broker {
-            config: RwLock::new(config),
+            config: {
+                *shared_config.write() = config;
+                shared_config
+            },
             config_generation: AtomicU64::new(0),
             cluster_id,
             node_id,
+            incarnation: Uuid::new_v4(),
             data_dir,
             advertised: RwLock::new(advertised),
-            metadata: tokio::sync::Mutex::new(metadata),
+            controller,
+            published: tokio::sync::Mutex::new(publish::Published::of(&image)),
             topics: DashMap::new(),
             topic_names: DashMap::new(),
             clean_start,
-            producer_ids: parking_lot::Mutex::new((image.producer_id_block_end, image.producer_id_block_end)),
+            producer_ids: parking_lot::Mutex::new((0, 0)),
             groups: Default::default(),
             txns: Default::default(),
             metrics: Default::default(),
@@ -248,7 +343,7 @@ impl Broker {
             telemetry,
             group_configs: RwLock::new(image.group_configs.clone()),
         };
-        broker.add_scram_users(&scram_users)?;
+        broker.add_scram_users(&scram_users).await?;
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
         let records = broker.groups.load(&broker)?;
@@ -280,11 +375,12 @@ impl Broker {
         Ok(())
     }
 
-    /// Opens partition logs `from..meta.partitions` of a topic, keeping none of the old ones.
+    /// Opens the logs of this broker's replicas among partitions `from..meta.partitions` of a
+    /// topic, keeping none of the old ones.
     fn open_topic(&self, meta: &TopicMeta, from: i32) -> std::io::Result<Topic> {
         let log_config = self.log_config(&meta.configs);
         let mut partitions = Vec::new();
-        for p in from..meta.partitions {
+        for p in (from..meta.partitions).filter(|p| meta.is_replica(*p, self.node_id)) {
             let dir = self.partition_dir(&meta.name, p);
             let (log, report) = Log::open(&dir, log_config.clone(), self.clean_start, now_ms())?;
             if let Some(rec) = report.recovered {
@@ -314,6 +410,8 @@ impl Broker {
             id: meta.id,
             configs: meta.configs.clone(),
             partitions,
+            partition_count: meta.partitions,
+            replicas: meta.replicas.clone(),
             traffic: Default::default(),
         })
     }
@@ -373,7 +471,7 @@ impl Broker {
 
     /// Creates the `--add-scram` users, skipping those whose credential already holds that
     /// password and iteration count (so restarts with the same flags change nothing).
-    fn add_scram_users(&self, users: &[crate::security::scram::ScramUser]) -> anyhow::Result<()> {
+    async fn add_scram_users(&self, users: &[crate::security::scram::ScramUser]) -> anyhow::Result<()> {
         use crate::security::scram::Credential;
         for u in users {
             let existing = self.security.credential(&u.name, u.mechanism);
@@ -385,8 +483,7 @@ impl Broker {
                 mechanism: u.mechanism,
                 credential: Credential::new(u.mechanism, &u.password, u.iterations),
             };
-            self.metadata.try_lock().map_err(anyhow::Error::msg)?.append(&record)?;
-            self.security.apply(&record);
+            self.record_security(&[record]).await?;
             tracing::info!(user = %u.name, mechanism = u.mechanism.name(), "added SCRAM user");
         }
         Ok(())
@@ -394,12 +491,18 @@ impl Broker {
 
     /// Appends security records (credentials, ACLs) durably and applies them.
     pub async fn record_security(&self, records: &[MetadataRecord]) -> Result<(), AdminError> {
-        let mut metadata = self.metadata.lock().await;
-        for record in records {
-            metadata.append(record)?;
-            self.security.apply(record);
+        self.control(ControllerOp::Records { records: records.to_vec() }).await.map(|_| ())
+    }
+
+    /// Makes an admin change through the active controller and waits until this broker has
+    /// it (so the next request on this broker sees it).
+    async fn control(&self, op: ControllerOp) -> Result<Outcome, AdminError> {
+        let (outcome, index) = self.controller.submit(&op).await?;
+        if !self.controller.quorum.wait_applied(index, APPLY_WAIT).await {
+            return Err(AdminError::NotController);
         }
-        Ok(())
+        self.publish().await?;
+        Ok(outcome)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -422,137 +525,42 @@ impl Broker {
         v
     }
 
-    /// Checks a topic creation without performing it; returns the resolved partition count,
-    /// replication factor and validated configs.
+    /// Checks a topic creation without performing it (against this broker's image; the
+    /// controller checks again); returns the resolved partition count, replication factor and
+    /// validated configs.
     pub fn check_new_topic(&self, t: &NewTopic) -> Result<(i32, i16, BTreeMap<String, String>), AdminError> {
-        validate_topic_name(&t.name)?;
-        if self.topics.contains_key(&t.name) {
-            return Err(AdminError::TopicAlreadyExists(t.name.clone()));
-        }
-        let normal = t.name.replace('.', "_");
-        if let Some(other) = self.topics.iter().find(|o| o.name.replace('.', "_") == normal) {
-            return Err(AdminError::InvalidTopic(format!(
-                "Topic '{}' collides with existing topic: {}",
-                t.name, other.name
-            )));
-        }
-        let cfg = self.config.read();
-        let partitions = match t.partitions {
-            -1 => cfg.get_i64("num.partitions") as i32,
-            n if n >= 1 => n,
-            n => {
-                return Err(AdminError::InvalidPartitions(format!(
-                    "Number of partitions was set to an invalid non-positive value: {n}."
-                )))
-            }
-        };
-        let rf = match t.replication_factor {
-            -1 => cfg.get_i64("default.replication.factor") as i16,
-            n if n >= 1 => n,
-            n => {
-                return Err(AdminError::InvalidReplicationFactor(format!(
-                    "Replication factor must be larger than 0, or -1 to use the default value. Got {n}."
-                )))
-            }
-        };
-        if rf > 1 {
-            return Err(AdminError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."
-            )));
-        }
-        let configs = config::validate_topic_configs(&t.configs)?;
-        Ok((partitions, rf, configs))
+        crate::cluster::controller::check_new_topic(&self.controller.quorum.state.image.read(), &self.config(), t)
     }
 
-    /// Creates a topic durably: metadata record first, then its partition logs.
+    /// Creates a topic: committed by the controller, then its partition logs opened here.
     pub async fn create_topic(&self, t: &NewTopic) -> Result<Arc<Topic>, AdminError> {
-        let mut metadata = self.metadata.lock().await;
-        let (partitions, _, configs) = self.check_new_topic(t)?;
-        let meta = TopicMeta { name: t.name.clone(), id: Uuid::new_v4(), partitions, configs };
-        metadata.append(&MetadataRecord::CreateTopic {
-            name: meta.name.clone(),
-            id: meta.id,
-            partitions,
-            configs: meta.configs.clone(),
-        })?;
-        let topic = self.open_topic(&meta, 0)?;
-        crate::log::sync_dir(&self.data_dir)?;
-        self.install(topic);
-        tracing::info!(topic = %meta.name, partitions, id = %meta.id, "created topic");
-        self.topic(&meta.name).ok_or(AdminError::UnknownTopic)
+        self.control(ControllerOp::CreateTopic { topic: t.clone() }).await?;
+        self.topic(&t.name).ok_or(AdminError::UnknownTopic)
     }
 
-    /// Deletes a topic: metadata record first, then its files (renamed, then removed, so a
-    /// crash in between is finished at the next start).
+    /// Deletes a topic: committed by the controller, then its files removed here.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, AdminError> {
-        if !self.config.read().get_bool("delete.topic.enable") {
-            return Err(AdminError::DeletionDisabled);
+        match self.control(ControllerOp::DeleteTopic { name: name.to_string() }).await? {
+            Outcome::Topic { id } => Ok(id),
+            other => Err(AdminError::InvalidRequest(format!("unexpected controller outcome {other:?}"))),
         }
-        let mut metadata = self.metadata.lock().await;
-        let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
-        metadata.append(&MetadataRecord::DeleteTopic { id: topic.id })?;
-        self.topics.remove(name);
-        self.topic_names.remove(&topic.id);
-        for p in &topic.partitions {
-            let dir = self.partition_dir(name, p.index);
-            let doomed = self.data_dir.join(format!("{name}-{}.{}-delete", p.index, topic.id.simple()));
-            if let Err(err) = std::fs::rename(&dir, &doomed) {
-                tracing::warn!(%err, dir = %dir.display(), "cannot rename deleted partition");
-                continue;
-            }
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
-        }
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(topic.id)
     }
 
     /// Grows a topic to `count` partitions.
     pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
-        let mut metadata = self.metadata.lock().await;
         let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
-        let current = topic.partitions.len() as i32;
-        if count <= current {
-            let msg = if count == current {
-                format!("Topic already has {current} partitions.")
-            } else {
-                format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
-            };
-            return Err(AdminError::InvalidPartitions(msg));
-        }
+        crate::cluster::controller::check_partition_count(topic.partition_count, count)?;
         if validate_only {
             return Ok(());
         }
-        metadata.append(&MetadataRecord::CreatePartitions { id: topic.id, count })?;
-        let meta =
-            TopicMeta { name: topic.name.clone(), id: topic.id, partitions: count, configs: topic.configs.clone() };
-        let added = self.open_topic(&meta, current)?;
-        let mut all = topic.partitions.clone();
-        all.extend(added.partitions);
-        self.install(Topic { partitions: all, traffic: topic.traffic.clone(), ..added });
-        Ok(())
+        self.control(ControllerOp::CreatePartitions { name: name.to_string(), count }).await.map(|_| ())
     }
 
     /// Replaces a topic's config overrides (already validated by the caller).
     pub async fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
-        let mut metadata = self.metadata.lock().await;
-        let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
-        metadata.append(&MetadataRecord::TopicConfigs { id: topic.id, configs: configs.clone() })?;
-        let log_config = self.log_config(&configs);
-        for p in &topic.partitions {
-            p.log_mut().set_config(log_config.clone());
-        }
-        self.install(Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs,
-            partitions: topic.partitions.clone(),
-            traffic: topic.traffic.clone(),
-        });
-        Ok(())
+        self.control(ControllerOp::TopicConfigs { name: name.to_string(), configs }).await.map(|_| ())
     }
 
-    /// Replaces the broker's dynamic config overrides (already validated by the caller) and
-    /// re-resolves every topic's settings.
     /// A group's config overrides (empty when it has none).
     pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
         self.group_configs.read().get(group).cloned().unwrap_or_default()
@@ -575,15 +583,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let mut metadata = self.metadata.lock().await;
-        metadata.append(&MetadataRecord::GroupConfigs { group: group.to_string(), configs: configs.clone() })?;
-        let mut all = self.group_configs.write();
-        if configs.is_empty() {
-            all.remove(group);
-        } else {
-            all.insert(group.to_string(), configs);
-        }
-        Ok(())
+        self.control(ControllerOp::GroupConfigs { group: group.to_string(), configs }).await.map(|_| ())
     }
 
     /// Replaces a client telemetry subscription's configs (validated here; empty removes it),
@@ -594,18 +594,14 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
-        let subscription = Subscription::parse(name, &configs).map_err(|e| match e {
+        Subscription::parse(name, &configs).map_err(|e| match e {
             SubscriptionError::Request(m) => AdminError::InvalidRequest(m),
             SubscriptionError::Config(m) => AdminError::InvalidConfig(m),
         })?;
         if validate_only {
             return Ok(());
         }
-        let mut metadata = self.metadata.lock().await;
-        let removed = configs.is_empty();
-        metadata.append(&MetadataRecord::ClientMetrics { name: name.to_string(), configs })?;
-        self.telemetry.set_subscription(name, (!removed).then_some(subscription));
-        Ok(())
+        self.control(ControllerOp::ClientMetrics { name: name.to_string(), configs }).await.map(|_| ())
     }
 
     /// Changes with every dynamic broker config update.
@@ -613,41 +609,31 @@ impl Broker {
         self.config_generation.load(Ordering::Relaxed)
     }
 
+    /// Replaces the dynamic broker config overrides (already validated by the caller); every
+    /// topic's settings are resolved again as the change is published.
     pub async fn set_broker_configs(&self, configs: BTreeMap<&'static str, String>) -> Result<(), AdminError> {
-        let mut metadata = self.metadata.lock().await;
-        metadata.append(&MetadataRecord::BrokerConfigs {
-            configs: configs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        })?;
-        self.config.write().set_dynamic(configs);
-        self.config_generation.fetch_add(1, Ordering::Relaxed);
-        for topic in self.topics() {
-            let log_config = self.log_config(&topic.configs);
-            for p in &topic.partitions {
-                p.log_mut().set_config(log_config.clone());
-            }
-        }
-        Ok(())
+        let configs = configs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        self.control(ControllerOp::BrokerConfigs { configs }).await.map(|_| ())
     }
 
-    /// Hands out a producer id never used before, reserving a new block in the metadata log
-    /// when the current one is used up (so ids stay unique across restarts).
+    /// Hands out a producer id never used before, asking the controller for a new block when
+    /// the current one is used up (so ids stay unique across restarts and brokers).
     pub async fn allocate_producer_id(&self) -> Result<i64, AdminError> {
-        {
-            let mut ids = self.producer_ids.lock();
-            if ids.0 < ids.1 {
-                ids.0 += 1;
-                return Ok(ids.0 - 1);
+        loop {
+            {
+                let mut ids = self.producer_ids.lock();
+                if ids.0 < ids.1 {
+                    ids.0 += 1;
+                    return Ok(ids.0 - 1);
+                }
+            }
+            if let Outcome::ProducerIds { start, end } = self.control(ControllerOp::AllocateProducerIds).await? {
+                let mut ids = self.producer_ids.lock();
+                if ids.0 >= ids.1 {
+                    *ids = (start, end);
+                }
             }
         }
-        let mut metadata = self.metadata.lock().await;
-        let mut ids = *self.producer_ids.lock();
-        if ids.0 >= ids.1 {
-            let block_end = ids.1 + PRODUCER_ID_BLOCK;
-            metadata.append(&MetadataRecord::ProducerIds { block_end })?;
-            ids = (ids.1, block_end);
-        }
-        *self.producer_ids.lock() = (ids.0 + 1, ids.1);
-        Ok(ids.0)
     }
 
     /// Runs retention over every partition.
@@ -742,6 +728,80 @@ impl Broker {
         }
     }
 
+    /// This node's part of the metadata quorum and controller.
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+
+    /// The metadata image as this broker has applied it.
+    pub fn metadata_image(&self) -> parking_lot::RwLockReadGuard<'_, MetadataImage> {
+        self.controller.quorum.state.image.read()
+    }
+
+    /// The cluster as clients on `listener` are told of it: the live (registered, unfenced)
+    /// brokers that have that listener, and the active controller. This broker is always
+    /// among them.
+    pub fn cluster_view(&self, listener: &str) -> ClusterView {
+        let image = self.metadata_image();
+        let mut brokers: Vec<BrokerEndpoint> = image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced || b.id == self.node_id)
+            .filter_map(|b| {
+                let e = b.endpoint(listener)?;
+                Some(BrokerEndpoint { id: b.id, host: e.host.clone(), port: e.port, rack: b.rack.clone() })
+            })
+            .collect();
+        if !brokers.iter().any(|b| b.id == self.node_id) {
+            let (host, port) = self.advertised(listener);
+            brokers.push(BrokerEndpoint { id: self.node_id, host, port, rack: None });
+            brokers.sort_by_key(|b| b.id);
+        }
+        let controller = self.controller.quorum.leader().map_or(-1, |l| l as i32);
+        ClusterView { brokers, controller }
+    }
+
+    /// Registers this broker with the controller: its client listeners as advertised, and its
+    /// rack. Called once the listeners are bound (their ports known).
+    pub async fn register(&self) -> Result<(), AdminError> {
+        let endpoints = self
+            .advertised
+            .read()
+            .iter()
+            .map(|(listener, (host, port))| Endpoint { listener: listener.clone(), host: host.clone(), port: *port })
+            .collect();
+        let rack = Some(self.config.read().get("broker.rack")).filter(|r| !r.is_empty());
+        let registration =
+            BrokerRegistration { id: self.node_id, incarnation: self.incarnation, endpoints, rack, fenced: false };
+        self.control(ControllerOp::RegisterBroker { registration }).await.map(|_| ())
+    }
+
+    /// Heartbeats to the active controller every `broker.heartbeat.interval.ms`, registering
+    /// again when the controller does not know this run of the broker.
+    pub async fn run_heartbeats(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.read().get_i64("broker.heartbeat.interval.ms").max(1) as u64);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat = ControllerOp::Heartbeat { id: self.node_id, incarnation: self.incarnation };
+        loop {
+            tick.tick().await;
+            match self.controller.submit(&heartbeat).await {
+                Ok((Outcome::Heartbeat { registered: false }, _)) => {
+                    if let Err(e) = self.register().await {
+                        tracing::warn!(error = %e, "cannot register with the controller");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+            }
+        }
+    }
+
+    /// Stops this node's member of the metadata quorum (before the logs close).
+    pub async fn stop_quorum(&self) {
+        self.controller.quorum.shutdown().await;
+    }
+
     /// Clean shutdown: flush and close every log, then write the clean-shutdown marker.
     pub fn shutdown(&self) -> std::io::Result<()> {
         for topic in self.topics() {
@@ -758,6 +818,27 @@ impl Broker {
     }
 }
 
+/// Brings a metadata log written before the quorum existed (`metadata.log`, one broker's
+/// records) into the quorum, once: its image is committed as records, then the file is set
+/// aside. Importing twice (a crash before the rename) changes nothing, as every record sets
+/// state rather than adding to it.
+async fn import_metadata_log(controller: &Controller, dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join("metadata.log");
+    if !path.exists() {
+        return Ok(());
+    }
+    let (_, image) = MetadataLog::open(dir)?;
+    let records = image.to_records();
+    let count = records.len();
+    if count > 0 {
+        controller.submit(&ControllerOp::Records { records }).await?;
+    }
+    std::fs::rename(&path, dir.join("metadata.log.imported"))?;
+    crate::log::sync_dir(dir)?;
+    tracing::info!(records = count, "imported the metadata log into the metadata quorum");
+    Ok(())
+}
+
 /// Splits `host:port`; a missing or bad port gives 9092.
 pub fn split_host_port(addr: &str) -> (String, i32) {
     match addr.rsplit_once(':') {
@@ -766,37 +847,62 @@ pub fn split_host_port(addr: &str) -> (String, i32) {
     }
 }
 
-/// Reads `meta.properties` (Kafka's file name and keys), creating it with a new cluster id on
-/// first start. A node id that differs from the stored one stops start-up.
-fn load_or_create_identity(dir: &Path, node_id: i32) -> anyhow::Result<String> {
+/// Reads the cluster id in `meta.properties` (Kafka's file name and keys), if there is one.
+/// A node id that differs from the stored one stops start-up.
+fn read_identity(dir: &Path, node_id: i32) -> anyhow::Result<Option<String>> {
     let path = dir.join("meta.properties");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let mut cluster_id = None;
-        for line in text.lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                match k.trim() {
-                    "cluster.id" => cluster_id = Some(v.trim().to_string()),
-                    "node.id" if v.trim() != node_id.to_string() => anyhow::bail!(
-                        "node.id {node_id} does not match node.id {} stored in {}",
-                        v.trim(),
-                        path.display()
-                    ),
-                    _ => {}
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let mut cluster_id = None;
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            match k.trim() {
+                "cluster.id" => cluster_id = Some(v.trim().to_string()),
+                "node.id" if v.trim() != node_id.to_string() => {
+                    anyhow::bail!("node.id {node_id} does not match node.id {} stored in {}", v.trim(), path.display())
                 }
+                _ => {}
             }
         }
-        if let Some(id) = cluster_id {
-            return Ok(id);
-        }
     }
-    let cluster_id = base64_url(Uuid::new_v4().as_bytes());
+    Ok(cluster_id)
+}
+
+/// Writes `meta.properties` durably.
+fn write_identity(dir: &Path, cluster_id: &str, node_id: i32) -> anyhow::Result<()> {
     let text = format!("#Written by weir\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
     let tmp = dir.join("meta.properties.tmp");
     std::fs::write(&tmp, text)?;
     std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    std::fs::rename(&tmp, dir.join("meta.properties"))?;
     crate::log::sync_dir(dir)?;
-    Ok(cluster_id)
+    Ok(())
+}
+
+/// Agrees on the cluster id with the quorum: the one stored here, the configured one or a new
+/// one is proposed, and the cluster's id (the first proposal committed) is recorded. A data
+/// directory of another cluster stops start-up.
+async fn establish_cluster_id(
+    controller: &Controller,
+    dir: &Path,
+    node_id: i32,
+    config: &BrokerConfig,
+) -> anyhow::Result<String> {
+    let stored = read_identity(dir, node_id)?;
+    let configured = Some(config.get("cluster.id")).filter(|c| !c.is_empty());
+    let proposed = stored.clone().or(configured).unwrap_or_else(|| base64_url(Uuid::new_v4().as_bytes()));
+    let id = match controller.submit(&ControllerOp::ClusterId { proposed }).await? {
+        (Outcome::ClusterId { id }, _) => id,
+        other => anyhow::bail!("unexpected controller outcome {other:?}"),
+    };
+    match stored {
+        Some(s) if s != id => anyhow::bail!(
+            "this data directory belongs to cluster {s}, but the metadata quorum is cluster {id}; \
+             refusing to join another cluster"
+        ),
+        Some(_) => {}
+        None => write_identity(dir, &id, node_id)?,
+    }
+    Ok(id)
 }
 
 /// URL-safe base64 without padding: the form of Kafka's cluster ids.

@@ -1,0 +1,151 @@
+//! Publishing the metadata image into the broker, as Kafka's `BrokerMetadataPublisher` does:
+//! whatever the quorum committed (here or on another controller) becomes open partition
+//! logs, topic and broker settings, credentials and ACLs. It compares the image with what
+//! the broker has, so it is the same whether one change or a whole snapshot arrived.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::{now_ms, AdminError, Broker, Topic};
+use crate::cluster::metadata_log::{MetadataImage, TopicMeta};
+use crate::telemetry::Subscription;
+
+/// The parts of the image taken in last time that are compared rather than re-applied.
+pub(super) struct Published {
+    broker_configs: BTreeMap<String, String>,
+    client_metrics: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Published {
+    /// What a broker opened from `image` has taken in.
+    pub(super) fn of(image: &MetadataImage) -> Published {
+        Published { broker_configs: image.broker_configs.clone(), client_metrics: image.client_metrics.clone() }
+    }
+}
+
+/// The dynamic broker configs of the image that this version knows.
+pub(super) fn dynamic_configs(configs: &BTreeMap<String, String>) -> BTreeMap<&'static str, String> {
+    configs.iter().filter_map(|(k, v)| crate::config::broker_def(k).map(|d| (d.name, v.clone()))).collect()
+}
+
+impl Broker {
+    /// Brings the broker up to the metadata image as applied so far.
+    pub(crate) async fn publish(&self) -> Result<(), AdminError> {
+        let mut published = self.published.lock().await;
+        let image = self.controller.quorum.image();
+        if image.broker_configs != published.broker_configs {
+            self.config.write().set_dynamic(dynamic_configs(&image.broker_configs));
+            self.config_generation.fetch_add(1, Ordering::Relaxed);
+            for topic in self.topics() {
+                let log_config = self.log_config(&topic.configs);
+                for p in &topic.partitions {
+                    p.log_mut().set_config(log_config.clone());
+                }
+            }
+            published.broker_configs = image.broker_configs.clone();
+        }
+        self.publish_topics(&image)?;
+        self.security.replace_image(image.security.clone());
+        *self.group_configs.write() = image.group_configs.clone();
+        self.publish_client_metrics(&image.client_metrics, &published.client_metrics);
+        published.client_metrics = image.client_metrics.clone();
+        Ok(())
+    }
+
+    fn publish_topics(&self, image: &MetadataImage) -> std::io::Result<()> {
+        for topic in self.topics() {
+            if image.topics.get(&topic.name).map(|m| m.id) != Some(topic.id) {
+                self.remove_topic(&topic);
+            }
+        }
+        let mut created = false;
+        for meta in image.topics.values() {
+            match self.topic(&meta.name) {
+                None => {
+                    self.install(self.open_topic(meta, 0)?);
+                    tracing::info!(topic = %meta.name, partitions = meta.partitions, id = %meta.id, "created topic");
+                    created = true;
+                }
+                Some(local) => created |= self.update_topic(&local, meta)?,
+            }
+        }
+        if created {
+            crate::log::sync_dir(&self.data_dir)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in a topic's new partitions and configs; true if partition logs were created.
+    fn update_topic(&self, local: &Topic, meta: &TopicMeta) -> std::io::Result<bool> {
+        let current = local.partition_count;
+        if meta.partitions <= current && meta.configs == local.configs {
+            return Ok(false);
+        }
+        let mut partitions = local.partitions.clone();
+        if meta.partitions > current {
+            partitions.extend(self.open_topic(meta, current)?.partitions);
+        }
+        if meta.configs != local.configs {
+            let log_config = self.log_config(&meta.configs);
+            for p in &local.partitions {
+                p.log_mut().set_config(log_config.clone());
+            }
+        }
+        self.install(Topic {
+            name: meta.name.clone(),
+            id: meta.id,
+            configs: meta.configs.clone(),
+            partitions,
+            partition_count: meta.partitions,
+            replicas: meta.replicas.clone(),
+            traffic: local.traffic.clone(),
+        });
+        Ok(meta.partitions > current)
+    }
+
+    /// Forgets a deleted topic and removes its files (renamed first, then removed, so a crash
+    /// in between is finished at the next start).
+    fn remove_topic(&self, topic: &Topic) {
+        self.topics.remove(&topic.name);
+        self.topic_names.remove(&topic.id);
+        for p in &topic.partitions {
+            let dir = self.partition_dir(&topic.name, p.index);
+            let doomed = self.data_dir.join(format!("{}-{}.{}-delete", topic.name, p.index, topic.id.simple()));
+            if let Err(err) = std::fs::rename(&dir, &doomed) {
+                tracing::warn!(%err, dir = %dir.display(), "cannot rename deleted partition");
+                continue;
+            }
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
+        }
+        tracing::info!(topic = %topic.name, "deleted topic");
+    }
+
+    fn publish_client_metrics(
+        &self,
+        now: &BTreeMap<String, BTreeMap<String, String>>,
+        before: &BTreeMap<String, BTreeMap<String, String>>,
+    ) {
+        for name in before.keys().filter(|n| !now.contains_key(*n)) {
+            self.telemetry.set_subscription(name, None);
+        }
+        for (name, configs) in now.iter().filter(|(n, c)| before.get(*n) != Some(c)) {
+            match Subscription::parse(name, configs) {
+                Ok(s) => self.telemetry.set_subscription(name, Some(s)),
+                Err(e) => {
+                    tracing::warn!(subscription = %name, error = %e, "ignoring an invalid client metrics subscription")
+                }
+            }
+        }
+    }
+
+    /// Publishes every change the quorum applies, for as long as the broker runs.
+    pub async fn follow_metadata(self: Arc<Self>) {
+        let mut applied = self.controller.quorum.state.subscribe();
+        while applied.changed().await.is_ok() {
+            if let Err(e) = self.publish().await {
+                tracing::error!(error = %e, at = now_ms(), "cannot take in a metadata change");
+            }
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The controller: admin changes checked against the metadata image and committed through the
+//! quorum, one at a time, as Kafka's `QuorumController` does. A change is planned on the
+//! active controller (the Raft leader) into metadata records; the broker that asked learns
+//! the outcome and waits until its own image has the change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use parking_lot::RwLock;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord};
+use super::quorum::{CommitError, Quorum};
+use super::raft_log::NodeId;
+use super::raft_net::{forward, ForwardResult, RemoteAdminError};
+use crate::broker::{AdminError, NewTopic};
+use crate::config::BrokerConfig;
+
+/// Producer ids are handed to brokers a block at a time (Kafka's AllocateProducerIds).
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// How long a change may wait for a controller to be elected.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// Pause between attempts while a controller is being elected.
+const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// An admin change, as a broker asks the controller for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOp {
+    CreateTopic {
+        topic: NewTopic,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
+    /// Replaces a topic's config overrides (already validated).
+    TopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Replaces the dynamic broker config overrides (already validated).
+    BrokerConfigs {
+        configs: BTreeMap<String, String>,
+    },
+    GroupConfigs {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
+    ClientMetrics {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    AllocateProducerIds,
+    /// Security records (credentials, ACLs, quotas) committed as they are.
+    Records {
+        records: Vec<MetadataRecord>,
+    },
+    /// Sets the cluster id unless the cluster has one; the outcome is the cluster's id.
+    ClusterId {
+        proposed: String,
+    },
+    RegisterBroker {
+        registration: BrokerRegistration,
+    },
+    /// A broker's heartbeat: keeps it unfenced, or unfences it.
+    Heartbeat {
+        id: i32,
+        incarnation: Uuid,
+    },
+}
+
+/// What a committed change gives back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Outcome {
+    Done,
+    Topic {
+        id: Uuid,
+    },
+    /// Producer ids `start..end` belong to the broker that asked.
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
+    ClusterId {
+        id: String,
+    },
+    /// The answer to a heartbeat: whether the controller knows this incarnation of the broker
+    /// (if not, it registers again).
+    Heartbeat {
+        registered: bool,
+    },
+}
+
+/// Plans a change against the image: the records that make it, and its outcome.
+pub fn plan(
+    op: &ControllerOp,
+    image: &MetadataImage,
+    config: &BrokerConfig,
+) -> Result<(Vec<MetadataRecord>, Outcome), AdminError> {
+    let topic_id = |name: &str| image.topics.get(name).map(|t| t.id).ok_or(AdminError::UnknownTopic);
+    let done = |record: MetadataRecord| (vec![record], Outcome::Done);
+    Ok(match op {
+        ControllerOp::CreateTopic { topic } => {
+            let (partitions, rf, configs) = check_new_topic(image, config, topic)?;
+            let replicas = place(image, config, 0..partitions, rf)?;
+            let id = Uuid::new_v4();
+            let create = MetadataRecord::CreateTopic { name: topic.name.clone(), id, partitions, configs, replicas };
+            (vec![create], Outcome::Topic { id })
+        }
+        ControllerOp::DeleteTopic { name } => {
+            if !config.get_bool("delete.topic.enable") {
+                return Err(AdminError::DeletionDisabled);
+            }
+            let id = topic_id(name)?;
+            (vec![MetadataRecord::DeleteTopic { id }], Outcome::Topic { id })
+        }
+        ControllerOp::CreatePartitions { name, count } => {
+            let id = topic_id(name)?;
+            let topic = &image.topics[name];
+            check_partition_count(topic.partitions, *count)?;
+            let rf = topic.replicas_of(0).map_or(1, |r| r.len()) as i16;
+            let replicas = place(image, config, topic.partitions..*count, rf)?;
+            done(MetadataRecord::CreatePartitions { id, count: *count, replicas })
+        }
+        ControllerOp::TopicConfigs { name, configs } => {
+            done(MetadataRecord::TopicConfigs { id: topic_id(name)?, configs: configs.clone() })
+        }
+        ControllerOp::BrokerConfigs { configs } => done(MetadataRecord::BrokerConfigs { configs: configs.clone() }),
+        ControllerOp::GroupConfigs { group, configs } => {
+            done(MetadataRecord::GroupConfigs { group: group.clone(), configs: configs.clone() })
+        }
+        ControllerOp::ClientMetrics { name, configs } => {
+            done(MetadataRecord::ClientMetrics { name: name.clone(), configs: configs.clone() })
+        }
+        ControllerOp::AllocateProducerIds => {
+            let start = image.producer_id_block_end;
+            let end = start + PRODUCER_ID_BLOCK;
+            (vec![MetadataRecord::ProducerIds { block_end: end }], Outcome::ProducerIds { start, end })
+        }
+        ControllerOp::Records { records } => (records.clone(), Outcome::Done),
+        ControllerOp::ClusterId { proposed } => {
+            let id = image.cluster_id.clone().unwrap_or_else(|| proposed.clone());
+            let records = match image.cluster_id {
+                Some(_) => vec![],
+                None => vec![MetadataRecord::ClusterId { id: id.clone() }],
+            };
+            (records, Outcome::ClusterId { id })
+        }
+        ControllerOp::RegisterBroker { registration } => {
+            done(MetadataRecord::RegisterBroker { registration: registration.clone() })
+        }
+        ControllerOp::Heartbeat { id, incarnation } => {
+            let known = image.brokers.get(id).filter(|b| b.incarnation == *incarnation);
+            let records = match known {
+                Some(b) if b.fenced => vec![MetadataRecord::FenceBroker { id: *id, fenced: false }],
+                _ => vec![],
+            };
+            (records, Outcome::Heartbeat { registered: known.is_some() })
+        }
+    })
+}
+
+/// Places the replicas of `partitions` on the unfenced brokers: `rf` consecutive brokers from
+/// a random start, shifted by one per partition, so replicas and leaders spread evenly.
+fn place(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    partitions: std::ops::Range<i32>,
+    rf: i16,
+) -> Result<Vec<Vec<i32>>, AdminError> {
+    let live = placeable_brokers(image, config, rf)?;
+    let n = live.len();
+    let start = (Uuid::new_v4().as_u128() % n as u128) as usize;
+    Ok(partitions.map(|p| (0..rf as usize).map(|j| live[(start + p as usize + j) % n]).collect()).collect())
+}
+
+/// The brokers replicas may go to, once `rf` is known to fit them.
+fn placeable_brokers(image: &MetadataImage, config: &BrokerConfig, rf: i16) -> Result<Vec<i32>, AdminError> {
+    let mut live: Vec<i32> = image.brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect();
+    if live.is_empty() {
+        live.push(config.node_id());
+    }
+    let n = live.len();
+    if rf as usize > n {
+        return Err(AdminError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {n} broker(s) are registered."
+        )));
+    }
+    if rf > 1 {
+        return Err(AdminError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): partition replication is not built yet (issue 14)."
+        )));
+    }
+    Ok(live)
+}
+
+/// Kafka's answer to growing a topic to `count` partitions when it has `current`.
+pub fn check_partition_count(current: i32, count: i32) -> Result<(), AdminError> {
+    if count > current {
+        return Ok(());
+    }
+    Err(AdminError::InvalidPartitions(if count == current {
+        format!("Topic already has {current} partitions.")
+    } else {
+        format!("Topic currently has {current} partitions, which is higher than the requested {count}.")
+    }))
+}
+
+/// Checks a topic creation against the image without performing it; returns the resolved
+/// partition count, replication factor and validated configs.
+pub fn check_new_topic(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    t: &NewTopic,
+) -> Result<(i32, i16, BTreeMap<String, String>), AdminError> {
+    crate::broker::validate_topic_name(&t.name)?;
+    if image.topics.contains_key(&t.name) {
+        return Err(AdminError::TopicAlreadyExists(t.name.clone()));
+    }
+    let normal = t.name.replace('.', "_");
+    if let Some(other) = image.topics.keys().find(|o| o.replace('.', "_") == normal) {
+        return Err(AdminError::InvalidTopic(format!("Topic '{}' collides with existing topic: {other}", t.name)));
+    }
+    let partitions = match t.partitions {
+        -1 => config.get_i64("num.partitions") as i32,
+        n if n >= 1 => n,
+        n => {
+            return Err(AdminError::InvalidPartitions(format!(
+                "Number of partitions was set to an invalid non-positive value: {n}."
+            )))
+        }
+    };
+    let rf = match t.replication_factor {
+        -1 => config.get_i64("default.replication.factor") as i16,
+        n if n >= 1 => n,
+        n => {
+            return Err(AdminError::InvalidReplicationFactor(format!(
+                "Replication factor must be larger than 0, or -1 to use the default value. Got {n}."
+            )))
+        }
+    };
+    placeable_brokers(image, config, rf)?;
+    let configs = crate::config::validate_topic_configs(&t.configs)?;
+    Ok((partitions, rf, configs))
+}
+
+/// The controller side of this node: plans and commits changes while this node leads, and
+/// forwards them to the active controller otherwise.
+pub struct Controller {
+    pub quorum: Quorum,
+    /// The broker's configuration (defaults of new topics, whether deletion is allowed).
+    config: Arc<RwLock<BrokerConfig>>,
+    /// Changes are planned and committed one at a time, so each is checked against an image
+    /// that has every earlier one.
+    serial: tokio::sync::Mutex<()>,
+    /// When each broker last heartbeat, as this node saw it while leading (cleared when it
+    /// does not lead, so a new controller gives every broker a whole session).
+    heartbeats: parking_lot::Mutex<HashMap<i32, Instant>>,
+}
+
+impl Controller {
+    pub fn new(quorum: Quorum, config: Arc<RwLock<BrokerConfig>>) -> Controller {
+        Controller { quorum, config, serial: tokio::sync::Mutex::new(()), heartbeats: Default::default() }
+    }
+
+    /// Makes a change through the active controller, here or forwarded; returns its outcome
+    /// and the index of the entry that holds it (0 when nothing needed committing). Waits up
+    /// to [`LEADER_WAIT`] for a controller when there is none.
+    pub async fn submit(&self, op: &ControllerOp) -> Result<(Outcome, u64), AdminError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = match self.submit_here(op).await {
+                Err(ControllerError::NotLeader(leader)) => leader,
+                Err(ControllerError::Admin(e)) => return Err(e),
+                Ok(done) => return Ok(done),
+            };
+            if let Some(addr) = leader.and_then(|l| self.quorum.voter_addr(l)) {
+                match forward(addr, op).await {
+                    Ok(Ok(done)) => return Ok(done),
+                    Ok(Err(e)) if e.code != ResponseError::NotController.code() => {
+                        return Err(AdminError::Remote { code: e.code, message: e.message })
+                    }
+                    Ok(Err(_)) => {}
+                    Err(e) => tracing::debug!(error = %e, addr, "cannot reach the active controller"),
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(AdminError::NotController);
+            }
+            tokio::time::sleep(RETRY_BACKOFF.min(left)).await;
+        }
+    }
+
+    /// A change forwarded by another broker: made here if this node leads.
+    pub async fn execute_forwarded(&self, op: &ControllerOp) -> ForwardResult {
+        self.submit_here(op)
+            .await
+            .map_err(|e| match e {
+                ControllerError::NotLeader(_) => AdminError::NotController,
+                ControllerError::Admin(e) => e,
+            })
+            .map_err(|e| RemoteAdminError { code: e.code(), message: e.to_string() })
+    }
+
+    /// Plans and commits a change on this node, if it leads.
+    async fn submit_here(&self, op: &ControllerOp) -> Result<(Outcome, u64), ControllerError> {
+        let _serial = self.serial.lock().await;
+        if !self.quorum.is_leader() {
+            return Err(ControllerError::NotLeader(self.quorum.leader()));
+        }
+        if let ControllerOp::Heartbeat { id, .. }
+        | ControllerOp::RegisterBroker { registration: BrokerRegistration { id, .. } } = op
+        {
+            self.heartbeats.lock().insert(*id, Instant::now());
+        }
+        let (records, outcome) = plan(op, &self.quorum.state.image.read(), &self.config.read())?;
+        if records.is_empty() {
+            return Ok((outcome, 0));
+        }
+        let index = self.quorum.commit(records).await.map_err(|e| match e {
+            CommitError::NotLeader(l) => ControllerError::NotLeader(l),
+            CommitError::Fatal(m) => ControllerError::Admin(AdminError::Storage(std::io::Error::other(m))),
+        })?;
+        Ok((outcome, index))
+    }
+}
+
+impl Controller {
+    /// While this node leads: fences the brokers whose heartbeats stopped for
+    /// `broker.session.timeout.ms`, as Kafka's controller does.
+    pub async fn run_fencing(self: Arc<Self>) {
+        let session = Duration::from_millis(self.config.read().get_i64("broker.session.timeout.ms").max(1) as u64);
+        let mut tick = tokio::time::interval((session / 4).min(Duration::from_millis(250)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.quorum.is_leader() {
+                self.heartbeats.lock().clear();
+                continue;
+            }
+            let now = Instant::now();
+            let stale: Vec<i32> = {
+                let image = self.quorum.state.image.read();
+                let mut seen = self.heartbeats.lock();
+                image
+                    .brokers
+                    .values()
+                    .filter(|b| !b.fenced && now.duration_since(*seen.entry(b.id).or_insert(now)) > session)
+                    .map(|b| b.id)
+                    .collect()
+            };
+            for id in stale {
+                tracing::warn!(
+                    broker = id,
+                    session_ms = session.as_millis() as u64,
+                    "fencing a broker without heartbeats"
+                );
+                let fence = ControllerOp::Records { records: vec![MetadataRecord::FenceBroker { id, fenced: true }] };
+                if let Err(e) = self.submit_here(&fence).await {
+                    tracing::warn!(broker = id, error = ?e, "could not fence a broker");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum ControllerError {
+    NotLeader(Option<NodeId>),
+    Admin(AdminError),
+}
+
+impl From<AdminError> for ControllerError {
+    fn from(e: AdminError) -> Self {
+        ControllerError::Admin(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata_log::Endpoint;
+
+    fn image_with_brokers(ids: &[i32], fenced: &[i32]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in ids {
+            let registration = BrokerRegistration {
+                id: *id,
+                incarnation: Uuid::new_v4(),
+                endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 9092 }],
+                rack: None,
+                fenced: fenced.contains(id),
+            };
+            image.apply(&MetadataRecord::RegisterBroker { registration });
+        }
+        image
+    }
+
+    fn config() -> BrokerConfig {
+        BrokerConfig::from_layers([Vec::<(String, String)>::new()]).unwrap()
+    }
+
+    #[test]
+    fn partitions_spread_over_the_live_brokers() {
+        let image = image_with_brokers(&[1, 2, 3, 4], &[4]);
+        let replicas = place(&image, &config(), 0..9, 1).unwrap();
+        let mut per_broker = BTreeMap::new();
+        for r in &replicas {
+            *per_broker.entry(r[0]).or_insert(0) += 1;
+        }
+        assert_eq!(per_broker, BTreeMap::from([(1, 3), (2, 3), (3, 3)]), "fenced broker 4 gets none");
+        let err = place(&image, &config(), 0..1, 4).unwrap_err();
+        assert!(err.to_string().contains("only 3 broker(s)"), "{err}");
+    }
+
+    #[test]
+    fn the_first_cluster_id_committed_stays() {
+        let mut image = MetadataImage::default();
+        let op = |p: &str| ControllerOp::ClusterId { proposed: p.into() };
+        let (records, outcome) = plan(&op("a"), &image, &config()).unwrap();
+        assert_eq!(outcome, Outcome::ClusterId { id: "a".into() });
+        records.iter().for_each(|r| image.apply(r));
+        let (records, outcome) = plan(&op("b"), &image, &config()).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(outcome, Outcome::ClusterId { id: "a".into() });
+    }
+
+    #[test]
+    fn a_heartbeat_unfences_only_the_registered_incarnation() {
+        let image = image_with_brokers(&[1], &[1]);
+        let incarnation = image.brokers[&1].incarnation;
+        let (records, outcome) = plan(&ControllerOp::Heartbeat { id: 1, incarnation }, &image, &config()).unwrap();
+        assert_eq!(records, vec![MetadataRecord::FenceBroker { id: 1, fenced: false }]);
+        assert_eq!(outcome, Outcome::Heartbeat { registered: true });
+        let stale = ControllerOp::Heartbeat { id: 1, incarnation: Uuid::new_v4() };
+        let (records, outcome) = plan(&stale, &image, &config()).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(outcome, Outcome::Heartbeat { registered: false });
+    }
+}

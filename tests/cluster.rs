@@ -1,0 +1,258 @@
+//! Several `weir` processes as one cluster: formed from Kafka's KRaft settings with no format
+//! step, sharing metadata through the Raft quorum, routing clients to each partition's
+//! broker, and surviving the loss of the active controller.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::metadata::Metadata;
+use rdkafka::producer::FutureRecord;
+use rdkafka::types::RDKafkaErrorCode;
+
+/// One node of a test cluster: where it keeps its data and the addresses it keeps across
+/// restarts.
+struct Node {
+    id: i32,
+    dir: PathBuf,
+    client: String,
+    controller: String,
+    process: Option<BinaryBroker>,
+}
+
+struct Cluster {
+    _root: tempfile::TempDir,
+    nodes: Vec<Node>,
+    voters: String,
+}
+
+/// Timeouts short enough for tests: a dead broker is fenced within 1.5 s.
+const FAST: &[(&str, &str)] = &[
+    ("controller.quorum.election.timeout.ms", "300"),
+    ("broker.heartbeat.interval.ms", "200"),
+    ("broker.session.timeout.ms", "1500"),
+];
+
+impl Cluster {
+    /// Starts `n` combined broker-controllers with the same voters, all at once (each waits
+    /// for the quorum), and waits until every one serves clients.
+    fn start(n: i32) -> Cluster {
+        let root = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                id,
+                dir: root.path().join(format!("node-{id}")),
+                client: BinaryBroker::free_addr(),
+                controller: BinaryBroker::free_addr(),
+                process: None,
+            })
+            .collect();
+        let voters = nodes.iter().map(|n| format!("{}@{}", n.id, n.controller)).collect::<Vec<_>>().join(",");
+        let mut cluster = Cluster { _root: root, nodes, voters };
+        for i in 0..cluster.nodes.len() {
+            cluster.spawn(i);
+        }
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let listen = format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller);
+        let mut sets = vec![
+            "process.roles=broker,controller".to_string(),
+            format!("controller.quorum.voters={}", self.voters),
+            "controller.listener.names=CONTROLLER".to_string(),
+        ];
+        sets.extend(FAST.iter().map(|(k, v)| format!("{k}={v}")));
+        let id = node.id.to_string();
+        let mut args = vec!["--node-id", id.as_str()];
+        for s in &sets {
+            args.extend(["--set", s.as_str()]);
+        }
+        let process = BinaryBroker::spawn_on(&listen, &node.dir, &args);
+        self.nodes[i].process = Some(process);
+    }
+
+    fn wait_ready(&mut self, i: usize) {
+        self.nodes[i].process.as_mut().expect("running").wait_ready(Duration::from_secs(60));
+    }
+
+    fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(p) = self.nodes[i].process.take() {
+            p.kill9();
+        }
+    }
+
+    fn index_of(&self, id: i32) -> usize {
+        self.nodes.iter().position(|n| n.id == id).expect("a node of the cluster")
+    }
+
+    /// Client addresses of the running nodes.
+    fn bootstrap(&self) -> String {
+        self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.client.clone()).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn metadata(bootstrap: &str) -> Metadata {
+    let consumer: BaseConsumer = client_config(bootstrap).create().unwrap();
+    consumer.fetch_metadata(None, Duration::from_secs(10)).expect("metadata")
+}
+
+/// Polls `f` every 100 ms until it gives a value or `timeout` passes.
+fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cluster_id_of(dir: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(dir.join("meta.properties")).expect("meta.properties");
+    text.lines().find_map(|l| l.strip_prefix("cluster.id=")).expect("cluster.id").to_string()
+}
+
+async fn create(bootstrap: &str, name: &str, partitions: i32, rf: i32) -> Result<String, (String, RDKafkaErrorCode)> {
+    let admin = admin(bootstrap);
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(rf));
+    admin.create_topics(&[topic], &AdminOptions::new()).await.expect("request").remove(0)
+}
+
+/// Produces `n` records round-robin over `partitions`, each acknowledged; returns the values
+/// by partition.
+async fn produce_all(bootstrap: &str, topic: &str, partitions: i32, n: usize, tag: &str) -> Vec<Vec<String>> {
+    let producer = producer(bootstrap, &[("enable.idempotence", "true"), ("acks", "all")]);
+    let mut sent = vec![Vec::new(); partitions as usize];
+    for i in 0..n {
+        let p = (i % partitions as usize) as i32;
+        let value = format!("{tag}-{i}");
+        producer
+            .send(FutureRecord::to(topic).partition(p).key("k").payload(&value), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("record {i} to partition {p} not acknowledged: {e}"));
+        sent[p as usize].push(value);
+    }
+    sent
+}
+
+fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> Vec<Vec<String>> {
+    let all: Vec<i32> = (0..partitions).collect();
+    let consumer = assigned_consumer(bootstrap, topic, &all, rdkafka::Offset::Beginning, &[]);
+    let mut got = vec![Vec::new(); partitions as usize];
+    for m in consume_n(&consumer, expected, Duration::from_secs(30)) {
+        use rdkafka::Message;
+        got[m.partition() as usize].push(String::from_utf8(value_of(&m).unwrap()).unwrap());
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller() {
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+
+    // formed without a format step: one cluster id, in every meta.properties and in Metadata
+    let ids: Vec<String> = cluster.nodes.iter().map(|n| cluster_id_of(&n.dir)).collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    // every broker is registered and told to clients, whichever broker is asked
+    for node in &cluster.nodes {
+        let brokers = eventually(Duration::from_secs(10), "all brokers registered", || {
+            let md = metadata(&node.client);
+            let mut ids: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+            ids.sort();
+            (ids == [1, 2, 3]).then_some(ids)
+        });
+        assert_eq!(brokers, [1, 2, 3]);
+    }
+
+    // a topic created through one broker is known to all; its partitions spread over them
+    let topic = topic_name("cluster");
+    assert!(create(&cluster.nodes[1].client, &topic, 6, 1).await.is_ok());
+    for node in &cluster.nodes {
+        let leaders = eventually(Duration::from_secs(10), "the topic on every broker", || {
+            let md = metadata(&node.client);
+            let t = md.topics().iter().find(|t| t.name() == topic)?;
+            Some(t.partitions().iter().map(|p| p.leader()).collect::<Vec<_>>())
+        });
+        assert_eq!(leaders.len(), 6);
+        let mut distinct = leaders.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct, [1, 2, 3], "two partitions on each broker: {leaders:?}");
+    }
+    let too_many = create(&bootstrap, &topic_name("rf4"), 1, 4).await;
+    assert_eq!(too_many.err().map(|e| e.1), Some(RDKafkaErrorCode::InvalidReplicationFactor));
+
+    // clients are routed to each partition's broker
+    let sent = produce_all(&bootstrap, &topic, 6, 300, "a").await;
+    assert_eq!(consume_all(&bootstrap, &topic, 6, 300), sent);
+
+    // the active controller dies: another takes over, metadata is intact, changes work again
+    let active = controller_id(&bootstrap).await;
+    assert!(active > 0, "an active controller");
+    let dead = cluster.index_of(active);
+    cluster.kill(dead);
+    let survivors = cluster.bootstrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = controller_id(&survivors).await;
+        if c > 0 && c != active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new controller within 10 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = topic_name("after-failover");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = create(&survivors, &second, 2, 1).await {
+        assert!(Instant::now() < deadline, "no topic created after failover: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // the dead broker is fenced: left out of Metadata, its partitions without a leader
+    eventually(Duration::from_secs(10), "the dead broker fenced", || {
+        let md = metadata(&survivors);
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let offline = t.partitions().iter().filter(|p| p.leader() == -1).count();
+        (md.brokers().len() == 2 && offline == 2).then_some(())
+    });
+
+    // it comes back: registered again, and every partition is served
+    cluster.restart(dead);
+    let bootstrap = cluster.bootstrap();
+    eventually(Duration::from_secs(10), "the broker back", || {
+        let md = metadata(&bootstrap);
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let second_known = md.topics().iter().any(|t| t.name() == second);
+        (md.brokers().len() == 3 && second_known && t.partitions().iter().all(|p| p.leader() > 0)).then_some(())
+    });
+    let more = produce_all(&bootstrap, &topic, 6, 60, "b").await;
+    let mut expected = sent.clone();
+    for (p, values) in more.into_iter().enumerate() {
+        expected[p].extend(values);
+    }
+    assert_eq!(consume_all(&bootstrap, &topic, 6, 360), expected);
+}
+
+/// The active controller's id, from DescribeCluster as a Kafka admin client reads it.
+async fn controller_id(bootstrap: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+    let first = bootstrap.split(',').next().unwrap_or_default().to_string();
+    let resp: DescribeClusterResponse =
+        raw::call_async(&first, ApiKey::DescribeCluster, 0, DescribeClusterRequest::default()).await;
+    resp.controller_id.0
+}

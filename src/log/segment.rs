@@ -767,11 +767,9 @@ mod tests {
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 21);
     }
 
+    /// An append followed by what the flusher does after its fsync: reserve when due.
     fn append_reserving(seg: &mut Segment, n: i32, ts: i64) {
-        let mut b = make_batch(n, ts);
-        batch::assign(&mut b, seg.next_offset(), 0, None);
-        let h = BatchHeader::parse(&b).unwrap();
-        seg.append(&b, &h).unwrap();
+        append(seg, n, ts);
         if let Some((offset, len)) = seg.reserve_plan(1 << 30) {
             reserve(&seg.log, offset, len).unwrap();
             seg.note_reserved(Some(offset + len));

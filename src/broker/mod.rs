@@ -58,6 +58,19 @@ pub struct TopicTraffic {
 }
 
 impl Topic {
+    /// A topic as metadata describes it, with the partitions this broker opened.
+    fn of(meta: &TopicMeta, partitions: Vec<Arc<Partition>>, traffic: Arc<TopicTraffic>) -> Topic {
+        Topic {
+            name: meta.name.clone(),
+            id: meta.id,
+            configs: meta.configs.clone(),
+            partitions,
+            partition_count: meta.partitions,
+            replicas: meta.replicas.clone(),
+            traffic,
+        }
+    }
+
     /// A partition with a replica on this broker.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
         self.partitions.binary_search_by_key(&index, |p| p.index).ok().map(|i| &self.partitions[i])
@@ -405,15 +418,7 @@ impl Broker {
             }
             partitions.push(Arc::new(Partition::new(meta.name.clone(), p, log)));
         }
-        Ok(Topic {
-            name: meta.name.clone(),
-            id: meta.id,
-            configs: meta.configs.clone(),
-            partitions,
-            partition_count: meta.partitions,
-            replicas: meta.replicas.clone(),
-            traffic: Default::default(),
-        })
+        Ok(Topic::of(meta, partitions, Default::default()))
     }
 
     fn install(&self, topic: Topic) {

@@ -92,15 +92,7 @@ impl Broker {
                 p.log_mut().set_config(log_config.clone());
             }
         }
-        self.install(Topic {
-            name: meta.name.clone(),
-            id: meta.id,
-            configs: meta.configs.clone(),
-            partitions,
-            partition_count: meta.partitions,
-            replicas: meta.replicas.clone(),
-            traffic: local.traffic.clone(),
-        });
+        self.install(Topic::of(meta, partitions, local.traffic.clone()));
         Ok(meta.partitions > current)
     }
 

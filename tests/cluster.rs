@@ -256,3 +256,81 @@ async fn controller_id(bootstrap: &str) -> i32 {
         raw::call_async(&first, ApiKey::DescribeCluster, 0, DescribeClusterRequest::default()).await;
     resp.controller_id.0
 }
+
+/// The partition's leader and ISR as the cluster reports them.
+fn leader_and_isr(bootstrap: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>)> {
+    let md = metadata(bootstrap);
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    let p = t.partitions().iter().find(|p| p.id() == partition)?;
+    let mut isr = p.isr().to_vec();
+    isr.sort();
+    Some((p.leader(), isr))
+}
+
+/// Every segment file of a partition on one node, concatenated in offset order.
+fn partition_bytes(dir: &std::path::Path, topic: &str, partition: i32) -> Vec<u8> {
+    let pdir = dir.join(format!("{topic}-{partition}"));
+    let mut logs: Vec<_> = std::fs::read_dir(&pdir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.iter().flat_map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("replicated");
+    let admin = admin(&bootstrap);
+    let new = NewTopic::new(&topic, 2, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    let created = admin.create_topics(&[new], &AdminOptions::new()).await.unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    for p in 0..2 {
+        eventually(Duration::from_secs(15), "every replica in sync", || {
+            leader_and_isr(&bootstrap, &topic, p).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+        });
+    }
+
+    let first = produce_all(&bootstrap, &topic, 2, 200, "before").await;
+    // the leader of partition 0 dies: a follower from the ISR takes over, nothing acknowledged
+    // is lost, and producing goes on
+    let (leader, _) = leader_and_isr(&bootstrap, &topic, 0).unwrap();
+    let dead = cluster.index_of(leader);
+    cluster.kill(dead);
+    let survivors = cluster.bootstrap();
+    let (new_leader, isr) = eventually(Duration::from_secs(15), "a new leader from the ISR", || {
+        leader_and_isr(&survivors, &topic, 0).filter(|(l, _)| *l > 0 && *l != leader)
+    });
+    assert!(!isr.contains(&leader), "the dead broker left the ISR: {isr:?}");
+    assert_ne!(new_leader, leader);
+    let second = produce_all(&survivors, &topic, 2, 200, "after").await;
+
+    // the dead broker returns, truncates to the new leader's log, catches up and rejoins
+    cluster.restart(dead);
+    let bootstrap = cluster.bootstrap();
+    for p in 0..2 {
+        eventually(Duration::from_secs(20), "the returned broker back in the ISR", || {
+            leader_and_isr(&bootstrap, &topic, p).filter(|(_, isr)| isr == &[1, 2, 3])
+        });
+    }
+    let mut expected = first.clone();
+    for (p, values) in second.into_iter().enumerate() {
+        expected[p].extend(values);
+    }
+    assert_eq!(consume_all(&bootstrap, &topic, 2, 400), expected, "every acknowledged record once, in order");
+
+    // stopped cleanly, every replica holds the same bytes
+    for node in &mut cluster.nodes {
+        if let Some(p) = node.process.take() {
+            assert!(p.terminate().success());
+        }
+    }
+    for p in 0..2 {
+        let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, p)).collect();
+        assert!(!replicas[0].is_empty());
+        assert!(replicas.iter().all(|r| *r == replicas[0]), "partition {p}: replicas differ");
+    }
+}

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::cluster::controller::{Controller, ControllerOp, Outcome};
 use crate::cluster::metadata_log::{
-    BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, TopicMeta,
+    BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, PartitionState, TopicMeta,
 };
 use crate::cluster::quorum::{Quorum, QuorumSettings};
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
@@ -24,6 +24,7 @@ use crate::partition::Partition;
 use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
 
 mod publish;
+mod replication;
 
 /// Written at clean shutdown, removed at start-up: its absence means logs need recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_cleanshutdown";
@@ -44,8 +45,8 @@ pub struct Topic {
     pub partitions: Vec<Arc<Partition>>,
     /// How many partitions the topic has (on all brokers).
     pub partition_count: i32,
-    /// Each partition's replicas, the leader first (empty: all on this one broker).
-    pub replicas: Vec<Vec<i32>>,
+    /// Each partition's replicas, leader and ISR (empty: all on this one broker).
+    pub states: Vec<PartitionState>,
     /// Bytes in and out, kept across the rebuilds that config and partition changes make.
     pub traffic: Arc<TopicTraffic>,
 }
@@ -66,7 +67,7 @@ impl Topic {
             configs: meta.configs.clone(),
             partitions,
             partition_count: meta.partitions,
-            replicas: meta.replicas.clone(),
+            states: meta.states.clone(),
             traffic,
         }
     }
@@ -81,11 +82,13 @@ impl Topic {
         (0..self.partition_count).contains(&index)
     }
 
-    /// The partition for a client's request: Kafka's UNKNOWN_TOPIC_OR_PARTITION for one the
-    /// topic does not have, NOT_LEADER_OR_FOLLOWER for one another broker serves.
+    /// The partition for a client's request, which only its leader serves: Kafka's
+    /// UNKNOWN_TOPIC_OR_PARTITION for one the topic does not have, NOT_LEADER_OR_FOLLOWER
+    /// for one another broker leads.
     pub fn local(&self, index: i32) -> Result<&Arc<Partition>, ResponseError> {
         match self.partition(index) {
-            Some(p) => Ok(p),
+            Some(p) if p.is_leader() => Ok(p),
+            Some(_) => Err(ResponseError::NotLeaderOrFollower),
             None if self.has_partition(index) => Err(ResponseError::NotLeaderOrFollower),
             None => Err(ResponseError::UnknownTopicOrPartition),
         }
@@ -93,7 +96,13 @@ impl Topic {
 
     /// The replicas of a partition, the leader first.
     pub fn replicas_of(&self, index: i32, this_broker: i32) -> Vec<i32> {
-        usize::try_from(index).ok().and_then(|i| self.replicas.get(i)).cloned().unwrap_or_else(|| vec![this_broker])
+        self.state(index).map_or_else(|| vec![this_broker], |s| s.replicas.clone())
+    }
+
+    /// A partition's replicas, leader and ISR; `None` for a topic from before clusters (all
+    /// on this broker).
+    pub fn state(&self, index: i32) -> Option<&PartitionState> {
+        usize::try_from(index).ok().and_then(|i| self.states.get(i))
     }
 
     pub fn is_internal(&self) -> bool {
@@ -135,6 +144,10 @@ pub enum AdminError {
     GroupAuthorizationFailed,
     #[error("No active controller could make the change.")]
     NotController,
+    #[error("The leader epoch is not the partition's current one.")]
+    FencedLeaderEpoch,
+    #[error("The partition epoch is not the partition's current one.")]
+    InvalidUpdateVersion,
     /// A failure the active controller reported for a forwarded change.
     #[error("{message}")]
     Remote { code: i16, message: String },
@@ -159,6 +172,8 @@ impl AdminError {
             AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             AdminError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
             AdminError::NotController => ResponseError::NotController,
+            AdminError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+            AdminError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
             AdminError::Storage(_) => ResponseError::KafkaStorageError,
         };
         e.code()
@@ -242,6 +257,8 @@ pub struct Broker {
     advertised: RwLock<BTreeMap<String, (String, i32)>>,
     /// This node's part of the metadata quorum, and the controller when it leads.
     controller: Arc<Controller>,
+    /// This broker itself, for the tasks it starts (follower fetchers).
+    me: std::sync::OnceLock<std::sync::Weak<Broker>>,
     /// What of the metadata image has been brought into the broker (see `publish`).
     published: tokio::sync::Mutex<publish::Published>,
     topics: DashMap<String, Arc<Topic>>,
@@ -269,6 +286,8 @@ const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a broker waits for its metadata quorum to have a leader at start-up before it
 /// says so (a voter waits on for the others; a quorum of one gives up).
 const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping broker waits for the controller to move its leaderships.
+const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How long an admin change waits to reach this broker's image once committed.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
@@ -345,6 +364,7 @@ impl Broker {
             advertised: RwLock::new(advertised),
             controller,
             published: tokio::sync::Mutex::new(publish::Published::of(&image)),
+            me: std::sync::OnceLock::new(),
             topics: DashMap::new(),
             topic_names: DashMap::new(),
             clean_start,
@@ -356,9 +376,9 @@ impl Broker {
             telemetry,
             group_configs: RwLock::new(image.group_configs.clone()),
         };
-        broker.add_scram_users(&scram_users).await?;
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
+        broker.add_scram_users(&scram_users).await?;
         let records = broker.groups.load(&broker)?;
         if records > 0 {
             tracing::info!(records, groups = broker.groups.group_ids().len(), "group coordinator loaded");
@@ -367,7 +387,10 @@ impl Broker {
         if records > 0 {
             tracing::info!(records, transactional_ids = broker.txns.ids().len(), "transaction coordinator loaded");
         }
-        Ok(Arc::new(broker))
+        let broker = Arc::new(broker);
+        // roles (lead, follow) are taken once registration has brought the image up to date
+        let _ = broker.me.set(Arc::downgrade(&broker));
+        Ok(broker)
     }
 
     fn load_topics(&self, image: &MetadataImage) -> anyhow::Result<()> {
@@ -799,6 +822,21 @@ impl Broker {
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
             }
+        }
+    }
+
+    /// Before stopping (SIGTERM, its heartbeats already stopped): asks the controller to
+    /// fence this broker now, so its leaderships move and it leaves the ISRs while it still
+    /// answers, and clients move to the new leaders with no more than a retry.
+    pub async fn controlled_shutdown(&self) {
+        if self.controller.quorum.single {
+            return;
+        }
+        let shutdown = self.control(ControllerOp::ControlledShutdown { id: self.node_id });
+        match tokio::time::timeout(CONTROLLED_SHUTDOWN_WAIT, shutdown).await {
+            Ok(Ok(_)) => tracing::info!("controlled shutdown: leaderships moved"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown refused; stopping anyway"),
+            Err(_) => tracing::warn!("controlled shutdown unanswered; stopping anyway"),
         }
     }
 

@@ -46,6 +46,11 @@ impl Broker {
             published.broker_configs = image.broker_configs.clone();
         }
         self.publish_topics(&image)?;
+        if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
+            for topic in self.topics() {
+                me.publish_roles(&topic);
+            }
+        }
         self.security.replace_image(image.security.clone());
         *self.group_configs.write() = image.group_configs.clone();
         self.publish_client_metrics(&image.client_metrics, &published.client_metrics);
@@ -79,7 +84,7 @@ impl Broker {
     /// Takes in a topic's new partitions and configs; true if partition logs were created.
     fn update_topic(&self, local: &Topic, meta: &TopicMeta) -> std::io::Result<bool> {
         let current = local.partition_count;
-        if meta.partitions <= current && meta.configs == local.configs {
+        if meta.partitions <= current && meta.configs == local.configs && meta.states == local.states {
             return Ok(false);
         }
         let mut partitions = local.partitions.clone();

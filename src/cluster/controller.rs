@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord};
+use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord, PartitionState};
 use super::quorum::{CommitError, Quorum};
 use super::raft_log::NodeId;
 use super::raft_net::{forward, ForwardResult, RemoteAdminError};
@@ -75,6 +75,25 @@ pub enum ControllerOp {
         id: i32,
         incarnation: Uuid,
     },
+    /// Fences a broker whose heartbeats stopped; its leaderships move.
+    Fence {
+        id: i32,
+    },
+    /// A broker about to stop (its heartbeats already stopped): fenced at once, so its
+    /// leaderships move and it leaves the ISRs before it goes.
+    ControlledShutdown {
+        id: i32,
+    },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition), naming the leader and
+    /// partition epochs it holds so that a stale leader cannot.
+    AlterPartition {
+        topic: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// What a committed change gives back.
@@ -96,6 +115,10 @@ pub enum Outcome {
     /// (if not, it registers again).
     Heartbeat {
         registered: bool,
+    },
+    /// A partition's state after an AlterPartition.
+    Partition {
+        state: PartitionState,
     },
 }
 
@@ -126,7 +149,7 @@ pub fn plan(
             let id = topic_id(name)?;
             let topic = &image.topics[name];
             check_partition_count(topic.partitions, *count)?;
-            let rf = topic.replicas_of(0).map_or(1, |r| r.len()) as i16;
+            let rf = topic.replicas_of(0).map_or(1, <[i32]>::len) as i16;
             let replicas = place(image, config, topic.partitions..*count, rf)?;
             done(MetadataRecord::CreatePartitions { id, count: *count, replicas })
         }
@@ -155,17 +178,108 @@ pub fn plan(
             (records, Outcome::ClusterId { id })
         }
         ControllerOp::RegisterBroker { registration } => {
-            done(MetadataRecord::RegisterBroker { registration: registration.clone() })
+            let register = MetadataRecord::RegisterBroker { registration: registration.clone() };
+            (then_elect(image, config, register, None), Outcome::Done)
         }
         ControllerOp::Heartbeat { id, incarnation } => {
             let known = image.brokers.get(id).filter(|b| b.incarnation == *incarnation);
             let records = match known {
-                Some(b) if b.fenced => vec![MetadataRecord::FenceBroker { id: *id, fenced: false }],
+                Some(b) if b.fenced => {
+                    then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: false }, None)
+                }
                 _ => vec![],
             };
             (records, Outcome::Heartbeat { registered: known.is_some() })
         }
+        ControllerOp::Fence { id } => {
+            if image.brokers.get(id).is_none_or(|b| b.fenced) {
+                return Ok((vec![], Outcome::Done));
+            }
+            (then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: true }, None), Outcome::Done)
+        }
+        ControllerOp::ControlledShutdown { id } => {
+            (then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: true }, Some(*id)), Outcome::Done)
+        }
+        ControllerOp::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => {
+            let state = image
+                .topics
+                .values()
+                .find(|t| t.id == *topic)
+                .and_then(|t| t.state(*partition))
+                .ok_or(AdminError::UnknownTopic)?;
+            if state.leader != *leader || state.leader_epoch != *leader_epoch {
+                return Err(AdminError::FencedLeaderEpoch);
+            }
+            if state.partition_epoch != *partition_epoch {
+                return Err(AdminError::InvalidUpdateVersion);
+            }
+            let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
+            if !isr.contains(leader) || !isr.iter().all(|b| state.replicas.contains(b) && live(b)) {
+                return Err(AdminError::InvalidRequest(format!("ISR {isr:?} is not live replicas with the leader")));
+            }
+            let new = PartitionState { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..state.clone() };
+            let change = MetadataRecord::PartitionChange { id: *topic, partition: *partition, state: new.clone() };
+            (vec![change], Outcome::Partition { state: new })
+        }
     })
+}
+
+/// `record` and the leader elections it calls for (a broker fenced or back).
+fn then_elect(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    record: MetadataRecord,
+    leaving: Option<i32>,
+) -> Vec<MetadataRecord> {
+    let mut next = image.clone();
+    next.apply(&record);
+    let mut records = vec![record];
+    records.extend(elect_leaders(&next, config, leaving));
+    records
+}
+
+/// Leaders for the partitions whose leader is gone (fenced, or `leaving` in a controlled
+/// shutdown), chosen from the ISR as Kafka's controller does, with the leader epoch bumped;
+/// replicas that are gone leave the ISR unless they are its last member (only they have
+/// every acknowledged record). A partition with no live ISR member has no leader (-1)
+/// unless `unclean.leader.election.enable` lets an out-of-sync replica take over.
+fn elect_leaders(image: &MetadataImage, config: &BrokerConfig, leaving: Option<i32>) -> Vec<MetadataRecord> {
+    let live = |b: i32| Some(b) != leaving && image.brokers.get(&b).is_some_and(|r| !r.fenced);
+    let mut records = Vec::new();
+    for t in image.topics.values() {
+        let unclean = t
+            .configs
+            .get("unclean.leader.election.enable")
+            .map_or_else(|| config.get_bool("unclean.leader.election.enable"), |v| v == "true");
+        for (p, s) in t.states.iter().enumerate() {
+            let mut isr: Vec<i32> = s.isr.iter().copied().filter(|b| live(*b)).collect();
+            if isr.is_empty() {
+                isr = s.isr.clone();
+            }
+            let leader = if s.leader >= 0 && live(s.leader) && isr.contains(&s.leader) {
+                s.leader
+            } else if let Some(l) = s.replicas.iter().copied().find(|r| live(*r) && isr.contains(r)) {
+                l
+            } else if let Some(l) = s.replicas.iter().copied().find(|r| unclean && live(*r)) {
+                isr = vec![l];
+                l
+            } else {
+                -1
+            };
+            if leader == s.leader && isr == s.isr {
+                continue;
+            }
+            let state = PartitionState {
+                replicas: s.replicas.clone(),
+                isr,
+                leader,
+                leader_epoch: s.leader_epoch + i32::from(leader != s.leader),
+                partition_epoch: s.partition_epoch + 1,
+            };
+            records.push(MetadataRecord::PartitionChange { id: t.id, partition: p as i32, state });
+        }
+    }
+    records
 }
 
 /// Places the replicas of `partitions` on the unfenced brokers: `rf` consecutive brokers from
@@ -192,11 +306,6 @@ fn placeable_brokers(image: &MetadataImage, config: &BrokerConfig, rf: i16) -> R
     if rf as usize > n {
         return Err(AdminError::InvalidReplicationFactor(format!(
             "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {n} broker(s) are registered."
-        )));
-    }
-    if rf > 1 {
-        return Err(AdminError::InvalidReplicationFactor(format!(
-            "Unable to replicate the partition {rf} time(s): partition replication is not built yet (issue 14)."
         )));
     }
     Ok(live)
@@ -364,7 +473,7 @@ impl Controller {
                     session_ms = session.as_millis() as u64,
                     "fencing a broker without heartbeats"
                 );
-                let fence = ControllerOp::Records { records: vec![MetadataRecord::FenceBroker { id, fenced: true }] };
+                let fence = ControllerOp::Fence { id };
                 if let Err(e) = self.submit_here(&fence).await {
                     tracing::warn!(broker = id, error = ?e, "could not fence a broker");
                 }

@@ -45,6 +45,13 @@ pub enum MetadataRecord {
     RegisterBroker {
         registration: BrokerRegistration,
     },
+    /// A partition's leader, ISR or epochs changed (Kafka's `PartitionChangeRecord`, here
+    /// with the whole new state).
+    PartitionChange {
+        id: Uuid,
+        partition: i32,
+        state: PartitionState,
+    },
     /// A broker is fenced (its heartbeats stopped) or unfenced (they resumed).
     FenceBroker {
         id: i32,
@@ -108,15 +115,42 @@ pub struct TopicMeta {
     pub id: Uuid,
     pub partitions: i32,
     pub configs: BTreeMap<String, String>,
-    /// Each partition's replicas, the leader first; shorter than `partitions` (empty for
+    /// Each partition's replicas, leader and ISR; shorter than `partitions` (empty for
     /// topics from before clusters) where a partition lives on the one broker there is.
-    pub replicas: Vec<Vec<i32>>,
+    pub states: Vec<PartitionState>,
+}
+
+/// Where a partition lives and who leads it (Kafka's `PartitionRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas: those that have every acknowledged record.
+    pub isr: Vec<i32>,
+    /// -1 when no replica can lead.
+    pub leader: i32,
+    /// Bumped at every change of leader.
+    pub leader_epoch: i32,
+    /// Bumped at every change of this state; a leader changing the ISR names the one it saw.
+    pub partition_epoch: i32,
+}
+
+impl PartitionState {
+    /// A new partition: led by its first replica, every replica in sync.
+    pub fn new(replicas: Vec<i32>) -> PartitionState {
+        let leader = replicas.first().copied().unwrap_or(-1);
+        PartitionState { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+    }
 }
 
 impl TopicMeta {
+    pub fn state(&self, partition: i32) -> Option<&PartitionState> {
+        usize::try_from(partition).ok().and_then(|p| self.states.get(p))
+    }
+
     /// The replicas of a partition; `None` for a partition of a single-broker topic.
     pub fn replicas_of(&self, partition: i32) -> Option<&[i32]> {
-        usize::try_from(partition).ok().and_then(|p| self.replicas.get(p)).map(Vec::as_slice)
+        self.state(partition).map(|s| s.replicas.as_slice())
     }
 
     /// Whether `broker` holds a replica of `partition` (every partition of a topic from
@@ -179,16 +213,22 @@ impl MetadataImage {
                     id: *id,
                     partitions: *partitions,
                     configs: configs.clone(),
-                    replicas: replicas.clone(),
+                    states: replicas.iter().cloned().map(PartitionState::new).collect(),
                 };
                 self.topics.insert(name.clone(), meta);
             }
             MetadataRecord::CreatePartitions { id, count, replicas } => {
                 if let Some(t) = self.topics.values_mut().find(|t| t.id == *id) {
-                    if t.replicas.len() == t.partitions as usize {
-                        t.replicas.extend(replicas.iter().cloned());
+                    if t.states.len() == t.partitions as usize {
+                        t.states.extend(replicas.iter().cloned().map(PartitionState::new));
                     }
                     t.partitions = t.partitions.max(*count);
+                }
+            }
+            MetadataRecord::PartitionChange { id, partition, state } => {
+                let topic = self.topics.values_mut().find(|t| t.id == *id);
+                if let Some(s) = topic.and_then(|t| t.states.get_mut(usize::try_from(*partition).ok()?)) {
+                    *s = state.clone();
                 }
             }
             MetadataRecord::ClusterId { id } => {
@@ -250,8 +290,13 @@ impl MetadataImage {
                 id: t.id,
                 partitions: t.partitions,
                 configs: t.configs.clone(),
-                replicas: t.replicas.clone(),
+                replicas: t.states.iter().map(|s| s.replicas.clone()).collect(),
             });
+            for (p, s) in t.states.iter().enumerate() {
+                if *s != PartitionState::new(s.replicas.clone()) {
+                    out.push(MetadataRecord::PartitionChange { id: t.id, partition: p as i32, state: s.clone() });
+                }
+            }
         }
         if !self.broker_configs.is_empty() {
             out.push(MetadataRecord::BrokerConfigs { configs: self.broker_configs.clone() });

@@ -1,5 +1,6 @@
 //! Cluster metadata: the metadata log and the image it replays into.
 
+pub mod client;
 pub mod controller;
 pub mod metadata_log;
 pub mod quorum;

@@ -111,6 +111,8 @@ pub enum CommitError {
 /// This node's member of the metadata quorum.
 pub struct Quorum {
     pub node_id: NodeId,
+    /// A quorum of one (a broker without quorum settings).
+    pub single: bool,
     pub raft: Raft,
     pub state: MetadataState,
     voters: BTreeMap<NodeId, BasicNode>,
@@ -132,7 +134,7 @@ impl Quorum {
                 tracing::debug!(error = %e, "metadata quorum already being formed by another voter");
             }
         }
-        Ok(Quorum { node_id: settings.node_id, raft, state, voters })
+        Ok(Quorum { node_id: settings.node_id, single: settings.is_single(), raft, state, voters })
     }
 
     /// Logs every change of the quorum's leader (openraft's own logs are off by default).

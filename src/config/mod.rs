@@ -337,6 +337,14 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "The listener other brokers use to reach this one; empty: the first client listener.",
     ),
     broker(
+        "replica.lag.time.max.ms",
+        Long,
+        "30000",
+        AtLeast(0),
+        false,
+        "A follower that has not caught up with its leader for this long leaves the ISR.",
+    ),
+    broker(
         "broker.heartbeat.interval.ms",
         Int,
         "2000",
@@ -1399,6 +1407,8 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     pub min_compaction_lag_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
+    /// In-sync replicas an acks=all produce needs (a replicated partition).
+    pub min_insync_replicas: usize,
 }
 
 /// Resolves the value of a topic key: the topic's override, else the broker's value of the
@@ -1441,6 +1451,7 @@ impl LogConfig {
             delete_retention_ms: n("delete.retention.ms"),
             min_compaction_lag_ms: n("min.compaction.lag.ms"),
             min_cleanable_dirty_ratio: s("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
+            min_insync_replicas: n("min.insync.replicas").max(1) as usize,
         }
     }
 }

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
@@ -21,6 +23,7 @@ use super::response::FileRecords;
 use super::{check_leader_epoch, RequestContext};
 use crate::broker::Topic;
 use crate::log::LogError;
+use crate::partition::replica::IsrChange;
 use crate::partition::Partition;
 use crate::security::acl::{op, resource};
 
@@ -31,6 +34,8 @@ const READ_COMMITTED: i8 = 1;
 
 /// A requested partition, resolved once per request.
 struct Wanted {
+    /// The follower fetching (a broker's id), or -1 for a consumer.
+    replica: i32,
     topic_index: usize,
     topic: Option<Arc<Topic>>,
     partition: Option<Arc<Partition>>,
@@ -47,6 +52,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         return (resp, FileRecords::default());
     }
     let broker = &ctx.broker;
+    let replica = if ctx.version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
     let mut topics = Vec::with_capacity(req.topics.len());
     let mut wanted = Vec::new();
     for (ti, ft) in req.topics.into_iter().enumerate() {
@@ -56,7 +62,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
             (broker.topic(ft.topic.0.as_str()), ResponseError::UnknownTopicOrPartition)
         };
         let name = topic.as_ref().map_or(ft.topic.0.as_str(), |t| t.name.as_str());
-        let denied = !ctx.authorized(op::READ, resource::TOPIC, name);
+        let denied = if replica >= 0 {
+            !ctx.cluster_authorized(op::CLUSTER_ACTION)
+        } else {
+            !ctx.authorized(op::READ, resource::TOPIC, name)
+        };
         for p in ft.partitions {
             let local = topic.as_ref().filter(|_| !denied).map(|t| t.local(p.partition).cloned());
             let error = match &local {
@@ -66,7 +76,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 Some(Ok(_)) => ResponseError::UnknownServerError, // unused when the partition is here
             };
             let partition = local.and_then(Result::ok);
-            wanted.push(Wanted { topic_index: ti, topic: topic.clone(), partition, error, req: p });
+            wanted.push(Wanted { replica, topic_index: ti, topic: topic.clone(), partition, error, req: p });
         }
         topics.push(FetchableTopicResponse::default().with_topic(ft.topic).with_topic_id(ft.topic_id));
     }
@@ -80,12 +90,14 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
             }
         }
         let read = read_all(&wanted, req.max_bytes, read_committed);
+        propose_isr_changes(broker, &read.isr_changes);
         let satisfied = read.bytes >= i64::from(req.min_bytes.max(0)) || read.any_error || wanted.is_empty();
         if satisfied || Instant::now() >= deadline {
             break (read.parts, read.files);
         }
         if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
             let read = read_all(&wanted, req.max_bytes, read_committed);
+            propose_isr_changes(broker, &read.isr_changes);
             break (read.parts, read.files);
         }
     };
@@ -104,6 +116,18 @@ struct ReadAll {
     files: FileRecords,
     bytes: i64,
     any_error: bool,
+    /// Followers that caught up, to be added back to their ISR.
+    isr_changes: Vec<IsrChange>,
+}
+
+/// Sends the ISR changes a follower's progress called for to the controller, in the
+/// background (the fetch is not held up by them).
+fn propose_isr_changes(broker: &Arc<crate::broker::Broker>, changes: &[IsrChange]) {
+    for change in changes {
+        let broker = broker.clone();
+        let change = change.clone();
+        tokio::spawn(async move { broker.alter_isr(change).await });
+    }
 }
 
 /// Reads every wanted partition once, sharing the response's `max_bytes` budget.
@@ -113,12 +137,28 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
     let mut any_error = false;
     let mut files = FileRecords::default();
     let mut out = Vec::with_capacity(wanted.len());
+    let mut isr_changes = Vec::new();
     for w in wanted {
         let pd = match &w.partition {
             None => {
                 any_error = true;
                 error_data(w.req.partition, w.error)
             }
+            Some(p) if w.replica >= 0 => match p.follower_fetched(w.replica, w.req.fetch_offset) {
+                Err(code) => {
+                    any_error = true;
+                    error_data(w.req.partition, code)
+                }
+                Ok(change) => {
+                    isr_changes.extend(change);
+                    let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
+                    let pd = read_for_follower(p, &w.req, limit as usize, total == 0, &mut files);
+                    let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
+                    total += got;
+                    budget = (budget - got).max(0);
+                    pd
+                }
+            },
             Some(p) => {
                 let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
                 let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed, &mut files);
@@ -131,7 +171,43 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
         };
         out.push(pd);
     }
-    ReadAll { parts: out, files, bytes: total, any_error }
+    ReadAll { parts: out, files, bytes: total, any_error, isr_changes }
+}
+
+/// A follower's fetch: up to the log end (not the high watermark), or where its log
+/// diverged from this one (KIP-320: the epoch it last fetched ended earlier here).
+fn read_for_follower(
+    p: &Partition,
+    req: &FetchPartition,
+    limit: usize,
+    first: bool,
+    files: &mut FileRecords,
+) -> PartitionData {
+    let log = p.log();
+    if let Err(code) = check_leader_epoch(req.current_leader_epoch, log.leader_epoch()) {
+        return error_data(req.partition, code);
+    }
+    let base = PartitionData::default()
+        .with_partition_index(req.partition)
+        .with_high_watermark(log.high_watermark())
+        .with_last_stable_offset(log.last_stable_offset())
+        .with_log_start_offset(log.log_start_offset());
+    if req.last_fetched_epoch >= 0 {
+        let (epoch, end) = log.end_offset_for_epoch(req.last_fetched_epoch);
+        if epoch < req.last_fetched_epoch || end < req.fetch_offset {
+            let diverging = EpochEndOffset::default().with_epoch(epoch).with_end_offset(end);
+            return base.with_diverging_epoch(diverging).with_records(Some(Bytes::new()));
+        }
+    }
+    let read = log.read(req.fetch_offset, limit, log.log_end_offset(), first).map(|r| r.records);
+    match read.and_then(|slice| Ok(slice.map(|s| files.records_for(s)).transpose()?)) {
+        Ok(records) => base.with_records(Some(records.unwrap_or_default())),
+        Err(LogError::OffsetOutOfRange { .. }) => error_data(req.partition, ResponseError::OffsetOutOfRange),
+        Err(e) => {
+            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "replica fetch read failed");
+            error_data(req.partition, ResponseError::KafkaStorageError)
+        }
+    }
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {

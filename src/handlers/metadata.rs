@@ -128,17 +128,23 @@ async fn lookup_or_create(ctx: &RequestContext, name: &str, auto_create: bool) -
 fn describe_topic(broker: &Broker, view: &ClusterView, t: &Topic, topic_ops: i32) -> MetadataResponseTopic {
     let partitions = (0..t.partition_count)
         .map(|index| {
-            let replicas = t.replicas_of(index, broker.node_id);
-            let leader = replicas.first().copied().filter(|l| view.is_live(*l));
-            let epoch = t.partition(index).map_or(0, |p| p.log().leader_epoch());
-            let offline: Vec<BrokerId> = replicas.iter().filter(|r| !view.is_live(**r)).map(|r| BrokerId(*r)).collect();
+            let (replicas, isr, leader, epoch) = match t.state(index) {
+                Some(s) => (s.replicas.clone(), s.isr.clone(), s.leader, s.leader_epoch),
+                None => {
+                    let epoch = t.partition(index).map_or(0, |p| p.log().leader_epoch());
+                    (vec![broker.node_id], vec![broker.node_id], broker.node_id, epoch)
+                }
+            };
+            let leader = Some(leader).filter(|l| view.is_live(*l));
+            let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
+            let offline: Vec<i32> = replicas.iter().copied().filter(|r| !view.is_live(*r)).collect();
             let resp = MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(epoch)
-                .with_replica_nodes(replicas.iter().map(|r| BrokerId(*r)).collect())
-                .with_isr_nodes(leader.map(BrokerId).into_iter().collect())
-                .with_offline_replicas(offline);
+                .with_replica_nodes(ids(&replicas))
+                .with_isr_nodes(ids(&isr))
+                .with_offline_replicas(ids(&offline));
             match leader {
                 Some(_) => resp,
                 None => resp.with_error_code(ResponseError::LeaderNotAvailable.code()),

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
 pub mod producers;
@@ -45,6 +46,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::OffsetFetch, 1, 9),
     (ApiKey::FindCoordinator, 0, 6),
@@ -207,6 +209,7 @@ pub async fn handle_frame(broker: &Arc<Broker>, session: &Arc<Session>, frame: B
 /// The first version of each response whose body starts with `throttle_time_ms`.
 const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::ListOffsets, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2),
     (ApiKey::Metadata, 3),
     (ApiKey::OffsetCommit, 3),
     (ApiKey::OffsetFetch, 3),
@@ -418,6 +421,7 @@ async fn serve_frame(
             response::encode(ctx.header.correlation_id, key, version, &resp, Some(&files)).map(Some)
         }
         ApiKey::ListOffsets => serve(&ctx, key, body, list_offsets::handle).await,
+        ApiKey::OffsetForLeaderEpoch => serve(&ctx, key, body, offset_for_leader_epoch::handle).await,
         ApiKey::Metadata => serve(&ctx, key, body, metadata::handle).await,
         ApiKey::ApiVersions => serve(&ctx, key, body, api_versions::handle).await,
         ApiKey::CreateTopics => serve(&ctx, key, body, topics::create_topics).await,
@@ -543,6 +547,7 @@ mod tests {
             ApiKey::Produce => ProduceRequest::VERSIONS,
             ApiKey::Fetch => FetchRequest::VERSIONS,
             ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
+            ApiKey::OffsetForLeaderEpoch => OffsetForLeaderEpochRequest::VERSIONS,
             ApiKey::Metadata => MetadataRequest::VERSIONS,
             ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
             ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
@@ -612,6 +617,7 @@ mod tests {
         for entry in THROTTLE_FIRST_SINCE {
             match entry.0 {
                 ApiKey::ListOffsets => check!(*entry, ListOffsetsResponse),
+                ApiKey::OffsetForLeaderEpoch => check!(*entry, OffsetForLeaderEpochResponse),
                 ApiKey::Metadata => check!(*entry, MetadataResponse),
                 ApiKey::OffsetCommit => check!(*entry, OffsetCommitResponse),
                 ApiKey::OffsetFetch => check!(*entry, OffsetFetchResponse),

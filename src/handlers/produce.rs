@@ -72,13 +72,16 @@ pub struct Appended {
     /// (topic response index, partition response index, partition, offset to make durable):
     /// the fsyncs the answer waits for
     to_flush: Vec<(usize, usize, Arc<Partition>, i64)>,
+    /// The same for partitions with replicas elsewhere: acks=all waits for the ISR.
+    to_replicate: Vec<(usize, usize, Arc<Partition>, i64)>,
+    timeout: std::time::Duration,
 }
 
 impl Appended {
     /// True when the answer waits for an fsync (acks=all under the durable policy): the
     /// connection may read its next request meanwhile, so fsyncs are shared between them.
     pub fn waits_for_disk(&self) -> bool {
-        self.fsync_on_ack && !self.to_flush.is_empty()
+        (self.fsync_on_ack && !self.to_flush.is_empty()) || !self.to_replicate.is_empty()
     }
 
     /// Makes the appends durable as the policy asks; `None` for acks=0 (no response).
@@ -87,6 +90,13 @@ impl Appended {
             let index = self.responses[ti].partition_responses[pi].index;
             self.responses[ti].partition_responses[pi] =
                 failed(index, ResponseError::KafkaStorageError, Some(error), self.version);
+        }
+        for (ti, pi, partition, offset) in self.to_replicate {
+            let min_isr = partition.log().config().min_insync_replicas;
+            if let Err(code) = partition.await_replicated(offset, min_isr, self.timeout).await {
+                let index = self.responses[ti].partition_responses[pi].index;
+                self.responses[ti].partition_responses[pi] = failed(index, code, None, self.version);
+            }
         }
         (self.acks != 0).then(|| ProduceResponse::default().with_responses(self.responses))
     }
@@ -102,6 +112,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let mut responses = Vec::with_capacity(req.topic_data.len());
     // (topic response index, partition response index, partition, offset to make durable)
     let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
+    let mut to_replicate = Vec::new();
     // A transactional producer needs WRITE on its transactional id for any of it.
     let txn_denied =
         req.transactional_id.as_ref().is_some_and(|id| !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, id));
@@ -137,6 +148,11 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     continue;
                 }
             };
+            let replicated = acks == -1 && partition.is_replicated_leader();
+            if replicated && partition.isr_size() < partition.log().config().min_insync_replicas {
+                parts.push(failed(pd.index, ResponseError::NotEnoughReplicas, None, ctx.version));
+                continue;
+            }
             let records = pd.records.unwrap_or_default();
             if verify_txns {
                 if let Err(code) = verify_transactional(ctx, &records, &t.name, pd.index).await {
@@ -159,6 +175,9 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     // comes; acks=all waits for it, other acks only when `flush.messages`
                     // made one due.
                     let durable = if fsync_on_ack { Some(info.last_offset + 1) } else { partition.flush_due() };
+                    if replicated {
+                        to_replicate.push((ti, pi, partition.clone(), info.last_offset + 1));
+                    }
                     if let Some(offset) = durable {
                         partition.want_flushed(offset);
                         to_flush.push((ti, pi, partition.clone(), offset));
@@ -183,7 +202,8 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                 .with_partition_responses(parts),
         );
     }
-    Appended { acks, version: ctx.version, fsync_on_ack, responses, to_flush }
+    let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
+    Appended { acks, version: ctx.version, fsync_on_ack, responses, to_flush, to_replicate, timeout }
 }
 
 /// KIP-890 verification: a transactional batch is accepted only for a partition its

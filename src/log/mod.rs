@@ -4,9 +4,11 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod epochs;
 pub mod faults;
 pub mod index;
 pub mod producer_state;
+mod replica;
 pub mod segment;
 pub mod txn_index;
 
@@ -81,6 +83,11 @@ pub struct Log {
     log_start_offset: i64,
     high_watermark: i64,
     leader_epoch: i32,
+    /// Where each leader epoch began (`leader-epoch-checkpoint`).
+    epochs: epochs::LeaderEpochCache,
+    /// The partition has replicas on other brokers: appends leave the high watermark to
+    /// the replicas' progress.
+    replica_of_many: bool,
     unflushed_records: i64,
     /// Producers' recent batches (deduplicating retries) and open transactions.
     producers: ProducerState,
@@ -155,6 +162,8 @@ impl Log {
             log_start_offset: first_base.max(stored_start.unwrap_or(first_base)),
             high_watermark: 0,
             leader_epoch: 0,
+            epochs: epochs::LeaderEpochCache::load(dir),
+            replica_of_many: false,
             unflushed_records: 0,
             producers: Default::default(),
             aborted: Default::default(),
@@ -349,7 +358,9 @@ impl Log {
         }
         self.unflushed_records += info.records;
         self.first_unflushed_ms.get_or_insert(now_ms);
-        self.high_watermark = self.log_end_offset();
+        if !self.replica_of_many {
+            self.high_watermark = self.log_end_offset();
+        }
         Ok(info)
     }
 
@@ -408,7 +419,9 @@ impl Log {
         }
         self.unflushed_records += 1;
         self.first_unflushed_ms.get_or_insert(now_ms);
-        self.high_watermark = self.log_end_offset();
+        if !self.replica_of_many {
+            self.high_watermark = self.log_end_offset();
+        }
         Ok(AppendInfo { base_offset: h.base_offset, last_offset: h.base_offset, log_append_time: -1, records: 1 })
     }
 

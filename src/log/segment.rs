@@ -474,6 +474,20 @@ impl Segment {
         Ok(())
     }
 
+    /// Cuts the segment before the batch holding `offset` (a replica dropping a tail that
+    /// diverged from the leader's), durably, and rebuilds its indexes.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        let pos = self.position_of(offset, self.size)?.unwrap_or(self.size);
+        self.log.set_len(pos)?;
+        self.log.sync_all()?;
+        self.size = pos;
+        self.allocated = pos;
+        self.rebuild_indexes()
+    }
+
     /// The file range to reserve (`fallocate`) ahead of the writes, when less than half a
     /// step is left: steps grow with the file, never past `segment_bytes`. An fdatasync after
     /// an append into reserved space need not commit a new file length or allocate blocks,

@@ -121,8 +121,9 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let metadata = tokio::spawn(broker.clone().follow_metadata());
     let heartbeats = tokio::spawn(broker.clone().run_heartbeats());
     let fencing = tokio::spawn(broker.controller().clone().run_fencing());
+    let isr = tokio::spawn(broker.clone().run_isr_shrinking());
     let settings = connection::Settings { max_frame, idle, limits };
-    let mut timers = vec![background, group_timers, txn_timers, metadata, heartbeats, fencing];
+    let mut timers = vec![background, group_timers, txn_timers, metadata, heartbeats, fencing, isr];
     timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), bound, shutdown_rx, settings, timers));
     Ok(RunningBroker { addr, listeners, metrics_addr, broker, shutdown, task })
@@ -191,6 +192,7 @@ async fn accept_loop(
     for task in background {
         task.abort();
     }
+    broker.controlled_shutdown().await;
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {

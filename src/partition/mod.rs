@@ -16,6 +16,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::log::{AppendInfo, Log, LogError};
 
+pub mod replica;
+
 pub struct Partition {
     pub topic: String,
     pub index: i32,
@@ -29,6 +31,10 @@ pub struct Partition {
     flushing: AtomicBool,
     /// The highest offset anyone waits to see flushed.
     wanted: AtomicI64,
+    /// This broker's part in the partition's replication (one replica, leader, follower).
+    role: Mutex<replica::Role>,
+    /// A replicated partition's high watermark and ISR as acks=all waiters see them.
+    replication: watch::Sender<replica::Replication>,
 }
 
 /// The flusher's progress, as waiters see it.
@@ -60,6 +66,8 @@ impl Partition {
             flushed: watch::Sender::new(Flushed { offset: flushed, failures: 0 }),
             flushing: AtomicBool::new(false),
             wanted: AtomicI64::new(flushed),
+            role: Mutex::new(replica::Role::Single),
+            replication: watch::Sender::new(replica::Replication::default()),
         }
     }
 
@@ -76,6 +84,7 @@ impl Partition {
     /// Appends a produce request's records and wakes parked fetches.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
         let info = self.log.write().append(records, now_ms)?;
+        self.update_high_watermark();
         self.wake_waiters();
         Ok(info)
     }
@@ -90,6 +99,7 @@ impl Partition {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let info = self.log.write().append_end_txn_marker(producer_id, producer_epoch, control, 0, now_ms)?;
+        self.update_high_watermark();
         self.wake_waiters();
         Ok(info)
     }

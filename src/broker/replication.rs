@@ -1,0 +1,228 @@
+//! Replication on this broker, as Kafka's `ReplicaManager` runs it: the metadata says who
+//! leads each partition in which epoch; this broker leads its partitions (followers fetch
+//! from it), follows the others' leaders with a fetcher task per partition (truncating a
+//! divergent tail first, then fetching and fsyncing before asking for more), and proposes
+//! ISR changes to the controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+};
+use kafka_protocol::ResponseError;
+
+use super::{now_ms, Broker, Topic};
+use crate::cluster::client::BrokerClient;
+use crate::cluster::controller::ControllerOp;
+use crate::cluster::metadata_log::PartitionState;
+use crate::handlers::str_bytes;
+use crate::partition::replica::IsrChange;
+use crate::partition::Partition;
+
+/// Fetch versions a follower speaks: 12 has the diverging epoch (KIP-320) and topic names.
+const FETCH_VERSION: i16 = 12;
+const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
+/// How long a follower's fetch waits at the leader for new data.
+const FETCH_MAX_WAIT_MS: i32 = 500;
+const FETCH_MAX_BYTES: i32 = 8 << 20;
+/// Pause before a follower tries its leader again after a failure.
+const RETRY: Duration = Duration::from_millis(200);
+
+impl Broker {
+    /// Takes each local partition's state from the metadata into its role: lead, follow (a
+    /// fetcher task), or wait for a leader. Partitions with one replica stay as they are.
+    pub(super) fn publish_roles(self: &Arc<Self>, topic: &Topic) {
+        for p in &topic.partitions {
+            let Some(state) = topic.state(p.index) else { continue };
+            let taken = if state.replicas.len() == 1 {
+                if state.leader == self.node_id {
+                    p.lead_alone(state.leader_epoch)
+                } else {
+                    Ok(())
+                }
+            } else {
+                self.take_role(topic, p, state)
+            };
+            if let Err(e) = taken {
+                tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot take the partition's role");
+            }
+        }
+    }
+
+    fn take_role(self: &Arc<Self>, topic: &Topic, p: &Arc<Partition>, state: &PartitionState) -> std::io::Result<()> {
+        if state.leader == self.node_id {
+            return p.lead(topic.id, state, self.node_id);
+        }
+        if state.leader < 0 {
+            p.go_offline();
+            return Ok(());
+        }
+        if p.follows(state.leader, state.leader_epoch) {
+            return Ok(());
+        }
+        let fetcher =
+            tokio::spawn(self.clone().follow(p.clone(), topic.name.clone(), state.leader, state.leader_epoch));
+        p.follow(state.leader, state.leader_epoch, fetcher.abort_handle());
+        Ok(())
+    }
+
+    /// Where other brokers reach `broker`: its `inter.broker.listener.name` endpoint, or its
+    /// first one.
+    fn inter_broker_addr(&self, broker: i32) -> Option<String> {
+        let name = self.config.read().get("inter.broker.listener.name").to_ascii_uppercase();
+        let image = self.metadata_image();
+        let b = image.brokers.get(&broker)?;
+        let e = b.endpoint(&name).or_else(|| b.endpoints.first())?;
+        Some(format!("{}:{}", e.host, e.port))
+    }
+
+    /// A follower's life: fetch from `leader` until the role changes (the task is aborted).
+    async fn follow(self: Arc<Self>, p: Arc<Partition>, topic: String, leader: i32, epoch: i32) {
+        loop {
+            let Some(addr) = self.inter_broker_addr(leader) else {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            if let Err(e) = self.fetch_from_leader(&p, &topic, &addr, epoch).await {
+                tracing::debug!(topic = %topic, partition = p.index, leader, error = %e, "replica fetcher restarts");
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    async fn fetch_from_leader(&self, p: &Arc<Partition>, topic: &str, addr: &str, epoch: i32) -> std::io::Result<()> {
+        let mut client = BrokerClient::connect(addr, format!("weir-replica-{}", self.node_id)).await?;
+        self.truncate_to_leader(&mut client, p, topic, epoch).await?;
+        let durable = self.config_bool("log.flush.on.acks.all");
+        loop {
+            let (fetch_offset, log_start, last_epoch) = {
+                let log = p.log();
+                (log.log_end_offset(), log.log_start_offset(), log.latest_epoch().unwrap_or(-1))
+            };
+            let req = FetchRequest::default()
+                .with_replica_id(BrokerId(self.node_id))
+                .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+                .with_min_bytes(1)
+                .with_max_bytes(FETCH_MAX_BYTES)
+                .with_topics(vec![FetchTopic::default().with_topic(TopicName(str_bytes(topic))).with_partitions(
+                    vec![FetchPartition::default()
+                        .with_partition(p.index)
+                        .with_current_leader_epoch(epoch)
+                        .with_fetch_offset(fetch_offset)
+                        .with_last_fetched_epoch(last_epoch)
+                        .with_log_start_offset(log_start)
+                        .with_partition_max_bytes(FETCH_MAX_BYTES)],
+                )]);
+            let resp: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
+            let data = resp
+                .responses
+                .into_iter()
+                .next()
+                .and_then(|t| t.partitions.into_iter().next())
+                .ok_or_else(|| std::io::Error::other("fetch response without the partition"))?;
+            if data.error_code != 0 {
+                let code = ResponseError::try_from_code(data.error_code);
+                return Err(std::io::Error::other(format!("leader answered {code:?}")));
+            }
+            if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+                let end = data.diverging_epoch.end_offset;
+                tracing::info!(topic, partition = p.index, end, "truncating a tail that diverged from the leader's");
+                p.log_mut().truncate_to(end)?;
+                continue;
+            }
+            if let Some(records) = data.records.filter(|r| !r.is_empty()) {
+                p.log_mut().append_as_follower(&records, now_ms()).map_err(std::io::Error::other)?;
+                if durable {
+                    let end = p.log().log_end_offset();
+                    p.want_flushed(end);
+                    p.flush_to(end).await.map_err(std::io::Error::other)?;
+                }
+            }
+            p.follower_high_watermark(data.high_watermark);
+        }
+    }
+
+    /// Before fetching: asks the leader where this replica's newest epoch ended there and
+    /// cuts whatever this log has beyond it (records a previous leader wrote that the new
+    /// one never had).
+    async fn truncate_to_leader(
+        &self,
+        client: &mut BrokerClient,
+        p: &Arc<Partition>,
+        topic: &str,
+        epoch: i32,
+    ) -> std::io::Result<()> {
+        let Some(latest) = p.log().latest_epoch() else { return Ok(()) };
+        let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(self.node_id)).with_topics(vec![
+            OffsetForLeaderTopic::default().with_topic(TopicName(str_bytes(topic))).with_partitions(vec![
+                OffsetForLeaderPartition::default()
+                    .with_partition(p.index)
+                    .with_current_leader_epoch(epoch)
+                    .with_leader_epoch(latest),
+            ]),
+        ]);
+        let resp: OffsetForLeaderEpochResponse =
+            client.call(ApiKey::OffsetForLeaderEpoch, OFFSET_FOR_LEADER_EPOCH_VERSION, &req).await?;
+        let r = resp
+            .topics
+            .into_iter()
+            .next()
+            .and_then(|t| t.partitions.into_iter().next())
+            .ok_or_else(|| std::io::Error::other("OffsetForLeaderEpoch response without the partition"))?;
+        if r.error_code != 0 {
+            let code = ResponseError::try_from_code(r.error_code);
+            return Err(std::io::Error::other(format!("leader answered {code:?}")));
+        }
+        let end = p.log().log_end_offset();
+        if r.end_offset >= 0 && r.end_offset < end {
+            tracing::info!(topic, partition = p.index, from = r.end_offset, to = end, "truncating a divergent tail");
+            p.log_mut().truncate_to(r.end_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Proposes an ISR change to the controller; the new state comes back through the
+    /// metadata (and at once from the answer).
+    pub async fn alter_isr(&self, change: IsrChange) {
+        let op = ControllerOp::AlterPartition {
+            topic: change.topic_id,
+            partition: change.partition,
+            leader: self.node_id,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            isr: change.isr.clone(),
+        };
+        let partition = self.topic_by_id(&change.topic_id).and_then(|t| t.partition(change.partition).cloned());
+        match self.control(op).await {
+            Ok(_) => tracing::info!(partition = change.partition, isr = ?change.isr, "ISR changed"),
+            Err(e) => {
+                tracing::info!(partition = change.partition, isr = ?change.isr, error = %e, "ISR change refused");
+                if let Some(p) = partition {
+                    p.isr_change_failed();
+                }
+            }
+        }
+    }
+
+    /// Drops followers that fell behind for `replica.lag.time.max.ms` from the ISRs this
+    /// broker leads, checking at half that interval.
+    pub async fn run_isr_shrinking(self: Arc<Self>) {
+        let lag = Duration::from_millis(self.config.read().get_i64("replica.lag.time.max.ms").max(1) as u64);
+        let mut tick = tokio::time::interval((lag / 2).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for topic in self.topics() {
+                for p in &topic.partitions {
+                    if let Some(change) = p.isr_shrink_due(lag) {
+                        let broker = self.clone();
+                        tokio::spawn(async move { broker.alter_isr(change).await });
+                    }
+                }
+            }
+        }
+    }
+}

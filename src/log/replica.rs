@@ -1,0 +1,137 @@
+//! What a log does as one replica of a partition kept on several brokers: the leader stamps
+//! its epoch on new batches and records where each epoch began; a follower appends the
+//! leader's batches as they are (offsets, epochs and producer state kept) and cuts a tail
+//! that diverged from the leader's; the high watermark is set from outside (by the leader
+//! from its followers' progress, by a follower from the leader's answers).
+
+use std::io;
+
+use super::batch::{self, BatchHeader, HEADER_SIZE};
+use super::{segment, snapshot_offsets, track_batch, Log, LogError};
+
+impl Log {
+    /// Becomes the partition's leader in `epoch`: the epoch begins at the log end. With
+    /// `replicated`, the high watermark waits for the other replicas.
+    pub fn become_leader(&mut self, epoch: i32, replicated: bool) -> io::Result<()> {
+        if epoch == self.leader_epoch && replicated == self.replica_of_many {
+            return Ok(());
+        }
+        self.leader_epoch = epoch;
+        self.replica_of_many = replicated;
+        self.epochs.assign(epoch, self.log_end_offset())
+    }
+
+    /// Follows the leader of `epoch`; its batches bring their own epochs.
+    pub fn become_follower(&mut self, epoch: i32) {
+        self.leader_epoch = epoch;
+        self.replica_of_many = true;
+    }
+
+    /// Whether appends move the high watermark themselves (a partition with one replica) or
+    /// it is set from the replicas' progress.
+    pub fn is_replicated(&self) -> bool {
+        self.replica_of_many
+    }
+
+    /// Sets the high watermark, never past the log end.
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset());
+    }
+
+    /// The largest epoch at most `epoch` and the offset where it ended in this log
+    /// (OffsetForLeaderEpoch); `(-1, -1)` when none.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        match self.epochs.latest() {
+            // a log that never changed leader (one broker): all of it is the current epoch
+            None => (self.leader_epoch.min(epoch.max(0)), self.log_end_offset()),
+            Some(_) => self.epochs.end_offset_for(epoch, self.log_end_offset()),
+        }
+    }
+
+    /// The newest leader epoch this log holds batches of.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest().map(|(e, _)| e)
+    }
+
+    /// Appends batches fetched from the leader without changing them. Batches wholly below
+    /// the log end are skipped; a partial batch at the end of a fetch is left for the next.
+    /// Returns how many records were appended.
+    pub fn append_as_follower(&mut self, mut records: &[u8], now_ms: i64) -> Result<i64, LogError> {
+        if self.offline {
+            return Err(LogError::Offline);
+        }
+        let mut appended = 0i64;
+        while records.len() >= HEADER_SIZE {
+            let Some((_, size)) = batch::offset_and_size(records).filter(|(_, s)| *s <= records.len()) else {
+                break;
+            };
+            let (bytes, rest) = records.split_at(size);
+            records = rest;
+            let h = batch::check_integrity(bytes)?;
+            if h.last_offset() < self.log_end_offset() {
+                continue;
+            }
+            if h.base_offset < self.log_end_offset() {
+                return Err(LogError::Io(io::Error::other(format!(
+                    "replicated batch at {} overlaps the log end {}",
+                    h.base_offset,
+                    self.log_end_offset()
+                ))));
+            }
+            self.append_replicated_batch(bytes, &h, now_ms)?;
+            appended += i64::from(h.record_count);
+        }
+        self.unflushed_records += appended;
+        if appended > 0 {
+            self.first_unflushed_ms.get_or_insert(now_ms);
+        }
+        Ok(appended)
+    }
+
+    fn append_replicated_batch(&mut self, bytes: &[u8], h: &BatchHeader, now_ms: i64) -> Result<(), LogError> {
+        self.maybe_roll(bytes.len(), h.last_offset(), now_ms)?;
+        if let Err(e) = self.active_mut().append(bytes, h) {
+            if self.active_mut().discard_unacknowledged_tail().is_err() {
+                self.offline = true;
+            }
+            return Err(e.into());
+        }
+        let control = h.is_control().then(|| batch::control_type(bytes)).flatten();
+        if let Some(entry) = track_batch(&mut self.producers, h, control, 0) {
+            let base = self.active().base_offset();
+            self.aborted.append(base, entry)?;
+        }
+        if self.epochs.latest().is_none_or(|(e, _)| h.leader_epoch > e) {
+            self.epochs.assign(h.leader_epoch, h.base_offset)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the log back to `offset` (a tail that diverged from the leader's): whole
+    /// segments above it go, the active one is cut at the batch holding it, and the producer
+    /// state and epochs are rebuilt from what is left.
+    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+        let offset = offset.max(self.log_start_offset);
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        while self.segments.len() > 1 && self.active().base_offset() >= offset {
+            let base = self.active().base_offset();
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+                self.aborted.remove_segment(base)?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        for stale in snapshot_offsets(&self.dir).into_iter().filter(|o| *o > end) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
+        }
+        self.epochs.truncate_from_end(end)?;
+        self.rebuild_producer_state()?;
+        self.high_watermark = self.high_watermark.min(end);
+        self.synced = (self.active().base_offset(), self.active().size());
+        self.failed_sync = None;
+        super::sync_dir(&self.dir)
+    }
+}

@@ -1,0 +1,329 @@
+//! A partition kept on several brokers, as Kafka's `Partition` keeps it: the leader tracks
+//! each follower's log end (the offset it fetches from, which a follower only asks for once
+//! what is below it is on its disk), advances the high watermark to the smallest among the
+//! in-sync replicas, and proposes ISR changes to the controller; acks=all waits for the high
+//! watermark. A follower's fetching runs elsewhere (`crate::replication`); here it is only a
+//! role with the task to stop when the role changes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::Partition;
+use crate::cluster::metadata_log::PartitionState;
+
+/// This broker's part in a partition.
+#[derive(Debug, Default)]
+pub enum Role {
+    /// The only replica: appends move the high watermark (a single broker, or RF 1).
+    #[default]
+    Single,
+    Leader(Leadership),
+    Follower(Following),
+    /// A replica with no leader to follow (the partition has none).
+    Offline,
+}
+
+#[derive(Debug)]
+pub struct Leadership {
+    pub topic_id: Uuid,
+    pub epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    followers: HashMap<i32, FollowerProgress>,
+    /// An ISR change is with the controller; no other is proposed meanwhile.
+    pub altering: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FollowerProgress {
+    /// The offset the follower last fetched from: it has everything below.
+    log_end: i64,
+    /// When it last had everything the leader had.
+    caught_up: Instant,
+}
+
+#[derive(Debug)]
+pub struct Following {
+    pub leader: i32,
+    pub epoch: i32,
+    fetcher: tokio::task::AbortHandle,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.fetcher.abort();
+    }
+}
+
+/// What acks=all waiters watch.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Replication {
+    pub high_watermark: i64,
+    pub isr: usize,
+    /// Bumped at every change of role, so waiters notice they no longer lead.
+    pub generation: u64,
+    pub leading: bool,
+}
+
+/// An ISR change the leader wants the controller to make.
+#[derive(Debug, Clone)]
+pub struct IsrChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+}
+
+impl Partition {
+    /// Whether clients may produce to and fetch from this broker's replica.
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.lock(), Role::Single | Role::Leader(_))
+    }
+
+    /// The leader epoch this replica knows (its own as leader, its leader's as follower).
+    pub fn leader_epoch(&self) -> i32 {
+        self.log.read().leader_epoch()
+    }
+
+    /// Takes the metadata's state for this partition where this broker leads it: a new
+    /// epoch makes it leader (the epoch begins at its log end); the same epoch updates the
+    /// ISR it knows.
+    pub fn lead(&self, topic_id: Uuid, state: &PartitionState, me: i32) -> std::io::Result<()> {
+        let mut role = self.role.lock();
+        if let Role::Leader(l) = &mut *role {
+            if l.epoch == state.leader_epoch {
+                if state.partition_epoch > l.partition_epoch {
+                    l.partition_epoch = state.partition_epoch;
+                    l.isr = state.isr.clone();
+                    l.altering = false;
+                }
+                drop(role);
+                self.update_high_watermark();
+                return Ok(());
+            }
+        }
+        self.log.write().become_leader(state.leader_epoch, true)?;
+        let now = Instant::now();
+        let followers = state
+            .replicas
+            .iter()
+            .filter(|r| **r != me)
+            .map(|r| (*r, FollowerProgress { log_end: -1, caught_up: now }))
+            .collect();
+        *role = Role::Leader(Leadership {
+            topic_id,
+            epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            followers,
+            altering: false,
+        });
+        drop(role);
+        tracing::info!(topic = %self.topic, partition = self.index, epoch = state.leader_epoch, "leading partition");
+        self.replication.send_modify(|r| {
+            r.generation += 1;
+            r.leading = true;
+        });
+        self.update_high_watermark();
+        Ok(())
+    }
+
+    /// The only replica leads in the metadata's epoch (it changes when its broker was fenced
+    /// and came back), so clients that send the epoch they saw are answered.
+    pub fn lead_alone(&self, epoch: i32) -> std::io::Result<()> {
+        if self.log.read().leader_epoch() == epoch {
+            return Ok(());
+        }
+        self.log.write().become_leader(epoch, false)
+    }
+
+    /// Whether this replica already follows `leader` in `epoch`.
+    pub fn follows(&self, leader: i32, epoch: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Follower(f) if f.leader == leader && f.epoch == epoch)
+    }
+
+    /// Follows `leader` in `epoch`, with `fetcher` the task that fetches from it (stopped
+    /// when the role changes again).
+    pub fn follow(&self, leader: i32, epoch: i32, fetcher: tokio::task::AbortHandle) {
+        self.log.write().become_follower(epoch);
+        *self.role.lock() = Role::Follower(Following { leader, epoch, fetcher });
+        self.lost_leadership();
+        tracing::info!(topic = %self.topic, partition = self.index, leader, epoch, "following partition");
+    }
+
+    /// No replica can lead: this one waits.
+    pub fn go_offline(&self) {
+        *self.role.lock() = Role::Offline;
+        self.lost_leadership();
+    }
+
+    fn lost_leadership(&self) {
+        self.replication.send_modify(|r| {
+            r.generation += 1;
+            r.leading = false;
+        });
+        self.wake_waiters();
+    }
+
+    /// A follower fetched from `fetch_offset` (it has everything below): its progress moves
+    /// the high watermark, and a follower out of the ISR that caught up is proposed back.
+    /// Returns FENCED_LEADER_EPOCH-style refusals as `Err` when this broker does not lead.
+    pub fn follower_fetched(&self, replica: i32, fetch_offset: i64) -> Result<Option<IsrChange>, ResponseError> {
+        let log_end = self.log.read().log_end_offset();
+        let hw = self.replication.borrow().high_watermark;
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else { return Err(ResponseError::NotLeaderOrFollower) };
+        let Some(progress) = l.followers.get_mut(&replica) else {
+            return Err(ResponseError::NotLeaderOrFollower);
+        };
+        progress.log_end = fetch_offset;
+        if fetch_offset >= log_end {
+            progress.caught_up = Instant::now();
+        }
+        let change = if !l.isr.contains(&replica) && !l.altering && fetch_offset >= hw {
+            let mut isr = l.isr.clone();
+            isr.push(replica);
+            isr.sort_unstable();
+            l.altering = true;
+            Some(self.isr_change(l, isr))
+        } else {
+            None
+        };
+        drop(role);
+        self.update_high_watermark();
+        Ok(change)
+    }
+
+    /// The in-sync followers that have not caught up for `lag` (`replica.lag.time.max.ms`):
+    /// the ISR without them, to propose to the controller.
+    pub fn isr_shrink_due(&self, lag: Duration) -> Option<IsrChange> {
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else { return None };
+        if l.altering {
+            return None;
+        }
+        let now = Instant::now();
+        let lagging: Vec<i32> = l
+            .followers
+            .iter()
+            .filter(|(id, p)| l.isr.contains(id) && now.duration_since(p.caught_up) > lag)
+            .map(|(id, _)| *id)
+            .collect();
+        if lagging.is_empty() {
+            return None;
+        }
+        let isr: Vec<i32> = l.isr.iter().copied().filter(|r| !lagging.contains(r)).collect();
+        l.altering = true;
+        Some(self.isr_change(l, isr))
+    }
+
+    fn isr_change(&self, l: &Leadership, isr: Vec<i32>) -> IsrChange {
+        IsrChange {
+            topic_id: l.topic_id,
+            partition: self.index,
+            leader_epoch: l.epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        }
+    }
+
+    /// An ISR change the controller refused or never answered: another may be proposed.
+    pub fn isr_change_failed(&self) {
+        if let Role::Leader(l) = &mut *self.role.lock() {
+            l.altering = false;
+        }
+    }
+
+    /// The leader's high watermark: the smallest log end among the in-sync replicas (a
+    /// follower's counts what is on its disk: it asks for more only after an fsync). It only
+    /// moves forward. The leader's own durability is acks=all's other wait (its fsync).
+    pub(super) fn update_high_watermark(&self) {
+        let (followers, isr) = {
+            let role = self.role.lock();
+            let Role::Leader(l) = &*role else { return };
+            let followers = l.isr.iter().filter_map(|r| l.followers.get(r)).map(|p| p.log_end).min();
+            (followers, l.isr.len())
+        };
+        let own = self.log.read().log_end_offset();
+        let hw = followers.map_or(own, |f| f.min(own));
+        let moved = {
+            let mut log = self.log.write();
+            let before = log.high_watermark();
+            if hw > before {
+                log.set_high_watermark(hw);
+            }
+            log.high_watermark() != before
+        };
+        let hw = self.log.read().high_watermark();
+        self.replication.send_if_modified(|r| {
+            let changed = r.high_watermark != hw || r.isr != isr;
+            r.high_watermark = hw;
+            r.isr = isr;
+            changed
+        });
+        if moved {
+            self.wake_waiters();
+        }
+    }
+
+    /// A follower's high watermark, from its leader's answer.
+    pub fn follower_high_watermark(&self, hw: i64) {
+        let moved = {
+            let mut log = self.log.write();
+            let before = log.high_watermark();
+            log.set_high_watermark(hw);
+            log.high_watermark() != before
+        };
+        if moved {
+            self.wake_waiters();
+        }
+    }
+
+    /// How many replicas are in sync (1 for a partition with one replica).
+    pub fn isr_size(&self) -> usize {
+        match &*self.role.lock() {
+            Role::Leader(l) => l.isr.len(),
+            _ => 1,
+        }
+    }
+
+    /// Whether this broker's appends wait for other replicas (acks=all).
+    pub fn is_replicated_leader(&self) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(_))
+    }
+
+    /// Waits until every in-sync replica has `offset` (the high watermark passed it): the
+    /// acks=all answer of a replicated partition. Fails as Kafka does when the ISR shrank
+    /// below `min_isr` meanwhile, when this broker stopped leading, or after `timeout`.
+    pub async fn await_replicated(
+        self: &Arc<Self>,
+        offset: i64,
+        min_isr: usize,
+        timeout: Duration,
+    ) -> Result<(), ResponseError> {
+        let mut watch = self.replication.subscribe();
+        let generation = watch.borrow().generation;
+        let wait = async {
+            loop {
+                let now = *watch.borrow_and_update();
+                if now.generation != generation || !now.leading {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+                if now.high_watermark >= offset {
+                    return if now.isr < min_isr { Err(ResponseError::NotEnoughReplicasAfterAppend) } else { Ok(()) };
+                }
+                if watch.changed().await.is_err() {
+                    return Err(ResponseError::NotLeaderOrFollower);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(Err(ResponseError::RequestTimedOut))
+    }
+}

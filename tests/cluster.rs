@@ -30,11 +30,16 @@ struct Cluster {
     voters: String,
 }
 
+/// The cluster tests run one at a time: each starts three brokers, and a 2-core CI machine
+/// running three clusters at once would miss heartbeats for no reason of the tests'.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Timeouts short enough for tests: a dead broker is fenced within 1.5 s.
 const FAST: &[(&str, &str)] = &[
     ("controller.quorum.election.timeout.ms", "300"),
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "1500"),
+    ("replica.lag.time.max.ms", "2000"),
 ];
 
 impl Cluster {
@@ -59,7 +64,17 @@ impl Cluster {
         for i in 0..cluster.nodes.len() {
             cluster.wait_ready(i);
         }
+        cluster.wait_registered();
         cluster
+    }
+
+    /// Waits until every running broker is registered (a broker listens a moment before).
+    fn wait_registered(&self) {
+        let running = self.nodes.iter().filter(|n| n.process.is_some()).count();
+        let bootstrap = self.bootstrap();
+        eventually(Duration::from_secs(15), "every broker registered", || {
+            (metadata(&bootstrap).brokers().len() == running).then_some(())
+        });
     }
 
     fn spawn(&mut self, i: usize) {
@@ -87,6 +102,7 @@ impl Cluster {
     fn restart(&mut self, i: usize) {
         self.spawn(i);
         self.wait_ready(i);
+        self.wait_registered();
     }
 
     fn kill(&mut self, i: usize) {
@@ -163,6 +179,7 @@ fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3);
     let bootstrap = cluster.bootstrap();
 
@@ -281,6 +298,7 @@ fn partition_bytes(dir: &std::path::Path, topic: &str, partition: i32) -> Vec<u8
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3);
     let bootstrap = cluster.bootstrap();
     let topic = topic_name("replicated");
@@ -333,4 +351,40 @@ async fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
         assert!(!replicas[0].is_empty());
         assert!(replicas.iter().all(|r| *r == replicas[0]), "partition {p}: replicas differ");
     }
+}
+
+/// `min.insync.replicas=3` with a replica down: acks=all is refused with NOT_ENOUGH_REPLICAS
+/// before anything is appended; once the replica is back in the ISR, writes succeed again.
+#[tokio::test(flavor = "multi_thread")]
+async fn min_insync_replicas_refuses_writes_the_isr_cannot_hold() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("min-isr");
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "3");
+    let created = admin(&bootstrap).create_topics(&[new], &AdminOptions::new()).await.unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|id| *id != leader).unwrap();
+    let stopped = cluster.index_of(follower);
+    cluster.kill(stopped);
+    let survivors = cluster.bootstrap();
+    eventually(Duration::from_secs(15), "the stopped follower out of the ISR", || {
+        leader_and_isr(&survivors, &topic, 0).filter(|(_, isr)| isr.len() == 2)
+    });
+    let strict = producer(&survivors, &[("acks", "all"), ("retries", "0"), ("enable.idempotence", "false")]);
+    let record = FutureRecord::to(&topic).partition(0).key("k").payload("no");
+    let refused = strict.send(record, Duration::from_secs(10)).await;
+    let code = refused.err().map(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(code, Some(Some(RDKafkaErrorCode::NotEnoughReplicas)));
+
+    cluster.restart(stopped);
+    let bootstrap = cluster.bootstrap();
+    eventually(Duration::from_secs(20), "the follower back in the ISR", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(_, isr)| isr == &[1, 2, 3])
+    });
+    let sent = produce_all(&bootstrap, &topic, 1, 20, "ok").await;
+    assert_eq!(consume_all(&bootstrap, &topic, 1, 20), sent, "the refused record was never appended");
 }

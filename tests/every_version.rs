@@ -54,6 +54,14 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
                 list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2),
             ]),
         ])),
+        ApiKey::OffsetForLeaderEpoch => boxed!(OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(name(topic))
+                .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(-1)
+                    .with_leader_epoch(0)])])),
         ApiKey::Metadata => boxed!(MetadataRequest::default().with_topics(Some(vec![
             metadata_request::MetadataRequestTopic::default().with_name(Some(name(topic))),
             metadata_request::MetadataRequestTopic::default().with_name(Some(name("missing-topic"))),
@@ -330,6 +338,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::Produce => check!(ProduceResponse),
         ApiKey::Fetch => check!(FetchResponse),
         ApiKey::ListOffsets => check!(ListOffsetsResponse),
+        ApiKey::OffsetForLeaderEpoch => check!(OffsetForLeaderEpochResponse),
         ApiKey::Metadata => check!(MetadataResponse),
         ApiKey::ApiVersions => check!(ApiVersionsResponse),
         ApiKey::CreateTopics => check!(CreateTopicsResponse),

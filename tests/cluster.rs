@@ -388,3 +388,69 @@ async fn min_insync_replicas_refuses_writes_the_isr_cannot_hold() {
     let sent = produce_all(&bootstrap, &topic, 1, 20, "ok").await;
     assert_eq!(consume_all(&bootstrap, &topic, 1, 20), sent, "the refused record was never appended");
 }
+
+/// The group coordinator's broker: FindCoordinator as a client asks it.
+fn coordinator_of(bootstrap: &str, group: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    let first = bootstrap.split(',').next().unwrap_or_default();
+    let req = FindCoordinatorRequest::default().with_key(kafka_protocol::protocol::StrBytes::from_string(group.into()));
+    let resp: FindCoordinatorResponse = raw::call(first, ApiKey::FindCoordinator, 3, &req);
+    assert_eq!(resp.error_code, 0, "FindCoordinator");
+    resp.node_id.0
+}
+
+fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// The group coordinator dies: another broker, now leading the group's `__consumer_offsets`
+/// partition, loads the group from its replica and the group goes on from its committed
+/// offset; committed offsets never go back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_group_outlives_its_coordinator() {
+    use rdkafka::Message;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("group-failover");
+    assert!(create(&bootstrap, &topic, 1, 3).await.is_ok());
+    let sent = produce_all(&bootstrap, &topic, 1, 100, "g").await;
+    let group = format!("group-{}", uuid::Uuid::new_v4().simple());
+
+    let first = group_consumer(&bootstrap, &group, &topic);
+    let got = consume_n(&first, 40, Duration::from_secs(30));
+    assert_eq!(got.len(), 40);
+    let mut commit = rdkafka::TopicPartitionList::new();
+    commit.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(40)).unwrap();
+    first.commit(&commit, rdkafka::consumer::CommitMode::Sync).expect("commit at 40");
+    drop(first);
+
+    let coordinator = coordinator_of(&bootstrap, &group);
+    let dead = cluster.index_of(coordinator);
+    cluster.kill(dead);
+    let survivors = cluster.bootstrap();
+    let moved = eventually(Duration::from_secs(15), "a new group coordinator", || {
+        let c = std::panic::catch_unwind(|| coordinator_of(&survivors, &group)).ok()?;
+        (c != coordinator && c > 0).then_some(c)
+    });
+    assert_ne!(moved, coordinator);
+
+    let second = group_consumer(&survivors, &group, &topic);
+    let rest = consume_n(&second, 60, Duration::from_secs(30));
+    assert_eq!(rest.first().map(|m| m.offset()), Some(40), "resumes from the committed offset");
+    let values: Vec<String> = rest.iter().map(|m| String::from_utf8(value_of(m).unwrap()).unwrap()).collect();
+    assert_eq!(values, sent[0][40..].to_vec());
+    let mut commit = rdkafka::TopicPartitionList::new();
+    commit.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(100)).unwrap();
+    second.commit(&commit, rdkafka::consumer::CommitMode::Sync).expect("commit at 100");
+    let committed = second.committed(Duration::from_secs(10)).unwrap();
+    let offset = committed.find_partition(&topic, 0).map(|p| p.offset());
+    assert_eq!(offset, Some(rdkafka::Offset::Offset(100)));
+}

@@ -789,6 +789,19 @@ impl Broker {
         ClusterView { brokers, controller }
     }
 
+    /// The coordinator of `key` (a group or transactional id) whose state lives in internal
+    /// topic `topic`: the leader of the key's partition, as clients on `listener` reach it.
+    pub fn coordinator_of(&self, topic: &str, key: &str, listener: &str) -> Result<BrokerEndpoint, ResponseError> {
+        let t = self.topic(topic).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let index = crate::coordinator::group::records::partition_for(key, t.partition_count);
+        let leader = t.state(index).map_or(self.node_id, |s| s.leader);
+        self.cluster_view(listener)
+            .brokers
+            .into_iter()
+            .find(|b| b.id == leader)
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
     /// Registers this broker with the controller: its client listeners as advertised, and its
     /// rack. Called once the listeners are bound (their ports known).
     pub async fn register(&self) -> Result<(), AdminError> {

@@ -38,35 +38,54 @@ impl Broker {
         for p in &topic.partitions {
             let Some(state) = topic.state(p.index) else { continue };
             let taken = if state.replicas.len() == 1 {
-                if state.leader == self.node_id {
-                    p.lead_alone(state.leader_epoch)
-                } else {
-                    Ok(())
-                }
+                let alone = if state.leader == self.node_id { p.lead_alone(state.leader_epoch) } else { Ok(()) };
+                alone.map(|()| None)
             } else {
                 self.take_role(topic, p, state)
             };
+            let taken = taken.map(|change| self.coordinators_follow(topic, p.index, change));
             if let Err(e) = taken {
                 tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot take the partition's role");
             }
         }
     }
 
-    fn take_role(self: &Arc<Self>, topic: &Topic, p: &Arc<Partition>, state: &PartitionState) -> std::io::Result<()> {
+    /// Takes the partition's role; says whether this broker now leads it (true), stopped
+    /// leading it (false), or neither changed (none).
+    fn take_role(
+        self: &Arc<Self>,
+        topic: &Topic,
+        p: &Arc<Partition>,
+        state: &PartitionState,
+    ) -> std::io::Result<Option<bool>> {
         if state.leader == self.node_id {
-            return p.lead(topic.id, state, self.node_id);
+            return Ok(p.lead(topic.id, state, self.node_id)?.then_some(true));
         }
+        let was_leader = p.is_leader();
         if state.leader < 0 {
             p.go_offline();
-            return Ok(());
+        } else if !p.follows(state.leader, state.leader_epoch) {
+            let fetcher =
+                tokio::spawn(self.clone().follow(p.clone(), topic.name.clone(), state.leader, state.leader_epoch));
+            p.follow(state.leader, state.leader_epoch, fetcher.abort_handle());
         }
-        if p.follows(state.leader, state.leader_epoch) {
-            return Ok(());
+        Ok(was_leader.then_some(false))
+    }
+
+    /// The group coordinator follows its `__consumer_offsets` partitions: it loads a
+    /// partition's groups when it comes to lead it and drops them when it stops.
+    fn coordinators_follow(&self, topic: &Topic, index: i32, change: Option<bool>) {
+        if topic.name != crate::coordinator::group::OFFSETS_TOPIC {
+            return;
         }
-        let fetcher =
-            tokio::spawn(self.clone().follow(p.clone(), topic.name.clone(), state.leader, state.leader_epoch));
-        p.follow(state.leader, state.leader_epoch, fetcher.abort_handle());
-        Ok(())
+        match change {
+            Some(true) => match self.groups.take_over(self, index) {
+                Ok(records) => tracing::info!(partition = index, records, "group coordinator took over"),
+                Err(e) => tracing::error!(partition = index, error = %e, "cannot load groups"),
+            },
+            Some(false) => self.groups.resign(self, index),
+            None => {}
+        }
     }
 
     /// Where other brokers reach `broker`: its `inter.broker.listener.name` endpoint, or its

@@ -14,8 +14,11 @@ use kafka_protocol::records::{
 };
 use tokio::sync::Mutex;
 
+use std::sync::Arc;
+
 use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
-use crate::log::LogError;
+use crate::log::{AppendInfo, LogError};
+use crate::partition::Partition;
 
 /// One record to write: key and value (`None` is a tombstone).
 pub type CoordinatorRecord = (Bytes, Option<Bytes>);
@@ -25,7 +28,29 @@ pub struct InternalTopic {
     pub name: &'static str,
     pub partitions_key: &'static str,
     pub segment_bytes_key: &'static str,
+    pub replication_factor_key: &'static str,
 }
+
+/// Appends a coordinator's batch to its partition, which this broker must lead, and waits
+/// until it is as durable as acks=all makes a produce: on disk here, and on every in-sync
+/// replica when the partition has others.
+pub async fn append_durably(partition: &Arc<Partition>, batch: &[u8]) -> Result<AppendInfo, LogError> {
+    if !partition.is_leader() {
+        return Err(LogError::Offline);
+    }
+    let info = partition.append(batch, now_ms())?;
+    let end = info.last_offset + 1;
+    partition.want_flushed(end);
+    partition.flush_to(end).await?;
+    if partition.is_replicated_leader() {
+        let min_isr = partition.log().config().min_insync_replicas;
+        partition.await_replicated(end, min_isr, REPLICATION_WAIT).await.map_err(|_| LogError::Offline)?;
+    }
+    Ok(info)
+}
+
+/// How long a coordinator's write waits for the in-sync replicas.
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Creates a compacted internal topic on first use, as Kafka does; `lock` serialises
 /// concurrent first uses.
@@ -42,10 +67,14 @@ pub async fn ensure_internal_topic(broker: &Broker, topic: &InternalTopic, lock:
         ("cleanup.policy".to_string(), "compact".to_string()),
         ("segment.bytes".to_string(), cfg.get(topic.segment_bytes_key)),
     ]);
+    // Kafka's `*.replication.factor`, capped at the live brokers when the topic is first
+    // created (one on a single broker)
+    let live = broker.metadata_image().brokers.values().filter(|b| !b.fenced).count().max(1);
+    let replication_factor = cfg.get_i64(topic.replication_factor_key).clamp(1, live as i64) as i16;
     let new = NewTopic {
         name: topic.name.to_string(),
         partitions: cfg.get_i64(topic.partitions_key) as i32,
-        replication_factor: 1,
+        replication_factor,
         configs,
     };
     match broker.create_topic(&new).await {
@@ -87,12 +116,18 @@ pub fn encode_batch(records: Vec<CoordinatorRecord>, producer: Option<(i64, i16)
 
 /// Calls `f` with every record of every partition of an internal topic, in offset order per
 /// partition (start-up). Returns how many records were read.
-pub fn replay(topic: &Topic, mut f: impl FnMut(&Record)) -> Result<usize, LogError> {
+pub fn replay(topic: &Topic, f: impl FnMut(&Record)) -> Result<usize, LogError> {
+    replay_partitions(&topic.partitions, f)
+}
+
+/// [`replay`] over some of a topic's partitions, each to its log end (a new leader's log is
+/// what its followers will hold).
+pub fn replay_partitions(partitions: &[Arc<Partition>], mut f: impl FnMut(&Record)) -> Result<usize, LogError> {
     let mut records = 0usize;
-    for p in &topic.partitions {
+    for p in partitions {
         let log = p.log();
         let mut offset = log.log_start_offset();
-        let end = log.high_watermark();
+        let end = log.log_end_offset();
         while offset < end {
             let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
             let mut buf = bytes;

@@ -11,7 +11,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::groups::{check_group, group_operations};
+use super::groups::{check_group_here, group_operations};
 use super::{str_bytes, RequestContext};
 use crate::coordinator::group::consumer::{to_lists, ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
@@ -22,7 +22,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
         ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
     let group_id = req.group_id.0.to_string();
-    if check_group(ctx, op::READ, &group_id).is_err() {
+    if check_group_here(ctx, op::READ, &group_id).is_err() {
         return error(ResponseError::GroupAuthorizationFailed, "Not authorized to access group");
     }
     if let Some(names) = &req.subscribed_topic_names {
@@ -112,7 +112,7 @@ pub async fn describe(ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -
     for id in req.group_ids {
         let ops = group_operations(ctx, id.0.as_str(), req.include_authorized_operations);
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_authorized_operations(ops);
-        if let Err(code) = check_group(ctx, op::DESCRIBE, id.0.as_str()) {
+        if let Err(code) = check_group_here(ctx, op::DESCRIBE, id.0.as_str()) {
             groups.push(d.with_error_code(code.code()));
             continue;
         }

@@ -34,6 +34,18 @@ pub fn check_group(ctx: &RequestContext, operation: i8, group: &str) -> Result<(
     }
 }
 
+/// [`check_group`] for a request only the group's coordinator serves: NOT_COORDINATOR on a
+/// broker that does not lead the group's `__consumer_offsets` partition, so the client looks
+/// the coordinator up again (after a leader change, say).
+pub fn check_group_here(ctx: &RequestContext, operation: i8, group: &str) -> Result<(), ResponseError> {
+    check_group(ctx, operation, group)?;
+    if GroupCoordinator::owns(&ctx.broker, group) {
+        Ok(())
+    } else {
+        Err(ResponseError::NotCoordinator)
+    }
+}
+
 /// A group's authorized-operations field, when asked for.
 pub fn group_operations(ctx: &RequestContext, group: &str, requested: bool) -> i32 {
     if requested {
@@ -82,12 +94,24 @@ fn authorize_key(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (R
 }
 
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let (host, port) = ctx.advertised();
-    let node = BrokerId(ctx.broker.node_id);
     let result = coordinator_for(ctx, req.key_type).await;
+    let topic = if req.key_type == KEY_TYPE_TRANSACTION {
+        crate::coordinator::txn::TXN_TOPIC
+    } else {
+        crate::coordinator::group::OFFSETS_TOPIC
+    };
+    // the leader of the key's partition of the internal topic
+    let locate = |key: &str| {
+        ctx.broker
+            .coordinator_of(topic, key, &ctx.session.listener.name)
+            .map_err(|code| (code, "the coordinator's partition has no leader"))
+    };
     if ctx.version < 4 {
-        let result = authorize_key(ctx, req.key_type, req.key.as_str()).and(result);
-        let mut resp = FindCoordinatorResponse::default().with_node_id(node).with_host(str_bytes(host)).with_port(port);
+        let result = authorize_key(ctx, req.key_type, req.key.as_str()).and(result).and_then(|()| locate(&req.key));
+        let mut resp = FindCoordinatorResponse::default();
+        if let Ok(b) = &result {
+            resp = resp.with_node_id(BrokerId(b.id)).with_host(str_bytes(b.host.clone())).with_port(b.port);
+        }
         if let Err((code, msg)) = result {
             resp = resp.with_error_code(code.code()).with_node_id(BrokerId(-1)).with_host(str_bytes("")).with_port(-1);
             if ctx.version >= 1 {
@@ -100,10 +124,10 @@ pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest)
         .coordinator_keys
         .into_iter()
         .map(|key| {
-            let result = authorize_key(ctx, req.key_type, key.as_str()).and(result);
+            let result = authorize_key(ctx, req.key_type, key.as_str()).and(result).and_then(|()| locate(&key));
             let c = Coordinator::default().with_key(key);
             match &result {
-                Ok(()) => c.with_node_id(node).with_host(str_bytes(host.clone())).with_port(port),
+                Ok(b) => c.with_node_id(BrokerId(b.id)).with_host(str_bytes(b.host.clone())).with_port(b.port),
                 Err((code, msg)) => c
                     .with_node_id(BrokerId(-1))
                     .with_port(-1)
@@ -150,7 +174,7 @@ fn join_response(ctx: &RequestContext, r: JoinResult) -> JoinGroupResponse {
 
 pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
     let group_id = req.group_id.0.to_string();
-    if let Err(code) = check_group(ctx, op::READ, &group_id) {
+    if let Err(code) = check_group_here(ctx, op::READ, &group_id) {
         return join_response(ctx, JoinResult { error: code.code(), generation: -1, ..Default::default() });
     }
     if group_id.is_empty() {
@@ -197,9 +221,11 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
 }
 
 pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
+    let checked = check_group_here(ctx, op::READ, req.group_id.0.as_str());
     let reply = match ctx.broker.groups.group(req.group_id.0.as_str()) {
-        _ if check_group(ctx, op::READ, req.group_id.0.as_str()).is_err() => {
-            Reply::Now(SyncResult { error: ResponseError::GroupAuthorizationFailed.code(), ..Default::default() })
+        _ if checked.is_err() => {
+            let code = checked.err().unwrap_or(ResponseError::GroupAuthorizationFailed);
+            Reply::Now(SyncResult { error: code.code(), ..Default::default() })
         }
         None => Reply::Now(SyncResult { error: ResponseError::UnknownMemberId.code(), ..Default::default() }),
         Some(handle) => {
@@ -229,10 +255,9 @@ pub async fn sync_group(ctx: &RequestContext, req: SyncGroupRequest) -> SyncGrou
 }
 
 pub async fn heartbeat(ctx: &RequestContext, req: HeartbeatRequest) -> HeartbeatResponse {
+    let checked = check_group_here(ctx, op::READ, req.group_id.0.as_str());
     let code = match ctx.broker.groups.group(req.group_id.0.as_str()) {
-        _ if check_group(ctx, op::READ, req.group_id.0.as_str()).is_err() => {
-            ResponseError::GroupAuthorizationFailed.code()
-        }
+        _ if checked.is_err() => checked.err().unwrap_or(ResponseError::GroupAuthorizationFailed).code(),
         None => ResponseError::UnknownMemberId.code(),
         Some(handle) => handle.lock().await.group.heartbeat(
             req.member_id.as_str(),
@@ -253,7 +278,7 @@ pub async fn leave_group(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveG
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    if let Err(code) = check_group(ctx, op::READ, req.group_id.0.as_str()) {
+    if let Err(code) = check_group_here(ctx, op::READ, req.group_id.0.as_str()) {
         return LeaveGroupResponse::default().with_error_code(code.code());
     }
     let codes = match ctx.broker.groups.group(req.group_id.0.as_str()) {
@@ -320,7 +345,7 @@ pub async fn describe_groups(ctx: &RequestContext, req: DescribeGroupsRequest) -
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_group_state(str_bytes("Dead"));
-        if let Err(code) = check_group(ctx, op::DESCRIBE, id.0.as_str()) {
+        if let Err(code) = check_group_here(ctx, op::DESCRIBE, id.0.as_str()) {
             groups.push(d.with_group_state(str_bytes("")).with_error_code(code.code()));
             continue;
         }
@@ -370,8 +395,9 @@ pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> De
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
         let name = id.0.to_string();
+        let checked = check_group_here(ctx, op::DELETE, &name);
         let code = match coordinator.group(&name) {
-            _ if check_group(ctx, op::DELETE, &name).is_err() => ResponseError::GroupAuthorizationFailed.code(),
+            _ if checked.is_err() => checked.err().unwrap_or(ResponseError::GroupAuthorizationFailed).code(),
             None => ResponseError::GroupIdNotFound.code(),
             Some(handle) => {
                 let mut entry = handle.lock().await;

@@ -13,7 +13,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::groups::check_group;
+use super::groups::check_group_here;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::records::OffsetValue;
@@ -54,7 +54,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
         }
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
     }
-    let group_error = match check_group(ctx, op::READ, &group_id) {
+    let group_error = match check_group_here(ctx, op::READ, &group_id) {
         Err(e) => Some(e),
         Ok(()) if group_id.is_empty() => Some(ResponseError::InvalidGroupId),
         Ok(()) => None,
@@ -176,7 +176,7 @@ async fn fetch_group(
 pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v < 8 {
-        if let Err(code) = check_group(ctx, op::DESCRIBE, req.group_id.0.as_str()) {
+        if let Err(code) = check_group_here(ctx, op::DESCRIBE, req.group_id.0.as_str()) {
             return OffsetFetchResponse::default().with_error_code(code.code());
         }
         let topics = req.topics.map(|ts| {
@@ -211,7 +211,7 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
     }
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in req.groups {
-        if let Err(code) = check_group(ctx, op::DESCRIBE, g.group_id.0.as_str()) {
+        if let Err(code) = check_group_here(ctx, op::DESCRIBE, g.group_id.0.as_str()) {
             groups.push(OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(code.code()));
             continue;
         }
@@ -260,7 +260,7 @@ pub async fn offset_fetch(ctx: &RequestContext, req: OffsetFetchRequest) -> Offs
 
 pub async fn offset_delete(ctx: &RequestContext, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
-    if let Err(code) = check_group(ctx, op::DELETE, &group_id) {
+    if let Err(code) = check_group_here(ctx, op::DELETE, &group_id) {
         return OffsetDeleteResponse::default().with_error_code(code.code());
     }
     let Some(handle) = ctx.broker.groups.group(&group_id) else {

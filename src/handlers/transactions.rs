@@ -17,7 +17,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 
-use super::groups::check_group;
+use super::groups::{check_group, check_group_here};
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::records::{partition_for, OffsetValue};
@@ -220,7 +220,7 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         if !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, req.transactional_id.0.as_str()) {
             return Err(ResponseError::TransactionalIdAuthorizationFailed);
         }
-        check_group(ctx, op::READ, &group_id)?;
+        check_group_here(ctx, op::READ, &group_id)?;
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }

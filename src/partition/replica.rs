@@ -93,8 +93,8 @@ impl Partition {
 
     /// Takes the metadata's state for this partition where this broker leads it: a new
     /// epoch makes it leader (the epoch begins at its log end); the same epoch updates the
-    /// ISR it knows.
-    pub fn lead(&self, topic_id: Uuid, state: &PartitionState, me: i32) -> std::io::Result<()> {
+    /// ISR it knows. True when it became leader now.
+    pub fn lead(&self, topic_id: Uuid, state: &PartitionState, me: i32) -> std::io::Result<bool> {
         let mut role = self.role.lock();
         if let Role::Leader(l) = &mut *role {
             if l.epoch == state.leader_epoch {
@@ -105,7 +105,7 @@ impl Partition {
                 }
                 drop(role);
                 self.update_high_watermark();
-                return Ok(());
+                return Ok(false);
             }
         }
         self.log.write().become_leader(state.leader_epoch, true)?;
@@ -132,7 +132,7 @@ impl Partition {
             r.leading = true;
         });
         self.update_high_watermark();
-        Ok(())
+        Ok(true)
     }
 
     /// The only replica leads in the metadata's epoch (it changes when its broker was fenced

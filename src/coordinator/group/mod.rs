@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
-use super::{encode_batch, ensure_internal_topic, replay, CoordinatorRecord, InternalTopic};
+use super::{append_durably, encode_batch, ensure_internal_topic, replay_partitions, CoordinatorRecord, InternalTopic};
 use crate::broker::{now_ms, AdminError, Broker};
 use crate::log::batch::{control_type_from_key, ControlType};
 use crate::log::LogError;
@@ -197,6 +197,7 @@ impl GroupCoordinator {
             name: OFFSETS_TOPIC,
             partitions_key: "offsets.topic.num.partitions",
             segment_bytes_key: "offsets.topic.segment.bytes",
+            replication_factor_key: "offsets.topic.replication.factor",
         };
         ensure_internal_topic(broker, &topic, &self.topic_lock).await
     }
@@ -216,8 +217,7 @@ impl GroupCoordinator {
         self.ensure_offsets_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
         let partition = Self::partition_of(broker, group).ok_or(LogError::Offline)?;
         let batch = encode_batch(records, None)?;
-        let info = partition.append(&batch, now_ms())?;
-        partition.flush_to(info.last_offset + 1).await
+        append_durably(&partition, &batch).await.map(|_| ())
     }
 
     /// Appends offsets committed inside a transaction as a transactional batch of producer
@@ -232,8 +232,30 @@ impl GroupCoordinator {
         self.ensure_offsets_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
         let partition = Self::partition_of(broker, group).ok_or(LogError::Offline)?;
         let batch = encode_batch(records, Some(producer))?;
-        let info = partition.append(&batch, now_ms())?;
-        partition.flush_to(info.last_offset + 1).await
+        append_durably(&partition, &batch).await.map(|_| ())
+    }
+
+    /// Whether this broker coordinates `group`: it leads the group's offsets partition (or
+    /// the offsets topic does not exist yet, and whoever is asked creates it).
+    pub fn owns(broker: &Broker, group: &str) -> bool {
+        let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return true };
+        topic.partition(partition_for(group, topic.partition_count)).is_some_and(|p| p.is_leader())
+    }
+
+    /// Becoming the leader of offsets partition `index`: its groups are loaded from its log
+    /// (whatever this broker had of them before is replaced).
+    pub fn take_over(&self, broker: &Broker, index: i32) -> Result<usize, LogError> {
+        self.resign(broker, index);
+        let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
+        let Some(p) = topic.partition(index).cloned() else { return Ok(0) };
+        self.load_from(&[p])
+    }
+
+    /// No longer the leader of offsets partition `index`: its groups go (their new
+    /// coordinator answers for them).
+    pub fn resign(&self, broker: &Broker, index: i32) {
+        let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
+        self.groups.retain(|id, _| partition_for(id, n) != index);
     }
 
     /// Called after the transaction coordinator wrote a marker for `producer_id` to offsets
@@ -267,6 +289,11 @@ impl GroupCoordinator {
     /// open stay pending.
     pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
+        let leading: Vec<Arc<Partition>> = topic.partitions.iter().filter(|p| p.is_leader()).cloned().collect();
+        self.load_from(&leading)
+    }
+
+    fn load_from(&self, partitions: &[Arc<Partition>]) -> Result<usize, LogError> {
         let now = Instant::now();
         let mut stored_groups: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>> = BTreeMap::new();
@@ -274,7 +301,7 @@ impl GroupCoordinator {
         // producer id → (group, topic, partition, offset) committed in its open transaction
         type Pending = Vec<(String, String, i32, OffsetValue)>;
         let mut pending: HashMap<i64, Pending> = HashMap::new();
-        let records = replay(&topic, |r| {
+        let records = replay_partitions(partitions, |r| {
             if r.control {
                 let done = pending.remove(&r.producer_id).unwrap_or_default();
                 if r.key.as_deref().and_then(control_type_from_key) == Some(ControlType::Commit) {

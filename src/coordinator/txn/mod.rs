@@ -133,6 +133,7 @@ impl TxnCoordinator {
             name: TXN_TOPIC,
             partitions_key: "transaction.state.log.num.partitions",
             segment_bytes_key: "transaction.state.log.segment.bytes",
+            replication_factor_key: "transaction.state.log.replication.factor",
         };
         ensure_internal_topic(broker, &topic, &self.topic_lock).await.map_err(|e| {
             tracing::error!(error = %e, "cannot create {TXN_TOPIC}");
@@ -162,8 +163,7 @@ impl TxnCoordinator {
             let topic = broker.topic(TXN_TOPIC).ok_or(LogError::Offline)?;
             let n = topic.partition_count;
             let partition = topic.partition(partition_for(id, n)).ok_or(LogError::Offline)?;
-            let info = partition.append(&encode_batch(records, None)?, now_ms())?;
-            partition.flush_to(info.last_offset + 1).await
+            super::append_durably(partition, &encode_batch(records, None)?).await.map(|_| ())
         }
         .await;
         result.map_err(|e| {

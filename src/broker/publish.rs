@@ -107,6 +107,7 @@ impl Broker {
         self.topics.remove(&topic.name);
         self.topic_names.remove(&topic.id);
         for p in &topic.partitions {
+            p.go_offline(); // stops a follower's fetcher
             let dir = self.partition_dir(&topic.name, p.index);
             let doomed = self.data_dir.join(format!("{}-{}.{}-delete", topic.name, p.index, topic.id.simple()));
             if let Err(err) = std::fs::rename(&dir, &doomed) {

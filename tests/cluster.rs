@@ -40,6 +40,7 @@ const FAST: &[(&str, &str)] = &[
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "1500"),
     ("replica.lag.time.max.ms", "2000"),
+    ("group.initial.rebalance.delay.ms", "0"),
 ];
 
 impl Cluster {
@@ -453,4 +454,139 @@ async fn a_consumer_group_outlives_its_coordinator() {
     let committed = second.committed(Duration::from_secs(10)).unwrap();
     let offset = committed.find_partition(&topic, 0).map(|p| p.offset());
     assert_eq!(offset, Some(rdkafka::Offset::Offset(100)));
+}
+
+const CYCLES: usize = 20;
+
+/// The durability drill: the partition leader is SIGKILLed 20 times (and restarted)
+/// while an idempotent acks=all producer writes and a group consumes and commits. Afterwards
+/// every acknowledged record is in the log once, at its acknowledged offset; the replicas
+/// are byte-identical; the group's committed offset never went back.
+#[tokio::test(flavor = "multi_thread")]
+async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
+    use rdkafka::Message;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("kill-cycles");
+    let admin = admin(&bootstrap);
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
+    eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // the producer: one record at a time, each acknowledged offset remembered
+    let acked: Arc<Mutex<Vec<(i64, String)>>> = Default::default();
+    let producing = {
+        let (stop, acked, topic, bootstrap) = (stop.clone(), acked.clone(), topic.clone(), bootstrap.clone());
+        tokio::spawn(async move {
+            let p = producer(&bootstrap, &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = format!("r-{i}");
+                i += 1;
+                let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
+                if let Ok(delivery) = p.send(record, Duration::from_secs(60)).await {
+                    acked.lock().unwrap().push((delivery.offset, value));
+                }
+            }
+        })
+    };
+    // the group: consumes, commits every 20 records; the committed offset must only grow
+    let committed_went_back = Arc::new(AtomicBool::new(false));
+    let consuming = {
+        let (stop, back, topic, bootstrap) =
+            (stop.clone(), committed_went_back.clone(), topic.clone(), bootstrap.clone());
+        std::thread::spawn(move || {
+            let c = group_consumer(&bootstrap, "kill-cycles-group", &topic);
+            let (mut seen, mut last) = (0u64, -1i64);
+            while !stop.load(Ordering::SeqCst) {
+                let Some(Ok(m)) = c.poll(Duration::from_millis(100)) else { continue };
+                seen += 1;
+                if seen % 20 == 0 {
+                    let mut tpl = rdkafka::TopicPartitionList::new();
+                    let _ = tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(m.offset() + 1));
+                    if c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).is_ok() {
+                        if let Ok(now) = c.committed(Duration::from_secs(10)) {
+                            if let Some(rdkafka::Offset::Offset(o)) = now.find_partition(&topic, 0).map(|p| p.offset())
+                            {
+                                if o < last {
+                                    eprintln!(
+                                        "committed offset went back: {last} -> {o} (committed {})",
+                                        m.offset() + 1
+                                    );
+                                }
+                                back.fetch_or(o < last, Ordering::SeqCst);
+                                last = last.max(o);
+                            }
+                        }
+                    }
+                }
+            }
+            last
+        })
+    };
+
+    let mut failovers = Vec::new();
+    for cycle in 0..CYCLES {
+        let bootstrap = cluster.bootstrap();
+        let (leader, _) = eventually(Duration::from_secs(20), "a leader", || {
+            leader_and_isr(&bootstrap, &topic, 0).filter(|(l, _)| *l > 0)
+        });
+        let dead = cluster.index_of(leader);
+        let killed = Instant::now();
+        cluster.kill(dead);
+        let survivors = cluster.bootstrap();
+        eventually(Duration::from_secs(20), "a new leader", || {
+            leader_and_isr(&survivors, &topic, 0).filter(|(l, _)| *l > 0 && *l != leader)
+        });
+        failovers.push(killed.elapsed());
+        cluster.restart(dead);
+        let bootstrap = cluster.bootstrap();
+        eventually(Duration::from_secs(30), "all three back in the ISR", || {
+            leader_and_isr(&bootstrap, &topic, 0).filter(|(_, isr)| isr == &[1, 2, 3])
+        });
+        eprintln!("cycle {cycle}: killed {leader}, new leader after {:?}", failovers.last().unwrap());
+    }
+    stop.store(true, Ordering::SeqCst);
+    producing.await.unwrap();
+    let last_committed = consuming.join().unwrap();
+    assert!(!committed_went_back.load(Ordering::SeqCst), "a committed offset went back");
+
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 200, "the producer kept going: {} records acknowledged", acked.len());
+    let bootstrap = cluster.bootstrap();
+    let all = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+    let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
+    let log = consume_n(&all, end as usize, Duration::from_secs(60));
+    let by_offset: std::collections::HashMap<i64, String> =
+        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
+    for (offset, value) in &acked {
+        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
+    }
+    let mut values: Vec<&String> = by_offset.values().collect();
+    let count = values.len();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), count, "no record appears twice");
+    assert!(last_committed > 0, "the group committed (last {last_committed})");
+    failovers.sort();
+    eprintln!(
+        "{} acknowledged, failover median {:?}, max {:?}",
+        acked.len(),
+        failovers[failovers.len() / 2],
+        failovers.last().unwrap()
+    );
+
+    for node in &mut cluster.nodes {
+        if let Some(p) = node.process.take() {
+            assert!(p.terminate().success());
+        }
+    }
+    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
+    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
 }

@@ -197,7 +197,15 @@ impl Broker {
         }
         let end = p.log().log_end_offset();
         if r.end_offset >= 0 && r.end_offset < end {
-            tracing::info!(topic, partition = p.index, from = r.end_offset, to = end, "truncating a divergent tail");
+            tracing::info!(
+                topic,
+                partition = p.index,
+                log_end = end,
+                to = r.end_offset,
+                asked_epoch = latest,
+                leader_answer_epoch = r.leader_epoch,
+                "truncating a divergent tail"
+            );
             p.log_mut().truncate_to(r.end_offset)?;
         }
         Ok(())

@@ -144,21 +144,27 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
                 any_error = true;
                 error_data(w.req.partition, w.error)
             }
-            Some(p) if w.replica >= 0 => match p.follower_fetched(w.replica, w.req.fetch_offset) {
-                Err(code) => {
-                    any_error = true;
-                    error_data(w.req.partition, code)
+            Some(p) if w.replica >= 0 => {
+                let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
+                let (pd, consistent) = read_for_follower(p, &w.req, limit as usize, total == 0, &mut files);
+                // only a fetch from a log that agrees with this one is progress (a follower
+                // that must still truncate has nothing of this epoch yet)
+                let progress = if consistent { p.follower_fetched(w.replica, w.req.fetch_offset) } else { Ok(None) };
+                match progress {
+                    Err(code) => {
+                        any_error = true;
+                        error_data(w.req.partition, code)
+                    }
+                    Ok(change) => {
+                        isr_changes.extend(change);
+                        let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
+                        any_error |= pd.error_code != 0;
+                        total += got;
+                        budget = (budget - got).max(0);
+                        pd
+                    }
                 }
-                Ok(change) => {
-                    isr_changes.extend(change);
-                    let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
-                    let pd = read_for_follower(p, &w.req, limit as usize, total == 0, &mut files);
-                    let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
-                    total += got;
-                    budget = (budget - got).max(0);
-                    pd
-                }
-            },
+            }
             Some(p) => {
                 let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
                 let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed, &mut files);
@@ -175,17 +181,18 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
 }
 
 /// A follower's fetch: up to the log end (not the high watermark), or where its log
-/// diverged from this one (KIP-320: the epoch it last fetched ended earlier here).
+/// diverged from this one (KIP-320: the epoch it last fetched ended earlier here). True with
+/// the data when the follower's log agrees with this one up to its fetch offset.
 fn read_for_follower(
     p: &Partition,
     req: &FetchPartition,
     limit: usize,
     first: bool,
     files: &mut FileRecords,
-) -> PartitionData {
+) -> (PartitionData, bool) {
     let log = p.log();
     if let Err(code) = check_leader_epoch(req.current_leader_epoch, log.leader_epoch()) {
-        return error_data(req.partition, code);
+        return (error_data(req.partition, code), false);
     }
     let base = PartitionData::default()
         .with_partition_index(req.partition)
@@ -196,16 +203,16 @@ fn read_for_follower(
         let (epoch, end) = log.end_offset_for_epoch(req.last_fetched_epoch);
         if epoch < req.last_fetched_epoch || end < req.fetch_offset {
             let diverging = EpochEndOffset::default().with_epoch(epoch).with_end_offset(end);
-            return base.with_diverging_epoch(diverging).with_records(Some(Bytes::new()));
+            return (base.with_diverging_epoch(diverging).with_records(Some(Bytes::new())), false);
         }
     }
     let read = log.read(req.fetch_offset, limit, log.log_end_offset(), first).map(|r| r.records);
     match read.and_then(|slice| Ok(slice.map(|s| files.records_for(s)).transpose()?)) {
-        Ok(records) => base.with_records(Some(records.unwrap_or_default())),
-        Err(LogError::OffsetOutOfRange { .. }) => error_data(req.partition, ResponseError::OffsetOutOfRange),
+        Ok(records) => (base.with_records(Some(records.unwrap_or_default())), true),
+        Err(LogError::OffsetOutOfRange { .. }) => (error_data(req.partition, ResponseError::OffsetOutOfRange), false),
         Err(e) => {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "replica fetch read failed");
-            error_data(req.partition, ResponseError::KafkaStorageError)
+            (error_data(req.partition, ResponseError::KafkaStorageError), false)
         }
     }
 }

@@ -41,6 +41,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> O
                         return r.with_error_code(code.code());
                     }
                     let (epoch, end) = log.end_offset_for_epoch(p.leader_epoch);
+                    tracing::debug!(asked = p.leader_epoch, epoch, end, log_end = log.log_end_offset(), epochs = ?log.epoch_entries(), "OffsetForLeaderEpoch");
                     r.with_leader_epoch(epoch).with_end_offset(end)
                 })
                 .collect();

@@ -49,6 +49,15 @@ impl LeaderEpochCache {
         std::fs::rename(&tmp, &self.path)
     }
 
+    /// The oldest epoch this log holds and where it began.
+    pub fn first(&self) -> Option<(i32, i64)> {
+        self.entries.first().copied()
+    }
+
+    pub fn entries(&self) -> Vec<(i32, i64)> {
+        self.entries.clone()
+    }
+
     /// The newest epoch and where it began.
     pub fn latest(&self) -> Option<(i32, i64)> {
         self.entries.last().copied()

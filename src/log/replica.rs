@@ -40,12 +40,23 @@ impl Log {
 
     /// The largest epoch at most `epoch` and the offset where it ended in this log
     /// (OffsetForLeaderEpoch); `(-1, -1)` when none.
+    ///
+    /// An epoch older than any this log holds ended where this log's first epoch begins: a
+    /// replica with records of it holds records this log never had there, and cuts them.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        match self.epochs.latest() {
+        match self.epochs.first() {
             // a log that never changed leader (one broker): all of it is the current epoch
             None => (self.leader_epoch.min(epoch.max(0)), self.log_end_offset()),
-            Some(_) => self.epochs.end_offset_for(epoch, self.log_end_offset()),
+            Some((_, first_start)) => match self.epochs.end_offset_for(epoch, self.log_end_offset()) {
+                (-1, _) => (-1, first_start),
+                found => found,
+            },
         }
+    }
+
+    /// The leader epoch cache's entries (epoch, start offset), for diagnostics.
+    pub fn epoch_entries(&self) -> Vec<(i32, i64)> {
+        self.epochs.entries()
     }
 
     /// The newest leader epoch this log holds batches of.
@@ -113,7 +124,8 @@ impl Log {
     pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
         let offset = offset.max(self.log_start_offset);
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // nothing to cut, but epochs that begin here are not this log's any more
+            return self.epochs.truncate_from_end(offset);
         }
         while self.segments.len() > 1 && self.active().base_offset() >= offset {
             let base = self.active().base_offset();
@@ -133,5 +145,72 @@ impl Log {
         self.synced = (self.active().base_offset(), self.active().size());
         self.failed_sync = None;
         super::sync_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{BrokerConfig, LogConfig};
+    use crate::log::batch::sample_batch;
+    use crate::log::Log;
+
+    fn open(dir: &std::path::Path) -> Log {
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        Log::open(dir, config, true, 0).unwrap().0
+    }
+
+    /// Everything in `log` as the bytes a follower's fetch gets.
+    fn all_bytes(log: &Log) -> Vec<u8> {
+        let end = log.log_end_offset();
+        log.read(0, usize::MAX >> 1, end, true).unwrap().bytes().unwrap().unwrap_or_default().to_vec()
+    }
+
+    #[test]
+    fn a_follower_keeps_the_leaders_batches_and_epochs_and_cuts_a_divergent_tail() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut leader = open(a.path());
+        leader.become_leader(0, true).unwrap();
+        for _ in 0..3 {
+            leader.append(&sample_batch(2), 0).unwrap();
+        }
+        let mut follower = open(b.path());
+        follower.become_follower(0);
+        assert_eq!(follower.append_as_follower(&all_bytes(&leader), 0).unwrap(), 6);
+        assert_eq!(follower.log_end_offset(), 6);
+        assert_eq!(follower.epoch_entries(), vec![(0, 0)]);
+        assert_eq!(all_bytes(&follower), all_bytes(&leader), "the same bytes");
+        // the follower takes over in epoch 1; the old leader had written two more batches
+        follower.become_leader(1, true).unwrap();
+        assert_eq!(follower.epoch_entries(), vec![(0, 0), (1, 6)]);
+        leader.append(&sample_batch(2), 0).unwrap();
+        assert_eq!(follower.end_offset_for_epoch(0), (0, 6));
+        leader.truncate_to(6).unwrap();
+        assert_eq!(leader.log_end_offset(), 6);
+        follower.append(&sample_batch(1), 0).unwrap();
+        leader.become_follower(1);
+        let tail = follower.read(6, usize::MAX >> 1, 7, true).unwrap().bytes().unwrap().unwrap().to_vec();
+        assert_eq!(leader.append_as_follower(&tail, 0).unwrap(), 1);
+        assert_eq!(leader.epoch_entries(), vec![(0, 0), (1, 6)]);
+        assert_eq!(all_bytes(&leader), all_bytes(&follower));
+    }
+
+    #[test]
+    fn an_epoch_the_leader_never_had_ends_where_the_leaders_first_epoch_begins() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // a leader whose log began in epoch 1 (it never had epoch 0's records)
+        let mut leader = open(a.path());
+        leader.become_leader(1, true).unwrap();
+        leader.append(&sample_batch(2), 0).unwrap();
+        assert_eq!(leader.end_offset_for_epoch(0), (-1, 0));
+        // a replica that led epoch 0 with records of its own cuts them all and then follows
+        let mut old = open(b.path());
+        old.become_leader(0, true).unwrap();
+        old.append(&sample_batch(3), 0).unwrap();
+        old.become_follower(1);
+        old.truncate_to(leader.end_offset_for_epoch(old.latest_epoch().unwrap()).1).unwrap();
+        assert_eq!((old.log_end_offset(), old.latest_epoch()), (0, None));
+        old.append_as_follower(&all_bytes(&leader), 0).unwrap();
+        assert_eq!(all_bytes(&old), all_bytes(&leader));
+        assert_eq!(old.epoch_entries(), vec![(1, 0)]);
     }
 }

@@ -35,6 +35,9 @@ pub struct Leadership {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     followers: HashMap<i32, FollowerProgress>,
+    /// The log end when this leadership began: a follower joins the ISR only once it has
+    /// everything before it (it has truncated to this epoch and caught up).
+    epoch_start: i64,
     /// An ISR change is with the controller; no other is proposed meanwhile.
     pub altering: bool,
 }
@@ -109,6 +112,7 @@ impl Partition {
             }
         }
         self.log.write().become_leader(state.leader_epoch, true)?;
+        let epoch_start = self.log.read().log_end_offset();
         let now = Instant::now();
         let followers = state
             .replicas
@@ -123,10 +127,15 @@ impl Partition {
             replicas: state.replicas.clone(),
             isr: state.isr.clone(),
             followers,
+            epoch_start,
             altering: false,
         });
         drop(role);
-        tracing::info!(topic = %self.topic, partition = self.index, epoch = state.leader_epoch, "leading partition");
+        let (log_end, hw) = {
+            let log = self.log.read();
+            (log.log_end_offset(), log.high_watermark())
+        };
+        tracing::info!(topic = %self.topic, partition = self.index, epoch = state.leader_epoch, log_end, hw, isr = ?state.isr, "leading partition");
         self.replication.send_modify(|r| {
             r.generation += 1;
             r.leading = true;
@@ -155,7 +164,8 @@ impl Partition {
         self.log.write().become_follower(epoch);
         *self.role.lock() = Role::Follower(Following { leader, epoch, fetcher });
         self.lost_leadership();
-        tracing::info!(topic = %self.topic, partition = self.index, leader, epoch, "following partition");
+        let log_end = self.log.read().log_end_offset();
+        tracing::info!(topic = %self.topic, partition = self.index, leader, epoch, log_end, "following partition");
     }
 
     /// No replica can lead: this one waits.
@@ -187,7 +197,7 @@ impl Partition {
         if fetch_offset >= log_end {
             progress.caught_up = Instant::now();
         }
-        let change = if !l.isr.contains(&replica) && !l.altering && fetch_offset >= hw {
+        let change = if !l.isr.contains(&replica) && !l.altering && fetch_offset >= hw.max(l.epoch_start) {
             let mut isr = l.isr.clone();
             isr.push(replica);
             isr.sort_unstable();

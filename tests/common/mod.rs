@@ -122,7 +122,7 @@ impl BinaryBroker {
             .args(["--listen", listen, "--data-dir"])
             .arg(dir)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -39,11 +39,7 @@ pub fn check_group(ctx: &RequestContext, operation: i8, group: &str) -> Result<(
 /// the coordinator up again (after a leader change, say).
 pub fn check_group_here(ctx: &RequestContext, operation: i8, group: &str) -> Result<(), ResponseError> {
     check_group(ctx, operation, group)?;
-    if GroupCoordinator::owns(&ctx.broker, group) {
-        Ok(())
-    } else {
-        Err(ResponseError::NotCoordinator)
-    }
+    GroupCoordinator::ownership(&ctx.broker, group)
 }
 
 /// A group's authorized-operations field, when asked for.

@@ -89,6 +89,11 @@ impl Partition {
         matches!(*self.role.lock(), Role::Single | Role::Leader(_))
     }
 
+    /// Whether this is the partition's only replica (nothing to take over from anyone).
+    pub fn is_only_replica(&self) -> bool {
+        matches!(*self.role.lock(), Role::Single)
+    }
+
     /// The leader epoch this replica knows (its own as leader, its leader's as follower).
     pub fn leader_epoch(&self) -> i32 {
         self.log.read().leader_epoch()

@@ -24,6 +24,24 @@ struct Node {
     process: Option<BinaryBroker>,
 }
 
+/// A free `127.0.0.1:PORT` below Linux's ephemeral range (32768–60999), so that no client
+/// connection is given it while a broker is down and must come back on it.
+fn fixed_port_addr() -> String {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    if NEXT.load(Ordering::SeqCst) == 0 {
+        let base = 20_000 + (std::process::id() % 1000) as u16 * 10;
+        let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    }
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = if port >= 32_000 { 20_000 + port % 1000 } else { port };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+}
+
 struct Cluster {
     _root: tempfile::TempDir,
     nodes: Vec<Node>,
@@ -52,8 +70,8 @@ impl Cluster {
             .map(|id| Node {
                 id,
                 dir: root.path().join(format!("node-{id}")),
-                client: BinaryBroker::free_addr(),
-                controller: BinaryBroker::free_addr(),
+                client: fixed_port_addr(),
+                controller: fixed_port_addr(),
                 process: None,
             })
             .collect();

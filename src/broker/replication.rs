@@ -142,10 +142,7 @@ impl Broker {
                 .next()
                 .and_then(|t| t.partitions.into_iter().next())
                 .ok_or_else(|| std::io::Error::other("fetch response without the partition"))?;
-            if data.error_code != 0 {
-                let code = ResponseError::try_from_code(data.error_code);
-                return Err(std::io::Error::other(format!("leader answered {code:?}")));
-            }
+            leader_answered(data.error_code)?;
             if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
                 let end = data.diverging_epoch.end_offset;
                 tracing::info!(topic, partition = p.index, end, "truncating a tail that diverged from the leader's");
@@ -191,10 +188,7 @@ impl Broker {
             .next()
             .and_then(|t| t.partitions.into_iter().next())
             .ok_or_else(|| std::io::Error::other("OffsetForLeaderEpoch response without the partition"))?;
-        if r.error_code != 0 {
-            let code = ResponseError::try_from_code(r.error_code);
-            return Err(std::io::Error::other(format!("leader answered {code:?}")));
-        }
+        leader_answered(r.error_code)?;
         let end = p.log().log_end_offset();
         if r.end_offset >= 0 && r.end_offset < end {
             tracing::info!(
@@ -251,5 +245,13 @@ impl Broker {
                 }
             }
         }
+    }
+}
+
+/// A leader's per-partition error code as the follower's error (the fetcher restarts on it).
+fn leader_answered(error_code: i16) -> std::io::Result<()> {
+    match error_code {
+        0 => Ok(()),
+        code => Err(std::io::Error::other(format!("leader answered {:?}", ResponseError::try_from_code(code)))),
     }
 }

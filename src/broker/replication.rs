@@ -145,7 +145,9 @@ impl Broker {
             leader_answered(data.error_code)?;
             if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
                 let end = data.diverging_epoch.end_offset;
-                tracing::info!(topic, partition = p.index, end, "truncating a tail that diverged from the leader's");
+                if end < p.log().log_end_offset() {
+                    tracing::info!(topic, partition = p.index, end, "truncating a tail that diverged from the leader's");
+                }
                 p.log_mut().truncate_to(end)?;
                 continue;
             }

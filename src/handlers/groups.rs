@@ -281,7 +281,11 @@ pub async fn leave_group(ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveG
         None => vec![ResponseError::UnknownMemberId.code(); leaving.len()],
         Some(handle) => {
             let cfg = GroupCoordinator::config(&ctx.broker);
-            handle.lock().await.group.leave(&leaving, Instant::now(), now_ms(), &cfg)
+            let codes = handle.lock().await.group.leave(&leaving, Instant::now(), now_ms(), &cfg);
+            if let Err(e) = ctx.broker.groups.write_changes(&ctx.broker, req.group_id.0.as_str()).await {
+                tracing::warn!(group = %req.group_id.0.as_str(), error = %e, "cannot persist a group's members leaving");
+            }
+            codes
         }
     };
     if ctx.version < 3 {

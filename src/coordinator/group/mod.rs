@@ -416,6 +416,30 @@ impl GroupCoordinator {
         Ok(records)
     }
 
+    /// The records for whatever changed in the group's membership since they were last
+    /// written.
+    fn take_changes(entry: &mut GroupEntry) -> Vec<CoordinatorRecord> {
+        let mut records = Vec::new();
+        if entry.group.dirty {
+            entry.group.dirty = false;
+            records.push(Self::group_record(&entry.group));
+        }
+        if let Some(c) = entry.consumer.as_mut().filter(|c| c.dirty) {
+            records.extend(c.take_records().into_iter().map(|(k, v)| (k.encode(), v)));
+        }
+        records
+    }
+
+    /// Writes the group's changed membership now, before the request that changed it is
+    /// answered (Kafka 4's coordinator answers once such records are committed), so a new
+    /// coordinator after a failover does not wait out the session of a member that left.
+    pub async fn write_changes(&self, broker: &Broker, id: &str) -> Result<(), LogError> {
+        let Some(handle) = self.group(id) else { return Ok(()) };
+        let mut entry = handle.lock().await;
+        let records = Self::take_changes(&mut entry);
+        self.write(broker, id, records).await
+    }
+
     /// Drives group timers and writes group metadata that changed; expires offsets of groups
     /// that stayed empty for `offsets.retention.minutes`.
     pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
@@ -433,20 +457,14 @@ impl GroupCoordinator {
                 if let Some(c) = entry.consumer.as_mut() {
                     c.tick(now, &Self::consumer_config(&broker, &id));
                 }
-                let mut records = Vec::new();
-                records.extend(entry.expire_offsets(&id, wall, retention_ms));
-                if entry.group.dirty {
-                    entry.group.dirty = false;
-                    records.push(Self::group_record(&entry.group));
-                }
-                if let Some(c) = entry.consumer.as_mut().filter(|c| c.dirty) {
-                    records.extend(c.take_records().into_iter().map(|(k, v)| (k.encode(), v)));
-                }
+                let mut records = entry.expire_offsets(&id, wall, retention_ms);
+                records.extend(Self::take_changes(&mut entry));
                 let dead = entry.group.state == GroupState::Dead;
-                drop(entry);
+                // written under the group's lock, so no later state can be written before it
                 if let Err(e) = self.write(&broker, &id, records).await {
                     tracing::error!(group = %id, error = %e, "cannot persist group state");
                 }
+                drop(entry);
                 if dead {
                     self.remove(&id);
                 }

@@ -410,9 +410,16 @@ async fn min_insync_replicas_refuses_writes_the_isr_cannot_hold() {
 
 /// The group coordinator's broker: FindCoordinator as a client asks it.
 fn coordinator_of(bootstrap: &str, group: &str) -> i32 {
+    find_coordinator(bootstrap, group, 0)
+}
+
+/// The broker FindCoordinator names for `key` (key type 0: a group, 1: a transactional id).
+fn find_coordinator(bootstrap: &str, key: &str, key_type: i8) -> i32 {
     use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
     let first = bootstrap.split(',').next().unwrap_or_default();
-    let req = FindCoordinatorRequest::default().with_key(kafka_protocol::protocol::StrBytes::from_string(group.into()));
+    let req = FindCoordinatorRequest::default()
+        .with_key(kafka_protocol::protocol::StrBytes::from_string(key.into()))
+        .with_key_type(key_type);
     let resp: FindCoordinatorResponse = raw::call(first, ApiKey::FindCoordinator, 3, &req);
     assert_eq!(resp.error_code, 0, "FindCoordinator");
     resp.node_id.0
@@ -472,6 +479,129 @@ async fn a_consumer_group_outlives_its_coordinator() {
     let committed = second.committed(Duration::from_secs(10)).unwrap();
     let offset = committed.find_partition(&topic, 0).map(|p| p.offset());
     assert_eq!(offset, Some(rdkafka::Offset::Offset(100)));
+}
+
+/// Exactly-once consume-transform-produce across the death of its transaction coordinator:
+/// the broker leading the transactional id's `__transaction_state` partition is SIGKILLed
+/// halfway; the new leader loads the id's state from its replica, the application goes on,
+/// and the output holds every input record transformed exactly once, with the group's
+/// offsets committed in the same transactions.
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_outlives_the_transaction_coordinator() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+    const N: usize = 300;
+    const T: Duration = Duration::from_secs(30);
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let (input, output) = (topic_name("eos-in"), topic_name("eos-out"));
+    assert!(create(&bootstrap, &input, 1, 3).await.is_ok());
+    assert!(create(&bootstrap, &output, 1, 3).await.is_ok());
+    let sent = produce_all(&bootstrap, &input, 1, N, "in").await.remove(0);
+    let txn_id = format!("eos-{}", uuid::Uuid::new_v4().simple());
+    let group = format!("eos-group-{}", uuid::Uuid::new_v4().simple());
+
+    let b = bootstrap.clone();
+    let (txn, g, inp, out) = (txn_id.clone(), group.clone(), input.clone(), output.clone());
+    let app = std::thread::spawn(move || {
+        let consumer: BaseConsumer = client_config(&b)
+            .set("group.id", &g)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[inp.as_str()]).unwrap();
+        let p: BaseProducer = client_config(&b)
+            .set("transactional.id", &txn)
+            .set("message.timeout.ms", "60000")
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .unwrap();
+        p.init_transactions(T).expect("init_transactions");
+        let (mut processed, mut aborts) = (0usize, 0usize);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while processed < N && Instant::now() < deadline {
+            let batch = consume_n(&consumer, 20, Duration::from_secs(1));
+            if batch.is_empty() {
+                continue;
+            }
+            let next = batch.last().map(|m| m.offset() + 1).unwrap();
+            let attempt = (|| {
+                p.begin_transaction()?;
+                for m in &batch {
+                    let v = format!("out-{}", String::from_utf8_lossy(m.payload().unwrap_or_default()));
+                    p.send(BaseRecord::<(), String>::to(&out).payload(&v).partition(0)).map_err(|(e, _)| e)?;
+                }
+                p.flush(T)?;
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition_offset(&inp, 0, rdkafka::Offset::Offset(next))?;
+                p.send_offsets_to_transaction(&tpl, &consumer.group_metadata().unwrap(), T)?;
+                p.commit_transaction(T)
+            })();
+            match attempt {
+                Ok(()) => processed += batch.len(),
+                Err(e) => {
+                    // abortable: abort, and process again from the group's committed offset
+                    let abortable = matches!(&e, rdkafka::error::KafkaError::Transaction(t) if t.txn_requires_abort());
+                    assert!(abortable || e.rdkafka_error_code().is_some(), "transaction failed for good: {e}");
+                    eprintln!("transaction failed ({e}); aborting");
+                    let _ = p.abort_transaction(T);
+                    aborts += 1;
+                    let committed = consumer.committed(T).expect("committed offsets");
+                    let from = committed
+                        .find_partition(&inp, 0)
+                        .map(|e| e.offset())
+                        .filter(|o| matches!(o, rdkafka::Offset::Offset(_)))
+                        .unwrap_or(rdkafka::Offset::Beginning);
+                    consumer.seek(&inp, 0, from, T).expect("rewind to the committed offset");
+                }
+            }
+        }
+        (processed, aborts)
+    });
+
+    // let a few transactions commit, then kill the transaction coordinator
+    let before = eventually(Duration::from_secs(60), "the first transactions", || {
+        committed_offset(&bootstrap, &group, &input).filter(|o| *o >= 60)
+    });
+    let coordinator = find_coordinator(&bootstrap, &txn_id, 1);
+    cluster.kill(cluster.index_of(coordinator));
+    let survivors = cluster.bootstrap();
+    eprintln!("killed transaction coordinator {coordinator} at committed offset {before}");
+    let (processed, aborts) = app.join().unwrap();
+    assert!(processed >= N, "the application processed {processed} of {N} ({aborts} aborted)");
+    let moved = find_coordinator(&survivors, &txn_id, 1);
+    assert_ne!(moved, coordinator, "another broker coordinates the transactional id");
+
+    let reader = assigned_consumer(
+        &survivors,
+        &output,
+        &[0],
+        rdkafka::Offset::Beginning,
+        &[("isolation.level", "read_committed")],
+    );
+    let got = consume_n(&reader, N, Duration::from_secs(30));
+    let mut got: Vec<String> = got.iter().map(|m| String::from_utf8(value_of(m).unwrap()).unwrap()).collect();
+    got.sort();
+    let mut expected: Vec<String> = sent.iter().map(|v| format!("out-{v}")).collect();
+    expected.sort();
+    assert_eq!(got, expected, "every input record transformed exactly once ({aborts} transactions aborted)");
+    assert!(consume_n(&reader, 1, Duration::from_secs(2)).is_empty(), "nothing more is visible");
+    assert_eq!(committed_offset(&survivors, &group, &input), Some(N as i64));
+}
+
+/// The group's committed offset for partition 0 of `topic`, read with OffsetFetch.
+fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    let c: BaseConsumer = client_config(bootstrap).set("group.id", group).create().ok()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = c.committed_offsets(tpl, Duration::from_secs(5)).ok()?;
+    match committed.find_partition(topic, 0)?.offset() {
+        rdkafka::Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 const CYCLES: usize = 20;
@@ -550,7 +680,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
                     None => continue,
                 };
                 progress.consumed += 1;
-                if progress.consumed % 20 != 0 {
+                if !progress.consumed.is_multiple_of(20) {
                     continue;
                 }
                 let mut tpl = rdkafka::TopicPartitionList::new();

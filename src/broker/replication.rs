@@ -72,25 +72,29 @@ impl Broker {
         Ok(was_leader.then_some(false))
     }
 
-    /// The group coordinator follows its `__consumer_offsets` partitions: it loads a
-    /// partition's groups when it comes to lead it and drops them when it stops.
+    /// The coordinators follow their internal topics' partitions: the group coordinator its
+    /// `__consumer_offsets` partitions, the transaction coordinator its `__transaction_state`
+    /// ones. Each loads a partition's state when this broker comes to lead it and drops it
+    /// when it stops.
     fn coordinators_follow(&self, topic: &Topic, index: i32, change: Option<bool>) {
-        if topic.name != crate::coordinator::group::OFFSETS_TOPIC {
-            return;
-        }
-        match change {
-            Some(true) => match self.groups.take_over(self, index) {
-                Ok(records) => tracing::info!(partition = index, records, "group coordinator took over"),
-                Err(e) => tracing::error!(partition = index, error = %e, "cannot load groups"),
-            },
-            Some(false) => self.groups.resign(self, index),
-            None => {}
+        use crate::coordinator::{group::OFFSETS_TOPIC, txn::TXN_TOPIC};
+        let (Some(leads), name) = (change, topic.name.as_str()) else { return };
+        let loaded = match (name, leads) {
+            (OFFSETS_TOPIC, true) => self.groups.take_over(self, index),
+            (TXN_TOPIC, true) => self.txns.take_over(self, index),
+            (OFFSETS_TOPIC, false) => return self.groups.resign(self, index),
+            (TXN_TOPIC, false) => return self.txns.resign(self, index),
+            _ => return,
+        };
+        match loaded {
+            Ok(records) => tracing::info!(topic = name, partition = index, records, "coordinator took over"),
+            Err(e) => tracing::error!(topic = name, partition = index, error = %e, "coordinator cannot load its state"),
         }
     }
 
     /// Where other brokers reach `broker`: its `inter.broker.listener.name` endpoint, or its
     /// first one.
-    fn inter_broker_addr(&self, broker: i32) -> Option<String> {
+    pub(crate) fn inter_broker_addr(&self, broker: i32) -> Option<String> {
         let name = self.config.read().get("inter.broker.listener.name").to_ascii_uppercase();
         let image = self.metadata_image();
         let b = image.brokers.get(&broker)?;
@@ -146,7 +150,12 @@ impl Broker {
             if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
                 let end = data.diverging_epoch.end_offset;
                 if end < p.log().log_end_offset() {
-                    tracing::info!(topic, partition = p.index, end, "truncating a tail that diverged from the leader's");
+                    tracing::info!(
+                        topic,
+                        partition = p.index,
+                        end,
+                        "truncating a tail that diverged from the leader's"
+                    );
                 }
                 p.log_mut().truncate_to(end)?;
                 continue;

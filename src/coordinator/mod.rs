@@ -19,6 +19,7 @@ use std::sync::Arc;
 use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
 use crate::log::{AppendInfo, LogError};
 use crate::partition::Partition;
+use kafka_protocol::ResponseError;
 
 /// One record to write: key and value (`None` is a tombstone).
 pub type CoordinatorRecord = (Bytes, Option<Bytes>);
@@ -39,14 +40,60 @@ pub async fn append_durably(partition: &Arc<Partition>, batch: &[u8]) -> Result<
         return Err(LogError::Offline);
     }
     let info = partition.append(batch, now_ms())?;
-    let end = info.last_offset + 1;
+    await_durable(partition, info.last_offset + 1).await?;
+    Ok(info)
+}
+
+/// Which partitions of a coordinator's internal topic this broker serves: those it leads and
+/// has loaded. A broker that has just come to lead one answers COORDINATOR_LOAD_IN_PROGRESS
+/// until it has read it; one that does not lead it, NOT_COORDINATOR.
+#[derive(Default)]
+pub struct Ownership {
+    loaded: parking_lot::Mutex<std::collections::HashSet<i32>>,
+}
+
+impl Ownership {
+    /// Whether this broker coordinates `key` of internal topic `topic`; the key's partition
+    /// when it does. When the topic does not exist yet, a single broker creates it on first
+    /// use, while in a cluster the coordinator is a partition this broker has not heard of.
+    pub fn check(&self, broker: &Broker, topic: &str, key: &str) -> Result<Option<i32>, ResponseError> {
+        let Some(topic) = broker.topic(topic) else {
+            return if broker.controller().quorum.single {
+                Ok(None)
+            } else {
+                Err(ResponseError::CoordinatorNotAvailable)
+            };
+        };
+        let index = group::records::partition_for(key, topic.partition_count);
+        let Some(p) = topic.partition(index).filter(|p| p.is_leader()) else {
+            return Err(ResponseError::NotCoordinator);
+        };
+        if !p.is_only_replica() && !self.loaded.lock().contains(&index) {
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        Ok(Some(index))
+    }
+
+    pub fn loaded(&self, partitions: impl IntoIterator<Item = i32>) {
+        self.loaded.lock().extend(partitions);
+    }
+
+    pub fn unloaded(&self, index: i32) {
+        self.loaded.lock().remove(&index);
+    }
+}
+
+/// Waits until the partition, which this broker leads, holds everything below `end` as
+/// durably as acks=all makes a produce: on disk here, and on every in-sync replica when the
+/// partition has others.
+pub async fn await_durable(partition: &Arc<Partition>, end: i64) -> Result<(), LogError> {
     partition.want_flushed(end);
     partition.flush_to(end).await?;
     if partition.is_replicated_leader() {
         let min_isr = partition.log().config().min_insync_replicas;
         partition.await_replicated(end, min_isr, REPLICATION_WAIT).await.map_err(|_| LogError::Offline)?;
     }
-    Ok(info)
+    Ok(())
 }
 
 /// How long a coordinator's write waits for the in-sync replicas.

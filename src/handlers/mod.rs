@@ -24,6 +24,7 @@ pub mod scram_credentials;
 pub mod telemetry;
 pub mod topics;
 pub mod transactions;
+pub mod write_txn_markers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -65,6 +66,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
@@ -448,6 +450,7 @@ async fn serve_frame(
         ApiKey::AddPartitionsToTxn => serve(&ctx, key, body, transactions::add_partitions_to_txn).await,
         ApiKey::AddOffsetsToTxn => serve(&ctx, key, body, transactions::add_offsets_to_txn).await,
         ApiKey::EndTxn => serve(&ctx, key, body, transactions::end_txn).await,
+        ApiKey::WriteTxnMarkers => serve(&ctx, key, body, write_txn_markers::handle).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
         ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
@@ -580,6 +583,7 @@ mod tests {
             ApiKey::AddPartitionsToTxn => AddPartitionsToTxnRequest::VERSIONS,
             ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
             ApiKey::EndTxn => EndTxnRequest::VERSIONS,
+            ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,

@@ -116,6 +116,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     // A transactional producer needs WRITE on its transactional id for any of it.
     let txn_denied =
         req.transactional_id.as_ref().is_some_and(|id| !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, id));
+    let transactional_id = req.transactional_id.as_ref().map(|id| id.as_str());
     for (ti, td) in req.topic_data.into_iter().enumerate() {
         let topic = if ctx.version >= 13 { broker.topic_by_id(&td.topic_id) } else { broker.topic(td.name.0.as_str()) };
         let unknown =
@@ -155,7 +156,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
             }
             let records = pd.records.unwrap_or_default();
             if verify_txns {
-                if let Err(code) = verify_transactional(ctx, &records, &t.name, pd.index).await {
+                if let Err(code) = verify_transactional(ctx, transactional_id, &records, &t.name, pd.index).await {
                     parts.push(failed(pd.index, code, None, ctx.version));
                     continue;
                 }
@@ -211,6 +212,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
 /// transaction hanging on a partition the coordinator will never send a marker to.
 async fn verify_transactional(
     ctx: &RequestContext,
+    transactional_id: Option<&str>,
     records: &[u8],
     topic: &str,
     partition: i32,
@@ -220,7 +222,7 @@ async fn verify_transactional(
     };
     ctx.broker
         .txns
-        .verify_produce(h.producer_id, h.producer_epoch, topic, partition)
+        .verify_produce(&ctx.broker, transactional_id, (h.producer_id, h.producer_epoch), topic, partition)
         .await
         .map_err(|e| txn_error_code(e, ctx.version, i16::MAX))
 }

@@ -37,6 +37,8 @@ pub fn txn_error_code(e: TxnError, version: i16, fenced_since: i16) -> ResponseE
         TxnError::InvalidState => ResponseError::InvalidTxnState,
         TxnError::NotFound => ResponseError::TransactionalIdNotFound,
         TxnError::NotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
     }
 }
 
@@ -88,8 +90,12 @@ async fn add_partitions_for(
             codes.insert(p, ResponseError::OperationNotAttempted.code());
         }
     } else if verify_only {
+        let owned = broker.txns.ownership(broker, id);
         for p in wanted {
-            let r = broker.txns.verify(id, producer_id, epoch, &p).await;
+            let r = match owned {
+                Ok(()) => broker.txns.verify(id, producer_id, epoch, &p).await,
+                Err(e) => Err(e),
+            };
             codes.insert(p, code_of(r, ctx.version, ADD_FENCED_SINCE));
         }
     } else {
@@ -230,7 +236,7 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         let offsets_partition = (OFFSETS_TOPIC.to_string(), partition_for(&group_id, n));
         broker
             .txns
-            .check_offset_commit(req.transactional_id.0.as_str(), pid, epoch, &offsets_partition)
+            .check_offset_commit(broker, req.transactional_id.0.as_str(), (pid, epoch), &offsets_partition)
             .await
             .map_err(|e| txn_error_code(e, ctx.version, fenced_never))?;
         // Kafka's order: a missing group is created only for a commit without a generation.

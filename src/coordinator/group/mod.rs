@@ -20,7 +20,9 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
-use super::{append_durably, encode_batch, ensure_internal_topic, replay_partitions, CoordinatorRecord, InternalTopic};
+use super::{
+    append_durably, encode_batch, ensure_internal_topic, replay_partitions, CoordinatorRecord, InternalTopic, Ownership,
+};
 use crate::broker::{now_ms, AdminError, Broker};
 use crate::log::batch::{control_type_from_key, ControlType};
 use crate::log::LogError;
@@ -127,9 +129,8 @@ pub type PendingTxnOffsets = HashMap<i64, BTreeMap<(String, i32), OffsetValue>>;
 #[derive(Default)]
 pub struct GroupCoordinator {
     groups: DashMap<String, GroupHandle>,
-    /// The offsets partitions whose groups are loaded here: a broker that has just come to
-    /// lead one answers COORDINATOR_LOAD_IN_PROGRESS until it has read it.
-    loaded: parking_lot::Mutex<std::collections::HashSet<i32>>,
+    /// The offsets partitions whose groups are loaded here.
+    loaded: Ownership,
     /// Serialises creation of the offsets topic.
     topic_lock: Mutex<()>,
 }
@@ -238,28 +239,10 @@ impl GroupCoordinator {
         append_durably(&partition, &batch).await.map(|_| ())
     }
 
-    /// Whether this broker coordinates `group`: it leads the group's offsets partition and
-    /// has loaded it (or the offsets topic does not exist yet, and whoever is asked creates
-    /// it). NOT_COORDINATOR sends the client to look again; COORDINATOR_LOAD_IN_PROGRESS
-    /// asks it to retry here.
+    /// Whether this broker coordinates `group` (see [`Ownership`]). NOT_COORDINATOR sends the
+    /// client to look again; COORDINATOR_LOAD_IN_PROGRESS asks it to retry here.
     pub fn ownership(broker: &Broker, group: &str) -> Result<(), kafka_protocol::ResponseError> {
-        let Some(topic) = broker.topic(OFFSETS_TOPIC) else {
-            // a single broker creates the topic on first use; in a cluster the coordinator
-            // is the leader of a partition this broker has not heard of yet
-            return if broker.controller().quorum.single {
-                Ok(())
-            } else {
-                Err(kafka_protocol::ResponseError::CoordinatorNotAvailable)
-            };
-        };
-        let index = partition_for(group, topic.partition_count);
-        let Some(p) = topic.partition(index).filter(|p| p.is_leader()) else {
-            return Err(kafka_protocol::ResponseError::NotCoordinator);
-        };
-        if !p.is_only_replica() && !broker.groups.loaded.lock().contains(&index) {
-            return Err(kafka_protocol::ResponseError::CoordinatorLoadInProgress);
-        }
-        Ok(())
+        broker.groups.loaded.check(broker, OFFSETS_TOPIC, group).map(|_| ())
     }
 
     /// Becoming the leader of offsets partition `index`: its groups are loaded from its log
@@ -269,14 +252,14 @@ impl GroupCoordinator {
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
         let Some(p) = topic.partition(index).cloned() else { return Ok(0) };
         let records = self.load_from(&[p])?;
-        self.loaded.lock().insert(index);
+        self.loaded.loaded([index]);
         Ok(records)
     }
 
     /// No longer the leader of offsets partition `index`: its groups go (their new
     /// coordinator answers for them).
     pub fn resign(&self, broker: &Broker, index: i32) {
-        self.loaded.lock().remove(&index);
+        self.loaded.unloaded(index);
         let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
         self.groups.retain(|id, _| partition_for(id, n) != index);
     }
@@ -314,7 +297,7 @@ impl GroupCoordinator {
         let Some(topic) = broker.topic(OFFSETS_TOPIC) else { return Ok(0) };
         let leading: Vec<Arc<Partition>> = topic.partitions.iter().filter(|p| p.is_leader()).cloned().collect();
         let records = self.load_from(&leading)?;
-        self.loaded.lock().extend(leading.iter().map(|p| p.index));
+        self.loaded.loaded(leading.iter().map(|p| p.index));
         Ok(records)
     }
 

@@ -8,6 +8,7 @@
 //! `CompleteCommit` / `CompleteAbort`. A restart replays the topic; transactions found in a
 //! prepare state are completed by the timer, open ones carry on (or time out).
 
+pub mod markers;
 pub mod records;
 
 use std::collections::BTreeSet;
@@ -19,12 +20,11 @@ use tokio::sync::Mutex;
 use tokio::time::Duration;
 
 use super::group::records::partition_for;
-use super::group::OFFSETS_TOPIC;
-use super::{encode_batch, ensure_internal_topic, replay, CoordinatorRecord, InternalTopic};
+use super::{encode_batch, ensure_internal_topic, replay_partitions, CoordinatorRecord, InternalTopic, Ownership};
 use crate::broker::{now_ms, Broker};
-use crate::log::batch::ControlType;
-use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
+use crate::partition::Partition;
+use markers::Marker;
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -114,6 +114,12 @@ pub enum TxnError {
     /// `COORDINATOR_NOT_AVAILABLE`: the state could not be written.
     #[error("the transaction state could not be stored")]
     NotAvailable,
+    /// `NOT_COORDINATOR`: another broker leads the id's `__transaction_state` partition.
+    #[error("this broker is not the transaction coordinator of the id")]
+    NotCoordinator,
+    /// `COORDINATOR_LOAD_IN_PROGRESS`: this broker has just come to lead the id's partition.
+    #[error("the transaction coordinator is loading the id's partition")]
+    LoadInProgress,
 }
 
 pub type TxnHandle = Arc<Mutex<TxnMetadata>>;
@@ -123,6 +129,8 @@ pub struct TxnCoordinator {
     txns: DashMap<String, TxnHandle>,
     /// Producer id → transactional id, for checking transactional produce requests.
     by_producer: DashMap<i64, String>,
+    /// The `__transaction_state` partitions whose transactions are loaded here.
+    loaded: Ownership,
     topic_lock: Mutex<()>,
 }
 
@@ -139,6 +147,35 @@ impl TxnCoordinator {
             tracing::error!(error = %e, "cannot create {TXN_TOPIC}");
             TxnError::NotAvailable
         })
+    }
+
+    /// Whether this broker coordinates transactional id `id`: it leads and has loaded the
+    /// id's `__transaction_state` partition.
+    pub fn ownership(&self, broker: &Broker, id: &str) -> Result<(), TxnError> {
+        self.loaded.check(broker, TXN_TOPIC, id).map(|_| ()).map_err(|code| match code {
+            kafka_protocol::ResponseError::NotCoordinator => TxnError::NotCoordinator,
+            kafka_protocol::ResponseError::CoordinatorLoadInProgress => TxnError::LoadInProgress,
+            _ => TxnError::NotAvailable,
+        })
+    }
+
+    /// Becoming the leader of `__transaction_state` partition `index`: its transactions are
+    /// loaded from its log; those left prepared are completed by the timer.
+    pub fn take_over(&self, broker: &Broker, index: i32) -> Result<usize, LogError> {
+        self.resign(broker, index);
+        let Some(p) = broker.partition(TXN_TOPIC, index) else { return Ok(0) };
+        let records = self.load_from(&[p])?;
+        self.loaded.loaded([index]);
+        Ok(records)
+    }
+
+    /// No longer the leader of `__transaction_state` partition `index`: its transactions go
+    /// to their new coordinator.
+    pub fn resign(&self, broker: &Broker, index: i32) {
+        self.loaded.unloaded(index);
+        let n = broker.topic(TXN_TOPIC).map_or(1, |t| t.partition_count);
+        self.txns.retain(|id, _| partition_for(id, n) != index);
+        self.by_producer.retain(|_, id| partition_for(id, n) != index);
     }
 
     pub fn get(&self, id: &str) -> Option<TxnHandle> {
@@ -188,6 +225,7 @@ impl TxnCoordinator {
             return Err(TxnError::InvalidTimeout);
         }
         self.ensure_topic(broker).await?;
+        self.ownership(broker, id)?;
         let handle = match self.get(id) {
             Some(h) => h,
             None => {
@@ -276,6 +314,7 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), TxnError> {
+        self.ownership(broker, id)?;
         let handle = self.get(id).ok_or(TxnError::ProducerIdMapping)?;
         let mut meta = handle.lock().await;
         Self::check_producer(&meta, producer_id, epoch)?;
@@ -321,31 +360,41 @@ impl TxnCoordinator {
     }
 
     /// Verifies a transactional produce batch of producer `(id, epoch)` for a partition.
+    /// Only the id's own coordinator can; a partition leader elsewhere accepts the batch, as
+    /// Kafka did before KIP-890 (asking the coordinator over the network is still to come).
     pub async fn verify_produce(
         &self,
-        producer_id: i64,
-        epoch: i16,
+        broker: &Broker,
+        transactional_id: Option<&str>,
+        producer: (i64, i16),
         topic: &str,
         partition: i32,
     ) -> Result<(), TxnError> {
-        let id = self.by_producer.get(&producer_id).map(|e| e.clone()).ok_or(TxnError::InvalidState)?;
-        self.verify(&id, producer_id, epoch, &(topic.to_string(), partition)).await
+        if transactional_id.is_some_and(|id| self.ownership(broker, id).is_err()) {
+            return Ok(());
+        }
+        let id = self.by_producer.get(&producer.0).map(|e| e.clone()).ok_or(TxnError::InvalidState)?;
+        self.verify(&id, producer.0, producer.1, &(topic.to_string(), partition)).await
     }
 
     /// TxnOffsetCommit is allowed for the current producer while its transaction is open and
     /// holds the group's offsets partition (AddOffsetsToTxn came first); otherwise the offsets
-    /// would never see a marker and would stay pending.
+    /// would never see a marker and would stay pending. Checked when this broker is also the
+    /// id's transaction coordinator.
     pub async fn check_offset_commit(
         &self,
+        broker: &Broker,
         id: &str,
-        producer_id: i64,
-        epoch: i16,
+        producer: (i64, i16),
         offsets_partition: &(String, i32),
     ) -> Result<(), TxnError> {
+        if self.ownership(broker, id).is_err() {
+            return Ok(());
+        }
         if self.get(id).is_none() {
             return Err(TxnError::ProducerIdMapping);
         }
-        self.verify(id, producer_id, epoch, offsets_partition).await
+        self.verify(id, producer.0, producer.1, offsets_partition).await
     }
 
     /// EndTxn: commits or aborts the open transaction. A retry of a request that already
@@ -358,6 +407,7 @@ impl TxnCoordinator {
         epoch: i16,
         commit: bool,
     ) -> Result<(), TxnError> {
+        self.ownership(broker, id)?;
         let handle = self.get(id).ok_or(TxnError::ProducerIdMapping)?;
         let mut meta = handle.lock().await;
         Self::check_producer(&meta, producer_id, epoch)?;
@@ -382,36 +432,24 @@ impl TxnCoordinator {
         self.complete(broker, meta).await
     }
 
-    /// Writes the markers of a prepared transaction and records its completion. On a storage
-    /// failure the transaction stays prepared and the timer tries again.
+    /// Writes the markers of a prepared transaction (here or at the partitions' leaders) and
+    /// records its completion. On a failure the transaction stays prepared and the timer
+    /// tries again.
     async fn complete(&self, broker: &Broker, meta: &mut TxnMetadata) -> Result<(), TxnError> {
-        let commit = meta.state == TxnState::PrepareCommit;
-        let control = if commit { ControlType::Commit } else { ControlType::Abort };
+        let marker = Marker {
+            producer_id: meta.producer_id,
+            producer_epoch: meta.producer_epoch,
+            commit: meta.state == TxnState::PrepareCommit,
+            coordinator_epoch: self.coordinator_epoch(broker, &meta.id),
+        };
         for (topic, index) in &meta.partitions {
-            let Some(partition) = broker.partition(topic, *index) else {
-                continue; // deleted since it joined the transaction
-            };
-            let written = partition.append_end_txn_marker(meta.producer_id, meta.producer_epoch, control, now_ms());
-            match written {
-                Ok(info) => {
-                    if partition.flush_to(info.last_offset + 1).await.is_err() {
-                        return Err(TxnError::NotAvailable);
-                    }
-                }
-                Err(LogError::Producer(e @ ProducerError::InvalidEpoch { .. })) => {
-                    tracing::warn!(transactional_id = %meta.id, %topic, partition = index, error = %e, "marker skipped");
-                }
-                Err(e) => {
-                    tracing::error!(transactional_id = %meta.id, %topic, partition = index, error = %e, "cannot write marker");
-                    return Err(TxnError::NotAvailable);
-                }
-            }
-            if topic == OFFSETS_TOPIC {
-                broker.groups.complete_txn(broker, *index, meta.producer_id, commit).await;
+            if let Err(code) = markers::write_marker(broker, topic, *index, marker).await {
+                tracing::warn!(transactional_id = %meta.id, %topic, partition = index, error = ?code, "transaction marker not written");
+                return Err(TxnError::NotAvailable);
             }
         }
         let before = meta.clone();
-        meta.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        meta.state = if marker.commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         meta.partitions.clear();
         meta.start_ms = -1;
         meta.last_update_ms = now_ms();
@@ -422,11 +460,26 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// Replays `__transaction_state` (start-up).
+    /// The leader epoch of the id's `__transaction_state` partition: markers carry it.
+    fn coordinator_epoch(&self, broker: &Broker, id: &str) -> i32 {
+        broker.topic(TXN_TOPIC).map_or(0, |t| {
+            let index = partition_for(id, t.partition_count);
+            t.state(index).map_or(0, |s| s.leader_epoch)
+        })
+    }
+
+    /// Replays the `__transaction_state` partitions this broker leads (start-up).
     pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
         let Some(topic) = broker.topic(TXN_TOPIC) else { return Ok(0) };
+        let leading: Vec<Arc<Partition>> = topic.partitions.iter().filter(|p| p.is_leader()).cloned().collect();
+        let records = self.load_from(&leading)?;
+        self.loaded.loaded(leading.iter().map(|p| p.index));
+        Ok(records)
+    }
+
+    fn load_from(&self, partitions: &[Arc<Partition>]) -> Result<usize, LogError> {
         let mut latest = std::collections::BTreeMap::new();
-        let count = replay(&topic, |r| {
+        let count = replay_partitions(partitions, |r| {
             if let Some(id) = r.key.clone().and_then(records::decode_key) {
                 let value = r.value.clone().and_then(|v| records::decode_value(&id, v));
                 latest.insert(id, value);

@@ -481,6 +481,154 @@ async fn a_consumer_group_outlives_its_coordinator() {
     assert_eq!(offset, Some(rdkafka::Offset::Offset(100)));
 }
 
+/// SIGTERM on a partition leader: controlled shutdown moves leadership before the process
+/// exits, so an idempotent acks=all producer writing all along sees no error, and the pause
+/// it sees is reported beside the SIGKILL failover times.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
+    use rdkafka::Message;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("sigterm");
+    let admin = admin(&bootstrap);
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
+    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    // (offset, value, when acknowledged); errors counted
+    type Acks = Arc<Mutex<Vec<(i64, String, Instant)>>>;
+    let (acked, errors): (Acks, Arc<Mutex<Vec<String>>>) = Default::default();
+    let producing = {
+        let (stop, acked, errors, topic, bootstrap) =
+            (stop.clone(), acked.clone(), errors.clone(), topic.clone(), bootstrap.clone());
+        tokio::spawn(async move {
+            let p = producer(&bootstrap, &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = format!("t-{i}");
+                i += 1;
+                let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
+                match p.send(record, Duration::from_secs(30)).await {
+                    Ok(d) => acked.lock().unwrap().push((d.offset, value, Instant::now())),
+                    Err((e, _)) => errors.lock().unwrap().push(e.to_string()),
+                }
+            }
+        })
+    };
+    eventually(Duration::from_secs(30), "writes before the shutdown", || {
+        (acked.lock().unwrap().len() >= 100).then_some(())
+    });
+    let dead = cluster.index_of(leader);
+    let process = cluster.nodes[dead].process.take().expect("running");
+    let signalled = Instant::now();
+    let status = tokio::task::spawn_blocking(move || process.terminate()).await.unwrap();
+    assert!(status.success(), "a clean exit: {status:?}");
+    let survivors = cluster.bootstrap();
+    let (now_leader, _) = leader_and_isr(&survivors, &topic, 0).expect("the partition");
+    assert!(now_leader > 0 && now_leader != leader, "leadership moved to another broker: {now_leader}");
+    let at_shutdown = acked.lock().unwrap().len();
+    eventually(Duration::from_secs(30), "writes after the shutdown", || {
+        (acked.lock().unwrap().len() >= at_shutdown + 100).then_some(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    producing.await.unwrap();
+
+    assert_eq!(errors.lock().unwrap().clone(), Vec::<String>::new(), "the producer saw no error");
+    let acked = acked.lock().unwrap().clone();
+    let pause = acked
+        .windows(2)
+        .filter(|w| w[1].2 >= signalled)
+        .map(|w| w[1].2.duration_since(w[0].2))
+        .max()
+        .unwrap_or_default();
+    eprintln!("SIGTERM on the leader: longest pause between acknowledgements {pause:?}");
+    let reader = assigned_consumer(&survivors, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+    let log = consume_n(&reader, acked.len(), Duration::from_secs(30));
+    let by_offset: std::collections::HashMap<i64, String> =
+        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
+    for (offset, value, _) in &acked {
+        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
+    }
+}
+
+/// A leader that appended acks=1 records its followers never fetched, and then died, comes
+/// back as a follower of the new leader: it cuts that tail by leader epoch, fetches what the
+/// new leader wrote at those offsets, and ends byte-identical to the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_returning_leader_truncates_its_divergent_tail() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("divergent");
+    assert!(create(&bootstrap, &topic, 1, 3).await.is_ok());
+    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+    let before = produce_all(&bootstrap, &topic, 1, 50, "all").await.remove(0);
+    let old_leader = cluster.index_of(leader);
+    let one = producer(&bootstrap, &[("acks", "1"), ("linger.ms", "0"), ("enable.idempotence", "false")]);
+    one.send(FutureRecord::<(), _>::to(&topic).partition(0).payload("warm-up"), Duration::from_secs(10)).await.unwrap();
+    eventually(Duration::from_secs(15), "the warm-up record replicated", || {
+        let c = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+        (consume_n(&c, 51, Duration::from_secs(5)).len() == 51).then_some(())
+    });
+
+    // the followers freeze; the leader takes acks=1 records only it has, then dies
+    let followers: Vec<usize> = (0..3).filter(|i| *i != old_leader).collect();
+    for i in &followers {
+        cluster.nodes[*i].process.as_ref().unwrap().signal(libc::SIGSTOP);
+    }
+    for i in 0..20 {
+        let value = format!("lost-{i}");
+        one.send(FutureRecord::<(), _>::to(&topic).partition(0).payload(&value), Duration::from_secs(5))
+            .await
+            .expect("acks=1 from the leader alone");
+    }
+    cluster.kill(old_leader);
+    for i in &followers {
+        cluster.nodes[*i].process.as_ref().unwrap().signal(libc::SIGCONT);
+    }
+    let survivors = cluster.bootstrap();
+    eventually(Duration::from_secs(20), "a new leader", || {
+        leader_and_isr(&survivors, &topic, 0).filter(|(l, _)| *l > 0 && *l != leader)
+    });
+    let after = produce_all(&survivors, &topic, 1, 30, "new").await.remove(0);
+
+    cluster.restart(old_leader);
+    let all = cluster.bootstrap();
+    eventually(Duration::from_secs(30), "the old leader back in the ISR", || {
+        leader_and_isr(&all, &topic, 0).filter(|(_, isr)| isr == &[1, 2, 3])
+    });
+    let reader = assigned_consumer(&all, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+    let log: Vec<String> = consume_n(&reader, 101, Duration::from_secs(5))
+        .iter()
+        .map(|m| String::from_utf8(value_of(m).unwrap()).unwrap())
+        .collect();
+    // a follower's fetch already waiting at the leader when it froze may have carried the
+    // first acks=1 record over: that much is the new leader's log too
+    let kept = log.iter().filter(|v| v.starts_with("lost-")).count();
+    let mut expected = before.clone();
+    expected.push("warm-up".to_string());
+    expected.extend((0..kept).map(|i| format!("lost-{i}")));
+    expected.extend(after);
+    assert_eq!(log, expected, "the new leader's log, then what it appended");
+    assert!(kept < 3, "the acks=1 tail only the dead leader had is gone ({kept} of 20 kept)");
+    // stopped cleanly (no space reserved ahead of writes), the three logs are one
+    for node in &mut cluster.nodes {
+        if let Some(p) = node.process.take() {
+            assert!(p.terminate().success());
+        }
+    }
+    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
+    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
+}
+
 /// Exactly-once consume-transform-produce across the death of its transaction coordinator:
 /// the broker leading the transactional id's `__transaction_state` partition is SIGKILLed
 /// halfway; the new leader loads the id's state from its replica, the application goes on,

@@ -162,6 +162,12 @@ impl BinaryBroker {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` to the broker process (SIGSTOP / SIGCONT to freeze it in a test).
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as libc::pid_t;

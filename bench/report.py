@@ -21,6 +21,7 @@ expected = ["disk", "produce-1k-acks-all-durable", "produce-100b-lz4", "consume-
             "latency-no-fsync", "partitions"] + [f"produce-{n}-idle-{r}" for n in (0, 1000) for r in (1, 2, 3)] + \
     [f"{kind}-1k-{proto}" for kind in ("produce", "consume") for proto in ("plaintext", "ssl")]
 expected += [f"disk-fsync-1k-1", "ack-durable-1000-p1-x1-1", "ack-no-fsync-1000-p1-x1-1"]
+expected += ["produce-1k-durable-single", "produce-1k-durable-rf3", "failover-tuned-kill"]
 missing = [] if partial else [s for s in expected if s not in runs]
 problems = [f"missing scenario {s}" for s in missing]
 for name, r in runs.items():
@@ -35,6 +36,9 @@ for proto in ("plaintext", "ssl"):
     p, c = runs.get(f"produce-1k-{proto}"), runs.get(f"consume-1k-{proto}")
     if p and c and c["records"] != p["records"]:
         problems.append(f"consume-1k-{proto} did not read back every produced record")
+for name, r in runs.items():
+    if r["kind"] == "failover" and (r["new_leader"] < 0 or r["new_leader"] == r["old_leader"]):
+        problems.append(f"{name}: leadership did not move ({r['old_leader']} -> {r['new_leader']})")
 if "partitions" in runs and runs["partitions"]["partitions"] != runs["partitions"]["topics"] * 10:
     problems.append("partitions: Metadata did not list every partition")
 
@@ -108,6 +112,20 @@ for kind in ("produce", "consume"):
         row(f"{kind} 1 KiB over TLS", f"{ssl['mb_per_s']} MB/s vs {plain['mb_per_s']} MB/s plaintext ({ratio:.0%}), "
             f"broker {ssl.get('broker_cpu_s_per_gb')} vs {plain.get('broker_cpu_s_per_gb')} CPU-s/GB",
             "(measured, no target)", "-")
+
+single, rf3 = runs.get("produce-1k-durable-single"), runs.get("produce-1k-durable-rf3")
+if single and rf3:
+    ratio = rf3["mb_per_s"] / single["mb_per_s"]
+    row("produce 1 KiB acks=all durable, RF=3 on three brokers", f"{rf3['mb_per_s']} MB/s vs {single['mb_per_s']} MB/s on "
+        f"one broker ({ratio:.0%}); per broker {rf3.get('per_broker_cpu_s_per_gb')} CPU-s/GB "
+        f"(one broker {single.get('broker_cpu_s_per_gb')})", "(measured, no target)", "-")
+for case, target in (("default-kill", None), ("default-term", 0.5), ("tuned-kill", 2.0), ("tuned-term", 0.5)):
+    r = runs.get(f"failover-{case}")
+    if r:
+        pause = r["max_pause_ms"] / 1000
+        row(f"failover, {case}",
+            f"producer paused {pause:.2f} s (first ack {r['first_ack_after_signal_ms']} ms after the signal)",
+            f"<= {target} s" if target else "(Kafka's 9 s session)", ok(pause <= target) if target else "-")
 
 
 def median(values):

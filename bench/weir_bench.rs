@@ -54,18 +54,43 @@ enum Cmd {
     Disk(DiskArgs),
     /// Many partitions: create them, restart the broker, time start-up, idle RSS, Metadata.
     Partitions(PartitionsArgs),
+    /// Failover of a cluster: an idempotent acks=all producer writes one record at a time
+    /// while the partition leader gets SIGKILL (or SIGTERM); reports how long writes paused.
+    Failover(FailoverArgs),
 }
 
 #[derive(Args, Clone)]
 struct Target {
     #[arg(long, default_value = "127.0.0.1:9092")]
     bootstrap: String,
-    /// Broker process to sample (CPU time, peak RSS).
+    /// Broker process to sample (CPU time, peak RSS); repeat it for every broker of a cluster.
     #[arg(long)]
-    broker_pid: Option<i32>,
+    broker_pid: Vec<i32>,
     /// Scenario name for the summary.
     #[arg(long, default_value = "run")]
     label: String,
+}
+
+#[derive(Args)]
+struct FailoverArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench-failover")]
+    topic: String,
+    /// The cluster's brokers as NODE_ID=PID, comma-separated: the leader's pid gets the signal.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    /// `kill` (SIGKILL) or `term` (SIGTERM: controlled shutdown).
+    #[arg(long, default_value = "kill")]
+    signal: String,
+    #[arg(long, default_value_t = 1024)]
+    record_size: usize,
+    /// Seconds of writes before the signal.
+    #[arg(long, default_value_t = 3)]
+    seconds_before: u64,
+    /// Seconds of writes after it.
+    #[arg(long, default_value_t = 6)]
+    seconds_after: u64,
 }
 
 #[derive(Args)]
@@ -94,6 +119,9 @@ struct ProduceArgs {
     /// Producer instances, each on its own thread.
     #[arg(long, default_value_t = 1)]
     producers: usize,
+    /// Replication factor of the topic when it is created (a cluster).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
     /// Idle client connections held open during the run.
     #[arg(long, default_value_t = 0)]
     idle_connections: usize,
@@ -216,6 +244,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::AckLatency(a) => ack_latency(a)?,
         Cmd::Disk(a) => disk(a)?,
         Cmd::Partitions(a) => partitions(a)?,
+        Cmd::Failover(a) => failover(a)?,
     };
     println!("{summary}");
     Ok(())
@@ -224,10 +253,10 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------
 // broker sampling
 
-/// CPU time and peak RSS of the broker process over one run, read from `/proc`.
+/// CPU time and peak RSS of the broker processes over one run, read from `/proc`.
 struct BrokerSampler {
-    pid: i32,
-    cpu_start: f64,
+    /// (pid, CPU seconds at the start)
+    brokers: Vec<(i32, f64)>,
 }
 
 fn proc_cpu_seconds(pid: i32) -> Option<f64> {
@@ -248,21 +277,39 @@ fn proc_status_kib(pid: i32, field: &str) -> Option<u64> {
 }
 
 impl BrokerSampler {
-    fn start(pid: Option<i32>) -> Option<BrokerSampler> {
-        let pid = pid?;
-        // resets the peak RSS so VmHWM covers this run only
-        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-        Some(BrokerSampler { pid, cpu_start: proc_cpu_seconds(pid)? })
+    fn start(pids: &[i32]) -> Option<BrokerSampler> {
+        let brokers: Vec<(i32, f64)> = pids
+            .iter()
+            .filter_map(|&pid| {
+                // resets the peak RSS so VmHWM covers this run only
+                let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+                Some((pid, proc_cpu_seconds(pid)?))
+            })
+            .collect();
+        (!brokers.is_empty()).then_some(BrokerSampler { brokers })
     }
 
+    /// Total CPU over the brokers (and per broker when there are several), peak RSS of the
+    /// largest.
     fn finish(&self, payload_bytes: u64) -> Value {
-        let cpu = proc_cpu_seconds(self.pid).unwrap_or(self.cpu_start) - self.cpu_start;
+        let cpu: f64 = self.brokers.iter().map(|(pid, start)| proc_cpu_seconds(*pid).unwrap_or(*start) - start).sum();
         let gb = payload_bytes as f64 / 1e9;
-        json!({
+        let per_gb = |cpu: f64| if gb > 0.0 { round(cpu / gb, 3) } else { 0.0 };
+        let mut out = json!({
             "broker_cpu_s": round(cpu, 3),
-            "broker_cpu_s_per_gb": if gb > 0.0 { round(cpu / gb, 3) } else { 0.0 },
-            "broker_peak_rss_mb": proc_status_kib(self.pid, "VmHWM:").map(|k| k / 1024),
-        })
+            "broker_cpu_s_per_gb": per_gb(cpu),
+            "broker_peak_rss_mb": self.brokers.iter().filter_map(|(pid, _)| proc_status_kib(*pid, "VmHWM:")).max().map(|k| k / 1024),
+        });
+        if self.brokers.len() > 1 {
+            merge(
+                &mut out,
+                json!({
+                    "brokers": self.brokers.len(),
+                    "per_broker_cpu_s_per_gb": per_gb(cpu / self.brokers.len() as f64),
+                }),
+            );
+        }
+        out
     }
 }
 
@@ -325,9 +372,13 @@ fn client_config(bootstrap: &str) -> ClientConfig {
 }
 
 fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    ensure_replicated_topic(bootstrap, topic, partitions, 1)
+}
+
+fn ensure_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replicas: i32) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
     let res = rt.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
     match &res[0] {
         Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
@@ -413,12 +464,12 @@ fn open_idle_connections(bootstrap: &str, n: usize) -> anyhow::Result<Vec<std::n
 }
 
 fn produce(a: ProduceArgs) -> anyhow::Result<Value> {
-    ensure_topic(&a.target.bootstrap, &a.topic, a.partitions)?;
+    ensure_replicated_topic(&a.target.bootstrap, &a.topic, a.partitions, a.replication_factor)?;
     let idle = open_idle_connections(&a.target.bootstrap, a.idle_connections)?;
     let pool = Arc::new(payload_pool(a.record_size));
     let ctx = Counting::default();
     let progress = Progress::start(&a.target.label, ctx.acked.clone(), a.record_size);
-    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let sampler = BrokerSampler::start(&a.target.broker_pid);
     let started = Instant::now();
     let per_producer = a.records / a.producers as u64;
     let threads: Vec<_> = (0..a.producers)
@@ -458,6 +509,7 @@ fn produce(a: ProduceArgs) -> anyhow::Result<Value> {
         "failed": ctx.failed.load(Ordering::Relaxed), "record_size": a.record_size,
         "partitions": a.partitions, "acks": a.acks, "compression": a.compression,
         "producers": a.producers, "idle_connections": a.idle_connections,
+        "replication_factor": a.replication_factor,
         "seconds": round(seconds, 3), "records_per_s": round(records as f64 / seconds, 0),
         "mb_per_s": round(bytes as f64 / seconds / 1e6, 1),
     });
@@ -504,7 +556,7 @@ fn consume(a: ConsumeArgs) -> anyhow::Result<Value> {
     let counter = Arc::new(AtomicU64::new(0));
     let total_bytes = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(&a.target.label, counter.clone(), 100);
-    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let sampler = BrokerSampler::start(&a.target.broker_pid);
     let started = Instant::now();
     let threads: Vec<_> = assigned
         .into_iter()
@@ -579,7 +631,7 @@ fn latency(a: LatencyArgs) -> anyhow::Result<Value> {
     let producer: ThreadedProducer<Counting> = producer_config(&a.target.bootstrap, &a.acks, "none", 0, 1_000_000)
         .set("queue.buffering.max.ms", "0")
         .create_with_context(Counting::default())?;
-    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let sampler = BrokerSampler::start(&a.target.broker_pid);
     let counter = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(&a.target.label, counter.clone(), a.record_size);
     let (topic, size, rate) = (a.topic.clone(), a.record_size.max(8), a.rate);
@@ -689,7 +741,7 @@ fn ack_latency(a: AckLatencyArgs) -> anyhow::Result<Value> {
     for p in &producers {
         p.client().fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
     }
-    let sampler = BrokerSampler::start(a.target.broker_pid);
+    let sampler = BrokerSampler::start(&a.target.broker_pid);
     let counter = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(&a.target.label, counter.clone(), a.record_size);
     let per_producer = (a.rate * a.seconds) / producers.len() as u64;
@@ -971,5 +1023,93 @@ fn partitions(a: PartitionsArgs) -> anyhow::Result<Value> {
         "partitions": seen, "create_s": round(create_s, 2), "startup_s": round(startup_s, 3),
         "idle_rss_mb": idle_rss_mb, "metadata_p50_ms": round(times[times.len() / 2], 2),
         "metadata_max_ms": round(times.last().copied().unwrap_or_default(), 2),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// failover
+
+/// The leader and ISR size of partition 0 of `topic`.
+fn leader_of(bootstrap: &str, topic: &str) -> anyhow::Result<(i32, usize)> {
+    let c: BaseConsumer = client_config(bootstrap).create()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let p = md
+        .topics()
+        .first()
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == 0))
+        .ok_or_else(|| anyhow::anyhow!("{topic} has no partition 0"))?;
+    Ok((p.leader(), p.isr().len()))
+}
+
+fn failover(a: FailoverArgs) -> anyhow::Result<Value> {
+    let nodes: std::collections::HashMap<i32, i32> = a
+        .nodes
+        .iter()
+        .map(|n| {
+            let (id, pid) = n.split_once('=').ok_or_else(|| anyhow::anyhow!("--nodes expects ID=PID, got '{n}'"))?;
+            Ok((id.parse()?, pid.parse()?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let signal = match a.signal.as_str() {
+        "kill" => libc::SIGKILL,
+        "term" => libc::SIGTERM,
+        other => anyhow::bail!("--signal is kill or term, not {other}"),
+    };
+    let bootstrap = a.target.bootstrap.clone();
+    ensure_replicated_topic(&bootstrap, &a.topic, 1, nodes.len() as i32)?;
+    let in_sync = Instant::now() + Duration::from_secs(30);
+    while leader_of(&bootstrap, &a.topic).map_or(true, |(l, isr)| l < 0 || isr < nodes.len()) {
+        anyhow::ensure!(Instant::now() < in_sync, "{} never had all its replicas in sync", a.topic);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, failed) = (Arc::new(std::sync::Mutex::new(Vec::<Instant>::new())), Arc::new(AtomicU64::new(0)));
+    let writer = {
+        let mut config = client_config(&bootstrap);
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .set("message.timeout.ms", "60000");
+        let (stop, acks, failed, topic) = (stop.clone(), acks.clone(), failed.clone(), a.topic.clone());
+        let payload = vec![b'x'; a.record_size];
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let p: rdkafka::producer::FutureProducer = config.create()?;
+            while !stop.load(Ordering::Relaxed) {
+                let record = rdkafka::producer::FutureRecord::<(), _>::to(&topic).partition(0).payload(&payload);
+                match rt.block_on(p.send(record, Duration::from_secs(60))) {
+                    Ok(_) => acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(Instant::now()),
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_secs(a.seconds_before));
+    let (leader, _) = leader_of(&bootstrap, &a.topic)?;
+    let pid = *nodes.get(&leader).ok_or_else(|| anyhow::anyhow!("leader {leader} is not among --nodes"))?;
+    // SAFETY: signalling a broker process the caller named.
+    unsafe { libc::kill(pid, signal) };
+    let signalled = Instant::now();
+    std::thread::sleep(Duration::from_secs(a.seconds_after));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+    let (new_leader, _) = leader_of(&bootstrap, &a.topic).unwrap_or((-1, 0));
+
+    let acks = acks.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let ms = |d: Duration| round(d.as_secs_f64() * 1000.0, 1);
+    // the longest wait between two acknowledgements around the signal: what the producer saw
+    let pause = acks.windows(2).filter(|w| w[1] >= signalled).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    let first_after = acks.iter().find(|t| **t >= signalled).map(|t| *t - signalled);
+    Ok(json!({
+        "scenario": a.target.label, "kind": "failover", "signal": a.signal,
+        "records": acks.len(), "failed": failed.load(Ordering::Relaxed),
+        "old_leader": leader, "new_leader": new_leader,
+        "max_pause_ms": ms(pause),
+        "first_ack_after_signal_ms": first_after.map(ms),
     }))
 }

@@ -28,6 +28,10 @@ const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 /// How long a follower's fetch waits at the leader for new data.
 const FETCH_MAX_WAIT_MS: i32 = 500;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
+fn role_changed() -> std::io::Error {
+    std::io::Error::other("no longer following in this epoch")
+}
+
 /// Pause before a follower tries its leader again after a failure.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -157,18 +161,20 @@ impl Broker {
                         "truncating a tail that diverged from the leader's"
                     );
                 }
-                p.log_mut().truncate_to(end)?;
+                p.as_follower_in(epoch, |log| log.truncate_to(end)).ok_or_else(role_changed)??;
                 continue;
             }
             if let Some(records) = data.records.filter(|r| !r.is_empty()) {
-                p.log_mut().append_as_follower(&records, now_ms()).map_err(std::io::Error::other)?;
+                p.as_follower_in(epoch, |log| log.append_as_follower(&records, now_ms()))
+                    .ok_or_else(role_changed)?
+                    .map_err(std::io::Error::other)?;
                 if durable {
                     let end = p.log().log_end_offset();
                     p.want_flushed(end);
                     p.flush_to(end).await.map_err(std::io::Error::other)?;
                 }
             }
-            p.follower_high_watermark(data.high_watermark);
+            p.follower_high_watermark(epoch, data.high_watermark);
         }
     }
 
@@ -211,7 +217,7 @@ impl Broker {
                 leader_answer_epoch = r.leader_epoch,
                 "truncating a divergent tail"
             );
-            p.log_mut().truncate_to(r.end_offset)?;
+            p.as_follower_in(epoch, |log| log.truncate_to(r.end_offset)).ok_or_else(role_changed)??;
         }
         Ok(())
     }

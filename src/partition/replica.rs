@@ -173,6 +173,19 @@ impl Partition {
         tracing::info!(topic = %self.topic, partition = self.index, leader, epoch, log_end, "following partition");
     }
 
+    /// Runs `change` on the log only while this replica still follows in `epoch`. A fetcher's
+    /// abort lands at its next await, so one that just got an answer could otherwise append
+    /// or truncate after this broker took the lead (or followed a newer epoch); holding the
+    /// role lock orders it before or after [`Partition::lead`] as a whole.
+    pub fn as_follower_in<T>(&self, epoch: i32, change: impl FnOnce(&mut crate::log::Log) -> T) -> Option<T> {
+        let role = self.role.lock();
+        if !matches!(&*role, Role::Follower(f) if f.epoch == epoch) {
+            return None;
+        }
+        let mut log = self.log.write();
+        Some(change(&mut log))
+    }
+
     /// No replica can lead: this one waits.
     pub fn go_offline(&self) {
         *self.role.lock() = Role::Offline;
@@ -289,14 +302,13 @@ impl Partition {
     }
 
     /// A follower's high watermark, from its leader's answer.
-    pub fn follower_high_watermark(&self, hw: i64) {
-        let moved = {
-            let mut log = self.log.write();
+    pub fn follower_high_watermark(&self, epoch: i32, hw: i64) {
+        let moved = self.as_follower_in(epoch, |log| {
             let before = log.high_watermark();
             log.set_high_watermark(hw);
             log.high_watermark() != before
-        };
-        if moved {
+        });
+        if moved == Some(true) {
             self.wake_waiters();
         }
     }

@@ -165,13 +165,16 @@ async fn accept_loop(
     let (tx, mut accepted) = tokio::sync::mpsc::channel::<Accepted>(64);
     let acceptors: Vec<_> = bound.into_iter().map(|b| tokio::spawn(accept_on(b, tx.clone()))).collect();
     drop(tx);
+    // connections close once leaderships have moved away, not at the signal
+    let (drain, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut handover: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             Some((stream, peer, listener, tls)) = accepted.recv() => match admit(&broker, &settings, peer) {
                 Ok(admitted) => {
                     let conn = connection::Connection::new(
-                        broker.clone(), peer, listener, shutdown.clone(), settings.clone(),
+                        broker.clone(), peer, listener, drain_rx.clone(), settings.clone(),
                     );
                     connections.spawn(conn.run(stream, tls, admitted));
                 }
@@ -183,7 +186,14 @@ async fn accept_loop(
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = shutdown.changed() => break,
+            _ = shutdown.changed(), if handover.is_none() => {
+                // Kafka's order: leaderships move while this broker still serves, so clients
+                // are sent to the new leaders (NOT_LEADER_OR_FOLLOWER) instead of finding it
+                // gone and backing off
+                let broker = broker.clone();
+                handover = Some(tokio::spawn(async move { broker.controlled_shutdown().await }));
+            }
+            _ = async { if let Some(h) = handover.as_mut() { let _ = h.await; } }, if handover.is_some() => break,
         }
     }
     for acceptor in acceptors {
@@ -192,7 +202,7 @@ async fn accept_loop(
     for task in background {
         task.abort();
     }
-    broker.controlled_shutdown().await;
+    let _ = drain.send(true);
     tracing::info!(connections = connections.len(), "shutting down: draining connections");
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {

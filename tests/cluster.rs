@@ -499,6 +499,9 @@ async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
     let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
         leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
     });
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let leader_addr = &cluster.nodes[cluster.index_of(leader)].client;
+    assert_leader_hints(&follower.client, &topic, leader, leader_addr);
 
     let stop = Arc::new(AtomicBool::new(false));
     // (offset, value, when acknowledged); errors counted
@@ -555,6 +558,41 @@ async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
     for (offset, value, _) in &acked {
         assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
     }
+}
+
+/// KIP-951: Produce and Fetch sent to a follower answer NOT_LEADER_OR_FOLLOWER with the
+/// leader's id and epoch, and Produce also with its endpoint.
+fn assert_leader_hints(follower: &str, topic: &str, leader: i32, leader_addr: &str) {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        fetch_request, ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let name = kafka_protocol::messages::TopicName(StrBytes::from_string(topic.to_string()));
+    let produce =
+        ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default(
+        )
+        .with_name(name.clone())
+        .with_partition_data(vec![PartitionProduceData::default()
+            .with_index(0)
+            .with_records(Some(producer_batch(-1, -1, -1, 1, false)))])]);
+    let resp: ProduceResponse = raw::call(follower, ApiKey::Produce, 11, &produce);
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, kafka_protocol::ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(p.current_leader.leader_id.0, leader, "the current leader in the produce answer");
+    let endpoint = resp.node_endpoints.iter().find(|e| e.node_id.0 == leader).expect("the leader's endpoint");
+    assert_eq!(format!("{}:{}", endpoint.host, endpoint.port), leader_addr);
+
+    let fetch = FetchRequest::default().with_max_wait_ms(0).with_topics(vec![fetch_request::FetchTopic::default()
+        .with_topic(name)
+        .with_partitions(vec![fetch_request::FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(0)
+            .with_partition_max_bytes(1024)])]);
+    let resp: FetchResponse = raw::call(follower, ApiKey::Fetch, 12, &fetch);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, kafka_protocol::ResponseError::NotLeaderOrFollower.code());
+    assert_eq!(p.current_leader.leader_id.0, leader, "the current leader in the fetch answer");
 }
 
 /// A leader that appended acks=1 records its followers never fetched, and then died, comes

@@ -11,6 +11,7 @@ pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
+pub mod leader_hints;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -312,7 +313,7 @@ async fn handle_produce(broker: &Arc<Broker>, session: &Arc<Session>, frame: Byt
     let appended_waits = appended.waits_for_disk();
     let throttle_ms = throttle(&ctx, quota::PRODUCER_BYTE_RATE, size).as_millis().min(i32::MAX as u128) as i32;
     let finish = async move {
-        let resp = appended.complete().await.map(|r| r.with_throttle_time_ms(throttle_ms));
+        let resp = appended.complete().await.map(|r| leader_hints::produce(&ctx, r).with_throttle_time_ms(throttle_ms));
         resp.map(|r| respond(&ctx, ApiKey::Produce, &r).map(Response::Frame)).transpose()
     };
     if !appended_waits {
@@ -403,6 +404,7 @@ async fn serve_frame(
         ApiKey::Fetch => {
             let req = decode(key, version, body)?;
             let (resp, files) = fetch::handle(&ctx, req).await;
+            let resp = leader_hints::fetch(&ctx, resp);
             let quotas = ctx.broker.security.has_quotas();
             let size = if quotas { resp.compute_size(version).unwrap_or(0) } else { 0 };
             let throttled = if quotas { throttle(&ctx, quota::CONSUMER_BYTE_RATE, size) } else { Default::default() };

@@ -1,0 +1,84 @@
+//! KIP-951 leader hints: a Produce or Fetch answer of NOT_LEADER_OR_FOLLOWER (Fetch: also
+//! FENCED_LEADER_EPOCH) names the partition's current leader and its epoch, and the response
+//! carries that leader's endpoint, so a client (librdkafka 2.4+, the Java client 3.7+) goes
+//! straight to it instead of waiting for a metadata refresh.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{fetch_response, produce_response, BrokerId, FetchResponse, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{str_bytes, RequestContext};
+use crate::broker::BrokerEndpoint;
+
+/// The current leader and leader epoch of a partition, as this broker's metadata has them.
+fn current_leader(ctx: &RequestContext, topic: &str, partition: i32) -> Option<(i32, i32)> {
+    let state = ctx.broker.topic(topic)?.state(partition).cloned()?;
+    (state.leader >= 0).then_some((state.leader, state.leader_epoch))
+}
+
+/// The endpoints, on the client's listener, of the leaders named in hints.
+fn endpoints(ctx: &RequestContext, leaders: impl IntoIterator<Item = i32>) -> Vec<BrokerEndpoint> {
+    let view = ctx.broker.cluster_view(&ctx.session.listener.name);
+    let by_id: BTreeMap<i32, BrokerEndpoint> = view.brokers.into_iter().map(|b| (b.id, b)).collect();
+    let mut ids: Vec<i32> = leaders.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().filter_map(|id| by_id.get(&id).cloned()).collect()
+}
+
+pub fn produce(ctx: &RequestContext, mut resp: ProduceResponse) -> ProduceResponse {
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let mut leaders = Vec::new();
+    for t in &mut resp.responses {
+        for p in t.partition_responses.iter_mut().filter(|p| p.error_code == not_leader) {
+            if let Some((leader, epoch)) = current_leader(ctx, t.name.0.as_str(), p.index) {
+                p.current_leader = produce_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+                leaders.push(leader);
+            }
+        }
+    }
+    resp.node_endpoints = endpoints(ctx, leaders)
+        .into_iter()
+        .map(|b| {
+            produce_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
+    resp
+}
+
+pub fn fetch(ctx: &RequestContext, mut resp: FetchResponse) -> FetchResponse {
+    let hinted = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
+    let mut leaders = Vec::new();
+    for t in &mut resp.responses {
+        let name = match ctx.broker.topic_by_id(&t.topic_id) {
+            Some(topic) if t.topic.0.is_empty() => topic.name.clone(),
+            _ => t.topic.0.to_string(),
+        };
+        for p in t.partitions.iter_mut().filter(|p| hinted.contains(&p.error_code)) {
+            if let Some((leader, epoch)) = current_leader(ctx, &name, p.partition_index) {
+                p.current_leader = fetch_response::LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch);
+                leaders.push(leader);
+            }
+        }
+    }
+    resp.node_endpoints = endpoints(ctx, leaders)
+        .into_iter()
+        .map(|b| {
+            fetch_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(str_bytes(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(str_bytes))
+        })
+        .collect();
+    resp
+}

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::proxy;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,37 @@ struct Node {
     client: String,
     controller: String,
     process: Option<BinaryBroker>,
+    /// Listeners, voters and settings of its own (a cluster whose links can be cut).
+    own: Option<OwnNetwork>,
+}
+
+/// A node that reaches the others through proxies: its own view of the voters, and an
+/// INTERNAL listener advertised at a proxy.
+struct OwnNetwork {
+    listen: String,
+    voters: String,
+    args: Vec<String>,
+}
+
+/// The proxied paths of a cluster: quorum links `(from, to)` and each broker's INTERNAL
+/// (replication) listener.
+struct Faults {
+    _proxies: proxy::Proxies,
+    quorum: Vec<(i32, i32, proxy::Link)>,
+    internal: Vec<(i32, proxy::Link)>,
+}
+
+impl Faults {
+    /// Cuts broker `id` off from the others (clients still reach it).
+    fn isolate(&self, id: i32) {
+        self.quorum.iter().filter(|(from, to, _)| *from == id || *to == id).for_each(|(_, _, l)| l.cut());
+        self.internal.iter().filter(|(to, _)| *to == id).for_each(|(_, l)| l.cut());
+    }
+
+    fn heal(&self) {
+        self.quorum.iter().for_each(|(_, _, l)| l.heal());
+        self.internal.iter().for_each(|(_, l)| l.heal());
+    }
 }
 
 /// A free `127.0.0.1:PORT` below Linux's ephemeral range (32768–60999), so that no client
@@ -46,6 +79,7 @@ struct Cluster {
     _root: tempfile::TempDir,
     nodes: Vec<Node>,
     voters: String,
+    faults: Option<Faults>,
 }
 
 /// The cluster tests run one at a time: each starts three brokers, and a 2-core CI machine
@@ -65,6 +99,10 @@ impl Cluster {
     /// Starts `n` combined broker-controllers with the same voters, all at once (each waits
     /// for the quorum), and waits until every one serves clients.
     fn start(n: i32) -> Cluster {
+        Cluster::launch(Cluster::plan(n), None)
+    }
+
+    fn plan(n: i32) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=n)
             .map(|id| Node {
@@ -73,10 +111,61 @@ impl Cluster {
                 client: fixed_port_addr(),
                 controller: fixed_port_addr(),
                 process: None,
+                own: None,
             })
             .collect();
         let voters = nodes.iter().map(|n| format!("{}@{}", n.id, n.controller)).collect::<Vec<_>>().join(",");
-        let mut cluster = Cluster { _root: root, nodes, voters };
+        Cluster { _root: root, nodes, voters, faults: None }
+    }
+
+    /// `n` brokers whose links to each other (quorum and replication) go through proxies the
+    /// test can cut, each broker on its own path to every other; clients connect directly.
+    fn start_with_faults(n: i32) -> Cluster {
+        let mut cluster = Cluster::plan(n);
+        let proxies = proxy::Proxies::new();
+        let mut quorum = Vec::new();
+        let mut internal = Vec::new();
+        for node in &mut cluster.nodes {
+            let replication = fixed_port_addr();
+            let link = proxies.link(&fixed_port_addr(), &replication);
+            node.own = Some(OwnNetwork {
+                listen: format!(
+                    "PLAINTEXT://{},INTERNAL://{replication},CONTROLLER://{}",
+                    node.client, node.controller
+                ),
+                voters: String::new(),
+                args: vec![
+                    "--advertise".into(),
+                    format!("PLAINTEXT://{},INTERNAL://{}", node.client, link.addr),
+                    "--set".into(),
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT".into(),
+                    "--set".into(),
+                    "inter.broker.listener.name=INTERNAL".into(),
+                ],
+            });
+            internal.push((node.id, link));
+        }
+        let controllers: Vec<(i32, String)> = cluster.nodes.iter().map(|n| (n.id, n.controller.clone())).collect();
+        for node in &mut cluster.nodes {
+            let mut voters = Vec::new();
+            for (to, addr) in &controllers {
+                if *to == node.id {
+                    voters.push(format!("{to}@{addr}"));
+                } else {
+                    let link = proxies.link(&fixed_port_addr(), addr);
+                    voters.push(format!("{to}@{}", link.addr));
+                    quorum.push((node.id, *to, link));
+                }
+            }
+            node.own.as_mut().expect("planned").voters = voters.join(",");
+        }
+        Cluster::launch(cluster, Some(Faults { _proxies: proxies, quorum, internal }))
+    }
+
+    /// Starts every planned node at once (each waits for the quorum) and waits until every
+    /// one serves clients.
+    fn launch(mut cluster: Cluster, faults: Option<Faults>) -> Cluster {
+        cluster.faults = faults;
         for i in 0..cluster.nodes.len() {
             cluster.spawn(i);
         }
@@ -98,10 +187,13 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         let node = &self.nodes[i];
-        let listen = format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller);
+        let (listen, voters) = match &node.own {
+            Some(own) => (own.listen.clone(), own.voters.clone()),
+            None => (format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller), self.voters.clone()),
+        };
         let mut sets = vec![
             "process.roles=broker,controller".to_string(),
-            format!("controller.quorum.voters={}", self.voters),
+            format!("controller.quorum.voters={voters}"),
             "controller.listener.names=CONTROLLER".to_string(),
         ];
         sets.extend(FAST.iter().map(|(k, v)| format!("{k}={v}")));
@@ -109,6 +201,9 @@ impl Cluster {
         let mut args = vec!["--node-id", id.as_str()];
         for s in &sets {
             args.extend(["--set", s.as_str()]);
+        }
+        if let Some(own) = &node.own {
+            args.extend(own.args.iter().map(String::as_str));
         }
         let process = BinaryBroker::spawn_on(&listen, &node.dir, &args);
         self.nodes[i].process = Some(process);
@@ -658,6 +753,94 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
     assert_eq!(log, expected, "the new leader's log, then what it appended");
     assert!(kept < 3, "the acks=1 tail only the dead leader had is gone ({kept} of 20 kept)");
     // stopped cleanly (no space reserved ahead of writes), the three logs are one
+    for node in &mut cluster.nodes {
+        if let Some(p) = node.process.take() {
+            assert!(p.terminate().success());
+        }
+    }
+    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
+    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
+}
+
+/// The leader is cut off from the other brokers (quorum and replication links, through
+/// proxies) while producers still reach it: it acknowledges no acks=all write it cannot
+/// replicate, the others elect a new leader and take the writes, and once the links heal the
+/// old leader cuts its unreplicated tail; every acknowledged record is there once, at its
+/// offset, and the replicas end identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replicate() {
+    use rdkafka::Message;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start_with_faults(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("cut-off");
+    let admin = admin(&bootstrap);
+    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
+    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+
+    // one producer knows every broker (the cut-off leader too), the other only the majority
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(i64, String)>>> = Default::default();
+    let others: String =
+        cluster.nodes.iter().filter(|n| n.id != leader).map(|n| n.client.clone()).collect::<Vec<_>>().join(",");
+    let produce = |bootstrap: String, tag: &'static str| {
+        let (stop, acked, topic) = (stop.clone(), acked.clone(), topic.clone());
+        tokio::spawn(async move {
+            let settings =
+                [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0"), ("request.timeout.ms", "3000")];
+            let p = producer(&bootstrap, &settings);
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let value = format!("{tag}-{i}");
+                i += 1;
+                let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
+                if let Ok(d) = p.send(record, Duration::from_secs(60)).await {
+                    acked.lock().unwrap().push((d.offset, value));
+                }
+            }
+        })
+    };
+    let everyone = produce(bootstrap.clone(), "all");
+    eventually(Duration::from_secs(30), "writes before the cut", || (acked.lock().unwrap().len() >= 100).then_some(()));
+    let faults = cluster.faults.as_ref().expect("proxied");
+    faults.isolate(leader);
+    let at_cut = acked.lock().unwrap().len();
+    // the others elect a leader among themselves and take the writes
+    let (successor, _) = eventually(Duration::from_secs(20), "a leader on the majority side", || {
+        leader_and_isr(&others, &topic, 0).filter(|(l, _)| *l > 0 && *l != leader)
+    });
+    let majority = produce(others.clone(), "majority");
+    eventually(Duration::from_secs(30), "writes acknowledged by the new leader", || {
+        (acked.lock().unwrap().iter().filter(|(_, v)| v.starts_with("majority")).count() >= 50).then_some(())
+    });
+    faults.heal();
+    eventually(Duration::from_secs(30), "the old leader back in the ISR", || {
+        leader_and_isr(&bootstrap, &topic, 0).filter(|(_, isr)| isr == &[1, 2, 3])
+    });
+    stop.store(true, Ordering::SeqCst);
+    everyone.await.unwrap();
+    majority.await.unwrap();
+
+    let acked = acked.lock().unwrap().clone();
+    let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
+    let reader = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+    let log = consume_n(&reader, end as usize, Duration::from_secs(30));
+    let by_offset: std::collections::HashMap<i64, String> =
+        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
+    for (offset, value) in &acked {
+        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
+    }
+    let mut values: Vec<&String> = by_offset.values().collect();
+    let count = values.len();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), count, "no record appears twice");
+    eprintln!("cut off leader {leader}, successor {successor}: {} acknowledged, {at_cut} before the cut", acked.len());
     for node in &mut cluster.nodes {
         if let Some(p) = node.process.take() {
             assert!(p.terminate().success());

@@ -125,7 +125,8 @@ impl Quorum {
         let log = RaftLog::open(dir)?;
         let state = MetadataState::open(dir)?;
         let config = Arc::new(settings.raft_config()?);
-        let raft = Raft::new(settings.node_id, config, Network, log, state.clone()).await.map_err(io::Error::other)?;
+        let network = Network { addrs: std::sync::Arc::new(settings.voters.clone()) };
+        let raft = Raft::new(settings.node_id, config, network, log, state.clone()).await.map_err(io::Error::other)?;
         let voters: BTreeMap<NodeId, BasicNode> =
             settings.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
         tokio::spawn(Quorum::log_leader_changes(raft.clone(), settings.node_id));

@@ -101,9 +101,13 @@ pub async fn serve(listener: TcpListener, raft: Raft, controller: Option<std::sy
     }
 }
 
-/// Makes a client per voter, connecting on first use to the address in its `BasicNode`.
+/// Makes a client per voter, connecting on first use. The address is this node's own
+/// `controller.quorum.voters` entry for it (as in Kafka, each node's configuration says how
+/// it reaches the others), or the one in the membership's `BasicNode` for a voter it lacks.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub addrs: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+}
 
 pub struct Peer {
     target: NodeId,
@@ -114,7 +118,8 @@ pub struct Peer {
 impl RaftNetworkFactory<MetadataRaft> for Network {
     type Network = Peer;
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        Peer { target, addr: node.addr.clone(), stream: None }
+        let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
+        Peer { target, addr, stream: None }
     }
 }
 
@@ -270,7 +275,7 @@ mod tests {
         for ((id, l), dir) in (1..=3u64).zip(listeners).zip(&dirs) {
             let log = RaftLog::open(dir.path()).unwrap();
             let state = MetadataState::open(dir.path()).unwrap();
-            let raft = Raft::new(id, config.clone(), Network, log, state.clone()).await.unwrap();
+            let raft = Raft::new(id, config.clone(), Network::default(), log, state.clone()).await.unwrap();
             tokio::spawn(serve(l, raft.clone(), None));
             rafts.push((id, raft));
             states.push(state);

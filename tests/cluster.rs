@@ -225,6 +225,15 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM to every running node, each expected to exit cleanly.
+    fn stop_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(p) = node.process.take() {
+                assert!(p.terminate().success());
+            }
+        }
+    }
+
     fn index_of(&self, id: i32) -> usize {
         self.nodes.iter().position(|n| n.id == id).expect("a node of the cluster")
     }
@@ -398,6 +407,40 @@ fn leader_and_isr(bootstrap: &str, topic: &str, partition: i32) -> Option<(i32, 
     Some((p.leader(), isr))
 }
 
+/// Creates a one-partition topic with three replicas and `min.insync.replicas=2`, waits until
+/// every replica is in sync, and returns its leader.
+async fn create_in_sync(bootstrap: &str, topic: &str) -> i32 {
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    assert!(admin(bootstrap).create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
+    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
+        leader_and_isr(bootstrap, topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
+    });
+    leader
+}
+
+/// Every acknowledged `(offset, value)` is in `log` at its offset, and no value is there twice.
+fn assert_acknowledged_once(log: &[rdkafka::message::OwnedMessage], acked: &[(i64, String)]) {
+    use rdkafka::Message;
+    let by_offset: std::collections::HashMap<i64, String> =
+        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
+    for (offset, value) in acked {
+        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
+    }
+    let mut values: Vec<&String> = by_offset.values().collect();
+    let count = values.len();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), count, "no record appears twice");
+}
+
+/// After [`Cluster::stop_all`] (clean stops: no space reserved ahead of writes), the nodes'
+/// segment files of the partition are byte-identical.
+fn assert_replicas_identical(cluster: &Cluster, topic: &str, partition: i32) {
+    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, topic, partition)).collect();
+    assert!(!replicas[0].is_empty(), "partition {partition} has data");
+    assert!(replicas.iter().all(|r| *r == replicas[0]), "partition {partition}: replicas differ");
+}
+
 /// Every segment file of a partition on one node, concatenated in offset order.
 fn partition_bytes(dir: &std::path::Path, topic: &str, partition: i32) -> Vec<u8> {
     let pdir = dir.join(format!("{topic}-{partition}"));
@@ -454,16 +497,9 @@ async fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
     }
     assert_eq!(consume_all(&bootstrap, &topic, 2, 400), expected, "every acknowledged record once, in order");
 
-    // stopped cleanly, every replica holds the same bytes
-    for node in &mut cluster.nodes {
-        if let Some(p) = node.process.take() {
-            assert!(p.terminate().success());
-        }
-    }
+    cluster.stop_all();
     for p in 0..2 {
-        let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, p)).collect();
-        assert!(!replicas[0].is_empty());
-        assert!(replicas.iter().all(|r| *r == replicas[0]), "partition {p}: replicas differ");
+        assert_replicas_identical(&cluster, &topic, p);
     }
 }
 
@@ -581,19 +617,13 @@ async fn a_consumer_group_outlives_its_coordinator() {
 /// it sees is reported beside the SIGKILL failover times.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
-    use rdkafka::Message;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3);
     let bootstrap = cluster.bootstrap();
     let topic = topic_name("sigterm");
-    let admin = admin(&bootstrap);
-    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
-    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
-        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
-    });
+    let leader = create_in_sync(&bootstrap, &topic).await;
     let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
     let leader_addr = &cluster.nodes[cluster.index_of(leader)].client;
     assert_leader_hints(&follower.client, &topic, leader, leader_addr);
@@ -648,11 +678,8 @@ async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
     eprintln!("SIGTERM on the leader: longest pause between acknowledgements {pause:?}");
     let reader = assigned_consumer(&survivors, &topic, &[0], rdkafka::Offset::Beginning, &[]);
     let log = consume_n(&reader, acked.len(), Duration::from_secs(30));
-    let by_offset: std::collections::HashMap<i64, String> =
-        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
-    for (offset, value, _) in &acked {
-        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
-    }
+    let acked: Vec<(i64, String)> = acked.into_iter().map(|(offset, value, _)| (offset, value)).collect();
+    assert_acknowledged_once(&log, &acked);
 }
 
 /// KIP-951: Produce and Fetch sent to a follower answer NOT_LEADER_OR_FOLLOWER with the
@@ -752,14 +779,8 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
     expected.extend(after);
     assert_eq!(log, expected, "the new leader's log, then what it appended");
     assert!(kept < 3, "the acks=1 tail only the dead leader had is gone ({kept} of 20 kept)");
-    // stopped cleanly (no space reserved ahead of writes), the three logs are one
-    for node in &mut cluster.nodes {
-        if let Some(p) = node.process.take() {
-            assert!(p.terminate().success());
-        }
-    }
-    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
-    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
+    cluster.stop_all();
+    assert_replicas_identical(&cluster, &topic, 0);
 }
 
 /// The leader is cut off from the other brokers (quorum and replication links, through
@@ -769,19 +790,13 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
 /// offset, and the replicas end identical.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replicate() {
-    use rdkafka::Message;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start_with_faults(3);
     let bootstrap = cluster.bootstrap();
     let topic = topic_name("cut-off");
-    let admin = admin(&bootstrap);
-    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
-    let (leader, _) = eventually(Duration::from_secs(15), "every replica in sync", || {
-        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
-    });
+    let leader = create_in_sync(&bootstrap, &topic).await;
 
     // one producer knows every broker (the cut-off leader too), the other only the majority
     let stop = Arc::new(AtomicBool::new(false));
@@ -830,24 +845,10 @@ async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replic
     let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
     let reader = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
     let log = consume_n(&reader, end as usize, Duration::from_secs(30));
-    let by_offset: std::collections::HashMap<i64, String> =
-        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
-    for (offset, value) in &acked {
-        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
-    }
-    let mut values: Vec<&String> = by_offset.values().collect();
-    let count = values.len();
-    values.sort();
-    values.dedup();
-    assert_eq!(values.len(), count, "no record appears twice");
+    assert_acknowledged_once(&log, &acked);
     eprintln!("cut off leader {leader}, successor {successor}: {} acknowledged, {at_cut} before the cut", acked.len());
-    for node in &mut cluster.nodes {
-        if let Some(p) = node.process.take() {
-            assert!(p.terminate().success());
-        }
-    }
-    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
-    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
+    cluster.stop_all();
+    assert_replicas_identical(&cluster, &topic, 0);
 }
 
 /// Exactly-once consume-transform-produce across the death of its transaction coordinator:
@@ -997,12 +998,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     let mut cluster = Cluster::start(3);
     let bootstrap = cluster.bootstrap();
     let topic = topic_name("kill-cycles");
-    let admin = admin(&bootstrap);
-    let new = NewTopic::new(&topic, 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
-    assert!(admin.create_topics(&[new], &AdminOptions::new()).await.unwrap()[0].is_ok());
-    eventually(Duration::from_secs(15), "every replica in sync", || {
-        leader_and_isr(&bootstrap, &topic, 0).filter(|(l, isr)| *l > 0 && isr == &[1, 2, 3])
-    });
+    create_in_sync(&bootstrap, &topic).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     // the producer: one record at a time, each acknowledged offset remembered
@@ -1107,16 +1103,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     let all = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
     let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
     let log = consume_n(&all, end as usize, Duration::from_secs(60));
-    let by_offset: std::collections::HashMap<i64, String> =
-        log.iter().map(|m| (m.offset(), String::from_utf8(value_of(m).unwrap()).unwrap())).collect();
-    for (offset, value) in &acked {
-        assert_eq!(by_offset.get(offset), Some(value), "acknowledged record at offset {offset}");
-    }
-    let mut values: Vec<&String> = by_offset.values().collect();
-    let count = values.len();
-    values.sort();
-    values.dedup();
-    assert_eq!(values.len(), count, "no record appears twice");
+    assert_acknowledged_once(&log, &acked);
     assert!(progress.last_committed > 0, "the group committed: {progress:?}");
     failovers.sort();
     eprintln!(
@@ -1126,12 +1113,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
         failovers.last().unwrap()
     );
 
-    for node in &mut cluster.nodes {
-        if let Some(p) = node.process.take() {
-            assert!(p.terminate().success());
-        }
-    }
-    let replicas: Vec<Vec<u8>> = cluster.nodes.iter().map(|n| partition_bytes(&n.dir, &topic, 0)).collect();
-    assert!(replicas.iter().all(|r| *r == replicas[0]), "replicas differ");
+    cluster.stop_all();
+    assert_replicas_identical(&cluster, &topic, 0);
     assert!(!committed_went_back.load(Ordering::SeqCst), "a committed offset went back");
 }

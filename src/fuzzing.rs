@@ -55,6 +55,7 @@ fn broker() -> &'static (tokio::runtime::Runtime, Arc<Broker>) {
             partitions: 2,
             replication_factor: 1,
             configs: Default::default(),
+            assignments: Vec::new(),
         };
         let _ = rt.block_on(broker.create_topic(&new));
         (rt, broker)

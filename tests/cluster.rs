@@ -197,6 +197,7 @@ impl Cluster {
             "controller.listener.names=CONTROLLER".to_string(),
         ];
         sets.extend(FAST.iter().map(|(k, v)| format!("{k}={v}")));
+        sets.push(format!("broker.rack={}", rack_of(node.id)));
         let id = node.id.to_string();
         let mut args = vec!["--node-id", id.as_str()];
         for s in &sets {
@@ -781,6 +782,71 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
     assert!(kept < 3, "the acks=1 tail only the dead leader had is gone ({kept} of 20 kept)");
     cluster.stop_all();
     assert_replicas_identical(&cluster, &topic, 0);
+}
+
+/// Test brokers sit on two racks: odd ids on `rack-a`, even ones on `rack-b`.
+fn rack_of(id: i32) -> &'static str {
+    if id % 2 == 1 {
+        "rack-a"
+    } else {
+        "rack-b"
+    }
+}
+
+/// CreateTopics and CreatePartitions with a manual replica assignment put the replicas there
+/// (the first one leads), refusing unknown brokers; placed by the controller, every partition
+/// of an RF=2 topic spans both racks.
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_assignments_are_honoured_and_placement_spreads_over_racks() {
+    use rdkafka::admin::NewPartitions;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let admin = admin(&bootstrap);
+    let opts = AdminOptions::new();
+    let replicas_of = |topic: &str| -> Vec<(i32, Vec<i32>)> {
+        let md = metadata(&bootstrap);
+        let t = md.topics().iter().find(|t| t.name() == topic).expect("the topic");
+        let mut parts: Vec<(i32, Vec<i32>)> =
+            t.partitions().iter().map(|p| (p.leader(), p.replicas().to_vec())).collect();
+        parts.sort_by_key(|(_, r)| r.clone());
+        parts
+    };
+
+    let manual = topic_name("manual");
+    let assignment: &[&[i32]] = &[&[2, 3], &[3, 1], &[1, 2]];
+    let new = NewTopic::new(&manual, 3, TopicReplication::Variable(assignment));
+    assert!(admin.create_topics(&[new], &opts).await.unwrap()[0].is_ok());
+    let got = eventually(Duration::from_secs(15), "the manual topic led", || {
+        let parts = replicas_of(&manual);
+        parts.iter().all(|(l, _)| *l > 0).then_some(parts)
+    });
+    let mut expected: Vec<(i32, Vec<i32>)> = assignment.iter().map(|r| (r[0], r.to_vec())).collect();
+    expected.sort_by_key(|(_, r)| r.clone());
+    assert_eq!(got, expected, "replicas where assigned, the first one leading");
+
+    let grow = NewPartitions::new(&manual, 4).assign(&[&[2, 1]]);
+    assert!(admin.create_partitions(&[grow], &opts).await.unwrap()[0].is_ok());
+    eventually(Duration::from_secs(15), "the added partition where assigned", || {
+        replicas_of(&manual).contains(&(2, vec![2, 1])).then_some(())
+    });
+
+    let unknown = topic_name("unknown-broker");
+    let bad: &[&[i32]] = &[&[1, 9]];
+    let new = NewTopic::new(&unknown, 1, TopicReplication::Variable(bad));
+    let refused = admin.create_topics(&[new], &opts).await.unwrap().remove(0);
+    assert_eq!(refused.map_err(|(_, code)| code), Err(RDKafkaErrorCode::InvalidReplicaAssignment));
+
+    let spread = topic_name("racks");
+    assert!(create(&bootstrap, &spread, 6, 2).await.is_ok());
+    let parts = eventually(Duration::from_secs(15), "the placed topic", || {
+        let parts = replicas_of(&spread);
+        (parts.len() == 6).then_some(parts)
+    });
+    for (_, replicas) in parts {
+        let racks: std::collections::BTreeSet<&str> = replicas.iter().map(|b| rack_of(*b)).collect();
+        assert_eq!(racks.len(), 2, "replicas {replicas:?} on both racks");
+    }
 }
 
 /// The leader is cut off from the other brokers (quorum and replication links, through

@@ -259,6 +259,15 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
         ApiKey::EndTxn => boxed!(EndTxnRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
             .with_committed(true)),
+        ApiKey::WriteTxnMarkers => boxed!(WriteTxnMarkersRequest::default().with_markers(vec![
+            write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(ProducerId(12345))
+                .with_producer_epoch(0)
+                .with_transaction_result(false)
+                .with_topics(vec![write_txn_markers_request::WritableTxnMarkerTopic::default()
+                    .with_name(name(topic))
+                    .with_partition_indexes(vec![0])])
+        ])),
         ApiKey::TxnOffsetCommit => boxed!(TxnOffsetCommitRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -371,6 +380,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::AddPartitionsToTxn => check!(AddPartitionsToTxnResponse),
         ApiKey::AddOffsetsToTxn => check!(AddOffsetsToTxnResponse),
         ApiKey::EndTxn => check!(EndTxnResponse),
+        ApiKey::WriteTxnMarkers => check!(WriteTxnMarkersResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),

@@ -242,6 +242,10 @@ pub struct NewTopic {
     pub partitions: i32,
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Manual replica assignment (CreateTopics `assignments`), partition by partition; empty
+    /// for the controller to place the replicas.
+    #[serde(default)]
+    pub assignments: Vec<Vec<i32>>,
 }
 
 pub struct Broker {
@@ -575,13 +579,24 @@ impl Broker {
     }
 
     /// Grows a topic to `count` partitions.
-    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+    /// Grows a topic to `count` partitions; `assignments` (one replica list per new
+    /// partition) places them by hand.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Vec<Vec<i32>>,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
         let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
         crate::cluster::controller::check_partition_count(topic.partition_count, count)?;
+        if !assignments.is_empty() {
+            crate::cluster::controller::check_manual_assignment(&self.metadata_image(), &assignments)?;
+        }
         if validate_only {
             return Ok(());
         }
-        self.control(ControllerOp::CreatePartitions { name: name.to_string(), count }).await.map(|_| ())
+        self.control(ControllerOp::CreatePartitions { name: name.to_string(), count, assignments }).await.map(|_| ())
     }
 
     /// Replaces a topic's config overrides (already validated by the caller).

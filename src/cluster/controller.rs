@@ -40,6 +40,9 @@ pub enum ControllerOp {
     CreatePartitions {
         name: String,
         count: i32,
+        /// Replica lists of the new partitions when placed by hand.
+        #[serde(default)]
+        assignments: Vec<Vec<i32>>,
     },
     /// Replaces a topic's config overrides (already validated).
     TopicConfigs {
@@ -133,7 +136,10 @@ pub fn plan(
     Ok(match op {
         ControllerOp::CreateTopic { topic } => {
             let (partitions, rf, configs) = check_new_topic(image, config, topic)?;
-            let replicas = place(image, config, 0..partitions, rf)?;
+            let replicas = match &topic.assignments {
+                manual if !manual.is_empty() => manual.clone(),
+                _ => place(image, config, 0..partitions, rf)?,
+            };
             let id = Uuid::new_v4();
             let create = MetadataRecord::CreateTopic { name: topic.name.clone(), id, partitions, configs, replicas };
             (vec![create], Outcome::Topic { id })
@@ -145,12 +151,24 @@ pub fn plan(
             let id = topic_id(name)?;
             (vec![MetadataRecord::DeleteTopic { id }], Outcome::Topic { id })
         }
-        ControllerOp::CreatePartitions { name, count } => {
+        ControllerOp::CreatePartitions { name, count, assignments } => {
             let id = topic_id(name)?;
             let topic = &image.topics[name];
             check_partition_count(topic.partitions, *count)?;
             let rf = topic.replicas_of(0).map_or(1, <[i32]>::len) as i16;
-            let replicas = place(image, config, topic.partitions..*count, rf)?;
+            let replicas = if assignments.is_empty() {
+                place(image, config, topic.partitions..*count, rf)?
+            } else {
+                check_manual_assignment(image, assignments)?;
+                if assignments.len() as i32 != *count - topic.partitions {
+                    return Err(AdminError::InvalidReplicaAssignment(format!(
+                        "Increasing the number of partitions by {} but {} assignments provided.",
+                        *count - topic.partitions,
+                        assignments.len()
+                    )));
+                }
+                assignments.clone()
+            };
             done(MetadataRecord::CreatePartitions { id, count: *count, replicas })
         }
         ControllerOp::TopicConfigs { name, configs } => {
@@ -282,18 +300,79 @@ fn elect_leaders(image: &MetadataImage, config: &BrokerConfig, leaving: Option<i
     records
 }
 
-/// Places the replicas of `partitions` on the unfenced brokers: `rf` consecutive brokers from
-/// a random start, shifted by one per partition, so replicas and leaders spread evenly.
+/// Places the replicas of `partitions` on the unfenced brokers: from a random start, shifted
+/// by one per partition (so leaders spread), each partition takes the next brokers in turn.
+/// With `broker.rack` set the brokers are ordered rack by rack in turn (Kafka's
+/// rack-alternated list) and a broker whose rack already holds one of the partition's
+/// replicas is passed over until every rack holds one, as Kafka's rack-aware assignment does.
 fn place(
     image: &MetadataImage,
     config: &BrokerConfig,
     partitions: std::ops::Range<i32>,
     rf: i16,
 ) -> Result<Vec<Vec<i32>>, AdminError> {
-    let live = placeable_brokers(image, config, rf)?;
+    let live = rack_alternated(image, placeable_brokers(image, config, rf)?);
+    let rack = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.clone());
+    let racks = live.iter().map(|b| rack(*b)).collect::<std::collections::BTreeSet<_>>().len();
     let n = live.len();
     let start = (Uuid::new_v4().as_u128() % n as u128) as usize;
-    Ok(partitions.map(|p| (0..rf as usize).map(|j| live[(start + p as usize + j) % n]).collect()).collect())
+    let replicas_of = |p: usize| {
+        let mut chosen: Vec<i32> = Vec::with_capacity(rf as usize);
+        let mut used = std::collections::BTreeSet::new();
+        // two passes: the first skips racks already used while some rack has none
+        for pass in 0..2 {
+            for b in (0..n).map(|j| live[(start + p + j) % n]) {
+                let spread = pass == 1 || used.len() == racks || !used.contains(&rack(b));
+                if chosen.len() < rf as usize && !chosen.contains(&b) && spread {
+                    used.insert(rack(b));
+                    chosen.push(b);
+                }
+            }
+        }
+        chosen
+    };
+    Ok(partitions.map(|p| replicas_of(p as usize)).collect())
+}
+
+/// `brokers` ordered so that racks take turns: the first broker of each rack, then the second
+/// of each, and so on (brokers without a rack form one rack of their own).
+fn rack_alternated(image: &MetadataImage, brokers: Vec<i32>) -> Vec<i32> {
+    let mut racks: BTreeMap<Option<String>, Vec<i32>> = BTreeMap::new();
+    for id in brokers {
+        let rack = image.brokers.get(&id).and_then(|b| b.rack.clone());
+        racks.entry(rack).or_default().push(id);
+    }
+    let deepest = racks.values().map(Vec::len).max().unwrap_or(0);
+    (0..deepest).flat_map(|i| racks.values().filter_map(move |r| r.get(i).copied()).collect::<Vec<_>>()).collect()
+}
+
+/// Kafka's checks of a manual replica assignment: every partition has replicas, none twice,
+/// all partitions as many, and only registered brokers.
+pub fn check_manual_assignment(image: &MetadataImage, assignments: &[Vec<i32>]) -> Result<(), AdminError> {
+    let invalid = |m: String| Err(AdminError::InvalidReplicaAssignment(m));
+    let rf = assignments.first().map_or(0, Vec::len);
+    for (p, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return invalid(format!(
+                "The manual partition assignment includes an empty replica list for partition {p}."
+            ));
+        }
+        if replicas.len() != rf {
+            return invalid("All partitions should have the same number of replicas.".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for b in replicas {
+            if !seen.insert(*b) {
+                return invalid(format!("The manual partition assignment includes broker {b} more than once."));
+            }
+            if !image.brokers.contains_key(b) {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {b}, but no such broker is registered."
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The brokers replicas may go to, once `rf` is known to fit them.
@@ -356,7 +435,11 @@ pub fn check_new_topic(
             )))
         }
     };
-    placeable_brokers(image, config, rf)?;
+    if t.assignments.is_empty() {
+        placeable_brokers(image, config, rf)?;
+    } else {
+        check_manual_assignment(image, &t.assignments)?;
+    }
     let configs = crate::config::validate_topic_configs(&t.configs)?;
     Ok((partitions, rf, configs))
 }

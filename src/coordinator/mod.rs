@@ -123,6 +123,7 @@ pub async fn ensure_internal_topic(broker: &Broker, topic: &InternalTopic, lock:
         partitions: cfg.get_i64(topic.partitions_key) as i32,
         replication_factor,
         configs,
+        assignments: Vec::new(),
     };
     match broker.create_topic(&new).await {
         Ok(_) | Err(AdminError::TopicAlreadyExists(_)) => Ok(()),

@@ -112,7 +112,13 @@ async fn lookup_or_create(ctx: &RequestContext, name: &str, auto_create: bool) -
     if !ctx.cluster_authorized(op::CREATE) && !ctx.authorized(op::CREATE, resource::TOPIC, name) {
         return Err(ResponseError::TopicAuthorizationFailed);
     }
-    let new = NewTopic { name: name.to_string(), partitions: -1, replication_factor: -1, configs: Default::default() };
+    let new = NewTopic {
+        name: name.to_string(),
+        partitions: -1,
+        replication_factor: -1,
+        configs: Default::default(),
+        assignments: Vec::new(),
+    };
     match broker.create_topic(&new).await {
         Ok(t) => Ok(t),
         Err(AdminError::TopicAlreadyExists(_)) => broker.topic(name).ok_or(ResponseError::UnknownTopicOrPartition),

@@ -81,21 +81,23 @@ async fn create_one(
         partitions: t.num_partitions,
         replication_factor: t.replication_factor,
         configs,
+        assignments: Vec::new(),
     };
     if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(AdminError::InvalidRequest("Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into()));
         }
-        check_assignments(t.assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()), broker.node_id)?;
-        let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
-        indexes.sort_unstable();
-        if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        let mut assignments: Vec<(i32, Vec<i32>)> =
+            t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect();
+        assignments.sort_by_key(|(p, _)| *p);
+        if assignments.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
             return Err(AdminError::InvalidReplicaAssignment(
                 "Partitions should be a consecutive 0-based integer sequence".into(),
             ));
         }
-        new.partitions = t.assignments.len() as i32;
-        new.replication_factor = t.assignments[0].broker_ids.len() as i16;
+        new.assignments = assignments.into_iter().map(|(_, replicas)| replicas).collect();
+        new.partitions = new.assignments.len() as i32;
+        new.replication_factor = new.assignments[0].len() as i16;
     }
     let (partitions, rf, configs, id) = if validate_only {
         let (p, rf, c) = broker.check_new_topic(&new)?;
@@ -121,18 +123,6 @@ async fn create_one(
         .with_num_partitions(partitions)
         .with_replication_factor(rf)
         .with_configs(Some(described)))
-}
-
-/// Manual replica assignments may only name this broker, once per partition.
-fn check_assignments(replicas: impl Iterator<Item = Vec<i32>>, node_id: i32) -> Result<(), AdminError> {
-    for r in replicas {
-        if r.is_empty() || r.iter().any(|b| *b != node_id) || r.len() > 1 {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "Replica assignment {r:?} names brokers other than the only broker, {node_id}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 pub async fn delete_topics(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -180,20 +170,17 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
             result = Err(AdminError::TopicAuthorizationFailed);
         } else if let (Some(assignments), Some(topic)) = (&t.assignments, broker.topic(&name)) {
             let adding = t.count - topic.partition_count;
-            result = if assignments.len() as i32 != adding {
-                Err(AdminError::InvalidReplicaAssignment(format!(
+            if assignments.len() as i32 != adding {
+                result = Err(AdminError::InvalidReplicaAssignment(format!(
                     "Increasing the number of partitions by {adding} but {} assignments provided.",
                     assignments.len()
-                )))
-            } else {
-                check_assignments(
-                    assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()),
-                    broker.node_id,
-                )
-            };
+                )));
+            }
         }
         if result.is_ok() {
-            result = broker.create_partitions(&name, t.count, req.validate_only).await;
+            let assignments =
+                t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+            result = broker.create_partitions(&name, t.count, assignments, req.validate_only).await;
         }
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = result {

@@ -18,7 +18,10 @@ fn current_leader(ctx: &RequestContext, topic: &str, partition: i32) -> Option<(
 }
 
 /// The endpoints, on the client's listener, of the leaders named in hints.
-fn endpoints(ctx: &RequestContext, leaders: impl IntoIterator<Item = i32>) -> Vec<BrokerEndpoint> {
+fn endpoints(ctx: &RequestContext, leaders: Vec<i32>) -> Vec<BrokerEndpoint> {
+    if leaders.is_empty() {
+        return Vec::new(); // the usual answer: no hint, and no cluster view built per request
+    }
     let view = ctx.broker.cluster_view(&ctx.session.listener.name);
     let by_id: BTreeMap<i32, BrokerEndpoint> = view.brokers.into_iter().map(|b| (b.id, b)).collect();
     let mut ids: Vec<i32> = leaders.into_iter().collect();

@@ -28,10 +28,6 @@ const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 /// How long a follower's fetch waits at the leader for new data.
 const FETCH_MAX_WAIT_MS: i32 = 500;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
-fn role_changed() -> std::io::Error {
-    std::io::Error::other("no longer following in this epoch")
-}
-
 /// Pause before a follower tries its leader again after a failure.
 const RETRY: Duration = Duration::from_millis(200);
 
@@ -263,6 +259,11 @@ impl Broker {
             }
         }
     }
+}
+
+/// A fetcher whose partition no longer follows in its epoch stops (its task is being aborted).
+fn role_changed() -> std::io::Error {
+    std::io::Error::other("no longer following in this epoch")
 }
 
 /// A leader's per-partition error code as the follower's error (the fetcher restarts on it).

@@ -3,8 +3,6 @@
 //! carries that leader's endpoint, so a client (librdkafka 2.4+, the Java client 3.7+) goes
 //! straight to it instead of waiting for a metadata refresh.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::{fetch_response, produce_response, BrokerId, FetchResponse, ProduceResponse};
 use kafka_protocol::ResponseError;
 
@@ -13,21 +11,36 @@ use crate::broker::BrokerEndpoint;
 
 /// The current leader and leader epoch of a partition, as this broker's metadata has them.
 fn current_leader(ctx: &RequestContext, topic: &str, partition: i32) -> Option<(i32, i32)> {
-    let state = ctx.broker.topic(topic)?.state(partition).cloned()?;
+    let topic = ctx.broker.topic(topic)?;
+    let state = topic.state(partition)?;
     (state.leader >= 0).then_some((state.leader, state.leader_epoch))
 }
 
 /// The endpoints, on the client's listener, of the leaders named in hints.
-fn endpoints(ctx: &RequestContext, leaders: Vec<i32>) -> Vec<BrokerEndpoint> {
+fn endpoints(ctx: &RequestContext, mut leaders: Vec<i32>) -> Vec<BrokerEndpoint> {
     if leaders.is_empty() {
         return Vec::new(); // the usual answer: no hint, and no cluster view built per request
     }
+    leaders.sort_unstable();
+    leaders.dedup();
     let view = ctx.broker.cluster_view(&ctx.session.listener.name);
-    let by_id: BTreeMap<i32, BrokerEndpoint> = view.brokers.into_iter().map(|b| (b.id, b)).collect();
-    let mut ids: Vec<i32> = leaders.into_iter().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.into_iter().filter_map(|id| by_id.get(&id).cloned()).collect()
+    view.brokers.into_iter().filter(|b| leaders.binary_search(&b.id).is_ok()).collect()
+}
+
+/// The response's `node_endpoints` (Produce and Fetch each have their own `NodeEndpoint`).
+macro_rules! node_endpoints {
+    ($module:ident, $endpoints:expr) => {
+        $endpoints
+            .into_iter()
+            .map(|b| {
+                $module::NodeEndpoint::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(str_bytes(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(str_bytes))
+            })
+            .collect()
+    };
 }
 
 pub fn produce(ctx: &RequestContext, mut resp: ProduceResponse) -> ProduceResponse {
@@ -43,16 +56,7 @@ pub fn produce(ctx: &RequestContext, mut resp: ProduceResponse) -> ProduceRespon
             }
         }
     }
-    resp.node_endpoints = endpoints(ctx, leaders)
-        .into_iter()
-        .map(|b| {
-            produce_response::NodeEndpoint::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.map(str_bytes))
-        })
-        .collect();
+    resp.node_endpoints = node_endpoints!(produce_response, endpoints(ctx, leaders));
     resp
 }
 
@@ -60,6 +64,10 @@ pub fn fetch(ctx: &RequestContext, mut resp: FetchResponse) -> FetchResponse {
     let hinted = [ResponseError::NotLeaderOrFollower.code(), ResponseError::FencedLeaderEpoch.code()];
     let mut leaders = Vec::new();
     for t in &mut resp.responses {
+        if !t.partitions.iter().any(|p| hinted.contains(&p.error_code)) {
+            continue; // the usual answer: no topic lookup
+        }
+        // Fetch v13+ names topics by id only
         let name = match ctx.broker.topic_by_id(&t.topic_id) {
             Some(topic) if t.topic.0.is_empty() => topic.name.clone(),
             _ => t.topic.0.to_string(),
@@ -73,15 +81,6 @@ pub fn fetch(ctx: &RequestContext, mut resp: FetchResponse) -> FetchResponse {
             }
         }
     }
-    resp.node_endpoints = endpoints(ctx, leaders)
-        .into_iter()
-        .map(|b| {
-            fetch_response::NodeEndpoint::default()
-                .with_node_id(BrokerId(b.id))
-                .with_host(str_bytes(b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.map(str_bytes))
-        })
-        .collect();
+    resp.node_endpoints = node_endpoints!(fetch_response, endpoints(ctx, leaders));
     resp
 }

@@ -831,6 +831,26 @@ async fn manual_assignments_are_honoured_and_placement_spreads_over_racks() {
         replicas_of(&manual).contains(&(2, vec![2, 1])).then_some(())
     });
 
+    // one replica list per added partition, or nothing is added
+    {
+        use kafka_protocol::messages::create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic};
+        use kafka_protocol::messages::{
+            ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
+        };
+        let one_short =
+            CreatePartitionsRequest::default().with_timeout_ms(5000).with_topics(vec![CreatePartitionsTopic::default(
+            )
+            .with_name(TopicName(kafka_protocol::protocol::StrBytes::from_string(manual.clone())))
+            .with_count(6)
+            .with_assignments(Some(vec![
+                CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1), BrokerId(2)])
+            ]))]);
+        let resp: CreatePartitionsResponse =
+            raw::call(&cluster.nodes[0].client, ApiKey::CreatePartitions, 3, &one_short);
+        assert_eq!(resp.results[0].error_code, kafka_protocol::ResponseError::InvalidReplicaAssignment.code());
+        assert_eq!(replicas_of(&manual).len(), 4, "nothing added");
+    }
+
     let unknown = topic_name("unknown-broker");
     let bad: &[&[i32]] = &[&[1, 9]];
     let new = NewTopic::new(&unknown, 1, TopicReplication::Variable(bad));

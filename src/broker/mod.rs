@@ -585,17 +585,21 @@ impl Broker {
         &self,
         name: &str,
         count: i32,
-        assignments: Vec<Vec<i32>>,
+        assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<(), AdminError> {
         let topic = self.topic(name).ok_or(AdminError::UnknownTopic)?;
-        crate::cluster::controller::check_partition_count(topic.partition_count, count)?;
-        if !assignments.is_empty() {
-            crate::cluster::controller::check_manual_assignment(&self.metadata_image(), &assignments)?;
-        }
+        let current = topic.partition_count;
+        crate::cluster::controller::check_partition_growth(
+            &self.metadata_image(),
+            current,
+            count,
+            assignments.as_deref(),
+        )?;
         if validate_only {
             return Ok(());
         }
+        let assignments = assignments.unwrap_or_default();
         self.control(ControllerOp::CreatePartitions { name: name.to_string(), count, assignments }).await.map(|_| ())
     }
 

@@ -154,20 +154,12 @@ pub fn plan(
         ControllerOp::CreatePartitions { name, count, assignments } => {
             let id = topic_id(name)?;
             let topic = &image.topics[name];
-            check_partition_count(topic.partitions, *count)?;
+            let manual = (!assignments.is_empty()).then_some(assignments.as_slice());
+            check_partition_growth(image, topic.partitions, *count, manual)?;
             let rf = topic.replicas_of(0).map_or(1, <[i32]>::len) as i16;
-            let replicas = if assignments.is_empty() {
-                place(image, config, topic.partitions..*count, rf)?
-            } else {
-                check_manual_assignment(image, assignments)?;
-                if assignments.len() as i32 != *count - topic.partitions {
-                    return Err(AdminError::InvalidReplicaAssignment(format!(
-                        "Increasing the number of partitions by {} but {} assignments provided.",
-                        *count - topic.partitions,
-                        assignments.len()
-                    )));
-                }
-                assignments.clone()
+            let replicas = match manual {
+                Some(manual) => manual.to_vec(),
+                None => place(image, config, topic.partitions..*count, rf)?,
             };
             done(MetadataRecord::CreatePartitions { id, count: *count, replicas })
         }
@@ -390,8 +382,31 @@ fn placeable_brokers(image: &MetadataImage, config: &BrokerConfig, rf: i16) -> R
     Ok(live)
 }
 
+/// CreatePartitions' checks of growing a topic from `current` to `count` partitions: a manual
+/// assignment (`Some`, even empty) needs one valid replica list per added partition, checked
+/// first, then the count must grow the topic. The broker that takes the request runs them
+/// (and answers `validate_only` with them), the controller again against its image.
+pub fn check_partition_growth(
+    image: &MetadataImage,
+    current: i32,
+    count: i32,
+    assignments: Option<&[Vec<i32>]>,
+) -> Result<(), AdminError> {
+    if let Some(assignments) = assignments {
+        if assignments.len() as i32 != count - current {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {} but {} assignments provided.",
+                count - current,
+                assignments.len()
+            )));
+        }
+        check_manual_assignment(image, assignments)?;
+    }
+    check_partition_count(current, count)
+}
+
 /// Kafka's answer to growing a topic to `count` partitions when it has `current`.
-pub fn check_partition_count(current: i32, count: i32) -> Result<(), AdminError> {
+fn check_partition_count(current: i32, count: i32) -> Result<(), AdminError> {
     if count > current {
         return Ok(());
     }

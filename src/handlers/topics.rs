@@ -165,23 +165,13 @@ pub async fn create_partitions(ctx: &RequestContext, req: CreatePartitionsReques
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
-        let mut result = Ok(());
-        if !ctx.authorized(op::ALTER, resource::TOPIC, &name) {
-            result = Err(AdminError::TopicAuthorizationFailed);
-        } else if let (Some(assignments), Some(topic)) = (&t.assignments, broker.topic(&name)) {
-            let adding = t.count - topic.partition_count;
-            if assignments.len() as i32 != adding {
-                result = Err(AdminError::InvalidReplicaAssignment(format!(
-                    "Increasing the number of partitions by {adding} but {} assignments provided.",
-                    assignments.len()
-                )));
-            }
-        }
-        if result.is_ok() {
+        let result = if !ctx.authorized(op::ALTER, resource::TOPIC, &name) {
+            Err(AdminError::TopicAuthorizationFailed)
+        } else {
             let assignments =
-                t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
-            result = broker.create_partitions(&name, t.count, assignments, req.validate_only).await;
-        }
+                t.assignments.as_ref().map(|a| a.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect());
+            broker.create_partitions(&name, t.count, assignments, req.validate_only).await
+        };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = result {
             r = r.with_error_code(e.code()).with_error_message(error_message(&e));

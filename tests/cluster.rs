@@ -419,6 +419,32 @@ async fn create_in_sync(bootstrap: &str, topic: &str) -> i32 {
     leader
 }
 
+/// An idempotent acks=all producer writing `TAG-N` to partition 0 one record at a time until
+/// `stop`, each acknowledged offset and value pushed to `acked`.
+fn keep_producing(
+    bootstrap: String,
+    topic: String,
+    tag: &'static str,
+    extra: &[(&'static str, &'static str)],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(i64, String)>>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut settings = vec![("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")];
+    settings.extend_from_slice(extra);
+    tokio::spawn(async move {
+        let p = producer(&bootstrap, &settings);
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let value = format!("{tag}-{i}");
+            i += 1;
+            let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
+            if let Ok(d) = p.send(record, Duration::from_secs(60)).await {
+                acked.lock().unwrap().push((d.offset, value));
+            }
+        }
+    })
+}
+
 /// Every acknowledged `(offset, value)` is in `log` at its offset, and no value is there twice.
 fn assert_acknowledged_once(log: &[rdkafka::message::OwnedMessage], acked: &[(i64, String)]) {
     use rdkafka::Message;
@@ -889,22 +915,9 @@ async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replic
     let acked: Arc<Mutex<Vec<(i64, String)>>> = Default::default();
     let others: String =
         cluster.nodes.iter().filter(|n| n.id != leader).map(|n| n.client.clone()).collect::<Vec<_>>().join(",");
+    let settings = [("request.timeout.ms", "3000")];
     let produce = |bootstrap: String, tag: &'static str| {
-        let (stop, acked, topic) = (stop.clone(), acked.clone(), topic.clone());
-        tokio::spawn(async move {
-            let settings =
-                [("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0"), ("request.timeout.ms", "3000")];
-            let p = producer(&bootstrap, &settings);
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let value = format!("{tag}-{i}");
-                i += 1;
-                let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
-                if let Ok(d) = p.send(record, Duration::from_secs(60)).await {
-                    acked.lock().unwrap().push((d.offset, value));
-                }
-            }
-        })
+        keep_producing(bootstrap, topic.clone(), tag, &settings, stop.clone(), acked.clone())
     };
     let everyone = produce(bootstrap.clone(), "all");
     eventually(Duration::from_secs(30), "writes before the cut", || (acked.lock().unwrap().len() >= 100).then_some(()));
@@ -1089,21 +1102,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     let stop = Arc::new(AtomicBool::new(false));
     // the producer: one record at a time, each acknowledged offset remembered
     let acked: Arc<Mutex<Vec<(i64, String)>>> = Default::default();
-    let producing = {
-        let (stop, acked, topic, bootstrap) = (stop.clone(), acked.clone(), topic.clone(), bootstrap.clone());
-        tokio::spawn(async move {
-            let p = producer(&bootstrap, &[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")]);
-            let mut i = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                let value = format!("r-{i}");
-                i += 1;
-                let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
-                if let Ok(delivery) = p.send(record, Duration::from_secs(60)).await {
-                    acked.lock().unwrap().push((delivery.offset, value));
-                }
-            }
-        })
-    };
+    let producing = keep_producing(bootstrap.clone(), topic.clone(), "r", &[], stop.clone(), acked.clone());
     // the group: consumes, commits every 20 records; the committed offset must only grow.
     // It starts from a committed offset 0 rather than from auto.offset.reset: librdkafka
     // keeps a ListOffsets(BEGINNING) that failed on a dead broker queued for retry, and when

@@ -80,6 +80,8 @@ struct Cluster {
     nodes: Vec<Node>,
     voters: String,
     faults: Option<Faults>,
+    /// Settings of this test on top of [`FAST`].
+    settings: Vec<(&'static str, &'static str)>,
 }
 
 /// The cluster tests run one at a time: each starts three brokers, and a 2-core CI machine
@@ -102,6 +104,13 @@ impl Cluster {
         Cluster::launch(Cluster::plan(n), None)
     }
 
+    /// [`Cluster::start`] with `settings` on top of [`FAST`].
+    fn start_with(n: i32, settings: &[(&'static str, &'static str)]) -> Cluster {
+        let mut cluster = Cluster::plan(n);
+        cluster.settings = settings.to_vec();
+        Cluster::launch(cluster, None)
+    }
+
     fn plan(n: i32) -> Cluster {
         let root = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (1..=n)
@@ -115,7 +124,7 @@ impl Cluster {
             })
             .collect();
         let voters = nodes.iter().map(|n| format!("{}@{}", n.id, n.controller)).collect::<Vec<_>>().join(",");
-        Cluster { _root: root, nodes, voters, faults: None }
+        Cluster { _root: root, nodes, voters, faults: None, settings: Vec::new() }
     }
 
     /// `n` brokers whose links to each other (quorum and replication) go through proxies the
@@ -196,7 +205,7 @@ impl Cluster {
             format!("controller.quorum.voters={voters}"),
             "controller.listener.names=CONTROLLER".to_string(),
         ];
-        sets.extend(FAST.iter().map(|(k, v)| format!("{k}={v}")));
+        sets.extend(FAST.iter().chain(&self.settings).map(|(k, v)| format!("{k}={v}")));
         sets.push(format!("broker.rack={}", rack_of(node.id)));
         let id = node.id.to_string();
         let mut args = vec!["--node-id", id.as_str()];
@@ -304,7 +313,9 @@ fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -
 #[tokio::test(flavor = "multi_thread")]
 async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(3);
+    // a session far longer than the test waits for the dead broker to be fenced: a broker whose
+    // process is gone is fenced as soon as its heartbeats are late and its port refuses
+    let mut cluster = Cluster::start_with(3, &[("broker.session.timeout.ms", "60000")]);
     let bootstrap = cluster.bootstrap();
 
     // formed without a format step: one cluster id, in every meta.properties and in Metadata
@@ -364,7 +375,8 @@ async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller(
         assert!(Instant::now() < deadline, "no topic created after failover: {e:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // the dead broker is fenced: left out of Metadata, its partitions without a leader
+    // the dead broker is fenced (long before its session ends): left out of Metadata, its
+    // partitions without a leader
     eventually(Duration::from_secs(10), "the dead broker fenced", || {
         let md = metadata(&survivors);
         let t = md.topics().iter().find(|t| t.name() == topic)?;
@@ -387,6 +399,31 @@ async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller(
         expected[p].extend(values);
     }
     assert_eq!(consume_all(&bootstrap, &topic, 6, 360), expected);
+
+    // a node of another cluster in node 3's place: the members refuse it and it refuses them,
+    // it stops with the reason, and the cluster goes on without it
+    let third = cluster.index_of(3);
+    assert!(cluster.nodes[third].process.take().expect("running").terminate().success());
+    let foreign_dir = cluster._root.path().join("foreign-3");
+    std::fs::create_dir_all(&foreign_dir).unwrap();
+    let foreign_id = "AnotherClusterAAAAAAAAA";
+    std::fs::write(foreign_dir.join("meta.properties"), format!("version=1\ncluster.id={foreign_id}\nnode.id=3\n"))
+        .unwrap();
+    let own_dir = std::mem::replace(&mut cluster.nodes[third].dir, foreign_dir);
+    cluster.spawn(third);
+    let mut foreign = cluster.nodes[third].process.take().expect("spawned");
+    let status = foreign.wait_exit(Duration::from_secs(30)).expect("the node of another cluster stops");
+    assert!(!status.success());
+    eventually(Duration::from_secs(5), "the refusal in the foreign node's log", || {
+        foreign.logged("the metadata quorum refuses this node").then_some(())
+    });
+    let member = cluster.nodes[0].process.as_ref().expect("running");
+    assert!(member.logged(&format!("is of cluster {foreign_id}")), "node 1 logged the refusal");
+    let after = topic_name("after-foreign");
+    let survivors = cluster.bootstrap();
+    assert!(create(&survivors, &after, 2, 2).await.is_ok());
+    assert_eq!(metadata(&survivors).brokers().len(), 2, "the foreign node never registered");
+    cluster.nodes[third].dir = own_dir;
 }
 
 /// The active controller's id, from DescribeCluster as a Kafka admin client reads it.

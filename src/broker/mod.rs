@@ -290,6 +290,8 @@ const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a broker waits for its metadata quorum to have a leader at start-up before it
 /// says so (a voter waits on for the others; a quorum of one gives up).
 const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
+/// How often start-up checks on a quorum that has no leader yet.
+const QUORUM_POLL: Duration = Duration::from_millis(500);
 /// How long a stopping broker waits for the controller to move its leaderships.
 const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How long an admin change waits to reach this broker's image once committed.
@@ -301,14 +303,15 @@ impl Broker {
         let data_dir = config.data_dir();
         std::fs::create_dir_all(&data_dir)?;
         let node_id = config.node_id();
-        read_identity(&data_dir, node_id)?;
+        let stored_cluster_id = read_identity(&data_dir, node_id)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_start = marker.exists();
         if clean_start {
             std::fs::remove_file(&marker)?;
         }
         let metadata_dir = data_dir.join(METADATA_DIR);
-        let (settings, controller_bind) = QuorumSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        let (mut settings, controller_bind) = QuorumSettings::from_config(&config).map_err(anyhow::Error::msg)?;
+        settings.cluster_id = stored_cluster_id.or_else(|| configured_cluster_id(&config));
         let controller_listener = match controller_bind {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(&addr)
@@ -322,14 +325,21 @@ impl Broker {
         let controller = Arc::new(Controller::new(quorum, shared_config.clone()));
         if let Some(l) = controller_listener {
             tracing::info!(addr = %l.local_addr()?, voters = ?settings.voters, "metadata quorum listening");
-            let raft = controller.quorum.raft.clone();
-            tokio::spawn(crate::cluster::raft_net::serve(l, raft, Some(Arc::downgrade(&controller))));
+            let (raft, identity) = (controller.quorum.raft.clone(), controller.quorum.identity.clone());
+            tokio::spawn(crate::cluster::raft_net::serve(l, raft, identity, Some(Arc::downgrade(&controller))));
         }
-        while controller.quorum.wait_for_leader(QUORUM_START_WAIT).await.is_none() {
-            if settings.is_single() {
+        let mut waited = Duration::ZERO;
+        while controller.quorum.wait_for_leader(QUORUM_POLL).await.is_none() {
+            waited += QUORUM_POLL;
+            if let Some(why) = controller.quorum.refused() {
+                anyhow::bail!("the metadata quorum refuses this node ({why}); is controller.quorum.voters right?");
+            }
+            if settings.is_single() && waited >= QUORUM_START_WAIT {
                 anyhow::bail!("the metadata quorum of one elected no leader within {QUORUM_START_WAIT:?}");
             }
-            tracing::warn!(voters = ?settings.voters, "waiting for the metadata quorum to elect a leader");
+            if waited.as_millis().is_multiple_of(QUORUM_START_WAIT.as_millis()) {
+                tracing::warn!(voters = ?settings.voters, "waiting for the metadata quorum to elect a leader");
+            }
         }
         import_metadata_log(&controller, &metadata_dir).await?;
         let cluster_id = establish_cluster_id(&controller, &data_dir, node_id, &config).await?;
@@ -963,7 +973,7 @@ async fn establish_cluster_id(
     config: &BrokerConfig,
 ) -> anyhow::Result<String> {
     let stored = read_identity(dir, node_id)?;
-    let configured = Some(config.get("cluster.id")).filter(|c| !c.is_empty());
+    let configured = configured_cluster_id(config);
     let proposed = stored.clone().or(configured).unwrap_or_else(|| base64_url(Uuid::new_v4().as_bytes()));
     let id = match controller.submit(&ControllerOp::ClusterId { proposed }).await? {
         (Outcome::ClusterId { id }, _) => id,
@@ -978,6 +988,11 @@ async fn establish_cluster_id(
         None => write_identity(dir, &id, node_id)?,
     }
     Ok(id)
+}
+
+/// `cluster.id` when it is set.
+fn configured_cluster_id(config: &BrokerConfig) -> Option<String> {
+    Some(config.get("cluster.id")).filter(|c| !c.is_empty())
 }
 
 /// URL-safe base64 without padding: the form of Kafka's cluster ids.

@@ -95,11 +95,8 @@ impl Broker {
     /// Where other brokers reach `broker`: its `inter.broker.listener.name` endpoint, or its
     /// first one.
     pub(crate) fn inter_broker_addr(&self, broker: i32) -> Option<String> {
-        let name = self.config.read().get("inter.broker.listener.name").to_ascii_uppercase();
-        let image = self.metadata_image();
-        let b = image.brokers.get(&broker)?;
-        let e = b.endpoint(&name).or_else(|| b.endpoints.first())?;
-        Some(format!("{}:{}", e.host, e.port))
+        let name = self.config.read().get("inter.broker.listener.name");
+        self.metadata_image().brokers.get(&broker)?.inter_broker_addr(&name)
     }
 
     /// A follower's life: fetch from `leader` until the role changes (the task is aborted).

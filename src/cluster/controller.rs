@@ -489,8 +489,8 @@ impl Controller {
                 Err(ControllerError::Admin(e)) => return Err(e),
                 Ok(done) => return Ok(done),
             };
-            if let Some(addr) = leader.and_then(|l| self.quorum.voter_addr(l)) {
-                match forward(addr, op).await {
+            if let Some((to, addr)) = leader.and_then(|l| Some((l, self.quorum.voter_addr(l)?))) {
+                match forward(&self.quorum.identity, to, addr, op).await {
                     Ok(Ok(done)) => return Ok(done),
                     Ok(Err(e)) if e.code != ResponseError::NotController.code() => {
                         return Err(AdminError::Remote { code: e.code, message: e.message })
@@ -543,10 +543,17 @@ impl Controller {
 
 impl Controller {
     /// While this node leads: fences the brokers whose heartbeats stopped for
-    /// `broker.session.timeout.ms`, as Kafka's controller does.
+    /// `broker.session.timeout.ms`, as Kafka's controller does, and sooner the ones that are
+    /// provably gone (see [`Controller::is_gone`]).
     pub async fn run_fencing(self: Arc<Self>) {
-        let session = Duration::from_millis(self.config.read().get_i64("broker.session.timeout.ms").max(1) as u64);
-        let mut tick = tokio::time::interval((session / 4).min(Duration::from_millis(250)));
+        let (session, heartbeat, listener) = {
+            let c = self.config.read();
+            let ms = |key: &str| Duration::from_millis(c.get_i64(key).max(1) as u64);
+            (ms("broker.session.timeout.ms"), ms("broker.heartbeat.interval.ms"), c.get("inter.broker.listener.name"))
+        };
+        // late: one and a half heartbeat intervals without one (and less than a session)
+        let late = (heartbeat * 3 / 2).min(session);
+        let mut tick = tokio::time::interval((session / 4).min(Duration::from_millis(250)).min(heartbeat));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -555,27 +562,48 @@ impl Controller {
                 continue;
             }
             let now = Instant::now();
-            let stale: Vec<i32> = {
+            // (id, silent for, inter-broker address) of every unfenced broker that is late
+            let late_brokers: Vec<(i32, Duration, Option<String>)> = {
                 let image = self.quorum.state.image.read();
                 let mut seen = self.heartbeats.lock();
                 image
                     .brokers
                     .values()
-                    .filter(|b| !b.fenced && now.duration_since(*seen.entry(b.id).or_insert(now)) > session)
-                    .map(|b| b.id)
+                    .filter(|b| !b.fenced)
+                    .map(|b| {
+                        (b.id, now.duration_since(*seen.entry(b.id).or_insert(now)), b.inter_broker_addr(&listener))
+                    })
+                    .filter(|(_, silent, _)| *silent > late)
                     .collect()
             };
-            for id in stale {
-                tracing::warn!(
-                    broker = id,
-                    session_ms = session.as_millis() as u64,
-                    "fencing a broker without heartbeats"
-                );
+            for (id, silent, addr) in late_brokers {
+                let reason = if silent > session {
+                    "no heartbeat for a whole session"
+                } else if Controller::is_gone(addr.as_deref(), heartbeat).await {
+                    "heartbeats late and its listener refuses connections"
+                } else {
+                    continue;
+                };
+                tracing::warn!(broker = id, silent_ms = silent.as_millis() as u64, reason, "fencing a broker");
                 let fence = ControllerOp::Fence { id };
                 if let Err(e) = self.submit_here(&fence).await {
                     tracing::warn!(broker = id, error = ?e, "could not fence a broker");
                 }
             }
+        }
+    }
+
+    /// Whether a late broker's process is provably gone: its host answers, but nothing listens
+    /// on its inter-broker port any more (connection refused). A process that crashed on a
+    /// live host is fenced at once instead of after a whole session; a paused, overloaded or
+    /// unreachable one (no answer, or an accepted connection) waits out the session as in
+    /// Kafka, so this never fences a broker that could still be serving.
+    async fn is_gone(addr: Option<&str>, within: Duration) -> bool {
+        let Some(addr) = addr else { return false };
+        let within = within.min(Duration::from_millis(250));
+        match tokio::time::timeout(within, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            _ => false,
         }
     }
 }

@@ -185,6 +185,13 @@ impl BrokerRegistration {
     pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.listener == listener)
     }
+
+    /// `HOST:PORT` where other brokers reach this one: its endpoint on `listener` (Kafka's
+    /// `inter.broker.listener.name`), or its first one.
+    pub fn inter_broker_addr(&self, listener: &str) -> Option<String> {
+        let e = self.endpoint(&listener.to_ascii_uppercase()).or_else(|| self.endpoints.first())?;
+        Some(format!("{}:{}", e.host, e.port))
+    }
 }
 
 /// The state the metadata records add up to.

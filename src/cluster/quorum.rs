@@ -18,7 +18,7 @@ use openraft::BasicNode;
 
 use super::metadata_log::MetadataImage;
 use super::raft_log::{MetadataBatch, NodeId, RaftLog};
-use super::raft_net::{Network, Raft};
+use super::raft_net::{Identity, Network, Raft};
 use super::raft_state::MetadataState;
 use crate::config::BrokerConfig;
 
@@ -31,12 +31,20 @@ pub struct QuorumSettings {
     /// Kafka's `controller.quorum.election.timeout.ms`: how long followers wait for the
     /// leader before one of them stands for election (randomized up to twice this).
     pub election_timeout_ms: u64,
+    /// The cluster id this node knows before joining (`meta.properties`, or `cluster.id`):
+    /// members of another cluster are refused, and refuse this node.
+    pub cluster_id: Option<String>,
 }
 
 impl QuorumSettings {
     /// A quorum of one: the single broker that is its own controller.
     pub fn single(node_id: NodeId) -> QuorumSettings {
-        QuorumSettings { node_id, voters: BTreeMap::from([(node_id, String::new())]), election_timeout_ms: 1000 }
+        QuorumSettings {
+            node_id,
+            voters: BTreeMap::from([(node_id, String::new())]),
+            election_timeout_ms: 1000,
+            cluster_id: None,
+        }
     }
 
     /// Reads Kafka's KRaft settings; a broker without `process.roles` is a quorum of one.
@@ -76,7 +84,7 @@ impl QuorumSettings {
         let listener = crate::security::listeners::controller_listener(config)?
             .ok_or("process.roles includes controller, but controller.listener.names names no listener in listeners")?;
         let election_timeout_ms = config.get_i64("controller.quorum.election.timeout.ms").max(10) as u64;
-        Ok((QuorumSettings { node_id, voters, election_timeout_ms }, Some(listener.bind)))
+        Ok((QuorumSettings { node_id, voters, election_timeout_ms, cluster_id: None }, Some(listener.bind)))
     }
 
     /// Whether this is a quorum of one (a single broker with no quorum settings).
@@ -115,6 +123,8 @@ pub struct Quorum {
     pub single: bool,
     pub raft: Raft,
     pub state: MetadataState,
+    /// Who this node is to the other members (checked on every quorum connection).
+    pub identity: Identity,
     voters: BTreeMap<NodeId, BasicNode>,
 }
 
@@ -125,7 +135,13 @@ impl Quorum {
         let log = RaftLog::open(dir)?;
         let state = MetadataState::open(dir)?;
         let config = Arc::new(settings.raft_config()?);
-        let network = Network { addrs: std::sync::Arc::new(settings.voters.clone()) };
+        let identity = Identity {
+            node_id: settings.node_id,
+            known: settings.cluster_id.clone(),
+            image: Some(state.image.clone()),
+            refusals: Default::default(),
+        };
+        let network = Network { addrs: Arc::new(settings.voters.clone()), identity: identity.clone() };
         let raft = Raft::new(settings.node_id, config, network, log, state.clone()).await.map_err(io::Error::other)?;
         let voters: BTreeMap<NodeId, BasicNode> =
             settings.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
@@ -135,7 +151,7 @@ impl Quorum {
                 tracing::debug!(error = %e, "metadata quorum already being formed by another voter");
             }
         }
-        Ok(Quorum { node_id: settings.node_id, single: settings.is_single(), raft, state, voters })
+        Ok(Quorum { node_id: settings.node_id, single: settings.is_single(), raft, state, identity, voters })
     }
 
     /// Logs every change of the quorum's leader (openraft's own logs are off by default).
@@ -168,6 +184,14 @@ impl Quorum {
 
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.node_id)
+    }
+
+    /// Why this node cannot join the quorum, when a majority of the voters refuse it (it
+    /// belongs to another cluster).
+    pub fn refused(&self) -> Option<String> {
+        let refusals = self.identity.refusals.lock();
+        (refusals.len() > self.voters.len() / 2)
+            .then(|| refusals.iter().map(|(id, why)| format!("voter {id}: {why}")).collect::<Vec<_>>().join("; "))
     }
 
     /// The controller address of a voter.

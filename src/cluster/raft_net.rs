@@ -1,10 +1,14 @@
-//! The metadata quorum's network for openraft (branch work for issue 14): Raft RPCs between
-//! voters over TCP, one frame per message (`u32 length | JSON`), a request answered before
-//! the next is read. These are openraft's messages, not KRaft's, so they stay between Weir
-//! nodes on the controller listener. The same connections carry admin changes forwarded from
-//! other brokers to the active controller.
+//! The metadata quorum's network for openraft: Raft RPCs between voters over TCP, one frame
+//! per message (`u32 length | JSON`), a request answered before the next is read. These are
+//! openraft's messages, not KRaft's, so they stay between Weir nodes on the controller
+//! listener. The same connections carry admin changes forwarded from other brokers to the
+//! active controller. Every connection opens with a [`Hello`]: nodes of different clusters
+//! refuse each other before any Raft message is taken (Kafka answers such a node
+//! INCONSISTENT_CLUSTER_ID).
 
+use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -19,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::controller::{Controller, ControllerOp, Outcome};
+use super::metadata_log::MetadataImage;
 use super::raft_log::{MetadataRaft, NodeId};
 
 pub type Raft = openraft::Raft<MetadataRaft>;
@@ -26,8 +31,86 @@ pub type Raft = openraft::Raft<MetadataRaft>;
 /// Frames larger than this are refused (a snapshot of the metadata image is far smaller).
 const MAX_FRAME: usize = 256 << 20;
 
+/// The first frame on every quorum connection: who calls whom, in which cluster.
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    /// The caller's cluster id, when it knows one.
+    cluster_id: Option<String>,
+    from: NodeId,
+    /// The node the caller means to reach (none for a broker forwarding to whoever leads).
+    to: Option<NodeId>,
+}
+
+/// Who this node is on quorum connections, to check callers against and to introduce itself.
+#[derive(Clone, Default)]
+pub struct Identity {
+    pub node_id: NodeId,
+    /// The cluster id known before the image has one (`meta.properties`, or `cluster.id`).
+    pub known: Option<String>,
+    /// The metadata image, which holds the cluster id once it is committed.
+    pub image: Option<Arc<parking_lot::RwLock<MetadataImage>>>,
+    /// Voters that refused this node, with their reasons (cleared when one accepts).
+    pub refusals: Arc<parking_lot::Mutex<BTreeMap<NodeId, String>>>,
+}
+
+impl Identity {
+    pub fn cluster_id(&self) -> Option<String> {
+        self.image.as_ref().and_then(|i| i.read().cluster_id.clone()).or_else(|| self.known.clone())
+    }
+
+    fn hello(&self, to: Option<NodeId>) -> Hello {
+        Hello { cluster_id: self.cluster_id(), from: self.node_id, to }
+    }
+
+    /// Why a caller must be refused, if it must: it belongs to another cluster, or it meant
+    /// another node (a wrong address in its `controller.quorum.voters`). A node that knows no
+    /// cluster id yet (a new one, first start) is let in.
+    fn check(&self, hello: &Hello) -> Result<(), String> {
+        if let Some(to) = hello.to.filter(|to| *to != self.node_id) {
+            return Err(format!("node {} called node {to}, but this is node {}", hello.from, self.node_id));
+        }
+        match (&hello.cluster_id, self.cluster_id()) {
+            (Some(theirs), Some(ours)) if *theirs != ours => {
+                Err(format!("node {} is of cluster {theirs}, this node of cluster {ours}", hello.from))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes whether voter `to` accepted this node, logging a refusal the first time.
+    fn note(&self, to: Option<NodeId>, answer: &Result<(), String>) {
+        let Some(to) = to else { return };
+        let mut refusals = self.refusals.lock();
+        match answer {
+            Ok(()) => {
+                refusals.remove(&to);
+            }
+            Err(why) => {
+                if refusals.insert(to, why.clone()).is_none() {
+                    tracing::error!(voter = to, reason = %why, "a voter of the metadata quorum refuses this node");
+                }
+            }
+        }
+    }
+}
+
+/// Connects to the quorum member at `addr` and introduces this node; a refusal is an error
+/// of kind `PermissionDenied` carrying the member's reason.
+async fn connect(identity: &Identity, to: Option<NodeId>, addr: &str) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    write_frame(&mut stream, &Request::Hello(identity.hello(to))).await?;
+    let answer = match read_frame::<Response>(&mut stream).await? {
+        Response::Hello(answer) => answer,
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "quorum member answered another request")),
+    };
+    identity.note(to, &answer);
+    answer.map(|()| stream).map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
+}
+
 #[derive(Serialize, Deserialize)]
 enum Request {
+    Hello(Hello),
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
@@ -46,6 +129,7 @@ pub type ForwardResult = Result<(Outcome, u64), RemoteAdminError>;
 
 #[derive(Serialize, Deserialize)]
 enum Response {
+    Hello(Result<(), String>),
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
@@ -71,16 +155,35 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T
 }
 
 /// Serves Raft RPCs from other voters, and changes forwarded to the controller (when
-/// `controller` is given), until the listener fails; each connection on its task.
-pub async fn serve(listener: TcpListener, raft: Raft, controller: Option<std::sync::Weak<Controller>>) {
+/// `controller` is given), until the listener fails; each connection on its task, taken
+/// once its caller's [`Hello`] passes [`Identity::check`].
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    identity: Identity,
+    controller: Option<std::sync::Weak<Controller>>,
+) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else { return };
         let raft = raft.clone();
         let controller = controller.clone();
+        let identity = identity.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let answer = match read_frame::<Request>(&mut stream).await {
+                Ok(Request::Hello(hello)) => identity.check(&hello),
+                Ok(_) => Err("a quorum connection must open with a hello".to_string()),
+                Err(_) => return,
+            };
+            if let Err(why) = &answer {
+                tracing::warn!(%peer, reason = %why, "refused a metadata quorum connection");
+            }
+            if write_frame(&mut stream, &Response::Hello(answer.clone())).await.is_err() || answer.is_err() {
+                return;
+            }
             while let Ok(request) = read_frame::<Request>(&mut stream).await {
                 let response = match request {
+                    Request::Hello(hello) => Response::Hello(identity.check(&hello)),
                     Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
                     Request::Vote(r) => Response::Vote(raft.vote(r).await),
                     Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
@@ -106,12 +209,14 @@ pub async fn serve(listener: TcpListener, raft: Raft, controller: Option<std::sy
 /// it reaches the others), or the one in the membership's `BasicNode` for a voter it lacks.
 #[derive(Clone, Default)]
 pub struct Network {
-    pub addrs: std::sync::Arc<std::collections::BTreeMap<NodeId, String>>,
+    pub addrs: Arc<BTreeMap<NodeId, String>>,
+    pub identity: Identity,
 }
 
 pub struct Peer {
     target: NodeId,
     addr: String,
+    identity: Identity,
     stream: Option<TcpStream>,
 }
 
@@ -119,7 +224,7 @@ impl RaftNetworkFactory<MetadataRaft> for Network {
     type Network = Peer;
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
-        Peer { target, addr, stream: None }
+        Peer { target, addr, identity: self.identity.clone(), stream: None }
     }
 }
 
@@ -131,11 +236,7 @@ impl Peer {
     async fn call(&mut self, request: &Request) -> io::Result<Response> {
         let stream = match self.stream.as_mut() {
             Some(s) => s,
-            None => {
-                let s = TcpStream::connect(&self.addr).await?;
-                let _ = s.set_nodelay(true);
-                self.stream.insert(s)
-            }
+            None => self.stream.insert(connect(&self.identity, Some(self.target), &self.addr).await?),
         };
         let result = async {
             write_frame(stream, request).await?;
@@ -203,10 +304,9 @@ impl RaftNetwork<MetadataRaft> for Peer {
     }
 }
 
-/// Sends an admin change to the controller at `addr` and waits for its outcome.
-pub async fn forward(addr: &str, op: &ControllerOp) -> io::Result<ForwardResult> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
+/// Sends an admin change to the controller `to` at `addr` and waits for its outcome.
+pub async fn forward(identity: &Identity, to: NodeId, addr: &str, op: &ControllerOp) -> io::Result<ForwardResult> {
+    let mut stream = connect(identity, Some(to), addr).await?;
     write_frame(&mut stream, &Request::Forward(op.clone())).await?;
     match read_frame::<Response>(&mut stream).await? {
         Response::Forward(r) => Ok(r),
@@ -275,8 +375,10 @@ mod tests {
         for ((id, l), dir) in (1..=3u64).zip(listeners).zip(&dirs) {
             let log = RaftLog::open(dir.path()).unwrap();
             let state = MetadataState::open(dir.path()).unwrap();
-            let raft = Raft::new(id, config.clone(), Network::default(), log, state.clone()).await.unwrap();
-            tokio::spawn(serve(l, raft.clone(), None));
+            let identity = Identity { node_id: id, known: Some("a".into()), ..Default::default() };
+            let network = Network { identity: identity.clone(), ..Default::default() };
+            let raft = Raft::new(id, config.clone(), network, log, state.clone()).await.unwrap();
+            tokio::spawn(serve(l, raft.clone(), identity, None));
             rafts.push((id, raft));
             states.push(state);
         }
@@ -285,6 +387,20 @@ mod tests {
             let _ = r.initialize(voters.clone()).await;
         }
         let leader = leader_of(&rafts).await;
+
+        // a node of another cluster, or one that means another node, is refused at once
+        let node1 = &voters[&1].addr;
+        let foreign = Identity { node_id: 4, known: Some("b".into()), ..Default::default() };
+        let refused = connect(&foreign, Some(1), node1).await.expect_err("refused");
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        assert!(refused.to_string().contains("cluster b"), "{refused}");
+        assert!(foreign.refusals.lock().contains_key(&1));
+        let member = Identity { node_id: 2, known: Some("a".into()), ..Default::default() };
+        let misdirected = connect(&member, Some(3), node1).await.expect_err("refused");
+        assert!(misdirected.to_string().contains("this is node 1"), "{misdirected}");
+        let newcomer = Identity { node_id: 4, ..Default::default() };
+        assert!(connect(&newcomer, Some(1), node1).await.is_ok(), "a node with no cluster id yet is let in");
+
         let raft_of = |id: NodeId| rafts.iter().find(|(i, _)| *i == id).map(|(_, r)| r.clone()).unwrap();
         let create = |name: &str| MetadataRecord::CreateTopic {
             name: name.into(),

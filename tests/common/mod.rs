@@ -158,6 +158,25 @@ impl BinaryBroker {
         }
     }
 
+    /// Waits up to `timeout` for the broker to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a line the broker logged so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().is_ok_and(|l| l.iter().any(|line| line.contains(text)))
+    }
+
     pub fn kill9(mut self) {
         let _ = self.child.kill(); // SIGKILL
         let _ = self.child.wait();

@@ -26,6 +26,8 @@ struct Node {
     process: Option<BinaryBroker>,
     /// Listeners, voters and settings of its own (a cluster whose links can be cut).
     own: Option<OwnNetwork>,
+    /// A voter of the metadata quorum (`broker,controller`), or a broker only (`broker`).
+    voter: bool,
 }
 
 /// A node that reaches the others through proxies: its own view of the voters, and an
@@ -90,7 +92,7 @@ static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 
 /// Timeouts short enough for tests: a dead broker is fenced within 1.5 s.
 const FAST: &[(&str, &str)] = &[
-    ("controller.quorum.election.timeout.ms", "300"),
+    ("controller.quorum.election.timeout.ms", "500"),
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "1500"),
     ("replica.lag.time.max.ms", "2000"),
@@ -112,8 +114,13 @@ impl Cluster {
     }
 
     fn plan(n: i32) -> Cluster {
+        Cluster::plan_with_brokers(n, 0)
+    }
+
+    /// `voters` combined broker-controllers and then `brokers` brokers that are not voters.
+    fn plan_with_brokers(voters: i32, brokers: i32) -> Cluster {
         let root = tempfile::tempdir().unwrap();
-        let nodes: Vec<Node> = (1..=n)
+        let nodes: Vec<Node> = (1..=voters + brokers)
             .map(|id| Node {
                 id,
                 dir: root.path().join(format!("node-{id}")),
@@ -121,9 +128,15 @@ impl Cluster {
                 controller: fixed_port_addr(),
                 process: None,
                 own: None,
+                voter: id <= voters,
             })
             .collect();
-        let voters = nodes.iter().map(|n| format!("{}@{}", n.id, n.controller)).collect::<Vec<_>>().join(",");
+        let voters = nodes
+            .iter()
+            .filter(|n| n.voter)
+            .map(|n| format!("{}@{}", n.id, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
         Cluster { _root: root, nodes, voters, faults: None, settings: Vec::new() }
     }
 
@@ -198,10 +211,12 @@ impl Cluster {
         let node = &self.nodes[i];
         let (listen, voters) = match &node.own {
             Some(own) => (own.listen.clone(), own.voters.clone()),
+            None if !node.voter => (format!("PLAINTEXT://{}", node.client), self.voters.clone()),
             None => (format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller), self.voters.clone()),
         };
+        let roles = if node.voter { "broker,controller" } else { "broker" };
         let mut sets = vec![
-            "process.roles=broker,controller".to_string(),
+            format!("process.roles={roles}"),
             format!("controller.quorum.voters={voters}"),
             "controller.listener.names=CONTROLLER".to_string(),
         ];
@@ -299,11 +314,20 @@ async fn produce_all(bootstrap: &str, topic: &str, partitions: i32, n: usize, ta
     sent
 }
 
+/// Polls until `n` messages arrived or `timeout` passed. A broker that was just killed or
+/// stopped can still be listed for a moment (Weir lists a fenced broker for two seconds, Kafka
+/// for its whole session), and librdkafka reports failing to connect to it as an error event:
+/// those are expected here, any other consumer error fails the test.
+fn consume(consumer: &BaseConsumer, n: usize, timeout: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    let transport = [RDKafkaErrorCode::BrokerTransportFailure, RDKafkaErrorCode::AllBrokersDown];
+    consume_n_tolerating(consumer, n, timeout, &transport)
+}
+
 fn consume_all(bootstrap: &str, topic: &str, partitions: i32, expected: usize) -> Vec<Vec<String>> {
     let all: Vec<i32> = (0..partitions).collect();
     let consumer = assigned_consumer(bootstrap, topic, &all, rdkafka::Offset::Beginning, &[]);
     let mut got = vec![Vec::new(); partitions as usize];
-    for m in consume_n(&consumer, expected, Duration::from_secs(30)) {
+    for m in consume(&consumer, expected, Duration::from_secs(30)) {
         use rdkafka::Message;
         got[m.partition() as usize].push(String::from_utf8(value_of(&m).unwrap()).unwrap());
     }
@@ -422,8 +446,78 @@ async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller(
     let after = topic_name("after-foreign");
     let survivors = cluster.bootstrap();
     assert!(create(&survivors, &after, 2, 2).await.is_ok());
-    assert_eq!(metadata(&survivors).brokers().len(), 2, "the foreign node never registered");
+    // node 3 left with a controlled shutdown; the node in its place never registered
+    eventually(Duration::from_secs(10), "only the two members listed", || {
+        (metadata(&survivors).brokers().len() == 2).then_some(())
+    });
     cluster.nodes[third].dir = own_dir;
+}
+
+/// A broker that is not a voter (`process.roles=broker`, no controller listener) joins from
+/// the voters' addresses alone: it follows the metadata from the quorum, registers, is given
+/// partitions and leads some, forwards admin requests, follows a new active controller, and
+/// is fenced when it dies and serves again when it returns.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_that_is_not_a_voter_joins_and_serves() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::launch(Cluster::plan_with_brokers(3, 1), None);
+    let broker = cluster.nodes[3].client.clone();
+    assert_eq!(cluster_id_of(&cluster.nodes[3].dir), cluster_id_of(&cluster.nodes[0].dir));
+    let mut ids: Vec<i32> = metadata(&broker).brokers().iter().map(|b| b.id()).collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4]);
+
+    // a topic created through it: placed over all four brokers, some partitions led by it
+    let topic = topic_name("broker-only");
+    assert!(create(&broker, &topic, 4, 3).await.is_ok());
+    let leaders = eventually(Duration::from_secs(10), "the topic's leaders", || {
+        let md = metadata(&broker);
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let leaders: Vec<i32> = t.partitions().iter().map(|p| p.leader()).collect();
+        leaders.iter().all(|l| *l > 0).then_some(leaders)
+    });
+    assert!(leaders.contains(&4), "the broker-only node leads a partition: {leaders:?}");
+    let sent = produce_all(&broker, &topic, 4, 200, "a").await;
+    assert_eq!(consume_all(&broker, &topic, 4, 200), sent);
+
+    // the active controller dies: the broker finds the new one and forwards to it
+    let active = controller_id(&broker).await;
+    assert!((1..=3).contains(&active), "a voter is the active controller: {active}");
+    cluster.kill(cluster.index_of(active));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        // -1 while the voters elect a new leader
+        let now_active = controller_id(&broker).await;
+        if now_active > 0 && now_active != active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the broker does not know a new controller ({now_active})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = topic_name("broker-only-after");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = create(&broker, &second, 1, 2).await {
+        assert!(Instant::now() < deadline, "no topic created through the broker after failover: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // it dies: fenced, its partitions move; it returns and serves again
+    let four = cluster.index_of(4);
+    cluster.kill(four);
+    let survivors = cluster.bootstrap();
+    eventually(Duration::from_secs(15), "broker 4 fenced and its partitions moved", || {
+        let md = metadata(&survivors);
+        let t = md.topics().iter().find(|t| t.name() == topic)?;
+        let moved = t.partitions().iter().all(|p| p.leader() > 0 && p.leader() != 4);
+        (moved && !md.brokers().iter().any(|b| b.id() == 4)).then_some(())
+    });
+    cluster.restart(four);
+    let more = produce_all(&broker, &topic, 4, 40, "b").await;
+    let mut expected = sent;
+    for (p, values) in more.into_iter().enumerate() {
+        expected[p].extend(values);
+    }
+    assert_eq!(consume_all(&broker, &topic, 4, 240), expected);
 }
 
 /// The active controller's id, from DescribeCluster as a Kafka admin client reads it.
@@ -646,7 +740,7 @@ async fn a_consumer_group_outlives_its_coordinator() {
     let group = format!("group-{}", uuid::Uuid::new_v4().simple());
 
     let first = group_consumer(&bootstrap, &group, &topic);
-    let got = consume_n(&first, 40, Duration::from_secs(30));
+    let got = consume(&first, 40, Duration::from_secs(30));
     assert_eq!(got.len(), 40);
     let mut commit = rdkafka::TopicPartitionList::new();
     commit.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(40)).unwrap();
@@ -664,7 +758,7 @@ async fn a_consumer_group_outlives_its_coordinator() {
     assert_ne!(moved, coordinator);
 
     let second = group_consumer(&survivors, &group, &topic);
-    let rest = consume_n(&second, 60, Duration::from_secs(30));
+    let rest = consume(&second, 60, Duration::from_secs(30));
     assert_eq!(rest.first().map(|m| m.offset()), Some(40), "resumes from the committed offset");
     let values: Vec<String> = rest.iter().map(|m| String::from_utf8(value_of(m).unwrap()).unwrap()).collect();
     assert_eq!(values, sent[0][40..].to_vec());
@@ -741,7 +835,7 @@ async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
         .unwrap_or_default();
     eprintln!("SIGTERM on the leader: longest pause between acknowledgements {pause:?}");
     let reader = assigned_consumer(&survivors, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let log = consume_n(&reader, acked.len(), Duration::from_secs(30));
+    let log = consume(&reader, acked.len(), Duration::from_secs(30));
     let acked: Vec<(i64, String)> = acked.into_iter().map(|(offset, value, _)| (offset, value)).collect();
     assert_acknowledged_once(&log, &acked);
 }
@@ -800,7 +894,7 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
     one.send(FutureRecord::<(), _>::to(&topic).partition(0).payload("warm-up"), Duration::from_secs(10)).await.unwrap();
     eventually(Duration::from_secs(15), "the warm-up record replicated", || {
         let c = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-        (consume_n(&c, 51, Duration::from_secs(5)).len() == 51).then_some(())
+        (consume(&c, 51, Duration::from_secs(5)).len() == 51).then_some(())
     });
 
     // the followers freeze; the leader takes acks=1 records only it has, then dies
@@ -830,7 +924,7 @@ async fn a_returning_leader_truncates_its_divergent_tail() {
         leader_and_isr(&all, &topic, 0).filter(|(_, isr)| isr == &[1, 2, 3])
     });
     let reader = assigned_consumer(&all, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let log: Vec<String> = consume_n(&reader, 101, Duration::from_secs(5))
+    let log: Vec<String> = consume(&reader, 101, Duration::from_secs(5))
         .iter()
         .map(|m| String::from_utf8(value_of(m).unwrap()).unwrap())
         .collect();
@@ -980,7 +1074,7 @@ async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replic
     let acked = acked.lock().unwrap().clone();
     let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
     let reader = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let log = consume_n(&reader, end as usize, Duration::from_secs(30));
+    let log = consume(&reader, end as usize, Duration::from_secs(30));
     assert_acknowledged_once(&log, &acked);
     eprintln!("cut off leader {leader}, successor {successor}: {} acknowledged, {at_cut} before the cut", acked.len());
     cluster.stop_all();
@@ -1029,7 +1123,7 @@ async fn exactly_once_outlives_the_transaction_coordinator() {
         let (mut processed, mut aborts) = (0usize, 0usize);
         let deadline = Instant::now() + Duration::from_secs(120);
         while processed < N && Instant::now() < deadline {
-            let batch = consume_n(&consumer, 20, Duration::from_secs(1));
+            let batch = consume(&consumer, 20, Duration::from_secs(1));
             if batch.is_empty() {
                 continue;
             }
@@ -1088,13 +1182,13 @@ async fn exactly_once_outlives_the_transaction_coordinator() {
         rdkafka::Offset::Beginning,
         &[("isolation.level", "read_committed")],
     );
-    let got = consume_n(&reader, N, Duration::from_secs(30));
+    let got = consume(&reader, N, Duration::from_secs(30));
     let mut got: Vec<String> = got.iter().map(|m| String::from_utf8(value_of(m).unwrap()).unwrap()).collect();
     got.sort();
     let mut expected: Vec<String> = sent.iter().map(|v| format!("out-{v}")).collect();
     expected.sort();
     assert_eq!(got, expected, "every input record transformed exactly once ({aborts} transactions aborted)");
-    assert!(consume_n(&reader, 1, Duration::from_secs(2)).is_empty(), "nothing more is visible");
+    assert!(consume(&reader, 1, Duration::from_secs(2)).is_empty(), "nothing more is visible");
     assert_eq!(committed_offset(&survivors, &group, &input), Some(N as i64));
 }
 
@@ -1224,7 +1318,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     let bootstrap = cluster.bootstrap();
     let all = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
     let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
-    let log = consume_n(&all, end as usize, Duration::from_secs(60));
+    let log = consume(&all, end as usize, Duration::from_secs(60));
     assert_acknowledged_once(&log, &acked);
     assert!(progress.last_committed > 0, "the group committed: {progress:?}");
     failovers.sort();

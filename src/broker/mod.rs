@@ -1,11 +1,11 @@
 //! The broker's shared state: configuration, cluster metadata, and the partitions it leads.
 //! Handlers reach everything through an `Arc<Broker>`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use kafka_protocol::ResponseError;
@@ -265,6 +265,9 @@ pub struct Broker {
     me: std::sync::OnceLock<std::sync::Weak<Broker>>,
     /// What of the metadata image has been brought into the broker (see `publish`).
     published: tokio::sync::Mutex<publish::Published>,
+    /// Brokers fenced lately, with when this broker saw it: still listed to clients for
+    /// [`FENCED_BROKER_LISTED_FOR`].
+    fenced_lately: parking_lot::Mutex<HashMap<i32, Instant>>,
     topics: DashMap<String, Arc<Topic>>,
     topic_names: DashMap<Uuid, String>,
     clean_start: bool,
@@ -292,6 +295,13 @@ const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
 /// How often start-up checks on a quorum that has no leader yet.
 const QUORUM_POLL: Duration = Duration::from_millis(500);
+/// How long Metadata still lists a fenced broker (one whose leaderships just moved). librdkafka
+/// (2.12) drops a broker missing from a Metadata answer at once, and when that answer also
+/// moves a partition away from it the drop races the move and leaves the partition without a
+/// leader until its next once-a-second re-query; listed a little longer, the broker is dropped
+/// after its partitions have moved (librdkafka re-reads the metadata of a partition whose
+/// leader is down every second). Kafka lists a dead broker for its whole session (9 s).
+const FENCED_BROKER_LISTED_FOR: Duration = Duration::from_secs(2);
 /// How long a stopping broker waits for the controller to move its leaderships.
 const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// How long an admin change waits to reach this broker's image once committed.
@@ -325,8 +335,9 @@ impl Broker {
         let controller = Arc::new(Controller::new(quorum, shared_config.clone()));
         if let Some(l) = controller_listener {
             tracing::info!(addr = %l.local_addr()?, voters = ?settings.voters, "metadata quorum listening");
-            let (raft, identity) = (controller.quorum.raft.clone(), controller.quorum.identity.clone());
-            tokio::spawn(crate::cluster::raft_net::serve(l, raft, identity, Some(Arc::downgrade(&controller))));
+            if let Some(served) = controller.quorum.served() {
+                tokio::spawn(crate::cluster::raft_net::serve(l, served, Some(Arc::downgrade(&controller))));
+            }
         }
         let mut waited = Duration::ZERO;
         while controller.quorum.wait_for_leader(QUORUM_POLL).await.is_none() {
@@ -378,6 +389,7 @@ impl Broker {
             advertised: RwLock::new(advertised),
             controller,
             published: tokio::sync::Mutex::new(publish::Published::of(&image)),
+            fenced_lately: Default::default(),
             me: std::sync::OnceLock::new(),
             topics: DashMap::new(),
             topic_names: DashMap::new(),
@@ -796,14 +808,17 @@ impl Broker {
     }
 
     /// The cluster as clients on `listener` are told of it: the live (registered, unfenced)
-    /// brokers that have that listener, and the active controller. This broker is always
-    /// among them.
+    /// brokers that have that listener — and those fenced in the last
+    /// [`FENCED_BROKER_LISTED_FOR`] — and the active controller. This broker is always among
+    /// them.
     pub fn cluster_view(&self, listener: &str) -> ClusterView {
         let image = self.metadata_image();
+        let fenced_lately = self.fenced_lately.lock();
+        let listed = |id: i32| fenced_lately.get(&id).is_some_and(|t| t.elapsed() < FENCED_BROKER_LISTED_FOR);
         let mut brokers: Vec<BrokerEndpoint> = image
             .brokers
             .values()
-            .filter(|b| !b.fenced || b.id == self.node_id)
+            .filter(|b| !b.fenced || b.id == self.node_id || listed(b.id))
             .filter_map(|b| {
                 let e = b.endpoint(listener)?;
                 Some(BrokerEndpoint { id: b.id, host: e.host.clone(), port: e.port, rack: b.rack.clone() })

@@ -3,7 +3,7 @@
 //! logs, topic and broker settings, credentials and ACLs. It compares the image with what
 //! the broker has, so it is the same whether one change or a whole snapshot arrived.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,13 +15,23 @@ use crate::telemetry::Subscription;
 pub(super) struct Published {
     broker_configs: BTreeMap<String, String>,
     client_metrics: BTreeMap<String, BTreeMap<String, String>>,
+    /// The unfenced brokers.
+    live: BTreeSet<i32>,
 }
 
 impl Published {
     /// What a broker opened from `image` has taken in.
     pub(super) fn of(image: &MetadataImage) -> Published {
-        Published { broker_configs: image.broker_configs.clone(), client_metrics: image.client_metrics.clone() }
+        Published {
+            broker_configs: image.broker_configs.clone(),
+            client_metrics: image.client_metrics.clone(),
+            live: live_brokers(image),
+        }
     }
+}
+
+fn live_brokers(image: &MetadataImage) -> BTreeSet<i32> {
+    image.brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect()
 }
 
 /// The dynamic broker configs of the image that this version knows.
@@ -45,6 +55,14 @@ impl Broker {
             }
             published.broker_configs = image.broker_configs.clone();
         }
+        let live = live_brokers(&image);
+        {
+            let mut fenced_lately = self.fenced_lately.lock();
+            fenced_lately.retain(|id, _| !live.contains(id));
+            let now = std::time::Instant::now();
+            fenced_lately.extend(published.live.difference(&live).map(|id| (*id, now)));
+        }
+        published.live = live;
         self.publish_topics(&image)?;
         if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
             for topic in self.topics() {

@@ -544,43 +544,53 @@ impl Controller {
 impl Controller {
     /// While this node leads: fences the brokers whose heartbeats stopped for
     /// `broker.session.timeout.ms`, as Kafka's controller does, and sooner the ones that are
-    /// provably gone (see [`Controller::is_gone`]).
+    /// provably gone (see [`Controller::is_gone`]): checked when their heartbeats are late,
+    /// when this node's Raft connection to them fails, and when this node takes the lead.
     pub async fn run_fencing(self: Arc<Self>) {
         let (session, heartbeat, listener) = {
             let c = self.config.read();
             let ms = |key: &str| Duration::from_millis(c.get_i64(key).max(1) as u64);
             (ms("broker.session.timeout.ms"), ms("broker.heartbeat.interval.ms"), c.get("inter.broker.listener.name"))
         };
-        // late: one and a half heartbeat intervals without one (and less than a session)
+        // late: one and a half heartbeat intervals without one (at most a session)
         let late = (heartbeat * 3 / 2).min(session);
         let mut tick = tokio::time::interval((session / 4).min(Duration::from_millis(250)).min(heartbeat));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let suspects = self.quorum.suspects.clone();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = suspects.reported() => {}
+            }
+            let suspects = suspects.take();
             if !self.quorum.is_leader() {
                 self.heartbeats.lock().clear();
                 continue;
             }
             let now = Instant::now();
-            // (id, silent for, inter-broker address) of every unfenced broker that is late
-            let late_brokers: Vec<(i32, Duration, Option<String>)> = {
+            // (id, silent for, inter-broker address) of every unfenced broker to check: late,
+            // suspected, or not yet heard from since this node took the lead (a new controller
+            // checks at once whether the broker that died with the old one is gone)
+            let checks: Vec<(i32, Duration, Option<String>)> = {
                 let image = self.quorum.state.image.read();
                 let mut seen = self.heartbeats.lock();
                 image
                     .brokers
                     .values()
                     .filter(|b| !b.fenced)
-                    .map(|b| {
-                        (b.id, now.duration_since(*seen.entry(b.id).or_insert(now)), b.inter_broker_addr(&listener))
+                    .filter_map(|b| {
+                        let unheard = !seen.contains_key(&b.id);
+                        let silent = now.duration_since(*seen.entry(b.id).or_insert(now));
+                        let suspect = u64::try_from(b.id).is_ok_and(|id| suspects.contains(&id));
+                        (unheard || suspect || silent > late).then(|| (b.id, silent, b.inter_broker_addr(&listener)))
                     })
-                    .filter(|(_, silent, _)| *silent > late)
                     .collect()
             };
-            for (id, silent, addr) in late_brokers {
+            for (id, silent, addr) in checks {
                 let reason = if silent > session {
                     "no heartbeat for a whole session"
                 } else if Controller::is_gone(addr.as_deref(), heartbeat).await {
-                    "heartbeats late and its listener refuses connections"
+                    "its listener refuses connections"
                 } else {
                     continue;
                 };
@@ -593,9 +603,9 @@ impl Controller {
         }
     }
 
-    /// Whether a late broker's process is provably gone: its host answers, but nothing listens
-    /// on its inter-broker port any more (connection refused). A process that crashed on a
-    /// live host is fenced at once instead of after a whole session; a paused, overloaded or
+    /// Whether a broker's process is provably gone: its host answers, but nothing listens on
+    /// its inter-broker port any more (connection refused). A process that crashed on a live
+    /// host is fenced at once instead of after a whole session; a paused, overloaded or
     /// unreachable one (no answer, or an accepted connection) waits out the session as in
     /// Kafka, so this never fences a broker that could still be serving.
     async fn is_gone(addr: Option<&str>, within: Duration) -> bool {

@@ -18,7 +18,7 @@ use openraft::BasicNode;
 
 use super::metadata_log::MetadataImage;
 use super::raft_log::{MetadataBatch, NodeId, RaftLog};
-use super::raft_net::{Identity, Network, Raft};
+use super::raft_net::{Identity, MetadataFetcher, Network, Raft, Served, Suspects};
 use super::raft_state::MetadataState;
 use crate::config::BrokerConfig;
 
@@ -29,11 +29,15 @@ pub struct QuorumSettings {
     /// Voter id → `HOST:PORT` of its controller listener (Kafka's `controller.quorum.voters`).
     pub voters: BTreeMap<NodeId, String>,
     /// Kafka's `controller.quorum.election.timeout.ms`: how long followers wait for the
-    /// leader before one of them stands for election (randomized up to twice this).
+    /// leader before one of them stands for election (randomized up to one and a half times
+    /// this).
     pub election_timeout_ms: u64,
     /// The cluster id this node knows before joining (`meta.properties`, or `cluster.id`):
     /// members of another cluster are refused, and refuse this node.
     pub cluster_id: Option<String>,
+    /// A broker that is not a voter (`process.roles=broker`): it follows the metadata from
+    /// the voters and never stands for election.
+    pub observer: bool,
 }
 
 impl QuorumSettings {
@@ -44,6 +48,7 @@ impl QuorumSettings {
             voters: BTreeMap::from([(node_id, String::new())]),
             election_timeout_ms: 1000,
             cluster_id: None,
+            observer: false,
         }
     }
 
@@ -65,8 +70,9 @@ impl QuorumSettings {
         if let Some(r) = roles.iter().find(|r| *r != "broker" && *r != "controller") {
             return Err(format!("process.roles: unknown role '{r}' (broker, controller)"));
         }
-        if !(roles.iter().any(|r| r == "broker") && roles.iter().any(|r| r == "controller")) {
-            return Err("process.roles: Weir runs every node as broker,controller (combined mode) for now".into());
+        let (broker, controller) = (roles.iter().any(|r| r == "broker"), roles.iter().any(|r| r == "controller"));
+        if !broker {
+            return Err("process.roles: Weir runs controllers combined with brokers (broker,controller)".into());
         }
         let mut voters = BTreeMap::new();
         for v in &voter_entries {
@@ -78,13 +84,31 @@ impl QuorumSettings {
                 return Err(format!("controller.quorum.voters: voter {id} appears twice"));
             }
         }
+        let election_timeout_ms = config.get_i64("controller.quorum.election.timeout.ms").max(10) as u64;
+        let settings = |observer| QuorumSettings {
+            node_id,
+            voters: voters.clone(),
+            election_timeout_ms,
+            cluster_id: None,
+            observer,
+        };
+        if !controller {
+            if voters.is_empty() {
+                return Err("process.roles=broker: controller.quorum.voters must name the controllers".into());
+            }
+            if voters.contains_key(&node_id) {
+                return Err(format!(
+                    "node.id {node_id} is among controller.quorum.voters, but process.roles has no controller"
+                ));
+            }
+            return Ok((settings(true), None));
+        }
         if !voters.contains_key(&node_id) {
             return Err(format!("node.id {node_id} is not among controller.quorum.voters, as a controller must be"));
         }
         let listener = crate::security::listeners::controller_listener(config)?
             .ok_or("process.roles includes controller, but controller.listener.names names no listener in listeners")?;
-        let election_timeout_ms = config.get_i64("controller.quorum.election.timeout.ms").max(10) as u64;
-        Ok((QuorumSettings { node_id, voters, election_timeout_ms, cluster_id: None }, Some(listener.bind)))
+        Ok((settings(false), Some(listener.bind)))
     }
 
     /// Whether this is a quorum of one (a single broker with no quorum settings).
@@ -92,13 +116,18 @@ impl QuorumSettings {
         self.voters.len() == 1 && self.voters.values().all(String::is_empty)
     }
 
+    /// openraft's timers for Kafka's election timeout E. A follower of openraft stands for
+    /// election after the leader lease (`election_timeout_max`) plus a random timeout in
+    /// `election_timeout_min..election_timeout_max`; with min E/4 and max 3E/4 that is E to
+    /// 1.5E without a heartbeat — Kafka's own range is E to 2E — where passing E as both
+    /// bounds' base would make it 3E to 4E.
     fn raft_config(&self) -> io::Result<openraft::Config> {
-        let election = self.election_timeout_ms.max(10);
+        let election = self.election_timeout_ms.max(20);
         openraft::Config {
             cluster_name: "weir-metadata".into(),
-            heartbeat_interval: (election / 5).max(5),
-            election_timeout_min: election,
-            election_timeout_max: election * 2,
+            heartbeat_interval: (election / 5).max(2),
+            election_timeout_min: election / 4,
+            election_timeout_max: election * 3 / 4,
             ..Default::default()
         }
         .validate()
@@ -116,42 +145,81 @@ pub enum CommitError {
     Fatal(String),
 }
 
-/// This node's member of the metadata quorum.
+/// This node's member of the metadata quorum: a voter running Raft, or an observer following
+/// the metadata from the voters.
 pub struct Quorum {
     pub node_id: NodeId,
     /// A quorum of one (a broker without quorum settings).
     pub single: bool,
-    pub raft: Raft,
+    /// Raft, on a voter.
+    raft: Option<Raft>,
+    /// The leader as an observer last heard of it (voters read Raft's own view).
+    observed_leader: tokio::sync::watch::Receiver<Option<NodeId>>,
+    /// An observer's metadata fetcher.
+    observer: Option<tokio::task::JoinHandle<()>>,
     pub state: MetadataState,
     /// Who this node is to the other members (checked on every quorum connection).
     pub identity: Identity,
+    /// Members whose connection from here just failed.
+    pub suspects: Arc<Suspects>,
     voters: BTreeMap<NodeId, BasicNode>,
 }
 
 impl Quorum {
     /// Opens the metadata log in `dir`, starts Raft, and initializes the quorum if this node
-    /// never joined one. Peers reach it once the controller listener is served.
+    /// never joined one (a voter); or starts following the voters' metadata (an observer).
+    /// Peers reach a voter once the controller listener is served.
     pub async fn start(dir: &Path, settings: &QuorumSettings) -> io::Result<Quorum> {
-        let log = RaftLog::open(dir)?;
         let state = MetadataState::open(dir)?;
-        let config = Arc::new(settings.raft_config()?);
         let identity = Identity {
             node_id: settings.node_id,
             known: settings.cluster_id.clone(),
             image: Some(state.image.clone()),
             refusals: Default::default(),
         };
-        let network = Network { addrs: Arc::new(settings.voters.clone()), identity: identity.clone() };
-        let raft = Raft::new(settings.node_id, config, network, log, state.clone()).await.map_err(io::Error::other)?;
         let voters: BTreeMap<NodeId, BasicNode> =
             settings.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        let suspects = Arc::new(Suspects::default());
+        let (leader_tx, observed_leader) = tokio::sync::watch::channel(None);
+        let mut quorum = Quorum {
+            node_id: settings.node_id,
+            single: settings.is_single(),
+            raft: None,
+            observed_leader,
+            observer: None,
+            state: state.clone(),
+            identity: identity.clone(),
+            suspects: suspects.clone(),
+            voters,
+        };
+        if settings.observer {
+            let observe = observe(settings.voters.clone(), identity, state, leader_tx);
+            quorum.observer = Some(tokio::spawn(observe));
+            return Ok(quorum);
+        }
+        let log = RaftLog::open(dir)?;
+        let config = Arc::new(settings.raft_config()?);
+        let network = Network { addrs: Arc::new(settings.voters.clone()), identity, suspects };
+        let raft = Raft::new(settings.node_id, config, network, log, state).await.map_err(io::Error::other)?;
         tokio::spawn(Quorum::log_leader_changes(raft.clone(), settings.node_id));
         if !raft.is_initialized().await.map_err(io::Error::other)? {
-            if let Err(e) = raft.initialize(voters.clone()).await {
+            if let Err(e) = raft.initialize(quorum.voters.clone()).await {
                 tracing::debug!(error = %e, "metadata quorum already being formed by another voter");
             }
         }
-        Ok(Quorum { node_id: settings.node_id, single: settings.is_single(), raft, state, identity, voters })
+        quorum.raft = Some(raft);
+        Ok(quorum)
+    }
+
+    /// What a voter serves its quorum connections from (none on an observer).
+    pub fn served(&self) -> Option<Served> {
+        let raft = self.raft.clone()?;
+        Some(Served {
+            raft,
+            identity: self.identity.clone(),
+            state: self.state.clone(),
+            suspects: self.suspects.clone(),
+        })
     }
 
     /// Logs every change of the quorum's leader (openraft's own logs are off by default).
@@ -179,7 +247,10 @@ impl Quorum {
 
     /// The leader (active controller) as this node knows it.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow().current_leader
+        match &self.raft {
+            Some(raft) => raft.metrics().borrow().current_leader,
+            None => *self.observed_leader.borrow(),
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -201,15 +272,14 @@ impl Quorum {
 
     /// Waits up to `timeout` for a known leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
-        let mut metrics = self.raft.metrics();
         let wait = async {
-            loop {
-                if let Some(l) = metrics.borrow_and_update().current_leader {
-                    return Some(l);
+            match &self.raft {
+                Some(raft) => {
+                    let mut metrics = raft.metrics();
+                    let m = metrics.wait_for(|m| m.current_leader.is_some()).await.ok()?;
+                    m.current_leader
                 }
-                if metrics.changed().await.is_err() {
-                    return None;
-                }
+                None => *self.observed_leader.clone().wait_for(Option::is_some).await.ok()?,
             }
         };
         tokio::time::timeout(timeout, wait).await.ok().flatten()
@@ -218,7 +288,8 @@ impl Quorum {
     /// Commits a batch through this node, which must lead; returns the index of its entry
     /// once it is committed and applied here.
     pub async fn commit(&self, batch: MetadataBatch) -> Result<u64, CommitError> {
-        match self.raft.client_write(batch).await {
+        let Some(raft) = &self.raft else { return Err(CommitError::NotLeader(self.leader())) };
+        match raft.client_write(batch).await {
             Ok(r) => Ok(r.log_id.index),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(CommitError::NotLeader(f.leader_id)),
             Err(e) => Err(CommitError::Fatal(e.to_string())),
@@ -237,8 +308,55 @@ impl Quorum {
     }
 
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "metadata quorum did not stop cleanly");
+        if let Some(observer) = &self.observer {
+            observer.abort();
+        }
+        if let Some(raft) = &self.raft {
+            if let Err(e) = raft.shutdown().await {
+                tracing::warn!(error = %e, "metadata quorum did not stop cleanly");
+            }
+        }
+    }
+}
+
+/// An observer's life: fetches the metadata from the leader (or, while none is known, from
+/// each voter in turn), applies it, and keeps `leader` up to date.
+async fn observe(
+    voters: BTreeMap<NodeId, String>,
+    identity: Identity,
+    mut state: MetadataState,
+    leader: tokio::sync::watch::Sender<Option<NodeId>>,
+) {
+    const RETRY: Duration = Duration::from_millis(100);
+    let ids: Vec<NodeId> = voters.keys().copied().collect();
+    let mut fetcher = MetadataFetcher::new(identity);
+    let mut turn = 0usize;
+    loop {
+        let known = *leader.borrow();
+        let to = known.filter(|l| voters.contains_key(l)).unwrap_or(ids[turn % ids.len()]);
+        let addr = voters.get(&to).map(String::as_str).unwrap_or_default();
+        match fetcher.fetch(to, addr, state.applied_index()).await {
+            Ok(update) => {
+                if let Err(e) = state.take(update.changes).await {
+                    tracing::warn!(voter = to, error = %e, "cannot apply the metadata fetched");
+                    tokio::time::sleep(RETRY).await;
+                }
+                if update.leader != known {
+                    match update.leader {
+                        Some(l) => tracing::info!(leader = l, "metadata quorum leader"),
+                        None => tracing::info!("metadata quorum has no leader"),
+                    }
+                    leader.send_replace(update.leader);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(voter = to, error = %e, "cannot fetch the metadata");
+                if known.is_some() {
+                    leader.send_replace(None);
+                }
+                turn += 1;
+                tokio::time::sleep(RETRY).await;
+            }
         }
     }
 }
@@ -287,6 +405,17 @@ mod tests {
         assert!(with(&[("controller.quorum.voters", "1@nohostport")]).contains("ID@HOST:PORT"));
         assert!(with(&[("controller.quorum.voters", "1@h:1,1@h:2")]).contains("twice"));
         assert!(with(&[("controller.quorum.voters", "1@h:1"), ("process.roles", "controller")]).contains("combined"));
+        let broker_only = |extra: &[(&'static str, &'static str)]| {
+            let mut all = vec![("process.roles", "broker"), ("node.id", "4")];
+            all.extend_from_slice(extra);
+            settings(&all)
+        };
+        let (observer, bind) = broker_only(&[("controller.quorum.voters", "1@h:1,2@h:2,3@h:3")]).unwrap();
+        assert!(observer.observer && bind.is_none() && !observer.is_single());
+        let voter_as_broker = broker_only(&[("controller.quorum.voters", "4@h:1")]).err().unwrap_or_default();
+        assert!(voter_as_broker.contains("has no controller"), "{voter_as_broker}");
+        let no_voters = settings(&[("process.roles", "broker")]).err().unwrap_or_default();
+        assert!(no_voters.contains("must name the controllers"), "{no_voters}");
         let no_roles = settings(&[("controller.quorum.voters", "1@h:1")]).err().unwrap_or_default();
         assert!(no_roles.contains("process.roles"));
         let no_listener = settings(&[

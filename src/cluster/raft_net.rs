@@ -25,11 +25,16 @@ use tokio::net::{TcpListener, TcpStream};
 use super::controller::{Controller, ControllerOp, Outcome};
 use super::metadata_log::MetadataImage;
 use super::raft_log::{MetadataRaft, NodeId};
+use super::raft_state::{MetadataChanges, MetadataState};
 
 pub type Raft = openraft::Raft<MetadataRaft>;
 
 /// Frames larger than this are refused (a snapshot of the metadata image is far smaller).
 const MAX_FRAME: usize = 256 << 20;
+/// How long a voter holds an observer's metadata fetch when nothing changed.
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an observer waits for a voter's answer to a fetch before it gives up on it.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The first frame on every quorum connection: who calls whom, in which cluster.
 #[derive(Debug, Serialize, Deserialize)]
@@ -94,6 +99,33 @@ impl Identity {
     }
 }
 
+/// Quorum members whose connection just failed (reported by this node's Raft client), so that
+/// the controller checks at once whether their process is gone rather than waiting for their
+/// heartbeats to be late.
+#[derive(Default)]
+pub struct Suspects {
+    ids: parking_lot::Mutex<std::collections::BTreeSet<NodeId>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Suspects {
+    pub fn report(&self, id: NodeId) {
+        if self.ids.lock().insert(id) {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits for a report.
+    pub async fn reported(&self) {
+        self.wake.notified().await
+    }
+
+    /// The members reported since the last call.
+    pub fn take(&self) -> std::collections::BTreeSet<NodeId> {
+        std::mem::take(&mut *self.ids.lock())
+    }
+}
+
 /// Connects to the quorum member at `addr` and introduces this node; a refusal is an error
 /// of kind `PermissionDenied` carrying the member's reason.
 async fn connect(identity: &Identity, to: Option<NodeId>, addr: &str) -> io::Result<TcpStream> {
@@ -116,6 +148,17 @@ enum Request {
     InstallSnapshot(InstallSnapshotRequest<MetadataRaft>),
     /// An admin change for the active controller.
     Forward(ControllerOp),
+    /// An observer's fetch of the metadata after the entry it applied last.
+    FetchMetadata {
+        after: u64,
+    },
+}
+
+/// A voter's answer to an observer: the quorum's leader as it knows it, and the changes.
+#[derive(Serialize, Deserialize)]
+pub struct MetadataUpdate {
+    pub leader: Option<NodeId>,
+    pub changes: MetadataChanges,
 }
 
 /// An admin failure as it travels back to the broker that forwarded the change.
@@ -134,6 +177,7 @@ enum Response {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Forward(ForwardResult),
+    Metadata(Result<MetadataUpdate, String>),
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
@@ -154,53 +198,118 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Serves Raft RPCs from other voters, and changes forwarded to the controller (when
-/// `controller` is given), until the listener fails; each connection on its task, taken
-/// once its caller's [`Hello`] passes [`Identity::check`].
-pub async fn serve(
-    listener: TcpListener,
-    raft: Raft,
-    identity: Identity,
+/// What a voter serves its quorum connections from.
+#[derive(Clone)]
+pub struct Served {
+    pub raft: Raft,
+    pub identity: Identity,
+    pub state: MetadataState,
+    pub suspects: Arc<Suspects>,
+}
+
+/// Serves Raft RPCs from other voters, metadata fetches from observers and changes forwarded
+/// to the controller (when `controller` is given), until the listener fails; each connection
+/// on its task, taken once its caller's [`Hello`] passes [`Identity::check`].
+pub async fn serve(listener: TcpListener, served: Served, controller: Option<std::sync::Weak<Controller>>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { return };
+        tokio::spawn(serve_connection(stream, peer, served.clone(), controller.clone()));
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    served: Served,
     controller: Option<std::sync::Weak<Controller>>,
 ) {
-    loop {
-        let Ok((mut stream, peer)) = listener.accept().await else { return };
-        let raft = raft.clone();
-        let controller = controller.clone();
-        let identity = identity.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let answer = match read_frame::<Request>(&mut stream).await {
-                Ok(Request::Hello(hello)) => identity.check(&hello),
-                Ok(_) => Err("a quorum connection must open with a hello".to_string()),
-                Err(_) => return,
-            };
-            if let Err(why) = &answer {
-                tracing::warn!(%peer, reason = %why, "refused a metadata quorum connection");
+    let _ = stream.set_nodelay(true);
+    let (answer, from) = match read_frame::<Request>(&mut stream).await {
+        Ok(Request::Hello(hello)) => (served.identity.check(&hello), hello.from),
+        Ok(_) => (Err("a quorum connection must open with a hello".to_string()), 0),
+        Err(_) => return,
+    };
+    if let Err(why) = &answer {
+        tracing::warn!(%peer, reason = %why, "refused a metadata quorum connection");
+    }
+    if write_frame(&mut stream, &Response::Hello(answer.clone())).await.is_err() || answer.is_err() {
+        return;
+    }
+    let mut observer = false;
+    while let Ok(request) = read_frame::<Request>(&mut stream).await {
+        let raft = &served.raft;
+        let response = match request {
+            Request::Hello(hello) => Response::Hello(served.identity.check(&hello)),
+            Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
+            Request::Vote(r) => Response::Vote(raft.vote(r).await),
+            Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
+            Request::Forward(op) => Response::Forward(match controller.as_ref().and_then(|c| c.upgrade()) {
+                Some(c) => c.execute_forwarded(&op).await,
+                None => Err(RemoteAdminError {
+                    code: kafka_protocol::ResponseError::NotController.code(),
+                    message: "not a controller".into(),
+                }),
+            }),
+            Request::FetchMetadata { after } => {
+                observer = true;
+                Response::Metadata(fetch_metadata(&served, after).await)
             }
-            if write_frame(&mut stream, &Response::Hello(answer.clone())).await.is_err() || answer.is_err() {
-                return;
-            }
-            while let Ok(request) = read_frame::<Request>(&mut stream).await {
-                let response = match request {
-                    Request::Hello(hello) => Response::Hello(identity.check(&hello)),
-                    Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
-                    Request::Vote(r) => Response::Vote(raft.vote(r).await),
-                    Request::InstallSnapshot(r) => Response::InstallSnapshot(raft.install_snapshot(r).await),
-                    Request::Forward(op) => Response::Forward(match controller.as_ref().and_then(|c| c.upgrade()) {
-                        Some(c) => c.execute_forwarded(&op).await,
-                        None => Err(RemoteAdminError {
-                            code: kafka_protocol::ResponseError::NotController.code(),
-                            message: "not a controller".into(),
-                        }),
-                    }),
-                };
-                if let Err(e) = write_frame(&mut stream, &response).await {
-                    tracing::debug!(%peer, error = %e, "raft peer connection closed");
-                    return;
-                }
-            }
-        });
+        };
+        if let Err(e) = write_frame(&mut stream, &response).await {
+            tracing::debug!(%peer, error = %e, "quorum connection closed");
+            break;
+        }
+    }
+    if observer {
+        // an observer's fetches stopped: the controller checks whether it is gone
+        served.suspects.report(from);
+    }
+}
+
+/// Answers an observer once there is something after `after`, or after [`FETCH_WAIT`].
+async fn fetch_metadata(served: &Served, after: u64) -> Result<MetadataUpdate, String> {
+    let mut applied = served.state.subscribe();
+    let _ = tokio::time::timeout(FETCH_WAIT, applied.wait_for(|i| *i > after)).await;
+    let changes = served.state.changes_since(after).map_err(|e| e.to_string())?;
+    Ok(MetadataUpdate { leader: served.raft.metrics().borrow().current_leader, changes })
+}
+
+/// An observer's connection to one voter, for metadata fetches.
+pub struct MetadataFetcher {
+    identity: Identity,
+    connection: Option<(NodeId, TcpStream)>,
+}
+
+impl MetadataFetcher {
+    pub fn new(identity: Identity) -> MetadataFetcher {
+        MetadataFetcher { identity, connection: None }
+    }
+
+    /// Fetches what follows entry `after` from voter `to` at `addr` (reconnecting when the
+    /// voter changed or the connection broke).
+    pub async fn fetch(&mut self, to: NodeId, addr: &str, after: u64) -> io::Result<MetadataUpdate> {
+        let result = tokio::time::timeout(FETCH_TIMEOUT, self.exchange(to, addr, after))
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "metadata fetch unanswered")));
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, to: NodeId, addr: &str, after: u64) -> io::Result<MetadataUpdate> {
+        if self.connection.as_ref().is_some_and(|(id, _)| *id != to) {
+            self.connection = None;
+        }
+        let (_, stream) = match self.connection.as_mut() {
+            Some(c) => c,
+            None => self.connection.insert((to, connect(&self.identity, Some(to), addr).await?)),
+        };
+        write_frame(stream, &Request::FetchMetadata { after }).await?;
+        match read_frame::<Response>(stream).await? {
+            Response::Metadata(r) => r.map_err(io::Error::other),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "voter answered another request")),
+        }
     }
 }
 
@@ -211,12 +320,14 @@ pub async fn serve(
 pub struct Network {
     pub addrs: Arc<BTreeMap<NodeId, String>>,
     pub identity: Identity,
+    pub suspects: Arc<Suspects>,
 }
 
 pub struct Peer {
     target: NodeId,
     addr: String,
     identity: Identity,
+    suspects: Arc<Suspects>,
     stream: Option<TcpStream>,
 }
 
@@ -224,7 +335,7 @@ impl RaftNetworkFactory<MetadataRaft> for Network {
     type Network = Peer;
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         let addr = self.addrs.get(&target).cloned().unwrap_or_else(|| node.addr.clone());
-        Peer { target, addr, identity: self.identity.clone(), stream: None }
+        Peer { target, addr, identity: self.identity.clone(), suspects: self.suspects.clone(), stream: None }
     }
 }
 
@@ -232,21 +343,25 @@ type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, E>>;
 
 impl Peer {
     /// One request and its response; a broken connection is dropped (the next call
-    /// reconnects).
+    /// reconnects) and its member reported as a suspect.
     async fn call(&mut self, request: &Request) -> io::Result<Response> {
+        let result = self.exchange(request).await;
+        if let Err(e) = &result {
+            self.stream = None;
+            if !matches!(e.kind(), io::ErrorKind::InvalidData | io::ErrorKind::PermissionDenied) {
+                self.suspects.report(self.target);
+            }
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: &Request) -> io::Result<Response> {
         let stream = match self.stream.as_mut() {
             Some(s) => s,
             None => self.stream.insert(connect(&self.identity, Some(self.target), &self.addr).await?),
         };
-        let result = async {
-            write_frame(stream, request).await?;
-            read_frame::<Response>(stream).await
-        }
-        .await;
-        if result.is_err() {
-            self.stream = None;
-        }
-        result
+        write_frame(stream, request).await?;
+        read_frame::<Response>(stream).await
     }
 
     // the error type is openraft's, which its trait methods return as it is
@@ -378,7 +493,8 @@ mod tests {
             let identity = Identity { node_id: id, known: Some("a".into()), ..Default::default() };
             let network = Network { identity: identity.clone(), ..Default::default() };
             let raft = Raft::new(id, config.clone(), network, log, state.clone()).await.unwrap();
-            tokio::spawn(serve(l, raft.clone(), identity, None));
+            let served = Served { raft: raft.clone(), identity, state: state.clone(), suspects: Default::default() };
+            tokio::spawn(serve(l, served, None));
             rafts.push((id, raft));
             states.push(state);
         }

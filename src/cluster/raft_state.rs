@@ -1,8 +1,11 @@
-//! The metadata quorum's state machine for openraft (branch work for issue 14): committed
-//! records applied to the [`MetadataImage`]. A snapshot is the image as the records that
-//! rebuild it ([`MetadataImage::to_records`]), kept in `raft.snapshot` so that a restart
-//! starts from it and openraft re-applies only the committed entries after it.
+//! The metadata quorum's state machine for openraft: committed records applied to the
+//! [`MetadataImage`]. A snapshot is the image as the records that rebuild it
+//! ([`MetadataImage::to_records`]), kept in `raft.snapshot` so that a restart starts from it
+//! and openraft re-applies only the committed entries after it. The last applied entries are
+//! also kept in memory for observers (brokers that are not voters), which take them, or the
+//! image when they are further behind, with [`MetadataState::changes_since`].
 
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +20,17 @@ use super::raft_log::{read_json, write_json, Entry, LogId, MetadataRaft, NodeId,
 
 type Meta = SnapshotMeta<NodeId, BasicNode>;
 type Membership = StoredMembership<NodeId, BasicNode>;
+
+/// How many applied entries are kept for observers; one further behind takes the image.
+const KEPT_FOR_OBSERVERS: usize = 4096;
+
+/// What an observer applied up to `after` lacks: the entries after it, or the whole image
+/// when they are no longer kept.
+#[derive(Serialize, Deserialize)]
+pub enum MetadataChanges {
+    Entries(Vec<Entry>),
+    Image { meta: Meta, data: Vec<u8> },
+}
 
 /// A snapshot as stored: its metadata and the JSON of the records that rebuild the image.
 #[derive(Clone, Serialize, Deserialize)]
@@ -42,6 +56,8 @@ struct Inner {
     membership: Membership,
     snapshot: Option<StoredSnapshot>,
     built: u64,
+    /// The last entries applied, without a gap, for observers.
+    recent: VecDeque<Entry>,
 }
 
 impl MetadataState {
@@ -61,7 +77,14 @@ impl MetadataState {
         let index = applied.map_or(0, |l| l.index);
         Ok(MetadataState {
             image: Arc::new(RwLock::new(image)),
-            inner: Arc::new(Mutex::new(Inner { path, applied, membership, snapshot, built: 0 })),
+            inner: Arc::new(Mutex::new(Inner {
+                path,
+                applied,
+                membership,
+                snapshot,
+                built: 0,
+                recent: VecDeque::new(),
+            })),
             applied_index: Arc::new(tokio::sync::watch::channel(index).0),
         })
     }
@@ -69,6 +92,44 @@ impl MetadataState {
     /// Watches the index of the last applied entry.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.applied_index.subscribe()
+    }
+
+    /// The index of the last applied entry.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_index.borrow()
+    }
+
+    /// What an observer that applied up to `after` lacks (nothing when it is up to date).
+    pub fn changes_since(&self, after: u64) -> std::io::Result<MetadataChanges> {
+        let i = self.inner.lock();
+        let applied = i.applied.map_or(0, |l| l.index);
+        let kept_from = i.recent.front().map_or(applied + 1, |e| e.log_id.index);
+        if after >= applied || after + 1 >= kept_from {
+            let entries = i.recent.iter().filter(|e| e.log_id.index > after).cloned().collect();
+            return Ok(MetadataChanges::Entries(entries));
+        }
+        let data = serde_json::to_vec(&self.image.read().to_records()).map_err(std::io::Error::other)?;
+        let meta = Meta {
+            last_log_id: i.applied,
+            last_membership: i.membership.clone(),
+            snapshot_id: format!("observer-{applied}"),
+        };
+        Ok(MetadataChanges::Image { meta, data })
+    }
+
+    /// Applies what [`MetadataState::changes_since`] gave (on an observer).
+    pub async fn take(&mut self, changes: MetadataChanges) -> std::io::Result<()> {
+        match changes {
+            MetadataChanges::Entries(entries) => {
+                let after = self.applied_index();
+                let fresh: Vec<Entry> = entries.into_iter().filter(|e| e.log_id.index > after).collect();
+                if fresh.first().is_some_and(|e| e.log_id.index != after + 1) {
+                    return Err(std::io::Error::other("metadata entries with a gap"));
+                }
+                self.apply(fresh).await.map(|_| ()).map_err(std::io::Error::other)
+            }
+            MetadataChanges::Image { meta, data } => self.install(&meta, data),
+        }
     }
 
     fn note_applied(&self, applied: Option<LogId>) {
@@ -88,6 +149,7 @@ impl MetadataState {
         i.applied = meta.last_log_id;
         i.membership = meta.last_membership.clone();
         i.snapshot = Some(stored);
+        i.recent.clear();
         drop(i);
         self.note_applied(meta.last_log_id);
         Ok(())
@@ -133,11 +195,15 @@ impl RaftStateMachine<MetadataRaft> for MetadataState {
         let mut out = Vec::new();
         for e in entries {
             i.applied = Some(e.log_id);
-            match e.payload {
+            match &e.payload {
                 EntryPayload::Normal(batch) => batch.iter().for_each(|r| image.apply(r)),
-                EntryPayload::Membership(m) => i.membership = Membership::new(Some(e.log_id), m),
+                EntryPayload::Membership(m) => i.membership = Membership::new(Some(e.log_id), m.clone()),
                 EntryPayload::Blank => {}
             }
+            if i.recent.len() == KEPT_FOR_OBSERVERS {
+                i.recent.pop_front();
+            }
+            i.recent.push_back(e);
             out.push(());
         }
         let applied = i.applied;
@@ -185,6 +251,48 @@ mod tests {
     #[test]
     fn log_and_state_pass_openraft_storage_suite() {
         Suite::test_all(Builder).unwrap();
+    }
+
+    fn create_topic(index: u64, name: &str) -> Entry {
+        let create = MetadataRecord::CreateTopic {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 1,
+            configs: Default::default(),
+            replicas: vec![],
+        };
+        Entry { log_id: openraft::testing::log_id(1, 1, index), payload: EntryPayload::Normal(vec![create]) }
+    }
+
+    #[tokio::test]
+    async fn an_observer_takes_the_entries_it_lacks_or_the_image() {
+        let (voter_dir, observer_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut voter = MetadataState::open(voter_dir.path()).unwrap();
+        let mut observer = MetadataState::open(observer_dir.path()).unwrap();
+        voter.apply([create_topic(1, "a"), create_topic(2, "b")]).await.unwrap();
+        // up to date: nothing; behind: the entries after what it applied
+        assert!(matches!(voter.changes_since(2).unwrap(), MetadataChanges::Entries(e) if e.is_empty()));
+        let changes = voter.changes_since(observer.applied_index()).unwrap();
+        assert!(matches!(&changes, MetadataChanges::Entries(e) if e.len() == 2));
+        observer.take(changes).await.unwrap();
+        assert_eq!(observer.applied_index(), 2);
+        assert!(observer.image.read().topics.contains_key("b"));
+        // entries the voter no longer keeps (it installed a snapshot): the whole image
+        let snapshot = voter.build_snapshot().await.unwrap();
+        voter.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        voter.apply([create_topic(3, "c")]).await.unwrap();
+        let (late_dir, fresh_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut late = MetadataState::open(late_dir.path()).unwrap();
+        late.take(voter.changes_since(0).unwrap()).await.unwrap();
+        assert!(matches!(voter.changes_since(0).unwrap(), MetadataChanges::Image { .. }));
+        assert_eq!(late.applied_index(), 3);
+        assert_eq!(late.image.read().topics.len(), 3);
+        // the observer that had 1..=2 takes entry 3 alone
+        observer.take(voter.changes_since(2).unwrap()).await.unwrap();
+        assert_eq!(observer.image.read().topics.len(), 3);
+        // entries with a gap are refused
+        let mut fresh = MetadataState::open(fresh_dir.path()).unwrap();
+        assert!(fresh.take(MetadataChanges::Entries(vec![create_topic(3, "c")])).await.is_err());
     }
 
     #[tokio::test]

@@ -254,13 +254,26 @@ pub fn assigned_consumer(
     consumer
 }
 
-/// Polls until `n` messages arrived or `timeout` passed; returns what arrived.
+/// Polls until `n` messages arrived or `timeout` passed; returns what arrived. Any consumer
+/// error fails the test.
 pub fn consume_n(consumer: &BaseConsumer, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
+    consume_n_tolerating(consumer, n, timeout, &[])
+}
+
+/// [`consume_n`], where the errors in `tolerated` are expected (librdkafka reports a broker it
+/// cannot connect to — one just killed — as an error event and goes on).
+pub fn consume_n_tolerating(
+    consumer: &BaseConsumer,
+    n: usize,
+    timeout: Duration,
+    tolerated: &[rdkafka::types::RDKafkaErrorCode],
+) -> Vec<OwnedMessage> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::with_capacity(n);
     while out.len() < n && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.push(m.detach()),
+            Some(Err(e)) if e.rdkafka_error_code().is_some_and(|c| tolerated.contains(&c)) => {}
             Some(Err(e)) => panic!("consumer error: {e}"),
             None => {}
         }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kafka_protocol::ResponseError;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
@@ -518,6 +519,62 @@ async fn a_broker_that_is_not_a_voter_joins_and_serves() {
         expected[p].extend(values);
     }
     assert_eq!(consume_all(&broker, &topic, 4, 240), expected);
+}
+
+/// KIP-890 across brokers: a partition leader that is not the transactional id's coordinator
+/// asks the coordinator (AddPartitionsToTxn `verify_only`) before it appends a transaction's
+/// first batch. A batch for a partition the producer never added is refused with
+/// INVALID_TXN_STATE and not written; once added, the transaction's batches are accepted and
+/// its commit marker makes them visible to read_committed consumers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_leader_verifies_transactional_batches_with_the_coordinator() {
+    use common::txn;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let id = format!("verify-{}", uuid::Uuid::new_v4().simple());
+    let coordinator = eventually(Duration::from_secs(15), "a transaction coordinator", || {
+        std::panic::catch_unwind(|| find_coordinator(&bootstrap, &id, 1)).ok().filter(|c| *c > 0)
+    });
+    let at_coordinator = cluster.nodes[cluster.index_of(coordinator)].client.clone();
+    let init = eventually(Duration::from_secs(15), "a transactional producer id", || {
+        let r = txn::init(&at_coordinator, &id, 60_000, 1);
+        (r.error_code == 0).then_some(r)
+    });
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+
+    // one partition on each broker; write to one the coordinator does not lead
+    let topic = topic_name("verify");
+    let assignment: [&[i32]; 3] = [&[1], &[2], &[3]];
+    let new = NewTopic::new(&topic, 3, TopicReplication::Variable(&assignment));
+    let created = admin(&bootstrap).create_topics(&[new], &AdminOptions::new()).await.expect("request");
+    assert!(created[0].is_ok(), "{created:?}");
+    let leader = [1, 2, 3].into_iter().find(|b| *b != coordinator).expect("another broker");
+    let partition = leader - 1;
+    let at_leader = cluster.nodes[cluster.index_of(leader)].client.clone();
+    let batch = |seq| producer_batch(pid, epoch, seq, 5, true);
+    eventually(Duration::from_secs(10), "the topic at its leader", || {
+        (txn::produce(&at_leader, &id, &topic, partition, batch(0)) != 3).then_some(())
+    });
+
+    // never added to the transaction: refused, nothing written
+    assert_eq!(txn::produce(&at_leader, &id, &topic, partition, batch(0)), ResponseError::InvalidTxnState.code());
+    assert_eq!(raw::end_offset(&at_leader, &topic, partition), 0);
+
+    // added: the transaction's batches are accepted, and committed they are read
+    let added = txn::add(&at_coordinator, 3, &id, pid, epoch, &[(&topic, vec![partition])]);
+    assert!(added.iter().all(|(_, _, code)| *code == 0), "{added:?}");
+    assert_eq!(txn::produce(&at_leader, &id, &topic, partition, batch(0)), 0);
+    assert_eq!(txn::produce(&at_leader, &id, &topic, partition, batch(5)), 0);
+    assert_eq!(txn::end(&at_coordinator, 3, &id, pid, epoch, true), 0);
+    let reader = assigned_consumer(
+        &bootstrap,
+        &topic,
+        &[partition],
+        rdkafka::Offset::Beginning,
+        &[("isolation.level", "read_committed")],
+    );
+    assert_eq!(consume(&reader, 10, Duration::from_secs(15)).len(), 10);
 }
 
 /// The active controller's id, from DescribeCluster as a Kafka admin client reads it.

@@ -12,6 +12,8 @@ use kafka_protocol::ResponseError;
 use super::transactions::txn_error_code;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
+use crate::coordinator::txn::verification::verify_at_coordinator;
+use crate::coordinator::txn::TxnError;
 use crate::log::batch::{BatchError, BatchHeader, RecordError};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
@@ -156,7 +158,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
             }
             let records = pd.records.unwrap_or_default();
             if verify_txns {
-                if let Err(code) = verify_transactional(ctx, transactional_id, &records, &t.name, pd.index).await {
+                if let Err(code) = verify_transactional(ctx, transactional_id, &records, partition).await {
                     parts.push(failed(pd.index, code, None, ctx.version));
                     continue;
                 }
@@ -209,22 +211,45 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
 
 /// KIP-890 verification: a transactional batch is accepted only for a partition its
 /// producer added to its open transaction, so a late or fenced producer cannot leave a
-/// transaction hanging on a partition the coordinator will never send a marker to.
+/// transaction hanging on a partition the coordinator will never send a marker to. Checked
+/// here when this broker is the transactional id's coordinator; otherwise the coordinator is
+/// asked, once per transaction and partition (a producer whose transaction is already open
+/// here was verified when it began).
 async fn verify_transactional(
     ctx: &RequestContext,
     transactional_id: Option<&str>,
     records: &[u8],
-    topic: &str,
-    partition: i32,
+    partition: &Partition,
 ) -> Result<(), ResponseError> {
     let Some(h) = BatchHeader::parse(records).filter(|h| h.is_transactional() && h.producer_id >= 0) else {
         return Ok(());
     };
-    ctx.broker
-        .txns
-        .verify_produce(&ctx.broker, transactional_id, (h.producer_id, h.producer_epoch), topic, partition)
-        .await
-        .map_err(|e| txn_error_code(e, ctx.version, i16::MAX))
+    let producer = (h.producer_id, h.producer_epoch);
+    let (topic, index) = (partition.topic.as_str(), partition.index);
+    let local = ctx.broker.txns.verify_produce(&ctx.broker, transactional_id, producer, topic, index).await;
+    let result = match (local, transactional_id) {
+        (Err(TxnError::NotCoordinator), Some(id)) => {
+            if partition.log().in_transaction(producer.0, producer.1) {
+                return Ok(());
+            }
+            verify_at_coordinator(&ctx.broker, id, producer, topic, index).await
+        }
+        (local, _) => local.map_err(|e| txn_error_code(e, ctx.version, i16::MAX)),
+    };
+    result.map_err(verification_error)
+}
+
+/// A verification that could not complete is answered NOT_ENOUGH_REPLICAS, as Kafka does:
+/// retriable for every producer, and no reason to re-read metadata.
+fn verification_error(e: ResponseError) -> ResponseError {
+    match e {
+        ResponseError::ConcurrentTransactions
+        | ResponseError::NetworkException
+        | ResponseError::CoordinatorLoadInProgress
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator => ResponseError::NotEnoughReplicas,
+        e => e,
+    }
 }
 
 /// Waits for the fsyncs started at append time; returns the positions whose flush failed.

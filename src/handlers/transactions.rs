@@ -22,6 +22,7 @@ use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::records::{partition_for, OffsetValue};
 use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
+use crate::coordinator::txn::verification::verify_at_coordinator;
 use crate::coordinator::txn::{TxnError, TxnState};
 use crate::security::acl::{op, resource};
 
@@ -76,7 +77,10 @@ async fn add_partitions_for(
                     refused.push(((name.clone(), *p), ResponseError::TransactionalIdAuthorizationFailed))
                 }
                 _ if !writable => refused.push(((name.clone(), *p), ResponseError::TopicAuthorizationFailed)),
-                Some(tp) if tp.has_partition(*p) && !tp.is_internal() => wanted.push((name.clone(), *p)),
+                // a broker verifying a transactional offset commit asks about `__consumer_offsets`
+                Some(tp) if tp.has_partition(*p) && (verify_only || !tp.is_internal()) => {
+                    wanted.push((name.clone(), *p))
+                }
                 _ => refused.push(((name.clone(), *p), ResponseError::UnknownTopicOrPartition)),
             }
         }
@@ -234,11 +238,23 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         let fenced_never = i16::MAX;
         let n = broker.topic(OFFSETS_TOPIC).map_or(1, |t| t.partition_count);
         let offsets_partition = (OFFSETS_TOPIC.to_string(), partition_for(&group_id, n));
-        broker
-            .txns
-            .check_offset_commit(broker, req.transactional_id.0.as_str(), (pid, epoch), &offsets_partition)
-            .await
-            .map_err(|e| txn_error_code(e, ctx.version, fenced_never))?;
+        let id = req.transactional_id.0.as_str();
+        match broker.txns.check_offset_commit(broker, id, (pid, epoch), &offsets_partition).await {
+            Ok(()) => {}
+            Err(TxnError::NotCoordinator) => {
+                let (topic, index) = (offsets_partition.0.as_str(), offsets_partition.1);
+                verify_at_coordinator(broker, id, (pid, epoch), topic, index).await.map_err(|e| match e {
+                    // the verification could not complete: the client retries as it does
+                    // while a coordinator loads
+                    ResponseError::NetworkException
+                    | ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::ConcurrentTransactions => ResponseError::CoordinatorLoadInProgress,
+                    e => e,
+                })?
+            }
+            Err(e) => return Err(txn_error_code(e, ctx.version, fenced_never)),
+        }
         // Kafka's order: a missing group is created only for a commit without a generation.
         let handle = match broker.groups.group(&group_id) {
             Some(h) => h,

@@ -240,6 +240,11 @@ impl Log {
         self.producers.active()
     }
 
+    /// Whether `(producer_id, epoch)` has a transaction open on this partition.
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.in_transaction(producer_id, epoch)
+    }
+
     /// Open transactions on this partition as (producer id, first offset).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
         self.producers.ongoing()

@@ -207,6 +207,11 @@ impl ProducerState {
         self.ongoing.keys().next().copied()
     }
 
+    /// Whether `(producer_id, epoch)` has a transaction open on this partition.
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers.get(&producer_id).is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
+    }
+
     /// Open transactions as (producer id, first offset), oldest first.
     pub fn ongoing(&self) -> Vec<(i64, i64)> {
         self.ongoing.iter().map(|(offset, pid)| (*pid, *offset)).collect()

@@ -4,6 +4,7 @@
 
 pub mod pki;
 pub mod proxy;
+pub mod txn;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

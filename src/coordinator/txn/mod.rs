@@ -10,6 +10,7 @@
 
 pub mod markers;
 pub mod records;
+pub mod verification;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -359,9 +360,9 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// Verifies a transactional produce batch of producer `(id, epoch)` for a partition.
-    /// Only the id's own coordinator can; a partition leader elsewhere accepts the batch, as
-    /// Kafka did before KIP-890 (asking the coordinator over the network is still to come).
+    /// Verifies a transactional produce batch of producer `(id, epoch)` for a partition, when
+    /// this broker is the id's coordinator; NOT_COORDINATOR tells the caller to ask the
+    /// coordinator (see [`verification::verify_at_coordinator`]).
     pub async fn verify_produce(
         &self,
         broker: &Broker,
@@ -370,17 +371,25 @@ impl TxnCoordinator {
         topic: &str,
         partition: i32,
     ) -> Result<(), TxnError> {
-        if transactional_id.is_some_and(|id| self.ownership(broker, id).is_err()) {
-            return Ok(());
+        if let Some(id) = transactional_id {
+            self.ownership(broker, id)?;
         }
         let id = self.by_producer.get(&producer.0).map(|e| e.clone()).ok_or(TxnError::InvalidState)?;
         self.verify(&id, producer.0, producer.1, &(topic.to_string(), partition)).await
     }
 
+    /// The broker that coordinates transactional id `id`: the leader of its partition of
+    /// `__transaction_state`.
+    pub fn coordinator_of(broker: &Broker, id: &str) -> Option<i32> {
+        let topic = broker.topic(TXN_TOPIC)?;
+        let index = crate::coordinator::group::records::partition_for(id, topic.partition_count);
+        topic.state(index).map(|s| s.leader).filter(|l| *l >= 0)
+    }
+
     /// TxnOffsetCommit is allowed for the current producer while its transaction is open and
     /// holds the group's offsets partition (AddOffsetsToTxn came first); otherwise the offsets
     /// would never see a marker and would stay pending. Checked when this broker is also the
-    /// id's transaction coordinator.
+    /// id's transaction coordinator; NOT_COORDINATOR tells the caller to ask the coordinator.
     pub async fn check_offset_commit(
         &self,
         broker: &Broker,
@@ -388,9 +397,7 @@ impl TxnCoordinator {
         producer: (i64, i16),
         offsets_partition: &(String, i32),
     ) -> Result<(), TxnError> {
-        if self.ownership(broker, id).is_err() {
-            return Ok(());
-        }
+        self.ownership(broker, id)?;
         if self.get(id).is_none() {
             return Err(TxnError::ProducerIdMapping);
         }

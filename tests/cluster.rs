@@ -385,21 +385,8 @@ async fn three_brokers_form_a_cluster_share_metadata_and_survive_the_controller(
     let dead = cluster.index_of(active);
     cluster.kill(dead);
     let survivors = cluster.bootstrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let c = controller_id(&survivors).await;
-        if c > 0 && c != active {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no new controller within 10 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let second = topic_name("after-failover");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while let Err(e) = create(&survivors, &second, 2, 1).await {
-        assert!(Instant::now() < deadline, "no topic created after failover: {e:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    create_after_controller_failover(&survivors, active, &second, 2, 1).await;
     // the dead broker is fenced (long before its session ends): left out of Metadata, its
     // partitions without a leader
     eventually(Duration::from_secs(10), "the dead broker fenced", || {
@@ -485,22 +472,7 @@ async fn a_broker_that_is_not_a_voter_joins_and_serves() {
     let active = controller_id(&broker).await;
     assert!((1..=3).contains(&active), "a voter is the active controller: {active}");
     cluster.kill(cluster.index_of(active));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        // -1 while the voters elect a new leader
-        let now_active = controller_id(&broker).await;
-        if now_active > 0 && now_active != active {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the broker does not know a new controller ({now_active})");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let second = topic_name("broker-only-after");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while let Err(e) = create(&broker, &second, 1, 2).await {
-        assert!(Instant::now() < deadline, "no topic created through the broker after failover: {e:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    create_after_controller_failover(&broker, active, &topic_name("broker-only-after"), 1, 2).await;
 
     // it dies: fenced, its partitions move; it returns and serves again
     let four = cluster.index_of(4);
@@ -575,6 +547,26 @@ async fn a_partition_leader_verifies_transactional_batches_with_the_coordinator(
         &[("isolation.level", "read_committed")],
     );
     assert_eq!(consume(&reader, 10, Duration::from_secs(15)).len(), 10);
+}
+
+/// After the active controller `dead` was killed: waits until `asked` names another one (it
+/// says -1 while the voters elect), then creates `topic` through it (retrying while the new
+/// controller settles).
+async fn create_after_controller_failover(asked: &str, dead: i32, topic: &str, partitions: i32, rf: i32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = controller_id(asked).await;
+        if c > 0 && c != dead {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new controller known to {asked} within 15 s ({c})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = create(asked, topic, partitions, rf).await {
+        assert!(Instant::now() < deadline, "no topic created through {asked} after failover: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The active controller's id, from DescribeCluster as a Kafka admin client reads it.

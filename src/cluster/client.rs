@@ -26,6 +26,21 @@ impl BrokerClient {
         Ok(BrokerClient { stream, correlation_id: 0, client_id: StrBytes::from_string(client_id) })
     }
 
+    /// Connects to `addr`, sends one request and reads its response, all within `timeout`.
+    pub async fn call_once<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        addr: &str,
+        client_id: String,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+        timeout: std::time::Duration,
+    ) -> io::Result<Resp> {
+        let exchange = async { BrokerClient::connect(addr, client_id).await?.call(key, version, req).await };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
+    }
+
     /// Sends one request and reads its response.
     pub async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         &mut self,

@@ -25,6 +25,9 @@ const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 /// How long the coordinator keeps trying one marker while the partition's leadership moves.
 const MARKER_RETRY_FOR: Duration = Duration::from_secs(15);
 const MARKER_BACKOFF: Duration = Duration::from_millis(100);
+/// How long one WriteTxnMarkers may wait for its answer: a guard against a leader that never
+/// answers, longer than the leader itself waits for its in-sync replicas.
+const MARKER_CALL_TIMEOUT: Duration = Duration::from_secs(35);
 
 /// One marker: which producer's transaction ends, and how.
 #[derive(Debug, Clone, Copy)]
@@ -116,14 +119,13 @@ async fn write_at(broker: &Broker, leader: i32, topic: &str, index: i32, marker:
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(TopicName(str_bytes(topic.to_string())))
             .with_partition_indexes(vec![index])])]);
-    let call = async {
-        let mut client = BrokerClient::connect(&addr, format!("weir-txn-markers-{}", broker.node_id)).await?;
-        client.call::<_, WriteTxnMarkersResponse>(ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION, &req).await
-    };
-    let resp = call.await.map_err(|e| {
-        tracing::debug!(leader, %addr, error = %e, "cannot send a transaction marker");
-        ResponseError::NetworkException
-    })?;
+    let client_id = format!("weir-txn-markers-{}", broker.node_id);
+    let (key, version) = (ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION);
+    let resp: WriteTxnMarkersResponse =
+        BrokerClient::call_once(&addr, client_id, key, version, &req, MARKER_CALL_TIMEOUT).await.map_err(|e| {
+            tracing::debug!(leader, %addr, error = %e, "cannot send a transaction marker");
+            ResponseError::NetworkException
+        })?;
     let code = resp
         .markers
         .iter()

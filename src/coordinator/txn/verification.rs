@@ -43,18 +43,14 @@ pub async fn verify_at_coordinator(
         .with_topics(vec![AddPartitionsToTxnTopic::default()
             .with_name(TopicName(str_bytes(topic)))
             .with_partitions(vec![index])])]);
-    let call = async {
-        let mut client = BrokerClient::connect(&addr, format!("weir-txn-verify-{}", broker.node_id)).await?;
-        client.call::<_, AddPartitionsToTxnResponse>(ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &req).await
-    };
-    let resp = match tokio::time::timeout(VERIFY_TIMEOUT, call).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
-            tracing::debug!(coordinator, %addr, error = %e, "cannot verify a transactional batch");
-            return Err(ResponseError::NetworkException);
-        }
-        Err(_) => return Err(ResponseError::NetworkException),
-    };
+    let client_id = format!("weir-txn-verify-{}", broker.node_id);
+    let resp: AddPartitionsToTxnResponse =
+        BrokerClient::call_once(&addr, client_id, ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &req, VERIFY_TIMEOUT)
+            .await
+            .map_err(|e| {
+                tracing::debug!(coordinator, %addr, error = %e, "cannot verify a transactional batch");
+                ResponseError::NetworkException
+            })?;
     if let Some(e) = ResponseError::try_from_code(resp.error_code) {
         // a producer is not told of the brokers' own authorization
         return Err(if e == ResponseError::ClusterAuthorizationFailed { ResponseError::InvalidTxnState } else { e });

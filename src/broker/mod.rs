@@ -295,7 +295,9 @@ const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
 /// How often start-up checks on a quorum that has no leader yet.
 const QUORUM_POLL: Duration = Duration::from_millis(500);
-/// How long Metadata still lists a fenced broker (one whose leaderships just moved). librdkafka
+/// How long Metadata still lists a broker fenced because its process is gone or stopping (one
+/// whose leaderships just moved; a broker fenced for silence may be alive behind a partition
+/// and is dropped at once, as Kafka does, so that new clients do not try it). librdkafka
 /// (2.12) drops a broker missing from a Metadata answer at once, and when that answer also
 /// moves a partition away from it the drop races the move and leaves the partition without a
 /// leader until its next once-a-second re-query; listed a little longer, the broker is dropped
@@ -809,8 +811,8 @@ impl Broker {
 
     /// The cluster as clients on `listener` are told of it: the live (registered, unfenced)
     /// brokers that have that listener — and those fenced in the last
-    /// [`FENCED_BROKER_LISTED_FOR`] — and the active controller. This broker is always among
-    /// them.
+    /// [`FENCED_BROKER_LISTED_FOR`] — and the broker to send admin requests to. This broker is
+    /// always among them.
     pub fn cluster_view(&self, listener: &str) -> ClusterView {
         let image = self.metadata_image();
         let fenced_lately = self.fenced_lately.lock();
@@ -829,7 +831,12 @@ impl Broker {
             brokers.push(BrokerEndpoint { id: self.node_id, host, port, rack: None });
             brokers.sort_by_key(|b| b.id);
         }
-        let controller = self.controller.quorum.leader().map_or(-1, |l| l as i32);
+        // Kafka's KRaft brokers name a live broker as the controller, since any of them
+        // forwards admin requests to the active one; Weir names the active controller when it
+        // is a live broker (its changes then need no hop) and itself otherwise — never -1,
+        // which leaves admin clients waiting while the voters elect
+        let leader = self.controller.quorum.leader().and_then(|l| i32::try_from(l).ok());
+        let controller = leader.filter(|l| brokers.iter().any(|b| b.id == *l)).unwrap_or(self.node_id);
         ClusterView { brokers, controller }
     }
 
@@ -856,8 +863,13 @@ impl Broker {
             .map(|(listener, (host, port))| Endpoint { listener: listener.clone(), host: host.clone(), port: *port })
             .collect();
         let rack = Some(self.config.read().get("broker.rack")).filter(|r| !r.is_empty());
-        let registration =
-            BrokerRegistration { id: self.node_id, incarnation: self.incarnation, endpoints, rack, fenced: false };
+        let registration = BrokerRegistration {
+            id: self.node_id,
+            incarnation: self.incarnation,
+            endpoints,
+            rack,
+            ..Default::default()
+        };
         self.control(ControllerOp::RegisterBroker { registration }).await.map(|_| ())
     }
 

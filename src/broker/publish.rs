@@ -60,7 +60,8 @@ impl Broker {
             let mut fenced_lately = self.fenced_lately.lock();
             fenced_lately.retain(|id, _| !live.contains(id));
             let now = std::time::Instant::now();
-            fenced_lately.extend(published.live.difference(&live).map(|id| (*id, now)));
+            let gone = published.live.difference(&live).filter(|id| image.brokers.get(id).is_some_and(|b| b.gone));
+            fenced_lately.extend(gone.map(|id| (*id, now)));
         }
         published.live = live;
         self.publish_topics(&image)?;

@@ -78,9 +78,12 @@ pub enum ControllerOp {
         id: i32,
         incarnation: Uuid,
     },
-    /// Fences a broker whose heartbeats stopped; its leaderships move.
+    /// Fences a broker whose heartbeats stopped, or whose process is `gone`; its
+    /// leaderships move.
     Fence {
         id: i32,
+        #[serde(default)]
+        gone: bool,
     },
     /// A broker about to stop (its heartbeats already stopped): fenced at once, so its
     /// leaderships move and it leaves the ISRs before it goes.
@@ -195,20 +198,23 @@ pub fn plan(
             let known = image.brokers.get(id).filter(|b| b.incarnation == *incarnation);
             let records = match known {
                 Some(b) if b.fenced => {
-                    then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: false }, None)
+                    let unfence = MetadataRecord::FenceBroker { id: *id, fenced: false, gone: false };
+                    then_elect(image, config, unfence, None)
                 }
                 _ => vec![],
             };
             (records, Outcome::Heartbeat { registered: known.is_some() })
         }
-        ControllerOp::Fence { id } => {
+        ControllerOp::Fence { id, gone } => {
             if image.brokers.get(id).is_none_or(|b| b.fenced) {
                 return Ok((vec![], Outcome::Done));
             }
-            (then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: true }, None), Outcome::Done)
+            let fence = MetadataRecord::FenceBroker { id: *id, fenced: true, gone: *gone };
+            (then_elect(image, config, fence, None), Outcome::Done)
         }
         ControllerOp::ControlledShutdown { id } => {
-            (then_elect(image, config, MetadataRecord::FenceBroker { id: *id, fenced: true }, Some(*id)), Outcome::Done)
+            let fence = MetadataRecord::FenceBroker { id: *id, fenced: true, gone: true };
+            (then_elect(image, config, fence, Some(*id)), Outcome::Done)
         }
         ControllerOp::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => {
             let state = image
@@ -587,15 +593,16 @@ impl Controller {
                     .collect()
             };
             for (id, silent, addr) in checks {
-                let reason = if silent > session {
-                    "no heartbeat for a whole session"
-                } else if Controller::is_gone(addr.as_deref(), heartbeat).await {
+                let gone = Controller::is_gone(addr.as_deref(), heartbeat).await;
+                let reason = if gone {
                     "its listener refuses connections"
+                } else if silent > session {
+                    "no heartbeat for a whole session"
                 } else {
                     continue;
                 };
                 tracing::warn!(broker = id, silent_ms = silent.as_millis() as u64, reason, "fencing a broker");
-                let fence = ControllerOp::Fence { id };
+                let fence = ControllerOp::Fence { id, gone };
                 if let Err(e) = self.submit_here(&fence).await {
                     tracing::warn!(broker = id, error = ?e, "could not fence a broker");
                 }
@@ -644,6 +651,7 @@ mod tests {
                 endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 9092 }],
                 rack: None,
                 fenced: fenced.contains(id),
+                gone: false,
             };
             image.apply(&MetadataRecord::RegisterBroker { registration });
         }
@@ -684,7 +692,7 @@ mod tests {
         let image = image_with_brokers(&[1], &[1]);
         let incarnation = image.brokers[&1].incarnation;
         let (records, outcome) = plan(&ControllerOp::Heartbeat { id: 1, incarnation }, &image, &config()).unwrap();
-        assert_eq!(records, vec![MetadataRecord::FenceBroker { id: 1, fenced: false }]);
+        assert_eq!(records, vec![MetadataRecord::FenceBroker { id: 1, fenced: false, gone: false }]);
         assert_eq!(outcome, Outcome::Heartbeat { registered: true });
         let stale = ControllerOp::Heartbeat { id: 1, incarnation: Uuid::new_v4() };
         let (records, outcome) = plan(&stale, &image, &config()).unwrap();

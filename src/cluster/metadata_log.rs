@@ -56,6 +56,9 @@ pub enum MetadataRecord {
     FenceBroker {
         id: i32,
         fenced: bool,
+        /// Fenced because its process is gone or stopping (not merely silent).
+        #[serde(default)]
+        gone: bool,
     },
     /// Replaces a topic's config overrides.
     TopicConfigs {
@@ -169,7 +172,7 @@ pub struct Endpoint {
 }
 
 /// A broker as the cluster knows it (Kafka's `BrokerRegistration`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokerRegistration {
     pub id: i32,
     /// New at every start: tells a restarted broker from its old self.
@@ -179,6 +182,10 @@ pub struct BrokerRegistration {
     /// A fenced broker leads nothing and is left out of Metadata.
     #[serde(default)]
     pub fenced: bool,
+    /// Fenced because its process is gone or stopping: Metadata may list it a moment longer
+    /// (see the broker's `FENCED_BROKER_LISTED_FOR`), as it cannot serve anyone.
+    #[serde(default)]
+    pub gone: bool,
 }
 
 impl BrokerRegistration {
@@ -244,9 +251,10 @@ impl MetadataImage {
             MetadataRecord::RegisterBroker { registration } => {
                 self.brokers.insert(registration.id, registration.clone());
             }
-            MetadataRecord::FenceBroker { id, fenced } => {
+            MetadataRecord::FenceBroker { id, fenced, gone } => {
                 if let Some(b) = self.brokers.get_mut(id) {
                     b.fenced = *fenced;
+                    b.gone = *fenced && *gone;
                 }
             }
             MetadataRecord::TopicConfigs { id, configs } => {
@@ -448,9 +456,10 @@ mod tests {
                     endpoints: vec![Endpoint { listener: "PLAINTEXT".into(), host: "h".into(), port: 1 }],
                     rack: Some("r1".into()),
                     fenced: false,
+                    gone: false,
                 },
             },
-            MetadataRecord::FenceBroker { id: 2, fenced: true },
+            MetadataRecord::FenceBroker { id: 2, fenced: true, gone: false },
         ];
         let mut image = MetadataImage::default();
         for r in &records {

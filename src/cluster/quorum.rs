@@ -245,6 +245,23 @@ impl Quorum {
         }
     }
 
+    /// Resolves, with the reason, if this node's Raft stops by itself (a storage failure or
+    /// a bug): the node can no longer take part in the quorum, so the broker stops rather
+    /// than linger without a controller. Never resolves on an observer.
+    pub async fn failure(&self) -> String {
+        let Some(raft) = &self.raft else { return std::future::pending().await };
+        let mut metrics = raft.metrics();
+        let reason = match metrics.wait_for(|m| m.running_state.is_err()).await {
+            Ok(m) => m.running_state.as_ref().err().map(|e| e.to_string()),
+            // the metrics channel closes when Raft is shut down on purpose
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
     /// The leader (active controller) as this node knows it.
     pub fn leader(&self) -> Option<NodeId> {
         match &self.raft {

@@ -169,6 +169,10 @@ async fn accept_loop(
     let (drain, drain_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut handover: Option<tokio::task::JoinHandle<()>> = None;
+    let controller = broker.controller().clone();
+    let quorum_failure = controller.quorum.failure();
+    tokio::pin!(quorum_failure);
+    let mut failed: Option<String> = None;
     loop {
         tokio::select! {
             Some((stream, peer, listener, tls)) = accepted.recv() => match admit(&broker, &settings, peer) {
@@ -186,6 +190,12 @@ async fn accept_loop(
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            reason = &mut quorum_failure, if handover.is_none() => {
+                tracing::error!(%reason, "the metadata quorum stopped on this node; stopping the broker");
+                failed = Some(reason);
+                let broker = broker.clone();
+                handover = Some(tokio::spawn(async move { broker.controlled_shutdown().await }));
+            }
             _ = shutdown.changed(), if handover.is_none() => {
                 // Kafka's order: leaderships move while this broker still serves, so clients
                 // are sent to the new leaders (NOT_LEADER_OR_FOLLOWER) instead of finding it
@@ -210,5 +220,8 @@ async fn accept_loop(
     }
     broker.stop_quorum().await;
     tokio::task::spawn_blocking(move || broker.shutdown()).await??;
-    Ok(())
+    match failed {
+        Some(reason) => Err(anyhow::anyhow!("the metadata quorum stopped: {reason}")),
+        None => Ok(()),
+    }
 }

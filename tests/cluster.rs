@@ -468,6 +468,19 @@ async fn a_broker_that_is_not_a_voter_joins_and_serves() {
     let sent = produce_all(&broker, &topic, 4, 200, "a").await;
     assert_eq!(consume_all(&broker, &topic, 4, 200), sent);
 
+    // DescribeQuorum at the active controller: three voters, broker 4 observing
+    let active = controller_id(&broker).await;
+    let quorum = describe_quorum(&cluster.nodes[cluster.index_of(active)].client);
+    assert_eq!(quorum.error_code, 0);
+    let mut voters: Vec<i32> = quorum.current_voters.iter().map(|v| v.replica_id.0).collect();
+    voters.sort();
+    assert_eq!((quorum.leader_id.0, voters), (active, vec![1, 2, 3]));
+    assert!(quorum.high_watermark > 0 && quorum.current_voters.iter().all(|v| v.log_end_offset > 0));
+    assert!(quorum.observers.iter().any(|o| o.replica_id.0 == 4), "broker 4 observes: {quorum:?}");
+    let follower = (1..=3).find(|id| *id != active).expect("a follower");
+    let elsewhere = describe_quorum(&cluster.nodes[cluster.index_of(follower)].client);
+    assert_eq!(elsewhere.error_code, ResponseError::NotLeaderOrFollower.code());
+
     // the active controller dies: the broker finds the new one and forwards to it
     let active = controller_id(&broker).await;
     assert!((1..=3).contains(&active), "a voter is the active controller: {active}");
@@ -568,6 +581,18 @@ async fn create_after_controller_failover(asked: &str, dead: i32, topic: &str, p
         assert!(Instant::now() < deadline, "no topic created through {asked} after failover: {e:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// DescribeQuorum v2 for partition 0 of `__cluster_metadata`, asked of the broker at `addr`.
+fn describe_quorum(addr: &str) -> kafka_protocol::messages::describe_quorum_response::PartitionData {
+    use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    use kafka_protocol::messages::{ApiKey, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+    let req = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(common::txn::s("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let mut resp: DescribeQuorumResponse = raw::call(addr, ApiKey::DescribeQuorum, 2, &req);
+    assert_eq!(resp.error_code, 0);
+    resp.topics.remove(0).partitions.remove(0)
 }
 
 /// The active controller's id, from DescribeCluster as a Kafka admin client reads it.

@@ -259,6 +259,11 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
         ApiKey::EndTxn => boxed!(EndTxnRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
             .with_committed(true)),
+        ApiKey::DescribeQuorum => {
+            boxed!(DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+                .with_topic_name(name("__cluster_metadata"))
+                .with_partitions(vec![describe_quorum_request::PartitionData::default().with_partition_index(0)])]))
+        }
         ApiKey::WriteTxnMarkers => boxed!(WriteTxnMarkersRequest::default().with_markers(vec![
             write_txn_markers_request::WritableTxnMarker::default()
                 .with_producer_id(ProducerId(12345))
@@ -381,6 +386,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::AddOffsetsToTxn => check!(AddOffsetsToTxnResponse),
         ApiKey::EndTxn => check!(EndTxnResponse),
         ApiKey::WriteTxnMarkers => check!(WriteTxnMarkersResponse),
+        ApiKey::DescribeQuorum => check!(DescribeQuorumResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),

@@ -135,6 +135,19 @@ impl QuorumSettings {
     }
 }
 
+/// The quorum as its leader sees it, in Kafka's terms: log end offsets are the index after
+/// a member's last entry (-1 when the leader does not know it yet).
+#[derive(Debug, Clone)]
+pub struct QuorumStatus {
+    pub leader: NodeId,
+    pub epoch: u64,
+    pub high_watermark: i64,
+    /// (id, log end offset)
+    pub voters: Vec<(NodeId, i64)>,
+    /// (id, log end offset, last fetch time in ms)
+    pub observers: Vec<(NodeId, i64, i64)>,
+}
+
 /// Why a batch was not committed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
@@ -162,6 +175,8 @@ pub struct Quorum {
     pub identity: Identity,
     /// Members whose connection from here just failed.
     pub suspects: Arc<Suspects>,
+    /// Observers fetching the metadata from this voter: id → (entry applied, last fetch ms).
+    pub observers: Arc<parking_lot::Mutex<BTreeMap<NodeId, (u64, i64)>>>,
     voters: BTreeMap<NodeId, BasicNode>,
 }
 
@@ -190,6 +205,7 @@ impl Quorum {
             state: state.clone(),
             identity: identity.clone(),
             suspects: suspects.clone(),
+            observers: Default::default(),
             voters,
         };
         if settings.observer {
@@ -219,6 +235,7 @@ impl Quorum {
             identity: self.identity.clone(),
             state: self.state.clone(),
             suspects: self.suspects.clone(),
+            observers: self.observers.clone(),
         })
     }
 
@@ -260,6 +277,38 @@ impl Quorum {
             Some(reason) => reason,
             None => std::future::pending().await,
         }
+    }
+
+    /// The quorum as its leader sees it (DescribeQuorum); `None` on a node that does not lead.
+    pub fn status(&self) -> Option<QuorumStatus> {
+        let raft = self.raft.as_ref()?;
+        let m = raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node_id) {
+            return None;
+        }
+        let end = |index: Option<u64>| index.map_or(0, |i| i as i64 + 1);
+        let matched = m.replication.clone().unwrap_or_default();
+        let voters = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|id| {
+                let log_end = match id == self.node_id {
+                    true => end(m.last_log_index),
+                    false => matched.get(&id).map_or(-1, |l| end(l.map(|l| l.index))),
+                };
+                (id, log_end)
+            })
+            .collect();
+        let observers =
+            self.observers.lock().iter().map(|(id, (applied, at))| (*id, *applied as i64 + 1, *at)).collect();
+        Some(QuorumStatus {
+            leader: self.node_id,
+            epoch: m.current_term,
+            high_watermark: end(m.last_applied.map(|l| l.index)),
+            voters,
+            observers,
+        })
     }
 
     /// The leader (active controller) as this node knows it.

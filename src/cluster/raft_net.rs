@@ -205,6 +205,8 @@ pub struct Served {
     pub identity: Identity,
     pub state: MetadataState,
     pub suspects: Arc<Suspects>,
+    /// Observers fetching from here: id → (entry applied, last fetch ms), for DescribeQuorum.
+    pub observers: Arc<parking_lot::Mutex<BTreeMap<NodeId, (u64, i64)>>>,
 }
 
 /// Serves Raft RPCs from other voters, metadata fetches from observers and changes forwarded
@@ -252,6 +254,7 @@ async fn serve_connection(
             }),
             Request::FetchMetadata { after } => {
                 observer = true;
+                served.observers.lock().insert(from, (after, crate::broker::now_ms()));
                 Response::Metadata(fetch_metadata(&served, after).await)
             }
         };
@@ -262,6 +265,7 @@ async fn serve_connection(
     }
     if observer {
         // an observer's fetches stopped: the controller checks whether it is gone
+        served.observers.lock().remove(&from);
         served.suspects.report(from);
     }
 }
@@ -493,7 +497,13 @@ mod tests {
             let identity = Identity { node_id: id, known: Some("a".into()), ..Default::default() };
             let network = Network { identity: identity.clone(), ..Default::default() };
             let raft = Raft::new(id, config.clone(), network, log, state.clone()).await.unwrap();
-            let served = Served { raft: raft.clone(), identity, state: state.clone(), suspects: Default::default() };
+            let served = Served {
+                raft: raft.clone(),
+                identity,
+                state: state.clone(),
+                suspects: Default::default(),
+                observers: Default::default(),
+            };
             tokio::spawn(serve(l, served, None));
             rafts.push((id, raft));
             states.push(state);

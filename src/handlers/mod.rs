@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -84,6 +85,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
@@ -453,6 +455,7 @@ async fn serve_frame(
         ApiKey::AddOffsetsToTxn => serve(&ctx, key, body, transactions::add_offsets_to_txn).await,
         ApiKey::EndTxn => serve(&ctx, key, body, transactions::end_txn).await,
         ApiKey::WriteTxnMarkers => serve(&ctx, key, body, write_txn_markers::handle).await,
+        ApiKey::DescribeQuorum => serve(&ctx, key, body, describe_quorum::handle).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
         ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
@@ -586,6 +589,7 @@ mod tests {
             ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::VERSIONS,
             ApiKey::EndTxn => EndTxnRequest::VERSIONS,
             ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
+            ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,

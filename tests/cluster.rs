@@ -654,6 +654,14 @@ fn keep_producing(
     })
 }
 
+/// Reads partition 0 of `topic` from the beginning through the last acknowledged offset and
+/// checks [`assert_acknowledged_once`].
+fn assert_log_holds(bootstrap: &str, topic: &str, acked: &[(i64, String)]) {
+    let end = acked.iter().map(|(o, _)| *o).max().expect("something acknowledged") + 1;
+    let reader = assigned_consumer(bootstrap, topic, &[0], rdkafka::Offset::Beginning, &[]);
+    assert_acknowledged_once(&consume(&reader, end as usize, Duration::from_secs(60)), acked);
+}
+
 /// Every acknowledged `(offset, value)` is in `log` at its offset, and no value is there twice.
 fn assert_acknowledged_once(log: &[rdkafka::message::OwnedMessage], acked: &[(i64, String)]) {
     use rdkafka::Message;
@@ -912,10 +920,8 @@ async fn a_leader_shut_down_with_sigterm_hands_over_without_producer_errors() {
         .max()
         .unwrap_or_default();
     eprintln!("SIGTERM on the leader: longest pause between acknowledgements {pause:?}");
-    let reader = assigned_consumer(&survivors, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let log = consume(&reader, acked.len(), Duration::from_secs(30));
     let acked: Vec<(i64, String)> = acked.into_iter().map(|(offset, value, _)| (offset, value)).collect();
-    assert_acknowledged_once(&log, &acked);
+    assert_log_holds(&survivors, &topic, &acked);
 }
 
 /// KIP-951: Produce and Fetch sent to a follower answer NOT_LEADER_OR_FOLLOWER with the
@@ -1150,10 +1156,7 @@ async fn a_leader_cut_off_from_the_cluster_acknowledges_nothing_it_cannot_replic
     majority.await.unwrap();
 
     let acked = acked.lock().unwrap().clone();
-    let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
-    let reader = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let log = consume(&reader, end as usize, Duration::from_secs(30));
-    assert_acknowledged_once(&log, &acked);
+    assert_log_holds(&bootstrap, &topic, &acked);
     eprintln!("cut off leader {leader}, successor {successor}: {} acknowledged, {at_cut} before the cut", acked.len());
     cluster.stop_all();
     assert_replicas_identical(&cluster, &topic, 0);
@@ -1221,9 +1224,7 @@ async fn a_rolling_restart_under_load_loses_nothing_and_fails_nothing() {
     assert!(read > 0 && committed > 0, "the group read {read} and committed {committed}");
 
     let acked = acked.lock().unwrap().clone();
-    let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
-    let all = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    assert_acknowledged_once(&consume(&all, end as usize, Duration::from_secs(30)), &acked);
+    assert_log_holds(&bootstrap, &topic, &acked);
     eprintln!("rolling restart: {} acknowledged, group read {read}, committed {committed}", acked.len());
     cluster.stop_all();
     assert_replicas_identical(&cluster, &topic, 0);
@@ -1494,11 +1495,7 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
 
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() > 200, "the producer kept going: {} records acknowledged", acked.len());
-    let bootstrap = cluster.bootstrap();
-    let all = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
-    let end = acked.iter().map(|(o, _)| *o).max().unwrap() + 1;
-    let log = consume(&all, end as usize, Duration::from_secs(60));
-    assert_acknowledged_once(&log, &acked);
+    assert_log_holds(&cluster.bootstrap(), &topic, &acked);
     assert!(progress.last_committed > 0, "the group committed: {progress:?}");
     failovers.sort();
     eprintln!(

@@ -323,7 +323,7 @@ impl Broker {
         }
         let metadata_dir = data_dir.join(METADATA_DIR);
         let (mut settings, controller_bind) = QuorumSettings::from_config(&config).map_err(anyhow::Error::msg)?;
-        settings.cluster_id = stored_cluster_id.or_else(|| configured_cluster_id(&config));
+        settings.cluster_id = stored_cluster_id.clone().or_else(|| configured_cluster_id(&config));
         let controller_listener = match controller_bind {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(&addr)
@@ -355,7 +355,7 @@ impl Broker {
             }
         }
         import_metadata_log(&controller, &metadata_dir).await?;
-        let cluster_id = establish_cluster_id(&controller, &data_dir, node_id, &config).await?;
+        let cluster_id = establish_cluster_id(&controller, &data_dir, node_id, stored_cluster_id, &config).await?;
         let image = controller.quorum.image();
         config.set_dynamic(publish::dynamic_configs(&image.broker_configs));
         let listeners = crate::security::listeners::from_config(&config).map_err(anyhow::Error::msg)?;
@@ -990,16 +990,16 @@ fn write_identity(dir: &Path, cluster_id: &str, node_id: i32) -> anyhow::Result<
     Ok(())
 }
 
-/// Agrees on the cluster id with the quorum: the one stored here, the configured one or a new
+/// Agrees on the cluster id with the quorum: the one `stored` in `meta.properties`, the configured one or a new
 /// one is proposed, and the cluster's id (the first proposal committed) is recorded. A data
 /// directory of another cluster stops start-up.
 async fn establish_cluster_id(
     controller: &Controller,
     dir: &Path,
     node_id: i32,
+    stored: Option<String>,
     config: &BrokerConfig,
 ) -> anyhow::Result<String> {
-    let stored = read_identity(dir, node_id)?;
     let configured = configured_cluster_id(config);
     let proposed = stored.clone().or(configured).unwrap_or_else(|| base64_url(Uuid::new_v4().as_bytes()));
     let id = match controller.submit(&ControllerOp::ClusterId { proposed }).await? {

@@ -58,7 +58,7 @@ impl Broker {
         let live = live_brokers(&image);
         {
             let mut fenced_lately = self.fenced_lately.lock();
-            fenced_lately.retain(|id, _| !live.contains(id));
+            fenced_lately.retain(|id, at| !live.contains(id) && at.elapsed() < super::FENCED_BROKER_LISTED_FOR);
             let now = std::time::Instant::now();
             let gone = published.live.difference(&live).filter(|id| image.brokers.get(id).is_some_and(|b| b.gone));
             fenced_lately.extend(gone.map(|id| (*id, now)));

@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::cluster::controller::{Controller, ControllerOp, Outcome};
+use crate::cluster::controller::{Controller, ControllerOp, Outcome, PartitionResult};
 use crate::cluster::metadata_log::{
     BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, PartitionState, TopicMeta,
 };
@@ -25,6 +25,7 @@ use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
 
 mod publish;
 mod replication;
+pub mod throttle;
 
 /// Written at clean shutdown, removed at start-up: its absence means logs need recovery.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".weir_cleanshutdown";
@@ -285,6 +286,9 @@ pub struct Broker {
     pub telemetry: ClientTelemetry,
     /// `GROUP` resource config overrides by group id.
     group_configs: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
+    /// What this broker sends to, and fetches as, out-of-sync throttled replicas (KIP-73).
+    pub leader_quota: throttle::ReplicationQuota,
+    pub follower_quota: throttle::ReplicationQuota,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -403,7 +407,10 @@ impl Broker {
             security,
             telemetry,
             group_configs: RwLock::new(image.group_configs.clone()),
+            leader_quota: Default::default(),
+            follower_quota: Default::default(),
         };
+        broker.set_replication_quotas();
         broker.remove_deleted_dirs();
         broker.load_topics(&image)?;
         broker.add_scram_users(&scram_users).await?;
@@ -442,34 +449,38 @@ impl Broker {
     /// Opens the logs of this broker's replicas among partitions `from..meta.partitions` of a
     /// topic, keeping none of the old ones.
     fn open_topic(&self, meta: &TopicMeta, from: i32) -> std::io::Result<Topic> {
-        let log_config = self.log_config(&meta.configs);
-        let mut partitions = Vec::new();
-        for p in (from..meta.partitions).filter(|p| meta.is_replica(*p, self.node_id)) {
-            let dir = self.partition_dir(&meta.name, p);
-            let (log, report) = Log::open(&dir, log_config.clone(), self.clean_start, now_ms())?;
-            if let Some(rec) = report.recovered {
-                if rec.truncated_bytes > 0 {
-                    tracing::warn!(
-                        topic = %meta.name,
-                        partition = p,
-                        truncated_bytes = rec.truncated_bytes,
-                        reserved_bytes = rec.reserved_bytes,
-                        valid_batches = rec.batches,
-                        "recovered log: truncated a torn or corrupt tail"
-                    );
-                } else if rec.reserved_bytes > 0 {
-                    tracing::info!(
-                        topic = %meta.name,
-                        partition = p,
-                        reserved_bytes = rec.reserved_bytes,
-                        valid_batches = rec.batches,
-                        "recovered log: released space reserved ahead of writes"
-                    );
-                }
-            }
-            partitions.push(Arc::new(Partition::new(meta.name.clone(), p, log)));
-        }
+        let partitions = (from..meta.partitions)
+            .filter(|p| meta.is_replica(*p, self.node_id))
+            .map(|p| self.open_partition(meta, p))
+            .collect::<std::io::Result<_>>()?;
         Ok(Topic::of(meta, partitions, Default::default()))
+    }
+
+    /// Opens (or creates) one partition's log, recovering it as needed.
+    fn open_partition(&self, meta: &TopicMeta, p: i32) -> std::io::Result<Arc<Partition>> {
+        let dir = self.partition_dir(&meta.name, p);
+        let (log, report) = Log::open(&dir, self.log_config(&meta.configs), self.clean_start, now_ms())?;
+        if let Some(rec) = report.recovered {
+            if rec.truncated_bytes > 0 {
+                tracing::warn!(
+                    topic = %meta.name,
+                    partition = p,
+                    truncated_bytes = rec.truncated_bytes,
+                    reserved_bytes = rec.reserved_bytes,
+                    valid_batches = rec.batches,
+                    "recovered log: truncated a torn or corrupt tail"
+                );
+            } else if rec.reserved_bytes > 0 {
+                tracing::info!(
+                    topic = %meta.name,
+                    partition = p,
+                    reserved_bytes = rec.reserved_bytes,
+                    valid_batches = rec.batches,
+                    "recovered log: released space reserved ahead of writes"
+                );
+            }
+        }
+        Ok(Arc::new(Partition::new(meta.name.clone(), p, log)))
     }
 
     fn install(&self, topic: Topic) {
@@ -625,6 +636,39 @@ impl Broker {
         }
         let assignments = assignments.unwrap_or_default();
         self.control(ControllerOp::CreatePartitions { name: name.to_string(), count, assignments }).await.map(|_| ())
+    }
+
+    /// Takes the replication throttle rates from the config (at start and when the dynamic
+    /// broker configs change).
+    fn set_replication_quotas(&self) {
+        let c = self.config.read();
+        self.leader_quota.set_rate(c.get_i64("leader.replication.throttled.rate"));
+        self.follower_quota.set_rate(c.get_i64("follower.replication.throttled.rate"));
+    }
+
+    /// ElectLeaders through the controller: each partition's result.
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<PartitionResult>, AdminError> {
+        self.control_partitions(ControllerOp::ElectLeaders { unclean, partitions }).await
+    }
+
+    /// AlterPartitionReassignments through the controller: each partition's result.
+    pub async fn reassign(
+        &self,
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_rf_change: bool,
+    ) -> Result<Vec<PartitionResult>, AdminError> {
+        self.control_partitions(ControllerOp::Reassign { partitions, allow_rf_change }).await
+    }
+
+    async fn control_partitions(&self, op: ControllerOp) -> Result<Vec<PartitionResult>, AdminError> {
+        match self.control(op).await? {
+            Outcome::Partitions { results } => Ok(results),
+            other => Err(AdminError::InvalidRequest(format!("unexpected controller outcome {other:?}"))),
+        }
     }
 
     /// Replaces a topic's config overrides (already validated by the caller).

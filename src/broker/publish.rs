@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::{now_ms, AdminError, Broker, Topic};
 use crate::cluster::metadata_log::{MetadataImage, TopicMeta};
+use crate::partition::Partition;
 use crate::telemetry::Subscription;
 
 /// The parts of the image taken in last time that are compared rather than re-applied.
@@ -47,6 +48,7 @@ impl Broker {
         if image.broker_configs != published.broker_configs {
             self.config.write().set_dynamic(dynamic_configs(&image.broker_configs));
             self.config_generation.fetch_add(1, Ordering::Relaxed);
+            self.set_replication_quotas();
             for topic in self.topics() {
                 let log_config = self.log_config(&topic.configs);
                 for p in &topic.partitions {
@@ -100,15 +102,13 @@ impl Broker {
         Ok(())
     }
 
-    /// Takes in a topic's new partitions and configs; true if partition logs were created.
+    /// Takes in a topic's new partitions, replica assignments and configs: opens the logs of
+    /// replicas newly placed here (a reassignment adding this broker starts them empty; the
+    /// follower copies the leader's) and removes the ones moved away. True if partition logs
+    /// were created.
     fn update_topic(&self, local: &Topic, meta: &TopicMeta) -> std::io::Result<bool> {
-        let current = local.partition_count;
-        if meta.partitions <= current && meta.configs == local.configs && meta.states == local.states {
+        if meta.partitions == local.partition_count && meta.configs == local.configs && meta.states == local.states {
             return Ok(false);
-        }
-        let mut partitions = local.partitions.clone();
-        if meta.partitions > current {
-            partitions.extend(self.open_topic(meta, current)?.partitions);
         }
         if meta.configs != local.configs {
             let log_config = self.log_config(&meta.configs);
@@ -116,26 +116,50 @@ impl Broker {
                 p.log_mut().set_config(log_config.clone());
             }
         }
+        let mut partitions = Vec::with_capacity(local.partitions.len());
+        let mut created = false;
+        for index in 0..meta.partitions {
+            let here = meta.is_replica(index, self.node_id);
+            match local.partition(index) {
+                Some(p) if here => partitions.push(p.clone()),
+                Some(p) => self.remove_replica(&local.name, local.id, p),
+                None if here => {
+                    partitions.push(self.open_partition(meta, index)?);
+                    created = true;
+                }
+                None => {}
+            }
+        }
         self.install(Topic::of(meta, partitions, local.traffic.clone()));
-        Ok(meta.partitions > current)
+        Ok(created)
     }
 
-    /// Forgets a deleted topic and removes its files (renamed first, then removed, so a crash
-    /// in between is finished at the next start).
+    /// Forgets a deleted topic and removes its files.
     fn remove_topic(&self, topic: &Topic) {
         self.topics.remove(&topic.name);
         self.topic_names.remove(&topic.id);
         for p in &topic.partitions {
-            p.go_offline(); // stops a follower's fetcher
-            let dir = self.partition_dir(&topic.name, p.index);
-            let doomed = self.data_dir.join(format!("{}-{}.{}-delete", topic.name, p.index, topic.id.simple()));
-            if let Err(err) = std::fs::rename(&dir, &doomed) {
-                tracing::warn!(%err, dir = %dir.display(), "cannot rename deleted partition");
-                continue;
-            }
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
+            self.remove_replica(&topic.name, topic.id, p);
         }
         tracing::info!(topic = %topic.name, "deleted topic");
+    }
+
+    /// Stops a replica and removes its files (renamed first, then removed, so a crash in
+    /// between is finished at the next start).
+    fn remove_replica(&self, topic: &str, id: uuid::Uuid, p: &Partition) {
+        let led = p.is_replicated_leader();
+        p.go_offline(); // stops a follower's fetcher
+        if led {
+            self.coordinators_follow(topic, p.index, Some(false));
+        }
+        let dir = self.partition_dir(topic, p.index);
+        let doomed = self.data_dir.join(format!("{topic}-{}.{}-delete", p.index, id.simple()));
+        if let Err(err) = std::fs::rename(&dir, &doomed) {
+            tracing::warn!(%err, dir = %dir.display(), "cannot rename a removed replica");
+            return;
+        }
+        tracing::info!(topic, partition = p.index, "removed the replica");
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(doomed));
     }
 
     fn publish_client_metrics(

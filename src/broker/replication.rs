@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
+use super::throttle::{is_throttled, MIN_CHUNK};
 use super::{now_ms, Broker, Topic};
 use crate::cluster::client::BrokerClient;
 use crate::cluster::controller::ControllerOp;
@@ -38,12 +39,12 @@ impl Broker {
         for p in &topic.partitions {
             let Some(state) = topic.state(p.index) else { continue };
             let taken = if state.replicas.len() == 1 {
-                let alone = if state.leader == self.node_id { p.lead_alone(state.leader_epoch) } else { Ok(()) };
-                alone.map(|()| None)
+                let alone = if state.leader == self.node_id { p.lead_alone(state.leader_epoch) } else { Ok(false) };
+                alone.map(|now| now.then_some(true))
             } else {
                 self.take_role(topic, p, state)
             };
-            let taken = taken.map(|change| self.coordinators_follow(topic, p.index, change));
+            let taken = taken.map(|change| self.coordinators_follow(&topic.name, p.index, change));
             if let Err(e) = taken {
                 tracing::error!(topic = %topic.name, partition = p.index, error = %e, "cannot take the partition's role");
             }
@@ -76,9 +77,9 @@ impl Broker {
     /// `__consumer_offsets` partitions, the transaction coordinator its `__transaction_state`
     /// ones. Each loads a partition's state when this broker comes to lead it and drops it
     /// when it stops.
-    fn coordinators_follow(&self, topic: &Topic, index: i32, change: Option<bool>) {
+    pub(super) fn coordinators_follow(&self, name: &str, index: i32, change: Option<bool>) {
         use crate::coordinator::{group::OFFSETS_TOPIC, txn::TXN_TOPIC};
-        let (Some(leads), name) = (change, topic.name.as_str()) else { return };
+        let Some(leads) = change else { return };
         let loaded = match (name, leads) {
             (OFFSETS_TOPIC, true) => self.groups.take_over(self, index),
             (TXN_TOPIC, true) => self.txns.take_over(self, index),
@@ -122,11 +123,17 @@ impl Broker {
                 let log = p.log();
                 (log.log_end_offset(), log.log_start_offset(), log.latest_epoch().unwrap_or(-1))
             };
+            let quota = self.follower_throttled(topic, p.index).then_some(&self.follower_quota);
+            let mut max_bytes = FETCH_MAX_BYTES;
+            if let Some(quota) = quota {
+                tokio::time::sleep(quota.delay()).await;
+                max_bytes = quota.allowance(max_bytes as usize).unwrap_or(MIN_CHUNK) as i32;
+            }
             let req = FetchRequest::default()
                 .with_replica_id(BrokerId(self.node_id))
                 .with_max_wait_ms(FETCH_MAX_WAIT_MS)
                 .with_min_bytes(1)
-                .with_max_bytes(FETCH_MAX_BYTES)
+                .with_max_bytes(max_bytes)
                 .with_topics(vec![FetchTopic::default().with_topic(TopicName(str_bytes(topic))).with_partitions(
                     vec![FetchPartition::default()
                         .with_partition(p.index)
@@ -134,7 +141,7 @@ impl Broker {
                         .with_fetch_offset(fetch_offset)
                         .with_last_fetched_epoch(last_epoch)
                         .with_log_start_offset(log_start)
-                        .with_partition_max_bytes(FETCH_MAX_BYTES)],
+                        .with_partition_max_bytes(max_bytes)],
                 )]);
             let resp: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
             let data = resp
@@ -143,6 +150,19 @@ impl Broker {
                 .next()
                 .and_then(|t| t.partitions.into_iter().next())
                 .ok_or_else(|| std::io::Error::other("fetch response without the partition"))?;
+            if data.error_code == ResponseError::OffsetOutOfRange.code() && fetch_offset < data.log_start_offset {
+                tracing::info!(
+                    topic,
+                    partition = p.index,
+                    log_end = fetch_offset,
+                    leader_log_start = data.log_start_offset,
+                    "the leader's log starts past this replica's end; starting over there"
+                );
+                let start = data.log_start_offset;
+                p.as_follower_in(epoch, |log| log.truncate_fully_and_start_at(start, now_ms()))
+                    .ok_or_else(role_changed)??;
+                continue;
+            }
             leader_answered(data.error_code)?;
             if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
                 let end = data.diverging_epoch.end_offset;
@@ -157,6 +177,9 @@ impl Broker {
                 p.as_follower_in(epoch, |log| log.truncate_to(end)).ok_or_else(role_changed)??;
                 continue;
             }
+            if let (Some(quota), Some(records)) = (quota, &data.records) {
+                quota.record(records.len());
+            }
             if let Some(records) = data.records.filter(|r| !r.is_empty()) {
                 p.as_follower_in(epoch, |log| log.append_as_follower(&records, now_ms()))
                     .ok_or_else(role_changed)?
@@ -168,7 +191,25 @@ impl Broker {
                 }
             }
             p.follower_high_watermark(epoch, data.high_watermark);
+            if data.log_start_offset > log_start {
+                // the leader's head went (retention, DeleteRecords): this copy's goes too
+                let moved = p.as_follower_in(epoch, |log| {
+                    log.delete_records_before(data.log_start_offset.min(log.high_watermark()), now_ms())
+                });
+                if let Some(Err(e)) = moved {
+                    tracing::warn!(topic, partition = p.index, error = %e, "cannot follow the leader's log start");
+                }
+            }
         }
+    }
+
+    /// Whether this follower's fetches count against `follower.replication.throttled.rate`:
+    /// its topic lists the replica in `follower.replication.throttled.replicas`, a rate is
+    /// set, and it is out of the ISR.
+    fn follower_throttled(&self, topic: &str, partition: i32) -> bool {
+        let Some(t) = self.topic(topic).filter(|_| self.follower_quota.is_limited()) else { return false };
+        is_throttled(&t.configs, "follower.replication.throttled.replicas", partition, self.node_id)
+            && !t.state(partition).is_some_and(|s| s.isr.contains(&self.node_id))
     }
 
     /// Before fetching: asks the leader where this replica's newest epoch ended there and

@@ -13,7 +13,8 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord, PartitionState};
+use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord, PartitionState, TopicMeta};
+use super::partition_change::{self, Change, Election};
 use super::quorum::{CommitError, Quorum};
 use super::raft_log::NodeId;
 use super::raft_net::{forward, ForwardResult, RemoteAdminError};
@@ -100,6 +101,17 @@ pub enum ControllerOp {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// ElectLeaders: preferred (or, `unclean`, any live replica) leaders for the partitions
+    /// named, or for all with `None`.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+    /// AlterPartitionReassignments: each partition's target replicas, `None` to cancel.
+    Reassign {
+        partitions: Vec<(String, i32, Option<Vec<i32>>)>,
+        allow_rf_change: bool,
+    },
 }
 
 /// What a committed change gives back.
@@ -125,6 +137,10 @@ pub enum Outcome {
     /// A partition's state after an AlterPartition.
     Partition {
         state: PartitionState,
+    },
+    /// Each partition's result of an ElectLeaders or a reassignment.
+    Partitions {
+        results: Vec<PartitionResult>,
     },
 }
 
@@ -233,9 +249,21 @@ pub fn plan(
             if !isr.contains(leader) || !isr.iter().all(|b| state.replicas.contains(b) && live(b)) {
                 return Err(AdminError::InvalidRequest(format!("ISR {isr:?} is not live replicas with the leader")));
             }
-            let new = PartitionState { isr: isr.clone(), partition_epoch: partition_epoch + 1, ..state.clone() };
+            // the new ISR may finish a reassignment (and move leadership off a removed replica)
+            let Some(new) = Change::new(image, state).isr(isr.clone()).build() else {
+                return Ok((vec![], Outcome::Partition { state: state.clone() }));
+            };
             let change = MetadataRecord::PartitionChange { id: *topic, partition: *partition, state: new.clone() };
             (vec![change], Outcome::Partition { state: new })
+        }
+        ControllerOp::ElectLeaders { unclean, partitions } => {
+            let election = if *unclean { Election::Unclean } else { Election::Preferred };
+            let (records, results) = plan_elections(image, config, election, partitions.as_deref());
+            (records, Outcome::Partitions { results })
+        }
+        ControllerOp::Reassign { partitions, allow_rf_change } => {
+            let (records, results) = plan_reassignments(image, config, partitions, *allow_rf_change);
+            (records, Outcome::Partitions { results })
         }
     })
 }
@@ -263,39 +291,191 @@ fn elect_leaders(image: &MetadataImage, config: &BrokerConfig, leaving: Option<i
     let live = |b: i32| Some(b) != leaving && image.brokers.get(&b).is_some_and(|r| !r.fenced);
     let mut records = Vec::new();
     for t in image.topics.values() {
-        let unclean = t
-            .configs
-            .get("unclean.leader.election.enable")
-            .map_or_else(|| config.get_bool("unclean.leader.election.enable"), |v| v == "true");
+        let unclean = unclean_allowed(t, config);
         for (p, s) in t.states.iter().enumerate() {
             let mut isr: Vec<i32> = s.isr.iter().copied().filter(|b| live(*b)).collect();
             if isr.is_empty() {
                 isr = s.isr.clone();
             }
-            let leader = if s.leader >= 0 && live(s.leader) && isr.contains(&s.leader) {
-                s.leader
-            } else if let Some(l) = s.replicas.iter().copied().find(|r| live(*r) && isr.contains(r)) {
-                l
-            } else if let Some(l) = s.replicas.iter().copied().find(|r| unclean && live(*r)) {
-                isr = vec![l];
-                l
-            } else {
-                -1
-            };
-            if leader == s.leader && isr == s.isr {
-                continue;
+            let change = Change::new(image, s).isr(isr).leaving(leaving).unclean_allowed(unclean);
+            if let Some(state) = change.build() {
+                records.push(MetadataRecord::PartitionChange { id: t.id, partition: p as i32, state });
             }
-            let state = PartitionState {
-                replicas: s.replicas.clone(),
-                isr,
-                leader,
-                leader_epoch: s.leader_epoch + i32::from(leader != s.leader),
-                partition_epoch: s.partition_epoch + 1,
-            };
-            records.push(MetadataRecord::PartitionChange { id: t.id, partition: p as i32, state });
         }
     }
     records
+}
+
+/// `unclean.leader.election.enable` for a topic: its override, else the broker's.
+fn unclean_allowed(topic: &TopicMeta, config: &BrokerConfig) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .map_or_else(|| config.get_bool("unclean.leader.election.enable"), |v| v == "true")
+}
+
+/// A partition's outcome in a request about many (ElectLeaders, reassignments).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PartitionResult {
+    pub topic: String,
+    pub partition: i32,
+    pub error: i16,
+    pub message: Option<String>,
+}
+
+impl PartitionResult {
+    fn of(topic: &str, partition: i32, result: Result<(), (ResponseError, String)>) -> PartitionResult {
+        let (error, message) = match result {
+            Ok(()) => (0, None),
+            Err((e, m)) => (e.code(), Some(m)),
+        };
+        PartitionResult { topic: topic.to_string(), partition, error, message }
+    }
+}
+
+/// A topic's partition state for a request naming it, or UNKNOWN_TOPIC_OR_PARTITION.
+fn partition_of<'a>(
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Result<(&'a TopicMeta, &'a PartitionState), (ResponseError, String)> {
+    let t = image
+        .topics
+        .get(topic)
+        .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("Unable to find a topic named {topic}.")))?;
+    let s = t.state(partition).ok_or_else(|| {
+        (ResponseError::UnknownTopicOrPartition, format!("Unable to find partition {topic}:{partition}."))
+    })?;
+    Ok((t, s))
+}
+
+/// ElectLeaders (Kafka's `ReplicationControlManager.electLeaders`): each partition's result
+/// and the records of the elections made; `None` partitions means all of them, reporting only
+/// the ones an election was needed for.
+fn plan_elections(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    election: Election,
+    partitions: Option<&[(String, i32)]>,
+) -> (Vec<MetadataRecord>, Vec<PartitionResult>) {
+    let all: Vec<(String, i32)>;
+    let asked = match partitions {
+        Some(p) => p,
+        None => {
+            all = image.topics.values().flat_map(|t| (0..t.states.len() as i32).map(|p| (t.name.clone(), p))).collect();
+            &all
+        }
+    };
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (topic, partition) in asked {
+        let result = partition_of(image, topic, *partition).and_then(|(t, s)| {
+            let needed = match election {
+                Election::Preferred => s.replicas.first() != Some(&s.leader),
+                _ => s.leader < 0,
+            };
+            if !needed {
+                return Err((ResponseError::ElectionNotNeeded, "Leader election not needed for topic partition.".into()));
+            }
+            let change = Change::new(image, s).election(election).unclean_allowed(unclean_allowed(t, config));
+            match change.build() {
+                Some(state) if election != Election::Preferred || s.replicas.first() == Some(&state.leader) => {
+                    records.push(MetadataRecord::PartitionChange { id: t.id, partition: *partition, state });
+                    Ok(())
+                }
+                _ if election == Election::Preferred => Err((
+                    ResponseError::PreferredLeaderNotAvailable,
+                    format!("Failed to elect leader for partition {topic}-{partition} under strategy PreferredReplicaPartitionLeaderElectionStrategy"),
+                )),
+                _ => Err((
+                    ResponseError::EligibleLeadersNotAvailable,
+                    format!("Failed to elect leader for partition {topic}-{partition} under strategy UncleanLeaderElectionStrategy"),
+                )),
+            }
+        });
+        let skip = partitions.is_none() && matches!(&result, Err((ResponseError::ElectionNotNeeded, _)));
+        if !skip {
+            results.push(PartitionResult::of(topic, *partition, result));
+        }
+    }
+    (records, results)
+}
+
+/// AlterPartitionReassignments (Kafka's `alterPartitionReassignments`): each partition moves
+/// to its target replicas (`None`: its running reassignment is cancelled).
+fn plan_reassignments(
+    image: &MetadataImage,
+    config: &BrokerConfig,
+    partitions: &[(String, i32, Option<Vec<i32>>)],
+    allow_rf_change: bool,
+) -> (Vec<MetadataRecord>, Vec<PartitionResult>) {
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for (topic, partition, target) in partitions {
+        let result = partition_of(image, topic, *partition).and_then(|(t, s)| {
+            let change = match target {
+                None if !s.reassigning() => {
+                    return Err((ResponseError::NoReassignmentInProgress, "No partition reassignment is in progress for this topic-partition.".into()))
+                }
+                None => {
+                    let (change, unclean) = partition_change::revert(image, s);
+                    if unclean && !unclean_allowed(t, config) {
+                        return Err((ResponseError::InvalidReplicaAssignment, format!("Unable to revert partition assignment for {topic}:{partition} because it would require an unclean leader election.")));
+                    }
+                    change.unclean_allowed(unclean)
+                }
+                Some(target) => {
+                    check_manual_assignment(image, std::slice::from_ref(target))
+                        .map_err(|e| (ResponseError::InvalidReplicaAssignment, e.to_string()))?;
+                    let original = s.original_replicas().len();
+                    if !allow_rf_change && target.len() != original {
+                        return Err((ResponseError::InvalidReplicationFactor, format!("The replication factor is changed from {original} to {}", target.len())));
+                    }
+                    partition_change::reassign(image, s, target)
+                }
+            };
+            if let Some(state) = change.build() {
+                records.push(MetadataRecord::PartitionChange { id: t.id, partition: *partition, state });
+            }
+            Ok(())
+        });
+        results.push(PartitionResult::of(topic, *partition, result));
+    }
+    (records, results)
+}
+
+/// The partitions whose preferred leader should take over again: those of every broker
+/// whose share of preferred partitions led elsewhere is above `percentage`, where that
+/// broker is live and in sync.
+fn imbalanced(image: &MetadataImage, percentage: i64) -> Vec<(String, i32)> {
+    /// A preferred leader's partitions: how many, how many led elsewhere, and which of those
+    /// it can take back now.
+    #[derive(Default)]
+    struct Preferred {
+        total: usize,
+        elsewhere: usize,
+        ready: Vec<(String, i32)>,
+    }
+    let mut by_preferred: BTreeMap<i32, Preferred> = BTreeMap::new();
+    for t in image.topics.values() {
+        for (p, s) in t.states.iter().enumerate() {
+            let Some(&preferred) = s.replicas.first() else { continue };
+            let entry = by_preferred.entry(preferred).or_default();
+            entry.total += 1;
+            if s.leader == preferred {
+                continue;
+            }
+            entry.elsewhere += 1;
+            if image.brokers.get(&preferred).is_some_and(|b| !b.fenced) && s.isr.contains(&preferred) {
+                entry.ready.push((t.name.clone(), p as i32));
+            }
+        }
+    }
+    by_preferred
+        .into_values()
+        .filter(|b| (b.elsewhere * 100) as i64 > percentage * b.total as i64)
+        .flat_map(|b| b.ready)
+        .collect()
 }
 
 /// Places the replicas of `partitions` on the unfenced brokers: from a random start, shifted
@@ -606,6 +786,34 @@ impl Controller {
                 if let Err(e) = self.submit_here(&fence).await {
                     tracing::warn!(broker = id, error = ?e, "could not fence a broker");
                 }
+            }
+        }
+    }
+
+    /// While this node leads: every `leader.imbalance.check.interval.seconds`, elects the
+    /// preferred leaders of the brokers whose share of preferred partitions led elsewhere is
+    /// above `leader.imbalance.per.broker.percentage` (`auto.leader.rebalance.enable`), as
+    /// Kafka's controller does: leadership that moved away in a failover comes back.
+    pub async fn run_leader_rebalance(self: Arc<Self>) {
+        loop {
+            let (enabled, interval, percentage) = {
+                let c = self.config.read();
+                let secs = c.get_i64("leader.imbalance.check.interval.seconds").max(1) as u64;
+                let pct = c.get_i64("leader.imbalance.per.broker.percentage");
+                (c.get_bool("auto.leader.rebalance.enable"), Duration::from_secs(secs), pct)
+            };
+            tokio::time::sleep(interval).await;
+            if !enabled || !self.quorum.is_leader() {
+                continue;
+            }
+            let partitions = imbalanced(&self.quorum.state.image.read(), percentage);
+            if partitions.is_empty() {
+                continue;
+            }
+            tracing::info!(partitions = partitions.len(), "electing preferred leaders (leader imbalance)");
+            let elect = ControllerOp::ElectLeaders { unclean: false, partitions: Some(partitions) };
+            if let Err(e) = self.submit_here(&elect).await {
+                tracing::warn!(error = ?e, "could not rebalance leaders");
             }
         }
     }

@@ -136,13 +136,38 @@ pub struct PartitionState {
     pub leader_epoch: i32,
     /// Bumped at every change of this state; a leader changing the ISR names the one it saw.
     pub partition_epoch: i32,
+    /// While a reassignment runs: the replicas it adds (they copy the partition and join the
+    /// ISR) and the ones it removes once they have; `replicas` holds both (Kafka's
+    /// `addingReplicas` / `removingReplicas`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionState {
     /// A new partition: led by its first replica, every replica in sync.
     pub fn new(replicas: Vec<i32>) -> PartitionState {
         let leader = replicas.first().copied().unwrap_or(-1);
-        PartitionState { isr: replicas.clone(), replicas, leader, leader_epoch: 0, partition_epoch: 0 }
+        PartitionState {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding: vec![],
+            removing: vec![],
+        }
+    }
+
+    /// Whether a reassignment is under way.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas before the running reassignment (what cancelling it restores).
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.adding.contains(r)).collect()
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod controller;
 pub mod metadata_log;
+pub mod partition_change;
 pub mod quorum;
 pub mod raft_log;
 pub mod raft_net;

@@ -122,6 +122,21 @@ const fn topic(
     }
 }
 
+/// A topic's throttled-replica list (KIP-73): no broker default.
+const fn throttled_replicas(name: &'static str, doc: &'static str) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind: ConfigType::List,
+        default: "",
+        null_default: false,
+        check: Check::ReplicaList,
+        mode: UpdateMode::ClusterWide,
+        broker_synonym: None,
+        doc,
+        implemented: true,
+    }
+}
+
 use Check::{AtLeast, OneOf};
 use ConfigType::{Boolean, Int, Long, String as Str};
 
@@ -343,6 +358,69 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         AtLeast(0),
         false,
         "A follower that has not caught up with its leader for this long leaves the ISR.",
+    ),
+    broker(
+        "broker.rack",
+        Str,
+        "",
+        Check::None,
+        false,
+        "This broker's rack: new partitions spread their replicas over racks, and with \
+         replica.selector.class a consumer with client.rack reads from a replica in its rack.",
+    ),
+    broker(
+        "unclean.leader.election.enable",
+        Boolean,
+        "false",
+        Check::None,
+        true,
+        "Whether a partition with no in-sync replica left may be led by an out-of-sync one (it \
+         may miss acknowledged records); topics override it.",
+    ),
+    broker(
+        "auto.leader.rebalance.enable",
+        Boolean,
+        "true",
+        Check::None,
+        false,
+        "The active controller moves leadership back to preferred replicas (the first of each \
+         partition's replicas) when a broker's share of partitions led elsewhere passes \
+         leader.imbalance.per.broker.percentage.",
+    ),
+    broker(
+        "leader.imbalance.check.interval.seconds",
+        Long,
+        "300",
+        AtLeast(1),
+        false,
+        "How often the active controller checks leader imbalance.",
+    ),
+    broker(
+        "leader.imbalance.per.broker.percentage",
+        Int,
+        "10",
+        AtLeast(0),
+        false,
+        "The share (percent) of a broker's preferred partitions that may be led elsewhere before \
+         the controller elects the preferred leaders.",
+    ),
+    broker(
+        "leader.replication.throttled.rate",
+        Long,
+        "9223372036854775807",
+        AtLeast(0),
+        true,
+        "Bytes per second this broker sends, as leader, to followers of the partitions listed in \
+         their topic's leader.replication.throttled.replicas (KIP-73).",
+    ),
+    broker(
+        "follower.replication.throttled.rate",
+        Long,
+        "9223372036854775807",
+        AtLeast(0),
+        true,
+        "Bytes per second this broker fetches, as follower, for the partitions listed in their \
+         topic's follower.replication.throttled.replicas (KIP-73).",
     ),
     broker(
         "broker.heartbeat.interval.ms",
@@ -717,6 +795,23 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
 
 /// Every topic key Weir understands, each defaulting to a broker key.
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
+    throttled_replicas(
+        "leader.replication.throttled.replicas",
+        "Replicas (partition:broker, or *) whose leader's sends to followers count against that \
+         broker's leader.replication.throttled.rate.",
+    ),
+    throttled_replicas(
+        "follower.replication.throttled.replicas",
+        "Replicas (partition:broker, or *) whose fetches from the leader count against that \
+         broker's follower.replication.throttled.rate.",
+    ),
+    topic(
+        "unclean.leader.election.enable",
+        Boolean,
+        "unclean.leader.election.enable",
+        Check::None,
+        "Overrides the broker's unclean.leader.election.enable for this topic.",
+    ),
     topic(
         "cleanup.policy",
         ConfigType::List,
@@ -1556,6 +1651,13 @@ mod tests {
             "super.users",
             "allow.everyone.if.no.acl.found",
             "cluster.id",
+            // Kafka's dynamic-only broker keys (DynamicConfig.Broker), absent from its static
+            // config reference
+            "leader.replication.throttled.rate",
+            "follower.replication.throttled.rate",
+            // Kafka's leader-rebalance threshold, gone from the 4.x reference (KRaft's
+            // controller elects every imbalanced partition); Weir keeps its meaning
+            "leader.imbalance.per.broker.percentage",
         ];
         // Keys whose Weir default differs from Kafka's, and why: Weir runs out of the box on
         // one machine (loopback listener, ./data, no replication), speaks PEM only, offers the

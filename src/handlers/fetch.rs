@@ -89,17 +89,15 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 p.add_waiter(&notify);
             }
         }
-        let read = read_all(&wanted, req.max_bytes, read_committed);
+        let read = read_all(broker, &wanted, req.max_bytes, read_committed);
         propose_isr_changes(broker, &read.isr_changes);
         let satisfied = read.bytes >= i64::from(req.min_bytes.max(0)) || read.any_error || wanted.is_empty();
         if satisfied || Instant::now() >= deadline {
             break (read.parts, read.files);
         }
-        if tokio::time::timeout_at(deadline, notify.notified()).await.is_err() {
-            let read = read_all(&wanted, req.max_bytes, read_committed);
-            propose_isr_changes(broker, &read.isr_changes);
-            break (read.parts, read.files);
-        }
+        // a replica held back by its throttle is read again as soon as the quota allows
+        let wake = read.throttled.map_or(deadline, |d| deadline.min(Instant::now() + d));
+        let _ = tokio::time::timeout_at(wake, notify.notified()).await;
     };
     for (w, pd) in wanted.iter().zip(parts) {
         if let (Some(t), Some(records)) = (&w.topic, &pd.records) {
@@ -118,6 +116,8 @@ struct ReadAll {
     any_error: bool,
     /// Followers that caught up, to be added back to their ISR.
     isr_changes: Vec<IsrChange>,
+    /// How long until a replica held back by the leader's replication throttle may read.
+    throttled: Option<Duration>,
 }
 
 /// Sends the ISR changes a follower's progress called for to the controller, in the
@@ -131,13 +131,14 @@ fn propose_isr_changes(broker: &Arc<crate::broker::Broker>, changes: &[IsrChange
 }
 
 /// Reads every wanted partition once, sharing the response's `max_bytes` budget.
-fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll {
+fn read_all(broker: &crate::broker::Broker, wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll {
     let mut budget = i64::from(if max_bytes <= 0 { i32::MAX } else { max_bytes });
     let mut total = 0i64;
     let mut any_error = false;
     let mut files = FileRecords::default();
     let mut out = Vec::with_capacity(wanted.len());
     let mut isr_changes = Vec::new();
+    let mut throttled = None;
     for w in wanted {
         let pd = match &w.partition {
             None => {
@@ -145,8 +146,19 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
                 error_data(w.req.partition, w.error)
             }
             Some(p) if w.replica >= 0 => {
-                let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
-                let (pd, consistent) = read_for_follower(p, &w.req, limit as usize, total == 0, &mut files);
+                let mut limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget) as usize;
+                let quota = leader_throttled(broker, w, p).then_some(&broker.leader_quota);
+                if let Some(quota) = quota {
+                    limit = quota.allowance(limit).unwrap_or(0);
+                    if limit == 0 {
+                        throttled = Some(quota.delay());
+                    }
+                }
+                let first = total == 0 && limit > 0;
+                let (pd, consistent) = read_for_follower(p, &w.req, limit, first, &mut files);
+                if let (Some(quota), Some(records)) = (quota, &pd.records) {
+                    quota.record(records.len());
+                }
                 // only a fetch from a log that agrees with this one is progress (a follower
                 // that must still truncate has nothing of this epoch yet)
                 let progress = if consistent { p.follower_fetched(w.replica, w.req.fetch_offset) } else { Ok(None) };
@@ -177,7 +189,18 @@ fn read_all(wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll 
         };
         out.push(pd);
     }
-    ReadAll { parts: out, files, bytes: total, any_error, isr_changes }
+    ReadAll { parts: out, files, bytes: total, any_error, isr_changes, throttled }
+}
+
+/// Whether the leader's replication throttle holds back this follower's fetch: the topic
+/// lists this broker's replica in `leader.replication.throttled.replicas`, a rate is set,
+/// and the follower is out of the ISR (a caught-up follower is never throttled).
+fn leader_throttled(broker: &crate::broker::Broker, w: &Wanted, p: &Partition) -> bool {
+    use crate::broker::throttle::is_throttled;
+    let Some(topic) = &w.topic else { return false };
+    broker.leader_quota.is_limited()
+        && is_throttled(&topic.configs, "leader.replication.throttled.replicas", p.index, broker.node_id)
+        && !p.is_in_sync(w.replica)
 }
 
 /// A follower's fetch: up to the log end (not the high watermark), or where its log
@@ -209,7 +232,11 @@ fn read_for_follower(
     let read = log.read(req.fetch_offset, limit, log.log_end_offset(), first).map(|r| r.records);
     match read.and_then(|slice| Ok(slice.map(|s| files.records_for(s)).transpose()?)) {
         Ok(records) => (base.with_records(Some(records.unwrap_or_default())), true),
-        Err(LogError::OffsetOutOfRange { .. }) => (error_data(req.partition, ResponseError::OffsetOutOfRange), false),
+        // with where this log starts: a follower behind it starts over there
+        Err(LogError::OffsetOutOfRange { .. }) => (
+            error_data(req.partition, ResponseError::OffsetOutOfRange).with_log_start_offset(log.log_start_offset()),
+            false,
+        ),
         Err(e) => {
             tracing::error!(topic = %p.topic, partition = p.index, error = %e, "replica fetch read failed");
             (error_data(req.partition, ResponseError::KafkaStorageError), false)

@@ -20,6 +20,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod quotas;
+pub mod reassignments;
 pub mod response;
 pub mod sasl;
 pub mod scram_credentials;
@@ -83,6 +84,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
@@ -456,6 +460,9 @@ async fn serve_frame(
         ApiKey::EndTxn => serve(&ctx, key, body, transactions::end_txn).await,
         ApiKey::WriteTxnMarkers => serve(&ctx, key, body, write_txn_markers::handle).await,
         ApiKey::DescribeQuorum => serve(&ctx, key, body, describe_quorum::handle).await,
+        ApiKey::ElectLeaders => serve(&ctx, key, body, reassignments::elect_leaders).await,
+        ApiKey::AlterPartitionReassignments => serve(&ctx, key, body, reassignments::alter_reassignments).await,
+        ApiKey::ListPartitionReassignments => serve(&ctx, key, body, reassignments::list_reassignments).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
         ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
@@ -590,6 +597,9 @@ mod tests {
             ApiKey::EndTxn => EndTxnRequest::VERSIONS,
             ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
             ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+            ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
+            ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
+            ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,

@@ -18,6 +18,10 @@ impl Log {
         }
         self.leader_epoch = epoch;
         self.replica_of_many = replicated;
+        if !replicated {
+            // the only replica: everything it holds is committed
+            self.high_watermark = self.log_end_offset();
+        }
         self.epochs.assign(epoch, self.log_end_offset())
     }
 
@@ -116,6 +120,36 @@ impl Log {
             self.epochs.assign(h.leader_epoch, h.base_offset)?;
         }
         Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`): a
+    /// follower whose log ends before the leader's log start (a new replica of a partition
+    /// whose head retention already deleted) continues from where the leader's log begins.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        for (base, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+            self.aborted.remove_segment(base)?;
+        }
+        let (seg, _) = segment::Segment::open(
+            &self.dir,
+            offset,
+            self.config.segment_index_bytes,
+            self.config.index_interval_bytes,
+            false,
+            now_ms,
+        )?;
+        self.segments.insert(offset, seg);
+        for stale in snapshot_offsets(&self.dir) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
+        }
+        self.log_start_offset = offset;
+        super::write_log_start(&self.dir, offset)?;
+        self.epochs.truncate_from_end(i64::MIN)?; // every epoch entry goes
+        self.rebuild_producer_state()?;
+        self.high_watermark = offset;
+        self.synced = (offset, 0);
+        self.failed_sync = None;
+        super::sync_dir(&self.dir)
     }
 
     /// Cuts the log back to `offset` (a tail that diverged from the leader's): whole

@@ -42,6 +42,22 @@ pub struct Leadership {
     pub altering: bool,
 }
 
+impl Leadership {
+    /// Takes in a reassignment's replica list: added followers are tracked from nothing
+    /// (they join the ISR once caught up), removed ones forgotten.
+    fn set_replicas(&mut self, replicas: &[i32], me: i32) {
+        if self.replicas == replicas {
+            return;
+        }
+        self.followers.retain(|id, _| replicas.contains(id));
+        let now = Instant::now();
+        for r in replicas.iter().filter(|r| **r != me) {
+            self.followers.entry(*r).or_insert(FollowerProgress { log_end: -1, caught_up: now });
+        }
+        self.replicas = replicas.to_vec();
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct FollowerProgress {
     /// The offset the follower last fetched from: it has everything below.
@@ -110,6 +126,7 @@ impl Partition {
                     l.partition_epoch = state.partition_epoch;
                     l.isr = state.isr.clone();
                     l.altering = false;
+                    l.set_replicas(&state.replicas, me);
                 }
                 drop(role);
                 self.update_high_watermark();
@@ -150,12 +167,18 @@ impl Partition {
     }
 
     /// The only replica leads in the metadata's epoch (it changes when its broker was fenced
-    /// and came back), so clients that send the epoch they saw are answered.
-    pub fn lead_alone(&self, epoch: i32) -> std::io::Result<()> {
-        if self.log.read().leader_epoch() == epoch {
-            return Ok(());
+    /// and came back), so clients that send the epoch they saw are answered. True when this
+    /// replica led with others, followed, or waited (a reassignment left it alone) until now.
+    pub fn lead_alone(&self, epoch: i32) -> std::io::Result<bool> {
+        let was_single = matches!(std::mem::replace(&mut *self.role.lock(), Role::Single), Role::Single);
+        if !was_single {
+            self.lost_leadership(); // acks=all waiters of a replicated leadership are answered
         }
-        self.log.write().become_leader(epoch, false)
+        let log_epoch = self.log.read().leader_epoch();
+        if log_epoch != epoch || !was_single {
+            self.log.write().become_leader(epoch, false)?;
+        }
+        Ok(!was_single)
     }
 
     /// Whether this replica already follows `leader` in `epoch`.
@@ -311,6 +334,11 @@ impl Partition {
         if moved == Some(true) {
             self.wake_waiters();
         }
+    }
+
+    /// Whether `replica` is in the ISR this broker leads with.
+    pub fn is_in_sync(&self, replica: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(l) if l.isr.contains(&replica))
     }
 
     /// How many replicas are in sync (1 for a partition with one replica).

@@ -2,6 +2,7 @@
 //! rdkafka clients pointed at them.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod pki;
 pub mod proxy;
 pub mod txn;

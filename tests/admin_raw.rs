@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset};
@@ -179,4 +180,59 @@ async fn delete_topics_by_id_and_cluster_descriptions() {
     assert_eq!(r.responses[0].name.as_ref().unwrap().0.as_str(), topic);
     let r: DeleteTopicsResponse = raw::call_async(&broker.bootstrap, ApiKey::DeleteTopics, 6, del(id)).await;
     assert_eq!(r.responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+}
+
+/// DescribeTopicPartitions pages through topics in name order at the partition limit, with a
+/// cursor to continue from, and describes each partition as Metadata does; unknown names and
+/// a cursor outside the list get Kafka's errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn describe_topic_partitions_pages_with_a_cursor_and_agrees_with_metadata() {
+    use describe_topic_partitions_request::{Cursor, TopicRequest};
+    let broker = TestBroker::start(&[]).await;
+    let (a, b) = (topic_name("pages-a"), topic_name("pages-b"));
+    create_topic(&broker.bootstrap, &a, 5, &[]).await;
+    create_topic(&broker.bootstrap, &b, 3, &[]).await;
+    let ask = |names: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(names.iter().map(|n| TopicRequest::default().with_name(TopicName(s(n)))).collect())
+            .with_response_partition_limit(limit)
+            .with_cursor(
+                cursor.map(|(t, p)| Cursor::default().with_topic_name(TopicName(s(t))).with_partition_index(p)),
+            );
+        let r: DescribeTopicPartitionsResponse = raw::call(&broker.bootstrap, ApiKey::DescribeTopicPartitions, 0, &req);
+        r
+    };
+    let listed = |r: &DescribeTopicPartitionsResponse| -> Vec<(String, Vec<i32>)> {
+        r.topics
+            .iter()
+            .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.partitions.iter().map(|p| p.partition_index).collect()))
+            .collect()
+    };
+    let first = ask(&[&b, &a, "zz-no-such-topic"], 4, None);
+    assert_eq!(listed(&first), vec![(a.clone(), vec![0, 1, 2, 3])]);
+    let next = first.next_cursor.clone().expect("a cursor");
+    assert_eq!((next.topic_name.0.to_string(), next.partition_index), (a.clone(), 4));
+    let second = ask(&[&b, &a, "zz-no-such-topic"], 5, Some((&a, 4)));
+    assert_eq!(listed(&second)[..2], [(a.clone(), vec![4]), (b.clone(), vec![0, 1, 2])]);
+    assert_eq!(second.topics[2].error_code, ResponseError::UnknownTopicOrPartition.code(), "{:?}", second.topics[2]);
+    assert!(second.next_cursor.is_none());
+    // all topics (no names): the two, among whatever else exists, in name order
+    let all = ask(&[], 2000, None);
+    let names: Vec<String> = listed(&all).into_iter().map(|(n, _)| n).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(names.contains(&a) && names.contains(&b));
+    // as Metadata says
+    let consumer: rdkafka::consumer::BaseConsumer = client_config(&broker.bootstrap).create().unwrap();
+    let md = consumer.fetch_metadata(Some(&a), Duration::from_secs(10)).unwrap();
+    for (mp, dp) in md.topics()[0].partitions().iter().zip(&first.topics[0].partitions) {
+        assert_eq!(mp.leader(), dp.leader_id.0);
+        assert_eq!(mp.replicas().to_vec(), dp.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>());
+        assert_eq!(mp.isr().to_vec(), dp.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>());
+    }
+    assert_eq!(first.topics[0].topic_id, broker.running.as_ref().unwrap().broker.topic(&a).unwrap().id);
+    // a cursor on a topic not asked for
+    let bad = ask(&[&a], 10, Some((&b, 0)));
+    assert_eq!(bad.topics[0].error_code, ResponseError::InvalidRequest.code());
 }

@@ -318,3 +318,41 @@ async fn the_controller_rebalances_leadership_by_itself() {
     }
     cluster.stop_all();
 }
+
+/// UnregisterBroker (API 64) as `kafka-cluster.sh unregister` sends it.
+fn unregister(addr: &str, id: i32) -> i16 {
+    use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
+    let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
+    let resp: UnregisterBrokerResponse = raw::call(addr, ApiKey::UnregisterBroker, 0, &req);
+    resp.error_code
+}
+
+/// Decommissioning: a broker's partition is drained to the others by reassignment, the broker
+/// stops, and UnregisterBroker removes it from the cluster (a second time it is not
+/// registered; new placements cannot name it); started again, it registers anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drained_broker_is_unregistered_and_may_come_back() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::launch(Cluster::plan_with_brokers(3, 1), None);
+    let bootstrap = cluster.bootstrap();
+    let addr = cluster.nodes[0].client.clone();
+    create_placed(&bootstrap, "drained", &[&[4, 1]]).await;
+    produce_all(&bootstrap, "drained", 1, 50, "d").await;
+    assert_eq!(reassign(&addr, "drained", 0, Some(&[1, 2]), true), 0);
+    eventually(Duration::from_secs(30), "the partition off broker 4", || {
+        (replicas_of(&bootstrap, "drained", 0) == [1, 2] && !dir_has_partition(&cluster, 4, "drained", 0)).then_some(())
+    });
+    let node = cluster.index_of(4);
+    assert!(cluster.nodes[node].process.take().expect("running").terminate().success());
+    assert_eq!(unregister(&addr, 99), ResponseError::BrokerIdNotRegistered.code());
+    assert_eq!(unregister(&addr, 4), 0);
+    assert_eq!(unregister(&addr, 4), ResponseError::BrokerIdNotRegistered.code(), "gone from the cluster");
+    assert_eq!(reassign(&addr, "drained", 0, Some(&[1, 4]), true), ResponseError::InvalidReplicaAssignment.code());
+    let values = consume_all(&cluster.bootstrap(), "drained", 1, 50);
+    assert_eq!(values[0].len(), 50, "the drained partition kept every record");
+    cluster.restart(node);
+    eventually(Duration::from_secs(15), "broker 4 registered again", || {
+        metadata(&cluster.bootstrap()).brokers().iter().any(|b| b.id() == 4).then_some(())
+    });
+    cluster.stop_all();
+}

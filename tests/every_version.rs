@@ -259,6 +259,20 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
         ApiKey::EndTxn => boxed!(EndTxnRequest::default()
             .with_transactional_id(TransactionalId(StrBytes::from_static_str("tx-missing")))
             .with_committed(true)),
+        ApiKey::ElectLeaders => boxed!(ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+            elect_leaders_request::TopicPartitions::default().with_topic(name(topic)).with_partitions(vec![0])
+        ]))),
+        ApiKey::AlterPartitionReassignments => boxed!(AlterPartitionReassignmentsRequest::default()
+            .with_allow_replication_factor_change(true)
+            .with_topics(vec![alter_partition_reassignments_request::ReassignableTopic::default()
+                .with_name(name(topic))
+                .with_partitions(vec![alter_partition_reassignments_request::ReassignablePartition::default()
+                    .with_replicas(Some(vec![BrokerId(1)]))])])),
+        ApiKey::ListPartitionReassignments => boxed!(ListPartitionReassignmentsRequest::default()),
+        ApiKey::UnregisterBroker => boxed!(UnregisterBrokerRequest::default().with_broker_id(BrokerId(42))),
+        ApiKey::DescribeTopicPartitions => boxed!(DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(10)
+            .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(name(topic))])),
         ApiKey::DescribeQuorum => {
             boxed!(DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
                 .with_topic_name(name("__cluster_metadata"))
@@ -387,6 +401,11 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::EndTxn => check!(EndTxnResponse),
         ApiKey::WriteTxnMarkers => check!(WriteTxnMarkersResponse),
         ApiKey::DescribeQuorum => check!(DescribeQuorumResponse),
+        ApiKey::ElectLeaders => check!(ElectLeadersResponse),
+        ApiKey::AlterPartitionReassignments => check!(AlterPartitionReassignmentsResponse),
+        ApiKey::ListPartitionReassignments => check!(ListPartitionReassignmentsResponse),
+        ApiKey::UnregisterBroker => check!(UnregisterBrokerResponse),
+        ApiKey::DescribeTopicPartitions => check!(DescribeTopicPartitionsResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),

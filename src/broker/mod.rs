@@ -143,6 +143,8 @@ pub enum AdminError {
     ClusterAuthorizationFailed,
     #[error("Group authorization failed.")]
     GroupAuthorizationFailed,
+    #[error("Broker ID {0} is not currently registered")]
+    BrokerIdNotRegistered(i32),
     #[error("No active controller could make the change.")]
     NotController,
     #[error("The leader epoch is not the partition's current one.")]
@@ -172,6 +174,7 @@ impl AdminError {
             AdminError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
             AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             AdminError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+            AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
             AdminError::NotController => ResponseError::NotController,
             AdminError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
             AdminError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
@@ -644,6 +647,11 @@ impl Broker {
         let c = self.config.read();
         self.leader_quota.set_rate(c.get_i64("leader.replication.throttled.rate"));
         self.follower_quota.set_rate(c.get_i64("follower.replication.throttled.rate"));
+    }
+
+    /// UnregisterBroker through the controller.
+    pub async fn unregister_broker(&self, id: i32) -> Result<(), AdminError> {
+        self.control(ControllerOp::UnregisterBroker { id }).await.map(|_| ())
     }
 
     /// ElectLeaders through the controller: each partition's result.

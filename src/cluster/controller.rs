@@ -101,6 +101,10 @@ pub enum ControllerOp {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// UnregisterBroker: a broker gone for good leaves the metadata and every ISR.
+    UnregisterBroker {
+        id: i32,
+    },
     /// ElectLeaders: preferred (or, `unclean`, any live replica) leaders for the partitions
     /// named, or for all with `None`.
     ElectLeaders {
@@ -255,6 +259,12 @@ pub fn plan(
             };
             let change = MetadataRecord::PartitionChange { id: *topic, partition: *partition, state: new.clone() };
             (vec![change], Outcome::Partition { state: new })
+        }
+        ControllerOp::UnregisterBroker { id } => {
+            if !image.brokers.contains_key(id) {
+                return Err(AdminError::BrokerIdNotRegistered(*id));
+            }
+            (then_elect(image, config, MetadataRecord::UnregisterBroker { id: *id }, None), Outcome::Done)
         }
         ControllerOp::ElectLeaders { unclean, partitions } => {
             let election = if *unclean { Election::Unclean } else { Election::Preferred };

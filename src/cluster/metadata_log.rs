@@ -45,6 +45,10 @@ pub enum MetadataRecord {
     RegisterBroker {
         registration: BrokerRegistration,
     },
+    /// A broker gone for good leaves the cluster (UnregisterBroker).
+    UnregisterBroker {
+        id: i32,
+    },
     /// A partition's leader, ISR or epochs changed (Kafka's `PartitionChangeRecord`, here
     /// with the whole new state).
     PartitionChange {
@@ -275,6 +279,9 @@ impl MetadataImage {
             }
             MetadataRecord::RegisterBroker { registration } => {
                 self.brokers.insert(registration.id, registration.clone());
+            }
+            MetadataRecord::UnregisterBroker { id } => {
+                self.brokers.remove(id);
             }
             MetadataRecord::FenceBroker { id, fenced, gone } => {
                 if let Some(b) = self.brokers.get_mut(id) {

@@ -129,29 +129,50 @@ async fn lookup_or_create(ctx: &RequestContext, name: &str, auto_create: bool) -
     }
 }
 
-/// A topic's partitions as clients see them: a partition whose leader's broker is not live is
-/// LEADER_NOT_AVAILABLE with leader -1, its replicas on dead brokers listed offline.
+/// One partition as clients see it, the same in Metadata and DescribeTopicPartitions: a
+/// partition whose leader's broker is not live has no leader (-1), its replicas on dead
+/// brokers listed offline.
+pub struct PartitionView {
+    pub index: i32,
+    pub leader: Option<i32>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub offline: Vec<BrokerId>,
+}
+
+pub fn partition_view(broker: &Broker, view: &ClusterView, t: &Topic, index: i32) -> PartitionView {
+    let (replicas, isr, leader, leader_epoch) = match t.state(index) {
+        Some(s) => (s.replicas.clone(), s.isr.clone(), s.leader, s.leader_epoch),
+        None => {
+            let epoch = t.partition(index).map_or(0, |p| p.log().leader_epoch());
+            (vec![broker.node_id], vec![broker.node_id], broker.node_id, epoch)
+        }
+    };
+    let ids = |v: &mut dyn Iterator<Item = i32>| v.map(BrokerId).collect::<Vec<_>>();
+    PartitionView {
+        index,
+        leader: Some(leader).filter(|l| view.is_live(*l)),
+        leader_epoch,
+        offline: ids(&mut replicas.iter().copied().filter(|r| !view.is_live(*r))),
+        replicas: ids(&mut replicas.into_iter()),
+        isr: ids(&mut isr.into_iter()),
+    }
+}
+
+/// A topic's partitions for Metadata: LEADER_NOT_AVAILABLE where there is no live leader.
 fn describe_topic(broker: &Broker, view: &ClusterView, t: &Topic, topic_ops: i32) -> MetadataResponseTopic {
     let partitions = (0..t.partition_count)
         .map(|index| {
-            let (replicas, isr, leader, epoch) = match t.state(index) {
-                Some(s) => (s.replicas.clone(), s.isr.clone(), s.leader, s.leader_epoch),
-                None => {
-                    let epoch = t.partition(index).map_or(0, |p| p.log().leader_epoch());
-                    (vec![broker.node_id], vec![broker.node_id], broker.node_id, epoch)
-                }
-            };
-            let leader = Some(leader).filter(|l| view.is_live(*l));
-            let ids = |v: &[i32]| v.iter().map(|r| BrokerId(*r)).collect::<Vec<_>>();
-            let offline: Vec<i32> = replicas.iter().copied().filter(|r| !view.is_live(*r)).collect();
+            let p = partition_view(broker, view, t, index);
             let resp = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(epoch)
-                .with_replica_nodes(ids(&replicas))
-                .with_isr_nodes(ids(&isr))
-                .with_offline_replicas(ids(&offline));
-            match leader {
+                .with_leader_id(BrokerId(p.leader.unwrap_or(-1)))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas)
+                .with_isr_nodes(p.isr)
+                .with_offline_replicas(p.offline);
+            match p.leader {
                 Some(_) => resp,
                 None => resp.with_error_code(ResponseError::LeaderNotAvailable.code()),
             }

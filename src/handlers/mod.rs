@@ -9,6 +9,7 @@ pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -80,18 +81,19 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
-    (ApiKey::ElectLeaders, 0, 2),
-    (ApiKey::AlterPartitionReassignments, 0, 1),
-    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
@@ -99,6 +101,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::GetTelemetrySubscriptions, 0, 0),
     (ApiKey::PushTelemetry, 0, 0),
     (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -259,6 +262,11 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::GetTelemetrySubscriptions, 0),
     (ApiKey::PushTelemetry, 0),
     (ApiKey::ListConfigResources, 0),
+    (ApiKey::ElectLeaders, 0),
+    (ApiKey::AlterPartitionReassignments, 0),
+    (ApiKey::ListPartitionReassignments, 0),
+    (ApiKey::UnregisterBroker, 0),
+    (ApiKey::DescribeTopicPartitions, 0),
 ];
 
 /// Reports a request-quota throttle in an encoded response whose body starts with
@@ -463,6 +471,8 @@ async fn serve_frame(
         ApiKey::ElectLeaders => serve(&ctx, key, body, reassignments::elect_leaders).await,
         ApiKey::AlterPartitionReassignments => serve(&ctx, key, body, reassignments::alter_reassignments).await,
         ApiKey::ListPartitionReassignments => serve(&ctx, key, body, reassignments::list_reassignments).await,
+        ApiKey::UnregisterBroker => serve(&ctx, key, body, reassignments::unregister_broker).await,
+        ApiKey::DescribeTopicPartitions => serve(&ctx, key, body, describe_topic_partitions::handle).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
         ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
@@ -600,6 +610,8 @@ mod tests {
             ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
             ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
             ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
+            ApiKey::UnregisterBroker => UnregisterBrokerRequest::VERSIONS,
+            ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::VERSIONS,
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
@@ -678,6 +690,11 @@ mod tests {
                 ApiKey::GetTelemetrySubscriptions => check!(*entry, GetTelemetrySubscriptionsResponse),
                 ApiKey::PushTelemetry => check!(*entry, PushTelemetryResponse),
                 ApiKey::ListConfigResources => check!(*entry, ListConfigResourcesResponse),
+                ApiKey::ElectLeaders => check!(*entry, ElectLeadersResponse),
+                ApiKey::AlterPartitionReassignments => check!(*entry, AlterPartitionReassignmentsResponse),
+                ApiKey::ListPartitionReassignments => check!(*entry, ListPartitionReassignmentsResponse),
+                ApiKey::UnregisterBroker => check!(*entry, UnregisterBrokerResponse),
+                ApiKey::DescribeTopicPartitions => check!(*entry, DescribeTopicPartitionsResponse),
                 other => panic!("add {other:?} to the test"),
             }
         }

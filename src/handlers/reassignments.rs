@@ -1,6 +1,7 @@
-//! ElectLeaders (API 43), AlterPartitionReassignments (45) and ListPartitionReassignments
-//! (46): moving leadership and replicas, as `kafka-leader-election.sh` and
-//! `kafka-reassign-partitions.sh` drive them. The controller plans each partition's change
+//! ElectLeaders (API 43), AlterPartitionReassignments (45), ListPartitionReassignments (46)
+//! and UnregisterBroker (64): moving leadership and replicas and retiring brokers, as
+//! `kafka-leader-election.sh`, `kafka-reassign-partitions.sh` and
+//! `kafka-cluster.sh unregister` drive them. The controller plans each partition's change
 //! (see `cluster::partition_change`); the broker that takes the request answers once its
 //! own metadata has the change.
 
@@ -16,6 +17,7 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId, ElectLeadersRequest,
     ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
+    UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 
 use super::{str_bytes, RequestContext};
@@ -174,4 +176,18 @@ pub async fn list_reassignments(
         }
     }
     ListPartitionReassignmentsResponse::default().with_topics(topics)
+}
+
+pub async fn unregister_broker(ctx: &RequestContext, req: UnregisterBrokerRequest) -> UnregisterBrokerResponse {
+    let result = if ctx.cluster_authorized(op::ALTER) {
+        ctx.broker.unregister_broker(req.broker_id.0).await
+    } else {
+        Err(AdminError::ClusterAuthorizationFailed)
+    };
+    match result {
+        Ok(()) => UnregisterBrokerResponse::default(),
+        Err(e) => UnregisterBrokerResponse::default()
+            .with_error_code(e.code())
+            .with_error_message(Some(str_bytes(e.to_string()))),
+    }
 }

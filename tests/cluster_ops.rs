@@ -356,3 +356,96 @@ async fn a_drained_broker_is_unregistered_and_may_come_back() {
     });
     cluster.stop_all();
 }
+
+/// What librdkafka's statistics say about where a consumer fetched from.
+#[derive(Default, Clone)]
+struct Stats(std::sync::Arc<std::sync::Mutex<Option<rdkafka::Statistics>>>);
+
+impl rdkafka::ClientContext for Stats {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        *self.0.lock().unwrap() = Some(statistics);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Stats {}
+
+impl Stats {
+    /// Bytes received from broker `id`, and the broker partition 0 of `topic` is fetched from.
+    fn seen(&self, id: i32, topic: &str) -> (u64, i32) {
+        let stats = self.0.lock().unwrap().clone().expect("statistics arrived");
+        let rx = stats.brokers.values().filter(|b| b.nodeid == id).map(|b| b.rxbytes).sum();
+        let fetching = stats.topics.get(topic).and_then(|t| t.partitions.get(&0)).map_or(-1, |p| p.broker);
+        (rx, fetching)
+    }
+}
+
+/// Follower fetching (KIP-392) with `RackAwareReplicaSelector`: a consumer in rack-b
+/// (`client.rack`) is sent from the leader (broker 1, rack-a) to the in-sync follower in its
+/// rack (broker 2), which then serves the bytes (librdkafka's statistics say how many came
+/// from each broker); when that follower dies the consumer falls back to the leader and reads
+/// on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_reads_from_the_follower_in_its_rack() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let selector = ("replica.selector.class", "org.apache.kafka.common.replica.RackAwareReplicaSelector");
+    let mut cluster = Cluster::start_with(3, &[selector]);
+    assert_eq!((rack_of(1), rack_of(2)), ("rack-a", "rack-b"));
+    let bootstrap = cluster.bootstrap();
+    create_placed(&bootstrap, "near", &[&[1, 2]]).await;
+    eventually(Duration::from_secs(15), "both replicas in sync", || {
+        leader_and_isr(&bootstrap, "near", 0).filter(|(l, isr)| *l == 1 && isr == &[1, 2])
+    });
+    fill(&bootstrap, "near", 1000, 1000).await;
+
+    let stats = Stats::default();
+    let mut config = client_config(&bootstrap);
+    config
+        .set("group.id", "near-reader")
+        .set("enable.auto.commit", "false")
+        .set("client.rack", "rack-b")
+        .set("statistics.interval.ms", "200");
+    let consumer: BaseConsumer<Stats> = config.create_with_context(stats.clone()).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("near", 0, rdkafka::Offset::Beginning).unwrap();
+    consumer.assign(&tpl).unwrap();
+    let got = poll_n(&consumer, 1000, false);
+    assert_eq!(got.len(), 1000);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = consumer.poll(Duration::from_millis(100)); // serves the statistics callback
+    let (from_follower, fetching) = stats.seen(2, "near");
+    let (from_leader, _) = stats.seen(1, "near");
+    println!("bytes from the follower {from_follower}, from the leader {from_leader}");
+    assert_eq!(fetching, 2, "the consumer fetches from the follower in its rack");
+    assert!(from_follower > 1_000_000, "the follower served the records: {from_follower} bytes");
+    assert!(from_leader < from_follower / 10, "the leader served little: {from_leader} bytes");
+
+    // the follower dies: the consumer goes back to the leader and reads on
+    cluster.kill(1);
+    fill(&bootstrap, "near", 100, 1000).await;
+    let more = poll_n(&consumer, 100, true);
+    assert_eq!(more.len(), 100, "records written after the follower died are read from the leader");
+    use rdkafka::Message;
+    assert_eq!(more[0].offset(), 1000);
+    cluster.stop_all();
+}
+
+/// Polls up to a minute for `n` records; consumer errors fail the test unless `dead_broker`
+/// (a broker was killed: librdkafka reports it).
+fn poll_n<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    n: usize,
+    dead_broker: bool,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.len() < n && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => got.push(m.detach()),
+            Some(Err(e)) if dead_broker => println!("consumer error (expected while the follower is gone): {e}"),
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    got
+}

@@ -95,6 +95,15 @@ impl Topic {
         }
     }
 
+    /// The partition for a consumer's fetch (v11+, KIP-392): its leader, or a follower of it
+    /// here, which serves what it has up to its high watermark.
+    pub fn readable(&self, index: i32) -> Result<&Arc<Partition>, ResponseError> {
+        match self.partition(index) {
+            Some(p) if p.is_follower() => Ok(p),
+            _ => self.local(index),
+        }
+    }
+
     /// The replicas of a partition, the leader first.
     pub fn replicas_of(&self, index: i32, this_broker: i32) -> Vec<i32> {
         self.state(index).map_or_else(|| vec![this_broker], |s| s.replicas.clone())

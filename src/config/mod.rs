@@ -369,6 +369,15 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
          replica.selector.class a consumer with client.rack reads from a replica in its rack.",
     ),
     broker(
+        "replica.selector.class",
+        Str,
+        "",
+        Check::None,
+        false,
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector: a consumer with client.rack is \
+         sent to an in-sync replica in its rack (KIP-392); empty: consumers read from leaders.",
+    ),
+    broker(
         "unclean.leader.election.enable",
         Boolean,
         "false",

@@ -68,7 +68,10 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
             !ctx.authorized(op::READ, resource::TOPIC, name)
         };
         for p in ft.partitions {
-            let local = topic.as_ref().filter(|_| !denied).map(|t| t.local(p.partition).cloned());
+            let local = topic.as_ref().filter(|_| !denied).map(|t| {
+                // consumers may read from a follower from v11 on (KIP-392)
+                if replica < 0 && ctx.version >= 11 { t.readable(p.partition) } else { t.local(p.partition) }.cloned()
+            });
             let error = match &local {
                 _ if denied => ResponseError::TopicAuthorizationFailed,
                 None => unknown,
@@ -81,6 +84,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         topics.push(FetchableTopicResponse::default().with_topic(ft.topic).with_topic_id(ft.topic_id));
     }
     let read_committed = req.isolation_level == READ_COMMITTED;
+    let selector = (replica < 0 && ctx.version >= 11).then(|| ReadReplicaSelector::new(broker, &req.rack_id)).flatten();
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let notify = Arc::new(Notify::new());
     let (parts, files) = loop {
@@ -89,7 +93,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
                 p.add_waiter(&notify);
             }
         }
-        let read = read_all(broker, &wanted, req.max_bytes, read_committed);
+        let read = read_all(broker, &wanted, req.max_bytes, read_committed, selector.as_ref());
         propose_isr_changes(broker, &read.isr_changes);
         let satisfied = read.bytes >= i64::from(req.min_bytes.max(0)) || read.any_error || wanted.is_empty();
         if satisfied || Instant::now() >= deadline {
@@ -131,7 +135,13 @@ fn propose_isr_changes(broker: &Arc<crate::broker::Broker>, changes: &[IsrChange
 }
 
 /// Reads every wanted partition once, sharing the response's `max_bytes` budget.
-fn read_all(broker: &crate::broker::Broker, wanted: &[Wanted], max_bytes: i32, read_committed: bool) -> ReadAll {
+fn read_all(
+    broker: &crate::broker::Broker,
+    wanted: &[Wanted],
+    max_bytes: i32,
+    read_committed: bool,
+    selector: Option<&ReadReplicaSelector>,
+) -> ReadAll {
     let mut budget = i64::from(if max_bytes <= 0 { i32::MAX } else { max_bytes });
     let mut total = 0i64;
     let mut any_error = false;
@@ -179,7 +189,11 @@ fn read_all(broker: &crate::broker::Broker, wanted: &[Wanted], max_bytes: i32, r
             }
             Some(p) => {
                 let limit = i64::from(w.req.partition_max_bytes.max(0)).min(budget);
-                let pd = read_partition(p, &w.req, limit as usize, total == 0, read_committed, &mut files);
+                let preferred = selector.and_then(|s| s.preferred(p, w.req.fetch_offset));
+                let pd = match preferred {
+                    Some(replica) => sent_elsewhere(p, &w.req, replica),
+                    None => read_partition(p, &w.req, limit as usize, total == 0, read_committed, &mut files),
+                };
                 let got = pd.records.as_ref().map_or(0, |r| r.len() as i64);
                 any_error |= pd.error_code != 0;
                 total += got;
@@ -242,6 +256,54 @@ fn read_for_follower(
             (error_data(req.partition, ResponseError::KafkaStorageError), false)
         }
     }
+}
+
+/// Kafka's `RackAwareReplicaSelector` (KIP-392), on when `replica.selector.class` names it:
+/// a leader tells a consumer in another rack to fetch from an in-sync follower in the
+/// consumer's rack (`client.rack`) that has the offset it asks for.
+pub struct ReadReplicaSelector {
+    client_rack: String,
+    /// Each live broker's rack.
+    racks: std::collections::HashMap<i32, Option<String>>,
+    own: i32,
+}
+
+impl ReadReplicaSelector {
+    const RACK_AWARE: &'static str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
+    fn new(broker: &crate::broker::Broker, client_rack: &str) -> Option<ReadReplicaSelector> {
+        if client_rack.is_empty() || broker.config().get("replica.selector.class") != Self::RACK_AWARE {
+            return None;
+        }
+        let image = broker.metadata_image();
+        let racks = image.brokers.values().filter(|b| !b.fenced).map(|b| (b.id, b.rack.clone())).collect();
+        Some(ReadReplicaSelector { client_rack: client_rack.to_string(), racks, own: broker.node_id })
+    }
+
+    /// The follower to send the consumer to; `None` to read here (this broker does not lead,
+    /// is in the consumer's rack, or no in-sync follower there has the offset).
+    fn preferred(&self, p: &Partition, fetch_offset: i64) -> Option<i32> {
+        let in_rack = |id: &i32| self.racks.get(id).is_some_and(|r| r.as_deref() == Some(self.client_rack.as_str()));
+        if !p.is_replicated_leader() || in_rack(&self.own) {
+            return None;
+        }
+        p.followers_caught_up_to(fetch_offset).into_iter().filter(in_rack).min()
+    }
+}
+
+/// A leader's answer sending a consumer to `replica`: no records, the offsets it needs.
+fn sent_elsewhere(p: &Partition, req: &FetchPartition, replica: i32) -> PartitionData {
+    let log = p.log();
+    if let Err(code) = check_leader_epoch(req.current_leader_epoch, log.leader_epoch()) {
+        return error_data(req.partition, code);
+    }
+    PartitionData::default()
+        .with_partition_index(req.partition)
+        .with_high_watermark(log.high_watermark())
+        .with_last_stable_offset(log.last_stable_offset())
+        .with_log_start_offset(log.log_start_offset())
+        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica))
+        .with_records(Some(Bytes::new()))
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {

@@ -336,6 +336,25 @@ impl Partition {
         }
     }
 
+    /// Whether this broker follows another's leadership of the partition.
+    pub fn is_follower(&self) -> bool {
+        matches!(&*self.role.lock(), Role::Follower(_))
+    }
+
+    /// The in-sync followers that have everything below `offset`: where a consumer fetching
+    /// from `offset` may be sent instead (KIP-392).
+    pub fn followers_caught_up_to(&self, offset: i64) -> Vec<i32> {
+        match &*self.role.lock() {
+            Role::Leader(l) => l
+                .followers
+                .iter()
+                .filter(|(id, p)| l.isr.contains(id) && p.log_end >= offset)
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `replica` is in the ISR this broker leads with.
     pub fn is_in_sync(&self, replica: i32) -> bool {
         matches!(&*self.role.lock(), Role::Leader(l) if l.isr.contains(&replica))

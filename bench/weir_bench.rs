@@ -139,6 +139,10 @@ struct ConsumeArgs {
     /// Consumer instances, each on its own thread with its share of the partitions.
     #[arg(long, default_value_t = 1)]
     consumers: usize,
+    /// The consumers' `client.rack`: with the brokers' RackAwareReplicaSelector they read from
+    /// replicas in that rack (KIP-392).
+    #[arg(long)]
+    client_rack: Option<String>,
 }
 
 #[derive(Args)]
@@ -545,7 +549,11 @@ fn consume(a: ConsumeArgs) -> anyhow::Result<Value> {
     let consumers = a.consumers.clamp(1, partitions.max(1) as usize);
     let mut assigned = Vec::new();
     for i in 0..consumers {
-        let c: BaseConsumer = consumer_config(&a.target.bootstrap).create()?;
+        let mut config = consumer_config(&a.target.bootstrap);
+        if let Some(rack) = &a.client_rack {
+            config.set("client.rack", rack);
+        }
+        let c: BaseConsumer = config.create()?;
         let mut tpl = TopicPartitionList::new();
         for p in (0..partitions).filter(|p| *p as usize % consumers == i) {
             tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;

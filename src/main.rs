@@ -103,7 +103,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let running = match weir::start(cfg).await {
+    // the handlers go in first: a SIGTERM while the broker starts (registering can wait for
+    // a controller) stops it instead of killing it with the default action
+    let mut signalled = on_signal();
+    let started = tokio::select! {
+        started = weir::start(cfg) => started,
+        _ = signalled.wait_for(|s| *s) => {
+            // nothing was acknowledged yet; the logs are recovered at the next start
+            tracing::info!("signal received while starting; stopping");
+            return;
+        }
+    };
+    let running = match started {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: {e:#}");
@@ -112,7 +123,7 @@ async fn main() {
     };
     let stop = running.shutdown_handle();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        let _ = signalled.wait_for(|s| *s).await;
         tracing::info!("signal received, shutting down");
         let _ = stop.send(true);
     });
@@ -122,17 +133,24 @@ async fn main() {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and Ctrl-C handlers now; the channel turns true when one arrives.
+fn on_signal() -> tokio::sync::watch::Receiver<bool> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let term = signal(SignalKind::terminate());
+    tokio::spawn(async move {
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+        let _ = tx.send(true);
+    });
+    rx
 }

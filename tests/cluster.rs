@@ -365,17 +365,6 @@ fn find_coordinator(bootstrap: &str, key: &str, key_type: i8) -> i32 {
     resp.node_id.0
 }
 
-fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    consumer
-}
-
 /// The group coordinator dies: another broker, now leading the group's `__consumer_offsets`
 /// partition, loads the group from its replica and the group goes on from its committed
 /// offset; committed offsets never go back.
@@ -944,21 +933,12 @@ fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
 const CYCLES: usize = 20;
 const DRILL_GROUP: &str = "kill-cycles-group";
 
-/// What the drill's consumer group did, reported when it did not get anywhere.
-#[derive(Debug, Default)]
-struct GroupProgress {
-    consumed: u64,
-    last_committed: i64,
-    last_error: Option<String>,
-}
-
 /// The issue's durability drill: the partition leader is SIGKILLed 20 times (and restarted)
 /// while an idempotent acks=all producer writes and a group consumes and commits. Afterwards
 /// every acknowledged record is in the log once, at its acknowledged offset; the replicas
 /// are byte-identical; the group's committed offset never went back.
 #[tokio::test(flavor = "multi_thread")]
 async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
-    use rdkafka::Message;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -971,59 +951,9 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     // the producer: one record at a time, each acknowledged offset remembered
     let acked: Arc<Mutex<Vec<(i64, String)>>> = Default::default();
     let producing = keep_producing(bootstrap.clone(), topic.clone(), "r", &[], stop.clone(), acked.clone());
-    // the group: consumes, commits every 20 records; the committed offset must only grow.
-    // It starts from a committed offset 0 rather than from auto.offset.reset: librdkafka
-    // keeps a ListOffsets(BEGINNING) that failed on a dead broker queued for retry, and when
-    // its answer comes back after leadership moved on it restarts that offset query and
-    // rewinds the consumer to the beginning (seen with librdkafka 2.12.1, whoever the broker).
-    let first = assigned_consumer(&bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[("group.id", DRILL_GROUP)]);
-    let mut start = rdkafka::TopicPartitionList::new();
-    start.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(0)).unwrap();
-    first.commit(&start, rdkafka::consumer::CommitMode::Sync).expect("the group's starting offset");
-    drop(first);
+    // the group: consumes, commits every 20 records; the committed offset must only grow
     let committed_went_back = Arc::new(AtomicBool::new(false));
-    let consuming = {
-        let (stop, back, topic, bootstrap) =
-            (stop.clone(), committed_went_back.clone(), topic.clone(), bootstrap.clone());
-        std::thread::spawn(move || {
-            let c = group_consumer(&bootstrap, DRILL_GROUP, &topic);
-            let mut progress = GroupProgress { last_committed: -1, ..Default::default() };
-            while !stop.load(Ordering::SeqCst) {
-                let m = match c.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        progress.last_error = Some(e.to_string());
-                        continue;
-                    }
-                    None => continue,
-                };
-                progress.consumed += 1;
-                if !progress.consumed.is_multiple_of(20) {
-                    continue;
-                }
-                let mut tpl = rdkafka::TopicPartitionList::new();
-                let _ = tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(m.offset() + 1));
-                let read_back = c
-                    .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-                    .and_then(|()| c.committed(Duration::from_secs(10)));
-                let now = match read_back {
-                    Ok(now) => now.find_partition(&topic, 0).map(|p| p.offset()),
-                    Err(e) => {
-                        progress.last_error = Some(e.to_string());
-                        continue;
-                    }
-                };
-                if let Some(rdkafka::Offset::Offset(o)) = now {
-                    if o < progress.last_committed {
-                        eprintln!("committed offset went back: {} -> {o}", progress.last_committed);
-                    }
-                    back.fetch_or(o < progress.last_committed, Ordering::SeqCst);
-                    progress.last_committed = progress.last_committed.max(o);
-                }
-            }
-            progress
-        })
-    };
+    let consuming = committing_group(&bootstrap, &topic, DRILL_GROUP, stop.clone(), committed_went_back.clone());
 
     let mut failovers = Vec::new();
     for cycle in 0..CYCLES {

@@ -457,3 +457,82 @@ pub fn rack_of(id: i32) -> &'static str {
         "rack-b"
     }
 }
+
+pub fn group_consumer(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = client_config(bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// What a committing group did, reported when it did not get anywhere.
+#[derive(Debug, Default)]
+pub struct GroupProgress {
+    pub consumed: u64,
+    pub last_committed: i64,
+    pub last_error: Option<String>,
+}
+
+/// A group member on its own thread until `stop`: consumes partition 0 of `topic`, commits
+/// every 20 records and reads the commit back; sets `went_back` if a committed offset ever
+/// goes back. It starts from a committed offset 0 rather than from auto.offset.reset:
+/// librdkafka keeps a ListOffsets(BEGINNING) that failed on a dead broker queued for retry,
+/// and when its answer comes back after leadership moved on it restarts that offset query and
+/// rewinds the consumer to the beginning (seen with librdkafka 2.12.1, whoever the broker).
+pub fn committing_group(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    went_back: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<GroupProgress> {
+    use rdkafka::Message;
+    use std::sync::atomic::Ordering;
+    let first = assigned_consumer(bootstrap, topic, &[0], rdkafka::Offset::Beginning, &[("group.id", group)]);
+    let mut start = rdkafka::TopicPartitionList::new();
+    start.add_partition_offset(topic, 0, rdkafka::Offset::Offset(0)).unwrap();
+    first.commit(&start, rdkafka::consumer::CommitMode::Sync).expect("the group's starting offset");
+    drop(first);
+    let (topic, bootstrap, group) = (topic.to_string(), bootstrap.to_string(), group.to_string());
+    std::thread::spawn(move || {
+        let c = group_consumer(&bootstrap, &group, &topic);
+        let mut progress = GroupProgress { last_committed: -1, ..Default::default() };
+        while !stop.load(Ordering::SeqCst) {
+            let m = match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    progress.last_error = Some(e.to_string());
+                    continue;
+                }
+                None => continue,
+            };
+            progress.consumed += 1;
+            if !progress.consumed.is_multiple_of(20) {
+                continue;
+            }
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            let _ = tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(m.offset() + 1));
+            let read_back =
+                c.commit(&tpl, rdkafka::consumer::CommitMode::Sync).and_then(|()| c.committed(Duration::from_secs(10)));
+            let now = match read_back {
+                Ok(now) => now.find_partition(&topic, 0).map(|p| p.offset()),
+                Err(e) => {
+                    progress.last_error = Some(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(rdkafka::Offset::Offset(o)) = now {
+                if o < progress.last_committed {
+                    eprintln!("committed offset went back: {} -> {o}", progress.last_committed);
+                }
+                went_back.fetch_or(o < progress.last_committed, Ordering::SeqCst);
+                progress.last_committed = progress.last_committed.max(o);
+            }
+        }
+        progress
+    })
+}

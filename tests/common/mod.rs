@@ -175,6 +175,11 @@ impl BinaryBroker {
     }
 
     /// Whether a line the broker logged so far contains `text`.
+    /// The lines logged so far that contain `text`.
+    pub fn lines_with(&self, text: &str) -> Vec<String> {
+        self.log.lock().map(|l| l.iter().filter(|line| line.contains(text)).cloned().collect()).unwrap_or_default()
+    }
+
     pub fn logged(&self, text: &str) -> bool {
         self.log.lock().is_ok_and(|l| l.iter().any(|line| line.contains(text)))
     }

@@ -57,6 +57,38 @@ enum Cmd {
     /// Failover of a cluster: an idempotent acks=all producer writes one record at a time
     /// while the partition leader gets SIGKILL (or SIGTERM); reports how long writes paused.
     Failover(FailoverArgs),
+    /// Reassignment copy rate: moves a partition to new replicas (AlterPartitionReassignments,
+    /// as kafka-reassign-partitions.sh does) and times the copy until the move completes.
+    Reassign(ReassignArgs),
+    /// Sets dynamic configs of a broker or a topic (AlterConfigs), e.g. replication throttles.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    #[arg(long, conflicts_with = "topic")]
+    broker: Option<i32>,
+    #[arg(long)]
+    topic: Option<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(long = "set")]
+    set: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReassignArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    #[arg(long, default_value_t = 0)]
+    partition: i32,
+    /// The new replicas, comma-separated broker ids; by default the current ones and the
+    /// lowest broker id without a replica (a copy to one new broker).
+    #[arg(long)]
+    to: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -249,6 +281,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Disk(a) => disk(a)?,
         Cmd::Partitions(a) => partitions(a)?,
         Cmd::Failover(a) => failover(a)?,
+        Cmd::Reassign(a) => reassign(a)?,
+        Cmd::Config(a) => config(a)?,
     };
     println!("{summary}");
     Ok(())
@@ -1120,4 +1154,114 @@ fn failover(a: FailoverArgs) -> anyhow::Result<Value> {
         "max_pause_ms": ms(pause),
         "first_ack_after_signal_ms": first_after.map(ms),
     }))
+}
+
+// ---------------------------------------------------------------------------------------
+// reassignment
+
+fn reassign(a: ReassignArgs) -> anyhow::Result<Value> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use weir::cluster::client::BrokerClient;
+    // where the partition is now (the leader's copy is what moves) and where it goes
+    let probe: BaseConsumer = client_config(&a.target.bootstrap).create()?;
+    let meta = probe.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+    let partition = meta
+        .topics()
+        .first()
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == a.partition))
+        .ok_or_else(|| anyhow::anyhow!("no partition {} of {}", a.partition, a.topic))?;
+    let leader =
+        meta.brokers().iter().find(|b| b.id() == partition.leader()).ok_or_else(|| anyhow::anyhow!("no leader"))?;
+    let source = format!("{}:{}", leader.host(), leader.port());
+    let target: Vec<i32> = match &a.to {
+        Some(to) => to.split(',').map(|b| b.trim().parse()).collect::<Result<_, _>>()?,
+        None => {
+            let mut ids: Vec<i32> = meta.brokers().iter().map(|b| b.id()).collect();
+            ids.sort_unstable();
+            let new = ids
+                .into_iter()
+                .find(|id| !partition.replicas().contains(id))
+                .ok_or_else(|| anyhow::anyhow!("no broker without a replica"))?;
+            partition.replicas().iter().copied().chain([new]).collect()
+        }
+    };
+    let to = target.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let target: Vec<BrokerId> = target.into_iter().map(BrokerId).collect();
+    let name = || TopicName(StrBytes::from_string(a.topic.clone()));
+    let first = a.target.bootstrap.split(',').next().unwrap_or_default().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let dirs = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+            .with_topic(name())
+            .with_partitions(vec![a.partition])]));
+        let described: DescribeLogDirsResponse =
+            BrokerClient::connect(&source, "weir-bench".into()).await?.call(ApiKey::DescribeLogDirs, 1, &dirs).await?;
+        let bytes = described
+            .results
+            .iter()
+            .flat_map(|r| &r.topics)
+            .flat_map(|t| &t.partitions)
+            .find(|p| p.partition_index == a.partition)
+            .map_or(0, |p| p.partition_size);
+        let sampler = BrokerSampler::start(&a.target.broker_pid);
+        let mut admin = BrokerClient::connect(&first, "weir-bench".into()).await?;
+        let started = Instant::now();
+        let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default()
+            .with_name(name())
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(a.partition)
+                .with_replicas(Some(target.clone()))])]);
+        let resp: AlterPartitionReassignmentsResponse =
+            admin.call(ApiKey::AlterPartitionReassignments, 0, &req).await?;
+        let code = resp.responses.first().and_then(|t| t.partitions.first()).map_or(resp.error_code, |p| p.error_code);
+        anyhow::ensure!(code == 0, "reassignment refused with error {code}");
+        loop {
+            let list: ListPartitionReassignmentsResponse = admin
+                .call(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default())
+                .await?;
+            if list
+                .topics
+                .iter()
+                .all(|t| t.name != name() || t.partitions.iter().all(|p| p.partition_index != a.partition))
+            {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "the move did not finish within an hour");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let mut out = json!({
+            "scenario": a.target.label, "kind": "reassign", "bytes": bytes, "seconds": round(seconds, 3),
+            "mb_per_s": round(bytes as f64 / seconds / 1e6, 1), "to": to,
+        });
+        if let Some(sampler) = sampler {
+            merge(&mut out, sampler.finish(bytes.max(0) as u64));
+        }
+        Ok(out)
+    })
+}
+
+fn config(a: ConfigArgs) -> anyhow::Result<Value> {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let resource = match (&a.broker, &a.topic) {
+        (Some(b), _) => ResourceSpecifier::Broker(*b),
+        (None, Some(t)) => ResourceSpecifier::Topic(t),
+        (None, None) => anyhow::bail!("--broker or --topic"),
+    };
+    let mut alter = AlterConfig::new(resource);
+    for kv in &a.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| anyhow::anyhow!("--set expects KEY=VALUE, got '{kv}'"))?;
+        alter = alter.set(k, v);
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(&a.bootstrap).create()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = runtime.block_on(admin.alter_configs(&[alter], &AdminOptions::new()))?;
+    for r in results {
+        r.map_err(|(_, e)| anyhow::anyhow!("config not set: {e}"))?;
+    }
+    Ok(json!({ "kind": "config", "set": a.set }))
 }

@@ -241,27 +241,6 @@ async fn a_partition_leader_verifies_transactional_batches_with_the_coordinator(
     assert_eq!(consume(&reader, 10, Duration::from_secs(15)).len(), 10);
 }
 
-/// After the active controller `dead` was killed: creates `topic` through `asked`, retrying
-/// while the voters elect a new one. The broker asked names itself as the controller meanwhile
-/// (as Kafka's brokers name any live broker), never -1 or the dead one once it is fenced.
-async fn create_after_controller_failover(asked: &str, dead: i32, topic: &str, partitions: i32, rf: i32) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let c = controller_id(asked).await;
-        assert!(c > 0, "{asked} names no controller");
-        if c != dead {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{asked} still names the dead controller after 15 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while let Err(e) = create(asked, topic, partitions, rf).await {
-        assert!(Instant::now() < deadline, "no topic created through {asked} after failover: {e:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn replicated_partitions_fail_over_without_losing_acknowledged_records() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;

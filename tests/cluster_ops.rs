@@ -449,3 +449,105 @@ fn poll_n<C: rdkafka::consumer::ConsumerContext>(
     }
     got
 }
+
+/// AddRaftVoter (API 80) for node `id` reached at `controller` (its CONTROLLER listener).
+fn add_voter(addr: &str, id: i32, controller: &str) -> i16 {
+    use kafka_protocol::messages::add_raft_voter_request::Listener;
+    use kafka_protocol::messages::{AddRaftVoterRequest, AddRaftVoterResponse};
+    let (host, port) = controller.rsplit_once(':').expect("HOST:PORT");
+    let listener =
+        Listener::default().with_name(txn::s("CONTROLLER")).with_host(txn::s(host)).with_port(port.parse().unwrap());
+    let req = AddRaftVoterRequest::default().with_voter_id(id).with_timeout_ms(30_000).with_listeners(vec![listener]);
+    let resp: AddRaftVoterResponse = raw::call(addr, ApiKey::AddRaftVoter, 0, &req);
+    resp.error_code
+}
+
+fn remove_voter(addr: &str, id: i32) -> i16 {
+    use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
+    let req = RemoveRaftVoterRequest::default().with_voter_id(id);
+    let resp: RemoveRaftVoterResponse = raw::call(addr, ApiKey::RemoveRaftVoter, 0, &req);
+    resp.error_code
+}
+
+/// The voters DescribeQuorum lists, asked of the active controller.
+async fn voters(cluster: &Cluster) -> Vec<i32> {
+    let leader = controller_id(&cluster.bootstrap()).await;
+    let mut ids: Vec<i32> = describe_quorum(&cluster.nodes[cluster.index_of(leader)].client)
+        .current_voters
+        .iter()
+        .map(|v| v.replica_id.0)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// KIP-853: a controller started with `controller.quorum.bootstrap.servers` instead of static
+/// voters waits until AddRaftVoter adds it (as a learner that copies the metadata log, then a
+/// voter), then registers and serves; RemoveRaftVoter takes a voter out (the active
+/// controller too: another takes over), after which the quorum survives losing that node and
+/// another; the added voter comes back from its own log.
+/// Kafka's errors: DUPLICATE_VOTER, VOTER_NOT_FOUND, INCONSISTENT_CLUSTER_ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_quorum_grows_and_shrinks_at_run_time() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::plan_with_brokers(3, 1);
+    cluster.nodes[3].voter = false;
+    cluster.nodes[3].joining = true;
+    for i in 0..3 {
+        cluster.spawn(i);
+    }
+    for i in 0..3 {
+        cluster.wait_ready(i);
+    }
+    cluster.spawn(3);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(voters(&cluster).await, [1, 2, 3]);
+    let addr = cluster.nodes[1].client.clone();
+    let new_controller = cluster.nodes[3].controller.clone();
+    assert_eq!(add_voter(&addr, 4, &new_controller), 0, "node 4 added");
+    cluster.wait_ready(3);
+    cluster.wait_registered();
+    assert_eq!(voters(&cluster).await, [1, 2, 3, 4]);
+    assert_eq!(add_voter(&addr, 4, &new_controller), ResponseError::DuplicateVoter.code());
+
+    assert_eq!(remove_voter(&addr, 1), 0, "node 1 removed");
+    eventually(Duration::from_secs(10), "three voters again", || {
+        let rt = tokio::runtime::Handle::current();
+        let now = tokio::task::block_in_place(|| rt.block_on(voters(&cluster)));
+        (now == [2, 3, 4]).then_some(())
+    });
+    assert_eq!(remove_voter(&addr, 1), ResponseError::VoterNotFound.code());
+    {
+        use kafka_protocol::messages::{RemoveRaftVoterRequest, RemoveRaftVoterResponse};
+        let req = RemoveRaftVoterRequest::default().with_voter_id(2).with_cluster_id(Some(txn::s("another-cluster")));
+        let resp: RemoveRaftVoterResponse = raw::call(&addr, ApiKey::RemoveRaftVoter, 0, &req);
+        assert_eq!(resp.error_code, ResponseError::InconsistentClusterId.code());
+    }
+    // the active controller removes itself: another voter takes over; then it is added back
+    let leader = controller_id(&cluster.bootstrap()).await;
+    let leader_node = cluster.index_of(leader);
+    assert_eq!(remove_voter(&addr, leader), 0, "the active controller {leader} removed");
+    let rest: Vec<i32> = [2, 3, 4].into_iter().filter(|v| *v != leader).collect();
+    eventually(Duration::from_secs(15), "a new controller among the rest", || {
+        let rt = tokio::runtime::Handle::current();
+        let (now, new) = tokio::task::block_in_place(|| {
+            rt.block_on(async { (voters(&cluster).await, controller_id(&cluster.bootstrap()).await) })
+        });
+        (now == rest && new != leader).then_some(())
+    });
+    create_after_controller_failover(&cluster.bootstrap(), leader, "after-leader-removal", 1, 2).await;
+    let back = cluster.nodes[leader_node].controller.clone();
+    assert_eq!(add_voter(&addr, leader, &back), 0, "{leader} added back");
+    assert_eq!(voters(&cluster).await, [2, 3, 4]);
+    // nodes 1 (no longer a voter) and 2 go: voters 3 and 4 are a majority of three
+    cluster.kill(0);
+    cluster.kill(1);
+    let survivors = cluster.bootstrap();
+    create_after_controller_failover(&survivors, 2, "after-shrink", 1, 2).await;
+    // the added voter restarts from its own log and the quorum goes on (without it, voter 3
+    // alone is no majority)
+    assert!(cluster.nodes[3].process.take().expect("running").terminate().success());
+    cluster.restart(3);
+    create_after_controller_failover(&cluster.bootstrap(), 2, "after-restart", 1, 2).await;
+    cluster.stop_all();
+}

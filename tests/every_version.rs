@@ -270,6 +270,9 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
                     .with_replicas(Some(vec![BrokerId(1)]))])])),
         ApiKey::ListPartitionReassignments => boxed!(ListPartitionReassignmentsRequest::default()),
         ApiKey::UnregisterBroker => boxed!(UnregisterBrokerRequest::default().with_broker_id(BrokerId(42))),
+        // a single broker's quorum: node 42 is not a voter, and adding one needs a listener
+        ApiKey::AddRaftVoter => boxed!(AddRaftVoterRequest::default().with_voter_id(42)),
+        ApiKey::RemoveRaftVoter => boxed!(RemoveRaftVoterRequest::default().with_voter_id(42)),
         ApiKey::DescribeTopicPartitions => boxed!(DescribeTopicPartitionsRequest::default()
             .with_response_partition_limit(10)
             .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(name(topic))])),
@@ -405,6 +408,8 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::AlterPartitionReassignments => check!(AlterPartitionReassignmentsResponse),
         ApiKey::ListPartitionReassignments => check!(ListPartitionReassignmentsResponse),
         ApiKey::UnregisterBroker => check!(UnregisterBrokerResponse),
+        ApiKey::AddRaftVoter => check!(AddRaftVoterResponse),
+        ApiKey::RemoveRaftVoter => check!(RemoveRaftVoterResponse),
         ApiKey::DescribeTopicPartitions => check!(DescribeTopicPartitionsResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),

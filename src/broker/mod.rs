@@ -154,6 +154,12 @@ pub enum AdminError {
     GroupAuthorizationFailed,
     #[error("Broker ID {0} is not currently registered")]
     BrokerIdNotRegistered(i32),
+    #[error("Node {0} is already a voter of the metadata quorum.")]
+    DuplicateVoter(i32),
+    #[error("Node {0} is not a voter of the metadata quorum.")]
+    VoterNotFound(i32),
+    #[error("The cluster id in the request does not match this cluster's.")]
+    InconsistentClusterId,
     #[error("No active controller could make the change.")]
     NotController,
     #[error("The leader epoch is not the partition's current one.")]
@@ -184,6 +190,9 @@ impl AdminError {
             AdminError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             AdminError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
             AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
+            AdminError::DuplicateVoter(_) => ResponseError::DuplicateVoter,
+            AdminError::VoterNotFound(_) => ResponseError::VoterNotFound,
+            AdminError::InconsistentClusterId => ResponseError::InconsistentClusterId,
             AdminError::NotController => ResponseError::NotController,
             AdminError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
             AdminError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
@@ -656,6 +665,16 @@ impl Broker {
         let c = self.config.read();
         self.leader_quota.set_rate(c.get_i64("leader.replication.throttled.rate"));
         self.follower_quota.set_rate(c.get_i64("follower.replication.throttled.rate"));
+    }
+
+    /// AddRaftVoter / RemoveRaftVoter through the active controller (`addr`: the node's
+    /// controller listener; `None` removes it).
+    pub async fn change_voters(&self, id: i32, addr: Option<String>) -> Result<(), AdminError> {
+        let op = match addr {
+            Some(addr) => ControllerOp::AddVoter { id, addr },
+            None => ControllerOp::RemoveVoter { id },
+        };
+        self.controller.submit(&op).await.map(|_| ())
     }
 
     /// UnregisterBroker through the controller.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord, PartitionState, TopicMeta};
 use super::partition_change::{self, Change, Election};
-use super::quorum::{CommitError, Quorum};
+use super::quorum::{CommitError, Quorum, VoterChangeError};
 use super::raft_log::NodeId;
 use super::raft_net::{forward, ForwardResult, RemoteAdminError};
 use crate::broker::{AdminError, NewTopic};
@@ -100,6 +100,16 @@ pub enum ControllerOp {
         leader_epoch: i32,
         partition_epoch: i32,
         isr: Vec<i32>,
+    },
+    /// AddRaftVoter (KIP-853): the node reached at `addr` (its controller listener) becomes a
+    /// voter of the metadata quorum. Not a metadata record: a Raft membership change.
+    AddVoter {
+        id: i32,
+        addr: String,
+    },
+    /// RemoveRaftVoter (KIP-853).
+    RemoveVoter {
+        id: i32,
     },
     /// UnregisterBroker: a broker gone for good leaves the metadata and every ISR.
     UnregisterBroker {
@@ -259,6 +269,9 @@ pub fn plan(
             };
             let change = MetadataRecord::PartitionChange { id: *topic, partition: *partition, state: new.clone() };
             (vec![change], Outcome::Partition { state: new })
+        }
+        ControllerOp::AddVoter { .. } | ControllerOp::RemoveVoter { .. } => {
+            return Err(AdminError::InvalidRequest("a quorum change is made by the active controller's Raft".into()))
         }
         ControllerOp::UnregisterBroker { id } => {
             if !image.brokers.contains_key(id) {
@@ -686,7 +699,7 @@ impl Controller {
                 Ok(done) => return Ok(done),
             };
             if let Some((to, addr)) = leader.and_then(|l| Some((l, self.quorum.voter_addr(l)?))) {
-                match forward(&self.quorum.identity, to, addr, op).await {
+                match forward(&self.quorum.identity, to, &addr, op).await {
                     Ok(Ok(done)) => return Ok(done),
                     Ok(Err(e)) if e.code != ResponseError::NotController.code() => {
                         return Err(AdminError::Remote { code: e.code, message: e.message })
@@ -724,6 +737,19 @@ impl Controller {
         | ControllerOp::RegisterBroker { registration: BrokerRegistration { id, .. } } = op
         {
             self.heartbeats.lock().insert(*id, Instant::now());
+        }
+        let voter_change = match op {
+            ControllerOp::AddVoter { id, addr } => Some(self.quorum.add_voter(*id as NodeId, addr.clone()).await),
+            ControllerOp::RemoveVoter { id } => Some(self.quorum.remove_voter(*id as NodeId).await),
+            _ => None,
+        };
+        if let Some(changed) = voter_change {
+            return changed.map(|()| (Outcome::Done, 0)).map_err(|e| match e {
+                VoterChangeError::NotLeader(l) => ControllerError::NotLeader(l),
+                VoterChangeError::Duplicate(id) => ControllerError::Admin(AdminError::DuplicateVoter(id as i32)),
+                VoterChangeError::NotFound(id) => ControllerError::Admin(AdminError::VoterNotFound(id as i32)),
+                VoterChangeError::Invalid(m) => ControllerError::Admin(AdminError::InvalidRequest(m)),
+            });
         }
         let (records, outcome) = plan(op, &self.quorum.state.image.read(), &self.config.read())?;
         if records.is_empty() {

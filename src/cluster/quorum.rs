@@ -38,6 +38,10 @@ pub struct QuorumSettings {
     /// A broker that is not a voter (`process.roles=broker`): it follows the metadata from
     /// the voters and never stands for election.
     pub observer: bool,
+    /// A controller started with `controller.quorum.bootstrap.servers` and no static voters
+    /// (KIP-853): it waits, serving its controller listener, until the active controller
+    /// adds it (AddRaftVoter), or finds the quorum it already joined in its own log.
+    pub joining: bool,
 }
 
 impl QuorumSettings {
@@ -49,6 +53,7 @@ impl QuorumSettings {
             election_timeout_ms: 1000,
             cluster_id: None,
             observer: false,
+            joining: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl QuorumSettings {
             election_timeout_ms,
             cluster_id: None,
             observer,
+            joining: false,
         };
         if !controller {
             if voters.is_empty() {
@@ -103,12 +109,16 @@ impl QuorumSettings {
             }
             return Ok((settings(true), None));
         }
-        if !voters.contains_key(&node_id) {
-            return Err(format!("node.id {node_id} is not among controller.quorum.voters, as a controller must be"));
+        let joining = voters.is_empty() && !list("controller.quorum.bootstrap.servers").is_empty();
+        if !joining && !voters.contains_key(&node_id) {
+            return Err(format!(
+                "node.id {node_id} is not among controller.quorum.voters, as a controller must be (or set \
+                 controller.quorum.bootstrap.servers instead to join a running quorum)"
+            ));
         }
         let listener = crate::security::listeners::controller_listener(config)?
             .ok_or("process.roles includes controller, but controller.listener.names names no listener in listeners")?;
-        Ok((settings(false), Some(listener.bind)))
+        Ok((QuorumSettings { joining, ..settings(false) }, Some(listener.bind)))
     }
 
     /// Whether this is a quorum of one (a single broker with no quorum settings).
@@ -146,6 +156,31 @@ pub struct QuorumStatus {
     pub voters: Vec<(NodeId, i64)>,
     /// (id, log end offset, last fetch time in ms)
     pub observers: Vec<(NodeId, i64, i64)>,
+}
+
+/// Why a voter could not be added or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum VoterChangeError {
+    #[error("this node is not the active controller")]
+    NotLeader(Option<NodeId>),
+    #[error("node {0} is already a voter")]
+    Duplicate(NodeId),
+    #[error("node {0} is not a voter")]
+    NotFound(NodeId),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl VoterChangeError {
+    fn of<E: std::fmt::Display>(e: RaftError<NodeId, E>) -> VoterChangeError {
+        match e {
+            RaftError::APIError(e) => {
+                let text = e.to_string();
+                VoterChangeError::Invalid(text)
+            }
+            RaftError::Fatal(f) => VoterChangeError::Invalid(f.to_string()),
+        }
+    }
 }
 
 /// Why a batch was not committed.
@@ -218,7 +253,10 @@ impl Quorum {
         let network = Network { addrs: Arc::new(settings.voters.clone()), identity, suspects };
         let raft = Raft::new(settings.node_id, config, network, log, state).await.map_err(io::Error::other)?;
         tokio::spawn(Quorum::log_leader_changes(raft.clone(), settings.node_id));
-        if !raft.is_initialized().await.map_err(io::Error::other)? {
+        let initialized = raft.is_initialized().await.map_err(io::Error::other)?;
+        if settings.joining && !initialized {
+            tracing::info!("waiting for the active controller to add this node to the metadata quorum (AddRaftVoter)");
+        } else if !initialized {
             if let Err(e) = raft.initialize(quorum.voters.clone()).await {
                 tracing::debug!(error = %e, "metadata quorum already being formed by another voter");
             }
@@ -331,9 +369,68 @@ impl Quorum {
             .then(|| refusals.iter().map(|(id, why)| format!("voter {id}: {why}")).collect::<Vec<_>>().join("; "))
     }
 
-    /// The controller address of a voter.
-    pub fn voter_addr(&self, id: NodeId) -> Option<&str> {
-        self.voters.get(&id).map(|n| n.addr.as_str())
+    /// The controller address of a voter: this node's `controller.quorum.voters` entry, or the
+    /// one the voter was added with (KIP-853).
+    pub fn voter_addr(&self, id: NodeId) -> Option<String> {
+        if let Some(n) = self.voters.get(&id) {
+            return Some(n.addr.clone());
+        }
+        let raft = self.raft.as_ref()?;
+        let metrics = raft.metrics().borrow().clone();
+        metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+    }
+
+    /// AddRaftVoter on the leader: the node first joins as a learner and copies the metadata
+    /// log (openraft waits until it has caught up), then the voter set grows by it in a joint
+    /// membership change.
+    pub async fn add_voter(&self, id: NodeId, addr: String) -> Result<(), VoterChangeError> {
+        let (raft, mut voters) = self.voter_set()?;
+        if !voters.insert(id) {
+            return Err(VoterChangeError::Duplicate(id));
+        }
+        raft.add_learner(id, BasicNode { addr }, true).await.map_err(VoterChangeError::of)?;
+        raft.change_membership(voters, false).await.map_err(VoterChangeError::of)?;
+        tracing::info!(voter = id, "added a voter to the metadata quorum");
+        Ok(())
+    }
+
+    /// RemoveRaftVoter on the leader: the voter set shrinks by the node (which may be this one:
+    /// it leads until the change commits, then another voter is elected). The node stays a
+    /// learner, so while it runs it follows the metadata as Kafka's removed controllers
+    /// observe it (and serves on as a broker).
+    pub async fn remove_voter(&self, id: NodeId) -> Result<(), VoterChangeError> {
+        let (raft, mut voters) = self.voter_set()?;
+        if !voters.remove(&id) {
+            return Err(VoterChangeError::NotFound(id));
+        }
+        if voters.is_empty() {
+            return Err(VoterChangeError::Invalid("the last voter cannot be removed".into()));
+        }
+        raft.change_membership(voters, true).await.map_err(VoterChangeError::of)?;
+        tracing::info!(voter = id, "removed a voter from the metadata quorum");
+        if id == self.node_id {
+            Quorum::hand_over(raft.clone(), id);
+        }
+        Ok(())
+    }
+
+    /// A leader that removed itself goes on leading as a learner (openraft does not step
+    /// down while its heartbeats keep the voters quiet): it stops its heartbeats so that the
+    /// voters elect one of theirs, and turns them back on once it follows that leader.
+    fn hand_over(raft: Raft, me: NodeId) {
+        raft.runtime_config().heartbeat(false);
+        tokio::spawn(async move {
+            let mut metrics = raft.metrics();
+            let _ = metrics.wait_for(|m| m.current_leader.is_some_and(|l| l != me)).await;
+            raft.runtime_config().heartbeat(true);
+        });
+    }
+
+    /// This node's Raft and the current voter ids; an error unless this node leads.
+    fn voter_set(&self) -> Result<(&Raft, std::collections::BTreeSet<NodeId>), VoterChangeError> {
+        let raft = self.raft.as_ref().filter(|_| self.is_leader()).ok_or(VoterChangeError::NotLeader(self.leader()))?;
+        let metrics = raft.metrics().borrow().clone();
+        Ok((raft, metrics.membership_config.membership().voter_ids().collect()))
     }
 
     /// Waits up to `timeout` for a known leader.
@@ -484,6 +581,16 @@ mod tests {
         assert!(no_voters.contains("must name the controllers"), "{no_voters}");
         let no_roles = settings(&[("controller.quorum.voters", "1@h:1")]).err().unwrap_or_default();
         assert!(no_roles.contains("process.roles"));
+        let joining = settings(&[
+            ("node.id", "4"),
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.bootstrap.servers", "127.0.0.1:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+            ("listeners", "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9099"),
+        ]);
+        let (joining, bind) = joining.unwrap();
+        assert!(joining.joining && joining.voters.is_empty() && !joining.is_single());
+        assert_eq!(bind.as_deref(), Some("127.0.0.1:9099"));
         let no_listener = settings(&[
             ("process.roles", "broker,controller"),
             ("controller.quorum.voters", "1@h:1"),

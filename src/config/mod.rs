@@ -326,6 +326,15 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
          with the same voters and empty data directories form a cluster; no format step.",
     ),
     broker(
+        "controller.quorum.bootstrap.servers",
+        ConfigType::List,
+        "",
+        Check::None,
+        false,
+        "HOST:PORT of controllers to join through (KIP-853): a controller started with these and no \
+         controller.quorum.voters waits until AddRaftVoter adds it to the running quorum.",
+    ),
+    broker(
         "controller.listener.names",
         Str,
         "",

@@ -21,6 +21,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producers;
 pub mod quotas;
+pub mod raft_voters;
 pub mod reassignments;
 pub mod response;
 pub mod sasl;
@@ -102,6 +103,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::PushTelemetry, 0, 0),
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -267,6 +270,8 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0),
     (ApiKey::UnregisterBroker, 0),
     (ApiKey::DescribeTopicPartitions, 0),
+    (ApiKey::AddRaftVoter, 0),
+    (ApiKey::RemoveRaftVoter, 0),
 ];
 
 /// Reports a request-quota throttle in an encoded response whose body starts with
@@ -473,6 +478,8 @@ async fn serve_frame(
         ApiKey::ListPartitionReassignments => serve(&ctx, key, body, reassignments::list_reassignments).await,
         ApiKey::UnregisterBroker => serve(&ctx, key, body, reassignments::unregister_broker).await,
         ApiKey::DescribeTopicPartitions => serve(&ctx, key, body, describe_topic_partitions::handle).await,
+        ApiKey::AddRaftVoter => serve(&ctx, key, body, raft_voters::add).await,
+        ApiKey::RemoveRaftVoter => serve(&ctx, key, body, raft_voters::remove).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,
         ApiKey::DescribeTransactions => serve(&ctx, key, body, transactions::describe_transactions).await,
         ApiKey::ListTransactions => serve(&ctx, key, body, transactions::list_transactions).await,
@@ -612,6 +619,8 @@ mod tests {
             ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
             ApiKey::UnregisterBroker => UnregisterBrokerRequest::VERSIONS,
             ApiKey::DescribeTopicPartitions => DescribeTopicPartitionsRequest::VERSIONS,
+            ApiKey::AddRaftVoter => AddRaftVoterRequest::VERSIONS,
+            ApiKey::RemoveRaftVoter => RemoveRaftVoterRequest::VERSIONS,
             ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::VERSIONS,
             ApiKey::DescribeTransactions => DescribeTransactionsRequest::VERSIONS,
             ApiKey::ListTransactions => ListTransactionsRequest::VERSIONS,
@@ -695,6 +704,8 @@ mod tests {
                 ApiKey::ListPartitionReassignments => check!(*entry, ListPartitionReassignmentsResponse),
                 ApiKey::UnregisterBroker => check!(*entry, UnregisterBrokerResponse),
                 ApiKey::DescribeTopicPartitions => check!(*entry, DescribeTopicPartitionsResponse),
+                ApiKey::AddRaftVoter => check!(*entry, AddRaftVoterResponse),
+                ApiKey::RemoveRaftVoter => check!(*entry, RemoveRaftVoterResponse),
                 other => panic!("add {other:?} to the test"),
             }
         }

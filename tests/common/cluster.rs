@@ -25,6 +25,9 @@ pub struct Node {
     pub own: Option<OwnNetwork>,
     /// A voter of the metadata quorum (`broker,controller`), or a broker only (`broker`).
     pub voter: bool,
+    /// A controller that joins the running quorum through `controller.quorum.bootstrap.servers`
+    /// (KIP-853) instead of being a static voter.
+    pub joining: bool,
 }
 
 /// A node that reaches the others through proxies: its own view of the voters, and an
@@ -126,6 +129,7 @@ impl Cluster {
                 process: None,
                 own: None,
                 voter: id <= voters,
+                joining: false,
             })
             .collect();
         let voters = nodes
@@ -211,12 +215,17 @@ impl Cluster {
             None if !node.voter => (format!("PLAINTEXT://{}", node.client), self.voters.clone()),
             None => (format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller), self.voters.clone()),
         };
-        let roles = if node.voter { "broker,controller" } else { "broker" };
-        let mut sets = vec![
-            format!("process.roles={roles}"),
-            format!("controller.quorum.voters={voters}"),
-            "controller.listener.names=CONTROLLER".to_string(),
-        ];
+        let roles = if node.voter || node.joining { "broker,controller" } else { "broker" };
+        let listen = match node.joining {
+            true => format!("PLAINTEXT://{},CONTROLLER://{}", node.client, node.controller),
+            false => listen,
+        };
+        let quorum = match node.joining {
+            true => format!("controller.quorum.bootstrap.servers={}", self.nodes[0].controller),
+            false => format!("controller.quorum.voters={voters}"),
+        };
+        let mut sets =
+            vec![format!("process.roles={roles}"), quorum, "controller.listener.names=CONTROLLER".to_string()];
         sets.extend(FAST.iter().chain(&self.settings).map(|(k, v)| format!("{k}={v}")));
         sets.push(format!("broker.rack={}", rack_of(node.id)));
         let id = node.id.to_string();
@@ -535,4 +544,25 @@ pub fn committing_group(
         }
         progress
     })
+}
+
+/// After the active controller `dead` was killed: creates `topic` through `asked`, retrying
+/// while the voters elect a new one. The broker asked names itself as the controller meanwhile
+/// (as Kafka's brokers name any live broker), never -1 or the dead one once it is fenced.
+pub async fn create_after_controller_failover(asked: &str, dead: i32, topic: &str, partitions: i32, rf: i32) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = controller_id(asked).await;
+        assert!(c > 0, "{asked} names no controller");
+        if c != dead {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{asked} still names the dead controller after 15 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Err(e) = create(asked, topic, partitions, rf).await {
+        assert!(Instant::now() < deadline, "no topic created through {asked} after failover: {e:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -452,12 +452,17 @@ fn poll_n<C: rdkafka::consumer::ConsumerContext>(
 
 /// AddRaftVoter (API 80) for node `id` reached at `controller` (its CONTROLLER listener).
 fn add_voter(addr: &str, id: i32, controller: &str) -> i16 {
+    add_voter_within(addr, id, controller, 30_000)
+}
+
+fn add_voter_within(addr: &str, id: i32, controller: &str, timeout_ms: i32) -> i16 {
     use kafka_protocol::messages::add_raft_voter_request::Listener;
     use kafka_protocol::messages::{AddRaftVoterRequest, AddRaftVoterResponse};
     let (host, port) = controller.rsplit_once(':').expect("HOST:PORT");
     let listener =
         Listener::default().with_name(txn::s("CONTROLLER")).with_host(txn::s(host)).with_port(port.parse().unwrap());
-    let req = AddRaftVoterRequest::default().with_voter_id(id).with_timeout_ms(30_000).with_listeners(vec![listener]);
+    let req =
+        AddRaftVoterRequest::default().with_voter_id(id).with_timeout_ms(timeout_ms).with_listeners(vec![listener]);
     let resp: AddRaftVoterResponse = raw::call(addr, ApiKey::AddRaftVoter, 0, &req);
     resp.error_code
 }
@@ -509,6 +514,10 @@ async fn the_controller_quorum_grows_and_shrinks_at_run_time() {
     cluster.wait_registered();
     assert_eq!(voters(&cluster).await, [1, 2, 3, 4]);
     assert_eq!(add_voter(&addr, 4, &new_controller), ResponseError::DuplicateVoter.code());
+    // a node that never answers is refused after the request's timeout and taken out again
+    let nobody = fixed_port_addr();
+    assert_eq!(add_voter_within(&addr, 9, &nobody, 2000), ResponseError::RequestTimedOut.code());
+    assert_eq!(voters(&cluster).await, [1, 2, 3, 4]);
 
     assert_eq!(remove_voter(&addr, 1), 0, "node 1 removed");
     eventually(Duration::from_secs(10), "three voters again", || {

@@ -158,6 +158,8 @@ pub enum AdminError {
     DuplicateVoter(i32),
     #[error("Node {0} is not a voter of the metadata quorum.")]
     VoterNotFound(i32),
+    #[error("Node {0} did not catch up with the metadata log in time; it was not added.")]
+    VoterTimedOut(i32),
     #[error("The cluster id in the request does not match this cluster's.")]
     InconsistentClusterId,
     #[error("No active controller could make the change.")]
@@ -192,6 +194,7 @@ impl AdminError {
             AdminError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
             AdminError::DuplicateVoter(_) => ResponseError::DuplicateVoter,
             AdminError::VoterNotFound(_) => ResponseError::VoterNotFound,
+            AdminError::VoterTimedOut(_) => ResponseError::RequestTimedOut,
             AdminError::InconsistentClusterId => ResponseError::InconsistentClusterId,
             AdminError::NotController => ResponseError::NotController,
             AdminError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
@@ -668,10 +671,10 @@ impl Broker {
     }
 
     /// AddRaftVoter / RemoveRaftVoter through the active controller (`addr`: the node's
-    /// controller listener; `None` removes it).
-    pub async fn change_voters(&self, id: i32, addr: Option<String>) -> Result<(), AdminError> {
+    /// controller listener; `None` removes it); a new voter gets `timeout_ms` to catch up.
+    pub async fn change_voters(&self, id: i32, addr: Option<String>, timeout_ms: u64) -> Result<(), AdminError> {
         let op = match addr {
-            Some(addr) => ControllerOp::AddVoter { id, addr },
+            Some(addr) => ControllerOp::AddVoter { id, addr, timeout_ms },
             None => ControllerOp::RemoveVoter { id },
         };
         self.controller.submit(&op).await.map(|_| ())

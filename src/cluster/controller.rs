@@ -106,6 +106,9 @@ pub enum ControllerOp {
     AddVoter {
         id: i32,
         addr: String,
+        /// How long the node may take to copy the metadata log (the request's timeout).
+        #[serde(default = "default_voter_timeout_ms")]
+        timeout_ms: u64,
     },
     /// RemoveRaftVoter (KIP-853).
     RemoveVoter {
@@ -126,6 +129,10 @@ pub enum ControllerOp {
         partitions: Vec<(String, i32, Option<Vec<i32>>)>,
         allow_rf_change: bool,
     },
+}
+
+fn default_voter_timeout_ms() -> u64 {
+    30_000
 }
 
 /// What a committed change gives back.
@@ -727,8 +734,32 @@ impl Controller {
             .map_err(|e| RemoteAdminError { code: e.code(), message: e.to_string() })
     }
 
+    /// A quorum change (AddVoter, RemoveVoter) made here if this node leads; `None` for any
+    /// other change. Raft makes one membership change at a time itself, so these do not take
+    /// the serial lock (a new voter's catch-up would hold up every other change).
+    async fn change_voters(&self, op: &ControllerOp) -> Option<Result<(), ControllerError>> {
+        let changed = match op {
+            ControllerOp::AddVoter { id, addr, timeout_ms } => {
+                let timeout = Duration::from_millis((*timeout_ms).max(1));
+                self.quorum.add_voter(*id as NodeId, addr.clone(), timeout).await
+            }
+            ControllerOp::RemoveVoter { id } => self.quorum.remove_voter(*id as NodeId).await,
+            _ => return None,
+        };
+        Some(changed.map_err(|e| match e {
+            VoterChangeError::NotLeader(l) => ControllerError::NotLeader(l),
+            VoterChangeError::Duplicate(id) => ControllerError::Admin(AdminError::DuplicateVoter(id as i32)),
+            VoterChangeError::NotFound(id) => ControllerError::Admin(AdminError::VoterNotFound(id as i32)),
+            VoterChangeError::TimedOut(id) => ControllerError::Admin(AdminError::VoterTimedOut(id as i32)),
+            VoterChangeError::Invalid(m) => ControllerError::Admin(AdminError::InvalidRequest(m)),
+        }))
+    }
+
     /// Plans and commits a change on this node, if it leads.
     async fn submit_here(&self, op: &ControllerOp) -> Result<(Outcome, u64), ControllerError> {
+        if let Some(changed) = self.change_voters(op).await {
+            return changed.map(|()| (Outcome::Done, 0));
+        }
         let _serial = self.serial.lock().await;
         if !self.quorum.is_leader() {
             return Err(ControllerError::NotLeader(self.quorum.leader()));
@@ -737,19 +768,6 @@ impl Controller {
         | ControllerOp::RegisterBroker { registration: BrokerRegistration { id, .. } } = op
         {
             self.heartbeats.lock().insert(*id, Instant::now());
-        }
-        let voter_change = match op {
-            ControllerOp::AddVoter { id, addr } => Some(self.quorum.add_voter(*id as NodeId, addr.clone()).await),
-            ControllerOp::RemoveVoter { id } => Some(self.quorum.remove_voter(*id as NodeId).await),
-            _ => None,
-        };
-        if let Some(changed) = voter_change {
-            return changed.map(|()| (Outcome::Done, 0)).map_err(|e| match e {
-                VoterChangeError::NotLeader(l) => ControllerError::NotLeader(l),
-                VoterChangeError::Duplicate(id) => ControllerError::Admin(AdminError::DuplicateVoter(id as i32)),
-                VoterChangeError::NotFound(id) => ControllerError::Admin(AdminError::VoterNotFound(id as i32)),
-                VoterChangeError::Invalid(m) => ControllerError::Admin(AdminError::InvalidRequest(m)),
-            });
         }
         let (records, outcome) = plan(op, &self.quorum.state.image.read(), &self.config.read())?;
         if records.is_empty() {

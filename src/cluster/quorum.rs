@@ -167,6 +167,8 @@ pub enum VoterChangeError {
     Duplicate(NodeId),
     #[error("node {0} is not a voter")]
     NotFound(NodeId),
+    #[error("node {0} did not catch up with the metadata log in time")]
+    TimedOut(NodeId),
     #[error("{0}")]
     Invalid(String),
 }
@@ -382,13 +384,29 @@ impl Quorum {
 
     /// AddRaftVoter on the leader: the node first joins as a learner and copies the metadata
     /// log (openraft waits until it has caught up), then the voter set grows by it in a joint
-    /// membership change.
-    pub async fn add_voter(&self, id: NodeId, addr: String) -> Result<(), VoterChangeError> {
+    /// membership change. A node that has not caught up within `timeout` (unreachable, a
+    /// wrong address) is taken out again, so the leader stops replicating to it.
+    pub async fn add_voter(&self, id: NodeId, addr: String, timeout: Duration) -> Result<(), VoterChangeError> {
         let (raft, mut voters) = self.voter_set()?;
         if !voters.insert(id) {
             return Err(VoterChangeError::Duplicate(id));
         }
-        raft.add_learner(id, BasicNode { addr }, true).await.map_err(VoterChangeError::of)?;
+        // openraft's own blocking add gives up waiting after a moment and reports success
+        // anyway: wait here for the learner to hold the entry that added it
+        let added = raft.add_learner(id, BasicNode { addr }, false).await.map_err(VoterChangeError::of)?;
+        let target = added.log_id.index;
+        let mut metrics = raft.metrics();
+        let caught_up = metrics.wait_for(|m| {
+            let matched = m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten());
+            matched.is_some_and(|l| l.index >= target)
+        });
+        if !matches!(tokio::time::timeout(timeout, caught_up).await, Ok(Ok(_))) {
+            let forget = openraft::ChangeMembers::RemoveNodes(std::collections::BTreeSet::from([id]));
+            if let Err(e) = raft.change_membership(forget, false).await {
+                tracing::warn!(node = id, error = %e, "cannot take out a node that did not catch up");
+            }
+            return Err(VoterChangeError::TimedOut(id));
+        }
         raft.change_membership(voters, false).await.map_err(VoterChangeError::of)?;
         tracing::info!(voter = id, "added a voter to the metadata quorum");
         Ok(())

@@ -16,7 +16,11 @@ pub async fn add(ctx: &RequestContext, req: AddRaftVoterRequest) -> AddRaftVoter
     let result = match checked(ctx, req.cluster_id.as_deref()) {
         Err(e) => Err(e),
         Ok(()) => match controller_endpoint(ctx, &req) {
-            Some(addr) => ctx.broker.change_voters(req.voter_id, Some(addr)).await,
+            // Kafka's default request timeout when the request gives none
+            Some(addr) => {
+                let timeout = if req.timeout_ms > 0 { req.timeout_ms as u64 } else { 30_000 };
+                ctx.broker.change_voters(req.voter_id, Some(addr), timeout).await
+            }
             None => Err(AdminError::InvalidRequest("the request names no listener of the new voter".into())),
         },
     };
@@ -27,7 +31,7 @@ pub async fn add(ctx: &RequestContext, req: AddRaftVoterRequest) -> AddRaftVoter
 pub async fn remove(ctx: &RequestContext, req: RemoveRaftVoterRequest) -> RemoveRaftVoterResponse {
     let result = match checked(ctx, req.cluster_id.as_deref()) {
         Err(e) => Err(e),
-        Ok(()) => ctx.broker.change_voters(req.voter_id, None).await,
+        Ok(()) => ctx.broker.change_voters(req.voter_id, None, 0).await,
     };
     let (code, message) = outcome(result);
     RemoveRaftVoterResponse::default().with_error_code(code).with_error_message(message)

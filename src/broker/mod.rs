@@ -504,7 +504,14 @@ impl Broker {
                 );
             }
         }
-        Ok(Arc::new(Partition::new(meta.name.clone(), p, log)))
+        let partition = Arc::new(Partition::new(meta.name.clone(), p, log));
+        if meta.replicas_of(p).is_some_and(|r| r.len() > 1) {
+            // a replicated partition has no role until the metadata gives it one: never the
+            // lone leader a new partition is by default (a group coordinator would take
+            // groups on a partition it then loads from scratch when it really leads)
+            partition.go_offline();
+        }
+        Ok(partition)
     }
 
     fn install(&self, topic: Topic) {

@@ -546,6 +546,15 @@ impl Broker {
         self.config.read().get_bool(key)
     }
 
+    /// One config value, without copying the whole configuration as [`Broker::config`] does.
+    pub fn config_str(&self, key: &str) -> String {
+        self.config.read().get(key)
+    }
+
+    pub fn config_i64(&self, key: &str) -> i64 {
+        self.config.read().get_i64(key)
+    }
+
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         LogConfig::resolve(&self.config.read(), overrides)
     }

@@ -266,8 +266,7 @@ pub fn plan(
             if state.partition_epoch != *partition_epoch {
                 return Err(AdminError::InvalidUpdateVersion);
             }
-            let live = |b: &i32| image.brokers.get(b).is_some_and(|r| !r.fenced);
-            if !isr.contains(leader) || !isr.iter().all(|b| state.replicas.contains(b) && live(b)) {
+            if !isr.contains(leader) || !isr.iter().all(|b| state.replicas.contains(b) && image.is_live(*b)) {
                 return Err(AdminError::InvalidRequest(format!("ISR {isr:?} is not live replicas with the leader")));
             }
             // the new ISR may finish a reassignment (and move leadership off a removed replica)
@@ -318,7 +317,7 @@ fn then_elect(
 /// every acknowledged record). A partition with no live ISR member has no leader (-1)
 /// unless `unclean.leader.election.enable` lets an out-of-sync replica take over.
 fn elect_leaders(image: &MetadataImage, config: &BrokerConfig, leaving: Option<i32>) -> Vec<MetadataRecord> {
-    let live = |b: i32| Some(b) != leaving && image.brokers.get(&b).is_some_and(|r| !r.fenced);
+    let live = |b: i32| Some(b) != leaving && image.is_live(b);
     let mut records = Vec::new();
     for t in image.topics.values() {
         let unclean = unclean_allowed(t, config);
@@ -496,7 +495,7 @@ fn imbalanced(image: &MetadataImage, percentage: i64) -> Vec<(String, i32)> {
                 continue;
             }
             entry.elsewhere += 1;
-            if image.brokers.get(&preferred).is_some_and(|b| !b.fenced) && s.isr.contains(&preferred) {
+            if image.is_live(preferred) && s.isr.contains(&preferred) {
                 entry.ready.push((t.name.clone(), p as i32));
             }
         }

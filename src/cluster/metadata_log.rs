@@ -248,6 +248,11 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// Whether `broker` is registered and unfenced: it may lead and stay in ISRs.
+    pub fn is_live(&self, broker: i32) -> bool {
+        self.brokers.get(&broker).is_some_and(|b| !b.fenced)
+    }
+
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
             MetadataRecord::CreateTopic { name, id, partitions, configs, replicas } => {

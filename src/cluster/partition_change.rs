@@ -72,7 +72,7 @@ impl<'a> Change<'a> {
     }
 
     fn live(&self, broker: i32) -> bool {
-        Some(broker) != self.leaving && self.image.brokers.get(&broker).is_some_and(|b| !b.fenced)
+        Some(broker) != self.leaving && self.image.is_live(broker)
     }
 
     /// The new state, or `None` when nothing changes.

@@ -43,8 +43,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeTopicPartitionsRequest) -
         let topics = req.topics.iter().map(|t| topic_error(t.name.0.as_str(), ResponseError::InvalidRequest));
         return DescribeTopicPartitionsResponse::default().with_topics(topics.collect());
     }
-    let limit =
-        req.response_partition_limit.min(broker.config().get_i64("max.request.partition.size.limit") as i32).max(1);
+    let limit = req.response_partition_limit.min(broker.config_i64("max.request.partition.size.limit") as i32).max(1);
     let view = broker.cluster_view(&ctx.session.listener.name);
     let mut remaining = limit;
     let mut topics = Vec::new();

@@ -228,14 +228,10 @@ fn read_for_follower(
     files: &mut FileRecords,
 ) -> (PartitionData, bool) {
     let log = p.log();
-    if let Err(code) = check_leader_epoch(req.current_leader_epoch, log.leader_epoch()) {
-        return (error_data(req.partition, code), false);
-    }
-    let base = PartitionData::default()
-        .with_partition_index(req.partition)
-        .with_high_watermark(log.high_watermark())
-        .with_last_stable_offset(log.last_stable_offset())
-        .with_log_start_offset(log.log_start_offset());
+    let base = match answer_from(&log, req) {
+        Ok(base) => base,
+        Err(code) => return (error_data(req.partition, code), false),
+    };
     if req.last_fetched_epoch >= 0 {
         let (epoch, end) = log.end_offset_for_epoch(req.last_fetched_epoch);
         if epoch < req.last_fetched_epoch || end < req.fetch_offset {
@@ -272,7 +268,7 @@ impl ReadReplicaSelector {
     const RACK_AWARE: &'static str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
 
     fn new(broker: &crate::broker::Broker, client_rack: &str) -> Option<ReadReplicaSelector> {
-        if client_rack.is_empty() || broker.config().get("replica.selector.class") != Self::RACK_AWARE {
+        if client_rack.is_empty() || broker.config_str("replica.selector.class") != Self::RACK_AWARE {
             return None;
         }
         let image = broker.metadata_image();
@@ -294,16 +290,24 @@ impl ReadReplicaSelector {
 /// A leader's answer sending a consumer to `replica`: no records, the offsets it needs.
 fn sent_elsewhere(p: &Partition, req: &FetchPartition, replica: i32) -> PartitionData {
     let log = p.log();
-    if let Err(code) = check_leader_epoch(req.current_leader_epoch, log.leader_epoch()) {
-        return error_data(req.partition, code);
-    }
-    PartitionData::default()
+    answer_from(&log, req).map_or_else(
+        |code| error_data(req.partition, code),
+        |base| {
+            base.with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica))
+                .with_records(Some(Bytes::new()))
+        },
+    )
+}
+
+/// A partition's answer from `log`: its offsets (no records yet), once the client's leader
+/// epoch checks out; else the epoch error.
+fn answer_from(log: &crate::log::Log, req: &FetchPartition) -> Result<PartitionData, ResponseError> {
+    check_leader_epoch(req.current_leader_epoch, log.leader_epoch())?;
+    Ok(PartitionData::default()
         .with_partition_index(req.partition)
         .with_high_watermark(log.high_watermark())
         .with_last_stable_offset(log.last_stable_offset())
-        .with_log_start_offset(log.log_start_offset())
-        .with_preferred_read_replica(kafka_protocol::messages::BrokerId(replica))
-        .with_records(Some(Bytes::new()))
+        .with_log_start_offset(log.log_start_offset()))
 }
 
 fn error_data(partition: i32, error: ResponseError) -> PartitionData {
@@ -325,10 +329,10 @@ fn read_partition(
     files: &mut FileRecords,
 ) -> PartitionData {
     let log = p.log();
-    let epoch = log.leader_epoch();
-    if let Err(code) = check_leader_epoch(req.current_leader_epoch, epoch) {
-        return error_data(req.partition, code);
-    }
+    let base = match answer_from(&log, req) {
+        Ok(base) => base,
+        Err(code) => return error_data(req.partition, code),
+    };
     let bound = if read_committed { log.last_stable_offset() } else { log.high_watermark() };
     let records = if limit == 0 && !first {
         Ok(None)
@@ -352,13 +356,7 @@ fn read_partition(
                     })
                     .collect()
             });
-            PartitionData::default()
-                .with_partition_index(req.partition)
-                .with_high_watermark(log.high_watermark())
-                .with_last_stable_offset(log.last_stable_offset())
-                .with_log_start_offset(log.log_start_offset())
-                .with_aborted_transactions(aborted)
-                .with_records(Some(records.unwrap_or_default()))
+            base.with_aborted_transactions(aborted).with_records(Some(records.unwrap_or_default()))
         }
         Err(e @ LogError::OffsetOutOfRange { .. }) => {
             tracing::debug!(topic = %p.topic, partition = p.index, error = %e, "fetch out of range");

@@ -25,7 +25,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
     let group_id = req.group_id.0.to_string();
     let generation = req.generation_id_or_member_epoch;
     let member_id = req.member_id.to_string();
-    let max_metadata = broker.config().get_i64("offset.metadata.max.bytes") as usize;
+    let max_metadata = broker.config_i64("offset.metadata.max.bytes") as usize;
     let by_id = ctx.version >= 10;
     // Resolve topics first: (response topic, partition, error or the value to commit)
     let mut planned: Vec<(usize, i32, Result<OffsetValue, ResponseError>, String)> = Vec::new();

@@ -51,7 +51,7 @@ fn checked(ctx: &RequestContext, cluster_id: Option<&str>) -> Result<(), AdminEr
 /// The new voter's controller listener: the one named like this cluster's
 /// `controller.listener.names`, else the first one given.
 fn controller_endpoint(ctx: &RequestContext, req: &AddRaftVoterRequest) -> Option<String> {
-    let names = ctx.broker.config().get("controller.listener.names");
+    let names = ctx.broker.config_str("controller.listener.names");
     let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
     let listener = req
         .listeners

@@ -202,7 +202,7 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
     let broker = &ctx.broker;
     let group_id = req.group_id.0.to_string();
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
-    let max_metadata = broker.config().get_i64("offset.metadata.max.bytes") as usize;
+    let max_metadata = broker.config_i64("offset.metadata.max.bytes") as usize;
     let now = now_ms();
     let mut planned: Vec<(usize, i32, Result<OffsetValue, ResponseError>)> = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());

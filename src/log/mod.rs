@@ -454,14 +454,7 @@ impl Log {
         self.active_mut().close_for_writes()?;
         self.aborted.sync(self.active().base_offset())?;
         self.failed_sync = None;
-        let (seg, _) = Segment::open(
-            &self.dir,
-            base,
-            self.config.segment_index_bytes,
-            self.config.index_interval_bytes,
-            false,
-            now_ms,
-        )?;
+        let seg = self.new_segment(base, now_ms)?;
         self.segments.insert(base, seg);
         self.write_snapshot(false)?;
         sync_dir(&self.dir)
@@ -561,12 +554,33 @@ impl Log {
             .filter(|k| *k != self.active().base_offset())
             .collect();
         for base in doomed {
-            if let Some(seg) = self.segments.remove(&base) {
-                seg.delete()?;
-                self.aborted.remove_segment(base)?;
-            }
+            self.remove_segment(base)?;
         }
         Ok(())
+    }
+
+    /// Deletes the segment at `base` with its files and its aborted-transaction index.
+    fn remove_segment(&mut self, base: i64) -> io::Result<()> {
+        match self.segments.remove(&base) {
+            Some(seg) => {
+                seg.delete()?;
+                self.aborted.remove_segment(base)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A new empty segment at `base`, with this log's index settings.
+    fn new_segment(&self, base: i64, now_ms: i64) -> io::Result<Segment> {
+        let c = &self.config;
+        Segment::open(&self.dir, base, c.segment_index_bytes, c.index_interval_bytes, false, now_ms).map(|(s, _)| s)
+    }
+
+    /// Removes the producer snapshots taken past `end` (they describe records no longer here).
+    fn remove_snapshots_after(&self, end: i64) {
+        for stale in snapshot_offsets(&self.dir).into_iter().filter(|o| *o > end) {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
+        }
     }
 
     /// Applies `retention.ms` and `retention.bytes`, deleting whole segments from the oldest.

@@ -7,7 +7,7 @@
 use std::io;
 
 use super::batch::{self, BatchHeader, HEADER_SIZE};
-use super::{segment, snapshot_offsets, track_batch, Log, LogError};
+use super::{track_batch, Log, LogError};
 
 impl Log {
     /// Becomes the partition's leader in `epoch`: the epoch begins at the log end. With
@@ -126,22 +126,13 @@ impl Log {
     /// follower whose log ends before the leader's log start (a new replica of a partition
     /// whose head retention already deleted) continues from where the leader's log begins.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
-        for (base, seg) in std::mem::take(&mut self.segments) {
-            seg.delete()?;
-            self.aborted.remove_segment(base)?;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            self.remove_segment(base)?;
         }
-        let (seg, _) = segment::Segment::open(
-            &self.dir,
-            offset,
-            self.config.segment_index_bytes,
-            self.config.index_interval_bytes,
-            false,
-            now_ms,
-        )?;
+        let seg = self.new_segment(offset, now_ms)?;
         self.segments.insert(offset, seg);
-        for stale in snapshot_offsets(&self.dir) {
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
-        }
+        self.remove_snapshots_after(-1); // every snapshot: none describes what follows
         self.log_start_offset = offset;
         super::write_log_start(&self.dir, offset)?;
         self.epochs.truncate_from_end(i64::MIN)?; // every epoch entry goes
@@ -163,16 +154,11 @@ impl Log {
         }
         while self.segments.len() > 1 && self.active().base_offset() >= offset {
             let base = self.active().base_offset();
-            if let Some(seg) = self.segments.remove(&base) {
-                seg.delete()?;
-                self.aborted.remove_segment(base)?;
-            }
+            self.remove_segment(base)?;
         }
         self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
-        for stale in snapshot_offsets(&self.dir).into_iter().filter(|o| *o > end) {
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
-        }
+        self.remove_snapshots_after(end);
         self.epochs.truncate_from_end(end)?;
         self.rebuild_producer_state()?;
         self.high_watermark = self.high_watermark.min(end);

@@ -43,8 +43,8 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Takes in a reassignment's replica list: added followers are tracked from nothing
-    /// (they join the ISR once caught up), removed ones forgotten.
+    /// Takes in the replica list (a new leadership's, or a reassignment's): added followers
+    /// are tracked from nothing (they join the ISR once caught up), removed ones forgotten.
     fn set_replicas(&mut self, replicas: &[i32], me: i32) {
         if self.replicas == replicas {
             return;
@@ -135,23 +135,18 @@ impl Partition {
         }
         self.log.write().become_leader(state.leader_epoch, true)?;
         let epoch_start = self.log.read().log_end_offset();
-        let now = Instant::now();
-        let followers = state
-            .replicas
-            .iter()
-            .filter(|r| **r != me)
-            .map(|r| (*r, FollowerProgress { log_end: -1, caught_up: now }))
-            .collect();
-        *role = Role::Leader(Leadership {
+        let mut leadership = Leadership {
             topic_id,
             epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
-            replicas: state.replicas.clone(),
+            replicas: Vec::new(),
             isr: state.isr.clone(),
-            followers,
+            followers: HashMap::new(),
             epoch_start,
             altering: false,
-        });
+        };
+        leadership.set_replicas(&state.replicas, me);
+        *role = Role::Leader(leadership);
         drop(role);
         let (log_end, hw) = {
             let log = self.log.read();

@@ -431,7 +431,7 @@ impl GroupCoordinator {
         loop {
             tick.tick().await;
             let cfg = Self::config(&broker);
-            let retention_ms = broker.config().get_i64("offsets.retention.minutes").saturating_mul(60_000);
+            let retention_ms = broker.config_i64("offsets.retention.minutes").saturating_mul(60_000);
             for id in self.group_ids() {
                 let Some(handle) = self.group(&id) else { continue };
                 let mut entry = handle.lock().await;

@@ -221,7 +221,7 @@ impl TxnCoordinator {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), TxnError> {
-        let max = broker.config().get_i64("transaction.max.timeout.ms");
+        let max = broker.config_i64("transaction.max.timeout.ms");
         if timeout_ms <= 0 || i64::from(timeout_ms) > max {
             return Err(TxnError::InvalidTimeout);
         }
@@ -506,9 +506,9 @@ impl TxnCoordinator {
     /// `transactional.id.expiration.ms`.
     pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
         loop {
-            let every = broker.config().get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+            let every = broker.config_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
             tokio::time::sleep(Duration::from_millis(every.max(10) as u64)).await;
-            let expiration_ms = broker.config().get_i64("transactional.id.expiration.ms");
+            let expiration_ms = broker.config_i64("transactional.id.expiration.ms");
             for id in self.ids() {
                 if let Err(e) = self.tick(&broker, &id, expiration_ms).await {
                     tracing::warn!(transactional_id = %id, error = %e, "transaction timer");

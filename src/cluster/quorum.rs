@@ -176,10 +176,7 @@ pub enum VoterChangeError {
 impl VoterChangeError {
     fn of<E: std::fmt::Display>(e: RaftError<NodeId, E>) -> VoterChangeError {
         match e {
-            RaftError::APIError(e) => {
-                let text = e.to_string();
-                VoterChangeError::Invalid(text)
-            }
+            RaftError::APIError(e) => VoterChangeError::Invalid(e.to_string()),
             RaftError::Fatal(f) => VoterChangeError::Invalid(f.to_string()),
         }
     }
@@ -378,13 +375,13 @@ impl Quorum {
             return Some(n.addr.clone());
         }
         let raft = self.raft.as_ref()?;
-        let metrics = raft.metrics().borrow().clone();
-        metrics.membership_config.membership().get_node(&id).map(|n| n.addr.clone())
+        let metrics = raft.metrics();
+        let node = metrics.borrow().membership_config.membership().get_node(&id).map(|n| n.addr.clone());
+        node
     }
 
     /// AddRaftVoter on the leader: the node first joins as a learner and copies the metadata
-    /// log (openraft waits until it has caught up), then the voter set grows by it in a joint
-    /// membership change. A node that has not caught up within `timeout` (unreachable, a
+    /// log, then the voter set grows by it in a joint membership change. A node that has not caught up within `timeout` (unreachable, a
     /// wrong address) is taken out again, so the leader stops replicating to it.
     pub async fn add_voter(&self, id: NodeId, addr: String, timeout: Duration) -> Result<(), VoterChangeError> {
         let (raft, mut voters) = self.voter_set()?;
@@ -447,8 +444,9 @@ impl Quorum {
     /// This node's Raft and the current voter ids; an error unless this node leads.
     fn voter_set(&self) -> Result<(&Raft, std::collections::BTreeSet<NodeId>), VoterChangeError> {
         let raft = self.raft.as_ref().filter(|_| self.is_leader()).ok_or(VoterChangeError::NotLeader(self.leader()))?;
-        let metrics = raft.metrics().borrow().clone();
-        Ok((raft, metrics.membership_config.membership().voter_ids().collect()))
+        let metrics = raft.metrics();
+        let voters = metrics.borrow().membership_config.membership().voter_ids().collect();
+        Ok((raft, voters))
     }
 
     /// Waits up to `timeout` for a known leader.

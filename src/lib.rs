@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod partition;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod telemetry;
 
 pub use server::{start, RunningBroker};

@@ -302,6 +302,8 @@ pub struct Broker {
     pub groups: Arc<crate::coordinator::group::GroupCoordinator>,
     /// Transactions by transactional id.
     pub txns: Arc<crate::coordinator::txn::TxnCoordinator>,
+    /// Share groups' partition state and share sessions (KIP-932).
+    pub shares: Arc<crate::share::ShareManager>,
     /// Request, connection and fsync metrics (Prometheus).
     pub metrics: crate::metrics::Metrics,
     /// SCRAM credentials, ACLs and the authorizer.
@@ -427,6 +429,7 @@ impl Broker {
             producer_ids: parking_lot::Mutex::new((0, 0)),
             groups: Default::default(),
             txns: Default::default(),
+            shares: Default::default(),
             metrics: Default::default(),
             security,
             telemetry,

@@ -1118,12 +1118,50 @@ pub fn validate_group_configs(broker: &BrokerConfig, overrides: &BTreeMap<String
         );
     }
     if let Some(reset) = overrides.get("share.auto.offset.reset") {
-        let by_duration = reset.strip_prefix("by_duration:").is_some_and(|d| d.starts_with('P'));
+        let by_duration = reset.strip_prefix("by_duration:").and_then(iso8601_duration_ms).is_some();
         if reset != "latest" && reset != "earliest" && !by_duration {
             return Err(format!("Invalid value {reset} for configuration share.auto.offset.reset"));
         }
     }
     Ok(())
+}
+
+/// Milliseconds of an ISO-8601 duration as Java's `Duration.parse` reads it (`PnDTnHnMn.nS`,
+/// no negative parts): `share.auto.offset.reset=by_duration:P1DT2H`.
+pub fn iso8601_duration_ms(text: &str) -> Option<i64> {
+    let rest = text.strip_prefix('P').or_else(|| text.strip_prefix('p'))?;
+    let (days, time) = match rest.find(['T', 't']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut ms: f64 = 0.0;
+    let mut any = false;
+    let mut add = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut number = String::new();
+        let mut unit_index = 0usize;
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' {
+                number.push(c);
+                continue;
+            }
+            let c = c.to_ascii_uppercase();
+            let at = units[unit_index..].iter().position(|(u, _)| *u == c)? + unit_index;
+            let value: f64 = number.parse().ok()?;
+            ms += value * units[at].1;
+            any = true;
+            number.clear();
+            unit_index = at + 1;
+        }
+        number.is_empty().then_some(())
+    };
+    add(days, &[('D', 86_400_000.0)])?;
+    if let Some(time) = time {
+        if time.is_empty() {
+            return None;
+        }
+        add(time, &[('H', 3_600_000.0), ('M', 60_000.0), ('S', 1000.0)])?;
+    }
+    (any && ms.is_finite() && ms < i64::MAX as f64).then_some(ms as i64)
 }
 
 pub fn client_metrics_def(name: &str) -> Option<&'static ConfigDef> {
@@ -1582,6 +1620,18 @@ pub fn validate_topic_configs(configs: &BTreeMap<String, String>) -> Result<BTre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_durations_parse_as_java_does() {
+        assert_eq!(iso8601_duration_ms("PT1H"), Some(3_600_000));
+        assert_eq!(iso8601_duration_ms("P1DT2H3M4.5S"), Some(93_784_500));
+        assert_eq!(iso8601_duration_ms("PT0.25S"), Some(250));
+        assert_eq!(iso8601_duration_ms("P"), None);
+        assert_eq!(iso8601_duration_ms("PT"), None);
+        assert_eq!(iso8601_duration_ms("P1H"), None);
+        assert_eq!(iso8601_duration_ms("PT1S1M"), None);
+        assert_eq!(iso8601_duration_ms("1H"), None);
+    }
 
     #[test]
     fn later_layers_win_and_defaults_fill_in() {

@@ -65,7 +65,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
     }
     let handle = coordinator.group_or_create(&group_id);
     let mut entry = handle.lock().await;
-    if !entry.group.members.is_empty() {
+    if !entry.group.members.is_empty() || entry.share.is_some() {
         return error(ResponseError::GroupIdNotFound, &format!("Group {group_id} is not a consumer group."));
     }
     let group = entry.consumer.get_or_insert_with(|| ConsumerGroup::new(&group_id));

@@ -195,7 +195,7 @@ pub async fn join_group(ctx: &RequestContext, req: JoinGroupRequest) -> JoinGrou
     let handle = ctx.broker.groups.group_or_create(&group_id);
     let reply = {
         let mut entry = handle.lock().await;
-        if entry.is_consumer_group() {
+        if entry.is_consumer_group() || entry.share.is_some() {
             Reply::Now(JoinResult {
                 error: ResponseError::InconsistentGroupProtocol.code(),
                 generation: -1,
@@ -317,10 +317,7 @@ pub async fn list_groups(ctx: &RequestContext, req: ListGroupsRequest) -> ListGr
         let Some(handle) = ctx.broker.groups.group(&id) else { continue };
         let entry = handle.lock().await;
         let g = &entry.group;
-        let (state, kind, protocol_type) = match entry.consumer.as_ref() {
-            Some(c) if g.members.is_empty() => (c.state(), "consumer", "consumer".to_string()),
-            _ => (g.state.name(), "classic", g.protocol_type.clone().unwrap_or_default()),
-        };
+        let (state, kind, protocol_type) = entry.describe_kind();
         if g.state == GroupState::Dead
             || (!states.is_empty() && !states.contains(&state.to_ascii_lowercase()))
             || (!types.is_empty() && !types.iter().any(|t| t == kind))

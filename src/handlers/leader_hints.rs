@@ -3,7 +3,10 @@
 //! carries that leader's endpoint, so a client (librdkafka 2.4+, the Java client 3.7+) goes
 //! straight to it instead of waiting for a metadata refresh.
 
-use kafka_protocol::messages::{fetch_response, produce_response, BrokerId, FetchResponse, ProduceResponse};
+use kafka_protocol::messages::{
+    fetch_response, produce_response, share_acknowledge_response, share_fetch_response, BrokerId, FetchResponse,
+    ProduceResponse,
+};
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
@@ -83,4 +86,17 @@ pub fn fetch(ctx: &RequestContext, mut resp: FetchResponse) -> FetchResponse {
     }
     resp.node_endpoints = node_endpoints!(fetch_response, endpoints(ctx, leaders));
     resp
+}
+
+/// ShareFetch's `node_endpoints` for the leaders it names.
+pub fn share_fetch_endpoints(ctx: &RequestContext, leaders: Vec<i32>) -> Vec<share_fetch_response::NodeEndpoint> {
+    node_endpoints!(share_fetch_response, endpoints(ctx, leaders))
+}
+
+/// ShareAcknowledge's `node_endpoints` for the leaders it names.
+pub fn share_acknowledge_endpoints(
+    ctx: &RequestContext,
+    leaders: Vec<i32>,
+) -> Vec<share_acknowledge_response::NodeEndpoint> {
+    node_endpoints!(share_acknowledge_response, endpoints(ctx, leaders))
 }

@@ -26,6 +26,8 @@ pub mod reassignments;
 pub mod response;
 pub mod sasl;
 pub mod scram_credentials;
+pub mod share_fetch;
+pub mod share_groups;
 pub mod telemetry;
 pub mod topics;
 pub mod transactions;
@@ -103,6 +105,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::PushTelemetry, 0, 0),
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ShareGroupHeartbeat, 1, 1),
+    (ApiKey::ShareGroupDescribe, 1, 1),
+    (ApiKey::ShareFetch, 1, 1),
+    (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
 ];
@@ -270,6 +276,10 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0),
     (ApiKey::UnregisterBroker, 0),
     (ApiKey::DescribeTopicPartitions, 0),
+    (ApiKey::ShareGroupHeartbeat, 0),
+    (ApiKey::ShareGroupDescribe, 0),
+    (ApiKey::ShareFetch, 0),
+    (ApiKey::ShareAcknowledge, 0),
     (ApiKey::AddRaftVoter, 0),
     (ApiKey::RemoveRaftVoter, 0),
 ];
@@ -478,6 +488,23 @@ async fn serve_frame(
         ApiKey::ListPartitionReassignments => serve(&ctx, key, body, reassignments::list_reassignments).await,
         ApiKey::UnregisterBroker => serve(&ctx, key, body, reassignments::unregister_broker).await,
         ApiKey::DescribeTopicPartitions => serve(&ctx, key, body, describe_topic_partitions::handle).await,
+        ApiKey::ShareGroupHeartbeat => serve(&ctx, key, body, share_groups::heartbeat).await,
+        ApiKey::ShareGroupDescribe => serve(&ctx, key, body, share_groups::describe).await,
+        ApiKey::ShareFetch => {
+            let req = decode(key, version, body)?;
+            let resp = share_fetch::fetch(&ctx, req).await;
+            // acquired records are sent whatever the quota says (they are locked to this
+            // member); the connection is muted for the throttle time instead
+            let bytes = share_fetch::response_bytes(&resp);
+            let throttled = if ctx.broker.security.has_quotas() {
+                throttle(&ctx, quota::CONSUMER_BYTE_RATE, bytes)
+            } else {
+                Default::default()
+            };
+            let resp = resp.with_throttle_time_ms(throttled.as_millis().min(i32::MAX as u128) as i32);
+            respond(&ctx, key, &resp).map(|b| Some(Response::Frame(b)))
+        }
+        ApiKey::ShareAcknowledge => serve(&ctx, key, body, share_fetch::acknowledge_request).await,
         ApiKey::AddRaftVoter => serve(&ctx, key, body, raft_voters::add).await,
         ApiKey::RemoveRaftVoter => serve(&ctx, key, body, raft_voters::remove).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,

@@ -91,6 +91,8 @@ pub enum AuthStep {
 
 /// One connection's security session.
 pub struct Session {
+    /// Unique per connection (share sessions belong to the connection that opened them).
+    pub id: u64,
     pub listener: Arc<ListenerInfo>,
     pub peer: SocketAddr,
     state: Mutex<State>,
@@ -106,7 +108,9 @@ impl Session {
     /// A session whose principal is settled by the transport (`None` on SASL listeners).
     pub fn new(listener: Arc<ListenerInfo>, peer: SocketAddr, principal: Option<Principal>) -> Session {
         let principal = if listener.protocol.uses_sasl() { None } else { principal.or(Some(Principal::anonymous())) };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Session {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             listener,
             peer,
             state: Mutex::new(State { principal, expires_at: None, stage: Stage::Idle }),

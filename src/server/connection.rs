@@ -45,6 +45,19 @@ pub struct Connection {
     settings: Settings,
 }
 
+/// Ends the share sessions a connection opened when it closes, however it closes: their
+/// members' acquired records are released (Kafka ties share sessions to connections).
+struct ShareSessionsOf {
+    broker: Arc<Broker>,
+    connection: u64,
+}
+
+impl Drop for ShareSessionsOf {
+    fn drop(&mut self) {
+        self.broker.shares.connection_closed(self.connection);
+    }
+}
+
 /// Why a connection ended.
 enum Closed {
     Eof,
@@ -108,6 +121,7 @@ impl Connection {
         R: AsyncRead + Unpin,
         W: ResponseSink,
     {
+        let _share_sessions = ShareSessionsOf { broker: self.broker.clone(), connection: session.id };
         // One input buffer for the connection's life: frames are split off it, and once a
         // request's frame is dropped its space is reused, so large produce requests do not
         // cost a fresh allocation (and page faults) each.

@@ -118,13 +118,15 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let background = tokio::spawn(broker.clone().run_background());
     let group_timers = tokio::spawn(broker.groups.clone().run_timers(broker.clone()));
     let txn_timers = tokio::spawn(broker.txns.clone().run_timers(broker.clone()));
+    let share_timers = tokio::spawn(broker.shares.clone().run_timers(broker.clone()));
     let metadata = tokio::spawn(broker.clone().follow_metadata());
     let heartbeats = tokio::spawn(broker.clone().run_heartbeats());
     let fencing = tokio::spawn(broker.controller().clone().run_fencing());
     let isr = tokio::spawn(broker.clone().run_isr_shrinking());
     let rebalance = tokio::spawn(broker.controller().clone().run_leader_rebalance());
     let settings = connection::Settings { max_frame, idle, limits };
-    let mut timers = vec![background, group_timers, txn_timers, metadata, heartbeats, fencing, isr, rebalance];
+    let mut timers =
+        vec![background, group_timers, txn_timers, share_timers, metadata, heartbeats, fencing, isr, rebalance];
     timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), bound, shutdown_rx, settings, timers));
     Ok(RunningBroker { addr, listeners, metrics_addr, broker, shutdown, task })

@@ -9,6 +9,7 @@ pub mod classic;
 pub mod consumer;
 pub mod consumer_records;
 pub mod records;
+pub mod share;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub const TICK: Duration = Duration::from_millis(100);
 pub struct GroupEntry {
     pub group: ClassicGroup,
     pub consumer: Option<consumer::ConsumerGroup>,
+    /// A share group (KIP-932) owns the id once a member sent ShareGroupHeartbeat.
+    pub share: Option<share::ShareGroup>,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
     /// Offsets committed inside open transactions, by producer id: applied on commit,
     /// dropped on abort.
@@ -47,7 +50,7 @@ pub struct GroupEntry {
 
 impl GroupEntry {
     fn new(group: ClassicGroup, offsets: BTreeMap<(String, i32), OffsetValue>) -> GroupEntry {
-        GroupEntry { group, consumer: None, offsets, pending_txn: HashMap::new() }
+        GroupEntry { group, consumer: None, share: None, offsets, pending_txn: HashMap::new() }
     }
 
     /// True when a consumer-protocol group with members owns this id.
@@ -87,9 +90,19 @@ impl GroupEntry {
         }
     }
 
-    /// No members of either protocol.
+    /// No members of any protocol.
     pub fn is_empty(&self) -> bool {
-        self.group.is_empty() && !self.is_consumer_group()
+        self.group.is_empty() && !self.is_consumer_group() && self.share.as_ref().is_none_or(|s| s.is_empty())
+    }
+
+    /// The group's state, type and protocol type, as ListGroups names them.
+    pub fn describe_kind(&self) -> (&'static str, &'static str, String) {
+        let g = &self.group;
+        match (&self.consumer, &self.share) {
+            (_, Some(s)) if g.members.is_empty() => (s.state(), "share", "share".to_string()),
+            (Some(c), _) if g.members.is_empty() => (c.state(), "consumer", "consumer".to_string()),
+            _ => (g.state.name(), "classic", g.protocol_type.clone().unwrap_or_default()),
+        }
     }
 
     /// `offsets.retention.minutes`: once a group has had no members for the retention time,
@@ -160,6 +173,22 @@ impl GroupCoordinator {
         consumer::ConsumerGroupConfig {
             session_timeout: Duration::from_millis(ms("consumer.session.timeout.ms").max(1) as u64),
             heartbeat_interval_ms: ms("consumer.heartbeat.interval.ms") as i32,
+        }
+    }
+
+    /// A share group's membership settings: its group configs, else the broker's.
+    pub fn share_config(broker: &Broker, group_id: &str) -> share::ShareGroupConfig {
+        let cfg = broker.config();
+        let overrides = broker.group_configs(group_id);
+        let ms = |name: &str| {
+            crate::config::group_def(name)
+                .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
+                .unwrap_or(1)
+        };
+        share::ShareGroupConfig {
+            session_timeout: Duration::from_millis(ms("share.session.timeout.ms").max(1) as u64),
+            heartbeat_interval_ms: ms("share.heartbeat.interval.ms") as i32,
+            max_size: cfg.get_i64("group.share.max.size").max(1) as usize,
         }
     }
 
@@ -432,6 +461,7 @@ impl GroupCoordinator {
             tick.tick().await;
             let cfg = Self::config(&broker);
             let retention_ms = broker.config_i64("offsets.retention.minutes").saturating_mul(60_000);
+            let topics = Self::topic_infos(&broker);
             for id in self.group_ids() {
                 let Some(handle) = self.group(&id) else { continue };
                 let mut entry = handle.lock().await;
@@ -439,6 +469,11 @@ impl GroupCoordinator {
                 entry.group.tick(now, wall, &cfg);
                 if let Some(c) = entry.consumer.as_mut() {
                     c.tick(now, &Self::consumer_config(&broker, &id));
+                }
+                if let Some(s) = entry.share.as_mut() {
+                    for member in s.tick(now, &Self::share_config(&broker, &id), &topics) {
+                        broker.shares.member_left(&id, &member);
+                    }
                 }
                 let mut records = entry.expire_offsets(&id, wall, retention_ms);
                 records.extend(Self::take_changes(&mut entry));

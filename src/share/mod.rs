@@ -1,0 +1,275 @@
+//! Queues: share groups (KIP-932) on the partition leader's side — Kafka's
+//! `SharePartitionManager`. A partition's leader keeps, for every share group reading it, a
+//! [`partition::SharePartition`] (which records are acquired, by whom, until when, and how
+//! often delivered), serves ShareFetch by reading the log where that state says and acquiring
+//! what it read, applies acknowledgements, and releases records whose locks expire or whose
+//! member went away. Share sessions ([`session`]) say which partitions a member fetches.
+//!
+//! Group membership and assignment live with the group coordinator
+//! (`coordinator::group::share`).
+
+pub mod partition;
+pub mod session;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::broker::{now_ms, Broker};
+use crate::log::batch::BatchHeader;
+use crate::log::{Log, LogError};
+use partition::{Acquired, Limits, LogBatch, SharePartition};
+use session::{SessionCache, TopicIdPartition};
+
+/// How often acquisition locks are checked for expiry.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One share group's view of one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SharePartitionKey {
+    pub group: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
+pub type SharePartitionHandle = Arc<parking_lot::Mutex<SharePartition>>;
+
+/// What one read of a share-partition acquired: the log bytes holding the records (whole
+/// batches, as Fetch sends them) and the acquired offset ranges within them.
+#[derive(Debug, Default)]
+pub struct AcquiredRead {
+    pub records: Option<Bytes>,
+    pub acquired: Vec<Acquired>,
+}
+
+#[derive(Default)]
+pub struct ShareManager {
+    partitions: DashMap<SharePartitionKey, SharePartitionHandle>,
+    pub sessions: parking_lot::Mutex<SessionCache>,
+    /// Long-polling ShareFetches, woken when records become acquirable again.
+    waiters: parking_lot::Mutex<Vec<Weak<Notify>>>,
+}
+
+/// A share group's limits from its group configs and the broker's.
+pub fn limits(broker: &Broker, group: &str) -> Limits {
+    let cfg = broker.config();
+    let overrides = broker.group_configs(group);
+    let group_value = |name: &str| {
+        crate::config::group_def(name)
+            .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
+    };
+    let lock_ms = group_value("share.record.lock.duration.ms").unwrap_or(30_000);
+    let delivery =
+        group_value("share.delivery.count.limit").unwrap_or_else(|| cfg.get_i64("group.share.delivery.count.limit"));
+    let max_locks = group_value("share.partition.max.record.locks")
+        .unwrap_or_else(|| cfg.get_i64("group.share.partition.max.record.locks"));
+    Limits {
+        delivery_count_limit: delivery.clamp(1, i64::from(i16::MAX)) as i16,
+        max_in_flight: max_locks.max(1),
+        lock_ms: lock_ms.max(1),
+        release_backoff_ms: group_value("weir.share.release.backoff.ms").unwrap_or(0),
+        release_backoff_max_ms: group_value("weir.share.release.backoff.max.ms").unwrap_or(0),
+    }
+}
+
+/// Whether the group reads only committed transactional records (`share.isolation.level`).
+pub fn read_committed(broker: &Broker, group: &str) -> bool {
+    let overrides = broker.group_configs(group);
+    overrides.get("share.isolation.level").is_some_and(|v| v == "read_committed")
+}
+
+/// Where a share group starts reading a partition it has no state for
+/// (`share.auto.offset.reset`): `latest` (the default), `earliest`, or
+/// `by_duration:<ISO-8601 duration>` (the first record no older than that).
+pub fn initial_offset(broker: &Broker, group: &str, log: &Log) -> i64 {
+    let reset = broker.group_configs(group).get("share.auto.offset.reset").cloned().unwrap_or_default();
+    if reset == "earliest" {
+        return log.log_start_offset();
+    }
+    if let Some(ms) = reset.strip_prefix("by_duration:").and_then(crate::config::iso8601_duration_ms) {
+        let since = now_ms().saturating_sub(ms);
+        if let Ok(Some(found)) = log.offset_for_timestamp(since) {
+            return found.offset;
+        }
+    }
+    log.high_watermark()
+}
+
+impl ShareManager {
+    /// The share-partition for `key`, created on first use at the group's reset offset.
+    pub fn get_or_init(&self, broker: &Broker, key: &SharePartitionKey, log: &Log) -> SharePartitionHandle {
+        if let Some(sp) = self.partitions.get(key) {
+            return sp.clone();
+        }
+        self.partitions
+            .entry(key.clone())
+            .or_insert_with(|| {
+                let start = initial_offset(broker, &key.group, log);
+                Arc::new(parking_lot::Mutex::new(SharePartition::new(start, limits(broker, &key.group))))
+            })
+            .clone()
+    }
+
+    pub fn get(&self, key: &SharePartitionKey) -> Option<SharePartitionHandle> {
+        self.partitions.get(key).map(|sp| sp.clone())
+    }
+
+    /// Every share-partition of `group` here.
+    pub fn of_group(&self, group: &str) -> Vec<(SharePartitionKey, SharePartitionHandle)> {
+        self.partitions
+            .iter()
+            .filter(|e| e.key().group == group)
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
+    /// Forgets a group's share-partitions (the group was deleted).
+    pub fn remove_group(&self, group: &str) {
+        self.partitions.retain(|k, _| k.group != group);
+    }
+
+    /// Registers a long-polling fetch to be woken when records become acquirable again.
+    pub fn add_waiter(&self, notify: &Arc<Notify>) {
+        let mut waiters = self.waiters.lock();
+        waiters.retain(|w| w.strong_count() > 0);
+        waiters.push(Arc::downgrade(notify));
+    }
+
+    /// Wakes long-polling fetches: records may be acquirable again.
+    pub fn wake(&self) {
+        for w in self.waiters.lock().iter().filter_map(Weak::upgrade) {
+            w.notify_one();
+        }
+    }
+
+    /// Releases what `member` of `group` holds in `partitions` (its session closed), or in
+    /// every partition here when `None` (it left the group).
+    pub fn release(&self, group: &str, member: &str, partitions: Option<&BTreeSet<TopicIdPartition>>) {
+        let now = now_ms();
+        let mut any = false;
+        for (key, sp) in self.of_group(group) {
+            if partitions.is_some_and(|ps| !ps.contains(&(key.topic_id, key.partition))) {
+                continue;
+            }
+            let mut sp = sp.lock();
+            let before = sp.acquired_count();
+            sp.release_member(member, now);
+            any |= sp.acquired_count() != before;
+        }
+        if any {
+            self.wake();
+        }
+    }
+
+    /// A connection closed: its share sessions end and their members' records are released.
+    pub fn connection_closed(&self, connection: u64) {
+        let closed = self.sessions.lock().connection_closed(connection);
+        for ((group, member), partitions) in closed {
+            self.release(&group, &member, Some(&partitions));
+        }
+    }
+
+    /// A member left its group (or was expired): its session here ends and its records go back.
+    pub fn member_left(&self, group: &str, member: &str) {
+        self.sessions.lock().remove(&(group.to_string(), member.to_string()));
+        self.release(group, member, None);
+    }
+
+    /// Reads `log` where the share-partition wants and acquires what was read for `member`:
+    /// at most about `max_records` records and `max_bytes` bytes (the first batch always).
+    pub fn read_and_acquire(
+        &self,
+        sp: &SharePartitionHandle,
+        log: &Log,
+        member: &Arc<str>,
+        max_records: i64,
+        max_bytes: usize,
+        read_committed: bool,
+    ) -> Result<AcquiredRead, LogError> {
+        let now = now_ms();
+        let bound = if read_committed { log.last_stable_offset() } else { log.high_watermark() };
+        let offset = {
+            let mut sp = sp.lock();
+            sp.on_log_start(log.log_start_offset());
+            match sp.next_fetch_offset(now) {
+                Some(o) if o < bound => o,
+                _ => return Ok(AcquiredRead::default()),
+            }
+        };
+        let Some(bytes) = log.read(offset, max_bytes, bound, true)?.bytes()? else {
+            return Ok(AcquiredRead::default());
+        };
+        let aborted = if read_committed { log.aborted_transactions(offset, bound) } else { Vec::new() };
+        let batches = log_batches(&bytes, bound, &aborted);
+        let acquired = sp.lock().acquire(member, &batches, max_records, now);
+        let Some(last) = acquired.last().map(|a| a.last) else { return Ok(AcquiredRead::default()) };
+        // send the batches up to the one holding the last acquired record
+        let end = batch_ends(&bytes).find(|(_, last_offset)| *last_offset >= last).map_or(bytes.len(), |(end, _)| end);
+        Ok(AcquiredRead { records: Some(bytes.slice(..end)), acquired })
+    }
+
+    /// Expires acquisition locks and follows log start offsets, waking fetches when records
+    /// become acquirable again.
+    pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            let mut released = false;
+            let entries: Vec<(SharePartitionKey, SharePartitionHandle)> =
+                self.partitions.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+            for (key, sp) in entries {
+                let log_start = broker
+                    .topic_by_id(&key.topic_id)
+                    .and_then(|t| t.partition(key.partition).map(|p| p.log().log_start_offset()));
+                let mut sp = sp.lock();
+                if let Some(start) = log_start {
+                    sp.on_log_start(start);
+                }
+                if sp.next_wakeup().is_some_and(|t| t <= now) {
+                    sp.expire_locks(now);
+                    released = true;
+                }
+            }
+            if released {
+                self.wake();
+            }
+        }
+    }
+}
+
+/// The batches in `bytes` as the share-partition sees them; control batches, and with
+/// `aborted` the batches of aborted transactions, are never delivered.
+fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::AbortedTxn]) -> Vec<LogBatch> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while let Some(h) = BatchHeader::parse(rest) {
+        if h.base_offset >= bound || h.total_size() > rest.len() {
+            break;
+        }
+        let was_aborted = h.is_transactional()
+            && aborted.iter().any(|a| {
+                a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset <= a.last_offset
+            });
+        let mut batch = LogBatch::new(h.base_offset, h.last_offset().min(bound - 1));
+        batch.skip = h.is_control() || was_aborted;
+        out.push(batch);
+        rest = &rest[h.total_size()..];
+    }
+    out
+}
+
+/// Each batch's end position in `bytes` and last offset.
+fn batch_ends(bytes: &[u8]) -> impl Iterator<Item = (usize, i64)> + '_ {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let h = BatchHeader::parse(bytes.get(pos..)?)?;
+        pos += h.total_size();
+        (pos <= bytes.len()).then_some((pos, h.last_offset()))
+    })
+}

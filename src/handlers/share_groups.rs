@@ -65,13 +65,11 @@ pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) ->
         return error(ResponseError::GroupIdNotFound, &format!("Group {group_id} is not a share group."));
     }
     let group = entry.share.get_or_insert_with(|| ShareGroup::new(&group_id));
-    let mut removed = Vec::new();
-    let r = group.heartbeat(hb, &topics, Instant::now(), &cfg, &mut removed);
+    // A member that leaves closes its share sessions itself (its last acknowledgements go in
+    // first): what it still holds is released then, or when its connection closes.
+    let r = group.heartbeat(hb, &topics, Instant::now(), &cfg);
     let assigned = group.assigned_partitions();
     drop(entry);
-    for member in removed {
-        ctx.broker.shares.member_left(&group_id, &member);
-    }
     start_share_partitions(ctx, &group_id, &assigned);
     let mut resp = ShareGroupHeartbeatResponse::default()
         .with_error_code(r.error)

@@ -93,14 +93,13 @@ impl ShareGroup {
         self.members.values().flat_map(|m| m.assigned.iter().copied()).collect()
     }
 
-    /// Serves one heartbeat. `removed` gets the id of a member that left.
+    /// Serves one heartbeat (epoch -1: the member leaves).
     pub fn heartbeat(
         &mut self,
         hb: ShareHeartbeat,
         topics: &[TopicInfo],
         now: Instant,
         cfg: &ShareGroupConfig,
-        removed: &mut Vec<String>,
     ) -> HeartbeatResult {
         let fail = |code: ResponseError, msg: String| HeartbeatResult {
             error: code.code(),
@@ -109,7 +108,6 @@ impl ShareGroup {
         };
         if hb.member_epoch == -1 {
             if self.members.remove(&hb.member_id).is_some() {
-                removed.push(hb.member_id.clone());
                 self.group_epoch += 1;
             }
             self.reassign(topics);
@@ -265,7 +263,7 @@ mod tests {
             subscribed_topic_names: Some(vec!["t".into()]),
             ..Default::default()
         };
-        g.heartbeat(hb, topics, now, &cfg(), &mut Vec::new())
+        g.heartbeat(hb, topics, now, &cfg())
     }
 
     fn topic(partitions: i32) -> Vec<TopicInfo> {
@@ -298,13 +296,12 @@ mod tests {
         }
         assert_eq!(join(&mut g, "d", &t, now).error, ResponseError::GroupMaxSizeReached.code());
         let stale = ShareHeartbeat { member_id: "a".into(), member_epoch: 2, ..Default::default() };
-        assert_eq!(g.heartbeat(stale, &t, now, &cfg(), &mut Vec::new()).error, ResponseError::FencedMemberEpoch.code());
+        assert_eq!(g.heartbeat(stale, &t, now, &cfg()).error, ResponseError::FencedMemberEpoch.code());
         let unknown = ShareHeartbeat { member_id: "z".into(), member_epoch: 3, ..Default::default() };
-        assert_eq!(g.heartbeat(unknown, &t, now, &cfg(), &mut Vec::new()).error, ResponseError::UnknownMemberId.code());
-        let mut removed = Vec::new();
+        assert_eq!(g.heartbeat(unknown, &t, now, &cfg()).error, ResponseError::UnknownMemberId.code());
         let leave = ShareHeartbeat { member_id: "a".into(), member_epoch: -1, ..Default::default() };
-        assert_eq!(g.heartbeat(leave, &t, now, &cfg(), &mut removed).member_epoch, -1);
-        assert_eq!(removed, vec!["a".to_string()]);
+        assert_eq!(g.heartbeat(leave, &t, now, &cfg()).member_epoch, -1);
+        assert!(!g.members.contains_key("a"));
         assert_eq!(g.assigned_partitions().len(), 4);
     }
 

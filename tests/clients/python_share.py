@@ -1,0 +1,228 @@
+"""Share groups (KIP-932) through confluent-kafka's ShareConsumer (librdkafka 2.16), against a
+Weir started by share_groups.sh with a 3 s record lock, a delivery-count limit of 3 and 1 s
+heartbeats.
+
+Usage: python_share.py BOOTSTRAP SCENARIO [args]; run with no scenario for all the
+scenarios that need no broker restart."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import confluent_kafka
+from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+BOOTSTRAP = sys.argv[1]
+LOCK_S = 3.0
+DELIVERY_LIMIT = 3
+
+
+ADMIN = AdminClient({"bootstrap.servers": BOOTSTRAP})
+
+
+def create(topic, partitions, configs=None):
+    futures = ADMIN.create_topics([NewTopic(topic, partitions, 1, config=configs or {})])
+    futures[topic].result(timeout=30)
+
+
+def produce(topic, values, partition=None, headers=None):
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True})
+    for v in values:
+        kwargs = {"value": v, "key": v}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers is not None:
+            kwargs["headers"] = headers(v)
+        p.produce(topic, **kwargs)
+    assert p.flush(30) == 0, "records left unsent"
+
+
+def consumer(group, explicit=False, **extra):
+    conf = {"bootstrap.servers": BOOTSTRAP, "group.id": group}
+    if explicit:
+        conf["share.acknowledgement.mode"] = "explicit"
+    conf.update(extra)
+    return ShareConsumer(conf)
+
+
+def joined(c, topic):
+    """Subscribes and polls until the member has its assignment (nothing produced yet)."""
+    c.subscribe([topic])
+    for m in c.poll(3):
+        assert False, f"nothing was produced yet, got {m.value()}"
+
+
+def settle(consumers, seconds=2.5):
+    """Polls every member for a few heartbeats so that all hold their final assignment."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        for c in consumers:
+            assert not c.poll(0.2), "nothing was produced yet"
+
+
+def drain(consumers, want, timeout=30.0, on_message=None):
+    """Polls the consumers in turn until `want` records arrived in all; returns them as
+    (consumer index, message)."""
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < want and time.time() < deadline:
+        for i, c in enumerate(consumers):
+            for m in c.poll(0.5):
+                assert m.error() is None, m.error()
+                got.append((i, m))
+                if on_message:
+                    on_message(c, m)
+    return got
+
+
+def split():
+    """Three members of one group share a 4-partition topic: every record once, no loss."""
+    create("sq-split", 4)
+    cs = [consumer("sg-split") for _ in range(3)]
+    for c in cs:
+        joined(c, "sq-split")
+    settle(cs)
+    values = [b"s%d" % i for i in range(600)]
+    produce("sq-split", values)
+    got = drain(cs, len(values))
+    seen = sorted(m.value() for _, m in got)
+    assert seen == sorted(values), f"got {len(seen)} records, {len(set(seen))} distinct, want {len(values)}"
+    per_member = [sum(1 for i, _ in got if i == k) for k in range(3)]
+    assert all(n > 0 for n in per_member), per_member
+    assert all(m.delivery_count() == 1 for _, m in got)
+    for c in cs:
+        c.close()
+    print(f"split: ok ({len(values)} records once each over 3 members: {per_member})")
+
+
+def explicit_acks():
+    """ACCEPT, RELEASE and REJECT: released records come back with delivery count 2, rejected
+    ones never; accepted ones never again."""
+    create("sq-acks", 1)
+    c = consumer("sg-acks", explicit=True)
+    joined(c, "sq-acks")
+    produce("sq-acks", [b"a%d" % i for i in range(9)])
+    first = drain([c], 9, on_message=lambda c, m: c.acknowledge(m, kind(m)))
+    assert len(first) == 9, len(first)
+    c.commit_sync()
+    again = drain([c], 3, timeout=10, on_message=lambda c, m: c.acknowledge(m, AcknowledgeType.ACCEPT))
+    values = sorted(m.value() for _, m in again)
+    assert values == [b"a1", b"a4", b"a7"], values
+    assert all(m.delivery_count() == 2 for _, m in again), [m.delivery_count() for _, m in again]
+    c.commit_sync()
+    assert drain([c], 1, timeout=4) == [], "accepted and rejected records came back"
+    c.close()
+    print("explicit acknowledgement: ok (RELEASE redelivered with delivery count 2, REJECT and ACCEPT final)")
+
+
+def kind(m):
+    n = int(m.value()[1:])
+    return [AcknowledgeType.ACCEPT, AcknowledgeType.RELEASE, AcknowledgeType.REJECT][n % 3]
+
+
+def killed_member():
+    """A member SIGKILLed while holding records: they go to another member, delivery count 2,
+    within the lock duration. One partition, so the dead member (in the group until its
+    session times out) and the live one share it."""
+    create("sq-kill", 1)
+    values = [b"k%d" % i for i in range(40)]
+    child = subprocess.Popen(
+        [sys.executable, __file__, BOOTSTRAP, "hold", "sg-kill", "sq-kill", str(len(values))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "joined"
+    produce("sq-kill", values)
+    line = child.stdout.readline().strip()
+    assert line == f"holding {len(values)}", line
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    killed_at = time.time()
+    c = consumer("sg-kill")
+    c.subscribe(["sq-kill"])
+    got = drain([c], len(values), timeout=LOCK_S + 20)
+    took = time.time() - killed_at
+    assert sorted(m.value() for _, m in got) == sorted(values), len(got)
+    assert all(m.delivery_count() == 2 for _, m in got), sorted({m.delivery_count() for _, m in got})
+    c.close()
+    print(f"killed member: ok ({len(values)} records redelivered with delivery count 2 after {took:.1f} s)")
+
+
+def hold(group, topic, count):
+    """(child) Acquires `count` records and holds them without acknowledging."""
+    c = consumer(group, explicit=True)
+    c.subscribe([topic])
+    c.poll(2)
+    print("joined", flush=True)
+    got = drain([c], int(count))
+    print(f"holding {len(got)}", flush=True)
+    time.sleep(600)
+
+
+def delivery_limit():
+    """A poison record released every time is archived after the delivery-count limit."""
+    create("sq-poison", 1)
+    c = consumer("sg-poison", explicit=True)
+    joined(c, "sq-poison")
+    produce("sq-poison", [b"ok1", b"poison", b"ok2"])
+    deliveries = []
+
+    def handle(c, m):
+        if m.value() == b"poison":
+            deliveries.append(m.delivery_count())
+            c.acknowledge(m, AcknowledgeType.RELEASE)
+        else:
+            c.acknowledge(m, AcknowledgeType.ACCEPT)
+
+    deadline = time.time() + 20
+    while len(deliveries) < DELIVERY_LIMIT and time.time() < deadline:
+        drain([c], 1, timeout=1, on_message=handle)
+        c.commit_sync()
+    assert deliveries == list(range(1, DELIVERY_LIMIT + 1)), deliveries
+    assert drain([c], 1, timeout=4) == [], "the poison record came back after the limit"
+    c.close()
+    print(f"delivery limit: ok (poison record delivered {len(deliveries)} times, then archived)")
+
+
+def beside_consumer_group():
+    """A share group and a consumer group read one topic at once without affecting each other."""
+    from confluent_kafka import Consumer
+
+    create("sq-both", 2)
+    s = consumer("sg-both")
+    joined(s, "sq-both")
+    values = [b"b%d" % i for i in range(200)]
+    produce("sq-both", values)
+    plain = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "cg-both", "auto.offset.reset": "earliest"})
+    plain.subscribe(["sq-both"])
+    plain_got = []
+    deadline = time.time() + 30
+    while len(plain_got) < len(values) and time.time() < deadline:
+        m = plain.poll(0.5)
+        if m is not None and m.error() is None:
+            plain_got.append(m.value())
+    share_got = [m.value() for _, m in drain([s], len(values))]
+    assert sorted(plain_got) == sorted(values), len(plain_got)
+    assert sorted(share_got) == sorted(values), len(share_got)
+    plain.close()
+    s.close()
+    print("share group beside a consumer group: ok (both read all 200)")
+
+
+SCENARIOS = {
+    "split": split,
+    "explicit": explicit_acks,
+    "killed": killed_member,
+    "limit": delivery_limit,
+    "both": beside_consumer_group,
+}
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[2] == "hold":
+        hold(*sys.argv[3:])
+    else:
+        print("confluent-kafka", confluent_kafka.version(), "librdkafka", confluent_kafka.libversion()[0])
+        for name in sys.argv[2:] or list(SCENARIOS):
+            SCENARIOS[name]()

@@ -449,6 +449,10 @@ impl Broker {
         if records > 0 {
             tracing::info!(records, transactional_ids = broker.txns.ids().len(), "transaction coordinator loaded");
         }
+        let records = broker.shares.state.load(&broker)?;
+        if records > 0 {
+            tracing::info!(records, "share-group state loaded");
+        }
         let broker = Arc::new(broker);
         // roles (lead, follow) are taken once registration has brought the image up to date
         let _ = broker.me.set(Arc::downgrade(&broker));

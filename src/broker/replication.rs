@@ -79,12 +79,18 @@ impl Broker {
     /// when it stops.
     pub(super) fn coordinators_follow(&self, name: &str, index: i32, change: Option<bool>) {
         use crate::coordinator::{group::OFFSETS_TOPIC, txn::TXN_TOPIC};
+        use crate::share::state::STATE_TOPIC;
         let Some(leads) = change else { return };
+        if let Some(topic) = self.topic(name) {
+            self.shares.leadership_changed(topic.id, index);
+        }
         let loaded = match (name, leads) {
             (OFFSETS_TOPIC, true) => self.groups.take_over(self, index),
             (TXN_TOPIC, true) => self.txns.take_over(self, index),
+            (STATE_TOPIC, true) => self.shares.state.take_over(self, index),
             (OFFSETS_TOPIC, false) => return self.groups.resign(self, index),
             (TXN_TOPIC, false) => return self.txns.resign(self, index),
+            (STATE_TOPIC, false) => return self.shares.state.resign(self, index),
             _ => return,
         };
         match loaded {

@@ -20,6 +20,42 @@ pub(crate) fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
+/// A flexible-version (compact) record value being written: an i16 version, then compact
+/// strings and arrays (unsigned varint length + 1, 0 for null) and, at the end, an empty
+/// tagged-field section.
+pub(crate) struct CompactWriter(pub(crate) BytesMut);
+
+impl CompactWriter {
+    pub(crate) fn new(version: i16) -> CompactWriter {
+        let mut b = BytesMut::new();
+        b.put_i16(version);
+        CompactWriter(b)
+    }
+    pub(crate) fn uvarint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.put_u8(v as u8);
+    }
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.uvarint(0),
+            Some(s) => {
+                self.uvarint(s.len() as u64 + 1);
+                self.0.put_slice(s.as_bytes());
+            }
+        }
+    }
+    pub(crate) fn str(&mut self, s: &str) {
+        self.opt_str(Some(s));
+    }
+    pub(crate) fn finish(mut self) -> Bytes {
+        self.uvarint(0); // no tagged fields
+        self.0.freeze()
+    }
+}
+
 /// A cursor over a record key or value that fails instead of panicking on short or malformed
 /// input. The KIP-848 records module adds the compact (flexible-version) reads.
 pub(crate) struct Reader(pub(crate) Bytes);

@@ -17,6 +17,7 @@ use super::metadata::OPERATIONS_NOT_REQUESTED;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::coordinator::group::classic::{GroupState, JoinArgs, JoinResult, Reply, SyncArgs, SyncResult};
+use crate::coordinator::group::records::RecordKey;
 use crate::coordinator::group::GroupCoordinator;
 use crate::security::acl::{op, resource};
 
@@ -398,8 +399,15 @@ pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> De
             None => ResponseError::GroupIdNotFound.code(),
             Some(handle) => {
                 let mut entry = handle.lock().await;
+                let share_state = match entry.share.is_some() && entry.is_empty() {
+                    true => ctx.broker.shares.delete_group(&ctx.broker, &name).await,
+                    false => Ok(()),
+                };
                 if !entry.is_empty() {
                     ResponseError::NonEmptyGroup.code()
+                } else if let Err(e) = share_state {
+                    tracing::error!(group = %name, error = %e, "cannot delete share group state");
+                    ResponseError::KafkaStorageError.code()
                 } else {
                     entry.group.state = GroupState::Dead;
                     let mut records: Vec<_> = entry
@@ -408,6 +416,9 @@ pub async fn delete_groups(ctx: &RequestContext, req: DeleteGroupsRequest) -> De
                         .map(|(t, p)| GroupCoordinator::offset_record(&name, t, *p, None))
                         .collect();
                     records.push(GroupCoordinator::group_record(&entry.group));
+                    if entry.share.take().is_some() {
+                        records.push((RecordKey::ShareGroup { group: name.clone() }.encode(), None));
+                    }
                     entry.offsets.clear();
                     match coordinator.write(&ctx.broker, &name, records).await {
                         Ok(()) => {

@@ -88,12 +88,21 @@ fn acknowledge(
     first_error.map_or(Ok(()), Err)
 }
 
-/// The acknowledgement outcome as a wire code (0 when every batch went in, or there were none).
-fn ack_code(ctx: &RequestContext, group: &str, member: &str, named: &Named, resolved: &Resolved) -> i16 {
+/// The acknowledgement outcome as a wire code (0 when every batch went in, or there were
+/// none), once the share-partition's new state is durable.
+async fn ack_code(ctx: &RequestContext, group: &str, member: &str, named: &Named, resolved: &Resolved) -> i16 {
     if named.acks.is_empty() {
         return 0;
     }
-    acknowledge(ctx, group, member, named, resolved).err().map_or(0, |code| code.code())
+    let applied = acknowledge(ctx, group, member, named, resolved);
+    let key = SharePartitionKey { group: group.to_string(), topic_id: named.tp.0, partition: named.tp.1 };
+    if let Some(sp) = ctx.broker.shares.get(&key) {
+        if let Err(e) = ctx.broker.shares.persist(&ctx.broker, &key, &sp).await {
+            tracing::error!(group, topic_id = %key.topic_id, partition = key.partition, error = %e, "cannot persist acknowledgements");
+            return ResponseError::CoordinatorNotAvailable.code();
+        }
+    }
+    applied.err().map_or(0, |code| code.code())
 }
 
 pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchResponse {
@@ -147,7 +156,7 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
     for n in &named {
         let resolved = resolve(ctx, n.tp);
         let mut pd = PartitionData::default().with_partition_index(n.tp.1);
-        pd.acknowledge_error_code = ack_code(ctx, &group, &member, n, &resolved);
+        pd.acknowledge_error_code = ack_code(ctx, &group, &member, n, &resolved).await;
         if let Err(code) = resolved {
             pd.error_code = code.code();
         }
@@ -155,7 +164,7 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
     }
     let session_partitions = match step {
         SessionStep::Closed(partitions) => {
-            ctx.broker.shares.release(&group, &member, Some(&partitions));
+            ctx.broker.shares.release(&ctx.broker, &group, &member, Some(&partitions));
             Default::default()
         }
         SessionStep::Open(partitions) if req.max_records > 0 => partitions,
@@ -293,12 +302,12 @@ pub async fn acknowledge_request(ctx: &RequestContext, req: ShareAcknowledgeRequ
                 p.acknowledgement_batches.iter().map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()));
             let named = Named { tp: (t.topic_id, p.partition_index), acks: acks.collect() };
             let resolved = resolve(ctx, named.tp);
-            let code = ack_code(ctx, &group, &member, &named, &resolved);
+            let code = ack_code(ctx, &group, &member, &named, &resolved).await;
             out.insert(named.tp, AckPartition::default().with_partition_index(p.partition_index).with_error_code(code));
         }
     }
     if let SessionStep::Closed(partitions) = step {
-        ctx.broker.shares.release(&group, &member, Some(&partitions));
+        ctx.broker.shares.release(&ctx.broker, &group, &member, Some(&partitions));
     }
     let resp = ShareAcknowledgeResponse::default().with_responses(by_topic(out, |t, ps| {
         ShareAcknowledgeTopicResponse::default().with_topic_id(t).with_partitions(ps)

@@ -69,6 +69,13 @@ pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) ->
     // first): what it still holds is released then, or when its connection closes.
     let r = group.heartbeat(hb, &topics, Instant::now(), &cfg);
     let assigned = group.assigned_partitions();
+    if let Some(record) = group.take_record() {
+        // the new epoch is durable before the member acts on it
+        if let Err(e) = coordinator.write(&ctx.broker, &group_id, vec![record]).await {
+            tracing::error!(group = %group_id, error = %e, "cannot persist share group state");
+            return error(ResponseError::CoordinatorNotAvailable, "the group state could not be written");
+        }
+    }
     drop(entry);
     start_share_partitions(ctx, &group_id, &assigned);
     let mut resp = ShareGroupHeartbeatResponse::default()

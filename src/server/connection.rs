@@ -54,7 +54,7 @@ struct ShareSessionsOf {
 
 impl Drop for ShareSessionsOf {
     fn drop(&mut self) {
-        self.broker.shares.connection_closed(self.connection);
+        self.broker.shares.connection_closed(&self.broker, self.connection);
     }
 }
 

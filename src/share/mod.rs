@@ -10,6 +10,7 @@
 
 pub mod partition;
 pub mod session;
+pub mod state;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
@@ -36,7 +37,26 @@ pub struct SharePartitionKey {
     pub partition: i32,
 }
 
-pub type SharePartitionHandle = Arc<parking_lot::Mutex<SharePartition>>;
+/// A share-partition and what orders its writes to `__share_group_state`.
+pub struct ShareEntry {
+    state: parking_lot::Mutex<SharePartition>,
+    /// Held while the state is written: each write takes its snapshot under it, so writes go
+    /// in order and a later one always carries everything an earlier one did.
+    persisting: tokio::sync::Mutex<u64>,
+}
+
+impl ShareEntry {
+    fn new(sp: SharePartition) -> ShareEntry {
+        let version = sp.version();
+        ShareEntry { state: parking_lot::Mutex::new(sp), persisting: tokio::sync::Mutex::new(version) }
+    }
+
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, SharePartition> {
+        self.state.lock()
+    }
+}
+
+pub type SharePartitionHandle = Arc<ShareEntry>;
 
 /// What one read of a share-partition acquired: the log bytes holding the records (whole
 /// batches, as Fetch sends them) and the acquired offset ranges within them.
@@ -49,6 +69,8 @@ pub struct AcquiredRead {
 #[derive(Default)]
 pub struct ShareManager {
     partitions: DashMap<SharePartitionKey, SharePartitionHandle>,
+    /// The persisted state (`__share_group_state`).
+    pub state: state::ShareStateStore,
     pub sessions: parking_lot::Mutex<SessionCache>,
     /// Long-polling ShareFetches, woken when records become acquirable again.
     waiters: parking_lot::Mutex<Vec<Weak<Notify>>>,
@@ -100,7 +122,8 @@ pub fn initial_offset(broker: &Broker, group: &str, log: &Log) -> i64 {
 }
 
 impl ShareManager {
-    /// The share-partition for `key`, created on first use at the group's reset offset.
+    /// The share-partition for `key`: from its persisted state, else new at the group's
+    /// reset offset.
     pub fn get_or_init(&self, broker: &Broker, key: &SharePartitionKey, log: &Log) -> SharePartitionHandle {
         if let Some(sp) = self.partitions.get(key) {
             return sp.clone();
@@ -108,10 +131,67 @@ impl ShareManager {
         self.partitions
             .entry(key.clone())
             .or_insert_with(|| {
-                let start = initial_offset(broker, &key.group, log);
-                Arc::new(parking_lot::Mutex::new(SharePartition::new(start, limits(broker, &key.group))))
+                let limits = limits(broker, &key.group);
+                let sp = match self.state.stored(key) {
+                    Some(s) => {
+                        let end = s.batches.last().map_or(s.start_offset, |b| b.1 + 1);
+                        SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits)
+                    }
+                    None => SharePartition::new(initial_offset(broker, &key.group, log), limits),
+                };
+                Arc::new(ShareEntry::new(sp))
             })
             .clone()
+    }
+
+    /// Writes a share-partition's state if it changed since it was last written, durably
+    /// before returning.
+    pub async fn persist(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        sp: &SharePartitionHandle,
+    ) -> Result<(), LogError> {
+        let mut written = sp.persisting.lock().await;
+        let (version, snapshot) = {
+            let state = sp.lock();
+            let leader_epoch = broker
+                .topic_by_id(&key.topic_id)
+                .and_then(|t| t.state(key.partition).map(|s| s.leader_epoch))
+                .unwrap_or(-1);
+            let created = self.state.stored(key).map_or_else(now_ms, |s| s.create_timestamp);
+            let snapshot = state::StateSnapshot {
+                state_epoch: state.state_epoch,
+                leader_epoch,
+                start_offset: state.start_offset(),
+                create_timestamp: created,
+                batches: state.persisted_runs(),
+            };
+            (state.version(), snapshot)
+        };
+        if version == *written {
+            return Ok(());
+        }
+        self.state.persist(broker, key, Some(snapshot)).await?;
+        *written = version;
+        Ok(())
+    }
+
+    /// [`Self::persist`] in the background (changes no response waits for: acquisitions,
+    /// expired locks).
+    pub fn persist_later(self: &Arc<Self>, broker: &Arc<Broker>, key: SharePartitionKey, sp: SharePartitionHandle) {
+        let (me, broker) = (self.clone(), broker.clone());
+        tokio::spawn(async move {
+            if let Err(e) = me.persist(&broker, &key, &sp).await {
+                tracing::warn!(group = %key.group, topic_id = %key.topic_id, partition = key.partition, error = %e, "cannot persist share-partition state");
+            }
+        });
+    }
+
+    /// A partition's leadership changed here: its share-partitions are dropped, to be read
+    /// again from the persisted state by the next fetch (this broker's copy may be stale).
+    pub fn leadership_changed(&self, topic_id: Uuid, partition: i32) {
+        self.partitions.retain(|k, _| k.topic_id != topic_id || k.partition != partition);
     }
 
     pub fn get(&self, key: &SharePartitionKey) -> Option<SharePartitionHandle> {
@@ -125,11 +205,6 @@ impl ShareManager {
             .filter(|e| e.key().group == group)
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect()
-    }
-
-    /// Forgets a group's share-partitions (the group was deleted).
-    pub fn remove_group(&self, group: &str) {
-        self.partitions.retain(|k, _| k.group != group);
     }
 
     /// Registers a long-polling fetch to be woken when records become acquirable again.
@@ -148,17 +223,29 @@ impl ShareManager {
 
     /// Releases what `member` of `group` holds in `partitions` (its session closed), or in
     /// every partition here when `None` (it left the group).
-    pub fn release(&self, group: &str, member: &str, partitions: Option<&BTreeSet<TopicIdPartition>>) {
+    pub fn release(
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        group: &str,
+        member: &str,
+        partitions: Option<&BTreeSet<TopicIdPartition>>,
+    ) {
         let now = now_ms();
         let mut any = false;
         for (key, sp) in self.of_group(group) {
             if partitions.is_some_and(|ps| !ps.contains(&(key.topic_id, key.partition))) {
                 continue;
             }
-            let mut sp = sp.lock();
-            let before = sp.acquired_count();
-            sp.release_member(member, now);
-            any |= sp.acquired_count() != before;
+            let released = {
+                let mut state = sp.lock();
+                let before = state.version();
+                state.release_member(member, now);
+                state.version() != before
+            };
+            if released {
+                any = true;
+                self.persist_later(broker, key, sp);
+            }
         }
         if any {
             self.wake();
@@ -166,17 +253,28 @@ impl ShareManager {
     }
 
     /// A connection closed: its share sessions end and their members' records are released.
-    pub fn connection_closed(&self, connection: u64) {
+    pub fn connection_closed(self: &Arc<Self>, broker: &Arc<Broker>, connection: u64) {
         let closed = self.sessions.lock().connection_closed(connection);
         for ((group, member), partitions) in closed {
-            self.release(&group, &member, Some(&partitions));
+            self.release(broker, &group, &member, Some(&partitions));
         }
     }
 
     /// A member left its group (or was expired): its session here ends and its records go back.
-    pub fn member_left(&self, group: &str, member: &str) {
+    pub fn member_left(self: &Arc<Self>, broker: &Arc<Broker>, group: &str, member: &str) {
         self.sessions.lock().remove(&(group.to_string(), member.to_string()));
-        self.release(group, member, None);
+        self.release(broker, group, member, None);
+    }
+
+    /// Deletes a group's share-partitions and their persisted state (DeleteGroups).
+    pub async fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), LogError> {
+        let mut keys: BTreeSet<SharePartitionKey> = self.state.of_group(group).into_iter().map(|(k, _)| k).collect();
+        keys.extend(self.of_group(group).into_iter().map(|(k, _)| k));
+        self.partitions.retain(|k, _| k.group != group);
+        for key in keys {
+            self.state.persist(broker, &key, None).await?;
+        }
+        Ok(())
     }
 
     /// Reads `log` where the share-partition wants and acquires what was read for `member`:
@@ -213,7 +311,7 @@ impl ShareManager {
     }
 
     /// Expires acquisition locks and follows log start offsets, waking fetches when records
-    /// become acquirable again.
+    /// become acquirable again; changed state is written.
     pub async fn run_timers(self: Arc<Self>, broker: Arc<Broker>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,13 +325,18 @@ impl ShareManager {
                 let log_start = broker
                     .topic_by_id(&key.topic_id)
                     .and_then(|t| t.partition(key.partition).map(|p| p.log().log_start_offset()));
-                let mut sp = sp.lock();
+                let mut state = sp.lock();
                 if let Some(start) = log_start {
-                    sp.on_log_start(start);
+                    state.on_log_start(start);
                 }
-                if sp.next_wakeup().is_some_and(|t| t <= now) {
-                    sp.expire_locks(now);
+                if state.next_wakeup().is_some_and(|t| t <= now) {
+                    let before = state.version();
+                    state.expire_locks(now);
                     released = true;
+                    if state.version() != before {
+                        drop(state);
+                        self.persist_later(&broker, key, sp);
+                    }
                 }
             }
             if released {

@@ -152,12 +152,21 @@ pub struct SharePartition {
     pub state_epoch: i32,
     runs: BTreeMap<i64, Run>,
     pub limits: Limits,
+    /// Counts changes, so that unchanged state is not written again.
+    version: u64,
 }
 
 impl SharePartition {
     /// A share-partition starting at `start_offset` with nothing in flight.
     pub fn new(start_offset: i64, limits: Limits) -> SharePartition {
-        SharePartition { start_offset, end_offset: start_offset, state_epoch: 0, runs: BTreeMap::new(), limits }
+        SharePartition {
+            start_offset,
+            end_offset: start_offset,
+            state_epoch: 0,
+            runs: BTreeMap::new(),
+            limits,
+            version: 0,
+        }
     }
 
     /// The share-partition start offset (SPSO): every record below it is done.
@@ -168,6 +177,17 @@ impl SharePartition {
     /// The share-partition end offset (SPEO): the next offset to read from the log.
     pub fn end_offset(&self) -> i64 {
         self.end_offset
+    }
+
+    /// Goes up with every change of state (see [`Self::persisted_runs`]).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The runs worth persisting: everything but records never delivered (which a restart
+    /// reads from the log again anyway).
+    pub fn persisted_runs(&self) -> Vec<(i64, i64, RecordState, i16)> {
+        self.runs().filter(|(_, _, state, count)| *state != RecordState::Available || *count > 0).collect()
     }
 
     /// How many in-flight records are acquired now.
@@ -210,6 +230,7 @@ impl SharePartition {
         let mut out: Vec<Acquired> = Vec::new();
         let mut count = 0i64;
         let deadline = now_ms + self.limits.lock_ms;
+        let end_before = self.end_offset;
         for batch in batches {
             if count >= max_records {
                 break;
@@ -256,6 +277,9 @@ impl SharePartition {
                 }
                 self.end_offset = last + 1;
             }
+        }
+        if !out.is_empty() || self.end_offset != end_before {
+            self.version += 1;
         }
         out
     }
@@ -351,6 +375,7 @@ impl SharePartition {
         }
         self.merge_around(first, last);
         self.advance_start();
+        self.version += 1;
         Ok(archived)
     }
 
@@ -401,6 +426,7 @@ impl SharePartition {
         if touched {
             self.merge_all();
             self.advance_start();
+            self.version += 1;
         }
         archived
     }
@@ -414,6 +440,7 @@ impl SharePartition {
         self.split_at(log_start);
         self.runs = self.runs.split_off(&log_start);
         self.start_offset = log_start;
+        self.version += 1;
         self.end_offset = self.end_offset.max(log_start);
     }
 

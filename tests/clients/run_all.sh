@@ -32,6 +32,8 @@ if [ $status -ne 0 ]; then echo "--- weir log ---"; tail -50 "$log"; fi
 grep -q "clean shutdown complete" "$log" || { echo "no clean shutdown"; status=1; }
 # TLS and SASL listeners, on a broker of their own
 bash "$here/security.sh" "$weir" || status=1
+# share groups (KIP-932) with their own lock and delivery settings, and a broker restart
+bash "$here/share_groups.sh" "$weir" || status=1
 # reassignment and elections on a three-broker cluster
 bash "$here/cluster_ops.sh" "$weir" || status=1
 [ $status -eq 0 ] && echo "client matrix: ok"

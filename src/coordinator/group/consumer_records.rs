@@ -7,10 +7,10 @@
 //! varint length + 1, 0 for null) and a tagged-field section. Weir writes no tagged fields and
 //! skips any it reads.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use uuid::Uuid;
 
-use crate::coordinator::codec::Reader;
+use crate::coordinator::codec::{CompactWriter as Writer, Reader};
 
 const VERSION: i16 = 0;
 
@@ -39,33 +39,17 @@ pub struct CurrentAssignment {
     pub pending_revocation: TopicPartitions,
 }
 
-struct Writer(BytesMut);
+/// A version-0 value being written.
+fn writer() -> Writer {
+    Writer::new(VERSION)
+}
 
-impl Writer {
-    fn new() -> Writer {
-        let mut b = BytesMut::new();
-        b.put_i16(VERSION);
-        Writer(b)
-    }
-    fn uvarint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.put_u8((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.put_u8(v as u8);
-    }
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            None => self.uvarint(0),
-            Some(s) => {
-                self.uvarint(s.len() as u64 + 1);
-                self.0.put_slice(s.as_bytes());
-            }
-        }
-    }
-    fn str(&mut self, s: &str) {
-        self.opt_str(Some(s));
-    }
+/// KIP-848 structures on the shared compact writer.
+trait TopicPartitionsWriter {
+    fn topic_partitions(&mut self, tps: &TopicPartitions);
+}
+
+impl TopicPartitionsWriter for Writer {
     fn topic_partitions(&mut self, tps: &TopicPartitions) {
         self.uvarint(tps.len() as u64 + 1);
         for (id, parts) in tps {
@@ -76,10 +60,6 @@ impl Writer {
             }
             self.uvarint(0); // struct's tagged fields
         }
-    }
-    fn finish(mut self) -> Bytes {
-        self.uvarint(0); // no tagged fields
-        self.0.freeze()
     }
 }
 
@@ -108,7 +88,7 @@ impl Reader {
 
 /// `ConsumerGroupMetadataValue`: the group epoch.
 pub fn encode_group_epoch(epoch: i32) -> Bytes {
-    let mut w = Writer::new();
+    let mut w = writer();
     w.0.put_i32(epoch);
     w.finish()
 }
@@ -128,7 +108,7 @@ pub fn decode_assignment_epoch(b: Bytes) -> Option<i32> {
 
 impl MemberMetadata {
     pub fn encode(&self) -> Bytes {
-        let mut w = Writer::new();
+        let mut w = writer();
         w.opt_str(self.instance_id.as_deref());
         w.opt_str(self.rack_id.as_deref());
         w.str(&self.client_id);
@@ -168,7 +148,7 @@ impl MemberMetadata {
 
 /// `ConsumerGroupTargetAssignmentMemberValue`: a member's target partitions.
 pub fn encode_target(tps: &TopicPartitions) -> Bytes {
-    let mut w = Writer::new();
+    let mut w = writer();
     w.topic_partitions(tps);
     w.finish()
 }
@@ -179,7 +159,7 @@ pub fn decode_target(b: Bytes) -> Option<TopicPartitions> {
 
 impl CurrentAssignment {
     pub fn encode(&self) -> Bytes {
-        let mut w = Writer::new();
+        let mut w = writer();
         w.0.put_i32(self.member_epoch);
         w.0.put_i32(self.previous_member_epoch);
         w.0.put_i8(self.state);

@@ -335,6 +335,7 @@ impl GroupCoordinator {
         let mut stored_groups: BTreeMap<String, Option<GroupValue>> = BTreeMap::new();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>> = BTreeMap::new();
         let mut consumer: BTreeMap<String, StoredConsumerGroup> = BTreeMap::new();
+        let mut share: BTreeMap<String, Option<i32>> = BTreeMap::new();
         // producer id → (group, topic, partition, offset) committed in its open transaction
         type Pending = Vec<(String, String, i32, OffsetValue)>;
         let mut pending: HashMap<i64, Pending> = HashMap::new();
@@ -356,6 +357,9 @@ impl GroupCoordinator {
                 RecordKey::ConsumerGroup { group } => {
                     consumer.entry(group).or_default().epoch =
                         r.value.clone().and_then(consumer_records::decode_group_epoch);
+                }
+                RecordKey::ShareGroup { group } => {
+                    share.insert(group, r.value.clone().and_then(consumer_records::decode_group_epoch));
                 }
                 RecordKey::ConsumerTarget { group } => {
                     consumer.entry(group).or_default().assignment_epoch =
@@ -395,17 +399,19 @@ impl GroupCoordinator {
                 open_txns.entry(group).or_default().entry(pid).or_default().insert((t, p), v);
             }
         }
+        share.retain(|_, epoch| epoch.is_some());
         let mut ids: Vec<String> = stored_groups
             .keys()
             .chain(offsets.keys())
             .chain(consumer.keys())
+            .chain(share.keys())
             .chain(open_txns.keys())
             .cloned()
             .collect();
         ids.sort();
         ids.dedup();
         for id in ids {
-            let has_consumer_group = consumer.get(&id).is_some_and(|c| c.epoch.is_some());
+            let has_consumer_group = consumer.get(&id).is_some_and(|c| c.epoch.is_some()) || share.contains_key(&id);
             let group = match stored_groups.remove(&id) {
                 Some(Some(v)) => ClassicGroup::from_stored(&id, v, now),
                 Some(None)
@@ -423,6 +429,9 @@ impl GroupCoordinator {
             if let Some(c) = consumer.remove(&id).filter(|c| c.epoch.is_some()) {
                 entry.consumer = Some(c.restore(&id, now));
             }
+            if let Some(Some(epoch)) = share.remove(&id) {
+                entry.share = Some(share::ShareGroup::restore(&id, epoch));
+            }
             self.groups.insert(id, Arc::new(Mutex::new(entry)));
         }
         Ok(records)
@@ -438,6 +447,9 @@ impl GroupCoordinator {
         }
         if let Some(c) = entry.consumer.as_mut().filter(|c| c.dirty) {
             records.extend(c.take_records().into_iter().map(|(k, v)| (k.encode(), v)));
+        }
+        if let Some(s) = entry.share.as_mut() {
+            records.extend(s.take_record());
         }
         records
     }
@@ -472,7 +484,7 @@ impl GroupCoordinator {
                 }
                 if let Some(s) = entry.share.as_mut() {
                     for member in s.tick(now, &Self::share_config(&broker, &id), &topics) {
-                        broker.shares.member_left(&id, &member);
+                        broker.shares.member_left(&broker, &id, &member);
                     }
                 }
                 let mut records = entry.expire_offsets(&id, wall, retention_ms);

@@ -19,6 +19,7 @@ const CONSUMER_MEMBER_KEY: i16 = 5;
 const CONSUMER_TARGET_KEY: i16 = 6;
 const CONSUMER_TARGET_MEMBER_KEY: i16 = 7;
 const CONSUMER_CURRENT_KEY: i16 = 8;
+const SHARE_GROUP_KEY: i16 = 11;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 const GROUP_METADATA_VALUE_VERSION: i16 = 3;
 
@@ -35,6 +36,10 @@ pub enum RecordKey {
     },
     /// KIP-848: the group epoch.
     ConsumerGroup {
+        group: String,
+    },
+    /// KIP-932: a share group and its epoch (`ShareGroupMetadata`).
+    ShareGroup {
         group: String,
     },
     /// KIP-848: a member's subscription and identity.
@@ -105,11 +110,13 @@ impl RecordKey {
                 b.put_i16(GROUP_METADATA_KEY);
                 put_str(&mut b, group);
             }
-            RecordKey::ConsumerGroup { group } | RecordKey::ConsumerTarget { group } => {
-                let kind = if matches!(self, RecordKey::ConsumerGroup { .. }) {
-                    CONSUMER_GROUP_KEY
-                } else {
-                    CONSUMER_TARGET_KEY
+            RecordKey::ConsumerGroup { group }
+            | RecordKey::ConsumerTarget { group }
+            | RecordKey::ShareGroup { group } => {
+                let kind = match self {
+                    RecordKey::ConsumerGroup { .. } => CONSUMER_GROUP_KEY,
+                    RecordKey::ShareGroup { .. } => SHARE_GROUP_KEY,
+                    _ => CONSUMER_TARGET_KEY,
                 };
                 b.put_i16(kind);
                 put_str(&mut b, group);
@@ -139,6 +146,7 @@ impl RecordKey {
             }
             GROUP_METADATA_KEY => Some(RecordKey::Group { group: r.str()? }),
             CONSUMER_GROUP_KEY => Some(RecordKey::ConsumerGroup { group: r.str()? }),
+            SHARE_GROUP_KEY => Some(RecordKey::ShareGroup { group: r.str()? }),
             CONSUMER_TARGET_KEY => Some(RecordKey::ConsumerTarget { group: r.str()? }),
             CONSUMER_MEMBER_KEY => Some(RecordKey::ConsumerMember { group: r.str()?, member: r.str()? }),
             CONSUMER_TARGET_MEMBER_KEY => Some(RecordKey::ConsumerTargetMember { group: r.str()?, member: r.str()? }),
@@ -257,6 +265,7 @@ mod tests {
             RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 7 },
             RecordKey::Group { group: "g".into() },
             RecordKey::ConsumerGroup { group: "g".into() },
+            RecordKey::ShareGroup { group: "g".into() },
             RecordKey::ConsumerTarget { group: "g".into() },
             RecordKey::ConsumerMember { group: "g".into(), member: "m".into() },
             RecordKey::ConsumerTargetMember { group: "g".into(), member: "m".into() },

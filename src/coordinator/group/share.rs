@@ -57,6 +57,8 @@ pub struct ShareGroup {
     pub members: BTreeMap<String, ShareMember>,
     /// The subscribed topics the assignment was computed from.
     topology: Vec<TopicInfo>,
+    /// The group epoch last written to `__consumer_offsets`.
+    written_epoch: Option<i32>,
 }
 
 impl ShareGroup {
@@ -67,12 +69,25 @@ impl ShareGroup {
             assignment_epoch: 0,
             members: BTreeMap::new(),
             topology: Vec::new(),
+            written_epoch: None,
         }
     }
 
     /// A group known from its stored epoch, without members (they rejoin after a restart).
     pub fn restore(id: &str, epoch: i32) -> ShareGroup {
-        ShareGroup { group_epoch: epoch, assignment_epoch: epoch, ..ShareGroup::new(id) }
+        ShareGroup { group_epoch: epoch, assignment_epoch: epoch, written_epoch: Some(epoch), ..ShareGroup::new(id) }
+    }
+
+    /// The `ShareGroupMetadata` record (Kafka's record type 11: the group epoch) when the
+    /// epoch changed since it was last taken. Members are not stored: after a coordinator
+    /// change they join again, as their heartbeats get UNKNOWN_MEMBER_ID.
+    pub fn take_record(&mut self) -> Option<(bytes::Bytes, Option<bytes::Bytes>)> {
+        if self.written_epoch == Some(self.group_epoch) {
+            return None;
+        }
+        self.written_epoch = Some(self.group_epoch);
+        let key = super::records::RecordKey::ShareGroup { group: self.id.clone() }.encode();
+        Some((key, Some(super::consumer_records::encode_group_epoch(self.group_epoch))))
     }
 
     pub fn is_empty(&self) -> bool {

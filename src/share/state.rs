@@ -1,0 +1,335 @@
+//! Durable share-partition state: the internal compacted topic `__share_group_state`, in
+//! Kafka's share-coordinator record formats, so that a restart (or a new leader) redelivers
+//! exactly what was not acknowledged.
+//!
+//! Each share-partition's state is one `ShareSnapshot` record (key type 0: group, topic id,
+//! partition; value: state epoch, leader epoch, start offset, create and write times, and the
+//! state batches — runs of offsets with their delivery state 0 available / 2 acknowledged /
+//! 4 archived and their delivery count). Weir writes a whole snapshot on every change
+//! (compaction keeps the last), where Kafka also writes `ShareUpdate` deltas (key type 1),
+//! which Weir reads. The state lives in partition `abs(hash("group:topicId:partition")) %
+//! share.coordinator.state.topic.num.partitions`, as Kafka places it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::partition::RecordState;
+use super::SharePartitionKey;
+use crate::broker::{now_ms, AdminError, Broker};
+use crate::coordinator::codec::{put_str, CompactWriter, Reader};
+use crate::coordinator::group::records::partition_for;
+use crate::coordinator::{append_durably, encode_batch, ensure_internal_topic, replay_partitions, InternalTopic};
+use crate::log::LogError;
+use crate::partition::Partition;
+
+pub const STATE_TOPIC: &str = "__share_group_state";
+
+const SNAPSHOT: i16 = 0;
+const UPDATE: i16 = 1;
+const VALUE_VERSION: i16 = 0;
+
+/// One run of a share-partition's persisted state.
+pub type StateBatch = (i64, i64, RecordState, i16);
+
+/// A share-partition's persisted state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSnapshot {
+    pub state_epoch: i32,
+    pub leader_epoch: i32,
+    pub start_offset: i64,
+    pub create_timestamp: i64,
+    pub batches: Vec<StateBatch>,
+}
+
+/// Kafka's `SharePartitionKey.asCoordinatorKey()`: what places the state in a partition.
+fn coordinator_key(key: &SharePartitionKey) -> String {
+    format!("{}:{}:{}", key.group, URL_SAFE_NO_PAD.encode(key.topic_id.as_bytes()), key.partition)
+}
+
+pub fn encode_key(key: &SharePartitionKey) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(SNAPSHOT);
+    put_str(&mut b, &key.group);
+    b.put_slice(key.topic_id.as_bytes());
+    b.put_i32(key.partition);
+    b.freeze()
+}
+
+/// A key's record type (snapshot or update) and share-partition.
+pub fn decode_key(b: Bytes) -> Option<(i16, SharePartitionKey)> {
+    let mut r = Reader(b);
+    let kind = r.i16()?;
+    let group = r.str()?;
+    let topic_id = Uuid::from_slice(&r.take(16)?).ok()?;
+    let partition = r.i32()?;
+    Some((kind, SharePartitionKey { group, topic_id, partition }))
+}
+
+fn delivery_state(state: RecordState) -> i8 {
+    match state {
+        RecordState::Acknowledged => 2,
+        RecordState::Archived => 4,
+        // acquired records are stored as available: their locks die with this broker
+        RecordState::Available | RecordState::Acquired => 0,
+    }
+}
+
+fn record_state(code: i8) -> Option<RecordState> {
+    match code {
+        0 => Some(RecordState::Available),
+        2 => Some(RecordState::Acknowledged),
+        4 => Some(RecordState::Archived),
+        _ => None,
+    }
+}
+
+pub fn encode_snapshot(s: &StateSnapshot) -> Bytes {
+    let mut w = CompactWriter::new(VALUE_VERSION);
+    w.0.put_i32(0); // snapshot epoch
+    w.0.put_i32(s.state_epoch);
+    w.0.put_i32(s.leader_epoch);
+    w.0.put_i64(s.start_offset);
+    w.0.put_i64(s.create_timestamp);
+    w.0.put_i64(now_ms());
+    put_batches(&mut w, &s.batches);
+    w.finish()
+}
+
+fn put_batches(w: &mut CompactWriter, batches: &[StateBatch]) {
+    w.uvarint(batches.len() as u64 + 1);
+    for (first, last, state, count) in batches {
+        w.0.put_i64(*first);
+        w.0.put_i64(*last);
+        w.0.put_i8(delivery_state(*state));
+        w.0.put_i16(*count);
+        w.uvarint(0);
+    }
+}
+
+impl Reader {
+    fn state_batches(&mut self) -> Option<Vec<StateBatch>> {
+        let mut out = Vec::new();
+        for _ in 0..self.compact_count()? {
+            let first = self.i64()?;
+            let last = self.i64()?;
+            let state = record_state(self.i8()?)?;
+            let count = self.i16()?;
+            self.skip_tags()?;
+            out.push((first, last, state, count));
+        }
+        Some(out)
+    }
+}
+
+pub fn decode_snapshot(b: Bytes) -> Option<StateSnapshot> {
+    let mut r = Reader(b);
+    (r.i16()? == VALUE_VERSION).then_some(())?;
+    let _snapshot_epoch = r.i32()?;
+    let state_epoch = r.i32()?;
+    let leader_epoch = r.i32()?;
+    let start_offset = r.i64()?;
+    let create_timestamp = r.i64()?;
+    let _write_timestamp = r.i64()?;
+    let batches = r.state_batches()?;
+    Some(StateSnapshot { state_epoch, leader_epoch, start_offset, create_timestamp, batches })
+}
+
+/// A Kafka `ShareUpdate` applied to the snapshot it follows: a new start offset (unless -1)
+/// and the batches it lists laid over the earlier ones.
+fn apply_update(base: &mut StateSnapshot, b: Bytes) -> Option<()> {
+    let mut r = Reader(b);
+    (r.i16()? == VALUE_VERSION).then_some(())?;
+    let _snapshot_epoch = r.i32()?;
+    base.leader_epoch = r.i32()?;
+    let start = r.i64()?;
+    let batches = r.state_batches()?;
+    if start >= 0 {
+        base.start_offset = start;
+    }
+    let mut by_offset: BTreeMap<i64, StateBatch> = BTreeMap::new();
+    for batch in base.batches.drain(..).chain(batches) {
+        // a later batch replaces the offsets it covers
+        let (first, last) = (batch.0, batch.1);
+        let overlapping: Vec<i64> = by_offset.range(..=last).filter(|(_, b)| b.1 >= first).map(|(f, _)| *f).collect();
+        for f in overlapping {
+            if let Some(old) = by_offset.remove(&f) {
+                if old.0 < first {
+                    by_offset.insert(old.0, (old.0, first - 1, old.2, old.3));
+                }
+                if old.1 > last {
+                    by_offset.insert(last + 1, (last + 1, old.1, old.2, old.3));
+                }
+            }
+        }
+        by_offset.insert(first, batch);
+    }
+    let start = base.start_offset;
+    base.batches = by_offset.into_values().filter(|b| b.1 >= start).map(|b| (b.0.max(start), b.1, b.2, b.3)).collect();
+    Some(())
+}
+
+/// The share-state store: persisted snapshots of the `__share_group_state` partitions this
+/// broker leads, and the writes that keep them.
+#[derive(Default)]
+pub struct ShareStateStore {
+    stored: DashMap<SharePartitionKey, StateSnapshot>,
+    topic_lock: Mutex<()>,
+}
+
+impl ShareStateStore {
+    fn topic() -> InternalTopic {
+        InternalTopic {
+            name: STATE_TOPIC,
+            partitions_key: "share.coordinator.state.topic.num.partitions",
+            segment_bytes_key: "share.coordinator.state.topic.segment.bytes",
+            replication_factor_key: "share.coordinator.state.topic.replication.factor",
+        }
+    }
+
+    pub async fn ensure_topic(&self, broker: &Broker) -> Result<(), AdminError> {
+        ensure_internal_topic(broker, &Self::topic(), &self.topic_lock).await
+    }
+
+    fn partition_of(broker: &Broker, key: &SharePartitionKey) -> Option<Arc<Partition>> {
+        let topic = broker.topic(STATE_TOPIC)?;
+        topic.partition(partition_for(&coordinator_key(key), topic.partition_count)).cloned()
+    }
+
+    /// The state last persisted for a share-partition.
+    pub fn stored(&self, key: &SharePartitionKey) -> Option<StateSnapshot> {
+        self.stored.get(key).map(|s| s.clone())
+    }
+
+    /// Every persisted share-partition of `group`.
+    pub fn of_group(&self, group: &str) -> Vec<(SharePartitionKey, StateSnapshot)> {
+        self.stored.iter().filter(|e| e.key().group == group).map(|e| (e.key().clone(), e.value().clone())).collect()
+    }
+
+    /// Writes a share-partition's state durably (`None`: deletes it).
+    pub async fn persist(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        snapshot: Option<StateSnapshot>,
+    ) -> Result<(), LogError> {
+        self.ensure_topic(broker).await.map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+        let partition = Self::partition_of(broker, key).ok_or(LogError::Offline)?;
+        let record = (encode_key(key), snapshot.as_ref().map(encode_snapshot));
+        let batch = encode_batch(vec![record], None)?;
+        append_durably(&partition, &batch).await?;
+        match snapshot {
+            Some(s) => self.stored.insert(key.clone(), s),
+            None => self.stored.remove(key).map(|(_, s)| s),
+        };
+        Ok(())
+    }
+
+    /// Replays the state partitions this broker leads (start-up).
+    pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
+        let Some(topic) = broker.topic(STATE_TOPIC) else { return Ok(0) };
+        let leading: Vec<Arc<Partition>> = topic.partitions.iter().filter(|p| p.is_leader()).cloned().collect();
+        self.load_from(&leading)
+    }
+
+    /// Becoming the leader of state partition `index`: its snapshots are read again.
+    pub fn take_over(&self, broker: &Broker, index: i32) -> Result<usize, LogError> {
+        self.resign(broker, index);
+        let Some(p) = broker.topic(STATE_TOPIC).and_then(|t| t.partition(index).cloned()) else { return Ok(0) };
+        self.load_from(&[p])
+    }
+
+    /// No longer the leader of state partition `index`: its snapshots go.
+    pub fn resign(&self, broker: &Broker, index: i32) {
+        let n = broker.topic(STATE_TOPIC).map_or(1, |t| t.partition_count);
+        self.stored.retain(|k, _| partition_for(&coordinator_key(k), n) != index);
+    }
+
+    fn load_from(&self, partitions: &[Arc<Partition>]) -> Result<usize, LogError> {
+        let mut found: BTreeMap<SharePartitionKey, Option<StateSnapshot>> = BTreeMap::new();
+        let records = replay_partitions(partitions, |r| {
+            let Some((kind, key)) = r.key.clone().and_then(decode_key) else { return };
+            match (kind, r.value.clone()) {
+                (_, None) => {
+                    found.insert(key, None);
+                }
+                (SNAPSHOT, Some(v)) => {
+                    found.insert(key, decode_snapshot(v));
+                }
+                (UPDATE, Some(v)) => {
+                    if let Some(Some(base)) = found.get_mut(&key) {
+                        apply_update(base, v);
+                    }
+                }
+                _ => {}
+            }
+        })?;
+        for (key, snapshot) in found {
+            match snapshot {
+                Some(s) => self.stored.insert(key, s),
+                None => self.stored.remove(&key).map(|(_, s)| s),
+            };
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SharePartitionKey {
+        SharePartitionKey { group: "g".into(), topic_id: Uuid::from_u128(42), partition: 3 }
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let s = StateSnapshot {
+            state_epoch: 2,
+            leader_epoch: 5,
+            start_offset: 10,
+            create_timestamp: 123,
+            batches: vec![(10, 12, RecordState::Available, 2), (13, 13, RecordState::Archived, 5)],
+        };
+        assert_eq!(decode_snapshot(encode_snapshot(&s)), Some(s));
+        assert_eq!(decode_key(encode_key(&key())), Some((SNAPSHOT, key())));
+        assert_eq!(decode_snapshot(Bytes::from_static(&[0, 0, 1])), None);
+    }
+
+    #[test]
+    fn updates_lay_batches_over_the_snapshot() {
+        let mut base = StateSnapshot {
+            state_epoch: 0,
+            leader_epoch: 0,
+            start_offset: 0,
+            create_timestamp: 0,
+            batches: vec![(0, 9, RecordState::Available, 1)],
+        };
+        let mut w = CompactWriter::new(VALUE_VERSION);
+        w.0.put_i32(0);
+        w.0.put_i32(1);
+        w.0.put_i64(2);
+        put_batches(&mut w, &[(4, 5, RecordState::Acknowledged, 1)]);
+        apply_update(&mut base, w.finish()).unwrap();
+        assert_eq!(
+            base.batches,
+            vec![
+                (2, 3, RecordState::Available, 1),
+                (4, 5, RecordState::Acknowledged, 1),
+                (6, 9, RecordState::Available, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_coordinator_key_uses_kafkas_topic_id_text() {
+        let key = SharePartitionKey { group: "g".into(), topic_id: Uuid::nil(), partition: 0 };
+        assert_eq!(coordinator_key(&key), "g:AAAAAAAAAAAAAAAAAAAAAA:0");
+    }
+}

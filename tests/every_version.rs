@@ -276,6 +276,23 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
         ApiKey::DescribeTopicPartitions => boxed!(DescribeTopicPartitionsRequest::default()
             .with_response_partition_limit(10)
             .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(name(topic))])),
+        ApiKey::ShareGroupHeartbeat => boxed!(ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))
+            .with_member_id(StrBytes::from_static_str("m-versions"))
+            .with_subscribed_topic_names(Some(vec![name(topic)]))),
+        ApiKey::ShareGroupDescribe => boxed!(ShareGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_static_str("share-versions"))])),
+        ApiKey::ShareFetch => boxed!(ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_static_str("share-versions"))))
+            .with_member_id(Some(StrBytes::from_static_str("m-versions")))
+            .with_max_records(10)
+            .with_topics(vec![share_fetch_request::FetchTopic::default()
+                .with_topic_id(id)
+                .with_partitions(vec![share_fetch_request::FetchPartition::default().with_partition_index(0)])])),
+        ApiKey::ShareAcknowledge => boxed!(ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_static_str("share-versions"))))
+            .with_member_id(Some(StrBytes::from_static_str("m-versions")))
+            .with_share_session_epoch(1)),
         ApiKey::DescribeQuorum => {
             boxed!(DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
                 .with_topic_name(name("__cluster_metadata"))
@@ -411,6 +428,10 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::AddRaftVoter => check!(AddRaftVoterResponse),
         ApiKey::RemoveRaftVoter => check!(RemoveRaftVoterResponse),
         ApiKey::DescribeTopicPartitions => check!(DescribeTopicPartitionsResponse),
+        ApiKey::ShareGroupHeartbeat => check!(ShareGroupHeartbeatResponse),
+        ApiKey::ShareGroupDescribe => check!(ShareGroupDescribeResponse),
+        ApiKey::ShareFetch => check!(ShareFetchResponse),
+        ApiKey::ShareAcknowledge => check!(ShareAcknowledgeResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),

@@ -1,0 +1,348 @@
+//! Share groups (KIP-932) at the protocol level: ShareGroupHeartbeat, ShareGroupDescribe,
+//! ShareFetch and ShareAcknowledge requests built by kafka-protocol (rdkafka 0.39's
+//! librdkafka predates share consumers; confluent-kafka's ShareConsumer runs in `.ci/run`),
+//! their error codes, share sessions, the record state machine, and `__share_group_state`
+//! replay after a restart.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::share_acknowledge_request::{AcknowledgePartition, AcknowledgeTopic};
+use kafka_protocol::messages::share_fetch_request::{AcknowledgementBatch, FetchPartition, FetchTopic, ForgottenTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use rdkafka::producer::FutureRecord;
+use uuid::Uuid;
+
+const ACCEPT: i8 = 1;
+const RELEASE: i8 = 2;
+const REJECT: i8 = 3;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// A share consumer speaking the protocol by hand: its own connection (share sessions belong
+/// to it), group, member id and session epoch.
+struct Member {
+    conn: TcpStream,
+    group: String,
+    id: String,
+    epoch: i32,
+    session_epoch: i32,
+}
+
+impl Member {
+    fn new(bootstrap: &str, group: &str, id: &str) -> Member {
+        Member { conn: raw::connect(bootstrap), group: group.into(), id: id.into(), epoch: 0, session_epoch: 0 }
+    }
+
+    fn heartbeat_with(&mut self, epoch: i32, topics: Option<&[&str]>) -> ShareGroupHeartbeatResponse {
+        let req = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(&self.group)))
+            .with_member_id(s(&self.id))
+            .with_member_epoch(epoch)
+            .with_subscribed_topic_names(topics.map(|t| t.iter().map(|n| TopicName(s(n))).collect()));
+        raw::roundtrip(&mut self.conn, ApiKey::ShareGroupHeartbeat, 1, &req).expect("heartbeat answered")
+    }
+
+    /// Joins (epoch 0) subscribed to `topics`; returns the assignment.
+    fn join(&mut self, topics: &[&str]) -> Vec<(Uuid, Vec<i32>)> {
+        let r = self.heartbeat_with(0, Some(topics));
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        self.epoch = r.member_epoch;
+        r.assignment.unwrap().topic_partitions.into_iter().map(|t| (t.topic_id, t.partitions)).collect()
+    }
+
+    fn fetch_request(&self, topic: Uuid, acks: Vec<AcknowledgementBatch>) -> ShareFetchRequest {
+        ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(s(&self.group))))
+            .with_member_id(Some(s(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_max_wait_ms(200)
+            .with_max_bytes(1 << 20)
+            .with_max_records(500)
+            .with_batch_size(500)
+            .with_topics(vec![FetchTopic::default().with_topic_id(topic).with_partitions(vec![
+                FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(acks),
+            ])])
+    }
+
+    /// A ShareFetch of partition 0 of `topic` carrying `acks`; moves the session epoch on.
+    fn fetch(&mut self, topic: Uuid, acks: Vec<AcknowledgementBatch>) -> ShareFetchResponse {
+        let req = self.fetch_request(topic, acks);
+        let r: ShareFetchResponse =
+            raw::roundtrip(&mut self.conn, ApiKey::ShareFetch, 1, &req).expect("fetch answered");
+        if r.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        r
+    }
+
+    fn acknowledge(&mut self, topic: Uuid, acks: Vec<AcknowledgementBatch>) -> ShareAcknowledgeResponse {
+        let req = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(s(&self.group))))
+            .with_member_id(Some(s(&self.id)))
+            .with_share_session_epoch(self.session_epoch)
+            .with_topics(vec![AcknowledgeTopic::default().with_topic_id(topic).with_partitions(vec![
+                AcknowledgePartition::default().with_partition_index(0).with_acknowledgement_batches(
+                    acks.into_iter()
+                        .map(|b| {
+                            share_acknowledge_request::AcknowledgementBatch::default()
+                                .with_first_offset(b.first_offset)
+                                .with_last_offset(b.last_offset)
+                                .with_acknowledge_types(b.acknowledge_types)
+                        })
+                        .collect(),
+                ),
+            ])]);
+        let r: ShareAcknowledgeResponse =
+            raw::roundtrip(&mut self.conn, ApiKey::ShareAcknowledge, 1, &req).expect("acknowledge answered");
+        if r.error_code == 0 {
+            self.session_epoch += 1;
+        }
+        r
+    }
+}
+
+fn ack(first: i64, last: i64, types: &[i8]) -> AcknowledgementBatch {
+    AcknowledgementBatch::default()
+        .with_first_offset(first)
+        .with_last_offset(last)
+        .with_acknowledge_types(types.to_vec())
+}
+
+/// Acquired (first, last, delivery count) ranges of partition 0, empty when none.
+fn acquired(r: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .flat_map(|p| p.acquired_records.iter().map(|a| (a.first_offset, a.last_offset, a.delivery_count)))
+        .collect()
+}
+
+fn partition_codes(r: &ShareFetchResponse) -> Vec<(i16, i16)> {
+    r.responses.iter().flat_map(|t| t.partitions.iter()).map(|p| (p.error_code, p.acknowledge_error_code)).collect()
+}
+
+async fn produce_n(bootstrap: &str, topic: &str, n: usize) {
+    let p = producer(bootstrap, &[("linger.ms", "0")]);
+    for i in 0..n {
+        let v = format!("v{i}");
+        p.send(FutureRecord::<(), _>::to(topic).partition(0).payload(&v), Duration::from_secs(10)).await.unwrap();
+    }
+}
+
+fn topic_id(broker: &TestBroker, topic: &str) -> Uuid {
+    broker.running.as_ref().unwrap().broker.topic(topic).unwrap().id
+}
+
+/// Runs blocking raw-protocol work off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heartbeat_errors_assignment_and_describe() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-hb");
+    create_topic(&broker.bootstrap, &topic, 3, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    blocking(move || {
+        let mut a = Member::new(&b, "sg-hb", "member-a");
+        let no_topics = a.heartbeat_with(0, None);
+        assert_eq!(no_topics.error_code, ResponseError::InvalidRequest.code());
+        let mut nameless = Member::new(&b, "sg-hb", "");
+        assert_eq!(nameless.heartbeat_with(0, Some(&[&topic])).error_code, ResponseError::InvalidRequest.code());
+        assert_eq!(a.heartbeat_with(3, Some(&[&topic])).error_code, ResponseError::UnknownMemberId.code());
+        assert_eq!(a.join(&[&topic]), vec![(id, vec![0, 1, 2])]);
+        let mut m = Member::new(&b, "sg-hb", "member-b");
+        let assigned = m.join(&[&topic]);
+        assert_eq!(assigned[0].1.len(), 1, "two members split three partitions: {assigned:?}");
+        assert_eq!(a.heartbeat_with(a.epoch + 5, None).error_code, ResponseError::FencedMemberEpoch.code());
+        let again = a.heartbeat_with(a.epoch, None);
+        assert_eq!(again.error_code, 0);
+        let mine = again.assignment.expect("a's assignment changed").topic_partitions;
+        assert_eq!(mine[0].partitions.len(), 2);
+
+        let describe = ShareGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(s("sg-hb")), GroupId(s("sg-missing"))])
+            .with_include_authorized_operations(true);
+        let r: ShareGroupDescribeResponse = raw::call(&b, ApiKey::ShareGroupDescribe, 1, &describe);
+        let g = &r.groups[0];
+        assert_eq!((g.error_code, g.group_state.as_str(), g.assignor_name.as_str()), (0, "Stable", "simple"));
+        assert_eq!(g.members.len(), 2);
+        assert!(g.members.iter().all(|m| m.assignment.topic_partitions[0].topic_name.0.as_str() == topic));
+        assert_eq!(r.groups[1].error_code, ResponseError::GroupIdNotFound.code());
+
+        let list = ListGroupsRequest::default().with_types_filter(vec![s("share")]);
+        let l: ListGroupsResponse = raw::call(&b, ApiKey::ListGroups, 5, &list);
+        let listed: Vec<_> =
+            l.groups.iter().map(|g| (g.group_id.0.as_str(), g.group_type.as_str(), g.group_state.as_str())).collect();
+        assert_eq!(listed, vec![("sg-hb", "share", "Stable")]);
+
+        // a share group's id is not a consumer group's
+        let consumer = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("sg-hb")))
+            .with_member_id(s("c"))
+            .with_rebalance_timeout_ms(1000)
+            .with_subscribed_topic_names(Some(vec![TopicName(s(&topic))]));
+        let c: ConsumerGroupHeartbeatResponse = raw::call(&b, ApiKey::ConsumerGroupHeartbeat, 1, &consumer);
+        assert_eq!(c.error_code, ResponseError::GroupIdNotFound.code());
+
+        // members leave; the empty group can be deleted
+        assert_eq!(a.heartbeat_with(-1, None).member_epoch, -1);
+        assert_eq!(m.heartbeat_with(-1, None).member_epoch, -1);
+        let del = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("sg-hb"))]);
+        let d: DeleteGroupsResponse = raw::call(&b, ApiKey::DeleteGroups, 2, &del);
+        assert_eq!(d.results[0].error_code, 0);
+        let l: ListGroupsResponse = raw::call(&b, ApiKey::ListGroups, 5, &list);
+        assert!(l.groups.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_sessions_and_their_errors() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-sessions");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    blocking(move || {
+        let mut m = Member::new(&b, "sg-sessions", "member-s");
+        m.join(&[&topic]);
+        m.session_epoch = 1;
+        assert_eq!(m.fetch(id, vec![]).error_code, ResponseError::ShareSessionNotFound.code());
+        m.session_epoch = 0;
+        let opening_with_acks = m.fetch(id, vec![ack(0, 0, &[ACCEPT])]);
+        assert_eq!(opening_with_acks.error_code, ResponseError::InvalidRequest.code());
+        let opened = m.fetch(id, vec![]);
+        assert_eq!(opened.error_code, 0);
+        assert_eq!(opened.acquisition_lock_timeout_ms, 30_000);
+        m.session_epoch = 5;
+        assert_eq!(m.fetch(id, vec![]).error_code, ResponseError::InvalidShareSessionEpoch.code());
+        m.session_epoch = 1;
+        assert_eq!(m.fetch(id, vec![]).error_code, 0);
+        // ShareAcknowledge cannot open a session; a wrong epoch is refused
+        let mut opener = Member::new(&b, "sg-sessions", "member-t");
+        assert_eq!(opener.acknowledge(id, vec![]).error_code, ResponseError::InvalidShareSessionEpoch.code());
+        assert_eq!(m.acknowledge(id, vec![]).error_code, 0);
+        // an unknown topic id is answered per partition
+        let unknown = m.fetch(Uuid::new_v4(), vec![]);
+        assert_eq!(unknown.error_code, 0);
+        assert!(partition_codes(&unknown).contains(&(ResponseError::UnknownTopicId.code(), 0)));
+        // forgetting it, then closing the session (epoch -1)
+        let mut forget = m.fetch_request(id, vec![]);
+        forget.topics.clear();
+        forget.forgotten_topics_data = vec![ForgottenTopic::default().with_topic_id(id).with_partitions(vec![0])];
+        let r: ShareFetchResponse = raw::roundtrip(&mut m.conn, ApiKey::ShareFetch, 1, &forget).unwrap();
+        assert_eq!(r.error_code, 0);
+        m.session_epoch = -1;
+        assert_eq!(m.fetch(id, vec![]).error_code, 0);
+        m.session_epoch = 4;
+        assert_eq!(m.fetch(id, vec![]).error_code, ResponseError::ShareSessionNotFound.code());
+        // missing ids
+        let anonymous = ShareFetchRequest::default().with_group_id(Some(GroupId(s("sg-sessions"))));
+        let r: ShareFetchResponse = raw::call(&b, ApiKey::ShareFetch, 1, &anonymous);
+        assert_eq!(r.error_code, ResponseError::InvalidRequest.code());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn record_states_acquire_release_reject_and_limits() {
+    let broker = TestBroker::start(&[("group.share.delivery.count.limit", "2")]).await;
+    let topic = topic_name("share-states");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let (mut a, mut c) = blocking({
+        let (b, topic) = (b.clone(), topic.clone());
+        move || {
+            let mut a = Member::new(&b, "sg-states", "member-a");
+            a.join(&[&topic]);
+            let mut c = Member::new(&b, "sg-states", "member-c");
+            c.join(&[&topic]);
+            assert_eq!(a.fetch(id, vec![]).error_code, 0, "session opened before the records exist");
+            assert_eq!(c.fetch(id, vec![]).error_code, 0);
+            (a, c)
+        }
+    })
+    .await;
+    produce_n(&broker.bootstrap, &topic, 10).await;
+    blocking(move || {
+        let first = a.fetch(id, vec![]);
+        assert_eq!(acquired(&first), vec![(0, 9, 1)]);
+        let records = first.responses[0].partitions[0].records.clone().unwrap();
+        assert!(!records.is_empty());
+        assert!(acquired(&c.fetch(id, vec![])).is_empty(), "acquired records are not handed out twice");
+        // c may not acknowledge a's records
+        let stolen = c.fetch(id, vec![ack(0, 9, &[ACCEPT])]);
+        assert_eq!(partition_codes(&stolen), vec![(0, ResponseError::InvalidRecordState.code())]);
+        // a: accept 0-3, release 4-6, reject 7, a gap at 8 and a malformed batch
+        let r = a.fetch(id, vec![ack(0, 3, &[ACCEPT]), ack(4, 8, &[RELEASE, RELEASE, RELEASE, REJECT, 0])]);
+        assert_eq!(partition_codes(&r)[0].1, 0);
+        assert_eq!(acquired(&r), vec![(4, 6, 2)], "released records come back, delivered twice");
+        let bad = a.acknowledge(id, vec![ack(9, 9, &[ACCEPT, ACCEPT])]);
+        assert_eq!(bad.responses[0].partitions[0].error_code, ResponseError::InvalidRequest.code());
+        // releasing at the delivery-count limit (2) archives them
+        let r = a.fetch(id, vec![ack(4, 6, &[RELEASE]), ack(9, 9, &[ACCEPT])]);
+        assert_eq!(partition_codes(&r)[0].1, 0);
+        assert!(acquired(&r).is_empty(), "records at the delivery limit were archived");
+        assert!(acquired(&c.fetch(id, vec![])).is_empty(), "nothing is left for anyone");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_state_survives_a_restart() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-restart");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let m = blocking({
+        let (b, topic) = (b.clone(), topic.clone());
+        move || {
+            let mut m = Member::new(&b, "sg-restart", "member-r");
+            m.join(&[&topic]);
+            assert_eq!(m.fetch(id, vec![]).error_code, 0);
+            m
+        }
+    })
+    .await;
+    produce_n(&broker.bootstrap, &topic, 6).await;
+    blocking(move || {
+        let mut m = m;
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 5, 1)]);
+        // accept 0-1, release 2, reject 3; 4-5 stay acquired
+        let r = m.acknowledge(id, vec![ack(0, 3, &[ACCEPT, ACCEPT, RELEASE, REJECT])]);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    })
+    .await;
+    let broker = broker.restart(&[]).await;
+    let b = broker.bootstrap.clone();
+    assert_eq!(topic_id(&broker, &topic), id);
+    blocking(move || {
+        let mut m = Member::new(&b, "sg-restart", "member-r2");
+        m.join(&[&topic]);
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            got.extend(acquired(&m.fetch(id, vec![])));
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // 2 was released (delivered once), 4-5 were acquired when the broker stopped
+        // (their delivery counted): each comes back delivered twice; 0, 1 and 3 never
+        assert_eq!(got, vec![(2, 2, 2), (4, 5, 2)]);
+    })
+    .await;
+}

@@ -346,3 +346,85 @@ async fn share_state_survives_a_restart() {
     })
     .await;
 }
+
+/// The end offset of partition 0 of `topic`, polled until it reaches `want` (or 10 s pass).
+async fn end_offset_reaching(bootstrap: &str, topic: &str, want: i64) -> i64 {
+    let mut end = -1;
+    for _ in 0..100 {
+        end = raw::end_offset(bootstrap, topic, 0);
+        if end >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    end
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_copied_once_even_across_a_crash() {
+    use weir::share::partition::{ArchiveReason, Archived, RecordState};
+    use weir::share::state::StateSnapshot;
+    use weir::share::SharePartitionKey;
+
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-dlq");
+    let dlq = format!("dlq.{topic}");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    create_topic(&broker.bootstrap, &dlq, 1, &[("errors.deadletterqueue.group.enable", "true")]).await;
+    let running = broker.running.as_ref().unwrap().broker.clone();
+    let configs = [("errors.deadletterqueue.topic.name".to_string(), dlq.clone())].into();
+    running.set_group_configs("sg-dlq", configs, false).await.unwrap();
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let m = blocking({
+        let (b, topic) = (b.clone(), topic.clone());
+        move || {
+            let mut m = Member::new(&b, "sg-dlq", "member-d");
+            m.join(&[&topic]);
+            assert_eq!(m.fetch(id, vec![]).error_code, 0);
+            m
+        }
+    })
+    .await;
+    produce_n(&broker.bootstrap, &topic, 3).await;
+    blocking(move || {
+        let mut m = m;
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 2, 1)]);
+        let r = m.acknowledge(id, vec![ack(0, 2, &[ACCEPT, REJECT, ACCEPT])]);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    })
+    .await;
+    assert_eq!(end_offset_reaching(&broker.bootstrap, &dlq, 1).await, 1, "the rejected record was copied");
+
+    // As if the broker had crashed after writing that copy but before its state said so:
+    // offset 1 still pending (copied already) and offset 2 pending too (never copied).
+    let key = SharePartitionKey { group: "sg-dlq".into(), topic_id: id, partition: 0 };
+    let settled = || running.shares.state.stored(&key).is_some_and(|s| s.dead_letters.is_empty());
+    assert!(wait_until(Duration::from_secs(10), settled).await, "the copy is recorded");
+    let pending = |offset| Archived { first: offset, last: offset, delivery_count: 1, reason: ArchiveReason::Rejected };
+    let crashed = StateSnapshot {
+        start_offset: 3,
+        batches: vec![(0, 2, RecordState::Archived, 1)],
+        dead_letters: vec![pending(1), pending(2)],
+        dead_letter_mark: 0,
+        ..Default::default()
+    };
+    running.shares.state.persist(&running, &key, Some(crashed)).await.unwrap();
+    drop(running);
+    let broker = broker.restart(&[]).await;
+    let stored = broker.running.as_ref().unwrap().broker.shares.state.stored(&key).unwrap();
+    assert_eq!(stored.dead_letters.len(), 2, "{stored:?}");
+    let b = broker.bootstrap.clone();
+    blocking({
+        let topic = topic.clone();
+        move || {
+            let mut m = Member::new(&b, "sg-dlq", "member-d2");
+            m.join(&[&topic]);
+            assert!(acquired(&m.fetch(id, vec![])).is_empty(), "everything was done before the crash");
+        }
+    })
+    .await;
+    assert_eq!(end_offset_reaching(&broker.bootstrap, &dlq, 2).await, 2, "offset 2 copied, offset 1 not again");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(raw::end_offset(&broker.bootstrap, &dlq, 0), 2);
+}

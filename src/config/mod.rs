@@ -137,6 +137,27 @@ const fn throttled_replicas(name: &'static str, doc: &'static str) -> ConfigDef 
     }
 }
 
+/// A topic config with a default of its own and no broker synonym.
+const fn topic_only(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    check: Check,
+    doc: &'static str,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        kind,
+        default,
+        null_default: false,
+        check,
+        mode: UpdateMode::ClusterWide,
+        broker_synonym: None,
+        doc,
+        implemented: true,
+    }
+}
+
 use Check::{AtLeast, OneOf};
 use ConfigType::{Boolean, Int, Long, String as Str};
 
@@ -710,6 +731,22 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Smallest session timeout a group member may ask for.",
     ),
     broker(
+        "errors.deadletterqueue.topic.name.prefix",
+        Str,
+        "dlq.",
+        Check::None,
+        false,
+        "Share groups' dead-letter topics (KIP-1191) must start with this prefix.",
+    ),
+    broker(
+        "errors.deadletterqueue.auto.create.topics.enable",
+        Boolean,
+        "false",
+        Check::None,
+        false,
+        "Create a share group's dead-letter topic on first use, with errors.deadletterqueue.group.enable=true.",
+    ),
+    broker(
         "group.consumer.session.timeout.ms",
         Int,
         "45000",
@@ -813,6 +850,13 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
 
 /// Every topic key Weir understands, each defaulting to a broker key.
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
+    topic_only(
+        "errors.deadletterqueue.group.enable",
+        Boolean,
+        "false",
+        Check::None,
+        "Whether share groups may copy the records they give up on to this topic (KIP-1191).",
+    ),
     throttled_replicas(
         "leader.replication.throttled.replicas",
         "Replicas (partition:broker, or *) whose leader's sends to followers count against that \

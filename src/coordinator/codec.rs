@@ -50,8 +50,17 @@ impl CompactWriter {
     pub(crate) fn str(&mut self, s: &str) {
         self.opt_str(Some(s));
     }
-    pub(crate) fn finish(mut self) -> Bytes {
-        self.uvarint(0); // no tagged fields
+    pub(crate) fn finish(self) -> Bytes {
+        self.finish_with_tags(&[])
+    }
+    /// Ends the value with these tagged fields (tag, data), in tag order.
+    pub(crate) fn finish_with_tags(mut self, tags: &[(u64, Bytes)]) -> Bytes {
+        self.uvarint(tags.len() as u64);
+        for (tag, data) in tags {
+            self.uvarint(*tag);
+            self.uvarint(data.len() as u64);
+            self.0.put_slice(data);
+        }
         self.0.freeze()
     }
 }
@@ -135,6 +144,16 @@ impl Reader {
         let n = self.uvarint()? as usize;
         // every element takes at least one byte: a larger count is corrupt
         (n.saturating_sub(1) <= self.0.remaining()).then_some(n.saturating_sub(1))
+    }
+    /// Reads a tagged-field section: (tag, data) pairs.
+    pub(crate) fn tags(&mut self) -> Option<Vec<(u64, Bytes)>> {
+        let mut out = Vec::new();
+        for _ in 0..self.uvarint()? {
+            let tag = self.uvarint()?;
+            let len = self.uvarint()? as usize;
+            out.push((tag, self.take(len)?));
+        }
+        Some(out)
     }
     pub(crate) fn skip_tags(&mut self) -> Option<()> {
         for _ in 0..self.uvarint()? {

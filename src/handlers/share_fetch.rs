@@ -101,6 +101,7 @@ async fn ack_code(ctx: &RequestContext, group: &str, member: &str, named: &Named
             tracing::error!(group, topic_id = %key.topic_id, partition = key.partition, error = %e, "cannot persist acknowledgements");
             return ResponseError::CoordinatorNotAvailable.code();
         }
+        ctx.broker.shares.copy_dead_letters_later(&ctx.broker, key, sp);
     }
     applied.err().map_or(0, |code| code.code())
 }

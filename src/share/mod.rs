@@ -8,6 +8,7 @@
 //! Group membership and assignment live with the group coordinator
 //! (`coordinator::group::share`).
 
+pub mod dlq;
 pub mod partition;
 pub mod session;
 pub mod state;
@@ -43,12 +44,18 @@ pub struct ShareEntry {
     /// Held while the state is written: each write takes its snapshot under it, so writes go
     /// in order and a later one always carries everything an earlier one did.
     persisting: tokio::sync::Mutex<u64>,
+    /// One dead-letter copier at a time.
+    copying: tokio::sync::Mutex<()>,
 }
 
 impl ShareEntry {
     fn new(sp: SharePartition) -> ShareEntry {
         let version = sp.version();
-        ShareEntry { state: parking_lot::Mutex::new(sp), persisting: tokio::sync::Mutex::new(version) }
+        ShareEntry {
+            state: parking_lot::Mutex::new(sp),
+            persisting: tokio::sync::Mutex::new(version),
+            copying: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, SharePartition> {
@@ -95,6 +102,7 @@ pub fn limits(broker: &Broker, group: &str) -> Limits {
         lock_ms: lock_ms.max(1),
         release_backoff_ms: group_value("weir.share.release.backoff.ms").unwrap_or(0),
         release_backoff_max_ms: group_value("weir.share.release.backoff.max.ms").unwrap_or(0),
+        dead_letter: overrides.get("errors.deadletterqueue.topic.name").is_some_and(|t| !t.is_empty()),
     }
 }
 
@@ -135,7 +143,10 @@ impl ShareManager {
                 let sp = match self.state.stored(key) {
                     Some(s) => {
                         let end = s.batches.last().map_or(s.start_offset, |b| b.1 + 1);
-                        SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits)
+                        let mut sp = SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits);
+                        sp.dead_letters = s.dead_letters;
+                        sp.dead_letter_mark = s.dead_letter_mark;
+                        sp
                     }
                     None => SharePartition::new(initial_offset(broker, &key.group, log), limits),
                 };
@@ -166,6 +177,8 @@ impl ShareManager {
                 start_offset: state.start_offset(),
                 create_timestamp: created,
                 batches: state.persisted_runs(),
+                dead_letters: state.dead_letters.clone(),
+                dead_letter_mark: state.dead_letter_mark,
             };
             (state.version(), snapshot)
         };
@@ -182,8 +195,10 @@ impl ShareManager {
     pub fn persist_later(self: &Arc<Self>, broker: &Arc<Broker>, key: SharePartitionKey, sp: SharePartitionHandle) {
         let (me, broker) = (self.clone(), broker.clone());
         tokio::spawn(async move {
-            if let Err(e) = me.persist(&broker, &key, &sp).await {
-                tracing::warn!(group = %key.group, topic_id = %key.topic_id, partition = key.partition, error = %e, "cannot persist share-partition state");
+            match me.persist(&broker, &key, &sp).await {
+                Ok(()) => me.copy_dead_letters_later(&broker, key, sp),
+                Err(e) => tracing::warn!(group = %key.group, topic_id = %key.topic_id, partition = key.partition,
+                    error = %e, "cannot persist share-partition state"),
             }
         });
     }
@@ -328,6 +343,12 @@ impl ShareManager {
                 let mut state = sp.lock();
                 if let Some(start) = log_start {
                     state.on_log_start(start);
+                }
+                // dead letters restored after a restart, or left by a failed copy
+                if !state.dead_letters.is_empty() && sp.copying.try_lock().is_ok() {
+                    drop(state);
+                    self.copy_dead_letters_later(&broker, key.clone(), sp.clone());
+                    state = sp.lock();
                 }
                 if state.next_wakeup().is_some_and(|t| t <= now) {
                     let before = state.version();

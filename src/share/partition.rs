@@ -112,6 +112,9 @@ pub struct Limits {
     /// doubled per earlier delivery, capped by `release_backoff_max_ms` (0: none).
     pub release_backoff_ms: i64,
     pub release_backoff_max_ms: i64,
+    /// The group has a dead-letter topic: rejected records and those at the delivery limit
+    /// are kept as [`SharePartition::dead_letters`] until copied there.
+    pub dead_letter: bool,
 }
 
 impl Default for Limits {
@@ -122,6 +125,7 @@ impl Default for Limits {
             lock_ms: 30_000,
             release_backoff_ms: 0,
             release_backoff_max_ms: 0,
+            dead_letter: false,
         }
     }
 }
@@ -154,6 +158,11 @@ pub struct SharePartition {
     pub limits: Limits,
     /// Counts changes, so that unchanged state is not written again.
     version: u64,
+    /// Archived records still to be copied to the group's dead-letter topic.
+    pub dead_letters: Vec<Archived>,
+    /// The dead-letter partition's end offset before any of `dead_letters` was copied there:
+    /// after a crash, copies found from here on are not written again (-1: none pending).
+    pub dead_letter_mark: i64,
 }
 
 impl SharePartition {
@@ -166,6 +175,8 @@ impl SharePartition {
             runs: BTreeMap::new(),
             limits,
             version: 0,
+            dead_letters: Vec::new(),
+            dead_letter_mark: -1,
         }
     }
 
@@ -376,6 +387,7 @@ impl SharePartition {
         self.merge_around(first, last);
         self.advance_start();
         self.version += 1;
+        self.keep_dead_letters(&archived);
         Ok(archived)
     }
 
@@ -428,7 +440,24 @@ impl SharePartition {
             self.advance_start();
             self.version += 1;
         }
+        self.keep_dead_letters(&archived);
         archived
+    }
+
+    /// Keeps archived records bound for the dead-letter topic (not gaps: they hold nothing).
+    fn keep_dead_letters(&mut self, archived: &[Archived]) {
+        if self.limits.dead_letter {
+            self.dead_letters.extend(archived.iter().filter(|a| a.reason != ArchiveReason::Gap).cloned());
+        }
+    }
+
+    /// The dead letters up to `count` were copied: they are done.
+    pub fn dead_letters_copied(&mut self, count: usize) {
+        self.dead_letters.drain(..count.min(self.dead_letters.len()));
+        if self.dead_letters.is_empty() {
+            self.dead_letter_mark = -1;
+        }
+        self.version += 1;
     }
 
     /// The log start moved past the share-partition start (retention, DeleteRecords): the
@@ -752,6 +781,19 @@ mod tests {
         );
         sp.acknowledge("a", 0, 4, &[ack::ACCEPT], 1).unwrap();
         assert_eq!(sp.start_offset(), 6);
+    }
+
+    #[test]
+    fn rejected_and_exhausted_records_wait_for_the_dead_letter_topic() {
+        let limits = Limits { delivery_count_limit: 1, dead_letter: true, ..Limits::default() };
+        let mut sp = SharePartition::new(0, limits);
+        sp.acquire(&member("a"), &batches(&[(0, 3)]), 500, 0);
+        sp.acknowledge("a", 0, 3, &[ack::REJECT, ack::RELEASE, ack::GAP, ack::ACCEPT], 1).unwrap();
+        let reasons: Vec<_> = sp.dead_letters.iter().map(|d| (d.first, d.reason)).collect();
+        assert_eq!(reasons, vec![(0, ArchiveReason::Rejected), (1, ArchiveReason::DeliveryLimit)]);
+        sp.dead_letters_copied(2);
+        assert!(sp.dead_letters.is_empty());
+        assert_eq!(sp.start_offset(), 4);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::partition::RecordState;
+use super::partition::{ArchiveReason, Archived, RecordState};
 use super::SharePartitionKey;
 use crate::broker::{now_ms, AdminError, Broker};
 use crate::coordinator::codec::{put_str, CompactWriter, Reader};
@@ -39,14 +39,21 @@ const VALUE_VERSION: i16 = 0;
 pub type StateBatch = (i64, i64, RecordState, i16);
 
 /// A share-partition's persisted state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StateSnapshot {
     pub state_epoch: i32,
     pub leader_epoch: i32,
     pub start_offset: i64,
     pub create_timestamp: i64,
     pub batches: Vec<StateBatch>,
+    /// Weir's: records still to be copied to the dead-letter topic, and that topic
+    /// partition's end offset before the first of them was (a tagged field Kafka skips).
+    pub dead_letters: Vec<Archived>,
+    pub dead_letter_mark: i64,
 }
+
+/// The tagged field of a snapshot that carries Weir's pending dead letters.
+const DEAD_LETTERS_TAG: u64 = 10_000;
 
 /// Kafka's `SharePartitionKey.asCoordinatorKey()`: what places the state in a partition.
 fn coordinator_key(key: &SharePartitionKey) -> String {
@@ -99,7 +106,32 @@ pub fn encode_snapshot(s: &StateSnapshot) -> Bytes {
     w.0.put_i64(s.create_timestamp);
     w.0.put_i64(now_ms());
     put_batches(&mut w, &s.batches);
-    w.finish()
+    if s.dead_letters.is_empty() {
+        return w.finish();
+    }
+    let mut tag = BytesMut::new();
+    tag.put_i64(s.dead_letter_mark);
+    tag.put_i32(s.dead_letters.len() as i32);
+    for d in &s.dead_letters {
+        tag.put_i64(d.first);
+        tag.put_i64(d.last);
+        tag.put_i16(d.delivery_count);
+        tag.put_i8(matches!(d.reason, ArchiveReason::DeliveryLimit) as i8);
+    }
+    w.finish_with_tags(&[(DEAD_LETTERS_TAG, tag.freeze())])
+}
+
+fn decode_dead_letters(b: Bytes) -> Option<(i64, Vec<Archived>)> {
+    let mut r = Reader(b);
+    let mark = r.i64()?;
+    let n = r.i32()?;
+    let mut out = Vec::new();
+    for _ in 0..n.max(0) {
+        let (first, last, delivery_count) = (r.i64()?, r.i64()?, r.i16()?);
+        let reason = if r.i8()? == 1 { ArchiveReason::DeliveryLimit } else { ArchiveReason::Rejected };
+        out.push(Archived { first, last, delivery_count, reason });
+    }
+    Some((mark, out))
 }
 
 fn put_batches(w: &mut CompactWriter, batches: &[StateBatch]) {
@@ -138,7 +170,22 @@ pub fn decode_snapshot(b: Bytes) -> Option<StateSnapshot> {
     let create_timestamp = r.i64()?;
     let _write_timestamp = r.i64()?;
     let batches = r.state_batches()?;
-    Some(StateSnapshot { state_epoch, leader_epoch, start_offset, create_timestamp, batches })
+    let (dead_letter_mark, dead_letters) = r
+        .tags()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(tag, _)| *tag == DEAD_LETTERS_TAG)
+        .and_then(|(_, data)| decode_dead_letters(data))
+        .unwrap_or((-1, Vec::new()));
+    Some(StateSnapshot {
+        state_epoch,
+        leader_epoch,
+        start_offset,
+        create_timestamp,
+        batches,
+        dead_letters,
+        dead_letter_mark,
+    })
 }
 
 /// A Kafka `ShareUpdate` applied to the snapshot it follows: a new start offset (unless -1)
@@ -296,8 +343,12 @@ mod tests {
             start_offset: 10,
             create_timestamp: 123,
             batches: vec![(10, 12, RecordState::Available, 2), (13, 13, RecordState::Archived, 5)],
+            ..Default::default()
         };
-        assert_eq!(decode_snapshot(encode_snapshot(&s)), Some(s));
+        assert_eq!(decode_snapshot(encode_snapshot(&s)), Some(s.clone()));
+        let pending = Archived { first: 13, last: 13, delivery_count: 5, reason: ArchiveReason::DeliveryLimit };
+        let with_dead_letters = StateSnapshot { dead_letters: vec![pending], dead_letter_mark: 77, ..s };
+        assert_eq!(decode_snapshot(encode_snapshot(&with_dead_letters)), Some(with_dead_letters));
         assert_eq!(decode_key(encode_key(&key())), Some((SNAPSHOT, key())));
         assert_eq!(decode_snapshot(Bytes::from_static(&[0, 0, 1])), None);
     }
@@ -310,6 +361,7 @@ mod tests {
             start_offset: 0,
             create_timestamp: 0,
             batches: vec![(0, 9, RecordState::Available, 1)],
+            ..Default::default()
         };
         let mut w = CompactWriter::new(VALUE_VERSION);
         w.0.put_i32(0);

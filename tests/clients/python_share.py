@@ -186,6 +186,82 @@ def delivery_limit():
     print(f"delivery limit: ok (poison record delivered {len(deliveries)} times, then archived)")
 
 
+def set_group_config(group, name, value):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    entry = ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.GROUP, group, incremental_configs=[entry])
+    for f in ADMIN.incremental_alter_configs([resource]).values():
+        f.result(timeout=30)
+
+
+def read_all(topic, want, timeout=20.0):
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"reader-{topic}-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < want and time.time() < deadline:
+        got.extend(m for m in c.consume(100, 0.5) if m.error() is None)
+    c.close()
+    return got
+
+
+def dead_letters():
+    """A rejected record and a poison record (released to the delivery limit) are copied to the
+    group's dead-letter topic with their key, value, headers, timestamp and context headers;
+    the accepted ones are not. A second group's dead-letter topic is created on first use."""
+    create("sq-dlq", 1)
+    create("dlq.sq-dlq", 1, {"errors.deadletterqueue.group.enable": "true"})
+    set_group_config("sg-dlq", "errors.deadletterqueue.topic.name", "dlq.sq-dlq")
+    c = consumer("sg-dlq", explicit=True)
+    joined(c, "sq-dlq")
+    produce("sq-dlq", [b"ok0", b"reject-me", b"poison", b"ok3"], headers=lambda v: [("origin-h", b"h-" + v)])
+    sent = {}
+
+    def handle(c, m):
+        sent[m.value()] = m.timestamp()[1]
+        kind = {b"reject-me": AcknowledgeType.REJECT, b"poison": AcknowledgeType.RELEASE}
+        c.acknowledge(m, kind.get(m.value(), AcknowledgeType.ACCEPT))
+
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        got = drain([c], 1, timeout=1, on_message=handle)
+        c.commit_sync()
+        if not got and b"poison" in sent:
+            break
+    copies = read_all("dlq.sq-dlq", 2)
+    assert len(copies) == 2, [m.value() for m in copies]
+    by_value = {m.value(): m for m in copies}
+    rejected, poison = by_value[b"reject-me"], by_value[b"poison"]
+    for m, reason, count, offset in [(rejected, b"REJECTED", b"1", b"1"), (poison, b"DELIVERY_COUNT_LIMIT", b"3", b"2")]:
+        h = dict(m.headers())
+        assert m.key() == m.value(), m.key()
+        assert h["origin-h"] == b"h-" + m.value(), h
+        assert h["__dlq.errors.topic"] == b"sq-dlq" and h["__dlq.errors.partition"] == b"0", h
+        assert h["__dlq.errors.offset"] == offset, h
+        assert h["__dlq.errors.group.id"] == b"sg-dlq", h
+        assert h["__dlq.errors.delivery.count"] == count, h
+        assert h["__dlq.errors.reason"] == reason, h
+        assert m.timestamp()[1] == sent[m.value()], (m.timestamp(), sent[m.value()])
+    c.close()
+    # auto-created on first use (errors.deadletterqueue.auto.create.topics.enable=true here)
+    create("sq-dlq-auto", 1)
+    set_group_config("sg-dlq-auto", "errors.deadletterqueue.topic.name", "dlq.auto")
+    c = consumer("sg-dlq-auto", explicit=True)
+    joined(c, "sq-dlq-auto")
+    produce("sq-dlq-auto", [b"bad"])
+    drain([c], 1, on_message=lambda c, m: c.acknowledge(m, AcknowledgeType.REJECT))
+    c.commit_sync()
+    copies = read_all("dlq.auto", 1)
+    assert [m.value() for m in copies] == [b"bad"], copies
+    c.close()
+    print("dead-letter topics: ok (rejected and delivery-limit records copied with context headers; "
+          "a dead-letter topic created on first use)")
+
+
 def beside_consumer_group():
     """A share group and a consumer group read one topic at once without affecting each other."""
     from confluent_kafka import Consumer
@@ -248,6 +324,7 @@ SCENARIOS = {
     "killed": killed_member,
     "limit": delivery_limit,
     "both": beside_consumer_group,
+    "dlq": dead_letters,
 }
 
 if __name__ == "__main__":

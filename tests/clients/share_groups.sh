@@ -10,7 +10,7 @@ data="$(mktemp -d)"
 log="$data/weir.log"
 settings=(--set group.share.min.record.lock.duration.ms=1000 --set group.share.record.lock.duration.ms=3000
   --set group.share.delivery.count.limit=3 --set group.share.min.heartbeat.interval.ms=500
-  --set group.share.heartbeat.interval.ms=1000)
+  --set group.share.heartbeat.interval.ms=1000 --set errors.deadletterqueue.auto.create.topics.enable=true)
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; true' EXIT
 

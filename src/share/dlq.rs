@@ -1,0 +1,305 @@
+//! Dead-letter topics for share groups (KIP-1191, ahead of Kafka). A group whose
+//! `errors.deadletterqueue.topic.name` is set gets a copy of every record it gives up on — one
+//! a consumer rejected, or one released or timed out at the delivery-count limit — on that
+//! topic: key, value, headers and timestamp kept, plus context headers saying where it came
+//! from and why. The topic must start with the broker's
+//! `errors.deadletterqueue.topic.name.prefix` (`dlq.`) and have
+//! `errors.deadletterqueue.group.enable=true`; with
+//! `errors.deadletterqueue.auto.create.topics.enable` the broker creates it on first use.
+//!
+//! **Written once, even across a crash.** The records to copy are part of the
+//! share-partition's persisted state, together with the dead-letter partition's end offset
+//! from before the first copy (the *mark*). After a crash, copies already found past the mark
+//! (same group, topic, partition and offset headers) are not written again. A dead-letter
+//! partition led by another broker is written with a Produce request instead, without that
+//! check (at least once across a crash there).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::partition::{ArchiveReason, Archived};
+use super::{ShareManager, SharePartitionHandle, SharePartitionKey};
+use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
+use crate::log::{Log, LogError};
+
+pub const HEADER_TOPIC: &str = "__dlq.errors.topic";
+pub const HEADER_PARTITION: &str = "__dlq.errors.partition";
+pub const HEADER_OFFSET: &str = "__dlq.errors.offset";
+pub const HEADER_GROUP: &str = "__dlq.errors.group.id";
+pub const HEADER_DELIVERY_COUNT: &str = "__dlq.errors.delivery.count";
+pub const HEADER_REASON: &str = "__dlq.errors.reason";
+
+/// Why a dead-letter copy exists, as its reason header says.
+fn reason_text(reason: ArchiveReason) -> &'static str {
+    match reason {
+        ArchiveReason::Rejected => "REJECTED",
+        ArchiveReason::DeliveryLimit => "DELIVERY_COUNT_LIMIT",
+        ArchiveReason::Gap => "GAP",
+    }
+}
+
+/// Why a group's dead letters cannot be written.
+#[derive(Debug, thiserror::Error)]
+enum DeadLetterError {
+    #[error("dead-letter topic {0} does not start with errors.deadletterqueue.topic.name.prefix {1}")]
+    Prefix(String, String),
+    #[error("dead-letter topic {0} does not set errors.deadletterqueue.group.enable=true")]
+    NotEnabled(String),
+    #[error("dead-letter topic {0} does not exist (errors.deadletterqueue.auto.create.topics.enable is false)")]
+    Missing(String),
+    #[error("cannot create dead-letter topic: {0}")]
+    Create(#[from] AdminError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("dead-letter produce failed: {0}")]
+    Produce(String),
+}
+
+impl DeadLetterError {
+    /// A misconfigured dead-letter topic: the records are archived without a copy. Other
+    /// errors (a partition offline, a failed write) are retried.
+    fn is_permanent(&self) -> bool {
+        matches!(self, Self::Prefix(..) | Self::NotEnabled(_) | Self::Missing(_) | Self::Create(_))
+    }
+}
+
+/// The group's dead-letter topic, created when allowed; `None` when the group has none.
+async fn target(broker: &Broker, group: &str) -> Result<Option<Arc<Topic>>, DeadLetterError> {
+    let Some(name) = broker.group_configs(group).get("errors.deadletterqueue.topic.name").cloned() else {
+        return Ok(None);
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let prefix = broker.config_str("errors.deadletterqueue.topic.name.prefix");
+    if !name.starts_with(&prefix) {
+        return Err(DeadLetterError::Prefix(name, prefix));
+    }
+    let topic = match broker.topic(&name) {
+        Some(t) => t,
+        None if broker.config_bool("errors.deadletterqueue.auto.create.topics.enable") => {
+            let cfg = broker.config();
+            let new = NewTopic {
+                name: name.clone(),
+                partitions: cfg.get_i64("num.partitions").max(1) as i32,
+                replication_factor: cfg.get_i64("default.replication.factor").max(1) as i16,
+                configs: BTreeMap::from([("errors.deadletterqueue.group.enable".to_string(), "true".to_string())]),
+                assignments: Vec::new(),
+            };
+            match broker.create_topic(&new).await {
+                Ok(t) => t,
+                Err(AdminError::TopicAlreadyExists(_)) => {
+                    broker.topic(&name).ok_or_else(|| DeadLetterError::Missing(name.clone()))?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        None => return Err(DeadLetterError::Missing(name)),
+    };
+    if topic.configs.get("errors.deadletterqueue.group.enable").map(String::as_str) != Some("true") {
+        return Err(DeadLetterError::NotEnabled(name));
+    }
+    Ok(Some(topic))
+}
+
+impl ShareManager {
+    /// Copies a share-partition's pending dead letters in the background, if it has any.
+    pub fn copy_dead_letters_later(
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        key: SharePartitionKey,
+        sp: SharePartitionHandle,
+    ) {
+        if sp.lock().dead_letters.is_empty() {
+            return;
+        }
+        let (me, broker) = (self.clone(), broker.clone());
+        tokio::spawn(async move {
+            match me.copy_dead_letters(&broker, &key, &sp).await {
+                Ok(()) => {}
+                Err(e) if e.is_permanent() => {
+                    tracing::warn!(group = %key.group, topic_id = %key.topic_id, partition = key.partition,
+                        error = %e, "dead letters not copied; the records stay archived");
+                    let n = sp.lock().dead_letters.len();
+                    sp.lock().dead_letters_copied(n);
+                    let _ = me.persist(&broker, &key, &sp).await;
+                }
+                Err(e) => tracing::debug!(group = %key.group, error = %e, "dead-letter copy will be retried"),
+            }
+        });
+    }
+
+    async fn copy_dead_letters(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        sp: &SharePartitionHandle,
+    ) -> Result<(), DeadLetterError> {
+        let _one_copier = sp.copying.lock().await;
+        let Some(dlq) = target(broker, &key.group).await? else { return Ok(()) };
+        let Some(origin) = broker.topic_by_id(&key.topic_id) else { return Ok(()) };
+        let Some(origin_partition) = origin.partition(key.partition).cloned() else { return Ok(()) };
+        let index = key.partition % dlq.partition_count.max(1);
+        let local = dlq.partition(index).filter(|p| p.is_leader()).cloned();
+        // the mark is durable before any copy is written
+        let mark = {
+            let mut state = sp.lock();
+            if state.dead_letter_mark < 0 {
+                state.dead_letter_mark = local.as_ref().map_or(0, |p| p.log().log_end_offset());
+            }
+            state.dead_letter_mark
+        };
+        self.persist(broker, key, sp).await?;
+        let pending = sp.lock().dead_letters.clone();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let copied = match &local {
+            Some(p) => already_copied(&p.log(), mark, key, &origin.name)?,
+            None => HashSet::new(),
+        };
+        let records = originals(&origin_partition.log(), &pending, key, &origin.name, &copied)?;
+        if !records.is_empty() {
+            let batch = encode(&records)?;
+            match &local {
+                Some(p) => {
+                    crate::coordinator::append_durably(p, &batch).await?;
+                }
+                None => produce_remote(broker, &dlq.name, index, batch.freeze()).await?,
+            }
+        }
+        tracing::debug!(group = %key.group, dead_letters = records.len(), topic = %dlq.name, "dead letters copied");
+        sp.lock().dead_letters_copied(pending.len());
+        self.persist(broker, key, sp).await?;
+        Ok(())
+    }
+}
+
+/// Offsets of `key`'s records already copied to the dead-letter partition at or after `mark`.
+fn already_copied(log: &Log, mark: i64, key: &SharePartitionKey, topic: &str) -> Result<HashSet<i64>, LogError> {
+    let mut found = HashSet::new();
+    let mut offset = mark.max(log.log_start_offset());
+    let end = log.log_end_offset();
+    while offset < end {
+        let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
+        let mut buf = bytes;
+        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+        let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
+        for r in sets.iter().flat_map(|s| s.records.iter()) {
+            let header = |name: &'static str| {
+                r.headers.get(&StrBytes::from_static_str(name)).and_then(|v| v.as_ref()).map(|v| v.as_ref())
+            };
+            let same = header(HEADER_GROUP) == Some(key.group.as_bytes())
+                && header(HEADER_TOPIC) == Some(topic.as_bytes())
+                && header(HEADER_PARTITION) == Some(key.partition.to_string().as_bytes());
+            if let Some(o) = header(HEADER_OFFSET).filter(|_| same).and_then(|v| std::str::from_utf8(v).ok()) {
+                found.extend(o.parse::<i64>().ok());
+            }
+        }
+        offset = last + 1;
+    }
+    Ok(found)
+}
+
+/// The original records of `pending` (read from the origin log), as dead-letter copies:
+/// key, value, headers and timestamp kept, context headers added.
+fn originals(
+    log: &Log,
+    pending: &[Archived],
+    key: &SharePartitionKey,
+    topic: &str,
+    copied: &HashSet<i64>,
+) -> Result<Vec<Record>, LogError> {
+    let mut out = Vec::new();
+    for dead in pending {
+        let mut offset = dead.first.max(log.log_start_offset());
+        while offset <= dead.last {
+            let Some(bytes) = log.read(offset, 1 << 20, log.high_watermark(), true)?.bytes()? else { break };
+            let mut buf = bytes;
+            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+            let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
+            for r in sets.iter().flat_map(|s| s.records.iter()) {
+                if r.control || r.offset < offset || r.offset > dead.last || copied.contains(&r.offset) {
+                    continue;
+                }
+                out.push(dead_letter(r, dead, key, topic));
+            }
+            offset = last + 1;
+        }
+    }
+    Ok(out)
+}
+
+fn dead_letter(r: &Record, dead: &Archived, key: &SharePartitionKey, topic: &str) -> Record {
+    let mut headers = r.headers.clone();
+    let mut put = |name: &str, value: String| {
+        headers.insert(StrBytes::from_string(name.to_string()), Some(Bytes::from(value)));
+    };
+    put(HEADER_TOPIC, topic.to_string());
+    put(HEADER_PARTITION, key.partition.to_string());
+    put(HEADER_OFFSET, r.offset.to_string());
+    put(HEADER_GROUP, key.group.clone());
+    put(HEADER_DELIVERY_COUNT, dead.delivery_count.to_string());
+    put(HEADER_REASON, reason_text(dead.reason).to_string());
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        delete_horizon: false,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: if r.timestamp >= 0 { r.timestamp } else { now_ms() },
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers,
+    }
+}
+
+fn encode(records: &[Record]) -> Result<BytesMut, LogError> {
+    let records: Vec<Record> =
+        records.iter().enumerate().map(|(i, r)| Record { offset: i as i64, ..r.clone() }).collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options)
+        .map_err(|e| LogError::Io(std::io::Error::other(e.to_string())))?;
+    Ok(buf)
+}
+
+/// Writes dead letters to a partition another broker leads (acks=all).
+async fn produce_remote(broker: &Broker, topic: &str, partition: i32, batch: Bytes) -> Result<(), DeadLetterError> {
+    let leader = broker.topic(topic).and_then(|t| t.state(partition).map(|s| s.leader)).unwrap_or(-1);
+    let addr = broker.inter_broker_addr(leader).ok_or_else(|| DeadLetterError::Produce("no leader".into()))?;
+    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
+    ]);
+    let client_id = format!("weir-dlq-{}", broker.node_id);
+    let resp: ProduceResponse = crate::cluster::client::BrokerClient::call_once(
+        &addr,
+        client_id,
+        ApiKey::Produce,
+        9,
+        &req,
+        Duration::from_secs(35),
+    )
+    .await
+    .map_err(|e| DeadLetterError::Produce(e.to_string()))?;
+    let code = resp.responses.first().and_then(|t| t.partition_responses.first()).map_or(-1, |p| p.error_code);
+    if code != 0 {
+        return Err(DeadLetterError::Produce(format!("error code {code}")));
+    }
+    Ok(())
+}

@@ -343,6 +343,7 @@ mod tests {
             start_offset: 10,
             create_timestamp: 123,
             batches: vec![(10, 12, RecordState::Available, 2), (13, 13, RecordState::Archived, 5)],
+            dead_letter_mark: -1,
             ..Default::default()
         };
         assert_eq!(decode_snapshot(encode_snapshot(&s)), Some(s.clone()));

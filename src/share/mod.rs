@@ -8,6 +8,7 @@
 //! Group membership and assignment live with the group coordinator
 //! (`coordinator::group::share`).
 
+pub mod delay;
 pub mod dlq;
 pub mod partition;
 pub mod session;
@@ -317,7 +318,7 @@ impl ShareManager {
             return Ok(AcquiredRead::default());
         };
         let aborted = if read_committed { log.aborted_transactions(offset, bound) } else { Vec::new() };
-        let batches = log_batches(&bytes, bound, &aborted);
+        let batches = log_batches(&bytes, bound, &aborted, now);
         let acquired = sp.lock().acquire(member, &batches, max_records, now);
         let Some(last) = acquired.last().map(|a| a.last) else { return Ok(AcquiredRead::default()) };
         // send the batches up to the one holding the last acquired record
@@ -368,8 +369,9 @@ impl ShareManager {
 }
 
 /// The batches in `bytes` as the share-partition sees them; control batches, and with
-/// `aborted` the batches of aborted transactions, are never delivered.
-fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::AbortedTxn]) -> Vec<LogBatch> {
+/// `aborted` the batches of aborted transactions, are never delivered; records with a
+/// delivery time after `now` wait for it.
+fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::AbortedTxn], now: i64) -> Vec<LogBatch> {
     let mut out = Vec::new();
     let mut rest = bytes;
     while let Some(h) = BatchHeader::parse(rest) {
@@ -382,6 +384,9 @@ fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::Abort
             });
         let mut batch = LogBatch::new(h.base_offset, h.last_offset().min(bound - 1));
         batch.skip = h.is_control() || was_aborted;
+        if !batch.skip {
+            batch.delayed = delay::delayed_records(&rest[..h.total_size()], h.compression() != 0, now);
+        }
         out.push(batch);
         rest = &rest[h.total_size()..];
     }

@@ -218,8 +218,13 @@ impl SharePartition {
         available.or_else(|| self.has_room().then_some(self.end_offset))
     }
 
+    /// Whether new records may be taken from the log: fewer than
+    /// `group.share.partition.max.record.locks` records are in flight (acquired, or available
+    /// again, or waiting for their delivery time). Done records past the start offset do not
+    /// count, so a long-delayed record holds one place, not the window behind it.
     fn has_room(&self) -> bool {
-        self.end_offset - self.start_offset < self.limits.max_in_flight.max(1)
+        let pending: i64 = self.runs.iter().filter(|(_, r)| !r.state.is_done()).map(|(f, r)| r.last - f + 1).sum();
+        pending < self.limits.max_in_flight.max(1)
     }
 
     /// The earliest time something held back becomes acquirable or a lock expires: when to
@@ -579,6 +584,10 @@ impl SharePartition {
 }
 
 fn mergeable(a: &Run, b: &Run) -> bool {
+    // done records keep no per-record detail worth a run of its own
+    if a.state == b.state && a.state.is_done() {
+        return true;
+    }
     a.state == b.state
         && a.delivery_count == b.delivery_count
         && a.member == b.member

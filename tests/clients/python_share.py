@@ -262,6 +262,53 @@ def dead_letters():
           "a dead-letter topic created on first use)")
 
 
+def delayed():
+    """Records with weir.deliver.at / weir.deliver.after.ms arrive no earlier than their time,
+    without holding back the records after them; weir.share.release.backoff.ms delays a
+    released record's redelivery."""
+    create("sq-delay", 1)
+    c = consumer("sg-delay", explicit=True)
+    joined(c, "sq-delay")
+    start = time.time()
+    at_ms = int((start + 2.0) * 1000)
+    headers = {
+        b"now-1": [],
+        b"after-3s": [("weir.deliver.after.ms", b"3000")],
+        b"at-2s": [("weir.deliver.at", str(at_ms).encode())],
+        b"now-2": [],
+    }
+    produce("sq-delay", list(headers), headers=lambda v: headers[v])
+    arrived = {}
+    deadline = time.time() + 20
+    while len(arrived) < 4 and time.time() < deadline:
+        for _, m in drain([c], 1, timeout=0.3):
+            arrived[m.value()] = time.time()
+            c.acknowledge(m, AcknowledgeType.ACCEPT)
+        c.commit_sync()
+    assert set(arrived) == set(headers), arrived
+    assert arrived[b"now-2"] - start < 1.5, "a record after delayed ones waited"
+    assert arrived[b"at-2s"] >= at_ms / 1000.0 - 0.05, arrived[b"at-2s"] - start
+    assert arrived[b"after-3s"] - start >= 2.9, arrived[b"after-3s"] - start
+    assert max(arrived.values()) - start < 8, arrived
+    c.close()
+    # release back-off: a released record comes back no sooner than 1.5 s later
+    set_group_config("sg-backoff", "weir.share.release.backoff.ms", "1500")
+    b = consumer("sg-backoff", explicit=True)
+    joined(b, "sq-delay")
+    produce("sq-delay", [b"retry-me"])
+    first = drain([b], 1, on_message=lambda c, m: c.acknowledge(m, AcknowledgeType.RELEASE))
+    assert [m.value() for _, m in first] == [b"retry-me"]
+    b.commit_sync()
+    released_at = time.time()
+    again = drain([b], 1, timeout=10, on_message=lambda c, m: c.acknowledge(m, AcknowledgeType.ACCEPT))
+    waited = time.time() - released_at
+    assert [m.delivery_count() for _, m in again] == [2], again
+    assert waited >= 1.4, waited
+    b.commit_sync()
+    b.close()
+    print(f"delayed delivery: ok (at +2 s, after +3 s, undelayed records first; release back-off {waited:.1f} s)")
+
+
 def beside_consumer_group():
     """A share group and a consumer group read one topic at once without affecting each other."""
     from confluent_kafka import Consumer
@@ -325,6 +372,7 @@ SCENARIOS = {
     "limit": delivery_limit,
     "both": beside_consumer_group,
     "dlq": dead_letters,
+    "delayed": delayed,
 }
 
 if __name__ == "__main__":

@@ -293,6 +293,21 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             .with_group_id(Some(GroupId(StrBytes::from_static_str("share-versions"))))
             .with_member_id(Some(StrBytes::from_static_str("m-versions")))
             .with_share_session_epoch(1)),
+        ApiKey::DescribeShareGroupOffsets => boxed!(DescribeShareGroupOffsetsRequest::default()
+            .with_groups(vec![describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))])),
+        ApiKey::AlterShareGroupOffsets => boxed!(AlterShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))
+            .with_topics(vec![alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(name(topic))
+                .with_partitions(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                        .with_start_offset(0)
+                ])])),
+        ApiKey::DeleteShareGroupOffsets => boxed!(DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))
+            .with_topics(vec![delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(name(topic))])),
         ApiKey::DescribeQuorum => {
             boxed!(DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
                 .with_topic_name(name("__cluster_metadata"))
@@ -432,6 +447,9 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::ShareGroupDescribe => check!(ShareGroupDescribeResponse),
         ApiKey::ShareFetch => check!(ShareFetchResponse),
         ApiKey::ShareAcknowledge => check!(ShareAcknowledgeResponse),
+        ApiKey::DescribeShareGroupOffsets => check!(DescribeShareGroupOffsetsResponse),
+        ApiKey::AlterShareGroupOffsets => check!(AlterShareGroupOffsetsResponse),
+        ApiKey::DeleteShareGroupOffsets => check!(DeleteShareGroupOffsetsResponse),
         ApiKey::TxnOffsetCommit => check!(TxnOffsetCommitResponse),
         ApiKey::DescribeTransactions => check!(DescribeTransactionsResponse),
         ApiKey::ListTransactions => check!(ListTransactionsResponse),

@@ -428,3 +428,78 @@ async fn dead_letters_are_copied_once_even_across_a_crash() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(raw::end_offset(&broker.bootstrap, &dlq, 0), 2);
 }
+
+fn describe_offsets(b: &str, group: &str) -> DescribeShareGroupOffsetsResponse {
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(None),
+    ]);
+    raw::call(b, ApiKey::DescribeShareGroupOffsets, 0, &req)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_group_offsets_described_altered_and_deleted() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-offsets");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let m = blocking({
+        let (b, topic) = (b.clone(), topic.clone());
+        move || {
+            let mut m = Member::new(&b, "sg-offsets", "member-o");
+            m.join(&[&topic]);
+            assert_eq!(m.fetch(id, vec![]).error_code, 0);
+            m
+        }
+    })
+    .await;
+    produce_n(&broker.bootstrap, &topic, 8).await;
+    blocking(move || {
+        let mut m = m;
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 7, 1)]);
+        assert_eq!(m.acknowledge(id, vec![ack(0, 4, &[ACCEPT])]).error_code, 0);
+        let d = describe_offsets(&b, "sg-offsets");
+        let g = &d.groups[0];
+        assert_eq!(g.error_code, 0);
+        let p = &g.topics[0].partitions[0];
+        assert_eq!((g.topics[0].topic_name.0.as_str(), g.topics[0].topic_id, p.start_offset), (topic.as_str(), id, 5));
+        assert_eq!(describe_offsets(&b, "sg-none").groups[0].error_code, ResponseError::GroupIdNotFound.code());
+
+        // a group with members cannot be altered
+        let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(s("sg-offsets"))).with_topics(vec![
+            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(TopicName(s(&topic)))
+                .with_partitions(vec![
+                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
+                        .with_start_offset(2),
+                ]),
+        ]);
+        let r: AlterShareGroupOffsetsResponse = raw::call(&b, ApiKey::AlterShareGroupOffsets, 0, &alter);
+        assert_eq!(r.error_code, ResponseError::NonEmptyGroup.code());
+        assert_eq!(m.heartbeat_with(-1, None).member_epoch, -1);
+        let r: AlterShareGroupOffsetsResponse = raw::call(&b, ApiKey::AlterShareGroupOffsets, 0, &alter);
+        assert_eq!((r.error_code, r.responses[0].partitions[0].error_code), (0, 0));
+        assert_eq!(describe_offsets(&b, "sg-offsets").groups[0].topics[0].partitions[0].start_offset, 2);
+        // back in: everything from 2 on, delivered afresh
+        let mut again = Member::new(&b, "sg-offsets", "member-o2");
+        again.join(&[&topic]);
+        assert_eq!(acquired(&again.fetch(id, vec![])), vec![(2, 7, 1)]);
+        assert_eq!(again.heartbeat_with(-1, None).member_epoch, -1);
+        drop(again);
+
+        let delete =
+            DeleteShareGroupOffsetsRequest::default().with_group_id(GroupId(s("sg-offsets"))).with_topics(vec![
+                delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(TopicName(s(&topic))),
+                delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
+                    .with_topic_name(TopicName(s("no-such-topic"))),
+            ]);
+        let r: DeleteShareGroupOffsetsResponse = raw::call(&b, ApiKey::DeleteShareGroupOffsets, 0, &delete);
+        let codes: Vec<i16> = r.responses.iter().map(|t| t.error_code).collect();
+        assert_eq!(codes, vec![0, ResponseError::UnknownTopicOrPartition.code()]);
+        assert!(describe_offsets(&b, "sg-offsets").groups[0].topics.is_empty(), "no state left");
+    })
+    .await;
+}

@@ -28,6 +28,7 @@ pub mod sasl;
 pub mod scram_credentials;
 pub mod share_fetch;
 pub mod share_groups;
+pub mod share_offsets;
 pub mod telemetry;
 pub mod topics;
 pub mod transactions;
@@ -111,6 +112,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
+    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::AlterShareGroupOffsets, 0, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0, 0),
 ];
 
 /// The supported version range of `key`, if Weir serves it.
@@ -282,6 +286,9 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::ShareAcknowledge, 0),
     (ApiKey::AddRaftVoter, 0),
     (ApiKey::RemoveRaftVoter, 0),
+    (ApiKey::DescribeShareGroupOffsets, 0),
+    (ApiKey::AlterShareGroupOffsets, 0),
+    (ApiKey::DeleteShareGroupOffsets, 0),
 ];
 
 /// Reports a request-quota throttle in an encoded response whose body starts with
@@ -505,6 +512,9 @@ async fn serve_frame(
             respond(&ctx, key, &resp).map(|b| Some(Response::Frame(b)))
         }
         ApiKey::ShareAcknowledge => serve(&ctx, key, body, share_fetch::acknowledge_request).await,
+        ApiKey::DescribeShareGroupOffsets => serve(&ctx, key, body, share_offsets::describe).await,
+        ApiKey::AlterShareGroupOffsets => serve(&ctx, key, body, share_offsets::alter).await,
+        ApiKey::DeleteShareGroupOffsets => serve(&ctx, key, body, share_offsets::delete).await,
         ApiKey::AddRaftVoter => serve(&ctx, key, body, raft_voters::add).await,
         ApiKey::RemoveRaftVoter => serve(&ctx, key, body, raft_voters::remove).await,
         ApiKey::TxnOffsetCommit => serve(&ctx, key, body, transactions::txn_offset_commit).await,

@@ -282,6 +282,38 @@ impl ShareManager {
         self.release(broker, group, member, None);
     }
 
+    /// Starts a share-partition afresh at `start_offset` (AlterShareGroupOffsets): nothing in
+    /// flight, a new state epoch, written durably.
+    pub async fn reset(&self, broker: &Broker, key: &SharePartitionKey, start_offset: i64) -> Result<(), LogError> {
+        let epoch = self.state.stored(key).map_or(0, |s| s.state_epoch) + 1;
+        let mut sp = SharePartition::new(start_offset.max(0), limits(broker, &key.group));
+        sp.state_epoch = epoch;
+        let snapshot = state::StateSnapshot {
+            state_epoch: epoch,
+            leader_epoch: -1,
+            start_offset: sp.start_offset(),
+            create_timestamp: now_ms(),
+            dead_letter_mark: -1,
+            ..Default::default()
+        };
+        self.state.persist(broker, key, Some(snapshot)).await?;
+        self.partitions.insert(key.clone(), Arc::new(ShareEntry::new(sp)));
+        self.wake();
+        Ok(())
+    }
+
+    /// Forgets a group's state for every partition of a topic (DeleteShareGroupOffsets).
+    pub async fn forget_topic(&self, broker: &Broker, group: &str, topic_id: Uuid) -> Result<(), LogError> {
+        let mut keys: BTreeSet<SharePartitionKey> =
+            self.state.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id).collect();
+        keys.extend(self.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id));
+        self.partitions.retain(|k, _| !keys.contains(k));
+        for key in keys {
+            self.state.persist(broker, &key, None).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes a group's share-partitions and their persisted state (DeleteGroups).
     pub async fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), LogError> {
         let mut keys: BTreeSet<SharePartitionKey> = self.state.of_group(group).into_iter().map(|(k, _)| k).collect();

@@ -1,0 +1,210 @@
+//! Share groups' offsets for administrators (KIP-932): DescribeShareGroupOffsets (90),
+//! AlterShareGroupOffsets (91) and DeleteShareGroupOffsets (92) — what
+//! `kafka-share-groups.sh --describe / --reset-offsets / --delete-offsets` send. A share
+//! group's "offset" for a partition is its share-partition start offset (SPSO); altering it
+//! starts the partition afresh there (a new state epoch), deleting it forgets the partition's
+//! state so the group starts by `share.auto.offset.reset` again. Both need an empty group.
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::messages::alter_share_group_offsets_response::{
+    AlterShareGroupOffsetsResponsePartition, AlterShareGroupOffsetsResponseTopic,
+};
+use kafka_protocol::messages::delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic;
+use kafka_protocol::messages::describe_share_group_offsets_response::{
+    DescribeShareGroupOffsetsResponseGroup, DescribeShareGroupOffsetsResponsePartition,
+    DescribeShareGroupOffsetsResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::groups::check_group_here;
+use super::{str_bytes, RequestContext};
+use crate::broker::Topic;
+use crate::security::acl::{op, resource};
+use crate::share::SharePartitionKey;
+
+/// A share group's start offset and leader epoch for a partition (-1s when it has none).
+fn start_of(ctx: &RequestContext, key: &SharePartitionKey) -> (i64, i32) {
+    let shares = &ctx.broker.shares;
+    if let Some(sp) = shares.get(key) {
+        let epoch = shares.state.stored(key).map_or(-1, |s| s.leader_epoch);
+        return (sp.lock().start_offset(), epoch);
+    }
+    shares.state.stored(key).map_or((-1, -1), |s| (s.start_offset, s.leader_epoch))
+}
+
+/// Whether `group` is a share group here; the error to answer otherwise.
+async fn share_group(ctx: &RequestContext, group: &str, operation: i8) -> Result<bool, ResponseError> {
+    check_group_here(ctx, operation, group)?;
+    let handle = ctx.broker.groups.group(group).ok_or(ResponseError::GroupIdNotFound)?;
+    let entry = handle.lock().await;
+    let share = entry.share.as_ref().ok_or(ResponseError::GroupIdNotFound)?;
+    Ok(share.is_empty())
+}
+
+pub async fn describe(
+    ctx: &RequestContext,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for g in req.groups {
+        let group = g.group_id.0.to_string();
+        let mut out = DescribeShareGroupOffsetsResponseGroup::default().with_group_id(g.group_id.clone());
+        if let Err(code) = share_group(ctx, &group, op::DESCRIBE).await {
+            groups.push(out.with_error_code(code.code()).with_error_message(Some(str_bytes(code.to_string()))));
+            continue;
+        }
+        // the topics asked for, or every one the group has state for
+        let wanted: Vec<(String, Vec<i32>)> = match g.topics {
+            Some(topics) => topics.into_iter().map(|t| (t.topic_name.0.to_string(), t.partitions)).collect(),
+            None => known_partitions(ctx, &group),
+        };
+        for (name, partitions) in wanted {
+            if !ctx.authorized(op::DESCRIBE, resource::TOPIC, &name) {
+                continue;
+            }
+            let topic = ctx.broker.topic(&name);
+            let described = partitions
+                .into_iter()
+                .map(|p| {
+                    let part = DescribeShareGroupOffsetsResponsePartition::default().with_partition_index(p);
+                    match topic.as_ref().filter(|t| t.partition(p).is_some()) {
+                        None => part
+                            .with_start_offset(-1)
+                            .with_leader_epoch(-1)
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        Some(t) => {
+                            let key = SharePartitionKey { group: group.clone(), topic_id: t.id, partition: p };
+                            let (start, epoch) = start_of(ctx, &key);
+                            part.with_start_offset(start).with_leader_epoch(epoch)
+                        }
+                    }
+                })
+                .collect();
+            out.topics.push(
+                DescribeShareGroupOffsetsResponseTopic::default()
+                    .with_topic_name(TopicName(str_bytes(name)))
+                    .with_topic_id(topic.map_or(uuid::Uuid::nil(), |t| t.id))
+                    .with_partitions(described),
+            );
+        }
+        groups.push(out);
+    }
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
+/// The partitions `group` has share state for, by topic name.
+fn known_partitions(ctx: &RequestContext, group: &str) -> Vec<(String, Vec<i32>)> {
+    let shares = &ctx.broker.shares;
+    let keys: BTreeSet<(uuid::Uuid, i32)> = shares
+        .state
+        .of_group(group)
+        .into_iter()
+        .map(|(k, _)| (k.topic_id, k.partition))
+        .chain(shares.of_group(group).into_iter().map(|(k, _)| (k.topic_id, k.partition)))
+        .collect();
+    let mut out: Vec<(String, Vec<i32>)> = Vec::new();
+    for (id, p) in keys {
+        let Some(topic) = ctx.broker.topic_by_id(&id) else { continue };
+        match out.last_mut() {
+            Some((name, ps)) if *name == topic.name => ps.push(p),
+            _ => out.push((topic.name.clone(), vec![p])),
+        }
+    }
+    out
+}
+
+/// Checks an alter or delete: READ on the group (Kafka's check for changing offsets), a share
+/// group, and no members.
+async fn changeable(ctx: &RequestContext, group: &str) -> Result<(), ResponseError> {
+    match share_group(ctx, group, op::READ).await? {
+        true => Ok(()),
+        false => Err(ResponseError::NonEmptyGroup),
+    }
+}
+
+/// The topic, when it exists and the client may read it.
+fn readable_topic(ctx: &RequestContext, name: &str) -> Result<std::sync::Arc<Topic>, ResponseError> {
+    if !ctx.authorized(op::READ, resource::TOPIC, name) {
+        return Err(ResponseError::TopicAuthorizationFailed);
+    }
+    ctx.broker.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)
+}
+
+pub async fn alter(ctx: &RequestContext, req: AlterShareGroupOffsetsRequest) -> AlterShareGroupOffsetsResponse {
+    let group = req.group_id.0.to_string();
+    if let Err(code) = changeable(ctx, &group).await {
+        return AlterShareGroupOffsetsResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(str_bytes(code.to_string())));
+    }
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let topic = readable_topic(ctx, &name);
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let result = match &topic {
+                Err(code) => Err(*code),
+                Ok(topic) if topic.partition(p.partition_index).is_none() => {
+                    Err(ResponseError::UnknownTopicOrPartition)
+                }
+                Ok(topic) => {
+                    let key =
+                        SharePartitionKey { group: group.clone(), topic_id: topic.id, partition: p.partition_index };
+                    ctx.broker.shares.reset(&ctx.broker, &key, p.start_offset).await.map_err(|e| {
+                        tracing::error!(group = %group, error = %e, "cannot alter share group offsets");
+                        ResponseError::KafkaStorageError
+                    })
+                }
+            };
+            let code = result.err().map_or(0, |c| c.code());
+            partitions.push(
+                AlterShareGroupOffsetsResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code),
+            );
+        }
+        responses.push(
+            AlterShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(topic.map_or(uuid::Uuid::nil(), |t| t.id))
+                .with_partitions(partitions),
+        );
+    }
+    AlterShareGroupOffsetsResponse::default().with_responses(responses)
+}
+
+pub async fn delete(ctx: &RequestContext, req: DeleteShareGroupOffsetsRequest) -> DeleteShareGroupOffsetsResponse {
+    let group = req.group_id.0.to_string();
+    if let Err(code) = changeable(ctx, &group).await {
+        return DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(str_bytes(code.to_string())));
+    }
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.topic_name.0.to_string();
+        let result = match readable_topic(ctx, &name) {
+            Err(code) => Err(code),
+            Ok(topic) => {
+                ctx.broker.shares.forget_topic(&ctx.broker, &group, topic.id).await.map(|()| topic.id).map_err(|e| {
+                    tracing::error!(group = %group, error = %e, "cannot delete share group offsets");
+                    ResponseError::KafkaStorageError
+                })
+            }
+        };
+        let (id, code) = match result {
+            Ok(id) => (id, 0),
+            Err(code) => (uuid::Uuid::nil(), code.code()),
+        };
+        responses.push(
+            DeleteShareGroupOffsetsResponseTopic::default()
+                .with_topic_name(t.topic_name)
+                .with_topic_id(id)
+                .with_error_code(code),
+        );
+    }
+    DeleteShareGroupOffsetsResponse::default().with_responses(responses)
+}

@@ -216,8 +216,69 @@ pub async fn render(broker: &Broker) -> String {
             );
         }
     }
+    render_share_groups(broker, &mut out);
     broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
+}
+
+/// Share groups (KIP-932): per share-partition in-flight records, start offset and lag; per
+/// group acknowledgements by type, redeliveries and archived records.
+fn render_share_groups(broker: &Broker, out: &mut String) {
+    use std::collections::BTreeMap;
+    let mut rows = Vec::new();
+    let mut totals: BTreeMap<String, crate::share::partition::Counters> = BTreeMap::new();
+    for (key, sp) in broker.shares.all() {
+        let Some(topic) = broker.topic_by_id(&key.topic_id) else { continue };
+        let hw = topic.partition(key.partition).map_or(0, |p| p.log().high_watermark());
+        let state = sp.lock();
+        let c = state.counters;
+        let t = totals.entry(key.group.clone()).or_default();
+        for (sum, n) in t.acknowledged.iter_mut().zip(c.acknowledged) {
+            *sum += n;
+        }
+        t.acquired += c.acquired;
+        t.redelivered += c.redelivered;
+        t.archived_rejected += c.archived_rejected;
+        t.archived_delivery_limit += c.archived_delivery_limit;
+        let labels =
+            format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", label(&key.group), label(&topic.name), key.partition);
+        rows.push((labels, [state.acquired_count(), state.start_offset(), state.lag(hw)]));
+    }
+    let gauges = [
+        ("weir_share_partition_acquired_records", "Records acquired by share consumers now (in flight)."),
+        ("weir_share_partition_start_offset", "Share-partition start offset: every record below it is done."),
+        ("weir_share_partition_lag", "Records up to the high watermark not yet acknowledged or archived."),
+    ];
+    for (i, (name, help)) in gauges.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, values) in &rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", values[i]);
+        }
+    }
+    let counters: [(&str, &str, fn(&crate::share::partition::Counters) -> Vec<(&'static str, u64)>); 3] = [
+        ("weir_share_group_acknowledgements_total", "Records acknowledged, by type.", |c| {
+            vec![
+                ("type=\"gap\"", c.acknowledged[0]),
+                ("type=\"accept\"", c.acknowledged[1]),
+                ("type=\"release\"", c.acknowledged[2]),
+                ("type=\"reject\"", c.acknowledged[3]),
+            ]
+        }),
+        ("weir_share_group_deliveries_total", "Records delivered (acquired), first time or again.", |c| {
+            vec![("attempt=\"first\"", c.acquired - c.redelivered), ("attempt=\"redelivery\"", c.redelivered)]
+        }),
+        ("weir_share_group_archived_records_total", "Records given up on, by reason.", |c| {
+            vec![("reason=\"rejected\"", c.archived_rejected), ("reason=\"delivery_limit\"", c.archived_delivery_limit)]
+        }),
+    ];
+    for (name, help, values) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (group, c) in &totals {
+            for (extra, v) in values(c) {
+                let _ = writeln!(out, "{name}{{group=\"{}\",{extra}}} {v}", label(group));
+            }
+        }
+    }
 }
 
 /// Serves `GET /metrics` until the listener fails. One response per connection.

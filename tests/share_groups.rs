@@ -109,6 +109,12 @@ impl Member {
     }
 }
 
+/// Kafka's text form of a topic id (URL-safe base64, no padding).
+fn base64_url(id: Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
 fn ack(first: i64, last: i64, types: &[i8]) -> AcknowledgementBatch {
     AcknowledgementBatch::default()
         .with_first_offset(first)
@@ -186,6 +192,18 @@ async fn heartbeat_errors_assignment_and_describe() {
             l.groups.iter().map(|g| (g.group_id.0.as_str(), g.group_type.as_str(), g.group_state.as_str())).collect();
         assert_eq!(listed, vec![("sg-hb", "share", "Stable")]);
 
+        // DescribeGroups describes classic groups only
+        let classic = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("sg-hb"))]);
+        let dg: DescribeGroupsResponse = raw::call(&b, ApiKey::DescribeGroups, 6, &classic);
+        assert_eq!(dg.groups[0].error_code, ResponseError::GroupIdNotFound.code());
+        // the share-state coordinator of a share-partition (key type 2, FindCoordinator v6)
+        let key = format!("sg-hb:{}:0", base64_url(id));
+        let find = FindCoordinatorRequest::default().with_key_type(2).with_coordinator_keys(vec![s(&key)]);
+        let f: FindCoordinatorResponse = raw::call(&b, ApiKey::FindCoordinator, 6, &find);
+        assert_eq!((f.coordinators[0].error_code, f.coordinators[0].node_id.0), (0, 1));
+        let f: FindCoordinatorResponse = raw::call(&b, ApiKey::FindCoordinator, 5, &find);
+        assert_eq!(f.coordinators[0].error_code, ResponseError::InvalidRequest.code());
+
         // a share group's id is not a consumer group's
         let consumer = ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(s("sg-hb")))
@@ -257,7 +275,9 @@ async fn share_sessions_and_their_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn record_states_acquire_release_reject_and_limits() {
-    let broker = TestBroker::start(&[("group.share.delivery.count.limit", "2")]).await;
+    let broker =
+        TestBroker::start(&[("group.share.delivery.count.limit", "2"), ("metrics.listener", "127.0.0.1:0")]).await;
+    let metrics = broker.running.as_ref().unwrap().metrics_addr.expect("metrics listener").to_string();
     let topic = topic_name("share-states");
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let id = topic_id(&broker, &topic);
@@ -296,6 +316,26 @@ async fn record_states_acquire_release_reject_and_limits() {
         assert_eq!(partition_codes(&r)[0].1, 0);
         assert!(acquired(&r).is_empty(), "records at the delivery limit were archived");
         assert!(acquired(&c.fetch(id, vec![])).is_empty(), "nothing is left for anyone");
+        let body = http_get(&metrics, "/metrics");
+        let labels = format!("group=\"sg-states\",topic=\"{topic}\",partition=\"0\"");
+        for line in [
+            format!("weir_share_partition_start_offset{{{labels}}} 10"),
+            format!("weir_share_partition_lag{{{labels}}} 0"),
+            format!("weir_share_partition_acquired_records{{{labels}}} 0"),
+            "weir_share_group_acknowledgements_total{group=\"sg-states\",type=\"accept\"} 5".to_string(),
+            "weir_share_group_acknowledgements_total{group=\"sg-states\",type=\"release\"} 6".to_string(),
+            "weir_share_group_acknowledgements_total{group=\"sg-states\",type=\"reject\"} 1".to_string(),
+            "weir_share_group_acknowledgements_total{group=\"sg-states\",type=\"gap\"} 1".to_string(),
+            "weir_share_group_deliveries_total{group=\"sg-states\",attempt=\"redelivery\"} 3".to_string(),
+            "weir_share_group_archived_records_total{group=\"sg-states\",reason=\"delivery_limit\"} 3".to_string(),
+            "weir_share_group_archived_records_total{group=\"sg-states\",reason=\"rejected\"} 1".to_string(),
+        ] {
+            assert!(
+                body.contains(&line),
+                "metrics lack {line}:\n{}",
+                body.lines().filter(|l| l.contains("share")).collect::<Vec<_>>().join("\n")
+            );
+        }
     })
     .await;
 }

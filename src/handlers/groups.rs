@@ -23,6 +23,9 @@ use crate::security::acl::{op, resource};
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
+/// A share-partition's state (`group:topicId:partition`, KIP-932; FindCoordinator v6+): the
+/// leader of its `__share_group_state` partition. Brokers ask; clients may not.
+const KEY_TYPE_SHARE: i8 = 2;
 /// What a group's authorized operations can contain.
 pub const GROUP_OPERATIONS: &[i8] = &[op::READ, op::DELETE, op::DESCRIBE];
 
@@ -71,6 +74,12 @@ async fn coordinator_for(ctx: &RequestContext, key_type: i8) -> Result<(), (Resp
             .ensure_topic(broker)
             .await
             .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the transaction state topic cannot be created")),
+        KEY_TYPE_SHARE if ctx.version >= 6 => broker
+            .shares
+            .state
+            .ensure_topic(broker)
+            .await
+            .map_err(|_| (ResponseError::CoordinatorNotAvailable, "the share state topic cannot be created")),
         _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
     }
 }
@@ -81,6 +90,8 @@ fn authorize_key(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (R
     let (resource_type, code) = match key_type {
         KEY_TYPE_GROUP => (resource::GROUP, ResponseError::GroupAuthorizationFailed),
         KEY_TYPE_TRANSACTION => (resource::TRANSACTIONAL_ID, ResponseError::TransactionalIdAuthorizationFailed),
+        KEY_TYPE_SHARE if ctx.cluster_authorized(op::CLUSTER_ACTION) => return Ok(()),
+        KEY_TYPE_SHARE => return Err((ResponseError::ClusterAuthorizationFailed, "not authorized")),
         _ => return Ok(()),
     };
     if ctx.authorized(op::DESCRIBE, resource_type, key) {
@@ -92,10 +103,10 @@ fn authorize_key(ctx: &RequestContext, key_type: i8, key: &str) -> Result<(), (R
 
 pub async fn find_coordinator(ctx: &RequestContext, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let result = coordinator_for(ctx, req.key_type).await;
-    let topic = if req.key_type == KEY_TYPE_TRANSACTION {
-        crate::coordinator::txn::TXN_TOPIC
-    } else {
-        crate::coordinator::group::OFFSETS_TOPIC
+    let topic = match req.key_type {
+        KEY_TYPE_TRANSACTION => crate::coordinator::txn::TXN_TOPIC,
+        KEY_TYPE_SHARE => crate::share::state::STATE_TOPIC,
+        _ => crate::coordinator::group::OFFSETS_TOPIC,
     };
     // the leader of the key's partition of the internal topic
     let locate = |key: &str| {
@@ -360,6 +371,15 @@ pub async fn describe_groups(ctx: &RequestContext, req: DescribeGroupsRequest) -
             continue;
         };
         let entry = handle.lock().await;
+        if entry.share.is_some() {
+            // Kafka describes only classic groups here (ShareGroupDescribe serves share groups)
+            if ctx.version >= 6 {
+                d.error_code = ResponseError::GroupIdNotFound.code();
+                d.error_message = Some(str_bytes(format!("Group {} is not a classic group.", id.0.as_str())));
+            }
+            groups.push(d);
+            continue;
+        }
         let g = &entry.group;
         let stable = g.state == GroupState::Stable;
         d.group_state = str_bytes(g.state.name());

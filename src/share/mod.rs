@@ -210,6 +210,11 @@ impl ShareManager {
         self.partitions.retain(|k, _| k.topic_id != topic_id || k.partition != partition);
     }
 
+    /// Every share-partition here (metrics).
+    pub fn all(&self) -> Vec<(SharePartitionKey, SharePartitionHandle)> {
+        self.partitions.iter().map(|e| (e.key().clone(), e.value().clone())).collect()
+    }
+
     pub fn get(&self, key: &SharePartitionKey) -> Option<SharePartitionHandle> {
         self.partitions.get(key).map(|sp| sp.clone())
     }

@@ -148,6 +148,19 @@ impl LogBatch {
     }
 }
 
+/// What a share-partition has done since it was loaded (metrics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// Records acknowledged, by type (gap, accept, release, reject).
+    pub acknowledged: [u64; 4],
+    /// Records acquired, and those of them acquired not for the first time.
+    pub acquired: u64,
+    pub redelivered: u64,
+    /// Records archived because a consumer rejected them, or at the delivery-count limit.
+    pub archived_rejected: u64,
+    pub archived_delivery_limit: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct SharePartition {
     start_offset: i64,
@@ -163,6 +176,7 @@ pub struct SharePartition {
     /// The dead-letter partition's end offset before any of `dead_letters` was copied there:
     /// after a crash, copies found from here on are not written again (-1: none pending).
     pub dead_letter_mark: i64,
+    pub counters: Counters,
 }
 
 impl SharePartition {
@@ -177,6 +191,7 @@ impl SharePartition {
             version: 0,
             dead_letters: Vec::new(),
             dead_letter_mark: -1,
+            counters: Counters::default(),
         }
     }
 
@@ -199,6 +214,18 @@ impl SharePartition {
     /// reads from the log again anyway).
     pub fn persisted_runs(&self) -> Vec<(i64, i64, RecordState, i16)> {
         self.runs().filter(|(_, _, state, count)| *state != RecordState::Available || *count > 0).collect()
+    }
+
+    /// Records between the start offset and `high_watermark` not yet acknowledged or
+    /// archived: the group's lag on this partition.
+    pub fn lag(&self, high_watermark: i64) -> i64 {
+        let done: i64 = self
+            .runs
+            .iter()
+            .filter(|(f, r)| r.state.is_done() && **f < high_watermark)
+            .map(|(f, r)| r.last.min(high_watermark - 1) - f + 1)
+            .sum();
+        (high_watermark - self.start_offset - done).max(0)
     }
 
     /// How many in-flight records are acquired now.
@@ -296,6 +323,13 @@ impl SharePartition {
         }
         if !out.is_empty() || self.end_offset != end_before {
             self.version += 1;
+        }
+        for a in &out {
+            let n = (a.last - a.first + 1) as u64;
+            self.counters.acquired += n;
+            if a.delivery_count > 1 {
+                self.counters.redelivered += n;
+            }
         }
         out
     }
@@ -401,6 +435,9 @@ impl SharePartition {
         self.split_at(first);
         self.split_at(last + 1);
         let firsts: Vec<i64> = self.runs.range(first..=last).map(|(f, _)| *f).collect();
+        if let Some(count) = self.counters.acknowledged.get_mut(kind as usize) {
+            *count += (last - first + 1) as u64;
+        }
         for f in firsts {
             let limits = self.limits;
             let Some(run) = self.runs.get_mut(&f) else { continue };
@@ -449,8 +486,17 @@ impl SharePartition {
         archived
     }
 
-    /// Keeps archived records bound for the dead-letter topic (not gaps: they hold nothing).
+    /// Counts archived records and keeps those bound for the dead-letter topic (not gaps:
+    /// they hold nothing).
     fn keep_dead_letters(&mut self, archived: &[Archived]) {
+        for a in archived {
+            let n = (a.last - a.first + 1) as u64;
+            match a.reason {
+                ArchiveReason::Rejected => self.counters.archived_rejected += n,
+                ArchiveReason::DeliveryLimit => self.counters.archived_delivery_limit += n,
+                ArchiveReason::Gap => {}
+            }
+        }
         if self.limits.dead_letter {
             self.dead_letters.extend(archived.iter().filter(|a| a.reason != ArchiveReason::Gap).cloned());
         }

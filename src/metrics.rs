@@ -221,6 +221,9 @@ pub async fn render(broker: &Broker) -> String {
     out
 }
 
+/// One counter's labelled values, from a group's summed share-partition counters.
+type CounterValues = fn(&crate::share::partition::Counters) -> Vec<(&'static str, u64)>;
+
 /// Share groups (KIP-932): per share-partition in-flight records, start offset and lag; per
 /// group acknowledgements by type, redeliveries and archived records.
 fn render_share_groups(broker: &Broker, out: &mut String) {
@@ -255,7 +258,7 @@ fn render_share_groups(broker: &Broker, out: &mut String) {
             let _ = writeln!(out, "{name}{{{labels}}} {}", values[i]);
         }
     }
-    let counters: [(&str, &str, fn(&crate::share::partition::Counters) -> Vec<(&'static str, u64)>); 3] = [
+    let counters: [(&str, &str, CounterValues); 3] = [
         ("weir_share_group_acknowledgements_total", "Records acknowledged, by type.", |c| {
             vec![
                 ("type=\"gap\"", c.acknowledged[0]),

@@ -543,3 +543,67 @@ async fn share_group_offsets_described_altered_and_deleted() {
     })
     .await;
 }
+
+/// Every offset a fresh member of `group` acquires from partition 0 within a few fetches.
+fn acquired_offsets(b: &str, group: &str, topic: &str, id: Uuid) -> Vec<i64> {
+    let mut m = Member::new(b, group, &format!("{group}-member"));
+    m.join(&[topic]);
+    let mut offsets = Vec::new();
+    for _ in 0..5 {
+        for (first, last, _) in acquired(&m.fetch(id, vec![])) {
+            offsets.extend(first..=last);
+        }
+    }
+    offsets
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_offset_reset_and_isolation_level() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-isolation");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let running = broker.running.as_ref().unwrap().broker.clone();
+    for (group, configs) in [
+        ("sg-earliest-rc", vec![("share.auto.offset.reset", "earliest"), ("share.isolation.level", "read_committed")]),
+        ("sg-earliest-ru", vec![("share.auto.offset.reset", "earliest")]),
+        ("sg-duration", vec![("share.auto.offset.reset", "by_duration:PT1H")]),
+    ] {
+        let configs = configs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        running.set_group_configs(group, configs, false).await.unwrap();
+    }
+    produce_n(&broker.bootstrap, &topic, 2).await;
+    let b = broker.bootstrap.clone();
+    let t = topic.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = client_config(&b);
+        c.set("transactional.id", "share-isolation").set("linger.ms", "0");
+        let p: BaseProducer = c.create().unwrap();
+        let wait = Duration::from_secs(20);
+        p.init_transactions(wait).unwrap();
+        for commit in [false, true] {
+            p.begin_transaction().unwrap();
+            for v in ["t1", "t2"] {
+                p.send(BaseRecord::<(), str>::to(&t).partition(0).payload(v)).map_err(|(e, _)| e).unwrap();
+            }
+            p.flush(wait).unwrap();
+            if commit {
+                p.commit_transaction(wait).unwrap();
+            } else {
+                p.abort_transaction(wait).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // offsets: 0-1 plain, 2-3 aborted + marker 4, 5-6 committed + marker 7
+    let b = broker.bootstrap.clone();
+    blocking(move || {
+        assert_eq!(acquired_offsets(&b, "sg-earliest-rc", &topic, id), vec![0, 1, 5, 6]);
+        assert_eq!(acquired_offsets(&b, "sg-earliest-ru", &topic, id), vec![0, 1, 2, 3, 5, 6]);
+        assert_eq!(acquired_offsets(&b, "sg-duration", &topic, id), vec![0, 1, 2, 3, 5, 6]);
+        assert!(acquired_offsets(&b, "sg-latest", &topic, id).is_empty(), "latest starts after what exists");
+    })
+    .await;
+}

@@ -293,6 +293,21 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             .with_group_id(Some(GroupId(StrBytes::from_static_str("share-versions"))))
             .with_member_id(Some(StrBytes::from_static_str("m-versions")))
             .with_share_session_epoch(1)),
+        ApiKey::ReadShareGroupState => boxed!(ReadShareGroupStateRequest::default()
+            .with_group_id(StrBytes::from_static_str("share-versions"))
+            .with_topics(vec![read_share_group_state_request::ReadStateData::default()
+                .with_topic_id(id)
+                .with_partitions(vec![read_share_group_state_request::PartitionData::default()])])),
+        ApiKey::WriteShareGroupState => boxed!(WriteShareGroupStateRequest::default()
+            .with_group_id(StrBytes::from_static_str("share-versions"))
+            .with_topics(vec![write_share_group_state_request::WriteStateData::default()
+                .with_topic_id(id)
+                .with_partitions(vec![write_share_group_state_request::PartitionData::default()])])),
+        ApiKey::DeleteShareGroupState => boxed!(DeleteShareGroupStateRequest::default()
+            .with_group_id(StrBytes::from_static_str("share-versions"))
+            .with_topics(vec![delete_share_group_state_request::DeleteStateData::default()
+                .with_topic_id(id)
+                .with_partitions(vec![delete_share_group_state_request::PartitionData::default()])])),
         ApiKey::DescribeShareGroupOffsets => boxed!(DescribeShareGroupOffsetsRequest::default()
             .with_groups(vec![describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
                 .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))])),
@@ -447,6 +462,9 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::ShareGroupDescribe => check!(ShareGroupDescribeResponse),
         ApiKey::ShareFetch => check!(ShareFetchResponse),
         ApiKey::ShareAcknowledge => check!(ShareAcknowledgeResponse),
+        ApiKey::ReadShareGroupState => check!(ReadShareGroupStateResponse),
+        ApiKey::WriteShareGroupState => check!(WriteShareGroupStateResponse),
+        ApiKey::DeleteShareGroupState => check!(DeleteShareGroupStateResponse),
         ApiKey::DescribeShareGroupOffsets => check!(DescribeShareGroupOffsetsResponse),
         ApiKey::AlterShareGroupOffsets => check!(AlterShareGroupOffsetsResponse),
         ApiKey::DeleteShareGroupOffsets => check!(DeleteShareGroupOffsetsResponse),

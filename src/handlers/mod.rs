@@ -29,6 +29,7 @@ pub mod scram_credentials;
 pub mod share_fetch;
 pub mod share_groups;
 pub mod share_offsets;
+pub mod share_state;
 pub mod telemetry;
 pub mod topics;
 pub mod transactions;
@@ -112,6 +113,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ShareAcknowledge, 1, 1),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
+    (ApiKey::ReadShareGroupState, 0, 0),
+    (ApiKey::WriteShareGroupState, 0, 0),
+    (ApiKey::DeleteShareGroupState, 0, 0),
     (ApiKey::DescribeShareGroupOffsets, 0, 0),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
@@ -512,6 +516,9 @@ async fn serve_frame(
             respond(&ctx, key, &resp).map(|b| Some(Response::Frame(b)))
         }
         ApiKey::ShareAcknowledge => serve(&ctx, key, body, share_fetch::acknowledge_request).await,
+        ApiKey::ReadShareGroupState => serve(&ctx, key, body, share_state::read).await,
+        ApiKey::WriteShareGroupState => serve(&ctx, key, body, share_state::write).await,
+        ApiKey::DeleteShareGroupState => serve(&ctx, key, body, share_state::delete).await,
         ApiKey::DescribeShareGroupOffsets => serve(&ctx, key, body, share_offsets::describe).await,
         ApiKey::AlterShareGroupOffsets => serve(&ctx, key, body, share_offsets::alter).await,
         ApiKey::DeleteShareGroupOffsets => serve(&ctx, key, body, share_offsets::delete).await,

@@ -223,8 +223,16 @@ async fn read_long_polling(
                 continue;
             }
             let key = SharePartitionKey { group: group.to_string(), topic_id: tp.0, partition: tp.1 };
+            let sp = match ctx.broker.shares.get_or_load(&ctx.broker, &key, p).await {
+                Ok(sp) => sp,
+                Err(e) => {
+                    tracing::debug!(group, error = %e, "share-partition state unavailable");
+                    let code = ResponseError::CoordinatorNotAvailable.code();
+                    out.push((*tp, PartitionData::default().with_partition_index(tp.1).with_error_code(code)));
+                    continue;
+                }
+            };
             let log = p.log();
-            let sp = ctx.broker.shares.get_or_init(&ctx.broker, &key, &log);
             let read = ctx.broker.shares.read_and_acquire(
                 &sp,
                 &log,

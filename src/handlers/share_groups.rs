@@ -77,7 +77,7 @@ pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) ->
         }
     }
     drop(entry);
-    start_share_partitions(ctx, &group_id, &assigned);
+    start_share_partitions(ctx, &group_id, &assigned).await;
     let mut resp = ShareGroupHeartbeatResponse::default()
         .with_error_code(r.error)
         .with_error_message(r.error_message.map(str_bytes))
@@ -97,14 +97,16 @@ pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) ->
 /// Starts the share-partitions this broker leads as soon as they are assigned, so that
 /// `share.auto.offset.reset=latest` means "from when the group subscribed", not "from the
 /// first fetch" (Kafka's coordinator initialises them at assignment too).
-fn start_share_partitions(ctx: &RequestContext, group: &str, assigned: &BTreeSet<TopicPartition>) {
+async fn start_share_partitions(ctx: &RequestContext, group: &str, assigned: &BTreeSet<TopicPartition>) {
     for (topic_id, partition) in assigned {
         let Some(p) = ctx.broker.topic_by_id(topic_id).and_then(|t| t.local(*partition).ok().cloned()) else {
             continue;
         };
         let key = SharePartitionKey { group: group.to_string(), topic_id: *topic_id, partition: *partition };
         if ctx.broker.shares.get(&key).is_none() {
-            ctx.broker.shares.get_or_init(&ctx.broker, &key, &p.log());
+            if let Err(e) = ctx.broker.shares.get_or_load(&ctx.broker, &key, &p).await {
+                tracing::debug!(group, error = %e, "share-partition not started yet");
+            }
         }
     }
 }

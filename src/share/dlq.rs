@@ -60,6 +60,8 @@ enum DeadLetterError {
     Create(#[from] AdminError),
     #[error(transparent)]
     Log(#[from] LogError),
+    #[error(transparent)]
+    State(#[from] super::state::StateError),
     #[error("dead-letter produce failed: {0}")]
     Produce(String),
 }

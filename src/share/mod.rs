@@ -131,29 +131,32 @@ pub fn initial_offset(broker: &Broker, group: &str, log: &Log) -> i64 {
 }
 
 impl ShareManager {
-    /// The share-partition for `key`: from its persisted state, else new at the group's
+    /// The share-partition for `key` on the partition this broker leads: from its persisted
+    /// state (read from its state coordinator, wherever that is), else new at the group's
     /// reset offset.
-    pub fn get_or_init(&self, broker: &Broker, key: &SharePartitionKey, log: &Log) -> SharePartitionHandle {
+    pub async fn get_or_load(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        partition: &crate::partition::Partition,
+    ) -> Result<SharePartitionHandle, state::StateError> {
         if let Some(sp) = self.partitions.get(key) {
-            return sp.clone();
+            return Ok(sp.clone());
         }
-        self.partitions
-            .entry(key.clone())
-            .or_insert_with(|| {
-                let limits = limits(broker, &key.group);
-                let sp = match self.state.stored(key) {
-                    Some(s) => {
-                        let end = s.batches.last().map_or(s.start_offset, |b| b.1 + 1);
-                        let mut sp = SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits);
-                        sp.dead_letters = s.dead_letters;
-                        sp.dead_letter_mark = s.dead_letter_mark;
-                        sp
-                    }
-                    None => SharePartition::new(initial_offset(broker, &key.group, log), limits),
-                };
-                Arc::new(ShareEntry::new(sp))
-            })
-            .clone()
+        let stored = self.state.read(broker, key).await?;
+        let limits = limits(broker, &key.group);
+        let sp = match stored {
+            Some(s) => {
+                let end = s.batches.last().map_or(s.start_offset, |b| b.1 + 1);
+                let mut sp = SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits);
+                sp.dead_letters = s.dead_letters;
+                sp.dead_letter_mark = s.dead_letter_mark;
+                sp
+            }
+            None => SharePartition::new(initial_offset(broker, &key.group, &partition.log()), limits),
+        };
+        // a concurrent load may have won: its state is as good as this one
+        Ok(self.partitions.entry(key.clone()).or_insert_with(|| Arc::new(ShareEntry::new(sp))).clone())
     }
 
     /// Writes a share-partition's state if it changed since it was last written, durably
@@ -163,7 +166,7 @@ impl ShareManager {
         broker: &Broker,
         key: &SharePartitionKey,
         sp: &SharePartitionHandle,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), state::StateError> {
         let mut written = sp.persisting.lock().await;
         let (version, snapshot) = {
             let state = sp.lock();
@@ -186,7 +189,7 @@ impl ShareManager {
         if version == *written {
             return Ok(());
         }
-        self.state.persist(broker, key, Some(snapshot)).await?;
+        self.state.write(broker, key, Some(snapshot)).await?;
         *written = version;
         Ok(())
     }
@@ -289,7 +292,12 @@ impl ShareManager {
 
     /// Starts a share-partition afresh at `start_offset` (AlterShareGroupOffsets): nothing in
     /// flight, a new state epoch, written durably.
-    pub async fn reset(&self, broker: &Broker, key: &SharePartitionKey, start_offset: i64) -> Result<(), LogError> {
+    pub async fn reset(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        start_offset: i64,
+    ) -> Result<(), state::StateError> {
         let epoch = self.state.stored(key).map_or(0, |s| s.state_epoch) + 1;
         let mut sp = SharePartition::new(start_offset.max(0), limits(broker, &key.group));
         sp.state_epoch = epoch;
@@ -301,31 +309,31 @@ impl ShareManager {
             dead_letter_mark: -1,
             ..Default::default()
         };
-        self.state.persist(broker, key, Some(snapshot)).await?;
+        self.state.write(broker, key, Some(snapshot)).await?;
         self.partitions.insert(key.clone(), Arc::new(ShareEntry::new(sp)));
         self.wake();
         Ok(())
     }
 
     /// Forgets a group's state for every partition of a topic (DeleteShareGroupOffsets).
-    pub async fn forget_topic(&self, broker: &Broker, group: &str, topic_id: Uuid) -> Result<(), LogError> {
+    pub async fn forget_topic(&self, broker: &Broker, group: &str, topic_id: Uuid) -> Result<(), state::StateError> {
         let mut keys: BTreeSet<SharePartitionKey> =
             self.state.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id).collect();
         keys.extend(self.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id));
         self.partitions.retain(|k, _| !keys.contains(k));
         for key in keys {
-            self.state.persist(broker, &key, None).await?;
+            self.state.write(broker, &key, None).await?;
         }
         Ok(())
     }
 
     /// Deletes a group's share-partitions and their persisted state (DeleteGroups).
-    pub async fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), LogError> {
+    pub async fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), state::StateError> {
         let mut keys: BTreeSet<SharePartitionKey> = self.state.of_group(group).into_iter().map(|(k, _)| k).collect();
         keys.extend(self.of_group(group).into_iter().map(|(k, _)| k));
         self.partitions.retain(|k, _| k.group != group);
         for key in keys {
-            self.state.persist(broker, &key, None).await?;
+            self.state.write(broker, &key, None).await?;
         }
         Ok(())
     }

@@ -17,6 +17,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
+use kafka_protocol::messages::{
+    ApiKey, DeleteShareGroupStateRequest, DeleteShareGroupStateResponse, ReadShareGroupStateRequest,
+    ReadShareGroupStateResponse, WriteShareGroupStateRequest, WriteShareGroupStateResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -106,8 +111,16 @@ pub fn encode_snapshot(s: &StateSnapshot) -> Bytes {
     w.0.put_i64(s.create_timestamp);
     w.0.put_i64(now_ms());
     put_batches(&mut w, &s.batches);
+    match encode_dead_letters(s) {
+        None => w.finish(),
+        Some(tag) => w.finish_with_tags(&[(DEAD_LETTERS_TAG, tag)]),
+    }
+}
+
+/// Weir's dead-letter tagged field, when any are pending.
+fn encode_dead_letters(s: &StateSnapshot) -> Option<Bytes> {
     if s.dead_letters.is_empty() {
-        return w.finish();
+        return None;
     }
     let mut tag = BytesMut::new();
     tag.put_i64(s.dead_letter_mark);
@@ -118,7 +131,7 @@ pub fn encode_snapshot(s: &StateSnapshot) -> Bytes {
         tag.put_i16(d.delivery_count);
         tag.put_i8(matches!(d.reason, ArchiveReason::DeliveryLimit) as i8);
     }
-    w.finish_with_tags(&[(DEAD_LETTERS_TAG, tag.freeze())])
+    Some(tag.freeze())
 }
 
 fn decode_dead_letters(b: Bytes) -> Option<(i64, Vec<Archived>)> {
@@ -222,6 +235,143 @@ fn apply_update(base: &mut StateSnapshot, b: Bytes) -> Option<()> {
     Some(())
 }
 
+/// Why share state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("share state coordinator unavailable: {0}")]
+    Unavailable(String),
+    #[error("share state coordinator answered error code {0}")]
+    Code(i16),
+}
+
+impl From<AdminError> for StateError {
+    fn from(e: AdminError) -> Self {
+        StateError::Unavailable(e.to_string())
+    }
+}
+
+/// Where a share-partition's state lives: a state partition this broker leads, or the
+/// address of the broker that does.
+enum Coordinator {
+    Local,
+    Remote(String),
+}
+
+/// The RPC forms of a snapshot (Write/ReadShareGroupState v0); Weir's pending dead letters
+/// travel in an unknown tagged field, as in the record.
+mod rpc {
+    use super::*;
+    use kafka_protocol::messages::{read_share_group_state_response as read, write_share_group_state_request as write};
+
+    pub fn to_write(key: &SharePartitionKey, s: &StateSnapshot) -> WriteShareGroupStateRequest {
+        let batches = s
+            .batches
+            .iter()
+            .map(|(first, last, state, count)| {
+                write::StateBatch::default()
+                    .with_first_offset(*first)
+                    .with_last_offset(*last)
+                    .with_delivery_state(delivery_state(*state))
+                    .with_delivery_count(*count)
+            })
+            .collect();
+        let mut partition = write::PartitionData::default()
+            .with_partition(key.partition)
+            .with_state_epoch(s.state_epoch)
+            .with_leader_epoch(s.leader_epoch)
+            .with_start_offset(s.start_offset)
+            .with_state_batches(batches);
+        if let Some(tag) = encode_dead_letters(s) {
+            partition.unknown_tagged_fields.insert(DEAD_LETTERS_TAG as i32, tag);
+        }
+        WriteShareGroupStateRequest::default().with_group_id(StrBytes::from_string(key.group.clone())).with_topics(
+            vec![write::WriteStateData::default().with_topic_id(key.topic_id).with_partitions(vec![partition])],
+        )
+    }
+
+    pub fn from_write(topic_id: Uuid, group: &str, p: &write::PartitionData) -> (SharePartitionKey, StateSnapshot) {
+        let batches = p
+            .state_batches
+            .iter()
+            .filter_map(|b| Some((b.first_offset, b.last_offset, record_state(b.delivery_state)?, b.delivery_count)))
+            .collect();
+        let (dead_letter_mark, dead_letters) = p
+            .unknown_tagged_fields
+            .get(&(DEAD_LETTERS_TAG as i32))
+            .and_then(|t| decode_dead_letters(t.clone()))
+            .unwrap_or((-1, Vec::new()));
+        let key = SharePartitionKey { group: group.to_string(), topic_id, partition: p.partition };
+        let snapshot = StateSnapshot {
+            state_epoch: p.state_epoch,
+            leader_epoch: p.leader_epoch,
+            start_offset: p.start_offset,
+            create_timestamp: now_ms(),
+            batches,
+            dead_letters,
+            dead_letter_mark,
+        };
+        (key, snapshot)
+    }
+
+    pub fn to_read_result(partition: i32, s: Option<&StateSnapshot>) -> read::PartitionResult {
+        let Some(s) = s else {
+            return read::PartitionResult::default()
+                .with_partition(partition)
+                .with_state_epoch(-1)
+                .with_start_offset(-1);
+        };
+        let batches = s
+            .batches
+            .iter()
+            .map(|(first, last, state, count)| {
+                read::StateBatch::default()
+                    .with_first_offset(*first)
+                    .with_last_offset(*last)
+                    .with_delivery_state(delivery_state(*state))
+                    .with_delivery_count(*count)
+            })
+            .collect();
+        let mut r = read::PartitionResult::default()
+            .with_partition(partition)
+            .with_state_epoch(s.state_epoch)
+            .with_start_offset(s.start_offset)
+            .with_state_batches(batches);
+        if let Some(tag) = encode_dead_letters(s) {
+            r.unknown_tagged_fields.insert(DEAD_LETTERS_TAG as i32, tag);
+        }
+        r
+    }
+
+    pub fn from_read_result(r: &read::PartitionResult) -> Option<StateSnapshot> {
+        if r.start_offset < 0 {
+            return None;
+        }
+        let batches = r
+            .state_batches
+            .iter()
+            .filter_map(|b| Some((b.first_offset, b.last_offset, record_state(b.delivery_state)?, b.delivery_count)))
+            .collect();
+        let (dead_letter_mark, dead_letters) = r
+            .unknown_tagged_fields
+            .get(&(DEAD_LETTERS_TAG as i32))
+            .and_then(|t| decode_dead_letters(t.clone()))
+            .unwrap_or((-1, Vec::new()));
+        Some(StateSnapshot {
+            state_epoch: r.state_epoch,
+            leader_epoch: -1,
+            start_offset: r.start_offset,
+            create_timestamp: now_ms(),
+            batches,
+            dead_letters,
+            dead_letter_mark,
+        })
+    }
+}
+
+pub use rpc::{from_write, to_read_result};
+
 /// The share-state store: persisted snapshots of the `__share_group_state` partitions this
 /// broker leads, and the writes that keep them.
 #[derive(Default)]
@@ -259,7 +409,85 @@ impl ShareStateStore {
         self.stored.iter().filter(|e| e.key().group == group).map(|e| (e.key().clone(), e.value().clone())).collect()
     }
 
-    /// Writes a share-partition's state durably (`None`: deletes it).
+    /// Finds the coordinator of a share-partition's state.
+    async fn coordinator(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Coordinator, StateError> {
+        self.ensure_topic(broker).await?;
+        let topic = broker.topic(STATE_TOPIC).ok_or_else(|| StateError::Unavailable("no state topic".into()))?;
+        let index = partition_for(&coordinator_key(key), topic.partition_count);
+        let partition = topic.partition(index).cloned().ok_or(LogError::Offline)?;
+        if partition.is_leader() {
+            return Ok(Coordinator::Local);
+        }
+        let leader = topic.state(index).map_or(-1, |s| s.leader);
+        let addr = broker
+            .inter_broker_addr(leader)
+            .ok_or_else(|| StateError::Unavailable(format!("no leader for {STATE_TOPIC}-{index}")))?;
+        Ok(Coordinator::Remote(addr))
+    }
+
+    /// Writes a share-partition's state durably where it lives (`None`: deletes it): here
+    /// when this broker leads its state partition, else with Write/DeleteShareGroupState at
+    /// the broker that does.
+    pub async fn write(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        snapshot: Option<StateSnapshot>,
+    ) -> Result<(), StateError> {
+        let addr = match self.coordinator(broker, key).await? {
+            Coordinator::Local => return Ok(self.persist(broker, key, snapshot).await?),
+            Coordinator::Remote(addr) => addr,
+        };
+        let code = match snapshot {
+            Some(s) => {
+                let r: WriteShareGroupStateResponse =
+                    call(broker, &addr, ApiKey::WriteShareGroupState, &rpc::to_write(key, &s)).await?;
+                r.results.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code)
+            }
+            None => {
+                use kafka_protocol::messages::delete_share_group_state_request::{DeleteStateData, PartitionData};
+                let req = DeleteShareGroupStateRequest::default()
+                    .with_group_id(StrBytes::from_string(key.group.clone()))
+                    .with_topics(vec![DeleteStateData::default()
+                        .with_topic_id(key.topic_id)
+                        .with_partitions(vec![PartitionData::default().with_partition(key.partition)])]);
+                let r: DeleteShareGroupStateResponse = call(broker, &addr, ApiKey::DeleteShareGroupState, &req).await?;
+                r.results.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code)
+            }
+        };
+        if code != 0 {
+            return Err(StateError::Code(code));
+        }
+        Ok(())
+    }
+
+    /// Reads a share-partition's state where it lives (ReadShareGroupState when elsewhere).
+    pub async fn read(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Option<StateSnapshot>, StateError> {
+        let addr = match self.coordinator(broker, key).await? {
+            Coordinator::Local => return Ok(self.stored(key)),
+            Coordinator::Remote(addr) => addr,
+        };
+        use kafka_protocol::messages::read_share_group_state_request::{PartitionData, ReadStateData};
+        let req = ReadShareGroupStateRequest::default()
+            .with_group_id(StrBytes::from_string(key.group.clone()))
+            .with_topics(vec![ReadStateData::default()
+                .with_topic_id(key.topic_id)
+                .with_partitions(vec![PartitionData::default().with_partition(key.partition).with_leader_epoch(-1)])]);
+        let r: ReadShareGroupStateResponse = call(broker, &addr, ApiKey::ReadShareGroupState, &req).await?;
+        let p = r.results.first().and_then(|t| t.partitions.first()).ok_or(StateError::Code(-1))?;
+        if p.error_code != 0 {
+            return Err(StateError::Code(p.error_code));
+        }
+        Ok(rpc::from_read_result(p))
+    }
+
+    /// Whether this broker coordinates `key`'s state (leads its state partition).
+    pub fn coordinates(broker: &Broker, key: &SharePartitionKey) -> bool {
+        Self::partition_of(broker, key).is_some_and(|p| p.is_leader())
+    }
+
+    /// Writes a share-partition's state durably to a state partition this broker leads
+    /// (`None`: deletes it).
     pub async fn persist(
         &self,
         broker: &Broker,
@@ -325,6 +553,19 @@ impl ShareStateStore {
         }
         Ok(records)
     }
+}
+
+/// One share-state RPC to the coordinator at `addr`.
+async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
+    broker: &Broker,
+    addr: &str,
+    key: ApiKey,
+    req: &Req,
+) -> Result<Resp, StateError> {
+    let client_id = format!("weir-share-{}", broker.node_id);
+    crate::cluster::client::BrokerClient::call_once(addr, client_id, key, 0, req, std::time::Duration::from_secs(15))
+        .await
+        .map_err(|e| StateError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ fn s(v: &str) -> StrBytes {
 /// to it), group, member id and session epoch.
 struct Member {
     conn: TcpStream,
+    /// The group coordinator's connection, when it is not the partition leader's.
+    coordinator: Option<TcpStream>,
     group: String,
     id: String,
     epoch: i32,
@@ -38,7 +40,19 @@ struct Member {
 
 impl Member {
     fn new(bootstrap: &str, group: &str, id: &str) -> Member {
-        Member { conn: raw::connect(bootstrap), group: group.into(), id: id.into(), epoch: 0, session_epoch: 0 }
+        Member {
+            conn: raw::connect(bootstrap),
+            coordinator: None,
+            group: group.into(),
+            id: id.into(),
+            epoch: 0,
+            session_epoch: 0,
+        }
+    }
+
+    /// A member whose heartbeats go to `coordinator` and whose fetches go to `leader`.
+    fn split(coordinator: &str, leader: &str, group: &str, id: &str) -> Member {
+        Member { coordinator: Some(raw::connect(coordinator)), ..Member::new(leader, group, id) }
     }
 
     fn heartbeat_with(&mut self, epoch: i32, topics: Option<&[&str]>) -> ShareGroupHeartbeatResponse {
@@ -47,7 +61,8 @@ impl Member {
             .with_member_id(s(&self.id))
             .with_member_epoch(epoch)
             .with_subscribed_topic_names(topics.map(|t| t.iter().map(|n| TopicName(s(n))).collect()));
-        raw::roundtrip(&mut self.conn, ApiKey::ShareGroupHeartbeat, 1, &req).expect("heartbeat answered")
+        let conn = self.coordinator.as_mut().unwrap_or(&mut self.conn);
+        raw::roundtrip(conn, ApiKey::ShareGroupHeartbeat, 1, &req).expect("heartbeat answered")
     }
 
     /// Joins (epoch 0) subscribed to `topics`; returns the assignment.
@@ -606,4 +621,73 @@ async fn auto_offset_reset_and_isolation_level() {
         assert!(acquired_offsets(&b, "sg-latest", &topic, id).is_empty(), "latest starts after what exists");
     })
     .await;
+}
+
+/// The client address of the broker coordinating `group`, as FindCoordinator says.
+fn coordinator_of(cluster: &common::cluster::Cluster, group: &str) -> Option<String> {
+    let req = FindCoordinatorRequest::default().with_key_type(0).with_coordinator_keys(vec![s(group)]);
+    let r: FindCoordinatorResponse =
+        raw::call(cluster.bootstrap().split(',').next()?, ApiKey::FindCoordinator, 4, &req);
+    let c = r.coordinators.first().filter(|c| c.error_code == 0)?;
+    cluster.nodes.iter().find(|n| n.id == c.node_id.0 && n.process.is_some()).map(|n| n.client.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn share_state_fails_over_with_the_partition_leader() {
+    use common::cluster::*;
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("share-failover");
+    let leader = create_in_sync(&bootstrap, &topic).await;
+    let req = MetadataRequest::default().with_topics(None);
+    let r: MetadataResponse = raw::call(bootstrap.split(',').next().unwrap(), ApiKey::Metadata, 12, &req);
+    let id = r.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap().topic_id;
+    let leader_addr = cluster.nodes[cluster.index_of(leader)].client.clone();
+    let coordinator =
+        eventually(Duration::from_secs(15), "a group coordinator", || coordinator_of(&cluster, "sg-failover"));
+    let mut m = Member::split(&coordinator, &leader_addr, "sg-failover", "member-f");
+    m.join(&[&topic]);
+    assert_eq!(m.fetch(id, vec![]).error_code, 0);
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..10 {
+        let v = format!("f{i}");
+        p.send(FutureRecord::<(), _>::to(&topic).partition(0).payload(&v), Duration::from_secs(10)).await.unwrap();
+    }
+    let m = blocking(move || {
+        let mut m = m;
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 9, 1)]);
+        let r = m.acknowledge(id, vec![ack(0, 4, &[ACCEPT])]);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        m
+    })
+    .await;
+    drop(m);
+    cluster.kill(cluster.index_of(leader));
+    let survivors = cluster.bootstrap();
+    let (new_leader, _) = eventually(Duration::from_secs(20), "a new leader", || {
+        leader_and_isr(&survivors, &topic, 0).filter(|(l, _)| *l > 0 && *l != leader)
+    });
+    let new_addr = cluster.nodes[cluster.index_of(new_leader)].client.clone();
+    let got = eventually(Duration::from_secs(30), "the unacknowledged records from the new leader", || {
+        let coordinator = coordinator_of(&cluster, "sg-failover")?;
+        let mut m = Member::split(&coordinator, &new_addr, "sg-failover", "member-f2");
+        let r = m.heartbeat_with(0, Some(&[&topic]));
+        (r.error_code == 0).then_some(())?;
+        m.epoch = r.member_epoch;
+        // (the new leader's high watermark may take a moment to cover offset 9)
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            for (first, last, count) in acquired(&m.fetch(id, vec![])) {
+                got.extend((first..=last).map(|o| (o, count)));
+            }
+            if got.len() >= 5 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        (!got.is_empty()).then_some(got)
+    });
+    // 0-4 were accepted; 5-9 were held when the leader died (their delivery counted)
+    assert_eq!(got, (5..=9).map(|o| (o, 2)).collect::<Vec<_>>());
 }

@@ -22,8 +22,14 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
         ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
     let group_id = req.group_id.0.to_string();
-    if check_group_here(ctx, op::READ, &group_id).is_err() {
-        return error(ResponseError::GroupAuthorizationFailed, "Not authorized to access group");
+    // not authorized, or not this group's coordinator (NOT_COORDINATOR sends the member to
+    // look it up again, COORDINATOR_LOAD_IN_PROGRESS to retry)
+    if let Err(code) = check_group_here(ctx, op::READ, &group_id) {
+        let message = match code {
+            ResponseError::GroupAuthorizationFailed => "Not authorized to access group".to_string(),
+            other => other.to_string(),
+        };
+        return error(code, &message);
     }
     if let Some(names) = &req.subscribed_topic_names {
         if names.iter().any(|t| !ctx.authorized(op::DESCRIBE, resource::TOPIC, t.0.as_str())) {

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "share_bench.rs"]
+mod share;
+
 use clap::{Args, Parser, Subcommand};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -62,6 +65,9 @@ enum Cmd {
     Reassign(ReassignArgs),
     /// Sets dynamic configs of a broker or a topic (AlterConfigs), e.g. replication throttles.
     Config(ConfigArgs),
+    /// Share-group (KIP-932) consume throughput, and with --ack-rtt the acknowledgement round
+    /// trip, with raw-protocol share consumers.
+    ShareConsume(share::ShareConsumeArgs),
 }
 
 #[derive(Args)]
@@ -283,6 +289,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Failover(a) => failover(a)?,
         Cmd::Reassign(a) => reassign(a)?,
         Cmd::Config(a) => config(a)?,
+        Cmd::ShareConsume(a) => share::share_consume(a)?,
     };
     println!("{summary}");
     Ok(())

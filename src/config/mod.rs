@@ -1810,6 +1810,10 @@ mod tests {
             // Kafka's leader-rebalance threshold, gone from the 4.x reference (KRaft's
             // controller elects every imbalanced partition); Weir keeps its meaning
             "leader.imbalance.per.broker.percentage",
+            // KIP-1191's dead-letter topics for share groups: accepted, not yet in Kafka
+            "errors.deadletterqueue.topic.name.prefix",
+            "errors.deadletterqueue.auto.create.topics.enable",
+            "errors.deadletterqueue.group.enable",
         ];
         // Keys whose Weir default differs from Kafka's, and why: Weir runs out of the box on
         // one machine (loopback listener, ./data, no replication), speaks PEM only, offers the

@@ -286,6 +286,7 @@ impl SharePartition {
                 if lo <= upto {
                     self.split_at(lo);
                     self.split_at(upto + 1);
+                    self.hold_back_undelivered(&batch.delayed, lo, upto);
                     let firsts: Vec<i64> = self.runs.range(lo..=upto).map(|(f, _)| *f).collect();
                     for first in firsts {
                         let Some(run) = self.runs.get_mut(&first) else { continue };
@@ -332,6 +333,20 @@ impl SharePartition {
             }
         }
         out
+    }
+
+    /// Records never delivered yet whose delivery time (read again from their headers, as
+    /// after a restart, which keeps no such times) is still ahead wait for it.
+    fn hold_back_undelivered(&mut self, delayed: &[(i64, i64)], lo: i64, hi: i64) {
+        for &(offset, at) in delayed.iter().filter(|(o, _)| (lo..=hi).contains(o)) {
+            self.split_at(offset);
+            self.split_at(offset + 1);
+            if let Some(run) = self.runs.get_mut(&offset) {
+                if run.state == RecordState::Available && run.delivery_count == 0 {
+                    run.not_before = run.not_before.max(at);
+                }
+            }
+        }
     }
 
     /// Adds `first..=last` to the in-flight records, acquired, except those that must wait
@@ -823,6 +838,18 @@ mod tests {
         assert_eq!(sp.next_fetch_offset(500), Some(1));
         let got = sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, 600);
         assert_eq!(got, vec![Acquired { first: 1, last: 1, delivery_count: 1 }]);
+    }
+
+    #[test]
+    fn a_restart_keeps_delayed_records_waiting() {
+        // after a restart the window is rebuilt without delivery times: they come from the log
+        let back = SharePartition::restore(0, 3, 0, &[(1, 2, RecordState::Acknowledged, 1)], Limits::default());
+        let mut sp = back;
+        let batch = LogBatch { delayed: vec![(0, 500)], ..LogBatch::new(0, 4) };
+        let got = sp.acquire(&member("a"), &[batch], 500, 10);
+        assert_eq!(got, vec![Acquired { first: 3, last: 4, delivery_count: 1 }]);
+        assert_eq!(sp.next_fetch_offset(499), Some(5));
+        assert_eq!(sp.next_fetch_offset(500), Some(0));
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl Conn {
         self.stream.read_exact(&mut frame)?;
         let mut frame = Bytes::from(frame);
         ResponseHeader::decode(&mut frame, Resp::header_version(version))?;
-        Ok(Resp::decode(&mut frame, version)?)
+        Resp::decode(&mut frame, version)
     }
 }
 
@@ -102,8 +102,11 @@ fn read_from_start(addr: &str, group: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Partitions by topic id, as an assignment lists them.
+type Assignment = Vec<(uuid::Uuid, Vec<i32>)>;
+
 /// Joins the group; returns the member epoch once an assignment arrived.
-fn join(conn: &mut Conn, group: &str, member: &str, topic: &str) -> anyhow::Result<(i32, Vec<(uuid::Uuid, Vec<i32>)>)> {
+fn join(conn: &mut Conn, group: &str, member: &str, topic: &str) -> anyhow::Result<(i32, Assignment)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut epoch = 0;
     loop {

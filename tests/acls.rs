@@ -12,6 +12,7 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -636,4 +637,45 @@ async fn every_checked_api_refuses_a_principal_without_acls() {
     let secret = r.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "secret")).expect("listed");
     assert_eq!(secret.topic_authorized_operations, 0b1101_1111_1000, "all topic operations");
     assert_ne!(r.cluster_authorized_operations, 0);
+}
+
+/// Share groups are checked as Kafka checks them: READ on the group (heartbeat, fetch,
+/// acknowledge), DESCRIBE on subscribed topics, READ on the topics fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_groups_need_read_on_the_group_and_the_topic() {
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    let pki = Pki::new();
+    let b = acl_broker(&pki, tempfile::tempdir().unwrap()).await;
+    let addr = sasl_addr(&b);
+    create_topics(&addr, &["jobs"]).await;
+    let id = b.running.as_ref().unwrap().broker.topic("jobs").unwrap().id;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let heartbeat = ShareGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("workers")))
+        .with_member_id(s("alice-1"))
+        .with_subscribed_topic_names(Some(vec![TopicName(s("jobs"))]));
+    let fetch = ShareFetchRequest::default()
+        .with_group_id(Some(GroupId(s("workers"))))
+        .with_member_id(Some(s("alice-1")))
+        .with_max_records(10)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default().with_partition_index(0)])]);
+    let hb =
+        |who| call_as::<_, ShareGroupHeartbeatResponse>(&addr, who, ApiKey::ShareGroupHeartbeat, 1, heartbeat.clone());
+    assert_eq!(hb(ALICE).await.error_code, ResponseError::GroupAuthorizationFailed.code());
+    grant(&addr, vec![acl(resource::GROUP, "workers", pattern::LITERAL, "User:alice", op::READ, permission::ALLOW)])
+        .await;
+    assert_eq!(hb(ALICE).await.error_code, ResponseError::TopicAuthorizationFailed.code(), "DESCRIBE on the topic");
+    grant(&addr, vec![acl(resource::TOPIC, "jobs", pattern::LITERAL, "User:alice", op::DESCRIBE, permission::ALLOW)])
+        .await;
+    assert_eq!(hb(ALICE).await.error_code, 0);
+    let f: ShareFetchResponse = call_as(&addr, ALICE, ApiKey::ShareFetch, 1, fetch.clone()).await;
+    assert_eq!(f.error_code, 0);
+    assert_eq!(f.responses[0].partitions[0].error_code, ResponseError::TopicAuthorizationFailed.code());
+    grant(&addr, vec![acl(resource::TOPIC, "jobs", pattern::LITERAL, "User:alice", op::READ, permission::ALLOW)]).await;
+    let f: ShareFetchResponse = call_as(&addr, ALICE, ApiKey::ShareFetch, 1, fetch.clone()).await;
+    assert_eq!((f.error_code, f.responses.first().map_or(0, |t| t.partitions[0].error_code)), (0, 0));
+    let f: ShareFetchResponse = call_as(&addr, BOB, ApiKey::ShareFetch, 1, fetch).await;
+    assert_eq!(f.error_code, ResponseError::GroupAuthorizationFailed.code());
 }

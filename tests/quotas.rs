@@ -284,3 +284,63 @@ async fn quotas_are_managed_through_the_kafka_apis_and_persist() {
     let r: DescribeClientQuotasResponse = raw::call_async(&b.bootstrap, ApiKey::DescribeClientQuotas, 1, req).await;
     assert_eq!(r.entries.unwrap().len(), 2);
 }
+
+/// ShareFetch counts against consumer_byte_rate: over it, the acquired records still arrive
+/// (they are locked to the member) with a throttle time, and the connection waits it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_fetches_count_against_the_consumer_byte_rate() {
+    use kafka_protocol::messages::share_fetch_request::{FetchPartition, FetchTopic};
+    let b = TestBroker::start(WINDOW).await;
+    let topic = common::topic_name("quota-share");
+    common::create_topic(&b.bootstrap, &topic, 1, &[]).await;
+    let id = b.running.as_ref().unwrap().broker.topic(&topic).unwrap().id;
+    let quota = set_quota(vec![entity("client-id", Some("raw-test"))], "consumer_byte_rate", Some(1_000.0));
+    assert_eq!(alter(&b.bootstrap, vec![quota]).await, [0]);
+    let bootstrap = b.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let s = |v: &str| StrBytes::from_string(v.to_string());
+        let mut conn = raw::connect(&bootstrap);
+        let join = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("quota-share")))
+            .with_member_id(s("m"))
+            .with_subscribed_topic_names(Some(vec![TopicName(s(&topic))]));
+        let r: ShareGroupHeartbeatResponse = raw::roundtrip(&mut conn, ApiKey::ShareGroupHeartbeat, 1, &join).unwrap();
+        assert_eq!(r.error_code, 0);
+        let records = bytes::Bytes::from(weir::log::batch::sample_batch(200));
+        for _ in 0..3 {
+            let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
+                TopicProduceData::default().with_name(TopicName(s(&topic))).with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0).with_records(Some(records.clone())),
+                ]),
+            ]);
+            let _: ProduceResponse = raw::call(&bootstrap, ApiKey::Produce, 9, &req);
+        }
+        let mut throttles = Vec::new();
+        let mut acquired = 0;
+        for epoch in 0..3 {
+            let fetch = ShareFetchRequest::default()
+                .with_group_id(Some(GroupId(s("quota-share"))))
+                .with_member_id(Some(s("m")))
+                .with_share_session_epoch(epoch)
+                .with_max_wait_ms(100)
+                .with_max_bytes(1 << 20)
+                .with_max_records(200)
+                .with_topics(if epoch == 0 {
+                    vec![FetchTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(vec![FetchPartition::default().with_partition_index(0)])]
+                } else {
+                    Vec::new()
+                });
+            let r: ShareFetchResponse = raw::roundtrip(&mut conn, ApiKey::ShareFetch, 1, &fetch).unwrap();
+            assert_eq!(r.error_code, 0);
+            acquired += r.responses.iter().flat_map(|t| &t.partitions).map(|p| p.acquired_records.len()).sum::<usize>();
+            throttles.push(r.throttle_time_ms);
+        }
+        assert!(acquired > 0, "records are delivered");
+        assert!(throttles.iter().any(|t| *t > 0), "a share consumer over its quota is told to wait: {throttles:?}");
+    })
+    .await
+    .unwrap();
+}

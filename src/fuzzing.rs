@@ -148,6 +148,18 @@ pub fn stored_state(data: &[u8]) {
     let _ = consumer_records::MemberMetadata::decode(b.clone());
     let _ = consumer_records::CurrentAssignment::decode(b.clone());
     let _ = consumer_records::decode_target(b.clone());
+    let _ = crate::share::state::decode_key(b.clone());
+    if let Some(s) = crate::share::state::decode_snapshot(b.clone()) {
+        // a share-partition rebuilt from it, then read and acknowledged: nothing may panic
+        let mut sp = crate::share::restore_snapshot(s, 0, 1_000, Default::default());
+        let member: std::sync::Arc<str> = std::sync::Arc::from("m");
+        let batch = crate::share::partition::LogBatch::new(0, 999);
+        let got = sp.acquire(&member, &[batch], 100, 0);
+        for a in got {
+            let _ = sp.acknowledge("m", a.first, a.last, &[1], 1);
+        }
+        let _ = sp.lag(1_000);
+    }
     let _ = crate::coordinator::txn::records::decode_key(b.clone());
     let _ = crate::coordinator::txn::records::decode_value("t", b);
 }

@@ -189,6 +189,18 @@ fn write_seeds() {
     };
     write("stored_state", "offset_value", &value.encode());
     write("stored_state", "txn_key", &weir::coordinator::txn::records::encode_key("tx"));
+    {
+        use weir::share::partition::{ArchiveReason, Archived, RecordState};
+        let dead = Archived { first: 3, last: 3, delivery_count: 5, reason: ArchiveReason::DeliveryLimit };
+        let snapshot = weir::share::state::StateSnapshot {
+            start_offset: 2,
+            batches: vec![(2, 4, RecordState::Acknowledged, 1), (5, 9, RecordState::Available, 2)],
+            dead_letters: vec![dead],
+            dead_letter_mark: 3,
+            ..Default::default()
+        };
+        write("stored_state", "share_snapshot", &weir::share::state::encode_snapshot(&snapshot));
+    }
     write("sasl_exchange", "plain", b"\x00\x00u\x00pw");
     write("sasl_exchange", "scram_first", b"\x01n,,n=u,r=abcdefgh\nc=biws,r=abcdefgh,p=AAAA");
     write("sasl_exchange", "scram512_v0", b"\x82n,a=u,n=u,r=x");

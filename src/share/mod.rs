@@ -130,6 +130,17 @@ pub fn initial_offset(broker: &Broker, group: &str, log: &Log) -> i64 {
     log.high_watermark()
 }
 
+/// A share-partition from its stored state, held within the log as it is now (stored state
+/// is read from disk or another broker: a start or end beyond the log is clamped to it).
+pub fn restore_snapshot(s: state::StateSnapshot, log_start: i64, log_end: i64, limits: Limits) -> SharePartition {
+    let start = s.start_offset.clamp(log_start.max(0), log_end.max(0));
+    let end = s.batches.last().map_or(start, |b| b.1.saturating_add(1)).clamp(start, log_end.max(start));
+    let mut sp = SharePartition::restore(start, end, s.state_epoch, &s.batches, limits);
+    sp.dead_letters = s.dead_letters;
+    sp.dead_letter_mark = s.dead_letter_mark;
+    sp
+}
+
 impl ShareManager {
     /// The share-partition for `key` on the partition this broker leads: from its persisted
     /// state (read from its state coordinator, wherever that is), else new at the group's
@@ -147,11 +158,8 @@ impl ShareManager {
         let limits = limits(broker, &key.group);
         let sp = match stored {
             Some(s) => {
-                let end = s.batches.last().map_or(s.start_offset, |b| b.1 + 1);
-                let mut sp = SharePartition::restore(s.start_offset, end, s.state_epoch, &s.batches, limits);
-                sp.dead_letters = s.dead_letters;
-                sp.dead_letter_mark = s.dead_letter_mark;
-                sp
+                let log = partition.log();
+                restore_snapshot(s, log.log_start_offset(), log.log_end_offset(), limits)
             }
             None => SharePartition::new(initial_offset(broker, &key.group, &partition.log()), limits),
         };

@@ -162,6 +162,19 @@ fn topic_id(broker: &TestBroker, topic: &str) -> Uuid {
     broker.running.as_ref().unwrap().broker.topic(topic).unwrap().id
 }
 
+/// A member of `group` that joined subscribed to `topic` and opened its share session on
+/// partition 0 (before anything is produced).
+async fn fetching_member(b: &str, group: &str, member: &str, topic: &str, id: Uuid) -> Member {
+    let (b, group, member, topic) = (b.to_string(), group.to_string(), member.to_string(), topic.to_string());
+    blocking(move || {
+        let mut m = Member::new(&b, &group, &member);
+        m.join(&[&topic]);
+        assert_eq!(m.fetch(id, vec![]).error_code, 0, "share session opened");
+        m
+    })
+    .await
+}
+
 /// Runs blocking raw-protocol work off the async runtime.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -362,16 +375,7 @@ async fn share_state_survives_a_restart() {
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let id = topic_id(&broker, &topic);
     let b = broker.bootstrap.clone();
-    let m = blocking({
-        let (b, topic) = (b.clone(), topic.clone());
-        move || {
-            let mut m = Member::new(&b, "sg-restart", "member-r");
-            m.join(&[&topic]);
-            assert_eq!(m.fetch(id, vec![]).error_code, 0);
-            m
-        }
-    })
-    .await;
+    let m = fetching_member(&b, "sg-restart", "member-r", &topic, id).await;
     produce_n(&broker.bootstrap, &topic, 6).await;
     blocking(move || {
         let mut m = m;
@@ -431,16 +435,7 @@ async fn dead_letters_are_copied_once_even_across_a_crash() {
     running.set_group_configs("sg-dlq", configs, false).await.unwrap();
     let id = topic_id(&broker, &topic);
     let b = broker.bootstrap.clone();
-    let m = blocking({
-        let (b, topic) = (b.clone(), topic.clone());
-        move || {
-            let mut m = Member::new(&b, "sg-dlq", "member-d");
-            m.join(&[&topic]);
-            assert_eq!(m.fetch(id, vec![]).error_code, 0);
-            m
-        }
-    })
-    .await;
+    let m = fetching_member(&b, "sg-dlq", "member-d", &topic, id).await;
     produce_n(&broker.bootstrap, &topic, 3).await;
     blocking(move || {
         let mut m = m;
@@ -500,16 +495,7 @@ async fn share_group_offsets_described_altered_and_deleted() {
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let id = topic_id(&broker, &topic);
     let b = broker.bootstrap.clone();
-    let m = blocking({
-        let (b, topic) = (b.clone(), topic.clone());
-        move || {
-            let mut m = Member::new(&b, "sg-offsets", "member-o");
-            m.join(&[&topic]);
-            assert_eq!(m.fetch(id, vec![]).error_code, 0);
-            m
-        }
-    })
-    .await;
+    let m = fetching_member(&b, "sg-offsets", "member-o", &topic, id).await;
     produce_n(&broker.bootstrap, &topic, 8).await;
     blocking(move || {
         let mut m = m;

@@ -562,6 +562,14 @@ impl Broker {
         self.config.read().get_i64(key)
     }
 
+    /// A `GROUP` config of `group` as a number: the group's override, else the broker value
+    /// of its synonym, else its default (`None` for an unknown or non-numeric key).
+    pub fn group_config_i64(&self, group: &str, name: &str) -> Option<i64> {
+        let def = crate::config::group_def(name)?;
+        let overrides = self.group_configs(group);
+        crate::config::group_value(&self.config.read(), &overrides, def).0.parse().ok()
+    }
+
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         LogConfig::resolve(&self.config.read(), overrides)
     }

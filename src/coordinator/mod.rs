@@ -174,19 +174,26 @@ pub fn replay_partitions(partitions: &[Arc<Partition>], mut f: impl FnMut(&Recor
     let mut records = 0usize;
     for p in partitions {
         let log = p.log();
-        let mut offset = log.log_start_offset();
-        let end = log.log_end_offset();
-        while offset < end {
-            let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
-            let mut buf = bytes;
-            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
-            let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
-            for r in sets.iter().flat_map(|s| s.records.iter()) {
-                records += 1;
-                f(r);
-            }
-            offset = last + 1;
+        records += read_records(&log, log.log_start_offset(), log.log_end_offset(), &mut f)?;
+    }
+    Ok(records)
+}
+
+/// Calls `f` with every record of the batches of `log` from the one holding `from` up to
+/// `end` (exclusive), decoded, in offset order; returns how many.
+pub fn read_records(log: &crate::log::Log, from: i64, end: i64, mut f: impl FnMut(&Record)) -> Result<usize, LogError> {
+    let mut records = 0usize;
+    let mut offset = from.max(log.log_start_offset());
+    while offset < end {
+        let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
+        let mut buf = bytes;
+        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
+        let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
+        for r in sets.iter().flat_map(|s| s.records.iter()) {
+            records += 1;
+            f(r);
         }
+        offset = last + 1;
     }
     Ok(records)
 }

@@ -22,13 +22,12 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 use super::partition::{ArchiveReason, Archived};
 use super::{ShareManager, SharePartitionHandle, SharePartitionKey};
 use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
+use crate::coordinator::read_records;
 use crate::log::{Log, LogError};
 
 pub const HEADER_TOPIC: &str = "__dlq.errors.topic";
@@ -189,26 +188,17 @@ impl ShareManager {
 /// Offsets of `key`'s records already copied to the dead-letter partition at or after `mark`.
 fn already_copied(log: &Log, mark: i64, key: &SharePartitionKey, topic: &str) -> Result<HashSet<i64>, LogError> {
     let mut found = HashSet::new();
-    let mut offset = mark.max(log.log_start_offset());
-    let end = log.log_end_offset();
-    while offset < end {
-        let Some(bytes) = log.read(offset, 1 << 20, end, true)?.bytes()? else { break };
-        let mut buf = bytes;
-        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
-        let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
-        for r in sets.iter().flat_map(|s| s.records.iter()) {
-            let header = |name: &'static str| {
-                r.headers.get(&StrBytes::from_static_str(name)).and_then(|v| v.as_ref()).map(|v| v.as_ref())
-            };
-            let same = header(HEADER_GROUP) == Some(key.group.as_bytes())
-                && header(HEADER_TOPIC) == Some(topic.as_bytes())
-                && header(HEADER_PARTITION) == Some(key.partition.to_string().as_bytes());
-            if let Some(o) = header(HEADER_OFFSET).filter(|_| same).and_then(|v| std::str::from_utf8(v).ok()) {
-                found.extend(o.parse::<i64>().ok());
-            }
+    read_records(log, mark, log.log_end_offset(), |r| {
+        let header = |name: &'static str| {
+            r.headers.get(&StrBytes::from_static_str(name)).and_then(|v| v.as_ref()).map(|v| v.as_ref())
+        };
+        let same = header(HEADER_GROUP) == Some(key.group.as_bytes())
+            && header(HEADER_TOPIC) == Some(topic.as_bytes())
+            && header(HEADER_PARTITION) == Some(key.partition.to_string().as_bytes());
+        if let Some(o) = header(HEADER_OFFSET).filter(|_| same).and_then(|v| std::str::from_utf8(v).ok()) {
+            found.extend(o.parse::<i64>().ok());
         }
-        offset = last + 1;
-    }
+    })?;
     Ok(found)
 }
 
@@ -223,20 +213,12 @@ fn originals(
 ) -> Result<Vec<Record>, LogError> {
     let mut out = Vec::new();
     for dead in pending {
-        let mut offset = dead.first.max(log.log_start_offset());
-        while offset <= dead.last {
-            let Some(bytes) = log.read(offset, 1 << 20, log.high_watermark(), true)?.bytes()? else { break };
-            let mut buf = bytes;
-            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LogError::Io(std::io::Error::other(e)))?;
-            let Some(last) = sets.iter().flat_map(|s| s.records.iter()).map(|r| r.offset).max() else { break };
-            for r in sets.iter().flat_map(|s| s.records.iter()) {
-                if r.control || r.offset < offset || r.offset > dead.last || copied.contains(&r.offset) {
-                    continue;
-                }
+        let end = log.high_watermark().min(dead.last.saturating_add(1));
+        read_records(log, dead.first, end, |r| {
+            if !r.control && (dead.first..=dead.last).contains(&r.offset) && !copied.contains(&r.offset) {
                 out.push(dead_letter(r, dead, key, topic));
             }
-            offset = last + 1;
-        }
+        })?;
     }
     Ok(out)
 }

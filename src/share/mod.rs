@@ -86,24 +86,15 @@ pub struct ShareManager {
 
 /// A share group's limits from its group configs and the broker's.
 pub fn limits(broker: &Broker, group: &str) -> Limits {
-    let cfg = broker.config();
-    let overrides = broker.group_configs(group);
-    let group_value = |name: &str| {
-        crate::config::group_def(name)
-            .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
-    };
-    let lock_ms = group_value("share.record.lock.duration.ms").unwrap_or(30_000);
-    let delivery =
-        group_value("share.delivery.count.limit").unwrap_or_else(|| cfg.get_i64("group.share.delivery.count.limit"));
-    let max_locks = group_value("share.partition.max.record.locks")
-        .unwrap_or_else(|| cfg.get_i64("group.share.partition.max.record.locks"));
+    let value = |name: &str, default: i64| broker.group_config_i64(group, name).unwrap_or(default);
+    let dead_letter_topic = broker.group_configs(group).get("errors.deadletterqueue.topic.name").cloned();
     Limits {
-        delivery_count_limit: delivery.clamp(1, i64::from(i16::MAX)) as i16,
-        max_in_flight: max_locks.max(1),
-        lock_ms: lock_ms.max(1),
-        release_backoff_ms: group_value("weir.share.release.backoff.ms").unwrap_or(0),
-        release_backoff_max_ms: group_value("weir.share.release.backoff.max.ms").unwrap_or(0),
-        dead_letter: overrides.get("errors.deadletterqueue.topic.name").is_some_and(|t| !t.is_empty()),
+        delivery_count_limit: value("share.delivery.count.limit", 5).clamp(1, i64::from(i16::MAX)) as i16,
+        max_in_flight: value("share.partition.max.record.locks", 2000).max(1),
+        lock_ms: value("share.record.lock.duration.ms", 30_000).max(1),
+        release_backoff_ms: value("weir.share.release.backoff.ms", 0),
+        release_backoff_max_ms: value("weir.share.release.backoff.max.ms", 0),
+        dead_letter: dead_letter_topic.is_some_and(|t| !t.is_empty()),
     }
 }
 
@@ -176,6 +167,10 @@ impl ShareManager {
         sp: &SharePartitionHandle,
     ) -> Result<(), state::StateError> {
         let mut written = sp.persisting.lock().await;
+        // a share-partition replaced or deleted meanwhile must not write its old state back
+        if !self.partitions.get(key).is_some_and(|current| Arc::ptr_eq(&current, sp)) {
+            return Ok(());
+        }
         let (version, snapshot) = {
             let state = sp.lock();
             let leader_epoch = broker
@@ -317,31 +312,55 @@ impl ShareManager {
             dead_letter_mark: -1,
             ..Default::default()
         };
-        self.state.write(broker, key, Some(snapshot)).await?;
-        self.partitions.insert(key.clone(), Arc::new(ShareEntry::new(sp)));
+        self.replace(broker, key, Some((snapshot, sp))).await?;
         self.wake();
         Ok(())
     }
 
     /// Forgets a group's state for every partition of a topic (DeleteShareGroupOffsets).
     pub async fn forget_topic(&self, broker: &Broker, group: &str, topic_id: Uuid) -> Result<(), state::StateError> {
-        let mut keys: BTreeSet<SharePartitionKey> =
-            self.state.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id).collect();
-        keys.extend(self.of_group(group).into_iter().map(|(k, _)| k).filter(|k| k.topic_id == topic_id));
-        self.partitions.retain(|k, _| !keys.contains(k));
-        for key in keys {
-            self.state.write(broker, &key, None).await?;
+        for key in self.keys_of(group).into_iter().filter(|k| k.topic_id == topic_id) {
+            self.replace(broker, &key, None).await?;
         }
         Ok(())
     }
 
     /// Deletes a group's share-partitions and their persisted state (DeleteGroups).
     pub async fn delete_group(&self, broker: &Broker, group: &str) -> Result<(), state::StateError> {
+        for key in self.keys_of(group) {
+            self.replace(broker, &key, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Every share-partition of `group` known here, stored or loaded.
+    fn keys_of(&self, group: &str) -> BTreeSet<SharePartitionKey> {
         let mut keys: BTreeSet<SharePartitionKey> = self.state.of_group(group).into_iter().map(|(k, _)| k).collect();
         keys.extend(self.of_group(group).into_iter().map(|(k, _)| k));
-        self.partitions.retain(|k, _| k.group != group);
-        for key in keys {
-            self.state.write(broker, &key, None).await?;
+        keys
+    }
+
+    /// Writes a share-partition's new state (`None`: deletes it) and puts its new in-memory
+    /// form in place, holding the old one's write lock throughout: a write of the old state
+    /// still under way finishes first, and none starts after (see [`Self::persist`]).
+    async fn replace(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        new: Option<(state::StateSnapshot, SharePartition)>,
+    ) -> Result<(), state::StateError> {
+        let old = self.partitions.get(key).map(|e| e.clone());
+        let _old_writes = match &old {
+            Some(entry) => Some(entry.persisting.lock().await),
+            None => None,
+        };
+        self.partitions.remove(key);
+        match new {
+            Some((snapshot, sp)) => {
+                self.state.write(broker, key, Some(snapshot)).await?;
+                self.partitions.insert(key.clone(), Arc::new(ShareEntry::new(sp)));
+            }
+            None => self.state.write(broker, key, None).await?,
         }
         Ok(())
     }

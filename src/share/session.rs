@@ -79,15 +79,11 @@ impl SessionCache {
                 Ok(SessionStep::Closed(session.partitions))
             }
             _ => {
-                let session = self.sessions.get_mut(&key).ok_or(ResponseError::ShareSessionNotFound)?;
-                if session.epoch != epoch {
-                    return Err(ResponseError::InvalidShareSessionEpoch);
-                }
+                let session = self.next_in(&key, epoch)?;
                 session.partitions.extend(add.iter().copied());
                 for tp in forget {
                     session.partitions.remove(tp);
                 }
-                session.epoch = next_epoch(session.epoch);
                 session.connection = connection;
                 Ok(SessionStep::Open(session.partitions.clone()))
             }
@@ -102,15 +98,19 @@ impl SessionCache {
                 let session = self.sessions.remove(&key).ok_or(ResponseError::ShareSessionNotFound)?;
                 Ok(SessionStep::Closed(session.partitions))
             }
-            _ => {
-                let session = self.sessions.get_mut(&key).ok_or(ResponseError::ShareSessionNotFound)?;
-                if session.epoch != epoch {
-                    return Err(ResponseError::InvalidShareSessionEpoch);
-                }
-                session.epoch = next_epoch(session.epoch);
-                Ok(SessionStep::Open(session.partitions.clone()))
-            }
+            _ => Ok(SessionStep::Open(self.next_in(&key, epoch)?.partitions.clone())),
         }
+    }
+
+    /// The session a request at `epoch` continues, its epoch moved on; the request's error when
+    /// there is none or the epoch is not the one expected.
+    fn next_in(&mut self, key: &SessionKey, epoch: i32) -> Result<&mut ShareSession, ResponseError> {
+        let session = self.sessions.get_mut(key).ok_or(ResponseError::ShareSessionNotFound)?;
+        if session.epoch != epoch {
+            return Err(ResponseError::InvalidShareSessionEpoch);
+        }
+        session.epoch = next_epoch(session.epoch);
+        Ok(session)
     }
 
     /// Removes the sessions a closed connection opened; returns their keys and partitions.

@@ -163,13 +163,7 @@ impl GroupCoordinator {
 
     /// A KIP-848 group's timing: its `GROUP` config overrides, else the broker's defaults.
     pub fn consumer_config(broker: &Broker, group_id: &str) -> consumer::ConsumerGroupConfig {
-        let cfg = broker.config();
-        let overrides = broker.group_configs(group_id);
-        let ms = |name: &str| {
-            crate::config::group_def(name)
-                .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
-                .unwrap_or(1)
-        };
+        let ms = |name: &str| broker.group_config_i64(group_id, name).unwrap_or(1);
         consumer::ConsumerGroupConfig {
             session_timeout: Duration::from_millis(ms("consumer.session.timeout.ms").max(1) as u64),
             heartbeat_interval_ms: ms("consumer.heartbeat.interval.ms") as i32,
@@ -178,17 +172,11 @@ impl GroupCoordinator {
 
     /// A share group's membership settings: its group configs, else the broker's.
     pub fn share_config(broker: &Broker, group_id: &str) -> share::ShareGroupConfig {
-        let cfg = broker.config();
-        let overrides = broker.group_configs(group_id);
-        let ms = |name: &str| {
-            crate::config::group_def(name)
-                .and_then(|d| crate::config::group_value(&cfg, &overrides, d).0.parse::<i64>().ok())
-                .unwrap_or(1)
-        };
+        let ms = |name: &str| broker.group_config_i64(group_id, name).unwrap_or(1);
         share::ShareGroupConfig {
             session_timeout: Duration::from_millis(ms("share.session.timeout.ms").max(1) as u64),
             heartbeat_interval_ms: ms("share.heartbeat.interval.ms") as i32,
-            max_size: cfg.get_i64("group.share.max.size").max(1) as usize,
+            max_size: broker.config_i64("group.share.max.size").max(1) as usize,
         }
     }
 

@@ -630,10 +630,14 @@ async fn share_state_fails_over_with_the_partition_leader() {
     let r: MetadataResponse = raw::call(bootstrap.split(',').next().unwrap(), ApiKey::Metadata, 12, &req);
     let id = r.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap().topic_id;
     let leader_addr = cluster.nodes[cluster.index_of(leader)].client.clone();
-    let coordinator =
-        eventually(Duration::from_secs(15), "a group coordinator", || coordinator_of(&cluster, "sg-failover"));
-    let mut m = Member::split(&coordinator, &leader_addr, "sg-failover", "member-f");
-    m.join(&[&topic]);
+    // the coordinator may still be loading its partition (COORDINATOR_LOAD_IN_PROGRESS)
+    let mut m = eventually(Duration::from_secs(15), "joined through the group coordinator", || {
+        let coordinator = coordinator_of(&cluster, "sg-failover")?;
+        let mut m = Member::split(&coordinator, &leader_addr, "sg-failover", "member-f");
+        let r = m.heartbeat_with(0, Some(&[&topic]));
+        m.epoch = r.member_epoch;
+        (r.error_code == 0).then_some(m)
+    });
     assert_eq!(m.fetch(id, vec![]).error_code, 0);
     let p = producer(&bootstrap, &[("acks", "all")]);
     for i in 0..10 {

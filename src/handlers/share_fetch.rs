@@ -165,7 +165,7 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
     }
     let session_partitions = match step {
         SessionStep::Closed(partitions) => {
-            ctx.broker.shares.release(&ctx.broker, &group, &member, Some(&partitions));
+            ctx.broker.shares.session_ended(&ctx.broker, &group, &member, Some(&partitions));
             Default::default()
         }
         SessionStep::Open(partitions) if req.max_records > 0 => partitions,
@@ -316,7 +316,7 @@ pub async fn acknowledge_request(ctx: &RequestContext, req: ShareAcknowledgeRequ
         }
     }
     if let SessionStep::Closed(partitions) = step {
-        ctx.broker.shares.release(&ctx.broker, &group, &member, Some(&partitions));
+        ctx.broker.shares.session_ended(&ctx.broker, &group, &member, Some(&partitions));
     }
     let resp = ShareAcknowledgeResponse::default().with_responses(by_topic(out, |t, ps| {
         ShareAcknowledgeTopicResponse::default().with_topic_id(t).with_partitions(ps)

@@ -167,6 +167,18 @@ impl ShareManager {
         sp: &SharePartitionHandle,
     ) -> Result<(), state::StateError> {
         let mut written = sp.persisting.lock().await;
+        self.persist_locked(broker, key, sp, &mut written).await
+    }
+
+    /// [`Self::persist`] with the share-partition's write lock held (`written`: the version
+    /// last written).
+    async fn persist_locked(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        sp: &SharePartitionHandle,
+        written: &mut u64,
+    ) -> Result<(), state::StateError> {
         // a share-partition replaced or deleted meanwhile must not write its old state back
         if !self.partitions.get(key).is_some_and(|current| Arc::ptr_eq(&current, sp)) {
             return Ok(());
@@ -283,14 +295,47 @@ impl ShareManager {
     pub fn connection_closed(self: &Arc<Self>, broker: &Arc<Broker>, connection: u64) {
         let closed = self.sessions.lock().connection_closed(connection);
         for ((group, member), partitions) in closed {
-            self.release(broker, &group, &member, Some(&partitions));
+            self.session_ended(broker, &group, &member, Some(&partitions));
         }
     }
 
     /// A member left its group (or was expired): its session here ends and its records go back.
     pub fn member_left(self: &Arc<Self>, broker: &Arc<Broker>, group: &str, member: &str) {
         self.sessions.lock().remove(&(group.to_string(), member.to_string()));
-        self.release(broker, group, member, None);
+        self.session_ended(broker, group, member, None);
+    }
+
+    /// A member's share session ended (closed, its connection gone, the member gone): what it
+    /// held is released; once no session of the group is left here, the group's
+    /// share-partitions are written and dropped from memory, to be read again from the state
+    /// store by the next fetch — which then sees any reset or deletion made meanwhile
+    /// (Kafka's share-partition manager does the same when a group empties).
+    pub fn session_ended(
+        self: &Arc<Self>,
+        broker: &Arc<Broker>,
+        group: &str,
+        member: &str,
+        partitions: Option<&BTreeSet<TopicIdPartition>>,
+    ) {
+        self.release(broker, group, member, partitions);
+        if self.sessions.lock().has_group(group) {
+            return;
+        }
+        let (me, broker, group) = (self.clone(), broker.clone(), group.to_string());
+        tokio::spawn(async move {
+            for (key, sp) in me.of_group(&group) {
+                let mut written = sp.persisting.lock().await;
+                if let Err(e) = me.persist_locked(&broker, &key, &sp, &mut written).await {
+                    tracing::warn!(group = %key.group, error = %e, "cannot persist share-partition state; kept in memory");
+                    continue;
+                }
+                // a session that started meanwhile keeps the group's share-partitions here
+                let sessions = me.sessions.lock();
+                if !sessions.has_group(&group) && sp.lock().dead_letters.is_empty() {
+                    me.partitions.remove_if(&key, |_, current| Arc::ptr_eq(current, &sp));
+                }
+            }
+        });
     }
 
     /// Starts a share-partition afresh at `start_offset` (AlterShareGroupOffsets): nothing in

@@ -125,6 +125,11 @@ impl SessionCache {
         self.sessions.remove(key).map(|s| s.partitions)
     }
 
+    /// Whether any member of `group` has a session here.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.sessions.keys().any(|(g, _)| g == group)
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }

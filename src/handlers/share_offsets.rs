@@ -24,14 +24,18 @@ use crate::broker::Topic;
 use crate::security::acl::{op, resource};
 use crate::share::SharePartitionKey;
 
-/// A share group's start offset and leader epoch for a partition (-1s when it has none).
-fn start_of(ctx: &RequestContext, key: &SharePartitionKey) -> (i64, i32) {
+/// A share group's start offset and leader epoch for a partition (-1s when it has none): as
+/// this broker has it loaded, else from the state's coordinator, wherever that is.
+async fn start_of(ctx: &RequestContext, key: &SharePartitionKey) -> Result<(i64, i32), ResponseError> {
     let shares = &ctx.broker.shares;
     if let Some(sp) = shares.get(key) {
         let epoch = shares.state.stored(key).map_or(-1, |s| s.leader_epoch);
-        return (sp.lock().start_offset(), epoch);
+        return Ok((sp.lock().start_offset(), epoch));
     }
-    shares.state.stored(key).map_or((-1, -1), |s| (s.start_offset, s.leader_epoch))
+    match shares.state.read(&ctx.broker, key).await {
+        Ok(stored) => Ok(stored.map_or((-1, -1), |s| (s.start_offset, s.leader_epoch))),
+        Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+    }
 }
 
 /// Whether `group` is a share group here; the error to answer otherwise.
@@ -56,32 +60,37 @@ pub async fn describe(
             continue;
         }
         // the topics asked for, or every one the group has state for
+        let all = g.topics.is_none();
         let wanted: Vec<(String, Vec<i32>)> = match g.topics {
             Some(topics) => topics.into_iter().map(|t| (t.topic_name.0.to_string(), t.partitions)).collect(),
-            None => known_partitions(ctx, &group),
+            None => known_partitions(ctx, &group).await,
         };
         for (name, partitions) in wanted {
             if !ctx.authorized(op::DESCRIBE, resource::TOPIC, &name) {
                 continue;
             }
             let topic = ctx.broker.topic(&name);
-            let described = partitions
-                .into_iter()
-                .map(|p| {
-                    let part = DescribeShareGroupOffsetsResponsePartition::default().with_partition_index(p);
-                    match topic.as_ref().filter(|t| t.partition(p).is_some()) {
-                        None => part
-                            .with_start_offset(-1)
-                            .with_leader_epoch(-1)
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                        Some(t) => {
-                            let key = SharePartitionKey { group: group.clone(), topic_id: t.id, partition: p };
-                            let (start, epoch) = start_of(ctx, &key);
-                            part.with_start_offset(start).with_leader_epoch(epoch)
-                        }
+            let mut described = Vec::with_capacity(partitions.len());
+            for p in partitions {
+                let part = DescribeShareGroupOffsetsResponsePartition::default().with_partition_index(p);
+                let Some(t) = topic.as_ref().filter(|t| t.partition(p).is_some()) else {
+                    let code = ResponseError::UnknownTopicOrPartition.code();
+                    described.push(part.with_start_offset(-1).with_leader_epoch(-1).with_error_code(code));
+                    continue;
+                };
+                let key = SharePartitionKey { group: group.clone(), topic_id: t.id, partition: p };
+                match start_of(ctx, &key).await {
+                    // asked for all: only the partitions the group has state for
+                    Ok((-1, _)) if all => {}
+                    Ok((start, epoch)) => described.push(part.with_start_offset(start).with_leader_epoch(epoch)),
+                    Err(code) => {
+                        described.push(part.with_start_offset(-1).with_leader_epoch(-1).with_error_code(code.code()))
                     }
-                })
-                .collect();
+                }
+            }
+            if described.is_empty() {
+                continue;
+            }
             out.topics.push(
                 DescribeShareGroupOffsetsResponseTopic::default()
                     .with_topic_name(TopicName(str_bytes(name)))
@@ -94,16 +103,31 @@ pub async fn describe(
     DescribeShareGroupOffsetsResponse::default().with_groups(groups)
 }
 
-/// The partitions `group` has share state for, by topic name.
-fn known_partitions(ctx: &RequestContext, group: &str) -> Vec<(String, Vec<i32>)> {
+/// The partitions `group` may have share state for, by topic name: those known here, and
+/// every partition of the topics its members subscribe to (their state may live on another
+/// broker).
+async fn known_partitions(ctx: &RequestContext, group: &str) -> Vec<(String, Vec<i32>)> {
     let shares = &ctx.broker.shares;
-    let keys: BTreeSet<(uuid::Uuid, i32)> = shares
+    let mut keys: BTreeSet<(uuid::Uuid, i32)> = shares
         .state
         .of_group(group)
         .into_iter()
         .map(|(k, _)| (k.topic_id, k.partition))
         .chain(shares.of_group(group).into_iter().map(|(k, _)| (k.topic_id, k.partition)))
         .collect();
+    let subscribed: BTreeSet<String> = match ctx.broker.groups.group(group) {
+        Some(handle) => handle
+            .lock()
+            .await
+            .share
+            .as_ref()
+            .map(|s| s.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect())
+            .unwrap_or_default(),
+        None => BTreeSet::new(),
+    };
+    for topic in subscribed.iter().filter_map(|name| ctx.broker.topic(name)) {
+        keys.extend((0..topic.partition_count).map(|p| (topic.id, p)));
+    }
     let mut out: Vec<(String, Vec<i32>)> = Vec::new();
     for (id, p) in keys {
         let Some(topic) = ctx.broker.topic_by_id(&id) else { continue };

@@ -11,33 +11,19 @@ use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::groups::{check_group_here, group_operations};
+use super::groups::{check_group_here, check_heartbeat, group_operations};
 use super::{str_bytes, RequestContext};
 use crate::coordinator::group::consumer::{to_lists, ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
-use crate::security::acl::{op, resource};
+use crate::security::acl::op;
 
 pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
     let error = |code: ResponseError, msg: &str| {
         ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
     let group_id = req.group_id.0.to_string();
-    // not authorized, or not this group's coordinator (NOT_COORDINATOR sends the member to
-    // look it up again, COORDINATOR_LOAD_IN_PROGRESS to retry)
-    if let Err(code) = check_group_here(ctx, op::READ, &group_id) {
-        let message = match code {
-            ResponseError::GroupAuthorizationFailed => "Not authorized to access group".to_string(),
-            other => other.to_string(),
-        };
-        return error(code, &message);
-    }
-    if let Some(names) = &req.subscribed_topic_names {
-        if names.iter().any(|t| !ctx.authorized(op::DESCRIBE, resource::TOPIC, t.0.as_str())) {
-            return error(ResponseError::TopicAuthorizationFailed, "Not authorized to describe a subscribed topic");
-        }
-    }
-    if group_id.is_empty() {
-        return error(ResponseError::InvalidRequest, "GroupId can't be empty.");
+    if let Err((code, msg)) = check_heartbeat(ctx, &group_id, req.subscribed_topic_names.as_deref()) {
+        return error(code, &msg);
     }
     if ctx.version >= 1 && req.member_id.is_empty() {
         return error(ResponseError::InvalidRequest, "MemberId can't be empty.");

@@ -46,6 +46,30 @@ pub fn check_group_here(ctx: &RequestContext, operation: i8, group: &str) -> Res
     GroupCoordinator::ownership(&ctx.broker, group)
 }
 
+/// The checks a KIP-848 or KIP-932 heartbeat starts with: READ on the group at its
+/// coordinator (NOT_COORDINATOR sends the member to look it up again,
+/// COORDINATOR_LOAD_IN_PROGRESS to retry), DESCRIBE on every subscribed topic, a group id.
+pub fn check_heartbeat(
+    ctx: &RequestContext,
+    group: &str,
+    topics: Option<&[TopicName]>,
+) -> Result<(), (ResponseError, String)> {
+    if let Err(code) = check_group_here(ctx, op::READ, group) {
+        let message = match code {
+            ResponseError::GroupAuthorizationFailed => "Not authorized to access group".to_string(),
+            other => other.to_string(),
+        };
+        return Err((code, message));
+    }
+    if topics.is_some_and(|names| names.iter().any(|t| !ctx.authorized(op::DESCRIBE, resource::TOPIC, t.0.as_str()))) {
+        return Err((ResponseError::TopicAuthorizationFailed, "Not authorized to describe a subscribed topic".into()));
+    }
+    if group.is_empty() {
+        return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
+    }
+    Ok(())
+}
+
 /// A group's authorized-operations field, when asked for.
 pub fn group_operations(ctx: &RequestContext, group: &str, requested: bool) -> i32 {
     if requested {

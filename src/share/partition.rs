@@ -406,7 +406,11 @@ impl SharePartition {
         types: &[i8],
         now_ms: i64,
     ) -> Result<Vec<Archived>, AckError> {
-        let len = last.checked_sub(first).map(|d| d + 1).filter(|n| *n > 0).ok_or(AckError::InvalidRequest)?;
+        let len = last
+            .checked_sub(first)
+            .and_then(|d| d.checked_add(1))
+            .filter(|n| *n > 0)
+            .ok_or(AckError::InvalidRequest)?;
         if types.is_empty() || (types.len() != 1 && types.len() as i64 != len) {
             return Err(AckError::InvalidRequest);
         }
@@ -741,6 +745,8 @@ mod tests {
         assert_eq!(sp.acknowledge("a", 4, 3, &[ack::ACCEPT], 1), Err(AckError::InvalidRequest));
         assert_eq!(sp.acknowledge("a", 0, 4, &[1, 1], 1), Err(AckError::InvalidRequest));
         assert_eq!(sp.acknowledge("a", 0, 4, &[7], 1), Err(AckError::InvalidRequest));
+        assert_eq!(sp.acknowledge("a", 1, i64::MAX, &[1], 1), Err(AckError::InvalidRecordState));
+        assert_eq!(sp.acknowledge("a", i64::MIN, i64::MAX, &[1], 1), Err(AckError::InvalidRequest));
         // refused acknowledgements changed nothing; accepting twice is refused the second time
         sp.acknowledge("a", 0, 4, &[ack::ACCEPT], 1).unwrap();
         assert_eq!(sp.acknowledge("a", 0, 0, &[ack::ACCEPT], 1), Err(AckError::InvalidRecordState));

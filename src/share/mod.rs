@@ -189,7 +189,7 @@ impl ShareManager {
                 .topic_by_id(&key.topic_id)
                 .and_then(|t| t.state(key.partition).map(|s| s.leader_epoch))
                 .unwrap_or(-1);
-            let created = self.state.stored(key).map_or_else(now_ms, |s| s.create_timestamp);
+            let created = self.state.created_at(key).unwrap_or_else(now_ms);
             let snapshot = state::StateSnapshot {
                 state_epoch: state.state_epoch,
                 leader_epoch,

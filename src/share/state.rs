@@ -265,6 +265,11 @@ mod rpc {
     use super::*;
     use kafka_protocol::messages::{read_share_group_state_response as read, write_share_group_state_request as write};
 
+    /// The dead-letter mark and pending copies carried in a message's unknown tagged fields.
+    fn dead_letters_in(tags: &std::collections::BTreeMap<i32, Bytes>) -> (i64, Vec<Archived>) {
+        tags.get(&(DEAD_LETTERS_TAG as i32)).and_then(|t| decode_dead_letters(t.clone())).unwrap_or((-1, Vec::new()))
+    }
+
     pub fn to_write(key: &SharePartitionKey, s: &StateSnapshot) -> WriteShareGroupStateRequest {
         let batches = s
             .batches
@@ -297,11 +302,7 @@ mod rpc {
             .iter()
             .filter_map(|b| Some((b.first_offset, b.last_offset, record_state(b.delivery_state)?, b.delivery_count)))
             .collect();
-        let (dead_letter_mark, dead_letters) = p
-            .unknown_tagged_fields
-            .get(&(DEAD_LETTERS_TAG as i32))
-            .and_then(|t| decode_dead_letters(t.clone()))
-            .unwrap_or((-1, Vec::new()));
+        let (dead_letter_mark, dead_letters) = dead_letters_in(&p.unknown_tagged_fields);
         let key = SharePartitionKey { group: group.to_string(), topic_id, partition: p.partition };
         let snapshot = StateSnapshot {
             state_epoch: p.state_epoch,
@@ -353,11 +354,7 @@ mod rpc {
             .iter()
             .filter_map(|b| Some((b.first_offset, b.last_offset, record_state(b.delivery_state)?, b.delivery_count)))
             .collect();
-        let (dead_letter_mark, dead_letters) = r
-            .unknown_tagged_fields
-            .get(&(DEAD_LETTERS_TAG as i32))
-            .and_then(|t| decode_dead_letters(t.clone()))
-            .unwrap_or((-1, Vec::new()));
+        let (dead_letter_mark, dead_letters) = dead_letters_in(&r.unknown_tagged_fields);
         Some(StateSnapshot {
             state_epoch: r.state_epoch,
             leader_epoch: -1,
@@ -402,6 +399,12 @@ impl ShareStateStore {
     /// The state last persisted for a share-partition.
     pub fn stored(&self, key: &SharePartitionKey) -> Option<StateSnapshot> {
         self.stored.get(key).map(|s| s.clone())
+    }
+
+    /// When a share-partition's stored state was created (without copying the state: every
+    /// write asks).
+    pub fn created_at(&self, key: &SharePartitionKey) -> Option<i64> {
+        self.stored.get(key).map(|s| s.create_timestamp)
     }
 
     /// Every persisted share-partition of `group`.

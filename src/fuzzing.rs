@@ -154,8 +154,9 @@ pub fn stored_state(data: &[u8]) {
         let mut sp = crate::share::restore_snapshot(s, 0, 1_000, Default::default());
         let member: std::sync::Arc<str> = std::sync::Arc::from("m");
         let batch = crate::share::partition::LogBatch::new(0, 999);
-        let got = sp.acquire(&member, &[batch], 100, 0);
+        let got = sp.acquire(&member, &[batch], 100, crate::share::partition::AcquireMode::RecordLimit, 0);
         for a in got {
+            let _ = sp.acknowledge("m", a.first, a.last, &[4], 1);
             let _ = sp.acknowledge("m", a.first, a.last, &[1], 1);
         }
         let _ = sp.lag(1_000);

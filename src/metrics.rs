@@ -265,6 +265,7 @@ fn render_share_groups(broker: &Broker, out: &mut String) {
                 ("type=\"accept\"", c.acknowledged[1]),
                 ("type=\"release\"", c.acknowledged[2]),
                 ("type=\"reject\"", c.acknowledged[3]),
+                ("type=\"renew\"", c.acknowledged[4]),
             ]
         }),
         ("weir_share_group_deliveries_total", "Records delivered (acquired), first time or again.", |c| {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 const ACCEPT: i8 = 1;
 const RELEASE: i8 = 2;
 const REJECT: i8 = 3;
+const RENEW: i8 = 4;
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
@@ -36,6 +37,11 @@ struct Member {
     id: String,
     epoch: i32,
     session_epoch: i32,
+    /// The ShareFetch / ShareAcknowledge version it speaks, and its fetches' acquire mode
+    /// and record limit.
+    version: i16,
+    acquire_mode: i8,
+    max_records: i32,
 }
 
 impl Member {
@@ -47,6 +53,9 @@ impl Member {
             id: id.into(),
             epoch: 0,
             session_epoch: 0,
+            version: 1,
+            acquire_mode: 0,
+            max_records: 500,
         }
     }
 
@@ -80,8 +89,9 @@ impl Member {
             .with_share_session_epoch(self.session_epoch)
             .with_max_wait_ms(200)
             .with_max_bytes(1 << 20)
-            .with_max_records(500)
-            .with_batch_size(500)
+            .with_max_records(self.max_records)
+            .with_batch_size(self.max_records)
+            .with_share_acquire_mode(self.acquire_mode)
             .with_topics(vec![FetchTopic::default().with_topic_id(topic).with_partitions(vec![
                 FetchPartition::default().with_partition_index(0).with_acknowledgement_batches(acks),
             ])])
@@ -90,8 +100,12 @@ impl Member {
     /// A ShareFetch of partition 0 of `topic` carrying `acks`; moves the session epoch on.
     fn fetch(&mut self, topic: Uuid, acks: Vec<AcknowledgementBatch>) -> ShareFetchResponse {
         let req = self.fetch_request(topic, acks);
+        self.send_fetch(&req)
+    }
+
+    fn send_fetch(&mut self, req: &ShareFetchRequest) -> ShareFetchResponse {
         let r: ShareFetchResponse =
-            raw::roundtrip(&mut self.conn, ApiKey::ShareFetch, 1, &req).expect("fetch answered");
+            raw::roundtrip(&mut self.conn, ApiKey::ShareFetch, self.version, req).expect("fetch answered");
         if r.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -99,10 +113,12 @@ impl Member {
     }
 
     fn acknowledge(&mut self, topic: Uuid, acks: Vec<AcknowledgementBatch>) -> ShareAcknowledgeResponse {
+        let renew = self.version >= 2 && acks.iter().any(|b| b.acknowledge_types.contains(&RENEW));
         let req = ShareAcknowledgeRequest::default()
             .with_group_id(Some(GroupId(s(&self.group))))
             .with_member_id(Some(s(&self.id)))
             .with_share_session_epoch(self.session_epoch)
+            .with_is_renew_ack(renew)
             .with_topics(vec![AcknowledgeTopic::default().with_topic_id(topic).with_partitions(vec![
                 AcknowledgePartition::default().with_partition_index(0).with_acknowledgement_batches(
                     acks.into_iter()
@@ -116,7 +132,7 @@ impl Member {
                 ),
             ])]);
         let r: ShareAcknowledgeResponse =
-            raw::roundtrip(&mut self.conn, ApiKey::ShareAcknowledge, 1, &req).expect("acknowledge answered");
+            raw::roundtrip(&mut self.conn, ApiKey::ShareAcknowledge, self.version, &req).expect("acknowledge answered");
         if r.error_code == 0 {
             self.session_epoch += 1;
         }
@@ -364,6 +380,90 @@ async fn record_states_acquire_release_reject_and_limits() {
                 body.lines().filter(|l| l.contains("share")).collect::<Vec<_>>().join("\n")
             );
         }
+    })
+    .await;
+}
+
+/// Ten records produced as one batch (a linger long enough for all of them).
+async fn produce_one_batch(bootstrap: &str, topic: &str) {
+    let p = producer(bootstrap, &[("linger.ms", "200")]);
+    let values: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    // send_result queues at once (an awaited send would wait for each delivery in turn)
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| p.send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v)).map_err(|(e, _)| e).unwrap())
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+}
+
+/// Kafka 4.2's version 2 of ShareFetch and ShareAcknowledge: the record-limit acquire mode
+/// (KIP-1206) cuts batches at `max_records`; RENEW (KIP-1222) restarts the lock of records a
+/// member holds, through ShareAcknowledge or a ShareFetch that fetches nothing; version 1
+/// refuses RENEW.
+#[tokio::test(flavor = "multi_thread")]
+async fn version_2_record_limit_and_renew() {
+    let broker = TestBroker::start(&[
+        ("group.share.min.record.lock.duration.ms", "1000"),
+        ("group.share.record.lock.duration.ms", "2000"),
+    ])
+    .await;
+    let topic = topic_name("share-v2");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let mut whole = fetching_member(&broker.bootstrap, "sg-v2-batch", "member-w", &topic, id).await;
+    let mut a = fetching_member(&broker.bootstrap, "sg-v2", "member-a", &topic, id).await;
+    let mut b = fetching_member(&broker.bootstrap, "sg-v2", "member-b", &topic, id).await;
+    produce_one_batch(&broker.bootstrap, &topic).await;
+    blocking(move || {
+        let invalid = ResponseError::InvalidRequest.code();
+        // batch-optimized (v1, and v2's default) takes the whole batch past max_records
+        whole.version = 2;
+        whole.max_records = 3;
+        assert_eq!(acquired(&whole.fetch(id, vec![])), vec![(0, 9, 1)]);
+        // record-limit takes exactly max_records, the rest of the batch stays for others
+        a.version = 2;
+        a.acquire_mode = 1;
+        a.max_records = 3;
+        let t0 = std::time::Instant::now();
+        let first = a.fetch(id, vec![]);
+        assert_eq!(acquired(&first), vec![(0, 2, 1)]);
+        assert_eq!(first.acquisition_lock_timeout_ms, 2000);
+        a.max_records = 4;
+        assert_eq!(acquired(&a.fetch(id, vec![])), vec![(3, 6, 1)]);
+        a.acquire_mode = 7;
+        assert_eq!(a.fetch(id, vec![]).error_code, invalid, "unknown acquire mode");
+        a.acquire_mode = 1;
+        // RENEW is version 2's: a version 1 acknowledgement carrying it is refused
+        a.version = 1;
+        let old = a.acknowledge(id, vec![ack(0, 1, &[RENEW])]);
+        assert_eq!(old.responses[0].partitions[0].error_code, invalid);
+        assert_eq!(old.acquisition_lock_timeout_ms, 0, "not in version 1");
+        a.version = 2;
+        // a renewing fetch must not ask for records
+        let mut greedy = a.fetch_request(id, vec![ack(3, 6, &[RENEW])]).with_is_renew_ack(true);
+        assert_eq!(a.send_fetch(&greedy).error_code, invalid);
+        greedy = greedy.with_max_wait_ms(0).with_min_bytes(0).with_max_bytes(0).with_max_records(0).with_batch_size(0);
+        let renewed = a.send_fetch(&greedy.with_share_session_epoch(a.session_epoch));
+        assert_eq!(partition_codes(&renewed), vec![(0, 0)]);
+        assert!(acquired(&renewed).is_empty(), "a renewing fetch fetches nothing");
+        // renew 0-1 (not 2) well into the lock; 2 expires at 2 s, 0-1 now last until ~3.2 s
+        std::thread::sleep(Duration::from_millis(1200).saturating_sub(t0.elapsed()));
+        let r = a.acknowledge(id, vec![ack(0, 1, &[RENEW])]);
+        assert_eq!(r.responses[0].partitions[0].error_code, 0);
+        assert_eq!(r.acquisition_lock_timeout_ms, 2000);
+        b.version = 2;
+        let theirs = b.acknowledge(id, vec![ack(0, 0, &[RENEW])]);
+        assert_eq!(theirs.responses[0].partitions[0].error_code, ResponseError::InvalidRecordState.code());
+        std::thread::sleep(Duration::from_millis(2400).saturating_sub(t0.elapsed()));
+        b.max_records = 1;
+        b.acquire_mode = 1;
+        let got = b.fetch(id, vec![]);
+        assert_eq!(acquired(&got), vec![(2, 2, 2)], "only the record not renewed came back");
+        assert!(t0.elapsed() < Duration::from_millis(3100), "checked before the renewed locks end");
+        let done = a.acknowledge(id, vec![ack(0, 1, &[ACCEPT])]);
+        assert_eq!(done.responses[0].partitions[0].error_code, 0, "a still held 0-1");
     })
     .await;
 }

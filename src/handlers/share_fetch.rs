@@ -24,7 +24,7 @@ use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::partition::Partition;
 use crate::security::acl::{op, resource};
-use crate::share::partition::AckError;
+use crate::share::partition::{ack, AckError, AcquireMode};
 use crate::share::session::{SessionStep, TopicIdPartition, INITIAL_EPOCH};
 use crate::share::{self, SharePartitionKey};
 
@@ -58,6 +58,7 @@ fn resolve(ctx: &RequestContext, (topic_id, partition): TopicIdPartition) -> Res
 
 /// Applies a partition's acknowledgement batches in order; the first refusal is the
 /// partition's acknowledgement error (later batches are still applied, as Kafka does).
+/// RENEW exists from version 2 of ShareFetch and ShareAcknowledge on.
 fn acknowledge(
     ctx: &RequestContext,
     group: &str,
@@ -65,6 +66,7 @@ fn acknowledge(
     named: &Named,
     resolved: &Resolved,
 ) -> Result<(), ResponseError> {
+    let renew_allowed = ctx.version >= 2;
     if let Err(code) = resolved {
         return Err(*code);
     }
@@ -75,6 +77,10 @@ fn acknowledge(
     {
         let mut sp = sp.lock();
         for (first, last, types) in &named.acks {
+            if !renew_allowed && types.contains(&ack::RENEW) {
+                first_error.get_or_insert(ResponseError::InvalidRequest);
+                continue;
+            }
             if let Err(e) = sp.acknowledge(member, *first, *last, types, now) {
                 first_error.get_or_insert(match e {
                     AckError::InvalidRequest => ResponseError::InvalidRequest,
@@ -117,6 +123,13 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
     if !ctx.authorized(op::READ, resource::GROUP, &group) {
         return top_error(ResponseError::GroupAuthorizationFailed, "Not authorized to access group");
     }
+    let Some(mode) = AcquireMode::from_wire(req.share_acquire_mode) else {
+        return top_error(ResponseError::InvalidRequest, "Unknown ShareAcquireMode.");
+    };
+    // KIP-1222: a fetch that renews locks fetches nothing, and says so
+    if req.is_renew_ack && (req.max_wait_ms != 0 || req.min_bytes != 0 || req.max_bytes != 0 || req.max_records != 0) {
+        return top_error(ResponseError::InvalidRequest, "A renewing ShareFetch must not ask for records.");
+    }
     let named: Vec<Named> = req
         .topics
         .iter()
@@ -152,7 +165,6 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
         Ok(step) => step,
         Err(code) => return top_error(code, code.to_string().as_str()),
     };
-    let limits = share::limits(&ctx.broker, &group);
     let mut out: BTreeMap<TopicIdPartition, PartitionData> = BTreeMap::new();
     for n in &named {
         let resolved = resolve(ctx, n.tp);
@@ -172,7 +184,7 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
         SessionStep::Open(_) => Default::default(),
     };
     if !session_partitions.is_empty() {
-        let reads = read_long_polling(ctx, &group, &member, &session_partitions, &req).await;
+        let reads = read_long_polling(ctx, &group, &member, &session_partitions, &req, mode).await;
         for (tp, pd) in reads {
             let entry = out.entry(tp).or_insert_with(|| PartitionData::default().with_partition_index(tp.1));
             entry.error_code = pd.error_code;
@@ -180,11 +192,10 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
             entry.acquired_records = pd.acquired_records;
         }
     }
-    let resp = ShareFetchResponse::default()
-        .with_acquisition_lock_timeout_ms(limits.lock_ms.min(i64::from(i32::MAX)) as i32)
-        .with_responses(by_topic(out, |t, ps| {
-            ShareFetchableTopicResponse::default().with_topic_id(t).with_partitions(ps)
-        }));
+    let resp =
+        ShareFetchResponse::default().with_acquisition_lock_timeout_ms(lock_timeout_ms(ctx, &group)).with_responses(
+            by_topic(out, |t, ps| ShareFetchableTopicResponse::default().with_topic_id(t).with_partitions(ps)),
+        );
     with_fetch_leaders(ctx, resp)
 }
 
@@ -195,6 +206,7 @@ async fn read_long_polling(
     member: &str,
     partitions: &std::collections::BTreeSet<TopicIdPartition>,
     req: &ShareFetchRequest,
+    mode: AcquireMode,
 ) -> Vec<(TopicIdPartition, PartitionData)> {
     let member: Arc<str> = Arc::from(member);
     let read_committed = share::read_committed(&ctx.broker, group);
@@ -238,6 +250,7 @@ async fn read_long_polling(
                 &log,
                 &member,
                 records_left,
+                mode,
                 budget.max(1) as usize,
                 read_committed,
             );
@@ -318,10 +331,19 @@ pub async fn acknowledge_request(ctx: &RequestContext, req: ShareAcknowledgeRequ
     if let SessionStep::Closed(partitions) = step {
         ctx.broker.shares.session_ended(&ctx.broker, &group, &member, Some(&partitions));
     }
-    let resp = ShareAcknowledgeResponse::default().with_responses(by_topic(out, |t, ps| {
+    let mut resp = ShareAcknowledgeResponse::default().with_responses(by_topic(out, |t, ps| {
         ShareAcknowledgeTopicResponse::default().with_topic_id(t).with_partitions(ps)
     }));
+    // version 2 tells a renewing consumer how long its locks now last
+    if ctx.version >= 2 {
+        resp.acquisition_lock_timeout_ms = lock_timeout_ms(ctx, &group);
+    }
     with_ack_leaders(ctx, resp)
+}
+
+/// The group's acquisition lock duration, as responses carry it.
+fn lock_timeout_ms(ctx: &RequestContext, group: &str) -> i32 {
+    share::limits(&ctx.broker, group).lock_ms.clamp(0, i64::from(i32::MAX)) as i32
 }
 
 /// Groups per-partition answers by topic, in topic-id order.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::broker::{now_ms, Broker};
 use crate::log::batch::BatchHeader;
 use crate::log::{Log, LogError};
-use partition::{Acquired, Limits, LogBatch, SharePartition};
+use partition::{AcquireMode, Acquired, Limits, LogBatch, SharePartition};
 use session::{SessionCache, TopicIdPartition};
 
 /// How often acquisition locks are checked for expiry.
@@ -411,13 +411,16 @@ impl ShareManager {
     }
 
     /// Reads `log` where the share-partition wants and acquires what was read for `member`:
-    /// at most about `max_records` records and `max_bytes` bytes (the first batch always).
+    /// at most about `max_records` records (exactly, in [`AcquireMode::RecordLimit`]) and
+    /// `max_bytes` bytes (the first batch always).
+    #[allow(clippy::too_many_arguments)]
     pub fn read_and_acquire(
         &self,
         sp: &SharePartitionHandle,
         log: &Log,
         member: &Arc<str>,
         max_records: i64,
+        mode: AcquireMode,
         max_bytes: usize,
         read_committed: bool,
     ) -> Result<AcquiredRead, LogError> {
@@ -436,7 +439,7 @@ impl ShareManager {
         };
         let aborted = if read_committed { log.aborted_transactions(offset, bound) } else { Vec::new() };
         let batches = log_batches(&bytes, bound, &aborted, now);
-        let acquired = sp.lock().acquire(member, &batches, max_records, now);
+        let acquired = sp.lock().acquire(member, &batches, max_records, mode, now);
         let Some(last) = acquired.last().map(|a| a.last) else { return Ok(AcquiredRead::default()) };
         // send the batches up to the one holding the last acquired record
         let end = batch_ends(&bytes).find(|(_, last_offset)| *last_offset >= last).map_or(bytes.len(), |(end, _)| end);

@@ -29,6 +29,29 @@ pub mod ack {
     pub const ACCEPT: i8 = 1;
     pub const RELEASE: i8 = 2;
     pub const REJECT: i8 = 3;
+    /// Keeps the records acquired and restarts their lock (KIP-1222, version 2 requests).
+    pub const RENEW: i8 = 4;
+}
+
+/// How a fetch counts its `max_records` (ShareFetch v2 `ShareAcquireMode`, KIP-1206).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AcquireMode {
+    /// Whole batches and runs: `max_records` may be exceeded to finish one (Kafka's default).
+    #[default]
+    BatchOptimized,
+    /// Never more than `max_records` records: batches and runs are cut.
+    RecordLimit,
+}
+
+impl AcquireMode {
+    /// The mode a request's `ShareAcquireMode` names, if any.
+    pub fn from_wire(mode: i8) -> Option<AcquireMode> {
+        match mode {
+            0 => Some(AcquireMode::BatchOptimized),
+            1 => Some(AcquireMode::RecordLimit),
+            _ => None,
+        }
+    }
 }
 
 /// A record's state, with Kafka's numbering (`RecordState`; persisted as `DeliveryState`).
@@ -151,8 +174,8 @@ impl LogBatch {
 /// What a share-partition has done since it was loaded (metrics).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counters {
-    /// Records acknowledged, by type (gap, accept, release, reject).
-    pub acknowledged: [u64; 4],
+    /// Records acknowledged, by type (gap, accept, release, reject, renew).
+    pub acknowledged: [u64; 5],
     /// Records acquired, and those of them acquired not for the first time.
     pub acquired: u64,
     pub redelivered: u64,
@@ -268,12 +291,26 @@ impl SharePartition {
     }
 
     /// Acquires records of `batches` (read from the log at [`Self::next_fetch_offset`]) for
-    /// `member`, up to about `max_records` (whole batches and runs are taken, as Kafka does).
-    pub fn acquire(&mut self, member: &Arc<str>, batches: &[LogBatch], max_records: i64, now_ms: i64) -> Vec<Acquired> {
+    /// `member`, up to `max_records`: in [`AcquireMode::BatchOptimized`] whole batches and runs
+    /// are taken (as Kafka does, so `max_records` may be exceeded), in
+    /// [`AcquireMode::RecordLimit`] they are cut at `max_records`.
+    pub fn acquire(
+        &mut self,
+        member: &Arc<str>,
+        batches: &[LogBatch],
+        max_records: i64,
+        mode: AcquireMode,
+        now_ms: i64,
+    ) -> Vec<Acquired> {
         let mut out: Vec<Acquired> = Vec::new();
         let mut count = 0i64;
         let deadline = now_ms + self.limits.lock_ms;
         let end_before = self.end_offset;
+        // the last offset a fetch that has `count` records may still take from `first` on
+        let cut = |count: i64, first: i64, last: i64| match mode {
+            AcquireMode::BatchOptimized => last,
+            AcquireMode::RecordLimit => last.min(first.saturating_add(max_records - count - 1)),
+        };
         for batch in batches {
             if count >= max_records {
                 break;
@@ -289,10 +326,15 @@ impl SharePartition {
                     self.hold_back_undelivered(&batch.delayed, lo, upto);
                     let firsts: Vec<i64> = self.runs.range(lo..=upto).map(|(f, _)| *f).collect();
                     for first in firsts {
-                        let Some(run) = self.runs.get_mut(&first) else { continue };
+                        if count >= max_records {
+                            break;
+                        }
+                        let Some(run) = self.runs.get(&first) else { continue };
                         if run.state != RecordState::Available || run.not_before > now_ms {
                             continue;
                         }
+                        self.split_at(cut(count, first, run.last) + 1);
+                        let Some(run) = self.runs.get_mut(&first) else { continue };
                         run.state = RecordState::Acquired;
                         run.delivery_count = run.delivery_count.saturating_add(1);
                         run.member = Some(member.clone());
@@ -304,7 +346,7 @@ impl SharePartition {
                 }
             }
             // new records, while the window has room
-            if last >= self.end_offset && self.has_room() {
+            if last >= self.end_offset && count < max_records && self.has_room() {
                 let first = self.end_offset.max(batch.base);
                 if batch.skip {
                     let archived = Run {
@@ -316,10 +358,12 @@ impl SharePartition {
                         not_before: 0,
                     };
                     self.runs.insert(first, archived);
+                    self.end_offset = last + 1;
                 } else {
-                    count += self.take_new(member, first, last, &batch.delayed, deadline, &mut out);
+                    let upto = cut(count, first, last);
+                    count += self.take_new(member, first, upto, &batch.delayed, deadline, &mut out);
+                    self.end_offset = upto + 1;
                 }
-                self.end_offset = last + 1;
             }
         }
         if !out.is_empty() || self.end_offset != end_before {
@@ -414,7 +458,7 @@ impl SharePartition {
         if types.is_empty() || (types.len() != 1 && types.len() as i64 != len) {
             return Err(AckError::InvalidRequest);
         }
-        if types.iter().any(|t| !(ack::GAP..=ack::REJECT).contains(t)) {
+        if types.iter().any(|t| !(ack::GAP..=ack::RENEW).contains(t)) {
             return Err(AckError::InvalidRequest);
         }
         if first < self.start_offset || last >= self.end_offset {
@@ -444,7 +488,10 @@ impl SharePartition {
         }
         self.merge_around(first, last);
         self.advance_start();
-        self.version += 1;
+        // a renewed lock is not persisted state (locks die with the broker)
+        if types.iter().any(|t| *t != ack::RENEW) {
+            self.version += 1;
+        }
         self.keep_dead_letters(&archived);
         Ok(archived)
     }
@@ -462,6 +509,7 @@ impl SharePartition {
             let Some(run) = self.runs.get_mut(&f) else { continue };
             match kind {
                 ack::ACCEPT => settle(run, RecordState::Acknowledged),
+                ack::RENEW => run.lock_deadline = now_ms + limits.lock_ms,
                 ack::RELEASE => {
                     if let Some(a) = release(run, f, &limits, now_ms) {
                         archived.push(a);
@@ -719,7 +767,7 @@ mod tests {
     fn acquires_new_records_and_accepts_them() {
         let mut sp = SharePartition::new(0, Limits::default());
         let a = member("a");
-        let got = sp.acquire(&a, &batches(&[(0, 4), (5, 9)]), 500, 1000);
+        let got = sp.acquire(&a, &batches(&[(0, 4), (5, 9)]), 500, AcquireMode::BatchOptimized, 1000);
         assert_eq!(got, vec![Acquired { first: 0, last: 9, delivery_count: 1 }]);
         assert_eq!(sp.end_offset(), 10);
         assert_eq!(sp.next_fetch_offset(1000), Some(10));
@@ -729,9 +777,43 @@ mod tests {
     }
 
     #[test]
+    fn record_limit_mode_cuts_batches_and_runs() {
+        let mut sp = SharePartition::new(0, Limits::default());
+        let got = sp.acquire(&member("a"), &batches(&[(0, 4), (5, 9)]), 3, AcquireMode::RecordLimit, 0);
+        assert_eq!(got, vec![Acquired { first: 0, last: 2, delivery_count: 1 }]);
+        assert_eq!(sp.end_offset(), 3, "the rest of the batch is read again by the next fetch");
+        let got = sp.acquire(&member("b"), &batches(&[(0, 4), (5, 9)]), 4, AcquireMode::RecordLimit, 0);
+        assert_eq!(got, vec![Acquired { first: 3, last: 6, delivery_count: 1 }]);
+        // released records come back a few at a time too
+        sp.acknowledge("a", 0, 2, &[ack::RELEASE], 0).unwrap();
+        let got = sp.acquire(&member("c"), &batches(&[(0, 4), (5, 9)]), 2, AcquireMode::RecordLimit, 0);
+        assert_eq!(got, vec![Acquired { first: 0, last: 1, delivery_count: 2 }]);
+        assert_eq!(sp.acquired_count(), 6);
+    }
+
+    #[test]
+    fn renew_restarts_the_lock_of_held_records_only() {
+        let limits = Limits { lock_ms: 100, ..Limits::default() };
+        let mut sp = SharePartition::new(0, limits);
+        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 0);
+        let version = sp.version();
+        sp.acknowledge("a", 0, 1, &[ack::RENEW], 90).unwrap();
+        assert_eq!(sp.version(), version, "a renewed lock is not state to write");
+        assert_eq!(sp.acknowledge("b", 2, 2, &[ack::RENEW], 90), Err(AckError::InvalidRecordState));
+        // at 100 the records not renewed are released; the renewed ones stay acquired until 190
+        sp.expire_locks(100);
+        let runs: Vec<_> = sp.runs().collect();
+        assert_eq!(runs[0], (0, 1, RecordState::Acquired, 1));
+        assert_eq!(runs[1], (2, 4, RecordState::Available, 1));
+        sp.acknowledge("a", 0, 1, &[ack::ACCEPT], 150).unwrap();
+        assert_eq!(sp.start_offset(), 2);
+        assert_eq!(sp.counters.acknowledged[ack::RENEW as usize], 2);
+    }
+
+    #[test]
     fn max_records_stops_at_batch_boundaries() {
         let mut sp = SharePartition::new(0, Limits::default());
-        let got = sp.acquire(&member("a"), &batches(&[(0, 4), (5, 9), (10, 14)]), 6, 0);
+        let got = sp.acquire(&member("a"), &batches(&[(0, 4), (5, 9), (10, 14)]), 6, AcquireMode::BatchOptimized, 0);
         assert_eq!(got, vec![Acquired { first: 0, last: 9, delivery_count: 1 }]);
         assert_eq!(sp.end_offset(), 10);
     }
@@ -739,7 +821,7 @@ mod tests {
     #[test]
     fn only_the_holder_may_acknowledge() {
         let mut sp = SharePartition::new(0, Limits::default());
-        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 0);
         assert_eq!(sp.acknowledge("b", 0, 4, &[ack::ACCEPT], 1), Err(AckError::InvalidRecordState));
         assert_eq!(sp.acknowledge("a", 3, 7, &[ack::ACCEPT], 1), Err(AckError::InvalidRecordState));
         assert_eq!(sp.acknowledge("a", 4, 3, &[ack::ACCEPT], 1), Err(AckError::InvalidRequest));
@@ -755,7 +837,7 @@ mod tests {
     #[test]
     fn per_offset_types_split_runs_and_release_makes_records_available() {
         let mut sp = SharePartition::new(0, Limits::default());
-        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 0);
         let archived =
             sp.acknowledge("a", 0, 4, &[ack::ACCEPT, ack::RELEASE, ack::REJECT, ack::ACCEPT, ack::GAP], 10).unwrap();
         assert_eq!(archived.len(), 2);
@@ -764,7 +846,7 @@ mod tests {
         assert_eq!(sp.start_offset(), 1);
         assert_eq!(sp.next_fetch_offset(10), Some(1));
         // offset 1 is acquired again by another member, delivery count 2
-        let got = sp.acquire(&member("b"), &batches(&[(0, 4)]), 500, 20);
+        let got = sp.acquire(&member("b"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 20);
         assert_eq!(got, vec![Acquired { first: 1, last: 1, delivery_count: 2 }]);
         sp.acknowledge("b", 1, 1, &[ack::ACCEPT], 21).unwrap();
         assert_eq!(sp.start_offset(), 5);
@@ -774,12 +856,12 @@ mod tests {
     fn expired_locks_release_and_the_delivery_limit_archives() {
         let limits = Limits { delivery_count_limit: 2, lock_ms: 100, ..Limits::default() };
         let mut sp = SharePartition::new(0, limits);
-        sp.acquire(&member("a"), &batches(&[(0, 1)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 1)]), 500, AcquireMode::BatchOptimized, 0);
         assert_eq!(sp.next_wakeup(), Some(100));
         assert!(sp.expire_locks(99).is_empty());
         assert!(sp.expire_locks(100).is_empty());
         assert_eq!(sp.next_fetch_offset(100), Some(0));
-        let got = sp.acquire(&member("b"), &batches(&[(0, 1)]), 500, 100);
+        let got = sp.acquire(&member("b"), &batches(&[(0, 1)]), 500, AcquireMode::BatchOptimized, 100);
         assert_eq!(got, vec![Acquired { first: 0, last: 1, delivery_count: 2 }]);
         let archived = sp.expire_locks(200);
         assert_eq!(
@@ -792,8 +874,8 @@ mod tests {
     #[test]
     fn a_leaving_member_releases_only_its_records() {
         let mut sp = SharePartition::new(0, Limits::default());
-        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, 0);
-        sp.acquire(&member("b"), &batches(&[(5, 9)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 0);
+        sp.acquire(&member("b"), &batches(&[(5, 9)]), 500, AcquireMode::BatchOptimized, 0);
         sp.release_member("a", 1);
         assert_eq!(sp.next_fetch_offset(1), Some(0));
         assert_eq!(sp.acquired_count(), 5);
@@ -805,7 +887,7 @@ mod tests {
     fn the_in_flight_window_bounds_new_records() {
         let limits = Limits { max_in_flight: 10, ..Limits::default() };
         let mut sp = SharePartition::new(0, limits);
-        sp.acquire(&member("a"), &batches(&[(0, 5), (6, 11), (12, 20)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 5), (6, 11), (12, 20)]), 500, AcquireMode::BatchOptimized, 0);
         assert_eq!(sp.end_offset(), 12);
         assert_eq!(sp.next_fetch_offset(0), None);
         sp.acknowledge("a", 0, 5, &[ack::ACCEPT], 1).unwrap();
@@ -816,14 +898,14 @@ mod tests {
     fn release_back_off_grows_with_deliveries() {
         let limits = Limits { release_backoff_ms: 100, release_backoff_max_ms: 250, ..Limits::default() };
         let mut sp = SharePartition::new(0, limits);
-        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, AcquireMode::BatchOptimized, 0);
         sp.acknowledge("a", 0, 0, &[ack::RELEASE], 0).unwrap();
         assert_eq!(sp.next_fetch_offset(50), Some(1));
         assert_eq!(sp.next_fetch_offset(100), Some(0));
-        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, 100);
+        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, AcquireMode::BatchOptimized, 100);
         sp.acknowledge("a", 0, 0, &[ack::RELEASE], 100).unwrap();
         assert_eq!(sp.next_wakeup(), Some(300));
-        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, 300);
+        sp.acquire(&member("a"), &batches(&[(0, 0)]), 500, AcquireMode::BatchOptimized, 300);
         sp.acknowledge("a", 0, 0, &[ack::RELEASE], 300).unwrap();
         assert_eq!(sp.next_wakeup(), Some(550), "capped at 250 ms");
     }
@@ -832,7 +914,7 @@ mod tests {
     fn delayed_records_wait_without_blocking_later_ones() {
         let mut sp = SharePartition::new(0, Limits::default());
         let batch = LogBatch { delayed: vec![(1, 500), (2, 900)], ..LogBatch::new(0, 4) };
-        let got = sp.acquire(&member("a"), &[batch], 500, 0);
+        let got = sp.acquire(&member("a"), &[batch], 500, AcquireMode::BatchOptimized, 0);
         assert_eq!(
             got,
             vec![Acquired { first: 0, last: 0, delivery_count: 1 }, Acquired { first: 3, last: 4, delivery_count: 1 }]
@@ -842,7 +924,7 @@ mod tests {
         assert_eq!(sp.start_offset(), 1);
         assert_eq!(sp.next_fetch_offset(499), Some(5));
         assert_eq!(sp.next_fetch_offset(500), Some(1));
-        let got = sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, 600);
+        let got = sp.acquire(&member("a"), &batches(&[(0, 4)]), 500, AcquireMode::BatchOptimized, 600);
         assert_eq!(got, vec![Acquired { first: 1, last: 1, delivery_count: 1 }]);
     }
 
@@ -852,7 +934,7 @@ mod tests {
         let back = SharePartition::restore(0, 3, 0, &[(1, 2, RecordState::Acknowledged, 1)], Limits::default());
         let mut sp = back;
         let batch = LogBatch { delayed: vec![(0, 500)], ..LogBatch::new(0, 4) };
-        let got = sp.acquire(&member("a"), &[batch], 500, 10);
+        let got = sp.acquire(&member("a"), &[batch], 500, AcquireMode::BatchOptimized, 10);
         assert_eq!(got, vec![Acquired { first: 3, last: 4, delivery_count: 1 }]);
         assert_eq!(sp.next_fetch_offset(499), Some(5));
         assert_eq!(sp.next_fetch_offset(500), Some(0));
@@ -862,7 +944,13 @@ mod tests {
     fn control_batches_are_never_delivered() {
         let mut sp = SharePartition::new(0, Limits::default());
         let marker = LogBatch { skip: true, ..LogBatch::new(5, 5) };
-        let got = sp.acquire(&member("a"), &[LogBatch::new(0, 4), marker, LogBatch::new(6, 7)], 500, 0);
+        let got = sp.acquire(
+            &member("a"),
+            &[LogBatch::new(0, 4), marker, LogBatch::new(6, 7)],
+            500,
+            AcquireMode::BatchOptimized,
+            0,
+        );
         assert_eq!(
             got,
             vec![Acquired { first: 0, last: 4, delivery_count: 1 }, Acquired { first: 6, last: 7, delivery_count: 1 }]
@@ -875,7 +963,7 @@ mod tests {
     fn rejected_and_exhausted_records_wait_for_the_dead_letter_topic() {
         let limits = Limits { delivery_count_limit: 1, dead_letter: true, ..Limits::default() };
         let mut sp = SharePartition::new(0, limits);
-        sp.acquire(&member("a"), &batches(&[(0, 3)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 3)]), 500, AcquireMode::BatchOptimized, 0);
         sp.acknowledge("a", 0, 3, &[ack::REJECT, ack::RELEASE, ack::GAP, ack::ACCEPT], 1).unwrap();
         let reasons: Vec<_> = sp.dead_letters.iter().map(|d| (d.first, d.reason)).collect();
         assert_eq!(reasons, vec![(0, ArchiveReason::Rejected), (1, ArchiveReason::DeliveryLimit)]);
@@ -887,7 +975,7 @@ mod tests {
     #[test]
     fn log_start_moving_drops_records() {
         let mut sp = SharePartition::new(0, Limits::default());
-        sp.acquire(&member("a"), &batches(&[(0, 9)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 9)]), 500, AcquireMode::BatchOptimized, 0);
         sp.on_log_start(5);
         assert_eq!(sp.start_offset(), 5);
         assert_eq!(sp.acknowledge("a", 0, 4, &[ack::ACCEPT], 1), Err(AckError::InvalidRecordState));
@@ -898,12 +986,12 @@ mod tests {
     #[test]
     fn restore_keeps_done_records_and_delivery_counts() {
         let mut sp = SharePartition::new(0, Limits::default());
-        sp.acquire(&member("a"), &batches(&[(0, 9)]), 500, 0);
+        sp.acquire(&member("a"), &batches(&[(0, 9)]), 500, AcquireMode::BatchOptimized, 0);
         sp.acknowledge("a", 2, 3, &[ack::ACCEPT], 1).unwrap();
         let runs: Vec<_> = sp.runs().collect();
         let back = SharePartition::restore(sp.start_offset(), sp.end_offset(), 1, &runs, Limits::default());
         assert_eq!(back.next_fetch_offset(0), Some(0));
-        let got = back.clone().acquire(&member("b"), &batches(&[(0, 9)]), 500, 0);
+        let got = back.clone().acquire(&member("b"), &batches(&[(0, 9)]), 500, AcquireMode::BatchOptimized, 0);
         assert_eq!(
             got,
             vec![Acquired { first: 0, last: 1, delivery_count: 2 }, Acquired { first: 4, last: 9, delivery_count: 2 }]

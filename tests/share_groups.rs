@@ -579,6 +579,101 @@ async fn dead_letters_are_copied_once_even_across_a_crash() {
     assert_eq!(raw::end_offset(&broker.bootstrap, &dlq, 0), 2);
 }
 
+/// The same crash as above, with the dead-letter partition led by another broker: the copies
+/// are found there with Fetch (from the mark ListOffsets gave), not written again by Produce.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_led_elsewhere_are_copied_once_across_a_crash() {
+    use common::cluster::*;
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+    use weir::share::partition::{ArchiveReason, Archived, RecordState};
+    use weir::share::state::{rpc, StateSnapshot};
+    use weir::share::SharePartitionKey;
+
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let (a, b) = (cluster.nodes[0].id, cluster.nodes[1].id);
+    let (a_addr, b_addr) = (cluster.nodes[0].client.clone(), cluster.nodes[1].client.clone());
+    let topic = topic_name("share-dlq-remote");
+    let dlq = format!("dlq.{topic}");
+    let group = "sg-dlq-remote";
+    // the origin partition on a, the dead-letter partition on b
+    let (on_a, on_b) = ([a], [b]);
+    let (on_a, on_b): (&[&[i32]], &[&[i32]]) = (&[&on_a], &[&on_b]);
+    let origin_spec = NewTopic::new(&topic, 1, TopicReplication::Variable(on_a));
+    let dlq_spec =
+        NewTopic::new(&dlq, 1, TopicReplication::Variable(on_b)).set("errors.deadletterqueue.group.enable", "true");
+    let created = admin(&bootstrap).create_topics(&[origin_spec, dlq_spec], &AdminOptions::new()).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let set = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(s(group))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(s("errors.deadletterqueue.topic.name"))
+                .with_config_operation(0)
+                .with_value(Some(s(&dlq)))]),
+    ]);
+    let r: IncrementalAlterConfigsResponse = raw::call(&a_addr, ApiKey::IncrementalAlterConfigs, 1, &set);
+    assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+    let meta: MetadataResponse =
+        raw::call(&a_addr, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+    let id = meta.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap().topic_id;
+    let join = |cluster: &Cluster, member: &str| {
+        eventually(Duration::from_secs(30), "a member fetching from a", || {
+            let coordinator = coordinator_of(cluster, group)?;
+            let mut m = Member::split(&coordinator, &a_addr, group, member);
+            let r = m.heartbeat_with(0, Some(&[&topic]));
+            m.epoch = r.member_epoch;
+            (r.error_code == 0 && m.fetch(id, vec![]).error_code == 0).then_some(m)
+        })
+    };
+    let mut m = join(&cluster, "member-r");
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..3 {
+        let v = format!("d{i}");
+        p.send(FutureRecord::<(), _>::to(&topic).partition(0).payload(&v), Duration::from_secs(10)).await.unwrap();
+    }
+    let got = eventually(Duration::from_secs(10), "the three records", || {
+        Some(acquired(&m.fetch(id, vec![]))).filter(|g| !g.is_empty())
+    });
+    assert_eq!(got, vec![(0, 2, 1)]);
+    let r = m.acknowledge(id, vec![ack(0, 2, &[ACCEPT, REJECT, ACCEPT])]);
+    assert_eq!(r.responses[0].partitions[0].error_code, 0);
+    eventually(Duration::from_secs(10), "the rejected record copied to b", || {
+        (raw::end_offset(&b_addr, &dlq, 0) == 1).then_some(())
+    });
+    // the member leaves: a writes the share-partition's state and unloads it
+    drop(m);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // As if a had crashed after that copy but before its state said so (offset 1 pending,
+    // copied already) with offset 2 pending too (never copied), the mark from before both.
+    let key = SharePartitionKey { group: group.into(), topic_id: id, partition: 0 };
+    let pending = |offset| Archived { first: offset, last: offset, delivery_count: 1, reason: ArchiveReason::Rejected };
+    let crashed = StateSnapshot {
+        start_offset: 3,
+        batches: vec![(0, 2, RecordState::Archived, 1)],
+        dead_letters: vec![pending(1), pending(2)],
+        dead_letter_mark: 0,
+        ..Default::default()
+    };
+    let write = rpc::to_write(&key, &crashed);
+    let written = cluster.nodes.iter().filter(|n| n.process.is_some()).any(|n| {
+        let r: WriteShareGroupStateResponse = raw::call(&n.client, ApiKey::WriteShareGroupState, 0, &write);
+        r.results[0].partitions[0].error_code == 0
+    });
+    assert!(written, "the share coordinator took the crashed state");
+    let ia = cluster.index_of(a);
+    cluster.kill(ia);
+    cluster.restart(ia);
+    let mut m = join(&cluster, "member-r2");
+    assert!(acquired(&m.fetch(id, vec![])).is_empty(), "everything was done before the crash");
+    eventually(Duration::from_secs(15), "offset 2 copied", || (raw::end_offset(&b_addr, &dlq, 0) >= 2).then_some(()));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(raw::end_offset(&b_addr, &dlq, 0), 2, "offset 1 was not copied again");
+}
+
 fn describe_offsets(b: &str, group: &str) -> DescribeShareGroupOffsetsResponse {
     let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
         describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()

@@ -11,24 +11,35 @@
 //! share-partition's persisted state, together with the dead-letter partition's end offset
 //! from before the first copy (the *mark*). After a crash, copies already found past the mark
 //! (same group, topic, partition and offset headers) are not written again. A dead-letter
-//! partition led by another broker is written with a Produce request instead, without that
-//! check (at least once across a crash there).
+//! partition led by another broker is reached with Kafka's own requests — ListOffsets for the
+//! mark, Fetch for the copies past it, Produce (acks=all) for new ones — so the same holds
+//! whichever broker leads it, before or after a crash. (A copy whose Produce was cut short by
+//! the crash and is not yet below that partition's high watermark when the scan runs is not
+//! seen, and written again: the window is the replication delay of one batch.)
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 use super::partition::{ArchiveReason, Archived};
 use super::{ShareManager, SharePartitionHandle, SharePartitionKey};
 use crate::broker::{now_ms, AdminError, Broker, NewTopic, Topic};
 use crate::coordinator::read_records;
 use crate::log::{Log, LogError};
+use crate::partition::Partition;
 
 pub const HEADER_TOPIC: &str = "__dlq.errors.topic";
 pub const HEADER_PARTITION: &str = "__dlq.errors.partition";
@@ -61,8 +72,8 @@ enum DeadLetterError {
     Log(#[from] LogError),
     #[error(transparent)]
     State(#[from] super::state::StateError),
-    #[error("dead-letter produce failed: {0}")]
-    Produce(String),
+    #[error("dead-letter partition not reachable: {0}")]
+    Remote(String),
 }
 
 impl DeadLetterError {
@@ -149,34 +160,25 @@ impl ShareManager {
         let Some(dlq) = target(broker, &key.group).await? else { return Ok(()) };
         let Some(origin) = broker.topic_by_id(&key.topic_id) else { return Ok(()) };
         let Some(origin_partition) = origin.partition(key.partition).cloned() else { return Ok(()) };
-        let index = key.partition % dlq.partition_count.max(1);
-        let local = dlq.partition(index).filter(|p| p.is_leader()).cloned();
+        let target = Target::of(&dlq, key.partition % dlq.partition_count.max(1));
         // the mark is durable before any copy is written
-        let mark = {
+        if sp.lock().dead_letter_mark < 0 {
+            let end = target.end_offset(broker).await?;
             let mut state = sp.lock();
             if state.dead_letter_mark < 0 {
-                state.dead_letter_mark = local.as_ref().map_or(0, |p| p.log().log_end_offset());
+                state.dead_letter_mark = end;
             }
-            state.dead_letter_mark
-        };
+        }
+        let mark = sp.lock().dead_letter_mark;
         self.persist(broker, key, sp).await?;
         let pending = sp.lock().dead_letters.clone();
         if pending.is_empty() {
             return Ok(());
         }
-        let copied = match &local {
-            Some(p) => already_copied(&p.log(), mark, key, &origin.name)?,
-            None => HashSet::new(),
-        };
+        let copied = target.copied_since(broker, mark, key, &origin.name).await?;
         let records = originals(&origin_partition.log(), &pending, key, &origin.name, &copied)?;
         if !records.is_empty() {
-            let batch = encode(&records)?;
-            match &local {
-                Some(p) => {
-                    crate::coordinator::append_durably(p, &batch).await?;
-                }
-                None => produce_remote(broker, &dlq.name, index, batch.freeze()).await?,
-            }
+            target.append(broker, encode(&records)?).await?;
         }
         tracing::debug!(group = %key.group, dead_letters = records.len(), topic = %dlq.name, "dead letters copied");
         sp.lock().dead_letters_copied(pending.len());
@@ -185,21 +187,82 @@ impl ShareManager {
     }
 }
 
-/// Offsets of `key`'s records already copied to the dead-letter partition at or after `mark`.
-fn already_copied(log: &Log, mark: i64, key: &SharePartitionKey, topic: &str) -> Result<HashSet<i64>, LogError> {
-    let mut found = HashSet::new();
-    read_records(log, mark, log.log_end_offset(), |r| {
-        let header = |name: &'static str| {
-            r.headers.get(&StrBytes::from_static_str(name)).and_then(|v| v.as_ref()).map(|v| v.as_ref())
-        };
-        let same = header(HEADER_GROUP) == Some(key.group.as_bytes())
-            && header(HEADER_TOPIC) == Some(topic.as_bytes())
-            && header(HEADER_PARTITION) == Some(key.partition.to_string().as_bytes());
-        if let Some(o) = header(HEADER_OFFSET).filter(|_| same).and_then(|v| std::str::from_utf8(v).ok()) {
-            found.extend(o.parse::<i64>().ok());
+/// A group's dead-letter partition for one origin partition: led by this broker, or reached
+/// with requests to the broker that leads it.
+enum Target {
+    Local(Arc<Partition>),
+    Remote { topic: String, partition: i32 },
+}
+
+impl Target {
+    fn of(dlq: &Topic, partition: i32) -> Target {
+        match dlq.partition(partition).filter(|p| p.is_leader()) {
+            Some(p) => Target::Local(p.clone()),
+            None => Target::Remote { topic: dlq.name.clone(), partition },
         }
-    })?;
-    Ok(found)
+    }
+
+    /// Where the next copy will go: the mark.
+    async fn end_offset(&self, broker: &Broker) -> Result<i64, DeadLetterError> {
+        let (topic, partition) = match self {
+            Target::Local(p) => return Ok(p.log().log_end_offset()),
+            Target::Remote { topic, partition } => (topic, *partition),
+        };
+        let req =
+            ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+                ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+                    ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1),
+                ]),
+            ]);
+        let resp: ListOffsetsResponse = call_leader(broker, topic, partition, ApiKey::ListOffsets, 4, &req).await?;
+        let p = resp.topics.first().and_then(|t| t.partitions.first());
+        match p {
+            Some(p) if p.error_code == 0 => Ok(p.offset),
+            other => Err(remote_error("ListOffsets", other.map_or(-1, |p| p.error_code))),
+        }
+    }
+
+    /// Offsets of `key`'s records already copied to the partition at or after `mark`.
+    async fn copied_since(
+        &self,
+        broker: &Broker,
+        mark: i64,
+        key: &SharePartitionKey,
+        origin: &str,
+    ) -> Result<HashSet<i64>, DeadLetterError> {
+        let mut found = HashSet::new();
+        let mut note = |r: &Record| found.extend(copy_of(r, key, origin));
+        match self {
+            Target::Local(p) => {
+                let log = p.log();
+                read_records(&log, mark, log.log_end_offset(), &mut note)?;
+            }
+            Target::Remote { topic, partition } => fetch_records(broker, topic, *partition, mark, &mut note).await?,
+        }
+        Ok(found)
+    }
+
+    async fn append(&self, broker: &Broker, batch: BytesMut) -> Result<(), DeadLetterError> {
+        match self {
+            Target::Local(p) => {
+                crate::coordinator::append_durably(p, &batch).await?;
+                Ok(())
+            }
+            Target::Remote { topic, partition } => produce_remote(broker, topic, *partition, batch.freeze()).await,
+        }
+    }
+}
+
+/// The origin offset a record copied for `key` came from, if it is such a copy.
+fn copy_of(r: &Record, key: &SharePartitionKey, origin: &str) -> Option<i64> {
+    let header = |name: &'static str| {
+        r.headers.get(&StrBytes::from_static_str(name)).and_then(|v| v.as_ref()).map(|v| v.as_ref())
+    };
+    let same = header(HEADER_GROUP) == Some(key.group.as_bytes())
+        && header(HEADER_TOPIC) == Some(origin.as_bytes())
+        && header(HEADER_PARTITION) == Some(key.partition.to_string().as_bytes());
+    let offset = header(HEADER_OFFSET).filter(|_| same)?;
+    std::str::from_utf8(offset).ok()?.parse().ok()
 }
 
 /// The original records of `pending` (read from the origin log), as dead-letter copies:
@@ -261,29 +324,81 @@ fn encode(records: &[Record]) -> Result<BytesMut, LogError> {
     Ok(buf)
 }
 
+fn topic_name(topic: &str) -> TopicName {
+    TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+fn remote_error(api: &str, code: i16) -> DeadLetterError {
+    DeadLetterError::Remote(format!("{api} answered error code {code}"))
+}
+
+/// One request to the broker leading `topic`'s `partition`, on a connection of its own.
+async fn call_leader<Req: Encodable, Resp: Decodable + HeaderVersion>(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    api: ApiKey,
+    version: i16,
+    req: &Req,
+) -> Result<Resp, DeadLetterError> {
+    let leader = broker.topic(topic).and_then(|t| t.state(partition).map(|s| s.leader)).unwrap_or(-1);
+    let addr = broker.inter_broker_addr(leader).ok_or_else(|| DeadLetterError::Remote("no leader".into()))?;
+    let client_id = format!("weir-dlq-{}", broker.node_id);
+    crate::cluster::client::BrokerClient::call_once(&addr, client_id, api, version, req, Duration::from_secs(35))
+        .await
+        .map_err(|e| DeadLetterError::Remote(e.to_string()))
+}
+
 /// Writes dead letters to a partition another broker leads (acks=all).
 async fn produce_remote(broker: &Broker, topic: &str, partition: i32, batch: Bytes) -> Result<(), DeadLetterError> {
-    let leader = broker.topic(topic).and_then(|t| t.state(partition).map(|s| s.leader)).unwrap_or(-1);
-    let addr = broker.inter_broker_addr(leader).ok_or_else(|| DeadLetterError::Produce("no leader".into()))?;
     let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
         TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
     ]);
-    let client_id = format!("weir-dlq-{}", broker.node_id);
-    let resp: ProduceResponse = crate::cluster::client::BrokerClient::call_once(
-        &addr,
-        client_id,
-        ApiKey::Produce,
-        9,
-        &req,
-        Duration::from_secs(35),
-    )
-    .await
-    .map_err(|e| DeadLetterError::Produce(e.to_string()))?;
+    let resp: ProduceResponse = call_leader(broker, topic, partition, ApiKey::Produce, 9, &req).await?;
     let code = resp.responses.first().and_then(|t| t.partition_responses.first()).map_or(-1, |p| p.error_code);
     if code != 0 {
-        return Err(DeadLetterError::Produce(format!("error code {code}")));
+        return Err(remote_error("Produce", code));
     }
     Ok(())
+}
+
+/// Reads a partition another broker leads from `from` to its high watermark, as a consumer.
+async fn fetch_records(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    f: &mut impl FnMut(&Record),
+) -> Result<(), DeadLetterError> {
+    let mut offset = from;
+    loop {
+        let req = FetchRequest::default().with_max_bytes(8 << 20).with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(8 << 20)])]);
+        let resp: FetchResponse = call_leader(broker, topic, partition, ApiKey::Fetch, 12, &req).await?;
+        let p = resp.responses.first().and_then(|t| t.partitions.first());
+        let p = match p {
+            Some(p) if p.error_code == 0 => p,
+            other => return Err(remote_error("Fetch", other.map_or(-1, |p| p.error_code))),
+        };
+        let bytes = p.records.clone().unwrap_or_default();
+        // whole batches only (a fetch may end with part of one)
+        let whole = super::batch_ends(&bytes).last().map_or(0, |(end, _)| end);
+        let mut buf = bytes.slice(..whole);
+        let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| DeadLetterError::Remote(e.to_string()))?;
+        let mut last = None;
+        for r in sets.iter().flat_map(|s| s.records.iter()) {
+            f(r);
+            last = Some(r.offset);
+        }
+        match last {
+            Some(l) if l + 1 < p.high_watermark => offset = l + 1,
+            _ => return Ok(()),
+        }
+    }
 }

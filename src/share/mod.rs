@@ -514,7 +514,7 @@ fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::Abort
 }
 
 /// Each batch's end position in `bytes` and last offset.
-fn batch_ends(bytes: &[u8]) -> impl Iterator<Item = (usize, i64)> + '_ {
+pub(crate) fn batch_ends(bytes: &[u8]) -> impl Iterator<Item = (usize, i64)> + '_ {
     let mut pos = 0usize;
     std::iter::from_fn(move || {
         let h = BatchHeader::parse(bytes.get(pos..)?)?;

@@ -261,7 +261,7 @@ enum Coordinator {
 
 /// The RPC forms of a snapshot (Write/ReadShareGroupState v0); Weir's pending dead letters
 /// travel in an unknown tagged field, as in the record.
-mod rpc {
+pub mod rpc {
     use super::*;
     use kafka_protocol::messages::{read_share_group_state_response as read, write_share_group_state_request as write};
 

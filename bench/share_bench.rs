@@ -130,20 +130,39 @@ fn join(conn: &mut Conn, group: &str, member: &str, topic: &str) -> anyhow::Resu
 /// ACCEPT for every acquired range of a ShareFetch answer, by topic and partition.
 type Acks = Vec<(uuid::Uuid, i32, Vec<(i64, i64)>)>;
 
-fn acks_of(r: &ShareFetchResponse) -> (Acks, u64, u64) {
+/// Whether `records` (whole batches) hold every offset of `ranges`: the broker sent the
+/// records it said it acquired.
+fn covers(records: &[u8], ranges: &[(i64, i64)]) -> bool {
+    let mut batches = Vec::new();
+    let mut rest = records;
+    while let Some(h) = weir::log::batch::BatchHeader::parse(rest).filter(|h| h.total_size() <= rest.len()) {
+        batches.push((h.base_offset, h.last_offset()));
+        rest = &rest[h.total_size()..];
+    }
+    rest.is_empty()
+        && ranges.iter().all(|(f, l)| (*f..=*l).all(|o| batches.iter().any(|(b, e)| (*b..=*e).contains(&o))))
+}
+
+fn acks_of(r: &ShareFetchResponse) -> anyhow::Result<(Acks, u64, u64)> {
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut acks = Vec::new();
     for t in &r.responses {
         for p in &t.partitions {
             bytes += p.records.as_ref().map_or(0, |b| b.len() as u64);
             let ranges: Vec<(i64, i64)> = p.acquired_records.iter().map(|a| (a.first_offset, a.last_offset)).collect();
+            let sent = p.records.as_deref().unwrap_or_default();
+            anyhow::ensure!(
+                covers(sent, &ranges),
+                "partition {}: acquired {ranges:?} not in the records sent",
+                p.partition_index
+            );
             records += ranges.iter().map(|(f, l)| (l - f + 1) as u64).sum::<u64>();
             if !ranges.is_empty() {
                 acks.push((t.topic_id, p.partition_index, ranges));
             }
         }
     }
-    (acks, records, bytes)
+    Ok((acks, records, bytes))
 }
 
 fn ack_batches(ranges: &[(i64, i64)]) -> Vec<AcknowledgementBatch> {
@@ -203,7 +222,7 @@ fn consume_one(
         let r: ShareFetchResponse = conn.call(ApiKey::ShareFetch, 1, &req)?;
         anyhow::ensure!(r.error_code == 0, "ShareFetch error {} {:?}", r.error_code, r.error_message);
         session_epoch += 1;
-        let (acks, records, bytes) = acks_of(&r);
+        let (acks, records, bytes) = acks_of(&r)?;
         if records > 0 {
             idle_since = Instant::now();
             shared.counter.fetch_add(records, Ordering::Relaxed);

@@ -503,7 +503,7 @@ async fn serve_frame(
         ApiKey::ShareGroupDescribe => serve(&ctx, key, body, share_groups::describe).await,
         ApiKey::ShareFetch => {
             let req = decode(key, version, body)?;
-            let resp = share_fetch::fetch(&ctx, req).await;
+            let (resp, files) = share_fetch::fetch(&ctx, req).await;
             // acquired records are sent whatever the quota says (they are locked to this
             // member); the connection is muted for the throttle time instead
             let bytes = share_fetch::response_bytes(&resp);
@@ -513,7 +513,7 @@ async fn serve_frame(
                 Default::default()
             };
             let resp = resp.with_throttle_time_ms(throttled.as_millis().min(i32::MAX as u128) as i32);
-            respond(&ctx, key, &resp).map(|b| Some(Response::Frame(b)))
+            response::encode(ctx.header.correlation_id, key, version, &resp, Some(&files)).map(Some)
         }
         ApiKey::ShareAcknowledge => serve(&ctx, key, body, share_fetch::acknowledge_request).await,
         ApiKey::ReadShareGroupState => serve(&ctx, key, body, share_state::read).await,

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::response::FileRecords;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
 use crate::partition::Partition;
@@ -112,7 +113,15 @@ async fn ack_code(ctx: &RequestContext, group: &str, member: &str, named: &Named
     applied.err().map_or(0, |code| code.code())
 }
 
-pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchResponse {
+/// Answers a share fetch; the returned [`FileRecords`] hold the file ranges of the records
+/// (sent with `sendfile`, as Fetch sends them).
+pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> (ShareFetchResponse, FileRecords) {
+    let mut files = FileRecords::default();
+    let resp = fetch_into(ctx, req, &mut files).await;
+    (resp, files)
+}
+
+async fn fetch_into(ctx: &RequestContext, req: ShareFetchRequest, files: &mut FileRecords) -> ShareFetchResponse {
     let top_error = |code: ResponseError, msg: &str| {
         ShareFetchResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
@@ -184,7 +193,7 @@ pub async fn fetch(ctx: &RequestContext, req: ShareFetchRequest) -> ShareFetchRe
         SessionStep::Open(_) => Default::default(),
     };
     if !session_partitions.is_empty() {
-        let reads = read_long_polling(ctx, &group, &member, &session_partitions, &req, mode).await;
+        let reads = read_long_polling(ctx, &group, &member, &session_partitions, &req, mode, files).await;
         for (tp, pd) in reads {
             let entry = out.entry(tp).or_insert_with(|| PartitionData::default().with_partition_index(tp.1));
             entry.error_code = pd.error_code;
@@ -207,6 +216,7 @@ async fn read_long_polling(
     partitions: &std::collections::BTreeSet<TopicIdPartition>,
     req: &ShareFetchRequest,
     mode: AcquireMode,
+    files: &mut FileRecords,
 ) -> Vec<(TopicIdPartition, PartitionData)> {
     let member: Arc<str> = Arc::from(member);
     let read_committed = share::read_committed(&ctx.broker, group);
@@ -260,8 +270,17 @@ async fn read_long_polling(
             };
             match read {
                 Ok(read) if !read.acquired.is_empty() => {
+                    let bytes = match read.records.map(|slice| files.records_for(slice)).transpose() {
+                        Ok(bytes) => bytes.unwrap_or_default(),
+                        Err(e) => {
+                            // (the records stay acquired; their lock runs out)
+                            tracing::error!(topic_id = %tp.0, partition = tp.1, error = %e, "share fetch read failed");
+                            let code = ResponseError::KafkaStorageError.code();
+                            out.push((*tp, PartitionData::default().with_partition_index(tp.1).with_error_code(code)));
+                            continue;
+                        }
+                    };
                     got = true;
-                    let bytes = read.records.unwrap_or_default();
                     budget -= bytes.len() as i64;
                     records_left -= read.acquired.iter().map(|a| a.last - a.first + 1).sum::<i64>();
                     let acquired = read

@@ -463,6 +463,19 @@ impl Log {
     /// Reads whole batches from `offset`, bounded by `max_bytes` and by `max_offset` (the high
     /// watermark or last stable offset the reader may see).
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> Result<ReadResult, LogError> {
+        self.read_up_to(offset, max_bytes, max_offset, min_one, i64::MAX)
+    }
+
+    /// [`Self::read`], stopping after the batch that reaches `max_records` offsets past
+    /// `offset` (at least one batch).
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+        max_records: i64,
+    ) -> Result<ReadResult, LogError> {
         if offset < self.log_start_offset || offset > self.log_end_offset() {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -475,7 +488,7 @@ impl Log {
         }
         let start_key = self.segments.range(..=offset).next_back().map_or(offset, |(k, _)| *k);
         for seg in self.segments.range(start_key..).map(|(_, s)| s) {
-            if let Some(slice) = seg.read(offset, max_bytes, max_offset, min_one)? {
+            if let Some(slice) = seg.read_up_to(offset, max_bytes, max_offset, min_one, max_records)? {
                 return Ok(ReadResult { records: Some(slice) });
             }
         }

@@ -558,6 +558,19 @@ impl Segment {
     /// first batch is returned whole even when larger than `max_bytes` (KIP-74). Only batch
     /// headers are read, a window at a time.
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64, min_one: bool) -> io::Result<Option<Slice>> {
+        self.read_up_to(offset, max_bytes, max_offset, min_one, i64::MAX)
+    }
+
+    /// [`Self::read`], stopping after the batch that takes the slice to `max_records` offsets
+    /// from `offset` (a share fetch wants about that many records, not `max_bytes` of them).
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one: bool,
+        max_records: i64,
+    ) -> io::Result<Option<Slice>> {
         const WINDOW: usize = 16 * 1024;
         let limit = self.size;
         let Some(start) = self.position_of(offset, limit)? else {
@@ -596,7 +609,7 @@ impl Segment {
             first_offset.get_or_insert(base);
             end_offset = base + i64::from(delta) + 1;
             end = next;
-            if !fits {
+            if !fits || end_offset.saturating_sub(offset) >= max_records {
                 break;
             }
         }

@@ -15,15 +15,16 @@ pub mod session;
 pub mod state;
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::broker::{now_ms, Broker};
 use crate::log::batch::BatchHeader;
+use crate::log::segment::Slice;
 use crate::log::{Log, LogError};
 use partition::{AcquireMode, Acquired, Limits, LogBatch, SharePartition};
 use session::{SessionCache, TopicIdPartition};
@@ -66,12 +67,38 @@ impl ShareEntry {
 
 pub type SharePartitionHandle = Arc<ShareEntry>;
 
-/// What one read of a share-partition acquired: the log bytes holding the records (whole
-/// batches, as Fetch sends them) and the acquired offset ranges within them.
+/// What one read of a share-partition acquired: where in the log the records are (whole
+/// batches, sent from the file as Fetch sends them) and the acquired offset ranges within.
 #[derive(Debug, Default)]
 pub struct AcquiredRead {
-    pub records: Option<Bytes>,
+    pub records: Option<Slice>,
     pub acquired: Vec<Acquired>,
+}
+
+/// Bytes a worker thread keeps for reading batches it must look into (delay headers,
+/// transaction markers); larger reads are not kept.
+const SCRATCH_KEPT: usize = 8 << 20;
+
+thread_local! {
+    /// Reused for every share fetch on the thread: a fresh buffer per fetch cost more in page
+    /// faults and zeroing than reading the bytes did.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads `slice` into the thread's scratch buffer and hands it to `f`.
+fn with_slice_bytes<T>(slice: &Slice, f: impl FnOnce(&[u8]) -> T) -> std::io::Result<T> {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        if buf.len() < slice.len {
+            buf.resize(slice.len, 0);
+        }
+        slice.file.read_exact_at(&mut buf[..slice.len], slice.position)?;
+        let out = f(&buf[..slice.len]);
+        if buf.len() > SCRATCH_KEPT {
+            *buf = Vec::new();
+        }
+        Ok(out)
+    })
 }
 
 #[derive(Default)]
@@ -434,16 +461,21 @@ impl ShareManager {
                 _ => return Ok(AcquiredRead::default()),
             }
         };
-        let Some(bytes) = log.read(offset, max_bytes, bound, true)?.bytes()? else {
+        // batches up to about max_records, located, not read
+        let Some(slice) = log.read_up_to(offset, max_bytes, bound, true, max_records)?.records else {
             return Ok(AcquiredRead::default());
         };
         let aborted = if read_committed { log.aborted_transactions(offset, bound) } else { Vec::new() };
-        let batches = log_batches(&bytes, bound, &aborted, now);
+        let (batches, ends) = with_slice_bytes(&slice, |bytes| {
+            (log_batches(bytes, bound, &aborted, now), batch_ends(bytes).collect::<Vec<_>>())
+        })?;
         let acquired = sp.lock().acquire(member, &batches, max_records, mode, now);
         let Some(last) = acquired.last().map(|a| a.last) else { return Ok(AcquiredRead::default()) };
         // send the batches up to the one holding the last acquired record
-        let end = batch_ends(&bytes).find(|(_, last_offset)| *last_offset >= last).map_or(bytes.len(), |(end, _)| end);
-        Ok(AcquiredRead { records: Some(bytes.slice(..end)), acquired })
+        let (end, end_last) =
+            ends.iter().find(|(_, last_offset)| *last_offset >= last).copied().unwrap_or((slice.len, last));
+        let records = Slice { len: end, end_offset: end_last + 1, ..slice };
+        Ok(AcquiredRead { records: Some(records), acquired })
     }
 
     /// Expires acquisition locks and follows log start offsets, waking fetches when records

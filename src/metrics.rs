@@ -227,22 +227,11 @@ type CounterValues = fn(&crate::share::partition::Counters) -> Vec<(&'static str
 /// Share groups (KIP-932): per share-partition in-flight records, start offset and lag; per
 /// group acknowledgements by type, redeliveries and archived records.
 fn render_share_groups(broker: &Broker, out: &mut String) {
-    use std::collections::BTreeMap;
     let mut rows = Vec::new();
-    let mut totals: BTreeMap<String, crate::share::partition::Counters> = BTreeMap::new();
     for (key, sp) in broker.shares.all() {
         let Some(topic) = broker.topic_by_id(&key.topic_id) else { continue };
         let hw = topic.partition(key.partition).map_or(0, |p| p.log().high_watermark());
         let state = sp.lock();
-        let c = state.counters;
-        let t = totals.entry(key.group.clone()).or_default();
-        for (sum, n) in t.acknowledged.iter_mut().zip(c.acknowledged) {
-            *sum += n;
-        }
-        t.acquired += c.acquired;
-        t.redelivered += c.redelivered;
-        t.archived_rejected += c.archived_rejected;
-        t.archived_delivery_limit += c.archived_delivery_limit;
         let labels =
             format!("group=\"{}\",topic=\"{}\",partition=\"{}\"", label(&key.group), label(&topic.name), key.partition);
         rows.push((labels, [state.acquired_count(), state.start_offset(), state.lag(hw)]));
@@ -275,6 +264,7 @@ fn render_share_groups(broker: &Broker, out: &mut String) {
             vec![("reason=\"rejected\"", c.archived_rejected), ("reason=\"delivery_limit\"", c.archived_delivery_limit)]
         }),
     ];
+    let totals = broker.shares.group_counters();
     for (name, help, values) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for (group, c) in &totals {

@@ -322,7 +322,9 @@ async fn record_states_acquire_release_reject_and_limits() {
     let broker =
         TestBroker::start(&[("group.share.delivery.count.limit", "2"), ("metrics.listener", "127.0.0.1:0")]).await;
     let metrics = broker.running.as_ref().unwrap().metrics_addr.expect("metrics listener").to_string();
+    let metrics_after = metrics.clone();
     let topic = topic_name("share-states");
+    let unloaded = format!("weir_share_partition_start_offset{{group=\"sg-states\",topic=\"{topic}\"");
     create_topic(&broker.bootstrap, &topic, 1, &[]).await;
     let id = topic_id(&broker, &topic);
     let b = broker.bootstrap.clone();
@@ -382,6 +384,12 @@ async fn record_states_acquire_release_reject_and_limits() {
         }
     })
     .await;
+    // both members gone (their connections closed with them): the share-partition is written
+    // and unloaded, and the group's counters stay where they were
+    let gone = wait_until(Duration::from_secs(10), || !http_get(&metrics_after, "/metrics").contains(&unloaded)).await;
+    assert!(gone, "the share-partition was unloaded");
+    let body = http_get(&metrics_after, "/metrics");
+    assert!(body.contains("weir_share_group_acknowledgements_total{group=\"sg-states\",type=\"accept\"} 5"), "{body}");
 }
 
 /// Ten records produced as one batch (a linger long enough for all of them).

@@ -26,7 +26,7 @@ use crate::broker::{now_ms, Broker};
 use crate::log::batch::BatchHeader;
 use crate::log::segment::Slice;
 use crate::log::{Log, LogError};
-use partition::{AcquireMode, Acquired, Limits, LogBatch, SharePartition};
+use partition::{AcquireMode, Acquired, Counters, Limits, LogBatch, SharePartition};
 use session::{SessionCache, TopicIdPartition};
 
 /// How often acquisition locks are checked for expiry.
@@ -109,6 +109,9 @@ pub struct ShareManager {
     pub sessions: parking_lot::Mutex<SessionCache>,
     /// Long-polling ShareFetches, woken when records become acquirable again.
     waiters: parking_lot::Mutex<Vec<Weak<Notify>>>,
+    /// What share-partitions dropped from memory had counted, by group: a group's metrics
+    /// are counters, and must not go down when one of its share-partitions is unloaded.
+    retired: parking_lot::Mutex<std::collections::BTreeMap<String, Counters>>,
 }
 
 /// A share group's limits from its group configs and the broker's.
@@ -252,7 +255,30 @@ impl ShareManager {
     /// A partition's leadership changed here: its share-partitions are dropped, to be read
     /// again from the persisted state by the next fetch (this broker's copy may be stale).
     pub fn leadership_changed(&self, topic_id: Uuid, partition: i32) {
-        self.partitions.retain(|k, _| k.topic_id != topic_id || k.partition != partition);
+        self.partitions.retain(|k, sp| {
+            let keep = k.topic_id != topic_id || k.partition != partition;
+            if !keep {
+                self.retire(k, sp);
+            }
+            keep
+        });
+    }
+
+    /// Keeps the counts of a share-partition leaving memory.
+    fn retire(&self, key: &SharePartitionKey, sp: &SharePartitionHandle) {
+        let counters = sp.lock().counters;
+        self.retired.lock().entry(key.group.clone()).or_default().add(&counters);
+    }
+
+    /// Each group's counts since this broker started: share-partitions loaded now and those
+    /// dropped from memory (metrics).
+    pub fn group_counters(&self) -> std::collections::BTreeMap<String, Counters> {
+        let mut totals = self.retired.lock().clone();
+        for e in self.partitions.iter() {
+            let counters = e.value().lock().counters;
+            totals.entry(e.key().group.clone()).or_default().add(&counters);
+        }
+        totals
     }
 
     /// Every share-partition here (metrics).
@@ -359,7 +385,9 @@ impl ShareManager {
                 // a session that started meanwhile keeps the group's share-partitions here
                 let sessions = me.sessions.lock();
                 if !sessions.has_group(&group) && sp.lock().dead_letters.is_empty() {
-                    me.partitions.remove_if(&key, |_, current| Arc::ptr_eq(current, &sp));
+                    if let Some((key, sp)) = me.partitions.remove_if(&key, |_, current| Arc::ptr_eq(current, &sp)) {
+                        me.retire(&key, &sp);
+                    }
                 }
             }
         });
@@ -402,6 +430,7 @@ impl ShareManager {
         for key in self.keys_of(group) {
             self.replace(broker, &key, None).await?;
         }
+        self.retired.lock().remove(group);
         Ok(())
     }
 
@@ -426,7 +455,9 @@ impl ShareManager {
             Some(entry) => Some(entry.persisting.lock().await),
             None => None,
         };
-        self.partitions.remove(key);
+        if let Some((key, sp)) = self.partitions.remove(key) {
+            self.retire(&key, &sp);
+        }
         match new {
             Some((snapshot, sp)) => {
                 self.state.write(broker, key, Some(snapshot)).await?;

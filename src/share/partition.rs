@@ -184,6 +184,19 @@ pub struct Counters {
     pub archived_delivery_limit: u64,
 }
 
+impl Counters {
+    /// Adds another share-partition's counts (a group's totals).
+    pub fn add(&mut self, other: &Counters) {
+        for (sum, n) in self.acknowledged.iter_mut().zip(other.acknowledged) {
+            *sum += n;
+        }
+        self.acquired += other.acquired;
+        self.redelivered += other.redelivered;
+        self.archived_rejected += other.archived_rejected;
+        self.archived_delivery_limit += other.archived_delivery_limit;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SharePartition {
     start_offset: i64,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::metadata::Metadata;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::*;
@@ -401,7 +401,7 @@ pub fn keep_producing(
     let mut settings = vec![("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "0")];
     settings.extend_from_slice(extra);
     tokio::spawn(async move {
-        let p = producer(&bootstrap, &settings);
+        let mut p = producer(&bootstrap, &settings);
         let (mut i, mut failed) = (0u64, 0u64);
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             let value = format!("{tag}-{i}");
@@ -409,7 +409,21 @@ pub fn keep_producing(
             let record = FutureRecord::to(&topic).partition(0).key("k").payload(&value);
             match p.send(record, Duration::from_secs(60)).await {
                 Ok(d) => acked.lock().unwrap().push((d.offset, value)),
-                Err(_) => failed += 1,
+                Err((e, _)) => {
+                    failed += 1;
+                    if failed == 1 {
+                        eprintln!("producer {tag}: first failed send: {e}");
+                    }
+                    // a failure can come at once, again and again: without a pause this task
+                    // would hold a runtime thread and starve the test's own tasks
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // an idempotent producer's fatal error fails every later send: start anew,
+                    // as an application would
+                    if let Some((code, reason)) = p.client().fatal_error() {
+                        eprintln!("producer {tag}: fatal error {code:?} ({reason}); a new producer takes over");
+                        p = producer(&bootstrap, &settings);
+                    }
+                }
             }
         }
         failed

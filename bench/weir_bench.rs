@@ -25,6 +25,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -163,6 +164,17 @@ struct ProduceArgs {
     /// Idle client connections held open during the run.
     #[arg(long, default_value_t = 0)]
     idle_connections: usize,
+    /// A topic config for the topic when it is created (`name=value`, repeatable).
+    #[arg(long = "topic-config", value_parser = parse_key_value)]
+    topic_configs: Vec<(String, String)>,
+    /// Give every record a `message-id` header, unique in the run (`id-N`; the same N in every
+    /// run of the same size, so a second run resends the same ids).
+    #[arg(long)]
+    message_ids: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("expected name=value: {s}"))
 }
 
 #[derive(Args)]
@@ -417,13 +429,22 @@ fn client_config(bootstrap: &str) -> ClientConfig {
 }
 
 fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    ensure_replicated_topic(bootstrap, topic, partitions, 1)
+    ensure_replicated_topic(bootstrap, topic, partitions, 1, &[])
 }
 
-fn ensure_replicated_topic(bootstrap: &str, topic: &str, partitions: i32, replicas: i32) -> anyhow::Result<()> {
+fn ensure_replicated_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replicas: i32,
+    configs: &[(String, String)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
     let res = rt.block_on(admin.create_topics(&[new], &AdminOptions::new()))?;
     match &res[0] {
         Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
@@ -509,7 +530,7 @@ fn open_idle_connections(bootstrap: &str, n: usize) -> anyhow::Result<Vec<std::n
 }
 
 fn produce(a: ProduceArgs) -> anyhow::Result<Value> {
-    ensure_replicated_topic(&a.target.bootstrap, &a.topic, a.partitions, a.replication_factor)?;
+    ensure_replicated_topic(&a.target.bootstrap, &a.topic, a.partitions, a.replication_factor, &a.topic_configs)?;
     let idle = open_idle_connections(&a.target.bootstrap, a.idle_connections)?;
     let pool = Arc::new(payload_pool(a.record_size));
     let ctx = Counting::default();
@@ -518,14 +539,18 @@ fn produce(a: ProduceArgs) -> anyhow::Result<Value> {
     let started = Instant::now();
     let per_producer = a.records / a.producers as u64;
     let threads: Vec<_> = (0..a.producers)
-        .map(|_| {
+        .map(|n| {
             let config = producer_config(&a.target.bootstrap, &a.acks, &a.compression, a.linger_ms, a.batch_size);
-            let (ctx, pool, topic) = (ctx.clone(), pool.clone(), a.topic.clone());
+            let (ctx, pool, topic, ids) = (ctx.clone(), pool.clone(), a.topic.clone(), a.message_ids);
             std::thread::spawn(move || -> anyhow::Result<()> {
                 let p: ThreadedProducer<Counting> = config.create_with_context(ctx)?;
                 for i in 0..per_producer {
                     let payload = &pool[i as usize % pool.len()];
                     let mut rec = BaseRecord::<(), [u8]>::to(&topic).payload(payload);
+                    if ids {
+                        let id = format!("id-{}", n as u64 * per_producer + i);
+                        rec = rec.headers(OwnedHeaders::new().insert(Header { key: "message-id", value: Some(&id) }));
+                    }
                     loop {
                         match p.send(rec) {
                             Ok(()) => break,
@@ -1105,7 +1130,7 @@ fn failover(a: FailoverArgs) -> anyhow::Result<Value> {
         other => anyhow::bail!("--signal is kill or term, not {other}"),
     };
     let bootstrap = a.target.bootstrap.clone();
-    ensure_replicated_topic(&bootstrap, &a.topic, 1, nodes.len() as i32)?;
+    ensure_replicated_topic(&bootstrap, &a.topic, 1, nodes.len() as i32, &[])?;
     let in_sync = Instant::now() + Duration::from_secs(30);
     while leader_of(&bootstrap, &a.topic).map_or(true, |(l, isr)| l < 0 || isr < nodes.len()) {
         anyhow::ensure!(Instant::now() < in_sync, "{} never had all its replicas in sync", a.topic);

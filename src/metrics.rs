@@ -216,9 +216,42 @@ pub async fn render(broker: &Broker) -> String {
             );
         }
     }
+    render_dedup(&topics, &mut out);
     render_share_groups(broker, &mut out);
     broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
+}
+
+/// Duplicate detection by message id: ids remembered per partition, duplicates dropped per
+/// topic (topics that detect duplicates only).
+fn render_dedup(topics: &[Arc<crate::broker::Topic>], out: &mut String) {
+    let mut ids = Vec::new();
+    let mut dropped = Vec::new();
+    for t in topics {
+        let mut topic_dropped = None;
+        for p in &t.partitions {
+            if let Some((n, d)) = p.log().dedup_stats() {
+                ids.push((label(&t.name), p.index, n));
+                *topic_dropped.get_or_insert(0) += d;
+            }
+        }
+        dropped.extend(topic_dropped.map(|d| (label(&t.name), d)));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_dedup_ids Message ids remembered to detect duplicates.\n# TYPE weir_dedup_ids gauge"
+    );
+    for (topic, partition, n) in ids {
+        let _ = writeln!(out, "weir_dedup_ids{{topic=\"{topic}\",partition=\"{partition}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_dedup_duplicates_dropped_total Records dropped as duplicates of a message id, by topic.\n\
+         # TYPE weir_dedup_duplicates_dropped_total counter"
+    );
+    for (topic, n) in dropped {
+        let _ = writeln!(out, "weir_dedup_duplicates_dropped_total{{topic=\"{topic}\"}} {n}");
+    }
 }
 
 /// One counter's labelled values, from a group's summed share-partition counters.

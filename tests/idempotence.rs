@@ -5,7 +5,6 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -13,19 +12,7 @@ fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> Bytes {
     producer_batch(pid, epoch, seq, n, false)
 }
 
-/// Produces one batch with acks=all; returns (error code, base offset).
-fn produce(bootstrap: &str, topic: &str, records: Bytes) -> (i16, i64) {
-    let req =
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
-    let r: ProduceResponse = raw::call(bootstrap, ApiKey::Produce, 9, &req);
-    let p = &r.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
+use common::raw::produce;
 
 fn new_producer(bootstrap: &str) -> (i64, i16) {
     let r: InitProducerIdResponse = raw::call(

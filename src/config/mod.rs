@@ -45,6 +45,8 @@ pub enum Check {
     NonEmpty,
     /// Throttled replicas: `*` or `partition:broker,…`.
     ReplicaList,
+    /// Where a record's deduplication id is: `key` or `header:<name>`.
+    DedupId,
 }
 
 /// How a broker key may change at run time (Kafka's "Update Mode").
@@ -869,6 +871,16 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "Largest share.heartbeat.interval.ms a group may set.",
     ),
     broker(
+        "log.weir.dedup.window.ms",
+        Long,
+        "0",
+        AtLeast(0),
+        true,
+        "Default weir.dedup.window.ms of topics (0: no duplicate detection).",
+    ),
+    broker("log.weir.dedup.id", Str, "header:message-id", Check::DedupId, true, "Default weir.dedup.id of topics."),
+    broker("log.weir.dedup.max.ids", Long, "100000", AtLeast(1), true, "Default weir.dedup.max.ids of topics."),
+    broker(
         "share.coordinator.state.topic.num.partitions",
         Int,
         "50",
@@ -1077,6 +1089,21 @@ pub static TOPIC_CONFIGS: &[ConfigDef] = &[
     topic("segment.bytes", Int, "log.segment.bytes", AtLeast(14), "Segment size at which a new segment is rolled."),
     topic("segment.index.bytes", Int, "log.index.size.max.bytes", AtLeast(4), "Largest index file."),
     topic("segment.ms", Long, "log.roll.ms", AtLeast(1), "Age at which a non-empty segment is rolled."),
+    topic(
+        "weir.dedup.window.ms",
+        Long,
+        "log.weir.dedup.window.ms",
+        AtLeast(0),
+        "How long a record's id is remembered to drop duplicates of it (0: off).",
+    ),
+    topic("weir.dedup.id", Str, "log.weir.dedup.id", Check::DedupId, "Where a record's id is: key, or header:<name>."),
+    topic(
+        "weir.dedup.max.ids",
+        Long,
+        "log.weir.dedup.max.ids",
+        AtLeast(1),
+        "Ids remembered per partition at most; the oldest are forgotten first.",
+    ),
 ];
 
 /// The configs of a `CLIENT_METRICS` resource, a client telemetry subscription (KIP-714).
@@ -1512,6 +1539,9 @@ fn check_text(check: Check, text: &str) -> Result<(), String> {
         Check::ReplicaList if text != "*" && !is_replica(text) => {
             Err("must be '*' or a list of [partitionId]:[brokerId]".into())
         }
+        Check::DedupId if crate::log::dedup::IdSource::parse(text).is_none() => {
+            Err("must be 'key' or 'header:<name>'".into())
+        }
         _ => Ok(()),
     }
 }
@@ -1757,6 +1787,8 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// In-sync replicas an acks=all produce needs (a replicated partition).
     pub min_insync_replicas: usize,
+    /// Duplicate detection by message id (`weir.dedup.*`), when on.
+    pub dedup: Option<crate::log::dedup::DedupConfig>,
 }
 
 /// Resolves the value of a topic key: the topic's override, else the broker's value of the
@@ -1800,6 +1832,12 @@ impl LogConfig {
             min_compaction_lag_ms: n("min.compaction.lag.ms"),
             min_cleanable_dirty_ratio: s("min.cleanable.dirty.ratio").parse().unwrap_or(0.5),
             min_insync_replicas: n("min.insync.replicas").max(1) as usize,
+            dedup: (n("weir.dedup.window.ms") > 0).then(|| crate::log::dedup::DedupConfig {
+                window_ms: n("weir.dedup.window.ms"),
+                id: crate::log::dedup::IdSource::parse(&s("weir.dedup.id"))
+                    .unwrap_or_else(|| crate::log::dedup::IdSource::Header("message-id".into())),
+                max_ids: n("weir.dedup.max.ids").max(1) as usize,
+            }),
         }
     }
 }
@@ -1927,6 +1965,13 @@ mod tests {
             "errors.deadletterqueue.topic.name.prefix",
             "errors.deadletterqueue.auto.create.topics.enable",
             "errors.deadletterqueue.group.enable",
+            // duplicate detection by message id (Weir's own)
+            "log.weir.dedup.window.ms",
+            "log.weir.dedup.id",
+            "log.weir.dedup.max.ids",
+            "weir.dedup.window.ms",
+            "weir.dedup.id",
+            "weir.dedup.max.ids",
         ];
         // Keys whose Weir default differs from Kafka's, and why: Weir runs out of the box on
         // one machine (loopback listener, ./data, no replication), speaks PEM only, offers the

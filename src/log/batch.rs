@@ -26,7 +26,7 @@ pub const HEADER_SIZE: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 
 const COMPRESSION_MASK: i16 = 0x07;
-const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+pub const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
 
@@ -177,6 +177,12 @@ pub fn offset_and_size(b: &[u8]) -> Option<(i64, usize)> {
 /// The CRC-32C a batch should carry.
 pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES..])
+}
+
+/// Stores the CRC of a batch whose CRC-covered fields the broker changed.
+pub fn reseal(batch: &mut [u8]) {
+    let crc = compute_crc(batch);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Checks one batch's framing and checksum: what recovery checks on every batch it reads.

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod dedup;
 pub mod epochs;
 pub mod faults;
 pub mod index;
@@ -91,6 +92,8 @@ pub struct Log {
     unflushed_records: i64,
     /// Producers' recent batches (deduplicating retries) and open transactions.
     producers: ProducerState,
+    /// Ids of records appended recently, when the topic detects duplicates by message id.
+    dedup: Option<dedup::DedupIndex>,
     /// Aborted transactions, for `read_committed` fetches.
     aborted: TxnIndex,
     /// (segment base, size) of the last successful fsync of the active segment.
@@ -166,6 +169,7 @@ impl Log {
             replica_of_many: false,
             unflushed_records: 0,
             producers: Default::default(),
+            dedup: None,
             aborted: Default::default(),
             synced: (-1, 0),
             failed_sync: None,
@@ -178,6 +182,7 @@ impl Log {
         // what is in the files now was fsynced at clean shutdown or re-checked by recovery
         log.synced = (log.active().base_offset(), log.active().size());
         log.rebuild_producer_state()?;
+        log.configure_dedup(now_ms)?;
         Ok((log, report))
     }
 
@@ -290,8 +295,12 @@ impl Log {
         &self.config
     }
 
+    /// Takes a topic's new settings (duplicate detection may start, change or stop).
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
+        if let Err(e) = self.configure_dedup(crate::broker::now_ms()) {
+            tracing::warn!(log = %self.topic_partition, error = %e, "cannot read the log's recent ids; duplicates of them are not detected");
+        }
     }
 
     pub fn unflushed_records(&self) -> i64 {
@@ -350,16 +359,34 @@ impl Log {
                 first = false;
                 continue;
             }
-            let Some(h) = self.write_batch(bytes, append_time, now_ms)? else {
-                continue;
+            let (batches, ids, answer) = match self.without_duplicates(bytes, now_ms)? {
+                dedup::Deduplicated::Write { batches, ids, answer } => (batches, ids, answer),
+                dedup::Deduplicated::Nothing { original } => {
+                    // every record was a copy: the answer points at the first original
+                    if first {
+                        info.base_offset = original;
+                        first = false;
+                    }
+                    continue;
+                }
             };
-            self.producers.record(&h);
-            if first {
-                info.base_offset = h.base_offset;
-                first = false;
+            let start = self.log_end_offset();
+            for batch in &batches {
+                let Some(h) = self.write_batch(batch, append_time, now_ms)? else {
+                    continue;
+                };
+                self.producers.record(&h);
+                if first {
+                    info.base_offset = answer.unwrap_or(h.base_offset);
+                    first = false;
+                }
+                info.last_offset = h.last_offset();
+                info.records += i64::from(h.record_count);
             }
-            info.last_offset = h.last_offset();
-            info.records += i64::from(h.record_count);
+            if let (Some(index), Some(ids)) = (self.dedup.as_mut(), ids) {
+                let txn = sent.is_transactional().then_some(sent.producer_id);
+                index.remember(&ids, start, now_ms, txn);
+            }
         }
         self.unflushed_records += info.records;
         self.first_unflushed_ms.get_or_insert(now_ms);
@@ -421,6 +448,9 @@ impl Log {
         if let Some(entry) = track_batch(&mut self.producers, &h, Some(control), coordinator_epoch) {
             let base = self.active().base_offset();
             self.aborted.append(base, entry)?;
+        }
+        if let Some(index) = self.dedup.as_mut() {
+            index.end_transaction(producer_id, control == ControlType::Commit);
         }
         self.unflushed_records += 1;
         self.first_unflushed_ms.get_or_insert(now_ms);

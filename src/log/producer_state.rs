@@ -145,7 +145,13 @@ impl ProducerState {
         if !has_sequence(h) {
             return Ok(SequenceCheck::New);
         }
-        if let Some(b) = entry.batches.iter().find(|b| b.first_seq == first && b.last_seq == last) {
+        // (a batch whose leading records duplicate detection dropped was stored from a later
+        // first sequence: a retry of it still ends at the same last one)
+        if let Some(b) = entry
+            .batches
+            .iter()
+            .find(|b| b.last_seq == last && (b.first_seq == first || (first..=last).contains(&b.first_seq)))
+        {
             return Ok(SequenceCheck::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset });
         }
         let expected = entry.batches.back().map_or(0, |b| seq_add(b.last_seq, 1));
@@ -205,6 +211,11 @@ impl ProducerState {
     /// below the high watermark.
     pub fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.keys().next().copied()
+    }
+
+    /// Where a producer's open transaction on this partition began, if it has one.
+    pub fn open_transaction_start(&self, producer_id: i64) -> Option<i64> {
+        self.producers.get(&producer_id).and_then(|e| e.txn_first_offset)
     }
 
     /// Whether `(producer_id, epoch)` has a transaction open on this partition.

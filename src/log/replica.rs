@@ -116,6 +116,7 @@ impl Log {
             let base = self.active().base_offset();
             self.aborted.append(base, entry)?;
         }
+        self.dedup_replicated(bytes, h, control);
         if self.epochs.latest().is_none_or(|(e, _)| h.leader_epoch > e) {
             self.epochs.assign(h.leader_epoch, h.base_offset)?;
         }
@@ -137,6 +138,7 @@ impl Log {
         super::write_log_start(&self.dir, offset)?;
         self.epochs.truncate_from_end(i64::MIN)?; // every epoch entry goes
         self.rebuild_producer_state()?;
+        self.rebuild_dedup(crate::broker::now_ms())?;
         self.high_watermark = offset;
         self.synced = (offset, 0);
         self.failed_sync = None;
@@ -161,6 +163,7 @@ impl Log {
         self.remove_snapshots_after(end);
         self.epochs.truncate_from_end(end)?;
         self.rebuild_producer_state()?;
+        self.rebuild_dedup(crate::broker::now_ms())?;
         self.high_watermark = self.high_watermark.min(end);
         self.synced = (self.active().base_offset(), self.active().size());
         self.failed_sync = None;

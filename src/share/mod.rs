@@ -566,7 +566,8 @@ fn log_batches(bytes: &[u8], bound: i64, aborted: &[crate::log::txn_index::Abort
                 a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset <= a.last_offset
             });
         let mut batch = LogBatch::new(h.base_offset, h.last_offset().min(bound - 1));
-        batch.skip = h.is_control() || was_aborted;
+        // (a batch with no records: what duplicate detection or compaction left of one)
+        batch.skip = h.is_control() || was_aborted || h.record_count == 0;
         if !batch.skip {
             batch.delayed = delay::delayed_records(&rest[..h.total_size()], h.compression() != 0, now);
         }

@@ -410,6 +410,21 @@ pub mod raw {
         Some(Bytes::from(buf))
     }
 
+    /// Produces one batch to partition 0 of `topic` with acks=all; returns (error code, base
+    /// offset).
+    pub fn produce(bootstrap: &str, topic: &str, records: Bytes) -> (i16, i64) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))]),
+        ]);
+        let r: ProduceResponse = call(bootstrap, ApiKey::Produce, 9, &req);
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
     /// One request/response round trip.
     pub fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
         bootstrap: &str,

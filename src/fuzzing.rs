@@ -100,12 +100,35 @@ pub fn record_batch(data: &[u8]) {
     let compacted = ProduceLimits { compacted: true, timestamp_after_max_ms: 1000, ..limits };
     if let Ok(batches) = batch::split_batches(data) {
         for b in batches {
-            let _ = batch::validate_produced(b, &limits);
+            if batch::validate_produced(b, &limits).is_ok() {
+                deduplicate_twice(b);
+            }
             let _ = batch::validate_produced(b, &compacted);
             let _ = batch::control_type(b);
         }
     }
     let _ = batch::check_integrity(data);
+}
+
+/// Duplicate detection on an accepted batch, by header and by key, twice (the second time
+/// every id is known): whatever it writes instead must be a sound batch.
+fn deduplicate_twice(b: &[u8]) {
+    use crate::log::dedup::{record_ids, DedupConfig, DedupIndex, Filtered, IdSource};
+    for id in [IdSource::Header("message-id".into()), IdSource::Key] {
+        let mut index = DedupIndex::new(DedupConfig { window_ms: 1000, id, max_ids: 64 });
+        for _ in 0..2 {
+            let Ok(ids) = record_ids(b, &index.config().id) else { return };
+            let written = match index.filter(b, &ids, 0) {
+                Ok(Filtered::Rewritten { leading, batch, .. }) => leading.into_iter().chain([batch]).collect(),
+                Ok(Filtered::AllDuplicates { placeholder, .. }) => placeholder.into_iter().collect(),
+                _ => Vec::new(),
+            };
+            for w in written {
+                assert!(batch::check_integrity(&w).is_ok(), "deduplication wrote a damaged batch");
+            }
+            index.remember(&ids, 0, 0, None);
+        }
+    }
 }
 
 /// A segment file of arbitrary bytes opened after a crash (recovery) and after a clean
@@ -149,6 +172,12 @@ pub fn stored_state(data: &[u8]) {
     let _ = consumer_records::CurrentAssignment::decode(b.clone());
     let _ = consumer_records::decode_target(b.clone());
     let _ = crate::share::state::decode_key(b.clone());
+    let dedup = crate::log::dedup::DedupConfig {
+        window_ms: 1000,
+        id: crate::log::dedup::IdSource::Header("message-id".into()),
+        max_ids: 64,
+    };
+    let _ = crate::log::dedup::DedupIndex::decode_snapshot(dedup, &b);
     if let Some(s) = crate::share::state::decode_snapshot(b.clone()) {
         // a share-partition rebuilt from it, then read and acknowledged: nothing may panic
         let mut sp = crate::share::restore_snapshot(s, 0, 1_000, Default::default());

@@ -18,8 +18,11 @@
 //!
 //! **Remembering.** Ids are kept in memory with the offset and time they were appended; the
 //! oldest are forgotten first once the window has passed or `weir.dedup.max.ids` are kept.
-//! Ids of a transaction are forgotten again if it aborts. After a restart the index is read
-//! back from the log over the window (the records' timestamps stand for their append times).
+//! Ids of a transaction are forgotten again if it aborts. The index is saved to
+//! `<offset>.dedup` when a segment rolls and at clean shutdown (as producer snapshots are);
+//! opening a log loads the newest one at or below the log end and reads the ids of the
+//! batches after it from the log. Without one, the window is read back from the log (the
+//! records' timestamps standing for their append times).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +42,15 @@ pub enum IdSource {
     Header(String),
     /// The record's key.
     Key,
+}
+
+impl std::fmt::Display for IdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdSource::Header(name) => write!(f, "header:{name}"),
+            IdSource::Key => f.write_str("key"),
+        }
+    }
 }
 
 impl IdSource {
@@ -160,6 +172,11 @@ pub enum Filtered {
     AllDuplicates { original: i64, placeholder: Option<BytesMut> },
 }
 
+/// Version of the `<offset>.dedup` layout.
+const SNAPSHOT_VERSION: u16 = 1;
+/// File extension of duplicate-detection snapshots.
+pub(super) const SNAPSHOT_EXTENSION: &str = "dedup";
+
 /// An id appended in an open transaction, and where.
 type OpenId = (Arc<[u8]>, i64);
 
@@ -276,6 +293,68 @@ impl DedupIndex {
                 self.ids.remove(&id);
             }
         }
+    }
+
+    /// The index as `<offset>.dedup` holds it: version u16, CRC-32C u32 of the rest, the id
+    /// setting (u16 length, text), then each id oldest first: offset i64, time i64, the
+    /// producer of its open transaction i64 (-1: none), the id (u32 length, bytes). Big-endian.
+    fn encode_snapshot(&self) -> Vec<u8> {
+        let open: HashMap<i64, i64> =
+            self.open.iter().flat_map(|(pid, ids)| ids.iter().map(move |(_, offset)| (*offset, *pid))).collect();
+        let mut body = Vec::with_capacity(16 + self.ids.len() * 40);
+        let setting = self.config.id.to_string();
+        body.extend_from_slice(&(setting.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        body.extend_from_slice(&setting.as_bytes()[..setting.len().min(u16::MAX as usize)]);
+        for (id, seen) in &self.order {
+            if self.ids.get(id).is_none_or(|s| s.offset != seen.offset) {
+                continue;
+            }
+            body.extend_from_slice(&seen.offset.to_be_bytes());
+            body.extend_from_slice(&seen.at_ms.to_be_bytes());
+            body.extend_from_slice(&open.get(&seen.offset).copied().unwrap_or(-1).to_be_bytes());
+            body.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            body.extend_from_slice(id);
+        }
+        let mut out = Vec::with_capacity(body.len() + 6);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// An index from a snapshot taken with the same id setting; `None` when it is damaged,
+    /// of another version, or for another setting.
+    pub fn decode_snapshot(config: DedupConfig, bytes: &[u8]) -> Option<DedupIndex> {
+        let version = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
+        let crc = u32::from_be_bytes(bytes.get(2..6)?.try_into().ok()?);
+        let body = bytes.get(6..)?;
+        if version != SNAPSHOT_VERSION || crc32c::crc32c(body) != crc {
+            return None;
+        }
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let b = body.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(b)
+        };
+        let setting_len = u16::from_be_bytes(take(2)?.try_into().ok()?) as usize;
+        if take(setting_len)? != config.id.to_string().as_bytes() {
+            return None;
+        }
+        let mut index = DedupIndex::new(config);
+        let i64_at = |b: &[u8]| b.try_into().ok().map(i64::from_be_bytes);
+        while let Some(head) = take(28) {
+            let (offset, at_ms, pid) = (i64_at(&head[..8])?, i64_at(&head[8..16])?, i64_at(&head[16..24])?);
+            let len = u32::from_be_bytes(head[24..28].try_into().ok()?) as usize;
+            let id: Arc<[u8]> = Arc::from(take(len)?);
+            let seen = Seen { offset, at_ms };
+            index.ids.insert(id.clone(), seen);
+            index.order.push_back((id.clone(), seen));
+            if pid >= 0 {
+                index.open.entry(pid).or_default().push((id, offset));
+            }
+        }
+        (at == body.len()).then_some(index)
     }
 
     /// Forgets ids older than the window, then the oldest beyond `max_ids`.
@@ -404,13 +483,19 @@ impl super::Log {
             self.dedup = None;
             return Ok(());
         };
-        let mut index = DedupIndex::new(config.clone());
-        index.dropped = self.dedup.as_ref().map_or(0, |d| d.dropped);
         let end = self.log_end_offset();
-        let from = match self.offset_for_timestamp(now_ms.saturating_sub(config.window_ms)) {
-            Ok(Some(found)) => found.offset.max(self.log_start_offset),
-            _ => end,
+        let (mut index, from) = match self.load_dedup_snapshot(&config, end) {
+            Some((index, offset)) => (index, offset.max(self.log_start_offset)),
+            None => {
+                let from = match self.offset_for_timestamp(now_ms.saturating_sub(config.window_ms)) {
+                    Ok(Some(found)) => found.offset.max(self.log_start_offset),
+                    _ => end,
+                };
+                (DedupIndex::new(config.clone()), from)
+            }
         };
+        index.dropped = self.dedup.as_ref().map_or(0, |d| d.dropped);
+        index.forget_old(now_ms);
         let aborted = self.aborted_transactions(from, end);
         let mut offset = from;
         while offset < end {
@@ -446,6 +531,41 @@ impl super::Log {
             offset = next;
         }
         self.dedup = Some(index);
+        Ok(())
+    }
+
+    /// The newest `<offset>.dedup` at or below `end` taken with `config`'s id setting, and its
+    /// offset.
+    fn load_dedup_snapshot(&self, config: &DedupConfig, end: i64) -> Option<(DedupIndex, i64)> {
+        let offsets = super::snapshot_offsets_with(&self.dir, SNAPSHOT_EXTENSION);
+        offsets.into_iter().rev().filter(|o| *o <= end).find_map(|o| {
+            let path = self.dir.join(format!("{}.{SNAPSHOT_EXTENSION}", super::segment::file_stem(o)));
+            let bytes = std::fs::read(path).ok()?;
+            let index = DedupIndex::decode_snapshot(config.clone(), &bytes);
+            if index.is_none() {
+                tracing::info!(dir = %self.dir.display(), offset = o, "not using a duplicate-detection snapshot (damaged or another id setting)");
+            }
+            Some((index?, o))
+        })
+    }
+
+    /// Saves the ids remembered to `<log end>.dedup` (at a roll and at clean shutdown), keeping
+    /// the two newest such files.
+    pub(super) fn write_dedup_snapshot(&self, sync: bool) -> std::io::Result<()> {
+        let Some(index) = self.dedup.as_ref() else { return Ok(()) };
+        let stem = super::segment::file_stem(self.log_end_offset());
+        let path = self.dir.join(format!("{stem}.{SNAPSHOT_EXTENSION}"));
+        let tmp = path.with_extension(format!("{SNAPSHOT_EXTENSION}.tmp"));
+        std::fs::write(&tmp, index.encode_snapshot())?;
+        if sync {
+            std::fs::File::open(&tmp)?.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let offsets = super::snapshot_offsets_with(&self.dir, SNAPSHOT_EXTENSION);
+        for old in offsets.iter().rev().skip(super::SNAPSHOTS_KEPT) {
+            let stem = super::segment::file_stem(*old);
+            let _ = std::fs::remove_file(self.dir.join(format!("{stem}.{SNAPSHOT_EXTENSION}")));
+        }
         Ok(())
     }
 
@@ -629,5 +749,51 @@ mod tests {
         index.end_transaction(6, true);
         assert!(!index.ids.contains_key(b"t1".as_slice()));
         assert!(index.ids.contains_key(b"t2".as_slice()));
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_belong_to_one_id_setting() {
+        let mut index = DedupIndex::new(config());
+        index.remember(&at(&[id("a"), id("b")]), 10, 5000, None);
+        index.remember(&at(&[id("a")]), 20, 5001, None);
+        index.remember(&at(&[id("t")]), 21, 5002, Some(9));
+        let bytes = index.encode_snapshot();
+        let mut back = DedupIndex::decode_snapshot(config(), &bytes).expect("decodes");
+        assert_eq!(back.len(), 3);
+        assert_eq!(back.ids.get(b"a".as_slice()).map(|s| (s.offset, s.at_ms)), Some((20, 5001)));
+        back.end_transaction(9, false);
+        assert!(!back.ids.contains_key(b"t".as_slice()), "the open transaction came back open");
+        let by_key = DedupConfig { id: IdSource::Key, ..config() };
+        assert!(DedupIndex::decode_snapshot(by_key, &bytes).is_none(), "another id setting");
+        let mut damaged = bytes.clone();
+        *damaged.last_mut().unwrap() ^= 1;
+        assert!(DedupIndex::decode_snapshot(config(), &damaged).is_none());
+        assert!(DedupIndex::decode_snapshot(config(), &bytes[..bytes.len() - 1]).is_none());
+    }
+
+    /// Records stamped in 1970 but appended now: a scan of the log over the window finds none
+    /// of them, the snapshot written at close remembers them.
+    #[test]
+    fn a_reopened_log_remembers_ids_from_its_snapshot() {
+        use crate::config::{BrokerConfig, LogConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = [("weir.dedup.window.ms".to_string(), "3600000".to_string())].into();
+        let config = LogConfig::resolve(&BrokerConfig::default(), &overrides);
+        let now = crate::broker::now_ms();
+        let open = || super::super::Log::open(dir.path(), config.clone(), true, now).unwrap().0;
+        let mut log = open();
+        log.append(&sent(&[(None, Some("a")), (None, Some("b"))], Compression::None, -1), now).unwrap();
+        log.close().unwrap();
+        let mut log = open();
+        assert_eq!(log.dedup_stats().map(|s| s.0), Some(2), "read from the snapshot");
+        let again = log.append(&sent(&[(None, Some("b"))], Compression::None, -1), now).unwrap();
+        assert_eq!((again.base_offset, again.records), (1, 0), "b is a copy of offset 1");
+        drop(log);
+        for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            if e.path().extension().is_some_and(|x| x == SNAPSHOT_EXTENSION) {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        assert_eq!(open().dedup_stats().map(|s| s.0), Some(0), "the log alone: too old to remember");
     }
 }

@@ -487,6 +487,7 @@ impl Log {
         let seg = self.new_segment(base, now_ms)?;
         self.segments.insert(base, seg);
         self.write_snapshot(false)?;
+        self.write_dedup_snapshot(false)?;
         sync_dir(&self.dir)
     }
 
@@ -619,10 +620,13 @@ impl Log {
         Segment::open(&self.dir, base, c.segment_index_bytes, c.index_interval_bytes, false, now_ms).map(|(s, _)| s)
     }
 
-    /// Removes the producer snapshots taken past `end` (they describe records no longer here).
+    /// Removes the producer and duplicate-detection snapshots taken past `end` (they describe
+    /// records no longer here).
     fn remove_snapshots_after(&self, end: i64) {
-        for stale in snapshot_offsets(&self.dir).into_iter().filter(|o| *o > end) {
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.snapshot", segment::file_stem(stale))));
+        for extension in ["snapshot", dedup::SNAPSHOT_EXTENSION] {
+            for stale in snapshot_offsets_with(&self.dir, extension).into_iter().filter(|o| *o > end) {
+                let _ = std::fs::remove_file(self.dir.join(format!("{}.{extension}", segment::file_stem(stale))));
+            }
         }
     }
 
@@ -720,6 +724,7 @@ impl Log {
         }
         self.active_mut().close_for_writes()?;
         self.aborted.sync(self.active().base_offset())?;
+        self.write_dedup_snapshot(true)?;
         self.write_snapshot(true)
     }
 
@@ -755,11 +760,16 @@ fn track_batch(
 
 /// Offsets of the producer snapshots in `dir`, ascending.
 fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    snapshot_offsets_with(dir, "snapshot")
+}
+
+/// Offsets of the `<offset>.<extension>` files in `dir`, ascending.
+fn snapshot_offsets_with(dir: &Path, extension: &str) -> Vec<i64> {
     let mut offsets: Vec<i64> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".snapshot")?.parse().ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(extension)?.strip_suffix('.')?.parse().ok())
         .collect();
     offsets.sort_unstable();
     offsets

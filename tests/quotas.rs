@@ -143,7 +143,9 @@ async fn a_fast_consumer_is_held_to_its_byte_rate() {
     }
     let rate = rate_between(&events, Duration::from_secs(4), Duration::from_secs(12));
     eprintln!("consumer quota {QUOTA} B/s: measured {rate:.0} B/s");
-    assert!((rate - QUOTA).abs() < 0.10 * QUOTA, "throttled fetch rate {rate:.0} B/s vs quota {QUOTA}");
+    // (librdkafka's prefetching makes the consumer's view coarser than the producer test's:
+    // a loaded CI machine once measured 15 % over; unthrottled it reads many times the quota)
+    assert!((rate - QUOTA).abs() < 0.20 * QUOTA, "throttled fetch rate {rate:.0} B/s vs quota {QUOTA}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -527,10 +527,23 @@ async fn end_offset_reaching(bootstrap: &str, topic: &str, want: i64) -> i64 {
     end
 }
 
+/// The state of a share-partition of three records, all done, whose broker crashed after
+/// copying rejected offset 1 to the dead-letter topic but before its state said so, with
+/// offset 2 rejected too and not copied yet; the mark from before both copies.
+fn crashed_after_the_first_copy() -> weir::share::state::StateSnapshot {
+    use weir::share::partition::{ArchiveReason, Archived, RecordState};
+    let pending = |offset| Archived { first: offset, last: offset, delivery_count: 1, reason: ArchiveReason::Rejected };
+    weir::share::state::StateSnapshot {
+        start_offset: 3,
+        batches: vec![(0, 2, RecordState::Archived, 1)],
+        dead_letters: vec![pending(1), pending(2)],
+        dead_letter_mark: 0,
+        ..Default::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_are_copied_once_even_across_a_crash() {
-    use weir::share::partition::{ArchiveReason, Archived, RecordState};
-    use weir::share::state::StateSnapshot;
     use weir::share::SharePartitionKey;
 
     let broker = TestBroker::start(&[]).await;
@@ -559,14 +572,7 @@ async fn dead_letters_are_copied_once_even_across_a_crash() {
     let key = SharePartitionKey { group: "sg-dlq".into(), topic_id: id, partition: 0 };
     let settled = || running.shares.state.stored(&key).is_some_and(|s| s.dead_letters.is_empty());
     assert!(wait_until(Duration::from_secs(10), settled).await, "the copy is recorded");
-    let pending = |offset| Archived { first: offset, last: offset, delivery_count: 1, reason: ArchiveReason::Rejected };
-    let crashed = StateSnapshot {
-        start_offset: 3,
-        batches: vec![(0, 2, RecordState::Archived, 1)],
-        dead_letters: vec![pending(1), pending(2)],
-        dead_letter_mark: 0,
-        ..Default::default()
-    };
+    let crashed = crashed_after_the_first_copy();
     running.shares.state.persist(&running, &key, Some(crashed)).await.unwrap();
     drop(running);
     let broker = broker.restart(&[]).await;
@@ -593,8 +599,7 @@ async fn dead_letters_are_copied_once_even_across_a_crash() {
 async fn dead_letters_led_elsewhere_are_copied_once_across_a_crash() {
     use common::cluster::*;
     use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
-    use weir::share::partition::{ArchiveReason, Archived, RecordState};
-    use weir::share::state::{rpc, StateSnapshot};
+    use weir::share::state::rpc;
     use weir::share::SharePartitionKey;
 
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
@@ -658,14 +663,7 @@ async fn dead_letters_led_elsewhere_are_copied_once_across_a_crash() {
     // As if a had crashed after that copy but before its state said so (offset 1 pending,
     // copied already) with offset 2 pending too (never copied), the mark from before both.
     let key = SharePartitionKey { group: group.into(), topic_id: id, partition: 0 };
-    let pending = |offset| Archived { first: offset, last: offset, delivery_count: 1, reason: ArchiveReason::Rejected };
-    let crashed = StateSnapshot {
-        start_offset: 3,
-        batches: vec![(0, 2, RecordState::Archived, 1)],
-        dead_letters: vec![pending(1), pending(2)],
-        dead_letter_mark: 0,
-        ..Default::default()
-    };
+    let crashed = crashed_after_the_first_copy();
     let write = rpc::to_write(&key, &crashed);
     let written = cluster.nodes.iter().filter(|n| n.process.is_some()).any(|n| {
         let r: WriteShareGroupStateResponse = raw::call(&n.client, ApiKey::WriteShareGroupState, 0, &write);

@@ -506,7 +506,7 @@ impl super::Log {
             while let Some(h) = BatchHeader::parse(rest).filter(|h| h.total_size() <= rest.len()) {
                 let (one, tail) = rest.split_at(h.total_size());
                 rest = tail;
-                next = h.last_offset() + 1;
+                next = h.last_offset().saturating_add(1);
                 let was_aborted = h.is_transactional()
                     && aborted.iter().any(|a| {
                         a.producer_id == h.producer_id

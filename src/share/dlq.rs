@@ -397,7 +397,7 @@ async fn fetch_records(
             last = Some(r.offset);
         }
         match last {
-            Some(l) if l + 1 < p.high_watermark => offset = l + 1,
+            Some(l) if l.saturating_add(1) < p.high_watermark => offset = l + 1,
             _ => return Ok(()),
         }
     }

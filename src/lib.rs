@@ -5,6 +5,8 @@
 
 pub mod alloc;
 pub mod broker;
+pub mod cli;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

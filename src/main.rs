@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use weir::config::{self, BrokerConfig};
 
 /// Huge allocations (a request claiming billions of elements) become lazy mappings instead of
@@ -11,9 +11,14 @@ use weir::config::{self, BrokerConfig};
 static ALLOC: weir::alloc::LazyHugeAlloc = weir::alloc::LazyHugeAlloc;
 
 /// An event-streaming broker that speaks the Apache Kafka wire protocol.
+///
+/// Without a command, `weir` runs a broker with the flags below. The commands are the
+/// operator's tools; they talk to any Kafka-protocol cluster (`-b HOST:PORT`, env WEIR_BROKERS).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true, after_help = EXAMPLES)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<weir::cli::Command>,
     /// Address to listen on (Kafka: listeners).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
@@ -48,6 +53,15 @@ struct Cli {
     print_kafka_only_configs: bool,
 }
 
+const EXAMPLES: &str = "Examples:
+  weir --data-dir /var/lib/weir --set num.partitions=3     # run a broker
+  weir topic create orders -p 6
+  echo hello | weir produce orders
+  weir consume orders --from beginning -n 1
+  weir group describe billing
+  weir cluster health -b kafka-1:9092,kafka-2:9092
+See `weir <command> --help` and docs/cli.md.";
+
 fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
     let file = match &cli.config {
         Some(path) => config::read_config_file(path).map_err(|e| e.to_string())?,
@@ -79,8 +93,11 @@ fn layers(cli: &Cli) -> Result<Vec<Vec<(String, String)>>, String> {
 
 #[tokio::main]
 async fn main() {
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        std::process::exit(weir::cli::run(command, Cli::command).await);
+    }
     weir::logging::init();
-    let cli = Cli::parse();
     if cli.print_default_config {
         print!("{}", config::default_config_file());
         return;

@@ -289,6 +289,83 @@ impl ScramServer {
     }
 }
 
+/// The client side of an exchange (the CLI's `-X sasl.mechanism=SCRAM-SHA-*`).
+pub struct ScramClient {
+    mechanism: Mechanism,
+    password: String,
+    client_first_bare: String,
+    nonce: String,
+    /// The signature the server must prove in server-final-message.
+    server_signature: Vec<u8>,
+}
+
+impl ScramClient {
+    /// Starts an exchange; returns the client and the client-first-message to send.
+    pub fn start(mechanism: Mechanism, user: &str, password: &str) -> (ScramClient, Vec<u8>) {
+        let nonce = B64.encode(random_bytes(24));
+        let name = user.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={name},r={nonce}");
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let client = ScramClient {
+            mechanism,
+            password: password.to_string(),
+            client_first_bare,
+            nonce,
+            server_signature: Vec::new(),
+        };
+        (client, first)
+    }
+
+    /// Answers server-first-message with client-final-message.
+    pub fn respond(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        let server_first = std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let nonce = server_first.split(',').find_map(|f| f.strip_prefix("r=")).unwrap_or_default();
+        if !nonce.starts_with(self.nonce.as_str()) || nonce.len() == self.nonce.len() {
+            return Err(ScramError::Malformed("server nonce does not extend ours"));
+        }
+        let (message, server_signature) =
+            client_final_message(self.mechanism, &self.password, &self.client_first_bare, server_first, nonce)?;
+        self.server_signature = server_signature;
+        Ok(message.into_bytes())
+    }
+
+    /// Checks server-final-message: the server knew the credential.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let text = std::str::from_utf8(server_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let signature = text.strip_prefix("v=").and_then(|v| B64.decode(v).ok()).ok_or(ScramError::InvalidProof)?;
+        if self.server_signature.is_empty() || !constant_time_eq(&signature, &self.server_signature) {
+            return Err(ScramError::InvalidProof);
+        }
+        Ok(())
+    }
+}
+
+/// RFC 5802's client-final-message for `server_first`, sending `nonce`; also the server
+/// signature to expect.
+fn client_final_message(
+    m: Mechanism,
+    password: &str,
+    client_first_bare: &str,
+    server_first: &str,
+    nonce: &str,
+) -> Result<(String, Vec<u8>), ScramError> {
+    let field = |name: &str| server_first.split(',').find_map(|f| f.strip_prefix(name));
+    let salt = field("s=").and_then(|s| B64.decode(s).ok()).ok_or(ScramError::Malformed("bad salt"))?;
+    let iterations: i32 = field("i=").and_then(|i| i.parse().ok()).ok_or(ScramError::Malformed("bad iterations"))?;
+    if !(1..=MAX_ITERATIONS * 64).contains(&iterations) {
+        return Err(ScramError::Malformed("iteration count out of range"));
+    }
+    let salted = m.salted_password(password.as_bytes(), &salt, iterations);
+    let client_key = m.hmac(&salted, b"Client Key");
+    let stored = m.hash(&client_key);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature = m.hmac(&stored, auth.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+    let server_signature = m.hmac(&m.hmac(&salted, b"Server Key"), auth.as_bytes());
+    Ok((format!("{without_proof},p={}", B64.encode(proof)), server_signature))
+}
+
 /// Parses `gs2-header client-first-bare`; returns the bare part, the user and the nonce.
 fn parse_client_first(text: &str) -> Result<(String, String, String), ScramError> {
     // gs2-header: cbind-flag "," [authzid] ","
@@ -351,18 +428,25 @@ mod tests {
         server_first: &str,
         nonce: impl Fn(&str) -> String,
     ) -> String {
-        let fields: Vec<&str> = server_first.split(',').collect();
-        let nonce = nonce(fields[0].strip_prefix("r=").unwrap());
-        let salt = B64.decode(fields[1].strip_prefix("s=").unwrap()).unwrap();
-        let iterations: i32 = fields[2].strip_prefix("i=").unwrap().parse().unwrap();
-        let salted = m.salted_password(password.as_bytes(), &salt, iterations);
-        let client_key = m.hmac(&salted, b"Client Key");
-        let stored = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
-        let auth = format!("{client_first_bare},{server_first},{without_proof}");
-        let sig = m.hmac(&stored, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-        format!("{without_proof},p={}", B64.encode(proof))
+        let nonce = nonce(server_first.split(',').next().unwrap().strip_prefix("r=").unwrap());
+        super::client_final_message(m, password, client_first_bare, server_first, &nonce).unwrap().0
+    }
+
+    #[test]
+    fn the_client_side_authenticates_and_checks_the_server() {
+        for m in Mechanism::ALL {
+            let stored = Credential::new(m, "pencil", 4096);
+            let lookup = |u: &str, mech: Mechanism| (u == "al,ice" && mech == m).then(|| stored.clone());
+            let (mut client, first) = ScramClient::start(m, "al,ice", "pencil");
+            let Step::Continue(state, challenge) = ScramServer::Start(m).step(&first, lookup).unwrap() else {
+                panic!("expected a challenge")
+            };
+            let last = client.respond(&challenge).unwrap();
+            let Step::Done(user, server_final) = state.step(&last, lookup).unwrap() else { panic!("expected the end") };
+            assert_eq!(user, "al,ice");
+            client.verify(&server_final).unwrap();
+            assert!(client.verify(b"v=AAAA").is_err());
+        }
     }
 
     fn exchange(m: Mechanism, stored: &Credential, password: &str) -> Result<String, ScramError> {

@@ -34,7 +34,7 @@ fn pem_source(config: &BrokerConfig, inline: &str, location: &str) -> Result<Opt
     std::fs::read(path.trim()).map(Some).map_err(|e| format!("{location}: cannot read {path}: {e}"))
 }
 
-fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{what}: cannot parse PEM certificates: {e}"))?;

@@ -231,9 +231,9 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
             for (p, o) in start.iter_mut() {
                 if let Some(c) = committed.get(&(topic.clone(), *p)) {
                     *o = *c;
+                    committed_at.insert(*p, *c);
                 }
             }
-            committed_at = start.clone();
             positions = start;
         }
         None => {
@@ -286,11 +286,13 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
                             if !added.is_empty() {
                                 let committed = group::committed(client, &m.group, "consumer").await?;
                                 let mut start = resolve(client, &topic, &added, from).await?;
+                                // a partition without a committed offset gets one at its reset
+                                // position on the next commit, as Kafka's consumers do
                                 for (p, o) in start.iter_mut() {
                                     if let Some(c) = committed.get(&(topic.clone(), *p)) {
                                         *o = *c;
+                                        committed_at.insert(*p, *c);
                                     }
-                                    committed_at.insert(*p, *o);
                                 }
                                 positions.extend(start);
                             }

@@ -10,6 +10,7 @@ mod group;
 pub mod output;
 pub mod position;
 mod produce;
+pub use produce::murmur2;
 mod quota;
 mod topic;
 mod user;

@@ -18,8 +18,8 @@ pub const EXAMPLES: &str = "Examples:
   echo hello | weir produce greetings
   seq 1 1000 | weir produce numbers -k batch-1 -H source=seq -z lz4
   printf 'k1:v1\\nk2:v2\\n' | weir produce orders --key-delimiter :
-  weir consume orders --from beginning -e --format json | weir produce orders-copy --format json
-With --format json each line is an object: {\"key\": …, \"value\": …, \"headers\": [{\"key\": …, \"value\": …}], \"partition\": …}
+  weir consume orders --from beginning -e --format json | weir produce orders-copy --input json
+With --input json each line is an object: {\"key\": …, \"value\": …, \"headers\": [{\"key\": …, \"value\": …}], \"partition\": …}
 (headers may also be an object of name → value; every field is optional).";
 
 /// A batch is sent once it holds this much (well under the default max.message.bytes).
@@ -46,6 +46,10 @@ pub struct ProduceArgs {
     /// Compression codec: none, gzip, snappy, lz4, zstd.
     #[arg(short = 'z', long, default_value = "none")]
     compression: String,
+    /// Input: text (a record per line) or json (JSON lines, as `weir consume --format json`
+    /// prints them).
+    #[arg(long, value_enum, default_value = "text")]
+    input: Format,
     /// No progress line on stderr.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -183,7 +187,7 @@ pub async fn run(client: &mut Client, args: ProduceArgs, format: Format) -> Resu
         };
         let Some(line) = line else { break };
         line_no += 1;
-        let mut input = match format {
+        let mut input = match args.input {
             Format::Json if line.trim().is_empty() => continue,
             Format::Json => {
                 parse_json_line(&line).map_err(|e| ClientError::Config(format!("stdin line {line_no}: {e}")))?
@@ -294,8 +298,11 @@ async fn flush(
     let chosen: Vec<i32> = pending.iter().filter(|(_, q)| !q.records.is_empty() && ready(q)).map(|(p, _)| *p).collect();
     for p in chosen {
         let Some(mut q) = pending.remove(&p) else { continue };
+        // offsets and sequences in step keep the records in one batch (kafka-protocol's
+        // encoder starts a new batch where they are not); base sequence -1: not idempotent
         for (i, r) in q.records.iter_mut().enumerate() {
             r.offset = i as i64;
+            r.sequence = i as i32 - 1;
         }
         let mut buf = BytesMut::with_capacity(q.bytes + 128);
         let options = RecordEncodeOptions { version: 2, compression };

@@ -526,14 +526,21 @@ impl Log {
         Ok(ReadResult { records: None })
     }
 
-    /// The first record whose timestamp is `>= ts`, for ListOffsets.
+    /// The first record at or after the log start whose timestamp is `>= ts`, for
+    /// ListOffsets. A batch the log start cut into may hold only earlier offsets that match;
+    /// the search goes on past it.
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<TimestampOffset>, LogError> {
         for seg in self.segments.values() {
-            if seg.max_timestamp() < ts {
+            if seg.max_timestamp() < ts || seg.next_offset() <= self.log_start_offset {
                 continue;
             }
-            if let Some(batch) = seg.find_batch_by_timestamp(ts)? {
-                return Ok(self.first_record_at_or_after(batch, ts));
+            let mut from = self.log_start_offset;
+            while let Some(batch) = seg.find_batch_by_timestamp(ts, from)? {
+                let Some(h) = BatchHeader::parse(&batch) else { break };
+                if let Some(found) = self.first_record_at_or_after(batch, ts) {
+                    return Ok(Some(found));
+                }
+                from = h.last_offset().saturating_add(1);
             }
         }
         Ok(None)
@@ -889,6 +896,46 @@ mod tests {
         let ts = log.offset_for_timestamp(7).unwrap().unwrap();
         assert_eq!(ts, TimestampOffset { timestamp: 7, offset: 14 });
         assert_eq!(log.max_timestamp_offset().unwrap().unwrap().offset, 98);
+    }
+
+    #[test]
+    fn timestamps_are_found_after_the_log_start_moves_inside_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(1 << 20), true, 0).unwrap();
+        log.append(&make_batch(20, 1_000), 0).unwrap();
+        log.delete_records_before(5, 0).unwrap();
+        let found = log.offset_for_timestamp(0).unwrap().expect("a record at or after 0");
+        assert_eq!(found.offset, 5, "the first record still in the log");
+        // twenty one-record batches (the sequence -1 of each makes kafka-protocol's encoder
+        // start a new batch per record), the log start moved into the middle of them
+        let records: Vec<kafka_protocol::records::Record> = (0..20)
+            .map(|i| kafka_protocol::records::Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: kafka_protocol::records::TimestampType::Creation,
+                offset: i,
+                sequence: -1,
+                timestamp: 5_000,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"x")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        };
+        kafka_protocol::records::RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+        log.append(&buf, 0).unwrap();
+        assert_eq!(log.offset_for_timestamp(4_000).unwrap().map(|f| f.offset), Some(20));
+        log.delete_records_before(25, 0).unwrap();
+        let found = log.offset_for_timestamp(4_000).unwrap().expect("a record at or after 4000");
+        assert_eq!(found.offset, 25);
     }
 
     /// A transactional batch of `n` records from producer `pid`, epoch 0, at sequence `seq`.

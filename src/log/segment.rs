@@ -622,12 +622,14 @@ impl Segment {
         }))
     }
 
-    /// The first batch (from the time index's hint on) whose max timestamp is `>= ts`.
-    pub fn find_batch_by_timestamp(&self, ts: i64) -> io::Result<Option<Bytes>> {
+    /// The first batch holding offsets `>= from` (from the time index's hint on) whose max
+    /// timestamp is `>= ts`.
+    pub fn find_batch_by_timestamp(&self, ts: i64, from: i64) -> io::Result<Option<Bytes>> {
         let start_offset = self
             .time_index
             .floor(ts.saturating_sub(1))
-            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset));
+            .map_or(self.base_offset, |e| self.base_offset + i64::from(e.relative_offset))
+            .max(from);
         let Some(mut pos) = self.position_of(start_offset, self.size)? else {
             return Ok(None);
         };
@@ -790,7 +792,7 @@ mod tests {
         assert_eq!(s.end_offset, 9, "stops before the batch at max_offset");
         assert!(seg.read(31, 10, i64::MAX, false).unwrap().is_none());
         assert!(seg.read(60, 1 << 20, i64::MAX, true).unwrap().is_none());
-        let found = seg.find_batch_by_timestamp(7).unwrap().unwrap();
+        let found = seg.find_batch_by_timestamp(7, 0).unwrap().unwrap();
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 21);
     }
 

@@ -26,6 +26,7 @@ python3 "$here/python_transactions.py" "$addr" || status=1
 python3 "$here/python_telemetry.py" "$addr" "$metrics" || status=1
 python3 "$here/python_dedup.py" "$addr" || status=1
 node "$here/kafkajs.js" "$addr" || status=1
+bash "$here/cli.sh" "$weir" "$addr" || status=1
 kill -TERM $pid
 wait $pid || { echo "weir did not exit cleanly"; status=1; }
 trap - EXIT

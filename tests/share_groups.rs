@@ -746,6 +746,52 @@ async fn share_group_offsets_described_altered_and_deleted() {
     .await;
 }
 
+/// `weir group …` (the built binary) with `--format json`: its exit code and parsed stdout.
+fn weir_cli(b: &str, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .args(["-b", b, "--format", "json"])
+        .output()
+        .expect("run weir");
+    eprintln!("weir {args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), serde_json::from_slice(&out.stdout).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_describes_and_moves_a_share_group() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-cli");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let m = fetching_member(&b, "sg-cli", "member-cli", &topic, id).await;
+    produce_n(&broker.bootstrap, &topic, 8).await;
+    blocking(move || {
+        let mut m = m;
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 7, 1)]);
+        assert_eq!(m.acknowledge(id, vec![ack(0, 4, &[ACCEPT])]).error_code, 0);
+        let (code, d) = weir_cli(&b, &["group", "describe", "sg-cli"]);
+        assert_eq!(code, 0);
+        assert_eq!((d["type"].as_str(), d["members"][0]["member_id"].as_str()), (Some("share"), Some("member-cli")));
+        assert_eq!(d["members"][0]["assignment"][0]["topic"].as_str(), Some(topic.as_str()));
+        let p = &d["offsets"][0];
+        assert_eq!(
+            (p["committed_offset"].as_i64(), p["log_end_offset"].as_i64(), p["lag"].as_i64()),
+            (Some(5), Some(8), Some(3))
+        );
+        let (_, listed) = weir_cli(&b, &["group", "list", "--type", "share"]);
+        assert!(listed.as_array().unwrap().iter().any(|g| g["group"] == "sg-cli"));
+
+        let (code, _) = weir_cli(&b, &["group", "seek", "sg-cli", "--to", "2", "--topic", &topic, "--execute"]);
+        assert_eq!(code, 1, "a share group with a member is not moved");
+        assert_eq!(m.heartbeat_with(-1, None).member_epoch, -1);
+        let (code, plan) = weir_cli(&b, &["group", "seek", "sg-cli", "--to", "2", "--topic", &topic, "--execute"]);
+        assert_eq!((code, plan["partitions"][0]["new_offset"].as_i64()), (0, Some(2)));
+        assert_eq!(describe_offsets(&b, "sg-cli").groups[0].topics[0].partitions[0].start_offset, 2);
+    })
+    .await;
+}
+
 /// Every offset a fresh member of `group` acquires from partition 0 within a few fetches.
 fn acquired_offsets(b: &str, group: &str, topic: &str, id: Uuid) -> Vec<i64> {
     let mut m = Member::new(b, group, &format!("{group}-member"));

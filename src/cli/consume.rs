@@ -335,20 +335,22 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
                 };
                 high_watermarks.insert(p, f.high_watermark);
                 for r in f.records.iter().filter(|r| r.offset >= position) {
-                    print_record(&mut out, &topic, p, r, format, args.key_delimiter.as_deref())
-                        .map_err(|e| ClientError::Config(format!("writing stdout: {e}")))?;
+                    if let Err(e) = print_record(&mut out, &topic, p, r, format, args.key_delimiter.as_deref()) {
+                        return stdout_closed(e);
+                    }
                     printed += 1;
                     positions.insert(p, r.offset + 1);
                     if args.count.is_some_and(|n| printed >= n) {
-                        out.flush().map_err(|e| ClientError::Config(format!("writing stdout: {e}")))?;
-                        return Ok(());
+                        return out.flush().or_else(stdout_closed);
                     }
                 }
                 if let Some(next) = f.next_offset {
                     positions.insert(p, next.max(positions.get(&p).copied().unwrap_or(position)));
                 }
             }
-            out.flush().map_err(|e| ClientError::Config(format!("writing stdout: {e}")))?;
+            if let Err(e) = out.flush() {
+                return stdout_closed(e);
+            }
             if args.exit_at_end
                 && member.as_ref().is_none_or(|m| m.epoch > 0)
                 && positions.iter().all(|(p, o)| high_watermarks.get(p).is_some_and(|hw| o >= hw))
@@ -380,6 +382,16 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
         result?;
     }
     Ok(Outcome::printed())
+}
+
+/// Writing stdout failed: a reader that went away (`| head`) ends the run quietly, as it
+/// ends kcat; anything else is an error.
+fn stdout_closed(e: std::io::Error) -> Result<(), ClientError> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(ClientError::Protocol(format!("writing stdout: {e}")))
+    }
 }
 
 /// Commits the positions of `which` partitions that moved since their last commit.

@@ -181,105 +181,107 @@ fn is_not_found(code: i16) -> bool {
     code == ResponseError::GroupIdNotFound.code()
 }
 
-async fn view(client: &mut Client, group: &str) -> Result<Option<GroupView>, ClientError> {
-    // KIP-848 first: Kafka (and Weir) may describe an empty consumer group through
-    // DescribeGroups too, as an Empty classic one
-    if client.version(ApiKey::ConsumerGroupDescribe, (0, 1)).await?.is_some() {
-        let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
-        let resp =
-            client.coordinator_call(group, GROUP, &req, |r| r.groups.first().map_or(0, |g| g.error_code)).await?;
-        if let Some(g) = resp.groups.into_iter().next() {
-            if g.error_code == 0 {
-                let members = g
-                    .members
-                    .into_iter()
-                    .map(|m| Member {
-                        member_id: m.member_id.to_string(),
-                        instance_id: m.instance_id.map(|i| i.to_string()),
-                        client_id: m.client_id.to_string(),
-                        host: m.client_host.to_string(),
-                        assignment: flatten(
-                            m.assignment.topic_partitions.iter().map(|t| (&t.topic_name, &t.partitions)),
-                        ),
-                    })
-                    .collect();
-                return Ok(Some(GroupView {
-                    kind: "consumer",
-                    state: g.group_state.to_string(),
-                    protocol: g.assignor_name.to_string(),
-                    members,
-                }));
-            } else if !is_not_found(g.error_code) {
-                return Err(ClientError::kafka(
-                    format!("group '{group}'"),
-                    g.error_code,
-                    g.error_message.map(|m| m.to_string()),
-                ));
-            }
-        }
+/// Whether a describe found the group: yes, no (GROUP_ID_NOT_FOUND: try another kind), or an
+/// error.
+fn found(group: &str, code: i16, message: Option<&StrBytes>) -> Result<bool, ClientError> {
+    match code {
+        0 => Ok(true),
+        c if is_not_found(c) => Ok(false),
+        c => Err(ClientError::kafka(format!("group '{group}'"), c, message.map(|m| m.to_string()))),
     }
+}
+
+fn member(
+    id: &StrBytes,
+    instance: Option<&StrBytes>,
+    client: &StrBytes,
+    host: &StrBytes,
+    assignment: Vec<Tp>,
+) -> Member {
+    Member {
+        member_id: id.to_string(),
+        instance_id: instance.map(|i| i.to_string()),
+        client_id: client.to_string(),
+        host: host.to_string(),
+        assignment,
+    }
+}
+
+/// Describes a group of whichever kind it is. KIP-848 first: Kafka (and Weir) may describe an
+/// empty consumer group through DescribeGroups too, as an Empty classic one.
+async fn view(client: &mut Client, group: &str) -> Result<Option<GroupView>, ClientError> {
+    if let Some(v) = describe_consumer(client, group).await? {
+        return Ok(Some(v));
+    }
+    if let Some(v) = describe_classic(client, group).await? {
+        return Ok(Some(v));
+    }
+    describe_share(client, group).await
+}
+
+async fn describe_consumer(client: &mut Client, group: &str) -> Result<Option<GroupView>, ClientError> {
+    if client.version(ApiKey::ConsumerGroupDescribe, (0, 1)).await?.is_none() {
+        return Ok(None);
+    }
+    let req = ConsumerGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
+    let resp = client.coordinator_call(group, GROUP, &req, |r| r.groups.first().map_or(0, |g| g.error_code)).await?;
+    let Some(g) = resp.groups.into_iter().next() else { return Ok(None) };
+    if !found(group, g.error_code, g.error_message.as_ref())? {
+        return Ok(None);
+    }
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let assigned = flatten(m.assignment.topic_partitions.iter().map(|t| (&t.topic_name, &t.partitions)));
+            member(&m.member_id, m.instance_id.as_ref(), &m.client_id, &m.client_host, assigned)
+        })
+        .collect();
+    let (state, protocol) = (g.group_state.to_string(), g.assignor_name.to_string());
+    Ok(Some(GroupView { kind: "consumer", state, protocol, members }))
+}
+
+async fn describe_classic(client: &mut Client, group: &str) -> Result<Option<GroupView>, ClientError> {
     let req = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
     let resp = client.coordinator_call(group, GROUP, &req, |r| r.groups.first().map_or(0, |g| g.error_code)).await?;
-    if let Some(g) = resp.groups.into_iter().next() {
-        if g.error_code == 0 && g.group_state.as_str() != "Dead" {
-            let consumer = g.protocol_type.as_str() == "consumer";
-            let members = g
-                .members
-                .into_iter()
-                .map(|m| Member {
-                    member_id: m.member_id.to_string(),
-                    instance_id: m.group_instance_id.map(|i| i.to_string()),
-                    client_id: m.client_id.to_string(),
-                    host: m.client_host.to_string(),
-                    assignment: if consumer { decode_assignment(m.member_assignment) } else { Vec::new() },
-                })
-                .collect();
-            let protocol =
-                if g.protocol_data.is_empty() { g.protocol_type.to_string() } else { g.protocol_data.to_string() };
-            return Ok(Some(GroupView { kind: "classic", state: g.group_state.to_string(), protocol, members }));
-        } else if g.error_code != 0 && !is_not_found(g.error_code) {
-            return Err(ClientError::kafka(
-                format!("group '{group}'"),
-                g.error_code,
-                g.error_message.map(|m| m.to_string()),
-            ));
-        }
+    let Some(g) = resp.groups.into_iter().next() else { return Ok(None) };
+    // before v6 an unknown group is a Dead one without an error
+    if !found(group, g.error_code, g.error_message.as_ref())? || g.group_state.as_str() == "Dead" {
+        return Ok(None);
     }
-    if client.version(ApiKey::ShareGroupDescribe, (0, 1)).await?.is_some() {
-        let req = ShareGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
-        let resp =
-            client.coordinator_call(group, GROUP, &req, |r| r.groups.first().map_or(0, |g| g.error_code)).await?;
-        if let Some(g) = resp.groups.into_iter().next() {
-            if g.error_code == 0 {
-                let members = g
-                    .members
-                    .into_iter()
-                    .map(|m| Member {
-                        member_id: m.member_id.to_string(),
-                        instance_id: None,
-                        client_id: m.client_id.to_string(),
-                        host: m.client_host.to_string(),
-                        assignment: flatten(
-                            m.assignment.topic_partitions.iter().map(|t| (&t.topic_name, &t.partitions)),
-                        ),
-                    })
-                    .collect();
-                return Ok(Some(GroupView {
-                    kind: "share",
-                    state: g.group_state.to_string(),
-                    protocol: g.assignor_name.to_string(),
-                    members,
-                }));
-            } else if !is_not_found(g.error_code) {
-                return Err(ClientError::kafka(
-                    format!("group '{group}'"),
-                    g.error_code,
-                    g.error_message.map(|m| m.to_string()),
-                ));
-            }
-        }
+    let consumer = g.protocol_type.as_str() == "consumer";
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let assigned = if consumer { decode_assignment(m.member_assignment.clone()) } else { Vec::new() };
+            member(&m.member_id, m.group_instance_id.as_ref(), &m.client_id, &m.client_host, assigned)
+        })
+        .collect();
+    let protocol = if g.protocol_data.is_empty() { g.protocol_type.to_string() } else { g.protocol_data.to_string() };
+    Ok(Some(GroupView { kind: "classic", state: g.group_state.to_string(), protocol, members }))
+}
+
+async fn describe_share(client: &mut Client, group: &str) -> Result<Option<GroupView>, ClientError> {
+    if client.version(ApiKey::ShareGroupDescribe, (0, 1)).await?.is_none() {
+        return Ok(None);
     }
-    Ok(None)
+    let req = ShareGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]);
+    let resp = client.coordinator_call(group, GROUP, &req, |r| r.groups.first().map_or(0, |g| g.error_code)).await?;
+    let Some(g) = resp.groups.into_iter().next() else { return Ok(None) };
+    if !found(group, g.error_code, g.error_message.as_ref())? {
+        return Ok(None);
+    }
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            let assigned = flatten(m.assignment.topic_partitions.iter().map(|t| (&t.topic_name, &t.partitions)));
+            member(&m.member_id, None, &m.client_id, &m.client_host, assigned)
+        })
+        .collect();
+    let (state, protocol) = (g.group_state.to_string(), g.assignor_name.to_string());
+    Ok(Some(GroupView { kind: "share", state, protocol, members }))
 }
 
 fn flatten<'a>(topics: impl Iterator<Item = (&'a TopicName, &'a Vec<i32>)>) -> Vec<Tp> {

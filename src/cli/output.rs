@@ -29,13 +29,16 @@ impl Outcome {
         Outcome { json: Value::Null, text: String::new(), exit: 0 }
     }
 
+    /// Prints to stdout; a closed pipe (`| head`) is not an error worth a panic.
     pub fn print(&self, format: Format) {
-        match format {
-            Format::Json if !self.json.is_null() => println!("{}", self.json),
-            Format::Json => {}
-            Format::Text if !self.text.is_empty() => print!("{}", self.text),
-            Format::Text => {}
-        }
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = match format {
+            Format::Json if !self.json.is_null() => writeln!(out, "{}", self.json),
+            Format::Text if !self.text.is_empty() => write!(out, "{}", self.text),
+            _ => Ok(()),
+        };
+        let _ = out.flush();
     }
 }
 

@@ -10,6 +10,10 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use super::{Client, Result, Tp};
 
+/// A fetch response's bound over all partitions (Kafka's `fetch.max.bytes` default), well
+/// under the largest response a connection accepts.
+const FETCH_MAX_BYTES: i32 = 50 << 20;
+
 /// What one partition's fetch gave.
 #[derive(Debug, Default)]
 pub struct Fetched {
@@ -89,7 +93,11 @@ impl Client {
                     .with_replica_id(BrokerId(-1))
                     .with_max_wait_ms(max_wait_ms)
                     .with_min_bytes(1)
-                    .with_max_bytes(partition_max_bytes.saturating_mul(share.len() as i32).max(partition_max_bytes))
+                    .with_max_bytes(
+                        partition_max_bytes
+                            .saturating_mul(share.len() as i32)
+                            .clamp(partition_max_bytes, FETCH_MAX_BYTES),
+                    )
                     .with_isolation_level(isolation_level)
                     .with_session_epoch(-1)
                     .with_topics(topics)

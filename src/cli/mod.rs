@@ -130,45 +130,23 @@ pub enum Command {
 /// Runs a command; returns the process exit code. `command` builds the whole CLI (for
 /// completion scripts).
 pub async fn run(cmd: Command, command: impl FnOnce() -> clap::Command) -> i32 {
-    let (conn, result) = match cmd {
+    let conn = match &cmd {
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut command(), "weir", &mut std::io::stdout());
+            clap_complete::generate(*shell, &mut command(), "weir", &mut std::io::stdout());
             return 0;
         }
-        Command::Topic { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(topic::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::Group { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(group::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::Acl { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(acl::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::User { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(user::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::Quota { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(quota::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::Cluster { conn, cmd } => {
-            let r = with_client(&conn, |c| Box::pin(cluster::run(c, cmd))).await;
-            (conn, r)
-        }
-        Command::Produce { conn, args } => {
-            let format = conn.format;
-            let r = with_client(&conn, |c| Box::pin(produce::run(c, args, format))).await;
-            (conn, r)
-        }
-        Command::Consume { conn, args } => {
-            let format = conn.format;
-            let r = with_client(&conn, |c| Box::pin(consume::run(c, args, format))).await;
-            (conn, r)
-        }
+        Command::Topic { conn, .. }
+        | Command::Group { conn, .. }
+        | Command::Acl { conn, .. }
+        | Command::User { conn, .. }
+        | Command::Quota { conn, .. }
+        | Command::Cluster { conn, .. }
+        | Command::Produce { conn, .. }
+        | Command::Consume { conn, .. } => conn.clone(),
+    };
+    let result = match conn.connect().await {
+        Ok(mut client) => dispatch(&mut client, cmd, conn.format).await,
+        Err(e) => Err(e),
     };
     match result {
         Ok(outcome) => {
@@ -179,14 +157,19 @@ pub async fn run(cmd: Command, command: impl FnOnce() -> clap::Command) -> i32 {
     }
 }
 
-type Pinned<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, ClientError>> + 'a>>;
-
-async fn with_client(
-    conn: &Conn,
-    f: impl for<'a> FnOnce(&'a mut Client) -> Pinned<'a>,
-) -> Result<Outcome, ClientError> {
-    let mut client = conn.connect().await?;
-    f(&mut client).await
+/// Runs a command that talks to the cluster.
+async fn dispatch(client: &mut Client, cmd: Command, format: Format) -> Result<Outcome, ClientError> {
+    match cmd {
+        Command::Topic { cmd, .. } => topic::run(client, cmd).await,
+        Command::Group { cmd, .. } => group::run(client, cmd).await,
+        Command::Acl { cmd, .. } => acl::run(client, cmd).await,
+        Command::User { cmd, .. } => user::run(client, cmd).await,
+        Command::Quota { cmd, .. } => quota::run(client, cmd).await,
+        Command::Cluster { cmd, .. } => cluster::run(client, cmd).await,
+        Command::Produce { args, .. } => produce::run(client, args, format).await,
+        Command::Consume { args, .. } => consume::run(client, args, format).await,
+        Command::Completion { .. } => Ok(Outcome::printed()),
+    }
 }
 
 /// Prints the error on stderr (and as JSON on stdout for scripts); returns its exit code.

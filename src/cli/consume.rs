@@ -18,7 +18,7 @@ use super::group;
 use super::output::{Format, Outcome};
 use super::position::Position;
 use crate::client::offsets::{EARLIEST, LATEST};
-use crate::client::{Client, ClientError, Tp, GROUP};
+use crate::client::{partitions_named, Client, ClientError, Tp, GROUP};
 
 pub const EXAMPLES: &str = "Examples:
   weir consume orders --from beginning -e            # everything there is, then exit
@@ -209,11 +209,12 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
     let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
     let mut member = None;
     let mut committed_at: BTreeMap<i32, i64> = BTreeMap::new();
+    let heartbeat_version = client.version(ApiKey::ConsumerGroupHeartbeat, (0, 1)).await?;
     match &args.group {
-        Some(g) if client.version(ApiKey::ConsumerGroupHeartbeat, (0, 1)).await?.is_some() => {
-            let meta = client.metadata(Some(vec![topic.clone()])).await?;
-            let topic_id = meta.topics.first().map(|t| t.topic_id).unwrap_or_default();
-            let v1 = client.version(ApiKey::ConsumerGroupHeartbeat, (0, 1)).await?.is_some_and(|v| v >= 1);
+        Some(g) if heartbeat_version.is_some() => {
+            // the assignment names topics by id
+            let topic_id = client.topic_id(&topic).unwrap_or_default();
+            let v1 = heartbeat_version.is_some_and(|v| v >= 1);
             member = Some(Membership {
                 group: g.clone(),
                 member_id: if v1 { uuid::Uuid::new_v4().to_string() } else { String::new() },
@@ -237,10 +238,7 @@ pub async fn run(client: &mut Client, args: ConsumeArgs, format: Format) -> Resu
             positions = start;
         }
         None => {
-            let chosen: Vec<i32> = if args.partitions.is_empty() { all.clone() } else { args.partitions.clone() };
-            if let Some(p) = chosen.iter().find(|p| !all.contains(p)) {
-                return Err(ClientError::kafka(format!("topic '{topic}' partition {p}"), 3, None));
-            }
+            let chosen = partitions_named(&topic, all, &args.partitions)?;
             positions = resolve(client, &topic, &chosen, from).await?;
         }
     }

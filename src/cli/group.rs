@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::output::{or_dash, Outcome, Table};
 use super::position::Position;
 use crate::client::offsets::LATEST;
-use crate::client::{Client, ClientError, Tp, GROUP};
+use crate::client::{partitions_named, Client, ClientError, Tp, GROUP};
 
 pub const EXAMPLES: &str = "Examples:
   weir group list
@@ -123,11 +123,8 @@ async fn partitions_of(client: &mut Client, specs: &[String]) -> Result<Vec<Tp>,
                 (t, Some(parts))
             }
         };
-        let existing = client.partitions(topic).await?;
-        for p in parts.unwrap_or_else(|| existing.clone()) {
-            if !existing.contains(&p) {
-                return Err(ClientError::kafka(format!("topic '{topic}' partition {p}"), 3, None));
-            }
+        let all = client.partitions(topic).await?;
+        for p in partitions_named(topic, all, parts.as_deref().unwrap_or_default())? {
             out.insert((topic.to_string(), p));
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::output::{Format, Outcome, Table};
 use super::position::now_ms;
-use crate::client::{Client, ClientError};
+use crate::client::{partitions_named, Client, ClientError};
 
 pub const EXAMPLES: &str = "Examples:
   echo hello | weir produce greetings
@@ -151,8 +151,11 @@ pub async fn run(client: &mut Client, args: ProduceArgs, format: Format) -> Resu
     let compression = codec(&args.compression)?;
     let partitions = client.partitions(&args.topic).await?;
     let count = partitions.len() as i32;
-    if let Some(p) = args.partition.filter(|p| !partitions.contains(p)) {
-        return Err(ClientError::kafka(format!("topic '{}' partition {p}", args.topic), 3, None));
+    if partitions.is_empty() {
+        return Err(ClientError::Protocol(format!("topic '{}' has no partitions in the metadata", args.topic)));
+    }
+    if let Some(p) = args.partition {
+        partitions_named(&args.topic, partitions.clone(), &[p])?;
     }
     let fixed_headers: Vec<(String, Option<Bytes>)> = super::key_values(&args.headers, "-H")?
         .into_iter()
@@ -219,7 +222,7 @@ pub async fn run(client: &mut Client, args: ProduceArgs, format: Format) -> Resu
         if !partitions.contains(&partition) {
             return Err(ClientError::kafka(
                 format!("stdin line {line_no}: topic '{}' partition {partition}", args.topic),
-                3,
+                kafka_protocol::ResponseError::UnknownTopicOrPartition.code(),
                 None,
             ));
         }

@@ -17,7 +17,7 @@ use super::key_values;
 use super::output::{ids, or_dash, Outcome, Table};
 use super::position::Position;
 use crate::client::offsets::{EARLIEST, LATEST};
-use crate::client::{Client, ClientError, Tp};
+use crate::client::{by_topic, partitions_named, Client, ClientError, Tp};
 
 pub const EXAMPLES: &str = "Examples:
   weir topic create orders -p 6 -r 3 -c retention.ms=86400000 -c cleanup.policy=compact
@@ -216,11 +216,14 @@ async fn list(client: &mut Client, internal: bool) -> Result<Outcome, ClientErro
 
 async fn describe(client: &mut Client, name: &str) -> Result<Outcome, ClientError> {
     let resp = client.metadata(Some(vec![name.to_string()])).await?;
-    let t = resp
-        .topics
-        .into_iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
-        .ok_or_else(|| ClientError::kafka(format!("topic '{name}'"), 3, None))?;
+    let t =
+        resp.topics.into_iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name)).ok_or_else(|| {
+            ClientError::kafka(
+                format!("topic '{name}'"),
+                kafka_protocol::ResponseError::UnknownTopicOrPartition.code(),
+                None,
+            )
+        })?;
     ClientError::check(|| format!("topic '{name}'"), t.error_code, None)?;
     let mut partitions = t.partitions;
     partitions.sort_by_key(|p| p.partition_index);
@@ -319,13 +322,7 @@ async fn add_partitions(
 
 async fn trim(client: &mut Client, name: &str, to: &str, only: &[i32]) -> Result<Outcome, ClientError> {
     let position = Position::parse(to).map_err(ClientError::Config)?;
-    let mut partitions = client.partitions(name).await?;
-    if !only.is_empty() {
-        if let Some(p) = only.iter().find(|p| !partitions.contains(p)) {
-            return Err(ClientError::kafka(format!("topic '{name}' partition {p}"), 3, None));
-        }
-        partitions.retain(|p| only.contains(p));
-    }
+    let partitions = partitions_named(name, client.partitions(name).await?, only)?;
     let tps: Vec<Tp> = partitions.iter().map(|p| (name.to_string(), *p)).collect();
     // DeleteRecords' offset -1 means "the high watermark"
     let targets: Vec<(Tp, i64)> = match position {
@@ -348,15 +345,15 @@ async fn trim(client: &mut Client, name: &str, to: &str, only: &[i32]) -> Result
         .per_leader(
             targets,
             |share| {
-                let mut topics: Vec<DeleteRecordsTopic> = Vec::new();
-                for ((t, p), offset) in share {
-                    let part = DeleteRecordsPartition::default().with_partition_index(*p).with_offset(*offset);
-                    match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                        Some(x) => x.partitions.push(part),
-                        None => topics
-                            .push(DeleteRecordsTopic::default().with_name(topic_name(t)).with_partitions(vec![part])),
-                    }
-                }
+                let topics = by_topic(share)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let parts = parts.into_iter().map(|(p, offset)| {
+                            DeleteRecordsPartition::default().with_partition_index(p).with_offset(*offset)
+                        });
+                        DeleteRecordsTopic::default().with_name(name).with_partitions(parts.collect())
+                    })
+                    .collect();
                 DeleteRecordsRequest::default().with_topics(topics).with_timeout_ms(TIMEOUT_MS)
             },
             |resp| {

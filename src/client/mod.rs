@@ -60,6 +60,8 @@ pub struct Client {
     pub cluster_id: Option<String>,
     /// Each partition's leader, from the last Metadata that named it.
     leaders: HashMap<Tp, i32>,
+    /// Each topic's id, from the last Metadata that named it.
+    topic_ids: HashMap<String, uuid::Uuid>,
     coordinators: HashMap<(i8, String), i32>,
 }
 
@@ -118,6 +120,7 @@ impl Client {
             controller_id: -1,
             cluster_id: None,
             leaders: HashMap::new(),
+            topic_ids: HashMap::new(),
             coordinators: HashMap::new(),
         };
         client.metadata(Some(Vec::new())).await?;
@@ -223,6 +226,7 @@ impl Client {
         self.cluster_id = resp.cluster_id.as_ref().map(|c| c.to_string());
         for t in &resp.topics {
             let Some(name) = &t.name else { continue };
+            self.topic_ids.insert(name.0.to_string(), t.topic_id);
             for p in &t.partitions {
                 self.leaders.insert((name.0.to_string(), p.partition_index), p.leader_id.0);
             }
@@ -240,6 +244,11 @@ impl Client {
         let mut parts: Vec<i32> = t.partitions.iter().map(|p| p.partition_index).collect();
         parts.sort_unstable();
         Ok(parts)
+    }
+
+    /// The id of `topic`, once Metadata has named it.
+    pub fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+        self.topic_ids.get(topic).copied()
     }
 
     /// The coordinator of `key` (a group or transactional id).
@@ -404,6 +413,35 @@ impl Client {
             pending = retry.into_iter().map(|(tp, t, ..)| (tp, t)).collect();
         }
     }
+}
+
+/// The `wanted` partitions of `topic` (all of them when none are named), sorted; one that
+/// `all` (the topic's partitions) lacks is UNKNOWN_TOPIC_OR_PARTITION.
+pub fn partitions_named(topic: &str, all: Vec<i32>, wanted: &[i32]) -> Result<Vec<i32>> {
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    if let Some(p) = wanted.iter().find(|p| !all.contains(p)) {
+        let code = ResponseError::UnknownTopicOrPartition.code();
+        return Err(ClientError::kafka(format!("topic '{topic}' partition {p}"), code, None));
+    }
+    let mut chosen = wanted.to_vec();
+    chosen.sort_unstable();
+    chosen.dedup();
+    Ok(chosen)
+}
+
+/// Per-partition work grouped by topic, topics in first-seen order: the shape every
+/// per-partition request has (topics, each with its partitions).
+pub fn by_topic<T>(items: &[(Tp, T)]) -> Vec<(TopicName, Vec<(i32, &T)>)> {
+    let mut out: Vec<(TopicName, Vec<(i32, &T)>)> = Vec::new();
+    for ((topic, partition), item) in items {
+        match out.iter_mut().find(|(name, _)| name.0.as_str() == topic) {
+            Some((_, parts)) => parts.push((*partition, item)),
+            None => out.push((TopicName(StrBytes::from_string(topic.clone())), vec![(*partition, item)])),
+        }
+    }
+    out
 }
 
 fn partition_error(tp: &Tp, code: i16, message: Option<String>) -> ClientError {

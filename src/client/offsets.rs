@@ -1,10 +1,9 @@
 //! ListOffsets through the partitions' leaders.
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
 
-use super::{Client, Result, Tp};
+use super::{by_topic, Client, Result, Tp};
 
 /// ListOffsets' special timestamps.
 pub const LATEST: i64 = -1;
@@ -17,21 +16,18 @@ impl Client {
         self.per_leader(
             wanted,
             |share| {
-                let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-                for ((topic, partition), timestamp) in share {
-                    let p = ListOffsetsPartition::default()
-                        .with_partition_index(*partition)
-                        .with_timestamp(*timestamp)
-                        .with_current_leader_epoch(-1);
-                    match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
-                        Some(t) => t.partitions.push(p),
-                        None => topics.push(
-                            ListOffsetsTopic::default()
-                                .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                                .with_partitions(vec![p]),
-                        ),
-                    }
-                }
+                let topics = by_topic(share)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let parts = parts.into_iter().map(|(p, timestamp)| {
+                            ListOffsetsPartition::default()
+                                .with_partition_index(p)
+                                .with_timestamp(*timestamp)
+                                .with_current_leader_epoch(-1)
+                        });
+                        ListOffsetsTopic::default().with_name(name).with_partitions(parts.collect())
+                    })
+                    .collect();
                 ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(topics)
             },
             |resp| {

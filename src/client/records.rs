@@ -4,11 +4,10 @@
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
-use super::{Client, Result, Tp};
+use super::{by_topic, Client, Result, Tp};
 
 /// A fetch response's bound over all partitions (Kafka's `fetch.max.bytes` default), well
 /// under the largest response a connection accepts.
@@ -32,18 +31,15 @@ impl Client {
         self.per_leader(
             batches,
             |share| {
-                let mut topics: Vec<TopicProduceData> = Vec::new();
-                for ((t, p), batch) in share {
-                    let data = PartitionProduceData::default().with_index(*p).with_records(Some(batch.clone()));
-                    match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
-                        Some(x) => x.partition_data.push(data),
-                        None => topics.push(
-                            TopicProduceData::default()
-                                .with_name(TopicName(StrBytes::from_string(t.clone())))
-                                .with_partition_data(vec![data]),
-                        ),
-                    }
-                }
+                let topics = by_topic(share)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let parts = parts.into_iter().map(|(p, batch)| {
+                            PartitionProduceData::default().with_index(p).with_records(Some(batch.clone()))
+                        });
+                        TopicProduceData::default().with_name(name).with_partition_data(parts.collect())
+                    })
+                    .collect();
                 ProduceRequest::default().with_acks(-1).with_timeout_ms(timeout_ms).with_topic_data(topics)
             },
             |resp| {
@@ -71,24 +67,21 @@ impl Client {
         self.per_leader(
             positions,
             |share| {
-                let mut topics: Vec<FetchTopic> = Vec::new();
-                for ((t, p), offset) in share {
-                    let part = FetchPartition::default()
-                        .with_partition(*p)
-                        .with_current_leader_epoch(-1)
-                        .with_fetch_offset(*offset)
-                        .with_last_fetched_epoch(-1)
-                        .with_log_start_offset(-1)
-                        .with_partition_max_bytes(partition_max_bytes);
-                    match topics.iter_mut().find(|x| x.topic.0.as_str() == t) {
-                        Some(x) => x.partitions.push(part),
-                        None => topics.push(
-                            FetchTopic::default()
-                                .with_topic(TopicName(StrBytes::from_string(t.clone())))
-                                .with_partitions(vec![part]),
-                        ),
-                    }
-                }
+                let topics = by_topic(share)
+                    .into_iter()
+                    .map(|(name, parts)| {
+                        let parts = parts.into_iter().map(|(p, offset)| {
+                            FetchPartition::default()
+                                .with_partition(p)
+                                .with_current_leader_epoch(-1)
+                                .with_fetch_offset(*offset)
+                                .with_last_fetched_epoch(-1)
+                                .with_log_start_offset(-1)
+                                .with_partition_max_bytes(partition_max_bytes)
+                        });
+                        FetchTopic::default().with_topic(name).with_partitions(parts.collect())
+                    })
+                    .collect();
                 FetchRequest::default()
                     .with_replica_id(BrokerId(-1))
                     .with_max_wait_ms(max_wait_ms)

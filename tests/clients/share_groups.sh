@@ -31,11 +31,11 @@ start
 echo "weir (share groups) at $addr"
 status=0
 python3 "$here/python_share.py" "$addr" || status=1
-python3 "$here/python_share.py" "$addr" before-restart || status=1
+python3 "$here/python_share.py" "$addr" before-restart "$data/accepted.json" || status=1
 kill -9 $pid
 wait $pid 2>/dev/null || true
 start "$addr"
-python3 "$here/python_share.py" "$addr" after-restart || status=1
+python3 "$here/python_share.py" "$addr" after-restart "$data/accepted.json" || status=1
 kill -TERM $pid
 wait $pid || { echo "weir did not exit cleanly"; status=1; }
 pid=

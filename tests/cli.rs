@@ -653,6 +653,23 @@ fn health_sees_offline_and_under_replicated_partitions_and_the_client_follows_le
     let lines: String = (0..100).map(|i| format!("before-{i}\n")).collect();
     rt.block_on(json_with(&bs, &["produce", &replicated], Some(&lines)));
 
+    // a broker's own dynamic config is its alone; the cluster-wide default reaches every broker
+    rt.block_on(async {
+        json(&bs, &["cluster", "config", "set", "--broker", "2", "log.cleaner.threads=3"]).await;
+        json(&bs, &["cluster", "config", "set", "log.cleaner.threads=2"]).await;
+    });
+    for (id, want) in [
+        ("1", ("2", "DYNAMIC_DEFAULT_BROKER_CONFIG")),
+        ("2", ("3", "DYNAMIC_BROKER_CONFIG")),
+        ("3", ("2", "DYNAMIC_DEFAULT_BROKER_CONFIG")),
+    ] {
+        eventually(Duration::from_secs(10), "the broker's config", || {
+            let got = rt.block_on(json(&bs, &["cluster", "config", "get", "log.cleaner.threads", "--broker", id]));
+            let c = &got["configs"][0];
+            (c["value"] == want.0 && c["source"] == want.1).then_some(())
+        });
+    }
+
     // kill the leader of the replicated partition: it is under-replicated, a single-replica
     // partition there is offline, and the CLI follows the new leader
     let leader =

@@ -222,3 +222,95 @@ async fn group_configs_set_a_consumer_groups_timing() {
     let hb = tokio::task::spawn_blocking(move || raw::join_consumer_group(&b, &group, &topic)).await.unwrap();
     assert_eq!((hb.error_code, hb.heartbeat_interval_ms), (0, 6000));
 }
+
+/// DescribeConfigs v4 with synonyms of one resource: `(name, value, source, synonym sources)`
+/// of every config listed.
+async fn described(bootstrap: &str, resource_type: i8, name: &str) -> Vec<(String, Option<String>, i8, Vec<i8>)> {
+    let req = DescribeConfigsRequest::default().with_include_synonyms(true).with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_configuration_keys(None),
+    ]);
+    let r: DescribeConfigsResponse = raw::call_async(bootstrap, ApiKey::DescribeConfigs, 4, req).await;
+    assert_eq!(r.results[0].error_code, 0, "{:?}", r.results[0].error_message);
+    r.results[0]
+        .configs
+        .iter()
+        .map(|c| {
+            let synonyms = c.synonyms.iter().map(|s| s.source).collect();
+            (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()), c.config_source, synonyms)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_brokers_own_dynamic_config_overrides_the_cluster_default() {
+    const DYNAMIC_BROKER: i8 = 2;
+    const DYNAMIC_DEFAULT_BROKER: i8 = 3;
+    const STATIC_BROKER: i8 = 4;
+    const DEFAULT: i8 = 5;
+    let broker = TestBroker::start(&[("log.retention.ms", "1000000")]).await;
+    let bs = broker.bootstrap.as_str();
+    let topic = topic_name("levels");
+    create_topic(bs, &topic, 1, &[]).await;
+    let one = |list: &[(String, Option<String>, i8, Vec<i8>)], name: &str| {
+        list.iter().find(|c| c.0 == name).map(|c| (c.1.clone(), c.2, c.3.clone()))
+    };
+    let value = |v: &str| Some(v.to_string());
+
+    // the cluster-wide default: described at both levels
+    assert_eq!(incremental(bs, 4, "", &[("log.retention.ms", 0, "2000000")]).await.0, 0);
+    let default_level = described(bs, 4, "").await;
+    assert_eq!(default_level.len(), 1, "the default level lists what is set there: {default_level:?}");
+    assert_eq!(
+        one(&default_level, "log.retention.ms"),
+        Some((value("2000000"), DYNAMIC_DEFAULT_BROKER, vec![DYNAMIC_DEFAULT_BROKER]))
+    );
+    let broker_level = described(bs, 4, "1").await;
+    assert_eq!(
+        one(&broker_level, "log.retention.ms"),
+        Some((value("2000000"), DYNAMIC_DEFAULT_BROKER, vec![DYNAMIC_DEFAULT_BROKER, STATIC_BROKER, DEFAULT]))
+    );
+    let topic_level = described(bs, 2, &topic).await;
+    assert_eq!(one(&topic_level, "retention.ms").map(|c| (c.0, c.1)), Some((value("2000000"), DYNAMIC_DEFAULT_BROKER)));
+
+    // this broker's own value wins over the default, which stays set beneath it
+    assert_eq!(incremental(bs, 4, "1", &[("log.retention.ms", 0, "3000000")]).await.0, 0);
+    let broker_level = described(bs, 4, "1").await;
+    assert_eq!(
+        one(&broker_level, "log.retention.ms"),
+        Some((value("3000000"), DYNAMIC_BROKER, vec![DYNAMIC_BROKER, DYNAMIC_DEFAULT_BROKER, STATIC_BROKER, DEFAULT]))
+    );
+    assert_eq!(one(&described(bs, 4, "").await, "log.retention.ms").map(|c| c.0), Some(value("2000000")));
+    let topic_level = described(bs, 2, &topic).await;
+    assert_eq!(one(&topic_level, "retention.ms").map(|c| (c.0, c.1)), Some((value("3000000"), DYNAMIC_BROKER)));
+    // rdkafka sees the same
+    let res = admin(bs).describe_configs(&[ResourceSpecifier::Broker(1)], &opts()).await.unwrap();
+    let retention = res[0].as_ref().unwrap().get("log.retention.ms").unwrap();
+    assert_eq!((&retention.value, &retention.source), (&value("3000000"), &ConfigSource::DynamicBroker));
+
+    // removing the broker's own value uncovers the default; removing that, the static value
+    assert_eq!(incremental(bs, 4, "1", &[("log.retention.ms", 1, "")]).await.0, 0);
+    assert_eq!(
+        one(&described(bs, 4, "1").await, "log.retention.ms").map(|c| (c.0, c.1)),
+        Some((value("2000000"), DYNAMIC_DEFAULT_BROKER))
+    );
+    assert_eq!(incremental(bs, 4, "", &[("log.retention.ms", 1, "")]).await.0, 0);
+    assert_eq!(described(bs, 4, "").await, vec![]);
+    assert_eq!(
+        one(&described(bs, 4, "1").await, "log.retention.ms").map(|c| (c.0, c.1)),
+        Some((value("1000000"), STATIC_BROKER))
+    );
+
+    // both levels survive a restart
+    assert_eq!(incremental(bs, 4, "", &[("log.cleaner.threads", 0, "2")]).await.0, 0);
+    assert_eq!(incremental(bs, 4, "1", &[("log.cleaner.threads", 0, "3")]).await.0, 0);
+    let broker = broker.restart(&[]).await;
+    let bs = broker.bootstrap.as_str();
+    assert_eq!(one(&described(bs, 4, "").await, "log.cleaner.threads").map(|c| c.0), Some(value("2")));
+    assert_eq!(
+        one(&described(bs, 4, "1").await, "log.cleaner.threads").map(|c| (c.0, c.1)),
+        Some((value("3"), DYNAMIC_BROKER))
+    );
+}

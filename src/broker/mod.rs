@@ -387,7 +387,7 @@ impl Broker {
         import_metadata_log(&controller, &metadata_dir).await?;
         let cluster_id = establish_cluster_id(&controller, &data_dir, node_id, stored_cluster_id, &config).await?;
         let image = controller.quorum.image();
-        config.set_dynamic(publish::dynamic_configs(&image.broker_configs));
+        publish::set_dynamic(&mut config, &publish::broker_configs(&image, node_id));
         let listeners = crate::security::listeners::from_config(&config).map_err(anyhow::Error::msg)?;
         let advertised = listeners
             .iter()
@@ -420,7 +420,7 @@ impl Broker {
             data_dir,
             advertised: RwLock::new(advertised),
             controller,
-            published: tokio::sync::Mutex::new(publish::Published::of(&image)),
+            published: tokio::sync::Mutex::new(publish::Published::of(&image, node_id)),
             fenced_lately: Default::default(),
             me: std::sync::OnceLock::new(),
             topics: DashMap::new(),
@@ -794,11 +794,16 @@ impl Broker {
         self.config_generation.load(Ordering::Relaxed)
     }
 
-    /// Replaces the dynamic broker config overrides (already validated by the caller); every
-    /// topic's settings are resolved again as the change is published.
-    pub async fn set_broker_configs(&self, configs: BTreeMap<&'static str, String>) -> Result<(), AdminError> {
+    /// Replaces dynamic broker config overrides (already validated by the caller): the
+    /// cluster-wide defaults, or with `node` that broker's own; every topic's settings are
+    /// resolved again as the change is published.
+    pub async fn set_broker_configs(
+        &self,
+        configs: BTreeMap<&'static str, String>,
+        node: Option<i32>,
+    ) -> Result<(), AdminError> {
         let configs = configs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        self.control(ControllerOp::BrokerConfigs { configs }).await.map(|_| ())
+        self.control(ControllerOp::BrokerConfigs { configs, node }).await.map(|_| ())
     }
 
     /// Hands out a producer id never used before, asking the controller for a new block when

@@ -14,7 +14,7 @@ use crate::telemetry::Subscription;
 
 /// The parts of the image taken in last time that are compared rather than re-applied.
 pub(super) struct Published {
-    broker_configs: BTreeMap<String, String>,
+    broker_configs: ConfigLevels,
     client_metrics: BTreeMap<String, BTreeMap<String, String>>,
     /// The unfenced brokers.
     live: BTreeSet<i32>,
@@ -22,9 +22,9 @@ pub(super) struct Published {
 
 impl Published {
     /// What a broker opened from `image` has taken in.
-    pub(super) fn of(image: &MetadataImage) -> Published {
+    pub(super) fn of(image: &MetadataImage, node_id: i32) -> Published {
         Published {
-            broker_configs: image.broker_configs.clone(),
+            broker_configs: broker_configs(image, node_id),
             client_metrics: image.client_metrics.clone(),
             live: live_brokers(image),
         }
@@ -35,9 +35,20 @@ fn live_brokers(image: &MetadataImage) -> BTreeSet<i32> {
     image.brokers.values().filter(|b| !b.fenced).map(|b| b.id).collect()
 }
 
-/// The dynamic broker configs of the image that this version knows.
-pub(super) fn dynamic_configs(configs: &BTreeMap<String, String>) -> BTreeMap<&'static str, String> {
-    configs.iter().filter_map(|(k, v)| crate::config::broker_def(k).map(|d| (d.name, v.clone()))).collect()
+/// The two levels of dynamic broker configs: the cluster-wide defaults and one broker's own.
+pub(super) type ConfigLevels = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// The image's dynamic configs for broker `node_id`.
+pub(super) fn broker_configs(image: &MetadataImage, node_id: i32) -> ConfigLevels {
+    (image.broker_configs.clone(), image.node_configs.get(&node_id).cloned().unwrap_or_default())
+}
+
+/// Puts dynamic configs into `config`, keeping the keys this version knows.
+pub(super) fn set_dynamic(config: &mut crate::config::BrokerConfig, (defaults, own): &ConfigLevels) {
+    let known = |configs: &BTreeMap<String, String>| {
+        configs.iter().filter_map(|(k, v)| crate::config::broker_def(k).map(|d| (d.name, v.clone()))).collect()
+    };
+    config.set_dynamic(known(defaults), known(own));
 }
 
 impl Broker {
@@ -45,8 +56,9 @@ impl Broker {
     pub(crate) async fn publish(&self) -> Result<(), AdminError> {
         let mut published = self.published.lock().await;
         let image = self.controller.quorum.image();
-        if image.broker_configs != published.broker_configs {
-            self.config.write().set_dynamic(dynamic_configs(&image.broker_configs));
+        let broker_configs = broker_configs(&image, self.node_id);
+        if broker_configs != published.broker_configs {
+            set_dynamic(&mut self.config.write(), &broker_configs);
             self.config_generation.fetch_add(1, Ordering::Relaxed);
             self.set_replication_quotas();
             for topic in self.topics() {
@@ -55,7 +67,7 @@ impl Broker {
                     p.log_mut().set_config(log_config.clone());
                 }
             }
-            published.broker_configs = image.broker_configs.clone();
+            published.broker_configs = broker_configs;
         }
         let live = live_brokers(&image);
         {

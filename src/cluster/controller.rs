@@ -50,9 +50,12 @@ pub enum ControllerOp {
         name: String,
         configs: BTreeMap<String, String>,
     },
-    /// Replaces the dynamic broker config overrides (already validated).
+    /// Replaces dynamic broker config overrides (already validated): the cluster-wide
+    /// defaults, or with `node` one broker's own.
     BrokerConfigs {
         configs: BTreeMap<String, String>,
+        #[serde(default)]
+        node: Option<i32>,
     },
     GroupConfigs {
         group: String,
@@ -206,7 +209,9 @@ pub fn plan(
         ControllerOp::TopicConfigs { name, configs } => {
             done(MetadataRecord::TopicConfigs { id: topic_id(name)?, configs: configs.clone() })
         }
-        ControllerOp::BrokerConfigs { configs } => done(MetadataRecord::BrokerConfigs { configs: configs.clone() }),
+        ControllerOp::BrokerConfigs { configs, node } => {
+            done(MetadataRecord::BrokerConfigs { configs: configs.clone(), node: *node })
+        }
         ControllerOp::GroupConfigs { group, configs } => {
             done(MetadataRecord::GroupConfigs { group: group.clone(), configs: configs.clone() })
         }

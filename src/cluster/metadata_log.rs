@@ -72,9 +72,12 @@ pub enum MetadataRecord {
     DeleteTopic {
         id: Uuid,
     },
-    /// Replaces the broker's dynamic config overrides.
+    /// Replaces dynamic broker config overrides: the cluster-wide defaults, or with `node`
+    /// one broker's own (an empty map removes them).
     BrokerConfigs {
         configs: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<i32>,
     },
     /// Producer ids below `block_end` are handed out; the next block starts there.
     ProducerIds {
@@ -236,7 +239,10 @@ pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// The cluster-wide dynamic broker config defaults.
     pub broker_configs: BTreeMap<String, String>,
+    /// Each broker's own dynamic configs, by node id.
+    pub node_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// End of the last producer-id block handed out.
     pub producer_id_block_end: i64,
     /// SCRAM credentials and ACLs.
@@ -300,7 +306,13 @@ impl MetadataImage {
                 }
             }
             MetadataRecord::DeleteTopic { id } => self.topics.retain(|_, t| t.id != *id),
-            MetadataRecord::BrokerConfigs { configs } => self.broker_configs = configs.clone(),
+            MetadataRecord::BrokerConfigs { configs, node: None } => self.broker_configs = configs.clone(),
+            MetadataRecord::BrokerConfigs { configs, node: Some(node) } if configs.is_empty() => {
+                self.node_configs.remove(node);
+            }
+            MetadataRecord::BrokerConfigs { configs, node: Some(node) } => {
+                self.node_configs.insert(*node, configs.clone());
+            }
             MetadataRecord::ProducerIds { block_end } => {
                 self.producer_id_block_end = self.producer_id_block_end.max(*block_end)
             }
@@ -351,7 +363,10 @@ impl MetadataImage {
             }
         }
         if !self.broker_configs.is_empty() {
-            out.push(MetadataRecord::BrokerConfigs { configs: self.broker_configs.clone() });
+            out.push(MetadataRecord::BrokerConfigs { configs: self.broker_configs.clone(), node: None });
+        }
+        for (node, configs) in &self.node_configs {
+            out.push(MetadataRecord::BrokerConfigs { configs: configs.clone(), node: Some(*node) });
         }
         if self.producer_id_block_end > 0 {
             out.push(MetadataRecord::ProducerIds { block_end: self.producer_id_block_end });
@@ -476,7 +491,10 @@ mod tests {
                 replicas: vec![],
             },
             MetadataRecord::CreatePartitions { id, count: 5, replicas: vec![] },
-            MetadataRecord::BrokerConfigs { configs: configs("log.retention.ms", "9") },
+            MetadataRecord::BrokerConfigs { configs: configs("log.retention.ms", "9"), node: None },
+            MetadataRecord::BrokerConfigs { configs: configs("log.cleaner.threads", "2"), node: Some(2) },
+            MetadataRecord::BrokerConfigs { configs: configs("log.cleaner.threads", "3"), node: Some(3) },
+            MetadataRecord::BrokerConfigs { configs: BTreeMap::new(), node: Some(3) },
             MetadataRecord::ProducerIds { block_end: 3000 },
             MetadataRecord::ClientQuota {
                 entity: vec![("user".into(), Some("alice".into()))],
@@ -513,6 +531,7 @@ mod tests {
         assert_eq!(rebuilt.topics["t"].partitions, 5);
         assert!(!rebuilt.topics.contains_key("gone"));
         assert_eq!(rebuilt.broker_configs, image.broker_configs);
+        assert_eq!(rebuilt.node_configs, BTreeMap::from([(2, configs("log.cleaner.threads", "2"))]));
         assert_eq!(rebuilt.producer_id_block_end, 3000);
         assert_eq!(rebuilt.group_configs, image.group_configs);
         assert_eq!(rebuilt.client_metrics, image.client_metrics);

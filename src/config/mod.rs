@@ -1554,19 +1554,26 @@ fn is_replica(item: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    /// Set dynamically for this broker alone.
     DynamicBroker = 2,
+    /// Set dynamically as the cluster-wide default of every broker.
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
     /// A `GROUP` resource's own value.
     Group = 8,
 }
 
-/// The broker's effective configuration: static values (flag, env, file) plus dynamic
-/// overrides set at run time with AlterConfigs.
+/// The broker's effective configuration: static values (flag, env, file) under dynamic
+/// overrides set at run time with AlterConfigs — the cluster-wide defaults (resource name
+/// "") under this broker's own (resource name its id), as Kafka layers them.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerConfig {
     static_values: BTreeMap<&'static str, String>,
+    /// This broker's own dynamic values.
     dynamic_values: BTreeMap<&'static str, String>,
+    /// The cluster-wide dynamic defaults.
+    dynamic_defaults: BTreeMap<&'static str, String>,
     scram_users: Vec<crate::security::scram::ScramUser>,
 }
 
@@ -1594,13 +1601,20 @@ impl BrokerConfig {
         Ok(())
     }
 
-    /// Replaces the dynamic overrides (AlterConfigs on the broker resource).
-    pub fn set_dynamic(&mut self, values: BTreeMap<&'static str, String>) {
-        self.dynamic_values = values;
+    /// Replaces the dynamic overrides (AlterConfigs on the broker resource): the cluster-wide
+    /// defaults and this broker's own.
+    pub fn set_dynamic(&mut self, defaults: BTreeMap<&'static str, String>, own: BTreeMap<&'static str, String>) {
+        self.dynamic_defaults = defaults;
+        self.dynamic_values = own;
     }
 
-    pub fn dynamic_values(&self) -> &BTreeMap<&'static str, String> {
-        &self.dynamic_values
+    /// The dynamic values of one level: the cluster-wide defaults, or this broker's own.
+    pub fn dynamic_values(&self, cluster_default: bool) -> &BTreeMap<&'static str, String> {
+        if cluster_default {
+            &self.dynamic_defaults
+        } else {
+            &self.dynamic_values
+        }
     }
 
     /// The value of `key` and where it came from.
@@ -1622,11 +1636,17 @@ impl BrokerConfig {
         self.set_layers(name).into_iter().next()
     }
 
-    /// Every value set for exactly `name`: dynamic, then static.
+    /// Every value set for exactly `name`, highest precedence first: this broker's dynamic
+    /// value, the cluster-wide dynamic default, the static value.
     pub fn set_layers(&self, name: &str) -> Vec<(String, ConfigSource)> {
-        let dynamic = self.dynamic_values.get(name).map(|v| (v.clone(), ConfigSource::DynamicBroker));
-        let fixed = self.static_values.get(name).map(|v| (v.clone(), ConfigSource::StaticBroker));
-        dynamic.into_iter().chain(fixed).collect()
+        [
+            (&self.dynamic_values, ConfigSource::DynamicBroker),
+            (&self.dynamic_defaults, ConfigSource::DynamicDefaultBroker),
+            (&self.static_values, ConfigSource::StaticBroker),
+        ]
+        .into_iter()
+        .filter_map(|(values, source)| values.get(name).map(|v| (v.clone(), source)))
+        .collect()
     }
 
     /// The value of `key` as a string; empty for an unknown key.
@@ -1886,6 +1906,23 @@ mod tests {
         assert!(err.to_string().contains("num.partitions"));
         let err = BrokerConfig::from_layers([vec![("no.such.key".into(), "1".into())]]).unwrap_err();
         assert_eq!(err, ConfigError::UnknownKey("no.such.key".into()));
+    }
+
+    #[test]
+    fn a_brokers_own_dynamic_value_wins_over_the_cluster_default_over_static() {
+        let mut cfg = BrokerConfig::from_layers([vec![("num.partitions".into(), "2".into())]]).unwrap();
+        let values = |v: &str| BTreeMap::from([("num.partitions", v.to_string())]);
+        cfg.set_dynamic(values("3"), BTreeMap::new());
+        assert_eq!(cfg.lookup("num.partitions"), Some(("3".into(), ConfigSource::DynamicDefaultBroker)));
+        cfg.set_dynamic(values("3"), values("4"));
+        assert_eq!(cfg.lookup("num.partitions"), Some(("4".into(), ConfigSource::DynamicBroker)));
+        let sources: Vec<ConfigSource> = cfg.set_layers("num.partitions").into_iter().map(|(_, s)| s).collect();
+        assert_eq!(
+            sources,
+            [ConfigSource::DynamicBroker, ConfigSource::DynamicDefaultBroker, ConfigSource::StaticBroker]
+        );
+        assert_eq!(cfg.dynamic_values(true).get("num.partitions").map(String::as_str), Some("3"));
+        assert_eq!(cfg.dynamic_values(false).get("num.partitions").map(String::as_str), Some("4"));
     }
 
     #[test]

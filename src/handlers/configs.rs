@@ -29,8 +29,6 @@ const GROUP: i8 = 32;
 const CLIENT_METRICS_CONFIG: i8 = 7;
 /// DescribeConfigs' source for a logger's level.
 const DYNAMIC_BROKER_LOGGER: i8 = 6;
-/// DescribeConfigs' source for a cluster-wide dynamic broker default.
-const DYNAMIC_DEFAULT_BROKER: i8 = 3;
 
 /// One described config: its value, where it came from, and the layers beneath it.
 pub struct ConfigEntry {
@@ -87,6 +85,17 @@ fn group_config_entries(cfg: &BrokerConfig, overrides: &BTreeMap<String, String>
             ConfigEntry { name: def.name, value, source, def, synonyms }
         })
         .collect()
+}
+
+/// A broker config as the cluster-default resource shows it: the value set cluster-wide, with
+/// that level's synonyms only; nothing when it is not set at that level.
+fn cluster_default_entry(mut e: ConfigEntry) -> Option<ConfigEntry> {
+    let level = ConfigSource::DynamicDefaultBroker;
+    e.synonyms.retain(|s| s.2 == level as i8);
+    let (_, value, _) = e.synonyms.iter().find(|s| s.0 == e.name)?;
+    e.value = value.clone();
+    e.source = level;
+    Some(e)
 }
 
 fn broker_config_entries(cfg: &BrokerConfig) -> Vec<ConfigEntry> {
@@ -200,14 +209,12 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
             GROUP => {
                 Ok(group_config_entries(&cfg, &broker.group_configs(&name)).into_iter().map(|e| (e, false)).collect())
             }
+            // the cluster default (name "") lists only what is set at that level, as Kafka does
             BROKER => check_broker_name(broker, &name).map(|cluster_default| {
                 broker_config_entries(&cfg)
                     .into_iter()
-                    .filter(|e| !cluster_default || e.source == ConfigSource::DynamicBroker)
-                    .map(|mut e| {
-                        if cluster_default {
-                            e.synonyms.retain(|s| s.2 == ConfigSource::DynamicBroker as i8);
-                        }
+                    .filter_map(|e| if cluster_default { cluster_default_entry(e) } else { Some(e) })
+                    .map(|e| {
                         let read_only = !e.def.dynamic();
                         (e, read_only)
                     })
@@ -221,17 +228,10 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
             .with_resource_name(res.resource_name.clone());
         match entries {
             Ok(entries) => {
-                let cluster_default = res.resource_type == BROKER && name.is_empty();
                 result.configs = entries
                     .into_iter()
                     .filter(|(e, _)| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
-                    .map(|(e, ro)| {
-                        let mut d = describe_entry(e, ro, &req, ctx.version);
-                        if cluster_default {
-                            d.config_source = DYNAMIC_DEFAULT_BROKER;
-                        }
-                        d
-                    })
+                    .map(|(e, ro)| describe_entry(e, ro, &req, ctx.version))
                     .collect();
             }
             Err(e) => {
@@ -519,17 +519,18 @@ async fn alter_resource(
         }
         BROKER => {
             let cluster_default = check_broker_name(broker, name)?;
-            let cfg = broker.config();
             let current: BTreeMap<String, String> = if replace {
                 BTreeMap::new()
             } else {
-                cfg.dynamic_values().iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+                let cfg = broker.config();
+                cfg.dynamic_values(cluster_default).iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
             };
             check_broker_modes(&ops, cluster_default)?;
             let configs = apply_ops(&current, ops, Scope::Broker)?;
             let typed = configs.into_iter().filter_map(|(k, v)| config::broker_def(&k).map(|d| (d.name, v))).collect();
             if !validate_only {
-                broker.set_broker_configs(typed).await?;
+                let node = (!cluster_default).then_some(broker.node_id);
+                broker.set_broker_configs(typed, node).await?;
             }
             Ok(())
         }

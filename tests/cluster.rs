@@ -156,9 +156,18 @@ async fn a_broker_that_is_not_a_voter_joins_and_serves() {
     assert_eq!((quorum.leader_id.0, voters), (active, vec![1, 2, 3]));
     assert!(quorum.high_watermark > 0 && quorum.current_voters.iter().all(|v| v.log_end_offset > 0));
     assert!(quorum.observers.iter().any(|o| o.replica_id.0 == 4), "broker 4 observes: {quorum:?}");
+    // a voter that does not lead, and the broker-only node, ask the active controller (as
+    // Kafka's brokers forward DescribeQuorum): the same leader, voters and observers
     let follower = (1..=3).find(|id| *id != active).expect("a follower");
-    let elsewhere = describe_quorum(&cluster.nodes[cluster.index_of(follower)].client);
-    assert_eq!(elsewhere.error_code, ResponseError::NotLeaderOrFollower.code());
+    for asked in [follower, 4] {
+        let elsewhere = describe_quorum(&cluster.nodes[cluster.index_of(asked)].client);
+        assert_eq!(elsewhere.error_code, 0, "asked broker {asked}");
+        let mut voters: Vec<i32> = elsewhere.current_voters.iter().map(|v| v.replica_id.0).collect();
+        voters.sort();
+        assert_eq!((elsewhere.leader_id.0, voters), (active, vec![1, 2, 3]), "asked broker {asked}");
+        assert!(elsewhere.high_watermark >= quorum.high_watermark, "asked broker {asked}: {elsewhere:?}");
+        assert!(elsewhere.observers.iter().any(|o| o.replica_id.0 == 4), "asked broker {asked}: {elsewhere:?}");
+    }
 
     // the active controller dies: the broker finds the new one and forwards to it
     let active = controller_id(&broker).await;

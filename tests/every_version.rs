@@ -323,6 +323,13 @@ fn request(key: ApiKey, version: i16, topic: &str, id: uuid::Uuid, records: &Byt
             .with_group_id(GroupId(StrBytes::from_static_str("share-versions")))
             .with_topics(vec![delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic::default()
                 .with_topic_name(name(topic))])),
+        // validate-only: every version is checked without changing the cluster's levels
+        ApiKey::UpdateFeatures => boxed!(UpdateFeaturesRequest::default()
+            .with_validate_only(version >= 1)
+            .with_feature_updates(vec![update_features_request::FeatureUpdateKey::default()
+                .with_feature(StrBytes::from_static_str("group.version"))
+                .with_max_version_level(if version >= 1 { 1 } else { 0 })
+                .with_upgrade_type(1)])),
         ApiKey::DescribeQuorum => {
             boxed!(DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
                 .with_topic_name(name("__cluster_metadata"))
@@ -451,6 +458,7 @@ fn decode_response(key: ApiKey, version: i16, mut frame: Bytes) -> anyhow::Resul
         ApiKey::EndTxn => check!(EndTxnResponse),
         ApiKey::WriteTxnMarkers => check!(WriteTxnMarkersResponse),
         ApiKey::DescribeQuorum => check!(DescribeQuorumResponse),
+        ApiKey::UpdateFeatures => check!(UpdateFeaturesResponse),
         ApiKey::ElectLeaders => check!(ElectLeadersResponse),
         ApiKey::AlterPartitionReassignments => check!(AlterPartitionReassignmentsResponse),
         ApiKey::ListPartitionReassignments => check!(ListPartitionReassignmentsResponse),

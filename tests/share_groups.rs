@@ -681,12 +681,29 @@ async fn dead_letters_led_elsewhere_are_copied_once_across_a_crash() {
 }
 
 fn describe_offsets(b: &str, group: &str) -> DescribeShareGroupOffsetsResponse {
+    describe_offsets_v(b, group, 0)
+}
+
+fn describe_offsets_v(b: &str, group: &str, version: i16) -> DescribeShareGroupOffsetsResponse {
     let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
         describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup::default()
             .with_group_id(GroupId(s(group)))
             .with_topics(None),
     ]);
-    raw::call(b, ApiKey::DescribeShareGroupOffsets, 0, &req)
+    raw::call(b, ApiKey::DescribeShareGroupOffsets, version, &req)
+}
+
+/// AlterShareGroupOffsets of partition 0 of `topic` to `start`: (top error, partition error).
+fn alter_offsets(b: &str, group: &str, topic: &str, start: i64) -> (i16, i16) {
+    let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(s(group))).with_topics(vec![
+        alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
+            .with_topic_name(TopicName(s(topic)))
+            .with_partitions(vec![alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default(
+            )
+            .with_start_offset(start)]),
+    ]);
+    let r: AlterShareGroupOffsetsResponse = raw::call(b, ApiKey::AlterShareGroupOffsets, 0, &alter);
+    (r.error_code, r.responses.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -708,22 +725,44 @@ async fn share_group_offsets_described_altered_and_deleted() {
         let p = &g.topics[0].partitions[0];
         assert_eq!((g.topics[0].topic_name.0.as_str(), g.topics[0].topic_id, p.start_offset), (topic.as_str(), id, 5));
         assert_eq!(describe_offsets(&b, "sg-none").groups[0].error_code, ResponseError::GroupIdNotFound.code());
+        // v1 carries the lag: 8 records, 0..=4 accepted, 5..=7 acquired (not done)
+        let p1 = describe_offsets_v(&b, "sg-offsets", 1).groups[0].topics[0].partitions[0].clone();
+        assert_eq!((p1.start_offset, p1.lag), (5, 3));
+        assert_eq!(m.acknowledge(id, vec![ack(6, 6, &[ACCEPT])]).error_code, 0);
+        let p1 = describe_offsets_v(&b, "sg-offsets", 1).groups[0].topics[0].partitions[0].clone();
+        assert_eq!((p1.start_offset, p1.lag), (5, 2), "an accepted record past the start is done");
 
         // a group with members cannot be altered
-        let alter = AlterShareGroupOffsetsRequest::default().with_group_id(GroupId(s("sg-offsets"))).with_topics(vec![
-            alter_share_group_offsets_request::AlterShareGroupOffsetsRequestTopic::default()
-                .with_topic_name(TopicName(s(&topic)))
-                .with_partitions(vec![
-                    alter_share_group_offsets_request::AlterShareGroupOffsetsRequestPartition::default()
-                        .with_start_offset(2),
-                ]),
-        ]);
-        let r: AlterShareGroupOffsetsResponse = raw::call(&b, ApiKey::AlterShareGroupOffsets, 0, &alter);
-        assert_eq!(r.error_code, ResponseError::NonEmptyGroup.code());
+        assert_eq!(alter_offsets(&b, "sg-offsets", &topic, 2).0, ResponseError::NonEmptyGroup.code());
         assert_eq!(m.heartbeat_with(-1, None).member_epoch, -1);
-        let r: AlterShareGroupOffsetsResponse = raw::call(&b, ApiKey::AlterShareGroupOffsets, 0, &alter);
-        assert_eq!((r.error_code, r.responses[0].partitions[0].error_code), (0, 0));
+        assert_eq!(alter_offsets(&b, "sg-offsets", &topic, 2), (0, 0));
         assert_eq!(describe_offsets(&b, "sg-offsets").groups[0].topics[0].partitions[0].start_offset, 2);
+        // the lag of state the group left (read from the stored state): all of 2..8 again
+        let p1 = describe_offsets_v(&b, "sg-offsets", 1).groups[0].topics[0].partitions[0].clone();
+        assert_eq!((p1.start_offset, p1.lag), (2, 6));
+
+        // a group id nobody uses: altering it creates the share group, empty, with that start
+        assert_eq!(alter_offsets(&b, "sg-created-by-alter", &topic, 3), (0, 0));
+        let d = describe_offsets_v(&b, "sg-created-by-alter", 1);
+        let p = &d.groups[0].topics[0].partitions[0];
+        assert_eq!((d.groups[0].error_code, p.start_offset, p.lag), (0, 3, 5));
+        let listed: ListGroupsResponse = raw::call(&b, ApiKey::ListGroups, 5, &ListGroupsRequest::default());
+        let created = listed.groups.iter().find(|g| g.group_id.0.as_str() == "sg-created-by-alter").expect("listed");
+        assert_eq!((created.group_type.as_str(), created.group_state.as_str()), ("share", "Empty"));
+        let mut joined = Member::new(&b, "sg-created-by-alter", "member-c");
+        joined.join(&[&topic]);
+        assert_eq!(acquired(&joined.fetch(id, vec![])), vec![(3, 7, 1)], "it starts where it was set");
+        assert_eq!(joined.heartbeat_with(-1, None).member_epoch, -1);
+        // a group of another type is not taken over
+        let classic = format!("{topic}-classic");
+        let commit = OffsetCommitRequest::default().with_group_id(GroupId(s(&classic))).with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default().with_name(TopicName(s(&topic))).with_partitions(
+                vec![offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1)],
+            ),
+        ]);
+        let r: OffsetCommitResponse = raw::call(&b, ApiKey::OffsetCommit, 8, &commit);
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        assert_eq!(alter_offsets(&b, &classic, &topic, 3).0, ResponseError::GroupIdNotFound.code());
         // back in: everything from 2 on, delivered afresh
         let mut again = Member::new(&b, "sg-offsets", "member-o2");
         again.join(&[&topic]);

@@ -14,10 +14,11 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::cluster::controller::{Controller, ControllerOp, Outcome, PartitionResult};
+use crate::cluster::features::FeatureUpdate;
 use crate::cluster::metadata_log::{
     BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, PartitionState, TopicMeta,
 };
-use crate::cluster::quorum::{Quorum, QuorumSettings};
+use crate::cluster::quorum::{Quorum, QuorumSettings, QuorumStatus};
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
 use crate::log::Log;
 use crate::partition::Partition;
@@ -168,6 +169,9 @@ pub enum AdminError {
     FencedLeaderEpoch,
     #[error("The partition epoch is not the partition's current one.")]
     InvalidUpdateVersion,
+    /// A feature level UpdateFeatures may not set (Kafka's reason as the message).
+    #[error("{0}")]
+    FeatureUpdate(String),
     /// A failure the active controller reported for a forwarded change.
     #[error("{message}")]
     Remote { code: i16, message: String },
@@ -198,7 +202,7 @@ impl AdminError {
             AdminError::InconsistentClusterId => ResponseError::InconsistentClusterId,
             AdminError::NotController => ResponseError::NotController,
             AdminError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
-            AdminError::InvalidUpdateVersion => ResponseError::InvalidUpdateVersion,
+            AdminError::InvalidUpdateVersion | AdminError::FeatureUpdate(_) => ResponseError::InvalidUpdateVersion,
             AdminError::Storage(_) => ResponseError::KafkaStorageError,
         };
         e.code()
@@ -709,6 +713,19 @@ impl Broker {
             None => ControllerOp::RemoveVoter { id },
         };
         self.controller.submit(&op).await.map(|_| ())
+    }
+
+    /// UpdateFeatures through the controller (all or none).
+    pub async fn update_features(&self, updates: Vec<FeatureUpdate>, validate_only: bool) -> Result<(), AdminError> {
+        self.control(ControllerOp::UpdateFeatures { updates, validate_only }).await.map(|_| ())
+    }
+
+    /// DescribeQuorum as the active controller answers it (here, or asked of it).
+    pub async fn describe_quorum(&self) -> Result<QuorumStatus, AdminError> {
+        match self.controller.submit(&ControllerOp::DescribeQuorum).await? {
+            (Outcome::Quorum { status }, _) => Ok(status),
+            (other, _) => Err(AdminError::InvalidRequest(format!("unexpected controller outcome {other:?}"))),
+        }
     }
 
     /// UnregisterBroker through the controller.

@@ -13,9 +13,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::features::{self, FeatureUpdate, Finalized};
 use super::metadata_log::{BrokerRegistration, MetadataImage, MetadataRecord, PartitionState, TopicMeta};
 use super::partition_change::{self, Change, Election};
-use super::quorum::{CommitError, Quorum, VoterChangeError};
+use super::quorum::{CommitError, Quorum, QuorumStatus, VoterChangeError};
 use super::raft_log::NodeId;
 use super::raft_net::{forward, ForwardResult, RemoteAdminError};
 use crate::broker::{AdminError, NewTopic};
@@ -132,6 +133,14 @@ pub enum ControllerOp {
         partitions: Vec<(String, i32, Option<Vec<i32>>)>,
         allow_rf_change: bool,
     },
+    /// UpdateFeatures: new finalized levels, all or none.
+    UpdateFeatures {
+        updates: Vec<FeatureUpdate>,
+        validate_only: bool,
+    },
+    /// DescribeQuorum: the quorum as the active controller sees it (not a change; forwarded
+    /// like one so that any broker can answer it, as Kafka's brokers forward it).
+    DescribeQuorum,
 }
 
 fn default_voter_timeout_ms() -> u64 {
@@ -165,6 +174,9 @@ pub enum Outcome {
     /// Each partition's result of an ElectLeaders or a reassignment.
     Partitions {
         results: Vec<PartitionResult>,
+    },
+    Quorum {
+        status: QuorumStatus,
     },
 }
 
@@ -226,9 +238,13 @@ pub fn plan(
         ControllerOp::Records { records } => (records.clone(), Outcome::Done),
         ControllerOp::ClusterId { proposed } => {
             let id = image.cluster_id.clone().unwrap_or_else(|| proposed.clone());
+            // a new cluster finalizes its feature levels with its id
             let records = match image.cluster_id {
                 Some(_) => vec![],
-                None => vec![MetadataRecord::ClusterId { id: id.clone() }],
+                None => vec![
+                    MetadataRecord::ClusterId { id: id.clone() },
+                    MetadataRecord::Features { finalized: Finalized::bootstrap() },
+                ],
             };
             (records, Outcome::ClusterId { id })
         }
@@ -298,6 +314,17 @@ pub fn plan(
         ControllerOp::Reassign { partitions, allow_rf_change } => {
             let (records, results) = plan_reassignments(image, config, partitions, *allow_rf_change);
             (records, Outcome::Partitions { results })
+        }
+        ControllerOp::UpdateFeatures { updates, validate_only } => {
+            let finalized =
+                features::update(&image.features(), updates, config.node_id()).map_err(AdminError::FeatureUpdate)?;
+            match validate_only {
+                true => (vec![], Outcome::Done),
+                false => done(MetadataRecord::Features { finalized }),
+            }
+        }
+        ControllerOp::DescribeQuorum => {
+            return Err(AdminError::InvalidRequest("the quorum is described by the active controller's Raft".into()))
         }
     })
 }
@@ -763,6 +790,10 @@ impl Controller {
     async fn submit_here(&self, op: &ControllerOp) -> Result<(Outcome, u64), ControllerError> {
         if let Some(changed) = self.change_voters(op).await {
             return changed.map(|()| (Outcome::Done, 0));
+        }
+        if let ControllerOp::DescribeQuorum = op {
+            let status = self.quorum.status().ok_or_else(|| ControllerError::NotLeader(self.quorum.leader()))?;
+            return Ok((Outcome::Quorum { status }, 0));
         }
         let _serial = self.serial.lock().await;
         if !self.quorum.is_leader() {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::features::Finalized;
 use crate::security::acl::AclBinding;
 use crate::security::scram::{Credential, Mechanism};
 use crate::security::SecurityImage;
@@ -115,6 +116,10 @@ pub enum MetadataRecord {
     ClientMetrics {
         name: String,
         configs: BTreeMap<String, String>,
+    },
+    /// Replaces the finalized feature levels (Kafka's `FeatureLevelRecord`s, all at once).
+    Features {
+        finalized: Finalized,
     },
 }
 
@@ -251,9 +256,22 @@ pub struct MetadataImage {
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Client telemetry subscriptions by name.
     pub client_metrics: BTreeMap<String, BTreeMap<String, String>>,
+    /// The finalized feature levels; `None` until the log has them (a log from before
+    /// features: the bootstrap levels apply).
+    pub features: Option<Finalized>,
 }
 
 impl MetadataImage {
+    /// The finalized feature levels.
+    pub fn features(&self) -> Finalized {
+        self.features.clone().unwrap_or_else(Finalized::bootstrap)
+    }
+
+    /// A feature's finalized level.
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.features.as_ref().map_or_else(|| Finalized::bootstrap().level(name), |f| f.level(name))
+    }
+
     /// Whether `broker` is registered and unfenced: it may lead and stay in ISRs.
     pub fn is_live(&self, broker: i32) -> bool {
         self.brokers.get(&broker).is_some_and(|b| !b.fenced)
@@ -328,6 +346,7 @@ impl MetadataImage {
             MetadataRecord::ClientMetrics { name, configs } => {
                 self.client_metrics.insert(name.clone(), configs.clone());
             }
+            MetadataRecord::Features { finalized } => self.features = Some(finalized.clone()),
             MetadataRecord::ScramCredential { .. }
             | MetadataRecord::RemoveScramCredential { .. }
             | MetadataRecord::CreateAcl { .. }
@@ -344,6 +363,9 @@ impl MetadataImage {
         let mut out = Vec::new();
         if let Some(id) = &self.cluster_id {
             out.push(MetadataRecord::ClusterId { id: id.clone() });
+        }
+        if let Some(finalized) = &self.features {
+            out.push(MetadataRecord::Features { finalized: finalized.clone() });
         }
         for registration in self.brokers.values() {
             out.push(MetadataRecord::RegisterBroker { registration: registration.clone() });

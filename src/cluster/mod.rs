@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod controller;
+pub mod features;
 pub mod metadata_log;
 pub mod partition_change;
 pub mod quorum;

@@ -147,7 +147,7 @@ impl QuorumSettings {
 
 /// The quorum as its leader sees it, in Kafka's terms: log end offsets are the index after
 /// a member's last entry (-1 when the leader does not know it yet).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumStatus {
     pub leader: NodeId,
     pub epoch: u64,

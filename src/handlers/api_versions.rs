@@ -1,11 +1,13 @@
-//! ApiVersions: advertises exactly [`SUPPORTED_APIS`](super::SUPPORTED_APIS).
+//! ApiVersions: advertises exactly [`SUPPORTED_APIS`](super::SUPPORTED_APIS), the features
+//! Weir supports ([`FEATURES`]) and the levels the cluster finalized.
 
 use bytes::Bytes;
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{encode_response, FrameError, RequestContext, SUPPORTED_APIS};
+use super::{encode_response, str_bytes, FrameError, RequestContext, SUPPORTED_APIS};
+use crate::cluster::features::FEATURES;
 
 fn api_keys() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -21,9 +23,30 @@ pub async fn handle(ctx: &RequestContext, req: ApiVersionsRequest) -> ApiVersion
         // who the client is, for client telemetry subscriptions' `match`
         ctx.session.set_client_software(&req.client_software_name, &req.client_software_version);
     }
-    // Supported and finalized features are left empty: tagged fields a client does not
-    // expect are a known source of parse errors in older librdkafka versions.
-    ApiVersionsResponse::default().with_api_keys(api_keys())
+    let finalized = ctx.broker.metadata_image().features();
+    // Before v4, features whose lowest level is 0 are left out: older clients cannot parse
+    // them (KAFKA-17492), as Kafka does.
+    let supported = FEATURES
+        .iter()
+        .filter(|f| ctx.version >= 4 || f.min > 0)
+        .map(|f| {
+            SupportedFeatureKey::default().with_name(str_bytes(f.name)).with_min_version(f.min).with_max_version(f.max)
+        })
+        .collect();
+    let finalized_keys = finalized
+        .listed()
+        .map(|(name, level)| {
+            FinalizedFeatureKey::default()
+                .with_name(str_bytes(name))
+                .with_min_version_level(level)
+                .with_max_version_level(level)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_api_keys(api_keys())
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(finalized.epoch)
+        .with_finalized_features(finalized_keys)
 }
 
 /// A client asking for an ApiVersions version newer than ours gets the v0-shaped reply with

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::groups::{check_group_here, check_heartbeat, group_operations};
 use super::{str_bytes, RequestContext};
+use crate::cluster::features::GROUP_VERSION;
 use crate::coordinator::group::consumer::{to_lists, ConsumerGroup, Heartbeat, TopicPartition};
 use crate::coordinator::group::GroupCoordinator;
 use crate::security::acl::op;
@@ -21,6 +22,9 @@ pub async fn heartbeat(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest)
     let error = |code: ResponseError, msg: &str| {
         ConsumerGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
+    if let Err(code) = ctx.require_feature(GROUP_VERSION) {
+        return error(code, "The consumer group protocol is disabled (group.version is 0).");
+    }
     let group_id = req.group_id.0.to_string();
     if let Err((code, msg)) = check_heartbeat(ctx, &group_id, req.subscribed_topic_names.as_deref()) {
         return error(code, &msg);
@@ -104,7 +108,9 @@ pub async fn describe(ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -
     for id in req.group_ids {
         let ops = group_operations(ctx, id.0.as_str(), req.include_authorized_operations);
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_authorized_operations(ops);
-        if let Err(code) = check_group_here(ctx, op::DESCRIBE, id.0.as_str()) {
+        if let Err(code) =
+            ctx.require_feature(GROUP_VERSION).and_then(|()| check_group_here(ctx, op::DESCRIBE, id.0.as_str()))
+        {
             groups.push(d.with_error_code(code.code()));
             continue;
         }

@@ -1,13 +1,16 @@
 //! DescribeQuorum (API 55): the metadata quorum as its leader sees it — leader, epoch, high
 //! watermark, each voter's log end offset and the observers (brokers that only follow the
 //! metadata) — what `kafka-metadata-quorum.sh describe --status / --replication` prints.
-//! Weir's metadata log is openraft's, so offsets are its entry indexes.
+//! Any broker answers it: one that is not the active controller asks the controller, as
+//! Kafka's brokers forward it. Weir's metadata log is openraft's, so offsets are its entry
+//! indexes.
 
 use kafka_protocol::messages::describe_quorum_response::{PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use super::{str_bytes, RequestContext};
+use crate::cluster::quorum::QuorumStatus;
 use crate::security::acl::op;
 
 /// The name Kafka gives the metadata log, the one partition DescribeQuorum asks about.
@@ -20,7 +23,13 @@ pub async fn handle(ctx: &RequestContext, req: DescribeQuorumRequest) -> Describ
     let asked =
         req.topics.first().map(|t| (t.topic_name.0.to_string(), t.partitions.first().map(|p| p.partition_index)));
     let partition = match &asked {
-        Some((topic, Some(0))) if topic.as_str() == METADATA_TOPIC => describe(ctx),
+        Some((topic, Some(0))) if topic.as_str() == METADATA_TOPIC => match ctx.broker.describe_quorum().await {
+            Ok(status) => describe(&status),
+            Err(e) => {
+                tracing::debug!(error = %e, "no active controller described the quorum");
+                PartitionData::default().with_error_code(ResponseError::NotLeaderOrFollower.code())
+            }
+        },
         _ => PartitionData::default().with_error_code(ResponseError::UnknownTopicOrPartition.code()),
     };
     let name = asked.map_or_else(|| METADATA_TOPIC.to_string(), |(t, _)| t);
@@ -29,11 +38,8 @@ pub async fn handle(ctx: &RequestContext, req: DescribeQuorumRequest) -> Describ
         .with_partitions(vec![partition])])
 }
 
-/// Partition 0 of the metadata log, or NOT_LEADER_OR_FOLLOWER where this node does not lead.
-fn describe(ctx: &RequestContext) -> PartitionData {
-    let Some(status) = ctx.broker.controller().quorum.status() else {
-        return PartitionData::default().with_error_code(ResponseError::NotLeaderOrFollower.code());
-    };
+/// Partition 0 of the metadata log.
+fn describe(status: &QuorumStatus) -> PartitionData {
     let replica = |id: u64, log_end: i64, fetched: i64| {
         ReplicaState::default()
             .with_replica_id(BrokerId(id as i32))

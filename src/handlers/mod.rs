@@ -33,6 +33,7 @@ pub mod share_state;
 pub mod telemetry;
 pub mod topics;
 pub mod transactions;
+pub mod update_features;
 pub mod write_txn_markers;
 
 use std::future::Future;
@@ -95,6 +96,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
@@ -114,9 +116,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::ReadShareGroupState, 0, 0),
-    (ApiKey::WriteShareGroupState, 0, 0),
+    (ApiKey::WriteShareGroupState, 0, 1),
     (ApiKey::DeleteShareGroupState, 0, 0),
-    (ApiKey::DescribeShareGroupOffsets, 0, 0),
+    (ApiKey::DescribeShareGroupOffsets, 0, 1),
     (ApiKey::AlterShareGroupOffsets, 0, 0),
     (ApiKey::DeleteShareGroupOffsets, 0, 0),
 ];
@@ -151,6 +153,16 @@ impl RequestContext {
     /// `*_authorized_operations` fields).
     pub fn authorized_operations(&self, resource_type: i8, name: &str, candidates: &[i8]) -> i32 {
         candidates.iter().filter(|o| self.authorized(**o, resource_type, name)).fold(0, |bits, o| bits | (1 << *o))
+    }
+
+    /// `UNSUPPORTED_VERSION` unless the cluster finalized `feature` at level 1 or more:
+    /// group.version gates the KIP-848 consumer protocol and share.version share groups,
+    /// as in Kafka.
+    pub fn require_feature(&self, feature: &str) -> Result<(), kafka_protocol::ResponseError> {
+        match self.broker.metadata_image().feature_level(feature) >= 1 {
+            true => Ok(()),
+            false => Err(kafka_protocol::ResponseError::UnsupportedVersion),
+        }
     }
 
     /// Whether the client may perform `operation` on the cluster.
@@ -271,6 +283,7 @@ const THROTTLE_FIRST_SINCE: &[(ApiKey, i16)] = &[
     (ApiKey::DescribeUserScramCredentials, 0),
     (ApiKey::AlterUserScramCredentials, 0),
     (ApiKey::DescribeCluster, 0),
+    (ApiKey::UpdateFeatures, 0),
     (ApiKey::DescribeProducers, 0),
     (ApiKey::DescribeTransactions, 0),
     (ApiKey::ListTransactions, 0),
@@ -494,6 +507,7 @@ async fn serve_frame(
         ApiKey::EndTxn => serve(&ctx, key, body, transactions::end_txn).await,
         ApiKey::WriteTxnMarkers => serve(&ctx, key, body, write_txn_markers::handle).await,
         ApiKey::DescribeQuorum => serve(&ctx, key, body, describe_quorum::handle).await,
+        ApiKey::UpdateFeatures => serve(&ctx, key, body, update_features::handle).await,
         ApiKey::ElectLeaders => serve(&ctx, key, body, reassignments::elect_leaders).await,
         ApiKey::AlterPartitionReassignments => serve(&ctx, key, body, reassignments::alter_reassignments).await,
         ApiKey::ListPartitionReassignments => serve(&ctx, key, body, reassignments::list_reassignments).await,
@@ -658,6 +672,7 @@ mod tests {
             ApiKey::EndTxn => EndTxnRequest::VERSIONS,
             ApiKey::WriteTxnMarkers => WriteTxnMarkersRequest::VERSIONS,
             ApiKey::DescribeQuorum => DescribeQuorumRequest::VERSIONS,
+            ApiKey::UpdateFeatures => UpdateFeaturesRequest::VERSIONS,
             ApiKey::ElectLeaders => ElectLeadersRequest::VERSIONS,
             ApiKey::AlterPartitionReassignments => AlterPartitionReassignmentsRequest::VERSIONS,
             ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::VERSIONS,
@@ -745,6 +760,7 @@ mod tests {
                 ApiKey::DescribeUserScramCredentials => check!(*entry, DescribeUserScramCredentialsResponse),
                 ApiKey::AlterUserScramCredentials => check!(*entry, AlterUserScramCredentialsResponse),
                 ApiKey::DescribeCluster => check!(*entry, DescribeClusterResponse),
+                ApiKey::UpdateFeatures => check!(*entry, UpdateFeaturesResponse),
                 ApiKey::DescribeProducers => check!(*entry, DescribeProducersResponse),
                 ApiKey::DescribeTransactions => check!(*entry, DescribeTransactionsResponse),
                 ApiKey::ListTransactions => check!(*entry, ListTransactionsResponse),

@@ -21,8 +21,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::response::FileRecords;
+use super::share_groups::SHARE_GROUPS_DISABLED;
 use super::{str_bytes, RequestContext};
 use crate::broker::now_ms;
+use crate::cluster::features::SHARE_VERSION;
 use crate::partition::Partition;
 use crate::security::acl::{op, resource};
 use crate::share::partition::{ack, AckError, AcquireMode};
@@ -125,6 +127,9 @@ async fn fetch_into(ctx: &RequestContext, req: ShareFetchRequest, files: &mut Fi
     let top_error = |code: ResponseError, msg: &str| {
         ShareFetchResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
+    if let Err(code) = ctx.require_feature(SHARE_VERSION) {
+        return top_error(code, SHARE_GROUPS_DISABLED);
+    }
     let (group, member) = match ids(req.group_id.as_ref().map(|g| g.0.as_str()), req.member_id.as_deref()) {
         Ok(ids) => ids,
         Err((code, msg)) => return top_error(code, msg),
@@ -228,7 +233,8 @@ async fn read_long_polling(
         for p in resolved.iter().filter_map(|(_, r)| r.as_ref().ok()) {
             p.add_waiter(&notify);
         }
-        let mut budget = i64::from(if req.max_bytes <= 0 { i32::MAX } else { req.max_bytes });
+        // MaxBytes bounds the records (past the first batch); 0 reads nothing, as in Kafka
+        let mut budget = i64::from(req.max_bytes);
         let mut records_left = i64::from(req.max_records.max(1));
         let mut out = Vec::new();
         let mut got = false;
@@ -241,7 +247,7 @@ async fn read_long_polling(
                     continue;
                 }
             };
-            if records_left <= 0 || (budget <= 0 && got) {
+            if records_left <= 0 || budget <= 0 {
                 continue;
             }
             let key = SharePartitionKey { group: group.to_string(), topic_id: tp.0, partition: tp.1 };
@@ -324,6 +330,9 @@ pub async fn acknowledge_request(ctx: &RequestContext, req: ShareAcknowledgeRequ
     let top_error = |code: ResponseError, msg: &str| {
         ShareAcknowledgeResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
+    if let Err(code) = ctx.require_feature(SHARE_VERSION) {
+        return top_error(code, SHARE_GROUPS_DISABLED);
+    }
     let (group, member) = match ids(req.group_id.as_ref().map(|g| g.0.as_str()), req.member_id.as_deref()) {
         Ok(ids) => ids,
         Err((code, msg)) => return top_error(code, msg),

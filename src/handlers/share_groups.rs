@@ -14,16 +14,23 @@ use tokio::time::Instant;
 
 use super::groups::{check_group_here, check_heartbeat, group_operations};
 use super::{str_bytes, RequestContext};
+use crate::cluster::features::SHARE_VERSION;
 use crate::coordinator::group::consumer::{to_lists, TopicPartition};
 use crate::coordinator::group::share::{ShareGroup, ShareHeartbeat};
 use crate::coordinator::group::GroupCoordinator;
 use crate::security::acl::op;
 use crate::share::SharePartitionKey;
 
+/// What share-group APIs answer while share.version is 0.
+pub(super) const SHARE_GROUPS_DISABLED: &str = "Share groups are disabled (share.version is 0).";
+
 pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) -> ShareGroupHeartbeatResponse {
     let error = |code: ResponseError, msg: &str| {
         ShareGroupHeartbeatResponse::default().with_error_code(code.code()).with_error_message(Some(str_bytes(msg)))
     };
+    if let Err(code) = ctx.require_feature(SHARE_VERSION) {
+        return error(code, SHARE_GROUPS_DISABLED);
+    }
     let group_id = req.group_id.0.to_string();
     if let Err((code, msg)) = check_heartbeat(ctx, &group_id, req.subscribed_topic_names.as_deref()) {
         return error(code, &msg);
@@ -121,7 +128,9 @@ pub async fn describe(ctx: &RequestContext, req: ShareGroupDescribeRequest) -> S
     for id in req.group_ids {
         let ops = group_operations(ctx, id.0.as_str(), req.include_authorized_operations);
         let mut d = DescribedGroup::default().with_group_id(id.clone()).with_authorized_operations(ops);
-        if let Err(code) = check_group_here(ctx, op::DESCRIBE, id.0.as_str()) {
+        if let Err(code) =
+            ctx.require_feature(SHARE_VERSION).and_then(|()| check_group_here(ctx, op::DESCRIBE, id.0.as_str()))
+        {
             groups.push(d.with_error_code(code.code()));
             continue;
         }

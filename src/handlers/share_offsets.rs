@@ -21,25 +21,64 @@ use kafka_protocol::ResponseError;
 use super::groups::check_group_here;
 use super::{str_bytes, RequestContext};
 use crate::broker::Topic;
+use crate::cluster::features::SHARE_VERSION;
+use crate::coordinator::group::share::ShareGroup;
+use crate::coordinator::group::GroupEntry;
 use crate::security::acl::{op, resource};
+use crate::share::dlq::latest_offset;
+use crate::share::partition::lag;
+use crate::share::state::StateBatch;
 use crate::share::SharePartitionKey;
 
 /// A share group's start offset and leader epoch for a partition (-1s when it has none): as
 /// this broker has it loaded, else from the state's coordinator, wherever that is.
-async fn start_of(ctx: &RequestContext, key: &SharePartitionKey) -> Result<(i64, i32), ResponseError> {
+async fn start_of(ctx: &RequestContext, key: &SharePartitionKey) -> Result<Described, ResponseError> {
     let shares = &ctx.broker.shares;
     if let Some(sp) = shares.get(key) {
-        let epoch = shares.state.stored(key).map_or(-1, |s| s.leader_epoch);
-        return Ok((sp.lock().start_offset(), epoch));
+        let leader_epoch = shares.state.stored(key).map_or(-1, |s| s.leader_epoch);
+        let sp = sp.lock();
+        let runs = sp.runs().collect();
+        return Ok(Described { start_offset: sp.start_offset(), leader_epoch, runs });
     }
     match shares.state.read(&ctx.broker, key).await {
-        Ok(stored) => Ok(stored.map_or((-1, -1), |s| (s.start_offset, s.leader_epoch))),
+        Ok(Some(s)) => Ok(Described { start_offset: s.start_offset, leader_epoch: s.leader_epoch, runs: s.batches }),
+        Ok(None) => Ok(Described { start_offset: -1, leader_epoch: -1, runs: vec![] }),
         Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// A share-partition's start offset, leader epoch and in-flight runs, wherever its state is.
+struct Described {
+    start_offset: i64,
+    leader_epoch: i32,
+    runs: Vec<StateBatch>,
+}
+
+impl Described {
+    /// The share-partition lag (DescribeShareGroupOffsets v1): records up to the partition's
+    /// latest offset not yet acknowledged or archived; -1 where it cannot be known.
+    async fn lag(&self, ctx: &RequestContext, topic: &Topic, partition: i32) -> i64 {
+        if self.start_offset < 0 {
+            return -1;
+        }
+        let local = topic.partition(partition).filter(|p| p.is_leader()).map(|p| p.log().high_watermark());
+        let latest = match local {
+            Some(hw) => Ok(hw),
+            None => latest_offset(&ctx.broker, &topic.name, partition).await,
+        };
+        match latest {
+            Ok(latest) => lag(self.start_offset, latest, self.runs.iter().copied()),
+            Err(e) => {
+                tracing::debug!(topic = topic.name, partition, error = %e, "no latest offset for the share lag");
+                -1
+            }
+        }
     }
 }
 
 /// Whether `group` is a share group here; the error to answer otherwise.
 async fn share_group(ctx: &RequestContext, group: &str, operation: i8) -> Result<bool, ResponseError> {
+    ctx.require_feature(SHARE_VERSION)?;
     check_group_here(ctx, operation, group)?;
     let handle = ctx.broker.groups.group(group).ok_or(ResponseError::GroupIdNotFound)?;
     let entry = handle.lock().await;
@@ -81,8 +120,13 @@ pub async fn describe(
                 let key = SharePartitionKey { group: group.clone(), topic_id: t.id, partition: p };
                 match start_of(ctx, &key).await {
                     // asked for all: only the partitions the group has state for
-                    Ok((-1, _)) if all => {}
-                    Ok((start, epoch)) => described.push(part.with_start_offset(start).with_leader_epoch(epoch)),
+                    Ok(d) if d.start_offset == -1 && all => {}
+                    Ok(d) => {
+                        let lag = if ctx.version >= 1 { d.lag(ctx, t, p).await } else { -1 };
+                        described.push(
+                            part.with_start_offset(d.start_offset).with_leader_epoch(d.leader_epoch).with_lag(lag),
+                        )
+                    }
                     Err(code) => {
                         described.push(part.with_start_offset(-1).with_leader_epoch(-1).with_error_code(code.code()))
                     }
@@ -156,9 +200,39 @@ fn readable_topic(ctx: &RequestContext, name: &str) -> Result<std::sync::Arc<Top
     ctx.broker.topic(name).ok_or(ResponseError::UnknownTopicOrPartition)
 }
 
+/// AlterShareGroupOffsets on a group id nobody uses yet creates the share group, empty (as
+/// Kafka does), so that its start offsets can be set before any member joins.
+async fn create_if_missing(ctx: &RequestContext, group: &str) -> Result<(), ResponseError> {
+    ctx.require_feature(SHARE_VERSION)?;
+    check_group_here(ctx, op::READ, group)?;
+    let coordinator = &ctx.broker.groups;
+    let unused = |e: &GroupEntry| e.share.is_none() && e.is_empty() && e.offsets.is_empty();
+    match coordinator.group(group) {
+        Some(handle) if !unused(&*handle.lock().await) => return Ok(()),
+        _ => {}
+    }
+    coordinator.ensure_offsets_topic(&ctx.broker).await.map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+    let handle = coordinator.group_or_create(group);
+    let mut entry = handle.lock().await;
+    if !unused(&entry) {
+        return Ok(()); // taken meanwhile: the checks that follow say by what
+    }
+    let share = entry.share.insert(ShareGroup::new(group));
+    let record = share.take_record();
+    coordinator.write(&ctx.broker, group, record.into_iter().collect()).await.map_err(|e| {
+        tracing::error!(group, error = %e, "cannot persist a new share group");
+        entry.share = None;
+        ResponseError::CoordinatorNotAvailable
+    })
+}
+
 pub async fn alter(ctx: &RequestContext, req: AlterShareGroupOffsetsRequest) -> AlterShareGroupOffsetsResponse {
     let group = req.group_id.0.to_string();
-    if let Err(code) = changeable(ctx, &group).await {
+    let checked = match create_if_missing(ctx, &group).await {
+        Ok(()) => changeable(ctx, &group).await,
+        Err(code) => Err(code),
+    };
+    if let Err(code) = checked {
         return AlterShareGroupOffsetsResponse::default()
             .with_error_code(code.code())
             .with_error_message(Some(str_bytes(code.to_string())));

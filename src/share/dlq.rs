@@ -59,7 +59,7 @@ fn reason_text(reason: ArchiveReason) -> &'static str {
 
 /// Why a group's dead letters cannot be written.
 #[derive(Debug, thiserror::Error)]
-enum DeadLetterError {
+pub(crate) enum DeadLetterError {
     #[error("dead-letter topic {0} does not start with errors.deadletterqueue.topic.name.prefix {1}")]
     Prefix(String, String),
     #[error("dead-letter topic {0} does not set errors.deadletterqueue.group.enable=true")]
@@ -204,24 +204,30 @@ impl Target {
 
     /// Where the next copy will go: the mark.
     async fn end_offset(&self, broker: &Broker) -> Result<i64, DeadLetterError> {
-        let (topic, partition) = match self {
-            Target::Local(p) => return Ok(p.log().log_end_offset()),
-            Target::Remote { topic, partition } => (topic, *partition),
-        };
-        let req =
-            ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
-                ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(vec![
-                    ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1),
-                ]),
-            ]);
-        let resp: ListOffsetsResponse = call_leader(broker, topic, partition, ApiKey::ListOffsets, 4, &req).await?;
-        let p = resp.topics.first().and_then(|t| t.partitions.first());
-        match p {
-            Some(p) if p.error_code == 0 => Ok(p.offset),
-            other => Err(remote_error("ListOffsets", other.map_or(-1, |p| p.error_code))),
+        match self {
+            Target::Local(p) => Ok(p.log().log_end_offset()),
+            Target::Remote { topic, partition } => latest_offset(broker, topic, *partition).await,
         }
     }
+}
 
+/// A partition's latest offset (ListOffsets LATEST: its high watermark) as its leader, on
+/// another broker, answers it.
+pub(crate) async fn latest_offset(broker: &Broker, topic: &str, partition: i32) -> Result<i64, DeadLetterError> {
+    let req = ListOffsetsRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(partition).with_timestamp(-1)]),
+    ]);
+    let resp: ListOffsetsResponse = call_leader(broker, topic, partition, ApiKey::ListOffsets, 4, &req).await?;
+    let p = resp.topics.first().and_then(|t| t.partitions.first());
+    match p {
+        Some(p) if p.error_code == 0 => Ok(p.offset),
+        other => Err(remote_error("ListOffsets", other.map_or(-1, |p| p.error_code))),
+    }
+}
+
+impl Target {
     /// Offsets of `key`'s records already copied to the partition at or after `mark`.
     async fn copied_since(
         &self,

@@ -103,6 +103,17 @@ struct Run {
     not_before: i64,
 }
 
+/// Records from `start_offset` to `high_watermark` not yet acknowledged or archived, given
+/// the runs of in-flight records (Kafka's share-partition lag: end offset - start offset -
+/// delivery complete count).
+pub fn lag(start_offset: i64, high_watermark: i64, runs: impl Iterator<Item = (i64, i64, RecordState, i16)>) -> i64 {
+    let done: i64 = runs
+        .filter(|(first, last, state, _)| state.is_done() && *first < high_watermark && *last >= start_offset)
+        .map(|(first, last, _, _)| last.min(high_watermark - 1) - first.max(start_offset) + 1)
+        .sum();
+    (high_watermark - start_offset - done).max(0)
+}
+
 /// Offsets acquired by one fetch, with their delivery count (ShareFetch `AcquiredRecords`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acquired {
@@ -255,13 +266,7 @@ impl SharePartition {
     /// Records between the start offset and `high_watermark` not yet acknowledged or
     /// archived: the group's lag on this partition.
     pub fn lag(&self, high_watermark: i64) -> i64 {
-        let done: i64 = self
-            .runs
-            .iter()
-            .filter(|(f, r)| r.state.is_done() && **f < high_watermark)
-            .map(|(f, r)| r.last.min(high_watermark - 1) - f + 1)
-            .sum();
-        (high_watermark - self.start_offset - done).max(0)
+        lag(self.start_offset, high_watermark, self.runs())
     }
 
     /// How many in-flight records are acquired now.

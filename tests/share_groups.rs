@@ -967,3 +967,25 @@ async fn share_state_fails_over_with_the_partition_leader() {
     // 0-4 were accepted; 5-9 were held when the leader died (their delivery counted)
     assert_eq!(got, (5..=9).map(|o| (o, 2)).collect::<Vec<_>>());
 }
+
+/// ShareFetch's MaxBytes bounds what is acquired as Kafka bounds it: 0 acquires nothing (the
+/// request waits out MaxWaitMs and answers empty), and the records stay available for the
+/// next fetch with room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_share_fetch_with_no_bytes_to_spare_acquires_nothing() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-max-bytes");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let m = fetching_member(&broker.bootstrap, "sg-max-bytes", "member-mb", &topic, id).await;
+    produce_n(&broker.bootstrap, &topic, 5).await;
+    blocking(move || {
+        let mut m = m;
+        let none = m.fetch_request(id, vec![]).with_max_bytes(0);
+        let r = m.send_fetch(&none);
+        assert_eq!(r.error_code, 0);
+        assert!(acquired(&r).is_empty(), "MaxBytes 0 acquired {:?}", acquired(&r));
+        assert_eq!(acquired(&m.fetch(id, vec![])), vec![(0, 4, 1)], "delivered for the first time after");
+    })
+    .await;
+}

@@ -159,16 +159,13 @@ async fn known_partitions(ctx: &RequestContext, group: &str) -> Vec<(String, Vec
         .map(|(k, _)| (k.topic_id, k.partition))
         .chain(shares.of_group(group).into_iter().map(|(k, _)| (k.topic_id, k.partition)))
         .collect();
-    let subscribed: BTreeSet<String> = match ctx.broker.groups.group(group) {
-        Some(handle) => handle
-            .lock()
-            .await
-            .share
-            .as_ref()
-            .map(|s| s.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect())
-            .unwrap_or_default(),
-        None => BTreeSet::new(),
-    };
+    let mut subscribed: BTreeSet<String> = BTreeSet::new();
+    if let Some(handle) = ctx.broker.groups.group(group) {
+        if let Some(s) = handle.lock().await.share.as_ref() {
+            subscribed.extend(s.members.values().flat_map(|m| m.subscribed.iter().cloned()));
+            keys.extend(s.state_partitions.iter().copied());
+        }
+    }
     for topic in subscribed.iter().filter_map(|name| ctx.broker.topic(name)) {
         keys.extend((0..topic.partition_count).map(|p| (topic.id, p)));
     }
@@ -226,6 +223,15 @@ async fn create_if_missing(ctx: &RequestContext, group: &str) -> Result<(), Resp
     })
 }
 
+/// Notes that a share-partition of `group` has state now (see `ShareGroup::state_partitions`).
+async fn note_state(ctx: &RequestContext, group: &str, partition: (uuid::Uuid, i32)) {
+    if let Some(handle) = ctx.broker.groups.group(group) {
+        if let Some(share) = handle.lock().await.share.as_mut() {
+            share.state_partitions.insert(partition);
+        }
+    }
+}
+
 pub async fn alter(ctx: &RequestContext, req: AlterShareGroupOffsetsRequest) -> AlterShareGroupOffsetsResponse {
     let group = req.group_id.0.to_string();
     let checked = match create_if_missing(ctx, &group).await {
@@ -251,7 +257,11 @@ pub async fn alter(ctx: &RequestContext, req: AlterShareGroupOffsetsRequest) -> 
                 Ok(topic) => {
                     let key =
                         SharePartitionKey { group: group.clone(), topic_id: topic.id, partition: p.partition_index };
-                    ctx.broker.shares.reset(&ctx.broker, &key, p.start_offset).await.map_err(|e| {
+                    let reset = ctx.broker.shares.reset(&ctx.broker, &key, p.start_offset).await;
+                    if reset.is_ok() {
+                        note_state(ctx, &group, (topic.id, p.partition_index)).await;
+                    }
+                    reset.map_err(|e| {
                         tracing::error!(group = %group, error = %e, "cannot alter share group offsets");
                         ResponseError::KafkaStorageError
                     })

@@ -38,5 +38,7 @@ bash "$here/security.sh" "$weir" || status=1
 bash "$here/share_groups.sh" "$weir" || status=1
 # reassignment and elections on a three-broker cluster
 bash "$here/cluster_ops.sh" "$weir" || status=1
+# Kafka's own Java client and tools (../shared/java-kafka), one broker and three
+bash "$here/java.sh" "$weir" || status=1
 [ $status -eq 0 ] && echo "client matrix: ok"
 exit $status

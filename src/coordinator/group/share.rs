@@ -59,6 +59,10 @@ pub struct ShareGroup {
     topology: Vec<TopicInfo>,
     /// The group epoch last written to `__consumer_offsets`.
     written_epoch: Option<i32>,
+    /// The share-partitions that may have state (on whichever broker): every partition a
+    /// member was assigned or whose start offset was set since this coordinator loaded the
+    /// group. DescribeShareGroupOffsets lists them when asked for all. Kept in memory only.
+    pub state_partitions: BTreeSet<TopicPartition>,
 }
 
 impl ShareGroup {
@@ -70,6 +74,7 @@ impl ShareGroup {
             members: BTreeMap::new(),
             topology: Vec::new(),
             written_epoch: None,
+            state_partitions: BTreeSet::new(),
         }
     }
 
@@ -103,9 +108,12 @@ impl ShareGroup {
         }
     }
 
-    /// Every partition some member is assigned.
-    pub fn assigned_partitions(&self) -> BTreeSet<TopicPartition> {
-        self.members.values().flat_map(|m| m.assigned.iter().copied()).collect()
+    /// Every partition some member is assigned (noted in [`Self::state_partitions`]).
+    pub fn assigned_partitions(&mut self) -> BTreeSet<TopicPartition> {
+        let assigned: BTreeSet<TopicPartition> =
+            self.members.values().flat_map(|m| m.assigned.iter().copied()).collect();
+        self.state_partitions.extend(assigned.iter().copied());
+        assigned
     }
 
     /// Serves one heartbeat (epoch -1: the member leaves).

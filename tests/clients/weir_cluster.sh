@@ -1,0 +1,37 @@
+# Sourced by the client-matrix scripts: three weir processes (brokers and controllers
+# combined) on loopback ports, with their own data directories under $work.
+#   start_weir_cluster WEIR   sets $bootstrap; every node is stopped by stop_weir_cluster or,
+#                             killed, by the EXIT trap the caller sets with kill_weir_cluster
+weir_pids=()
+kill_weir_cluster() {
+  for p in "${weir_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+}
+start_weir_cluster() {
+  local weir="$1" base voters="" i
+  base=$((30000 + RANDOM % 2000))
+  for i in 1 2 3; do voters+="${voters:+,}$i@127.0.0.1:$((base + 2 * i + 1))"; done
+  bootstrap=""
+  for i in 1 2 3; do
+    RUST_LOG=info "$weir" --listen "PLAINTEXT://127.0.0.1:$((base + 2 * i)),CONTROLLER://127.0.0.1:$((base + 2 * i + 1))" \
+      --data-dir "$work/$i" --node-id $i --set process.roles=broker,controller --set "controller.quorum.voters=$voters" \
+      --set controller.listener.names=CONTROLLER --set auto.leader.rebalance.enable=false > "$work/$i.log" 2>&1 &
+    weir_pids+=($!)
+    bootstrap+="${bootstrap:+,}127.0.0.1:$((base + 2 * i))"
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 1 300); do grep -q "weir started" "$work/$i.log" && break; sleep 0.1; done
+    grep -q "weir started" "$work/$i.log" || { echo "node $i did not start"; cat "$work/$i.log"; return 1; }
+  done
+}
+# Stops every node with SIGTERM; fails if one does not exit cleanly. With a non-zero
+# argument (the caller's status), the nodes' log tails are printed.
+stop_weir_cluster() {
+  local status=0 p i
+  for p in "${weir_pids[@]}"; do kill -TERM "$p"; done
+  for p in "${weir_pids[@]}"; do wait "$p" || { echo "a node did not exit cleanly"; status=1; }; done
+  weir_pids=()
+  if [ "${1:-0}" -ne 0 ] || [ $status -ne 0 ]; then
+    for i in 1 2 3; do echo "--- node $i ---"; tail -30 "$work/$i.log"; done
+  fi
+  return $status
+}

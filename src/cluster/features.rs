@@ -52,6 +52,11 @@ const METADATA_CHANGED: [bool; 23] = [
     false, false, false, false, false, false,
 ];
 
+/// The level a new cluster starts `name` at (0 for a feature Weir does not know).
+pub fn bootstrap_level(name: &str) -> i16 {
+    FEATURES.iter().find(|f| f.name == name).map_or(0, |f| f.bootstrap)
+}
+
 /// The finalized feature levels and their epoch (bumped at every change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finalized {

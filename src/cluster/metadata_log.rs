@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::features::Finalized;
+use super::features::{self, Finalized};
 use crate::security::acl::AclBinding;
 use crate::security::scram::{Credential, Mechanism};
 use crate::security::SecurityImage;
@@ -269,7 +269,7 @@ impl MetadataImage {
 
     /// A feature's finalized level.
     pub fn feature_level(&self, name: &str) -> i16 {
-        self.features.as_ref().map_or_else(|| Finalized::bootstrap().level(name), |f| f.level(name))
+        self.features.as_ref().map_or_else(|| features::bootstrap_level(name), |f| f.level(name))
     }
 
     /// Whether `broker` is registered and unfenced: it may lead and stay in ISRs.

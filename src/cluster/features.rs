@@ -115,20 +115,15 @@ pub struct FeatureUpdate {
 pub fn update(current: &Finalized, updates: &[FeatureUpdate], controller: i32) -> Result<Finalized, String> {
     let mut next = current.levels.clone();
     for u in updates {
+        check(current, u, controller)?;
         next.insert(u.name.clone(), u.level);
-    }
-    for u in updates {
-        check(current, &next, u, controller)?;
     }
     Ok(Finalized { levels: next, epoch: current.epoch + 1 })
 }
 
-fn check(
-    current: &Finalized,
-    proposed: &BTreeMap<String, i16>,
-    u: &FeatureUpdate,
-    controller: i32,
-) -> Result<(), String> {
+/// One update's checks. Kafka's other one — a level of 1 or more needs metadata.version 7 —
+/// always holds here: metadata.version cannot go below 7.
+fn check(current: &Finalized, u: &FeatureUpdate, controller: i32) -> Result<(), String> {
     let invalid = |why: String| format!("Invalid update version {} for feature {}. {why}", u.level, u.name);
     if u.upgrade_type == UpgradeType::Unknown {
         return Err(invalid("The controller does not support the given upgrade type.".into()));
@@ -162,10 +157,6 @@ fn check(
         KRAFT_VERSION if u.level != now && u.upgrade_type != UpgradeType::Upgrade => {
             Err(invalid("Can't downgrade the version of this feature.".into()))
         }
-        _ if u.level >= 1 && proposed.get(METADATA_VERSION).is_none_or(|mv| *mv < 7) => Err(invalid(format!(
-            "{} could not be set to {} because it depends on metadata.version=7 (3.3-IV3)",
-            u.name, u.level
-        ))),
         _ => Ok(()),
     }
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 weir="$1"
 work="$(mktemp -d)"
-source "$here/weir_cluster.sh"
+source "$here/weir_procs.sh"
 trap 'kill_weir_cluster; rm -rf "$work"' EXIT
 start_weir_cluster "$weir"
 status=0

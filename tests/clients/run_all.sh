@@ -6,15 +6,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 weir="$1"
 data="$(mktemp -d)"
 log="$data/weir.log"
-RUST_LOG=info "$weir" --listen 127.0.0.1:0 --metrics 127.0.0.1:0 --data-dir "$data/data" > "$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  addr=$(sed -n 's/.*weir listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "${addr:-}" ] || { echo "weir did not start"; cat "$log"; exit 1; }
+source "$here/weir_procs.sh"
+trap 'p=${weir_broker_pid:-}; [ -n "$p" ] && { kill $p 2>/dev/null; wait $p 2>/dev/null; }; true' EXIT
+start_weir_broker "$log" "$weir" --metrics 127.0.0.1:0 --data-dir "$data/data"
+pid=$weir_broker_pid
 metrics=$(sed -n 's/.*metrics at http:\/\/\([^/]*\)\/metrics.*/\1/p' "$log" | head -1)
 echo "weir at $addr, metrics at $metrics"
 status=0

@@ -108,12 +108,9 @@ impl ShareGroup {
         }
     }
 
-    /// Every partition some member is assigned (noted in [`Self::state_partitions`]).
-    pub fn assigned_partitions(&mut self) -> BTreeSet<TopicPartition> {
-        let assigned: BTreeSet<TopicPartition> =
-            self.members.values().flat_map(|m| m.assigned.iter().copied()).collect();
-        self.state_partitions.extend(assigned.iter().copied());
-        assigned
+    /// Every partition some member is assigned.
+    pub fn assigned_partitions(&self) -> BTreeSet<TopicPartition> {
+        self.members.values().flat_map(|m| m.assigned.iter().copied()).collect()
     }
 
     /// Serves one heartbeat (epoch -1: the member leaves).
@@ -264,6 +261,7 @@ impl ShareGroup {
         }
         for (id, parts) in target {
             if let Some(m) = self.members.get_mut(&id) {
+                self.state_partitions.extend(parts.iter().copied());
                 m.assigned = parts;
             }
         }

@@ -1,7 +1,22 @@
-# Sourced by the client-matrix scripts: three weir processes (brokers and controllers
-# combined) on loopback ports, with their own data directories under $work.
-#   start_weir_cluster WEIR   sets $bootstrap; every node is stopped by stop_weir_cluster or,
-#                             killed, by the EXIT trap the caller sets with kill_weir_cluster
+# Sourced by the client-matrix scripts: weir processes on loopback ports.
+#   start_weir_broker LOG WEIR ARGS...  one broker on a free port (its output in LOG); sets
+#                                       $addr and $weir_broker_pid, or fails with the log
+#   start_weir_cluster WEIR             three nodes (brokers and controllers combined), data
+#                                       under $work; sets $bootstrap; stopped by
+#                                       stop_weir_cluster or, killed, by kill_weir_cluster
+start_weir_broker() {
+  local log="$1"; shift
+  RUST_LOG=info "$@" --listen 127.0.0.1:0 > "$log" 2>&1 &
+  weir_broker_pid=$!
+  addr=""
+  for _ in $(seq 1 100); do
+    addr=$(sed -n 's/.*weir listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { echo "weir did not start"; cat "$log"; return 1; }
+}
+
 weir_pids=()
 kill_weir_cluster() {
   for p in "${weir_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done

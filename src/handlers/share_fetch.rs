@@ -175,6 +175,8 @@ async fn fetch_into(ctx: &RequestContext, req: ShareFetchRequest, files: &mut Fi
         ctx.session.id,
         max_sessions,
     );
+    tracing::debug!(group, member, epoch = req.share_session_epoch, connection = ctx.session.id, ?add, ?forget,
+        step = ?step, "share fetch session");
     let step = match step {
         Ok(step) => step,
         Err(code) => return top_error(code, code.to_string().as_str()),
@@ -315,6 +317,11 @@ async fn read_long_polling(
         }
         let now = Instant::now();
         if got || now >= deadline || resolved.iter().all(|(_, r)| r.is_err()) {
+            let acquired: Vec<(i64, i64)> = out
+                .iter()
+                .flat_map(|(_, pd)| pd.acquired_records.iter().map(|a| (a.first_offset, a.last_offset)))
+                .collect();
+            tracing::debug!(group, member = %member, ?acquired, "share fetch answered");
             return out;
         }
         // records held back (delays, back-off) or locked become acquirable at `wake_at`
@@ -353,6 +360,8 @@ pub async fn acknowledge_request(ctx: &RequestContext, req: ShareAcknowledgeRequ
             let named = Named { tp: (t.topic_id, p.partition_index), acks: acks.collect() };
             let resolved = resolve(ctx, named.tp);
             let code = ack_code(ctx, &group, &member, &named, &resolved).await;
+            tracing::debug!(group, member = %member, epoch = req.share_session_epoch, partition = named.tp.1,
+                batches = named.acks.len(), code, "share acknowledge");
             out.insert(named.tp, AckPartition::default().with_partition_index(p.partition_index).with_error_code(code));
         }
     }

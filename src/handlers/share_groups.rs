@@ -83,6 +83,8 @@ pub async fn heartbeat(ctx: &RequestContext, req: ShareGroupHeartbeatRequest) ->
         .with_member_id((r.error == 0).then(|| str_bytes(r.member_id)))
         .with_member_epoch(r.member_epoch)
         .with_heartbeat_interval_ms(r.heartbeat_interval_ms);
+    tracing::debug!(group = %group_id, member = %req.member_id, asked_epoch = req.member_epoch, epoch = r.member_epoch,
+        error = r.error, assignment = ?r.assignment, "share group heartbeat");
     if let Some(parts) = r.assignment {
         let topic_partitions = to_lists(&parts)
             .into_iter()

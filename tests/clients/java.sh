@@ -18,7 +18,8 @@ bin="$java_kafka/bin"
 work="$(mktemp -d)"
 source "$here/weir_procs.sh"
 single_pid=""
-trap 'kill_weir_cluster; [ -n "$single_pid" ] && kill -9 $single_pid 2>/dev/null; rm -rf "$work"' EXIT
+# WEIR_KEEP_WORK=1 keeps the tools' output and the brokers' logs (for a failure's post-mortem)
+trap 'kill_weir_cluster; [ -n "$single_pid" ] && kill -9 $single_pid 2>/dev/null; [ -n "${WEIR_KEEP_WORK:-}" ] && echo "kept $work" || rm -rf "$work"' EXIT
 
 # Runs a tool with a deadline; its output goes to $work/NAME.out (stderr to NAME.err).
 tool() {
@@ -29,6 +30,17 @@ tool() {
 }
 expect() {  # expect NAME PATTERN: the tool's output has a line matching PATTERN
   grep -Eq "$2" "$work/$1.out" || { echo "FAILED: $1 printed no line matching '$2':"; cat "$work/$1.out"; return 1; }
+}
+
+# What a share consumer that stopped short leaves behind: the group's offsets and lag as Weir
+# sees them, and the brokers' warnings.
+share_post_mortem() {
+  echo "--- share group $2 as described after the failure"
+  timeout 60 "$bin/kafka-share-groups.sh" --bootstrap-server "$1" --describe --group "$2" 2>&1 || true
+  echo "--- brokers' warnings and errors"
+  grep -h -E " (WARN|ERROR) " "$work"/*.log | tail -40 || true
+  echo "--- the group's last share requests (debug, three-broker run)"
+  grep -h "$2" "$work"/*.log | sort | tail -60 | cut -c1-400 || true
 }
 
 # scenarios BOOTSTRAP LABEL REPLICATION_FACTOR
@@ -59,7 +71,7 @@ scenarios() {
   tool "$label-share-reset" "$bin/kafka-share-groups.sh" --bootstrap-server "$b" --reset-offsets --to-earliest \
     --group "$t-share" --topic "$t" --execute || return 1
   tool "$label-share" "$bin/kafka-verifiable-share-consumer.sh" --bootstrap-server "$b" --topic "$t" \
-    --group-id "$t-share" --max-messages $n --acknowledgement-mode sync || return 1
+    --group-id "$t-share" --max-messages $n --acknowledgement-mode sync || { share_post_mortem "$b" "$t-share"; return 1; }
   python3 "$here/java_verify.py" share "$work/$label-produce.out" "$work/$label-share.out" || return 1
   tool "$label-share-describe" "$bin/kafka-share-groups.sh" --bootstrap-server "$b" --describe --group "$t-share" || return 1
   expect "$label-share-describe" "^$t-share +$t +[0-9]+ +[1-9][0-9]* +0$" || return 1
@@ -83,7 +95,8 @@ kill -TERM $single_pid; wait $single_pid || status=1
 single_pid=""
 [ $status -eq 0 ] || tail -40 "$work/single.log"
 
-start_weir_cluster "$weir"
+# share-group requests logged at debug, for share_post_mortem
+WEIR_LOG=info,weir::handlers::share_fetch=debug,weir::handlers::share_groups=debug start_weir_cluster "$weir"
 scenarios "$bootstrap" three-brokers 3 || status=1
 # every broker answers the quorum's state, whichever the active controller is
 for b in ${bootstrap//,/ }; do

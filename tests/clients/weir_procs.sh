@@ -27,7 +27,7 @@ start_weir_cluster() {
   for i in 1 2 3; do voters+="${voters:+,}$i@127.0.0.1:$((base + 2 * i + 1))"; done
   bootstrap=""
   for i in 1 2 3; do
-    RUST_LOG=info "$weir" --listen "PLAINTEXT://127.0.0.1:$((base + 2 * i)),CONTROLLER://127.0.0.1:$((base + 2 * i + 1))" \
+    RUST_LOG="${WEIR_LOG:-info}" "$weir" --listen "PLAINTEXT://127.0.0.1:$((base + 2 * i)),CONTROLLER://127.0.0.1:$((base + 2 * i + 1))" \
       --data-dir "$work/$i" --node-id $i --set process.roles=broker,controller --set "controller.quorum.voters=$voters" \
       --set controller.listener.names=CONTROLLER --set auto.leader.rebalance.enable=false > "$work/$i.log" 2>&1 &
     weir_pids+=($!)

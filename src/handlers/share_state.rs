@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::security::acl::op;
-use crate::share::state::{from_write, to_read_result, ShareStateStore};
+use crate::share::state::{from_write, to_read_result};
 use crate::share::SharePartitionKey;
 
 /// Whether this broker may serve `key`'s state for this caller: the error to answer if not.
@@ -21,7 +21,7 @@ fn refusal(ctx: &RequestContext, key: &SharePartitionKey) -> Option<ResponseErro
     if !ctx.cluster_authorized(op::CLUSTER_ACTION) {
         return Some(ResponseError::ClusterAuthorizationFailed);
     }
-    (!ShareStateStore::coordinates(&ctx.broker, key)).then_some(ResponseError::NotCoordinator)
+    ctx.broker.shares.state.ownership(&ctx.broker, key).err()
 }
 
 pub async fn read(ctx: &RequestContext, req: ReadShareGroupStateRequest) -> ReadShareGroupStateResponse {

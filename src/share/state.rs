@@ -30,9 +30,12 @@ use super::SharePartitionKey;
 use crate::broker::{now_ms, AdminError, Broker};
 use crate::coordinator::codec::{put_str, CompactWriter, Reader};
 use crate::coordinator::group::records::partition_for;
-use crate::coordinator::{append_durably, encode_batch, ensure_internal_topic, replay_partitions, InternalTopic};
+use crate::coordinator::{
+    append_durably, encode_batch, ensure_internal_topic, replay_partitions, InternalTopic, Ownership,
+};
 use crate::log::LogError;
 use crate::partition::Partition;
+use kafka_protocol::ResponseError;
 
 pub const STATE_TOPIC: &str = "__share_group_state";
 
@@ -246,6 +249,22 @@ pub enum StateError {
     Code(i16),
 }
 
+impl StateError {
+    /// Whether trying again soon may succeed: the coordinator is moving or loading.
+    fn is_retriable(&self) -> bool {
+        const RETRIABLE: [ResponseError; 3] = [
+            ResponseError::NotCoordinator,
+            ResponseError::CoordinatorLoadInProgress,
+            ResponseError::CoordinatorNotAvailable,
+        ];
+        match self {
+            StateError::Unavailable(_) => true,
+            StateError::Code(code) => RETRIABLE.iter().any(|e| e.code() == *code),
+            StateError::Log(_) => false,
+        }
+    }
+}
+
 impl From<AdminError> for StateError {
     fn from(e: AdminError) -> Self {
         StateError::Unavailable(e.to_string())
@@ -375,7 +394,15 @@ pub use rpc::{from_write, to_read_result};
 pub struct ShareStateStore {
     stored: DashMap<SharePartitionKey, StateSnapshot>,
     topic_lock: Mutex<()>,
+    /// The state partitions this broker leads and has read: until a new leader has replayed
+    /// one, it answers COORDINATOR_LOAD_IN_PROGRESS (an empty answer would start a
+    /// share-partition afresh, at its reset offset, skipping records still to deliver).
+    loaded: Ownership,
 }
+
+/// How long a state read or write keeps trying while its coordinator is elected, moves or
+/// loads (Kafka's persister retries these too); longer is an error for the caller.
+const COORDINATOR_RETRY: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl ShareStateStore {
     fn topic() -> InternalTopic {
@@ -412,6 +439,12 @@ impl ShareStateStore {
         self.stored.iter().filter(|e| e.key().group == group).map(|e| (e.key().clone(), e.value().clone())).collect()
     }
 
+    /// Whether this broker serves `key`'s state: NOT_COORDINATOR where it does not lead its
+    /// state partition, COORDINATOR_LOAD_IN_PROGRESS while it has not read it yet.
+    pub fn ownership(&self, broker: &Broker, key: &SharePartitionKey) -> Result<(), ResponseError> {
+        self.loaded.check(broker, STATE_TOPIC, &coordinator_key(key)).map(|_| ())
+    }
+
     /// Finds the coordinator of a share-partition's state.
     async fn coordinator(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Coordinator, StateError> {
         self.ensure_topic(broker).await?;
@@ -419,7 +452,7 @@ impl ShareStateStore {
         let index = partition_for(&coordinator_key(key), topic.partition_count);
         let partition = topic.partition(index).cloned().ok_or(LogError::Offline)?;
         if partition.is_leader() {
-            return Ok(Coordinator::Local);
+            return self.ownership(broker, key).map(|()| Coordinator::Local).map_err(|e| StateError::Code(e.code()));
         }
         let leader = topic.state(index).map_or(-1, |s| s.leader);
         let addr = broker
@@ -432,6 +465,15 @@ impl ShareStateStore {
     /// when this broker leads its state partition, else with Write/DeleteShareGroupState at
     /// the broker that does.
     pub async fn write(
+        &self,
+        broker: &Broker,
+        key: &SharePartitionKey,
+        snapshot: Option<StateSnapshot>,
+    ) -> Result<(), StateError> {
+        retrying(|| self.write_once(broker, key, snapshot.clone())).await
+    }
+
+    async fn write_once(
         &self,
         broker: &Broker,
         key: &SharePartitionKey,
@@ -466,6 +508,10 @@ impl ShareStateStore {
 
     /// Reads a share-partition's state where it lives (ReadShareGroupState when elsewhere).
     pub async fn read(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Option<StateSnapshot>, StateError> {
+        retrying(|| self.read_once(broker, key)).await
+    }
+
+    async fn read_once(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Option<StateSnapshot>, StateError> {
         let addr = match self.coordinator(broker, key).await? {
             Coordinator::Local => return Ok(self.stored(key)),
             Coordinator::Remote(addr) => addr,
@@ -482,11 +528,6 @@ impl ShareStateStore {
             return Err(StateError::Code(p.error_code));
         }
         Ok(rpc::from_read_result(p))
-    }
-
-    /// Whether this broker coordinates `key`'s state (leads its state partition).
-    pub fn coordinates(broker: &Broker, key: &SharePartitionKey) -> bool {
-        Self::partition_of(broker, key).is_some_and(|p| p.is_leader())
     }
 
     /// Writes a share-partition's state durably to a state partition this broker leads
@@ -513,18 +554,23 @@ impl ShareStateStore {
     pub fn load(&self, broker: &Broker) -> Result<usize, LogError> {
         let Some(topic) = broker.topic(STATE_TOPIC) else { return Ok(0) };
         let leading: Vec<Arc<Partition>> = topic.partitions.iter().filter(|p| p.is_leader()).cloned().collect();
-        self.load_from(&leading)
+        let records = self.load_from(&leading)?;
+        self.loaded.loaded(leading.iter().map(|p| p.index));
+        Ok(records)
     }
 
     /// Becoming the leader of state partition `index`: its snapshots are read again.
     pub fn take_over(&self, broker: &Broker, index: i32) -> Result<usize, LogError> {
         self.resign(broker, index);
         let Some(p) = broker.topic(STATE_TOPIC).and_then(|t| t.partition(index).cloned()) else { return Ok(0) };
-        self.load_from(&[p])
+        let records = self.load_from(&[p])?;
+        self.loaded.loaded([index]);
+        Ok(records)
     }
 
     /// No longer the leader of state partition `index`: its snapshots go.
     pub fn resign(&self, broker: &Broker, index: i32) {
+        self.loaded.unloaded(index);
         let n = broker.topic(STATE_TOPIC).map_or(1, |t| t.partition_count);
         self.stored.retain(|k, _| partition_for(&coordinator_key(k), n) != index);
     }
@@ -559,6 +605,28 @@ impl ShareStateStore {
 }
 
 /// One share-state RPC to the coordinator at `addr`.
+/// Runs a state read or write again while its coordinator is being elected, moves or loads
+/// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, unreachable),
+/// for up to [`COORDINATOR_RETRY`], re-finding the coordinator each time.
+async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T, StateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StateError>>,
+{
+    let deadline = tokio::time::Instant::now() + COORDINATOR_RETRY;
+    let mut backoff = std::time::Duration::from_millis(20);
+    loop {
+        match attempt().await {
+            Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(error = %e, "share state coordinator not ready; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
     broker: &Broker,
     addr: &str,

@@ -28,8 +28,12 @@ tool() {
     echo "FAILED: $name: $*"; tail -20 "$work/$name.err"; tail -5 "$work/$name.out"; return 1
   fi
 }
-expect() {  # expect NAME PATTERN: the tool's output has a line matching PATTERN
-  grep -Eq "$2" "$work/$1.out" || { echo "FAILED: $1 printed no line matching '$2':"; cat "$work/$1.out"; return 1; }
+expect() {  # expect NAME PATTERN [COUNT]: the tool's output has a line (COUNT lines) matching PATTERN
+  local found
+  found=$(grep -Ec "$2" "$work/$1.out" || true)
+  if [ "$found" -lt "${3:-1}" ]; then
+    echo "FAILED: $1 printed $found lines matching '$2', not ${3:-1}:"; cat "$work/$1.out"; return 1
+  fi
 }
 
 # What a share consumer that stopped short leaves behind: the group's offsets and lag as Weir
@@ -70,6 +74,7 @@ scenarios() {
   # consumed by the verifiable share consumer; its lag is described (DescribeShareGroupOffsets v1)
   tool "$label-share-reset" "$bin/kafka-share-groups.sh" --bootstrap-server "$b" --reset-offsets --to-earliest \
     --group "$t-share" --topic "$t" --execute || return 1
+  expect "$label-share-reset" "^$t-share +$t +[0-2] +0$" 3 || return 1
   tool "$label-share" "$bin/kafka-verifiable-share-consumer.sh" --bootstrap-server "$b" --topic "$t" \
     --group-id "$t-share" --max-messages $n --acknowledgement-mode sync || { share_post_mortem "$b" "$t-share"; return 1; }
   python3 "$here/java_verify.py" share "$work/$label-produce.out" "$work/$label-share.out" || return 1

@@ -989,3 +989,50 @@ async fn a_share_fetch_with_no_bytes_to_spare_acquires_nothing() {
     })
     .await;
 }
+
+/// As Kafka's brokers do, a fetch that finds records in one share-partition answers without
+/// waiting for the state of others that are still being initialized: a new consumer of two
+/// partitions of 50 records each gets one partition's 50 and then the other's (librdkafka's
+/// share-consumer tests rely on it), and later fetches start at the next partition in turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_share_fetch_answers_with_the_partition_initialized_first() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-init-order");
+    create_topic(&broker.bootstrap, &topic, 2, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let earliest = [("share.auto.offset.reset".to_string(), "earliest".to_string())].into();
+    let running = broker.running.as_ref().unwrap().broker.clone();
+    running.set_group_configs("sg-init-order", earliest, false).await.unwrap();
+    let p = producer(&broker.bootstrap, &[("linger.ms", "5")]);
+    for partition in 0..2 {
+        for i in 0..50 {
+            let v = format!("v{i}");
+            let record = FutureRecord::<(), _>::to(&topic).partition(partition).payload(&v);
+            p.send(record, Duration::from_secs(10)).await.unwrap();
+        }
+    }
+    let b = broker.bootstrap.clone();
+    blocking(move || {
+        let mut m = Member::new(&b, "sg-init-order", "member-io");
+        m.join(&[&topic]);
+        let both = vec![FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions((0..2).map(|i| FetchPartition::default().with_partition_index(i)).collect())];
+        let by_partition = |r: &ShareFetchResponse| -> Vec<(i32, i64, i64)> {
+            r.responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .flat_map(|p| p.acquired_records.iter().map(|a| (p.partition_index, a.first_offset, a.last_offset)))
+                .collect()
+        };
+        let first = m.send_fetch(&m.fetch_request(id, vec![]).with_topics(both));
+        let first = by_partition(&first);
+        assert_eq!(first.len(), 1, "one partition in the first answer: {first:?}");
+        assert_eq!((first[0].1, first[0].2), (0, 49));
+        // the session keeps both partitions; the next fetch names none
+        let next = m.send_fetch(&m.fetch_request(id, vec![]).with_topics(vec![]));
+        let next = by_partition(&next);
+        assert_eq!(next, vec![(1 - first[0].0, 0, 49)], "the other partition next");
+    })
+    .await;
+}

@@ -227,7 +227,14 @@ async fn read_long_polling(
 ) -> Vec<(TopicIdPartition, PartitionData)> {
     let member: Arc<str> = Arc::from(member);
     let read_committed = share::read_committed(&ctx.broker, group);
-    let resolved: Vec<(TopicIdPartition, Resolved)> = partitions.iter().map(|tp| (*tp, resolve(ctx, *tp))).collect();
+    let mut resolved: Vec<(TopicIdPartition, Resolved)> =
+        partitions.iter().map(|tp| (*tp, resolve(ctx, *tp))).collect();
+    // Each fetch of a session starts at the next partition (Kafka's round-robin rotation), so
+    // a busy partition that fills MaxRecords cannot starve the ones after it.
+    if !resolved.is_empty() {
+        let start = req.share_session_epoch.max(0) as usize % resolved.len();
+        resolved.rotate_left(start);
+    }
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let notify = Arc::new(Notify::new());
     loop {
@@ -262,6 +269,12 @@ async fn read_long_polling(
                     continue;
                 }
             };
+            // Kafka's leader initializes a share-partition on its first share fetch, and a
+            // fetch that already has records answers without waiting for that: the
+            // partition's records come with the next fetch (clients' tests count on it).
+            if sp.first_fetch() && got {
+                continue;
+            }
             let log = p.log();
             let read = ctx.broker.shares.read_and_acquire(
                 &sp,

@@ -48,6 +48,8 @@ pub struct ShareEntry {
     persisting: tokio::sync::Mutex<u64>,
     /// One dead-letter copier at a time.
     copying: tokio::sync::Mutex<()>,
+    /// Whether a share fetch has read it yet (see [`ShareEntry::first_fetch`]).
+    fetched: std::sync::atomic::AtomicBool,
 }
 
 impl ShareEntry {
@@ -57,7 +59,14 @@ impl ShareEntry {
             state: parking_lot::Mutex::new(sp),
             persisting: tokio::sync::Mutex::new(version),
             copying: tokio::sync::Mutex::new(()),
+            fetched: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// True the first time a share fetch reaches this share-partition (Kafka's leader
+    /// initializes it then), false after.
+    pub fn first_fetch(&self) -> bool {
+        !self.fetched.swap(true, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn lock(&self) -> parking_lot::MutexGuard<'_, SharePartition> {

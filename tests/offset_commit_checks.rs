@@ -303,6 +303,48 @@ async fn consumer_protocol_commit_checks() {
     .unwrap();
 }
 
+/// KIP-1251 (issue 31 item 5): a KIP-848 member's commit sent just before the heartbeat that
+/// moved it to a new epoch reaches the coordinator after it; for partitions the member has
+/// held since the older epoch it still goes in (the Java consumer reported these as
+/// "OffsetCommit failed with stale member epoch" at every rebalance), and for others not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_with_the_epoch_just_replaced_still_goes_in() {
+    let broker = TestBroker::start(GROUP_BROKER).await;
+    topic_for_commits(&broker.bootstrap).await;
+    let b = broker.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let (group, topic) = (topic_name("g"), COMMIT_TOPIC.to_string());
+        let a = raw::join_consumer_group(&b, &group, &topic);
+        let (a_id, a_epoch) = (a.member_id.unwrap_or_default().to_string(), a.member_epoch);
+        let owned: Vec<_> = (a.assignment.expect("a is assigned the partition").topic_partitions.iter())
+            .map(|t| {
+                consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(t.partitions.clone())
+            })
+            .collect();
+        // b joins: a new group epoch; a keeps the partition and moves to that epoch
+        let joined = raw::join_consumer_group(&b, &group, &topic);
+        let b_id = joined.member_id.unwrap_or_default().to_string();
+        let heartbeat = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(&group)))
+            .with_member_id(s(&a_id))
+            .with_member_epoch(a_epoch)
+            .with_topic_partitions(Some(owned));
+        let r: ConsumerGroupHeartbeatResponse = raw::call(&b, ApiKey::ConsumerGroupHeartbeat, 0, &heartbeat);
+        assert!(r.member_epoch > a_epoch, "a moved to the new epoch: {r:?}");
+        assert_eq!(commit(&b, 9, &group, &a_id, None, a_epoch), NONE, "held since the epoch it names");
+        assert_eq!(commit(&b, 9, &group, &a_id, None, r.member_epoch), NONE);
+        let stale = ResponseError::StaleMemberEpoch.code();
+        assert_eq!(commit(&b, 9, &group, &a_id, None, r.member_epoch + 1), stale, "an epoch not yet given");
+        // b's own epoch commits anything (as Kafka); an older one covers only what b held then
+        assert_eq!(commit(&b, 9, &group, &b_id, None, joined.member_epoch), NONE);
+        assert_eq!(commit(&b, 9, &group, &b_id, None, joined.member_epoch - 1), stale, "b never held it");
+    })
+    .await
+    .unwrap();
+}
+
 fn group_consumer(bootstrap: &str, group: &str, extra: &[(&str, &str)]) -> BaseConsumer {
     let mut c = client_config(bootstrap);
     c.set("group.id", group)

@@ -29,6 +29,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
     let by_id = ctx.version >= 10;
     // Resolve topics first: (response topic, partition, error or the value to commit)
     let mut planned: Vec<(usize, i32, Result<OffsetValue, ResponseError>, String)> = Vec::new();
+    let mut committing: Vec<(Uuid, i32)> = Vec::new();
     let mut topics = Vec::with_capacity(req.topics.len());
     let now = now_ms();
     for (ti, t) in req.topics.iter().enumerate() {
@@ -50,6 +51,9 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
                 }),
             };
             let name = topic.as_ref().map(|tp| tp.name.clone()).unwrap_or_default();
+            if let (Ok(_), Some(tp)) = (&value, &topic) {
+                committing.push((tp.id, p.partition_index));
+            }
             planned.push((ti, p.partition_index, value, name));
         }
         topics.push(OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id));
@@ -73,7 +77,7 @@ pub async fn offset_commit(ctx: &RequestContext, req: OffsetCommitRequest) -> Of
         (None, Some(handle)) => {
             let mut entry = handle.lock().await;
             let instance = req.group_instance_id.as_deref();
-            match entry.validate_offset_commit(&member_id, instance, generation, false, ctx.version) {
+            match entry.validate_offset_commit(&member_id, instance, generation, false, ctx.version, &committing) {
                 Err(e) => Err(e),
                 Ok(()) => {
                     let records: Vec<_> = planned

@@ -263,13 +263,20 @@ pub async fn txn_offset_commit(ctx: &RequestContext, req: TxnOffsetCommitRequest
         };
         let mut entry = handle.lock().await;
         let (member, instance) = (req.member_id.as_str(), req.group_instance_id.as_deref());
-        entry.validate_offset_commit(member, instance, req.generation_id, true, ctx.version).map_err(|e| {
-            if e == ResponseError::StaleMemberEpoch {
-                ResponseError::IllegalGeneration
-            } else {
-                e
-            }
-        })?;
+        let committing: Vec<(uuid::Uuid, i32)> = planned
+            .iter()
+            .filter(|(_, _, v)| v.is_ok())
+            .filter_map(|(ti, p, _)| broker.topic(req.topics[*ti].name.0.as_str()).map(|t| (t.id, *p)))
+            .collect();
+        entry.validate_offset_commit(member, instance, req.generation_id, true, ctx.version, &committing).map_err(
+            |e| {
+                if e == ResponseError::StaleMemberEpoch {
+                    ResponseError::IllegalGeneration
+                } else {
+                    e
+                }
+            },
+        )?;
         let valid: Vec<(String, i32, OffsetValue)> = planned
             .iter()
             .filter_map(|(ti, p, v)| v.as_ref().ok().map(|v| (req.topics[*ti].name.0.to_string(), *p, v.clone())))

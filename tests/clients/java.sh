@@ -92,6 +92,16 @@ scenarios() {
   echo "java tools against $label: topics, verifiable producer (idempotent, lz4) and consumers (classic, consumer), consumer-groups describe/reset, share groups reset/consume/describe with lag, transactions, features, metadata-quorum: ok"
 }
 
+# KIP-848 consumers joining and leaving while a producer writes (java_churn.py)
+churn() {
+  local b="$1" t="java-churn"
+  printf 'partitioner.class=org.apache.kafka.clients.producer.RoundRobinPartitioner\nlinger.ms=5\n' \
+    > "$work/churn-producer.properties" || return 1
+  tool churn-create "$bin/kafka-topics.sh" --bootstrap-server "$b" --create --topic "$t" --partitions 6 \
+    --replication-factor 3 || return 1
+  timeout 180 python3 "$here/java_churn.py" "$bin" "$b" "$t" "$work" || { tail -5 "$work"/churn-*.err; return 1; }
+}
+
 status=0
 start_weir_broker "$work/single.log" "$weir" --data-dir "$work/single"
 single_pid=$weir_broker_pid
@@ -103,6 +113,7 @@ single_pid=""
 # share-group requests logged at debug, for share_post_mortem
 WEIR_LOG=info,weir::handlers::share_fetch=debug,weir::handlers::share_groups=debug start_weir_cluster "$weir"
 scenarios "$bootstrap" three-brokers 3 || status=1
+churn "$bootstrap" || status=1
 # every broker answers the quorum's state, whichever the active controller is
 for b in ${bootstrap//,/ }; do
   tool "quorum-at-$b" "$bin/kafka-metadata-quorum.sh" --bootstrap-server "$b" describe --status || status=1

@@ -89,11 +89,23 @@ pub struct ConsumerMember {
     pub assigned: BTreeSet<TopicPartition>,
     /// Partitions the member was asked to give up and has not yet confirmed.
     pub revoking: BTreeSet<TopicPartition>,
+    /// The member epoch at which each partition in `assigned` or `revoking` was given to the
+    /// member (KIP-1251): a commit carrying an older member epoch is still the member's own
+    /// for partitions it has held since that epoch.
+    assignment_epochs: BTreeMap<TopicPartition, i32>,
     revoke_deadline: Option<Instant>,
     last_sent: Option<BTreeSet<TopicPartition>>,
     last_heartbeat: Instant,
     /// A static member that left temporarily (epoch -2): its place is kept for a session.
     static_left: bool,
+}
+
+impl ConsumerMember {
+    /// Drops the assignment epochs of partitions the member no longer holds.
+    fn forget_released(&mut self) {
+        let (assigned, revoking) = (&self.assigned, &self.revoking);
+        self.assignment_epochs.retain(|tp, _| assigned.contains(tp) || revoking.contains(tp));
+    }
 }
 
 #[derive(Debug)]
@@ -269,6 +281,10 @@ impl ConsumerGroup {
                     subscribed_names: meta.subscribed_topic_names,
                     subscribed_regex: meta.subscribed_topic_regex,
                     rebalance_timeout_ms: meta.rebalance_timeout_ms.max(1),
+                    assignment_epochs: to_sets(&current.assigned)
+                        .union(&to_sets(&current.pending_revocation))
+                        .map(|tp| (*tp, current.member_epoch.max(0)))
+                        .collect(),
                     assigned: to_sets(&current.assigned),
                     revoking: to_sets(&current.pending_revocation),
                     revoke_deadline: None,
@@ -381,6 +397,7 @@ impl ConsumerGroup {
                                 rebalance_timeout_ms: DEFAULT_REBALANCE_TIMEOUT_MS,
                                 assigned: BTreeSet::new(),
                                 revoking: BTreeSet::new(),
+                                assignment_epochs: BTreeMap::new(),
                                 revoke_deadline: None,
                                 last_sent: None,
                                 last_heartbeat: now,
@@ -435,6 +452,7 @@ impl ConsumerGroup {
             if m.revoking.is_empty() {
                 m.revoke_deadline = None;
             }
+            m.forget_released();
         }
         let subscribed: Vec<TopicInfo> = {
             let wanted: BTreeSet<String> = self.members.values().flat_map(|m| Self::subscription(m, topics)).collect();
@@ -449,7 +467,7 @@ impl ConsumerGroup {
             self.topology = subscribed;
             self.compute_target(topics);
         }
-        self.reconcile(&member_id, now);
+        self.reconcile(&member_id, hb.owned.as_ref(), now);
         let m = &self.members[&member_id];
         let assignment =
             (m.last_sent.as_ref() != Some(&m.assigned) || hb.member_epoch == 0).then(|| m.assigned.clone());
@@ -486,7 +504,9 @@ impl ConsumerGroup {
     }
 
     /// Moves `member_id` toward its target: revocation first, then new partitions once free.
-    fn reconcile(&mut self, member_id: &str, now: Instant) {
+    /// `owned`: what the heartbeat says the member owns; partitions to take away that it
+    /// already does not own need no revocation round (as Kafka's `CurrentAssignmentBuilder`).
+    fn reconcile(&mut self, member_id: &str, owned: Option<&BTreeSet<TopicPartition>>, now: Instant) {
         let target = self.target.get(member_id).cloned().unwrap_or_default();
         let held_elsewhere: BTreeSet<TopicPartition> = self
             .members
@@ -499,9 +519,12 @@ impl ConsumerGroup {
         let to_revoke: BTreeSet<TopicPartition> = m.assigned.difference(&target).copied().collect();
         if !to_revoke.is_empty() {
             m.assigned.retain(|tp| target.contains(tp));
-            m.revoking.extend(to_revoke);
-            m.revoke_deadline = Some(now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
-            return;
+            if owned.is_none_or(|owned| !owned.is_disjoint(&to_revoke)) {
+                m.revoking.extend(to_revoke);
+                m.revoke_deadline = Some(now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
+                return;
+            }
+            m.forget_released();
         }
         if !m.revoking.is_empty() {
             return;
@@ -509,6 +532,7 @@ impl ConsumerGroup {
         for tp in target.difference(&m.assigned.clone()) {
             if !held_elsewhere.contains(tp) {
                 m.assigned.insert(*tp);
+                m.assignment_epochs.insert(*tp, assignment_epoch);
             }
         }
         if m.epoch != assignment_epoch {
@@ -549,26 +573,37 @@ impl ConsumerGroup {
         self.compute_target(&topics);
     }
 
-    /// Validates an offset commit from a member of this group (KIP-848 rules).
-    /// Whether an (Txn)OffsetCommit from `member_id` at `epoch` may go in, as Kafka's
-    /// `ConsumerGroup.validateOffsetCommit`: a member of this protocol must commit with
-    /// OffsetCommit v9+ (older versions cannot carry `STALE_MEMBER_EPOCH`), and a wrong epoch is
-    /// `STALE_MEMBER_EPOCH` (TxnOffsetCommit turns it into `ILLEGAL_GENERATION`).
+    /// Whether an (Txn)OffsetCommit from `member_id` at `epoch` for `partitions` may go in, as
+    /// Kafka's `ConsumerGroup.validateOffsetCommit`: a member of this protocol must commit with
+    /// OffsetCommit v9+ (older versions cannot carry `STALE_MEMBER_EPOCH`). The member's
+    /// current epoch always commits; an older one commits partitions the member has held
+    /// since that epoch (KIP-1251: a commit sent just before a heartbeat moved the member to
+    /// a new epoch is still its own); anything else is `STALE_MEMBER_EPOCH` (TxnOffsetCommit
+    /// turns it into `ILLEGAL_GENERATION`).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
         epoch: i32,
         transactional: bool,
         api_version: i16,
+        partitions: &[TopicPartition],
     ) -> Result<(), ResponseError> {
         if epoch < 0 && self.members.is_empty() {
+            return Ok(());
+        }
+        // a TxnOffsetCommit need not say who commits
+        if transactional && epoch < 0 && member_id.is_empty() {
             return Ok(());
         }
         let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
         if !transactional && api_version < 9 {
             return Err(ResponseError::UnsupportedVersion);
         }
-        if epoch != m.epoch {
+        if epoch == m.epoch {
+            return Ok(());
+        }
+        let held_since = |tp: &TopicPartition| m.assignment_epochs.get(tp).is_some_and(|since| *since <= epoch);
+        if epoch > m.epoch || !partitions.iter().all(held_since) {
             return Err(ResponseError::StaleMemberEpoch);
         }
         Ok(())
@@ -695,6 +730,46 @@ mod tests {
         assert_eq!(g.state(), "Stable");
     }
 
+    /// KIP-1251: a commit sent with the epoch a heartbeat has just replaced still goes in for
+    /// the partitions the member has held since that epoch, and only for those.
+    #[test]
+    fn a_commit_with_the_previous_epoch_covers_partitions_held_since() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 4 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        let a_all = g.heartbeat(join("a", &["t"]), &t, now, &c).assignment.unwrap();
+        g.heartbeat(join("b", &["t"]), &t, now, &c);
+        let a_kept = g.heartbeat(beat("a", 1, &a_all), &t, now, &c).assignment.unwrap();
+        assert_eq!(g.heartbeat(beat("a", 1, &a_kept), &t, now, &c).member_epoch, 2);
+        let kept: Vec<TopicPartition> = a_kept.iter().copied().collect();
+        let given_up: Vec<TopicPartition> = a_all.difference(&a_kept).copied().collect();
+        assert_eq!(g.validate_offset_commit("a", 1, false, 9, &kept), Ok(()), "held since epoch 1");
+        assert_eq!(g.validate_offset_commit("a", 2, false, 9, &kept), Ok(()));
+        let stale = Err(ResponseError::StaleMemberEpoch);
+        assert_eq!(g.validate_offset_commit("a", 1, false, 9, &given_up), stale, "no longer a's");
+        assert_eq!(g.validate_offset_commit("a", 3, false, 9, &kept), stale, "an epoch from the future");
+        // b receives the freed partitions at epoch 2: epoch 1 never covered them
+        let b = g.heartbeat(beat("b", 2, &BTreeSet::new()), &t, now, &c);
+        let b_owned: Vec<TopicPartition> = b.assignment.unwrap().into_iter().collect();
+        assert_eq!(b_owned, given_up);
+        assert_eq!(g.validate_offset_commit("b", 1, false, 9, &b_owned), stale);
+        assert_eq!(g.validate_offset_commit("b", 2, false, 9, &b_owned), Ok(()));
+    }
+
+    /// As Kafka's `CurrentAssignmentBuilder`: partitions a member reports it no longer owns are
+    /// taken away without a revocation round.
+    #[test]
+    fn partitions_already_given_up_need_no_revocation() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 2 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        g.heartbeat(join("a", &["t"]), &t, now, &c);
+        g.heartbeat(join("b", &["t"]), &t, now, &c);
+        let a = g.heartbeat(beat("a", 1, &BTreeSet::new()), &t, now, &c);
+        assert_eq!((a.member_epoch, a.assignment.map(|x| x.len())), (2, Some(1)), "straight to the new epoch");
+        assert!(g.members["a"].revoking.is_empty());
+    }
+
     #[test]
     fn range_assigns_contiguous_ranges_and_regex_subscribes() {
         let t = vec![
@@ -721,6 +796,7 @@ mod tests {
             rebalance_timeout_ms: 0,
             assigned: BTreeSet::new(),
             revoking: BTreeSet::new(),
+            assignment_epochs: BTreeMap::new(),
             revoke_deadline: None,
             last_sent: None,
             last_heartbeat: Instant::now(),

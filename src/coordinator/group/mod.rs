@@ -74,8 +74,9 @@ impl GroupEntry {
         }
     }
 
-    /// Whether an (Txn)OffsetCommit may go in: checked by the protocol of the group that owns
-    /// the id (a consumer-protocol group while it has members, else the classic one).
+    /// Whether an (Txn)OffsetCommit of `partitions` may go in: checked by the protocol of the
+    /// group that owns the id (a consumer-protocol group while it has members, else the
+    /// classic one).
     pub fn validate_offset_commit(
         &self,
         member_id: &str,
@@ -83,9 +84,10 @@ impl GroupEntry {
         generation: i32,
         transactional: bool,
         api_version: i16,
+        partitions: &[consumer::TopicPartition],
     ) -> Result<(), kafka_protocol::ResponseError> {
         match self.consumer.as_ref().filter(|c| !c.is_empty()) {
-            Some(c) => c.validate_offset_commit(member_id, generation, transactional, api_version),
+            Some(c) => c.validate_offset_commit(member_id, generation, transactional, api_version, partitions),
             None => self.group.validate_offset_commit(member_id, instance, generation, transactional),
         }
     }

@@ -355,6 +355,9 @@ impl ConsumerGroup {
         cfg: &ConsumerGroupConfig,
     ) -> HeartbeatResult {
         let mut bump = false;
+        let full_request = hb.rebalance_timeout_ms != -1
+            && (hb.subscribed_topic_names.is_some() || hb.subscribed_topic_regex.is_some())
+            && hb.owned.is_some();
         if hb.member_epoch == 0 {
             let taken_over = hb.instance_id.as_ref().and_then(|inst| {
                 self.members.values().find(|m| m.instance_id.as_ref() == Some(inst)).map(|m| m.id.clone())
@@ -469,8 +472,10 @@ impl ConsumerGroup {
         }
         self.reconcile(&member_id, hb.owned.as_ref(), now);
         let m = &self.members[&member_id];
-        let assignment =
-            (m.last_sent.as_ref() != Some(&m.assigned) || hb.member_epoch == 0).then(|| m.assigned.clone());
+        // as Kafka: a full request (sent after a lost response or an error) is answered with
+        // the whole assignment, whatever the member was told before
+        let assignment = (m.last_sent.as_ref() != Some(&m.assigned) || hb.member_epoch == 0 || full_request)
+            .then(|| m.assigned.clone());
         let result = HeartbeatResult {
             member_id: member_id.clone(),
             member_epoch: m.epoch,
@@ -754,6 +759,20 @@ mod tests {
         assert_eq!(b_owned, given_up);
         assert_eq!(g.validate_offset_commit("b", 1, false, 9, &b_owned), stale);
         assert_eq!(g.validate_offset_commit("b", 2, false, 9, &b_owned), Ok(()));
+    }
+
+    /// A member whose heartbeat response was lost sends a full heartbeat, and must hear its
+    /// assignment again even though the coordinator already sent it.
+    #[test]
+    fn a_full_heartbeat_is_told_the_whole_assignment() {
+        let t = vec![TopicInfo { name: "t".into(), id: Uuid::new_v4(), partitions: 2 }];
+        let (now, c) = (Instant::now(), cfg());
+        let mut g = ConsumerGroup::new("g");
+        let owned = g.heartbeat(join("a", &["t"]), &t, now, &c).assignment.unwrap();
+        assert!(g.heartbeat(beat("a", 1, &owned), &t, now, &c).assignment.is_none(), "nothing new");
+        let full = Heartbeat { rebalance_timeout_ms: 30_000, ..join("a", &["t"]) };
+        let full = Heartbeat { member_epoch: 1, owned: Some(BTreeSet::new()), ..full };
+        assert_eq!(g.heartbeat(full, &t, now, &c).assignment, Some(owned));
     }
 
     /// As Kafka's `CurrentAssignmentBuilder`: partitions a member reports it no longer owns are

@@ -1036,3 +1036,55 @@ async fn a_first_share_fetch_answers_with_the_partition_initialized_first() {
     })
     .await;
 }
+
+/// `share.auto.offset.reset` set through one broker an instant before a consumer subscribes
+/// is what the partition's leader, another broker, starts the share-partition from: the
+/// leader catches up with the metadata before it decides (a librdkafka test saw one of six
+/// partitions start at the log end, its records never delivered).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_share_partition_sees_the_reset_policy_set_elsewhere() {
+    use common::cluster::*;
+    use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = Cluster::start(3);
+    let bootstrap = cluster.bootstrap();
+    let (a, a_addr, b_addr) = (cluster.nodes[0].id, cluster.nodes[0].client.clone(), cluster.nodes[1].client.clone());
+    let topic = topic_name("share-reset-elsewhere");
+    let on_a = [a];
+    let replicas: &[&[i32]] = &[&on_a];
+    let spec = NewTopic::new(&topic, 1, TopicReplication::Variable(replicas));
+    assert!(admin(&bootstrap).create_topics(&[spec], &AdminOptions::new()).await.unwrap()[0].is_ok());
+    let p = producer(&bootstrap, &[("acks", "all")]);
+    for i in 0..3 {
+        let v = format!("r{i}");
+        p.send(FutureRecord::<(), _>::to(&topic).partition(0).payload(&v), Duration::from_secs(10)).await.unwrap();
+    }
+    let meta: MetadataResponse =
+        raw::call(&a_addr, ApiKey::Metadata, 12, &MetadataRequest::default().with_topics(None));
+    let id = meta.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).unwrap().topic_id;
+    for round in 0..4 {
+        let group = format!("sg-reset-elsewhere-{round}");
+        let set = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(s(&group))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(s("share.auto.offset.reset"))
+                    .with_config_operation(0)
+                    .with_value(Some(s("earliest")))]),
+        ]);
+        let r: IncrementalAlterConfigsResponse = raw::call(&b_addr, ApiKey::IncrementalAlterConfigs, 1, &set);
+        assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0].error_message);
+        let got = eventually(Duration::from_secs(30), "a member fetching from the leader", || {
+            let coordinator = coordinator_of(&cluster, &group)?;
+            let mut m = Member::split(&coordinator, &a_addr, &group, "member-re");
+            let r = m.heartbeat_with(0, Some(&[&topic]));
+            m.epoch = r.member_epoch;
+            (r.error_code == 0).then_some(())?;
+            let got = acquired(&m.fetch(id, vec![]));
+            (!got.is_empty()).then_some(got)
+        });
+        assert_eq!(got, vec![(0, 2, 1)], "group {group} starts at the earliest offset");
+    }
+}

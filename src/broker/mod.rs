@@ -620,6 +620,23 @@ impl Broker {
         self.control(ControllerOp::Records { records: records.to_vec() }).await.map(|_| ())
     }
 
+    /// Waits (up to `timeout`) until this broker has every metadata change the active
+    /// controller had committed when asked: a read barrier for a decision that must see
+    /// configs a client may have set on another broker an instant before (a new
+    /// share-partition's start offset follows the group's `share.auto.offset.reset`).
+    pub async fn catch_up_metadata(&self, timeout: Duration) {
+        if self.controller.quorum.single {
+            return;
+        }
+        let Ok(Ok(status)) = tokio::time::timeout(timeout, self.describe_quorum()).await else { return };
+        let Ok(last) = u64::try_from(status.high_watermark - 1) else { return };
+        if self.controller.quorum.wait_applied(last, timeout).await {
+            if let Err(e) = self.publish().await {
+                tracing::debug!(error = %e, "metadata not published after catching up");
+            }
+        }
+    }
+
     /// Makes an admin change through the active controller and waits until this broker has
     /// it (so the next request on this broker sees it).
     async fn control(&self, op: ControllerOp) -> Result<Outcome, AdminError> {

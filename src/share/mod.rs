@@ -30,6 +30,8 @@ use partition::{AcquireMode, Acquired, Counters, Limits, LogBatch, SharePartitio
 use session::{SessionCache, TopicIdPartition};
 
 /// How often acquisition locks are checked for expiry.
+/// How long a new share-partition waits for this broker's metadata to catch up.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One share group's view of one partition.
@@ -185,6 +187,12 @@ impl ShareManager {
             return Ok(sp.clone());
         }
         let stored = self.state.read(broker, key).await?;
+        if stored.is_none() {
+            // a new share-partition follows the group's configs (share.auto.offset.reset,
+            // lock duration), which a client may have set through another broker just
+            // before it subscribed
+            broker.catch_up_metadata(CATCH_UP_WAIT).await;
+        }
         let limits = limits(broker, &key.group);
         let sp = match stored {
             Some(s) => {

@@ -476,6 +476,38 @@ async fn version_2_record_limit_and_renew() {
     .await;
 }
 
+/// A share-partition's start offset is written when it starts (Kafka's
+/// InitializeShareGroupState): records produced after a group subscribed with
+/// `share.auto.offset.reset=latest` are delivered after a restart even though nobody fetched
+/// them before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_offset_nobody_fetched_from_survives_a_restart() {
+    let broker = TestBroker::start(&[]).await;
+    let topic = topic_name("share-start-restart");
+    create_topic(&broker.bootstrap, &topic, 1, &[]).await;
+    let id = topic_id(&broker, &topic);
+    let b = broker.bootstrap.clone();
+    let t = topic.clone();
+    blocking(move || Member::new(&b, "sg-start-restart", "member-s").join(&[&t])).await;
+    produce_n(&broker.bootstrap, &topic, 3).await;
+    let broker = broker.restart(&[]).await;
+    let b = broker.bootstrap.clone();
+    let got = blocking(move || {
+        let mut m = Member::new(&b, "sg-start-restart", "member-s2");
+        m.join(&[&topic]);
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            got.extend(acquired(&m.fetch(id, vec![])));
+            if !got.is_empty() {
+                break;
+            }
+        }
+        got
+    })
+    .await;
+    assert_eq!(got, vec![(0, 2, 1)], "the records after the group's start, delivered once");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn share_state_survives_a_restart() {
     let broker = TestBroker::start(&[]).await;

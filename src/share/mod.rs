@@ -30,6 +30,8 @@ use partition::{AcquireMode, Acquired, Counters, Limits, LogBatch, SharePartitio
 use session::{SessionCache, TopicIdPartition};
 
 /// How often acquisition locks are checked for expiry.
+/// The written version of a share-partition whose state was never written.
+const NEVER_WRITTEN: u64 = u64::MAX;
 /// How long a new share-partition waits for this broker's metadata to catch up.
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -55,11 +57,21 @@ pub struct ShareEntry {
 }
 
 impl ShareEntry {
+    /// A share-partition as its stored state was read.
     fn new(sp: SharePartition) -> ShareEntry {
         let version = sp.version();
+        ShareEntry::written_at(sp, version)
+    }
+
+    /// A share-partition no state was stored for: its first [`ShareManager::persist`] writes it.
+    fn unwritten(sp: SharePartition) -> ShareEntry {
+        ShareEntry::written_at(sp, NEVER_WRITTEN)
+    }
+
+    fn written_at(sp: SharePartition, written: u64) -> ShareEntry {
         ShareEntry {
             state: parking_lot::Mutex::new(sp),
-            persisting: tokio::sync::Mutex::new(version),
+            persisting: tokio::sync::Mutex::new(written),
             copying: tokio::sync::Mutex::new(()),
             fetched: std::sync::atomic::AtomicBool::new(false),
         }
@@ -194,15 +206,25 @@ impl ShareManager {
             broker.catch_up_metadata(CATCH_UP_WAIT).await;
         }
         let limits = limits(broker, &key.group);
-        let sp = match stored {
+        let entry = match stored {
             Some(s) => {
                 let log = partition.log();
-                restore_snapshot(s, log.log_start_offset(), log.log_end_offset(), limits)
+                ShareEntry::new(restore_snapshot(s, log.log_start_offset(), log.log_end_offset(), limits))
             }
-            None => SharePartition::new(initial_offset(broker, &key.group, &partition.log()), limits),
+            None => {
+                ShareEntry::unwritten(SharePartition::new(initial_offset(broker, &key.group, &partition.log()), limits))
+            }
         };
         // a concurrent load may have won: its state is as good as this one
-        Ok(self.partitions.entry(key.clone()).or_insert_with(|| Arc::new(ShareEntry::new(sp))).clone())
+        let sp = self.partitions.entry(key.clone()).or_insert_with(|| Arc::new(entry)).clone();
+        // A new share-partition's start offset is written at once (Kafka's
+        // InitializeShareGroupState): "latest" means when the group first read the partition,
+        // also for records nobody fetched before a restart.
+        if let Err(e) = self.persist(broker, key, &sp).await {
+            self.partitions.remove_if(key, |_, current| Arc::ptr_eq(current, &sp));
+            return Err(e);
+        }
+        Ok(sp)
     }
 
     /// Writes a share-partition's state if it changed since it was last written, durably

@@ -162,6 +162,18 @@ fn acquired(r: &ShareFetchResponse) -> Vec<(i64, i64, i16)> {
         .collect()
 }
 
+/// What the member's fetches acquire first (fetching for up to about 2 s).
+fn first_acquired(m: &mut Member, topic: Uuid) -> Vec<(i64, i64, i16)> {
+    for _ in 0..20 {
+        let got = acquired(&m.fetch(topic, vec![]));
+        if !got.is_empty() {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Vec::new()
+}
+
 fn partition_codes(r: &ShareFetchResponse) -> Vec<(i16, i16)> {
     r.responses.iter().flat_map(|t| t.partitions.iter()).map(|p| (p.error_code, p.acknowledge_error_code)).collect()
 }
@@ -495,14 +507,7 @@ async fn a_start_offset_nobody_fetched_from_survives_a_restart() {
     let got = blocking(move || {
         let mut m = Member::new(&b, "sg-start-restart", "member-s2");
         m.join(&[&topic]);
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            got.extend(acquired(&m.fetch(id, vec![])));
-            if !got.is_empty() {
-                break;
-            }
-        }
-        got
+        first_acquired(&mut m, id)
     })
     .await;
     assert_eq!(got, vec![(0, 2, 1)], "the records after the group's start, delivered once");
@@ -531,14 +536,7 @@ async fn share_state_survives_a_restart() {
     blocking(move || {
         let mut m = Member::new(&b, "sg-restart", "member-r2");
         m.join(&[&topic]);
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            got.extend(acquired(&m.fetch(id, vec![])));
-            if !got.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let got = first_acquired(&mut m, id);
         // 2 was released (delivered once), 4-5 were acquired when the broker stopped
         // (their delivery counted): each comes back delivered twice; 0, 1 and 3 never
         assert_eq!(got, vec![(2, 2, 2), (4, 5, 2)]);

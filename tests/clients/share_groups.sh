@@ -11,20 +11,14 @@ log="$data/weir.log"
 settings=(--set group.share.min.record.lock.duration.ms=1000 --set group.share.record.lock.duration.ms=3000
   --set group.share.delivery.count.limit=3 --set group.share.min.heartbeat.interval.ms=500
   --set group.share.heartbeat.interval.ms=1000 --set errors.deadletterqueue.auto.create.topics.enable=true)
+source "$here/weir_procs.sh"
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; true' EXIT
 
+# start [ADDRESS]: the broker on a free port, or again on ADDRESS
 start() {
-  : > "$log"
-  RUST_LOG=info "$weir" --listen "${1:-127.0.0.1:0}" --data-dir "$data/data" "${settings[@]}" >> "$log" 2>&1 &
-  pid=$!
-  addr=
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*weir listening addr=\([^ ]*\).*/\1/p' "$log" | head -1)
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { echo "weir did not start"; cat "$log"; exit 1; }
+  WEIR_LISTEN="${1:-127.0.0.1:0}" start_weir_broker "$log" "$weir" --data-dir "$data/data" "${settings[@]}" || exit 1
+  pid=$weir_broker_pid
 }
 
 start
@@ -32,8 +26,7 @@ echo "weir (share groups) at $addr"
 status=0
 python3 "$here/python_share.py" "$addr" || status=1
 python3 "$here/python_share.py" "$addr" before-restart "$data/accepted.json" || status=1
-kill -9 $pid
-wait $pid 2>/dev/null || true
+{ kill -9 $pid; wait $pid; } 2>/dev/null || true
 start "$addr"
 python3 "$here/python_share.py" "$addr" after-restart "$data/accepted.json" || status=1
 kill -TERM $pid

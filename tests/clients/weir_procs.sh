@@ -1,12 +1,13 @@
 # Sourced by the client-matrix scripts: weir processes on loopback ports.
-#   start_weir_broker LOG WEIR ARGS...  one broker on a free port (its output in LOG); sets
-#                                       $addr and $weir_broker_pid, or fails with the log
+#   start_weir_broker LOG WEIR ARGS...  one broker on a free port, or on $WEIR_LISTEN (its
+#                                       output in LOG); sets $addr and $weir_broker_pid, or
+#                                       fails with the log
 #   start_weir_cluster WEIR             three nodes (brokers and controllers combined), data
 #                                       under $work; sets $bootstrap; stopped by
 #                                       stop_weir_cluster or, killed, by kill_weir_cluster
 start_weir_broker() {
   local log="$1"; shift
-  RUST_LOG=info "$@" --listen 127.0.0.1:0 > "$log" 2>&1 &
+  RUST_LOG=info "$@" --listen "${WEIR_LISTEN:-127.0.0.1:0}" > "$log" 2>&1 &
   weir_broker_pid=$!
   addr=""
   for _ in $(seq 1 100); do

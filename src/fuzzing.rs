@@ -221,7 +221,7 @@ pub fn sasl_exchange(data: &[u8]) {
         if !session.in_exchange() && session.handshake(mechanism, 1).is_err() {
             return;
         }
-        if session.authenticate(token, lookup, 1000).is_err() {
+        if session.authenticate(token, lookup, None, 1000).is_err() {
             return;
         }
     }

@@ -19,11 +19,13 @@ use crate::cluster::metadata_log::{
     BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, PartitionState, TopicMeta,
 };
 use crate::cluster::quorum::{Quorum, QuorumSettings, QuorumStatus};
+use crate::client::peers::PeerLink;
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
 use crate::log::Log;
 use crate::partition::Partition;
 use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
 
+mod links;
 mod publish;
 mod replication;
 pub mod throttle;
@@ -319,6 +321,8 @@ pub struct Broker {
     /// What this broker sends to, and fetches as, out-of-sync throttled replicas (KIP-73).
     pub leader_quota: throttle::ReplicationQuota,
     pub follower_quota: throttle::ReplicationQuota,
+    /// Connections to the other brokers (inter-broker listener), and replica fetch failures.
+    pub links: links::BrokerLinks,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -327,6 +331,16 @@ const FLUSH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a broker waits for its metadata quorum to have a leader at start-up before it
 /// says so (a voter waits on for the others; a quorum of one gives up).
 const QUORUM_START_WAIT: Duration = Duration::from_secs(10);
+/// How this broker reaches the others. A broker alone has no others: a listener it cannot
+/// use for them does not keep it from starting.
+fn inter_broker_link(config: &BrokerConfig, node_id: i32, single: bool) -> anyhow::Result<PeerLink> {
+    match crate::client::peers::inter_broker(config, node_id) {
+        Ok(link) => Ok(link),
+        Err(_) if single => Ok(PeerLink::plaintext(&crate::client::peers::inter_broker_listener_name(config))),
+        Err(e) => Err(anyhow::anyhow!("cannot connect to other brokers: {e}")),
+    }
+}
+
 /// How often start-up checks on a quorum that has no leader yet.
 const QUORUM_POLL: Duration = Duration::from_millis(500);
 /// How long Metadata still lists a broker fenced because its process is gone or stopping (one
@@ -402,6 +416,7 @@ impl Broker {
             })
             .collect();
         let security = crate::security::Security::new(&config, image.security.clone()).map_err(anyhow::Error::msg)?;
+        let links = links::BrokerLinks::new(inter_broker_link(&config, node_id, settings.is_single())?);
         let scram_users = config.scram_users().to_vec();
         let telemetry = ClientTelemetry::new(config.get_i64("telemetry.max.bytes").max(1) as usize);
         for (name, configs) in &image.client_metrics {
@@ -440,6 +455,7 @@ impl Broker {
             group_configs: RwLock::new(image.group_configs.clone()),
             leader_quota: Default::default(),
             follower_quota: Default::default(),
+            links,
         };
         broker.set_replication_quotas();
         broker.remove_deleted_dirs();

@@ -16,7 +16,8 @@ use kafka_protocol::ResponseError;
 
 use super::throttle::{is_throttled, MIN_CHUNK};
 use super::{now_ms, Broker, Topic};
-use crate::cluster::client::BrokerClient;
+use crate::client::connection::Connection;
+use crate::client::ClientError;
 use crate::cluster::controller::ControllerOp;
 use crate::cluster::metadata_log::PartitionState;
 use crate::handlers::str_bytes;
@@ -99,29 +100,31 @@ impl Broker {
         }
     }
 
-    /// Where other brokers reach `broker`: its `inter.broker.listener.name` endpoint, or its
-    /// first one.
-    pub(crate) fn inter_broker_addr(&self, broker: i32) -> Option<String> {
-        let name = self.config.read().get("inter.broker.listener.name");
-        self.metadata_image().brokers.get(&broker)?.inter_broker_addr(&name)
-    }
-
     /// A follower's life: fetch from `leader` until the role changes (the task is aborted).
     async fn follow(self: Arc<Self>, p: Arc<Partition>, topic: String, leader: i32, epoch: i32) {
         loop {
-            let Some(addr) = self.inter_broker_addr(leader) else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            if let Err(e) = self.fetch_from_leader(&p, &topic, &addr, epoch).await {
-                tracing::debug!(topic = %topic, partition = p.index, leader, error = %e, "replica fetcher restarts");
+            match self.connect_to_broker(leader).await {
+                Err(e) => self.replica_fetch_failed(leader, &topic, p.index, &e),
+                Ok(client) => match self.fetch_from_leader(client, &p, &topic, leader, epoch).await {
+                    Err(FetcherStop::Failed(e)) => self.replica_fetch_failed(leader, &topic, p.index, &e),
+                    Err(FetcherStop::Restart(e)) => {
+                        tracing::debug!(topic = %topic, partition = p.index, leader, error = %e, "replica fetcher restarts")
+                    }
+                    Ok(()) => {}
+                },
             }
             tokio::time::sleep(RETRY).await;
         }
     }
 
-    async fn fetch_from_leader(&self, p: &Arc<Partition>, topic: &str, addr: &str, epoch: i32) -> std::io::Result<()> {
-        let mut client = BrokerClient::connect(addr, format!("weir-replica-{}", self.node_id)).await?;
+    async fn fetch_from_leader(
+        &self,
+        mut client: Connection,
+        p: &Arc<Partition>,
+        topic: &str,
+        leader: i32,
+        epoch: i32,
+    ) -> Result<(), FetcherStop> {
         self.truncate_to_leader(&mut client, p, topic, epoch).await?;
         let durable = self.config_bool("log.flush.on.acks.all");
         loop {
@@ -149,7 +152,9 @@ impl Broker {
                         .with_log_start_offset(log_start)
                         .with_partition_max_bytes(max_bytes)],
                 )]);
-            let resp: FetchResponse = client.call(ApiKey::Fetch, FETCH_VERSION, &req).await?;
+            let resp: FetchResponse = client.call_at(ApiKey::Fetch, FETCH_VERSION, &req).await?;
+            leader_answered(resp.error_code)?;
+            self.replica_fetch_succeeded(leader);
             let data = resp
                 .responses
                 .into_iter()
@@ -223,11 +228,11 @@ impl Broker {
     /// one never had).
     async fn truncate_to_leader(
         &self,
-        client: &mut BrokerClient,
+        client: &mut Connection,
         p: &Arc<Partition>,
         topic: &str,
         epoch: i32,
-    ) -> std::io::Result<()> {
+    ) -> Result<(), FetcherStop> {
         let Some(latest) = p.log().latest_epoch() else { return Ok(()) };
         let req = OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(self.node_id)).with_topics(vec![
             OffsetForLeaderTopic::default().with_topic(TopicName(str_bytes(topic))).with_partitions(vec![
@@ -238,7 +243,7 @@ impl Broker {
             ]),
         ]);
         let resp: OffsetForLeaderEpochResponse =
-            client.call(ApiKey::OffsetForLeaderEpoch, OFFSET_FOR_LEADER_EPOCH_VERSION, &req).await?;
+            client.call_at(ApiKey::OffsetForLeaderEpoch, OFFSET_FOR_LEADER_EPOCH_VERSION, &req).await?;
         let r = resp
             .topics
             .into_iter()
@@ -305,15 +310,47 @@ impl Broker {
     }
 }
 
-/// A fetcher whose partition no longer follows in its epoch stops (its task is being aborted).
-fn role_changed() -> std::io::Error {
-    std::io::Error::other("no longer following in this epoch")
+/// Why a replica fetcher stopped: its link to the leader failed (counted and reported as a
+/// replica fetch error), or something it starts over from (a leader error for the partition,
+/// the role changing, the local log).
+#[derive(Debug)]
+enum FetcherStop {
+    Failed(ClientError),
+    Restart(String),
 }
 
-/// A leader's per-partition error code as the follower's error (the fetcher restarts on it).
-fn leader_answered(error_code: i16) -> std::io::Result<()> {
+impl From<ClientError> for FetcherStop {
+    fn from(e: ClientError) -> FetcherStop {
+        match e {
+            // the leader answered for the partition: it moved, or is not ready yet
+            ClientError::Kafka { code, .. } if !is_link_error(code) => {
+                FetcherStop::Restart(format!("leader answered {:?}", ResponseError::try_from_code(code)))
+            }
+            e => FetcherStop::Failed(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for FetcherStop {
+    fn from(e: std::io::Error) -> FetcherStop {
+        FetcherStop::Restart(e.to_string())
+    }
+}
+
+/// Error codes about the link itself (this broker's principal), not the partition.
+fn is_link_error(code: i16) -> bool {
+    code == ResponseError::ClusterAuthorizationFailed.code() || code == ResponseError::SaslAuthenticationFailed.code()
+}
+
+/// A fetcher whose partition no longer follows in its epoch stops (its task is being aborted).
+fn role_changed() -> FetcherStop {
+    FetcherStop::Restart("no longer following in this epoch".into())
+}
+
+/// A leader's error code as the follower's error (the fetcher restarts on it).
+fn leader_answered(error_code: i16) -> Result<(), FetcherStop> {
     match error_code {
         0 => Ok(()),
-        code => Err(std::io::Error::other(format!("leader answered {:?}", ResponseError::try_from_code(code)))),
+        code => Err(ClientError::kafka("replica fetch", code, None).into()),
     }
 }

@@ -25,6 +25,10 @@ pub struct TlsSettings {
     pub verify_certificate: bool,
     /// `ssl.endpoint.identification.algorithm=none` skips the host name check.
     pub verify_hostname: bool,
+    /// Trusted CAs as PEM text (a broker's `ssl.truststore.certificates`), instead of a file.
+    pub ca_pem: Option<Vec<u8>>,
+    /// A certificate chain and key as PEM text (a broker's keystore), instead of files.
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where to connect and how.

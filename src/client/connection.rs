@@ -62,7 +62,7 @@ impl Connection {
                 let tls = tokio::time::timeout(config.connect_timeout, handshake)
                     .await
                     .map_err(|_| unreachable("TLS handshake timed out".into()))?
-                    .map_err(|e| unreachable(format!("TLS handshake failed: {e}")))?;
+                    .map_err(|e| ClientError::Tls { what: addr.to_string(), detail: e.to_string() })?;
                 Box::new(tls)
             }
         };
@@ -144,6 +144,17 @@ impl Connection {
             ClientError::Protocol(format!("{} does not support {name} at a version this client speaks", self.addr))
         })?;
         self.exchange(R::KEY, version, req).await
+    }
+
+    /// Sends `req` at `version` (which the caller knows the broker speaks) and reads its
+    /// response.
+    pub async fn call_at<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Result<Resp> {
+        self.exchange(key as i16, version, req).await
     }
 
     async fn exchange<Req: Encodable, Resp: Decodable + HeaderVersion>(

@@ -12,6 +12,10 @@ pub enum ClientError {
     /// A broker answered with a Kafka error code.
     #[error("{}", kafka_message(.context, *.code, .message.as_deref()))]
     Kafka { context: String, code: i16, message: Option<String> },
+    /// The TLS handshake failed (a certificate not trusted, or not for that host; or the
+    /// other side does not speak TLS).
+    #[error("TLS handshake with {what} failed: {detail}")]
+    Tls { what: String, detail: String },
     /// SASL authentication was refused.
     #[error("authentication failed: {0}")]
     Authentication(String),
@@ -52,7 +56,7 @@ impl ClientError {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ClientError::Unreachable { .. } => ErrorKind::Unreachable,
+            ClientError::Unreachable { .. } | ClientError::Tls { .. } => ErrorKind::Unreachable,
             ClientError::Authentication(_) => ErrorKind::NotAuthorized,
             ClientError::Config(_) => ErrorKind::Usage,
             ClientError::NotFound(_) => ErrorKind::NotFound,

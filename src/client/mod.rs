@@ -7,8 +7,10 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod offsets;
+pub mod peers;
+pub mod pool;
 pub mod records;
-mod tls;
+pub mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};

@@ -22,9 +22,10 @@ fn read(path: &std::path::Path, key: &str) -> Result<Vec<u8>> {
 
 fn roots(settings: &TlsSettings) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    let pem = match &settings.ca_location {
-        Some(path) => read(path, "ssl.ca.location")?,
-        None => SYSTEM_BUNDLES.iter().find_map(|p| std::fs::read(p).ok()).unwrap_or_default(),
+    let pem = match (&settings.ca_pem, &settings.ca_location) {
+        (Some(pem), _) => pem.clone(),
+        (None, Some(path)) => read(path, "ssl.ca.location")?,
+        (None, None) => SYSTEM_BUNDLES.iter().find_map(|p| std::fs::read(p).ok()).unwrap_or_default(),
     };
     for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
         // a system bundle may hold certificates webpki cannot use; skip those
@@ -49,16 +50,20 @@ pub fn connector(settings: &TlsSettings) -> Result<tokio_rustls::TlsConnector> {
         let verifier = Lenient { inner, verify_certificate: settings.verify_certificate };
         builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
     };
-    let config = match (&settings.certificate_location, &settings.key_location) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates(&read(cert, "ssl.certificate.location")?, "ssl.certificate.location")
-                .map_err(ClientError::Config)?;
-            let key = PrivateKeyDer::from_pem_slice(&read(key, "ssl.key.location")?)
-                .map_err(|e| ClientError::Config(format!("ssl.key.location: {e}")))?;
+    let identity = match (&settings.identity_pem, &settings.certificate_location, &settings.key_location) {
+        (Some((chain, key)), _, _) => Some((chain.clone(), key.clone())),
+        (None, Some(cert), Some(key)) => Some((read(cert, "ssl.certificate.location")?, read(key, "ssl.key.location")?)),
+        (None, None, None) => None,
+        _ => return Err(ClientError::Config("ssl.certificate.location and ssl.key.location go together".into())),
+    };
+    let config = match identity {
+        Some((chain, key)) => {
+            let chain = certificates(&chain, "ssl.certificate.location").map_err(ClientError::Config)?;
+            let key = PrivateKeyDer::from_pem_slice(&key)
+                .map_err(|e| ClientError::Config(format!("ssl.key.location: no usable private key: {e}")))?;
             builder.with_client_auth_cert(chain, key).map_err(|e| ClientError::Config(format!("TLS: {e}")))?
         }
-        (None, None) => builder.with_no_client_auth(),
-        _ => return Err(ClientError::Config("ssl.certificate.location and ssl.key.location go together".into())),
+        None => builder.with_no_client_auth(),
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }

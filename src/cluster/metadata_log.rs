@@ -231,9 +231,9 @@ impl BrokerRegistration {
     }
 
     /// `HOST:PORT` where other brokers reach this one: its endpoint on `listener` (Kafka's
-    /// `inter.broker.listener.name`), or its first one.
+    /// `inter.broker.listener.name`), which every broker of a cluster has.
     pub fn inter_broker_addr(&self, listener: &str) -> Option<String> {
-        let e = self.endpoint(&listener.to_ascii_uppercase()).or_else(|| self.endpoints.first())?;
+        let e = self.endpoint(&listener.to_ascii_uppercase())?;
         Some(format!("{}:{}", e.host, e.port))
     }
 }

@@ -1,6 +1,5 @@
 //! Cluster metadata: the metadata log and the image it replays into.
 
-pub mod client;
 pub mod controller;
 pub mod features;
 pub mod metadata_log;

@@ -196,6 +196,62 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
          Kafka's default GSSAPI is not available).",
     ),
     broker(
+        "sasl.jaas.config",
+        ConfigType::Password,
+        "",
+        Check::None,
+        false,
+        "JAAS login module for SASL (PlainLoginModule or ScramLoginModule): the username and password \
+         this broker presents to other brokers and controllers, and PLAIN's user_NAME=\"PASSWORD\" users. \
+         Usually given per listener and mechanism: listener.name.LISTENER.MECHANISM.sasl.jaas.config.",
+    ),
+    broker(
+        "sasl.mechanism.inter.broker.protocol",
+        Str,
+        "GSSAPI",
+        Check::None,
+        false,
+        "SASL mechanism brokers use with each other when the inter-broker listener is SASL_*: PLAIN, \
+         SCRAM-SHA-256 or SCRAM-SHA-512 (Kafka's default GSSAPI is not available and refused).",
+    ),
+    broker(
+        "sasl.mechanism.controller.protocol",
+        Str,
+        "GSSAPI",
+        Check::None,
+        false,
+        "SASL mechanism on the controller listener when it is SASL_*: PLAIN, SCRAM-SHA-256 or \
+         SCRAM-SHA-512 (GSSAPI is not available and refused).",
+    ),
+    broker(
+        "security.inter.broker.protocol",
+        Str,
+        "PLAINTEXT",
+        OneOf(&["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]),
+        false,
+        "Security protocol between brokers when inter.broker.listener.name is unset: brokers use the \
+         listener of this name.",
+    ),
+    broker(
+        "ssl.endpoint.identification.algorithm",
+        Str,
+        "https",
+        Check::None,
+        false,
+        "https: a broker connecting to another broker or controller over TLS checks the host name \
+         against the peer's certificate; empty: it does not.",
+    ),
+    broker(
+        "ssl.principal.mapping.rules",
+        Str,
+        "DEFAULT",
+        Check::None,
+        false,
+        "How a client or broker certificate's subject becomes its principal (KIP-371): \
+         RULE:pattern/replacement/[LU] rules tried in order, DEFAULT for the whole RFC 2253 subject; a \
+         subject no rule matches is refused.",
+    ),
+    broker(
         "connections.max.reauth.ms",
         Long,
         "0",
@@ -1574,7 +1630,28 @@ pub struct BrokerConfig {
     dynamic_values: BTreeMap<&'static str, String>,
     /// The cluster-wide dynamic defaults.
     dynamic_defaults: BTreeMap<&'static str, String>,
+    /// Per-listener overrides, `listener.name.<listener>.<key>` (listener lower-cased), as
+    /// Kafka takes them for `ssl.*`, `sasl.*` and `<mechanism>.sasl.jaas.config`.
+    listener_values: BTreeMap<String, String>,
     scram_users: Vec<crate::security::scram::ScramUser>,
+}
+
+/// Splits `listener.name.<listener>.<key>` into the listener and the key it overrides (with a
+/// `<mechanism>.` prefix for `sasl.jaas.config`), checking that the key may be set per
+/// listener.
+fn listener_override(key: &str) -> Option<Result<(String, String, &'static ConfigDef), ConfigError>> {
+    let rest = key.strip_prefix("listener.name.")?;
+    let unknown = || ConfigError::UnknownKey(key.to_string());
+    let Some((listener, setting)) = rest.split_once('.') else { return Some(Err(unknown())) };
+    let base = match setting.split_once(".sasl.") {
+        Some((mechanism, tail)) if !mechanism.starts_with("ssl") && !mechanism.is_empty() => format!("sasl.{tail}"),
+        _ => setting.to_string(),
+    };
+    let allowed = base.starts_with("ssl.") || base.starts_with("sasl.") || base == "connections.max.reauth.ms";
+    match broker_def(&base).filter(|_| allowed && !listener.is_empty()) {
+        Some(def) => Some(Ok((listener.to_ascii_lowercase(), setting.to_string(), def))),
+        None => Some(Err(unknown())),
+    }
 }
 
 impl BrokerConfig {
@@ -1595,6 +1672,12 @@ impl BrokerConfig {
 
     /// Sets one static value after validating it.
     pub fn set_static(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        if let Some(found) = listener_override(key) {
+            let (listener, setting, def) = found?;
+            let value = validate(def, value)?;
+            self.listener_values.insert(format!("{listener}.{setting}"), value);
+            return Ok(());
+        }
         let def = broker_def(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
         let value = validate(def, value)?;
         self.static_values.insert(def.name, value);
@@ -1647,6 +1730,25 @@ impl BrokerConfig {
         .into_iter()
         .filter_map(|(values, source)| values.get(name).map(|v| (v.clone(), source)))
         .collect()
+    }
+
+    /// The value of `key` for connections of `listener`: its `listener.name.<listener>.<key>`
+    /// override, else the broker-wide value.
+    pub fn listener_get(&self, listener: &str, key: &str) -> String {
+        match self.listener_values.get(&format!("{}.{key}", listener.to_ascii_lowercase())) {
+            Some(v) => v.clone(),
+            None => self.get(key),
+        }
+    }
+
+    /// `sasl.jaas.config` for `mechanism` on `listener`:
+    /// `listener.name.<listener>.<mechanism>.sasl.jaas.config`, else `sasl.jaas.config`.
+    pub fn listener_jaas(&self, listener: &str, mechanism: &str) -> Option<String> {
+        let own = format!("{}.sasl.jaas.config", mechanism.to_ascii_lowercase());
+        Some(self.listener_get(listener, &own)).filter(|v| !v.trim().is_empty()).or_else(|| {
+            let global = self.get("sasl.jaas.config");
+            (!global.trim().is_empty()).then_some(global)
+        })
     }
 
     /// The value of `key` as a string; empty for an unknown key.

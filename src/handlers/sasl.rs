@@ -87,7 +87,8 @@ async fn step(broker: &Arc<Broker>, session: &Arc<Session>, token: Bytes) -> Res
     let (b, s) = (broker.clone(), session.clone());
     let stepped = tokio::task::spawn_blocking(move || {
         let security = &b.security;
-        s.authenticate(&token, |user, m| security.credential(user, m), security.reauth_ms)
+        let plain_users = security.plain_users(&s.listener.name);
+        s.authenticate(&token, |user, m| security.credential(user, m), plain_users, security.reauth_ms)
     })
     .await;
     let Ok(stepped) = stepped else {

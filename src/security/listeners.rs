@@ -82,8 +82,13 @@ pub fn controller_listener(config: &BrokerConfig) -> Result<Option<ListenerSpec>
     Ok(all_listeners(config)?.into_iter().find(|l| l.name == name))
 }
 
-fn all_listeners(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
-    let controllers = controller_names(config);
+/// Every listener: the client ones and the controller's.
+pub fn every_listener(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
+    all_listeners(config)
+}
+
+/// `listener.security.protocol.map`: listener name → security protocol.
+fn protocol_map(config: &BrokerConfig) -> Result<BTreeMap<String, SecurityProtocol>, String> {
     let mut map = BTreeMap::new();
     for pair in entries(&config.get("listener.security.protocol.map")) {
         let (name, proto) = pair
@@ -93,6 +98,21 @@ fn all_listeners(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
             .ok_or_else(|| format!("listener.security.protocol.map: unknown security protocol '{proto}'"))?;
         map.insert(name.trim().to_ascii_uppercase(), proto);
     }
+    Ok(map)
+}
+
+/// The controller listener's name and protocol as every node (voter or broker) connects to
+/// it: the first of `controller.listener.names`, its protocol from the map (PLAINTEXT when
+/// the map leaves it out, as Kafka takes a CONTROLLER listener).
+pub fn controller_protocol(config: &BrokerConfig) -> Result<Option<(String, SecurityProtocol)>, String> {
+    let Some(name) = controller_names(config).into_iter().next() else { return Ok(None) };
+    let protocol = protocol_map(config)?.get(&name).copied().unwrap_or(SecurityProtocol::Plaintext);
+    Ok(Some((name, protocol)))
+}
+
+fn all_listeners(config: &BrokerConfig) -> Result<Vec<ListenerSpec>, String> {
+    let controllers = controller_names(config);
+    let map = protocol_map(config)?;
     let mut advertised = BTreeMap::new();
     for entry in entries(&config.get("advertised.listeners")) {
         let (name, addr) = split_entry(entry);

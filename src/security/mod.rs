@@ -6,7 +6,9 @@
 //! certificate's subject, and the `SASL_*` protocols are the authenticated user.
 
 pub mod acl;
+pub mod jaas;
 pub mod listeners;
+pub mod principal_mapping;
 pub mod quota;
 pub mod sasl;
 pub mod scram;
@@ -98,6 +100,11 @@ pub struct Security {
     pub reauth_ms: i64,
     quota_sensors: quota::QuotaManager,
     quota_window: quota::Window,
+    /// `ssl.principal.mapping.rules`, and each listener's own where it has one.
+    principal_mapping: principal_mapping::PrincipalMapper,
+    listener_principal_mapping: BTreeMap<String, principal_mapping::PrincipalMapper>,
+    /// PLAIN users each SASL listener accepts from its JAAS `user_<name>` entries, by listener.
+    plain_users: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Security {
@@ -124,7 +131,26 @@ impl Security {
             }
             mechanisms.push(m.to_string());
         }
+        let principal_mapping = principal_mapping::PrincipalMapper::parse(&config.get("ssl.principal.mapping.rules"))?;
+        let mut listener_principal_mapping = BTreeMap::new();
+        let mut plain_users = BTreeMap::new();
+        for listener in listeners::every_listener(config)? {
+            let rules = config.listener_get(&listener.name, "ssl.principal.mapping.rules");
+            if rules != config.get("ssl.principal.mapping.rules") {
+                listener_principal_mapping
+                    .insert(listener.name.clone(), principal_mapping::PrincipalMapper::parse(&rules)?);
+            }
+            if let Some(text) = config.listener_jaas(&listener.name, "PLAIN").filter(|_| listener.protocol.uses_sasl()) {
+                let jaas = jaas::JaasConfig::parse(&text)?;
+                if jaas.family() == "PLAIN" {
+                    plain_users.insert(listener.name.clone(), jaas.plain_users());
+                }
+            }
+        }
         Ok(Security {
+            principal_mapping,
+            listener_principal_mapping,
+            plain_users,
             image: parking_lot::RwLock::new(image),
             authorizer: acl::Authorizer {
                 enabled,
@@ -139,6 +165,23 @@ impl Security {
                 num: config.get_i64("quota.window.num").max(1) as usize,
             },
         })
+    }
+
+    /// The principal of a connection whose verified certificate is `cert`, mapped by the
+    /// listener's `ssl.principal.mapping.rules`; an error when no rule applies.
+    pub fn certificate_principal(
+        &self,
+        listener: &str,
+        cert: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Result<Principal, String> {
+        let subject = tls::certificate_subject(cert).ok_or("the certificate's subject cannot be read")?;
+        let mapper = self.listener_principal_mapping.get(listener).unwrap_or(&self.principal_mapping);
+        mapper.name(&subject).map(Principal::user)
+    }
+
+    /// The PLAIN users `listener` accepts from its JAAS `user_<name>` entries.
+    pub fn plain_users(&self, listener: &str) -> Option<&BTreeMap<String, String>> {
+        self.plain_users.get(listener)
     }
 
     /// Takes in the security part of a newer metadata image.

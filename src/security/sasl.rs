@@ -181,18 +181,22 @@ impl Session {
         Ok(())
     }
 
-    /// One step of the exchange. `lookup` finds a user's SCRAM credential; `reauth_ms` is
+    /// One step of the exchange. `lookup` finds a user's SCRAM credential, `plain_users` are
+    /// the listener's JAAS `user_<name>` entries (checked first for PLAIN); `reauth_ms` is
     /// `connections.max.reauth.ms`.
     pub fn authenticate(
         &self,
         token: &[u8],
         lookup: impl Fn(&str, Mechanism) -> Option<Credential>,
+        plain_users: Option<&std::collections::BTreeMap<String, String>>,
         reauth_ms: i64,
     ) -> Result<AuthStep, AuthError> {
         let mut state = self.state.lock();
         let (user, reply) = match std::mem::replace(&mut state.stage, Stage::Idle) {
             Stage::Idle => return Err(AuthError::MalformedPlain),
-            Stage::Handshaken { mechanism: SaslMechanism::Plain, .. } => (verify_plain(token, &lookup)?, Vec::new()),
+            Stage::Handshaken { mechanism: SaslMechanism::Plain, .. } => {
+                (verify_plain(token, &lookup, plain_users)?, Vec::new())
+            }
             Stage::Handshaken { mechanism: SaslMechanism::Scram(m), raw } => {
                 match ScramServer::Start(m).step(token, &lookup)? {
                     Step::Continue(server, challenge) => {
@@ -248,9 +252,13 @@ impl Session {
     }
 }
 
-/// PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`, checked against the user's SCRAM
-/// credentials (any mechanism).
-fn verify_plain(token: &[u8], lookup: &impl Fn(&str, Mechanism) -> Option<Credential>) -> Result<String, AuthError> {
+/// PLAIN (RFC 4616): `[authzid] NUL authcid NUL passwd`, checked against the listener's JAAS
+/// users (as Kafka's PlainLoginModule does), else the user's SCRAM credentials (any mechanism).
+fn verify_plain(
+    token: &[u8],
+    lookup: &impl Fn(&str, Mechanism) -> Option<Credential>,
+    plain_users: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<String, AuthError> {
     let text = std::str::from_utf8(token).map_err(|_| AuthError::MalformedPlain)?;
     let mut parts = text.split('\0');
     let (Some(authzid), Some(user), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
@@ -260,10 +268,13 @@ fn verify_plain(token: &[u8], lookup: &impl Fn(&str, Mechanism) -> Option<Creden
     if user.is_empty() || password.is_empty() || (!authzid.is_empty() && authzid != user) {
         return Err(AuthError::MalformedPlain);
     }
-    let verified = Mechanism::ALL
-        .into_iter()
-        .find_map(|m| lookup(user, m).map(|c| (m, c)))
-        .is_some_and(|(m, c)| c.matches_password(m, password));
+    let verified = match plain_users.and_then(|users| users.get(user)) {
+        Some(expected) => super::scram::constant_time_eq(expected.as_bytes(), password.as_bytes()),
+        None => Mechanism::ALL
+            .into_iter()
+            .find_map(|m| lookup(user, m).map(|c| (m, c)))
+            .is_some_and(|(m, c)| c.matches_password(m, password)),
+    };
     if verified {
         Ok(user.to_string())
     } else {
@@ -287,9 +298,9 @@ mod tests {
         let s = sasl_session();
         assert!(!s.is_authenticated());
         s.handshake(SaslMechanism::Plain, 1).unwrap();
-        assert!(matches!(s.authenticate(b"\0alice\0nope", lookup, 0), Err(AuthError::BadPassword)));
+        assert!(matches!(s.authenticate(b"\0alice\0nope", lookup, None, 0), Err(AuthError::BadPassword)));
         s.handshake(SaslMechanism::Plain, 1).unwrap();
-        assert!(matches!(s.authenticate(b"\0alice\0pw", lookup, 1000), Ok(AuthStep::Done { lifetime_ms: 1000, .. })));
+        assert!(matches!(s.authenticate(b"\0alice\0pw", lookup, None, 1000), Ok(AuthStep::Done { lifetime_ms: 1000, .. })));
         assert_eq!(s.principal(), Principal::user("alice"));
         assert!(!s.expired(Instant::now()));
         assert!(s.expired(Instant::now() + Duration::from_secs(2)));
@@ -297,8 +308,20 @@ mod tests {
         let other = Credential::new(Mechanism::Sha512, "pw", 4096);
         let lookup2 = |u: &str, m: Mechanism| (u == "bob" && m == Mechanism::Sha512).then(|| other.clone());
         s.handshake(SaslMechanism::Plain, 1).unwrap();
-        assert!(matches!(s.authenticate(b"\0bob\0pw", lookup2, 0), Err(AuthError::PrincipalChanged { .. })));
+        assert!(matches!(s.authenticate(b"\0bob\0pw", lookup2, None, 0), Err(AuthError::PrincipalChanged { .. })));
         assert!(s.handshake(SaslMechanism::Plain, 0).is_err(), "re-authentication needs v1");
+    }
+
+    #[test]
+    fn plain_checks_the_listeners_jaas_users_first() {
+        let users: std::collections::BTreeMap<String, String> = [("carol".to_string(), "c-pw".to_string())].into();
+        let none = |_: &str, _: Mechanism| None;
+        let s = sasl_session();
+        s.handshake(SaslMechanism::Plain, 1).unwrap();
+        assert!(matches!(s.authenticate(b"\0carol\0wrong", none, Some(&users), 0), Err(AuthError::BadPassword)));
+        s.handshake(SaslMechanism::Plain, 1).unwrap();
+        assert!(s.authenticate(b"\0carol\0c-pw", none, Some(&users), 0).is_ok());
+        assert_eq!(s.principal(), Principal::user("carol"));
     }
 
     #[test]
@@ -307,7 +330,7 @@ mod tests {
         for bad in [&b""[..], b"alice", b"\0alice", b"\0\0pw", b"bob\0alice\0pw", b"\0a\0b\0c", b"\xff\0a\0b"] {
             let s = sasl_session();
             s.handshake(SaslMechanism::Plain, 1).unwrap();
-            assert!(s.authenticate(bad, lookup, 0).is_err(), "{bad:?}");
+            assert!(s.authenticate(bad, lookup, None, 0).is_err(), "{bad:?}");
         }
     }
 }

@@ -10,7 +10,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
-use super::Principal;
 use crate::config::BrokerConfig;
 
 /// `ssl.client.auth`: whether clients must (or may) present a certificate.
@@ -21,17 +20,30 @@ enum ClientAuth {
     Required,
 }
 
-/// Reads PEM from the inline config `inline` or else the file named by `location`.
-fn pem_source(config: &BrokerConfig, inline: &str, location: &str) -> Result<Option<Vec<u8>>, String> {
-    let text = config.get(inline);
+/// Reads PEM from the inline config `inline` or else the file named by `location`, as set for
+/// `listener` (its `listener.name.<listener>.` override, else the broker-wide value).
+fn pem_source(config: &BrokerConfig, listener: &str, inline: &str, location: &str) -> Result<Option<Vec<u8>>, String> {
+    let text = config.listener_get(listener, inline);
     if !text.trim().is_empty() {
         return Ok(Some(text.into_bytes()));
     }
-    let path = config.get(location);
+    let path = config.listener_get(listener, location);
     if path.trim().is_empty() {
         return Ok(None);
     }
     std::fs::read(path.trim()).map(Some).map_err(|e| format!("{location}: cannot read {path}: {e}"))
+}
+
+/// The listener's keystore as PEM: (certificate chain, private key), if it has one.
+pub fn keystore_pem(config: &BrokerConfig, listener: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+    let chain = pem_source(config, listener, "ssl.keystore.certificate.chain", "ssl.keystore.location")?;
+    let key = pem_source(config, listener, "ssl.keystore.key", "ssl.keystore.location")?;
+    Ok(chain.zip(key))
+}
+
+/// The listener's truststore as PEM, if it has one.
+pub fn truststore_pem(config: &BrokerConfig, listener: &str) -> Result<Option<Vec<u8>>, String> {
+    pem_source(config, listener, "ssl.truststore.certificates", "ssl.truststore.location")
 }
 
 pub(crate) fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -44,24 +56,26 @@ pub(crate) fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<
     Ok(certs)
 }
 
-/// Builds the TLS server configuration from the `ssl.*` keys.
-pub fn server_config(config: &BrokerConfig) -> Result<Arc<ServerConfig>, String> {
+/// Builds the TLS server configuration of `listener` from its `ssl.*` keys.
+pub fn server_config(config: &BrokerConfig, listener: &str) -> Result<Arc<ServerConfig>, String> {
     for key in ["ssl.keystore.type", "ssl.truststore.type"] {
-        if !config.get(key).eq_ignore_ascii_case("PEM") {
+        if !config.listener_get(listener, key).eq_ignore_ascii_case("PEM") {
             return Err(format!("{key}: Weir reads PEM only"));
         }
     }
-    if !config.get("ssl.key.password").is_empty() {
+    if !config.listener_get(listener, "ssl.key.password").is_empty() {
         return Err("ssl.key.password: encrypted private keys are not supported; give an unencrypted PEM key".into());
     }
-    let chain_pem = pem_source(config, "ssl.keystore.certificate.chain", "ssl.keystore.location")?
-        .ok_or("a TLS listener needs ssl.keystore.certificate.chain and ssl.keystore.key, or ssl.keystore.location")?;
-    let key_pem = pem_source(config, "ssl.keystore.key", "ssl.keystore.location")?
-        .ok_or("a TLS listener needs ssl.keystore.key (or ssl.keystore.location)")?;
+    let (chain_pem, key_pem) = keystore_pem(config, listener)?.ok_or_else(|| {
+        format!(
+            "TLS listener {listener} needs ssl.keystore.certificate.chain and ssl.keystore.key, or \
+             ssl.keystore.location"
+        )
+    })?;
     let chain = certificates(&chain_pem, "ssl.keystore")?;
     let key =
         PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("ssl.keystore: no usable private key: {e}"))?;
-    let client_auth = match config.get("ssl.client.auth").as_str() {
+    let client_auth = match config.listener_get(listener, "ssl.client.auth").as_str() {
         "required" => ClientAuth::Required,
         "requested" => ClientAuth::Requested,
         _ => ClientAuth::None,
@@ -73,7 +87,7 @@ pub fn server_config(config: &BrokerConfig) -> Result<Arc<ServerConfig>, String>
     let builder = if client_auth == ClientAuth::None {
         builder.with_no_client_auth()
     } else {
-        let trust_pem = pem_source(config, "ssl.truststore.certificates", "ssl.truststore.location")?
+        let trust_pem = truststore_pem(config, listener)?
             .ok_or("ssl.client.auth needs ssl.truststore.certificates or ssl.truststore.location")?;
         let mut roots = RootCertStore::empty();
         for cert in certificates(&trust_pem, "ssl.truststore")? {
@@ -87,9 +101,9 @@ pub fn server_config(config: &BrokerConfig) -> Result<Arc<ServerConfig>, String>
     Ok(Arc::new(server))
 }
 
-/// The principal of a verified client certificate: its subject as an RFC 2253 distinguished
-/// name (`CN=alice,OU=eng,O=Example`), as Kafka's default `ssl.principal.mapping.rules` gives.
-pub fn certificate_principal(cert: &CertificateDer<'_>) -> Option<Principal> {
+/// The subject of a verified certificate as an RFC 2253 distinguished name
+/// (`CN=alice,OU=eng,O=Example`), as Kafka writes it before `ssl.principal.mapping.rules`.
+pub fn certificate_subject(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let mut parts = Vec::new();
     // RFC 2253 writes the most specific RDN first: the reverse of the encoded order.
@@ -104,7 +118,7 @@ pub fn certificate_principal(cert: &CertificateDer<'_>) -> Option<Principal> {
             .collect();
         parts.push(attrs.join("+"));
     }
-    Some(Principal::user(parts.join(",")))
+    Some(parts.join(","))
 }
 
 /// RFC 2253's short names for the usual attribute types; others are written as the OID.
@@ -150,7 +164,7 @@ mod tests {
         params.distinguished_name.push(rcgen::DnType::CommonName, "writer");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        let principal = certificate_principal(cert.der()).unwrap();
-        assert_eq!(principal.to_string(), "User:CN=writer,O=Weir\\, Inc,C=DE");
+        let subject = certificate_subject(cert.der()).unwrap();
+        assert_eq!(subject, "CN=writer,O=Weir\\, Inc,C=DE");
     }
 }

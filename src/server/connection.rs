@@ -96,15 +96,16 @@ impl Connection {
                 Err(_) => Closed::Error("TLS handshake timed out".into()),
                 Ok(Err(e)) => Closed::Error(format!("TLS handshake failed: {e}")),
                 Ok(Ok(tls)) => {
-                    let principal = tls
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|certs| certs.first())
-                        .and_then(crate::security::tls::certificate_principal);
-                    let session = Arc::new(Session::new(self.listener.clone(), peer, principal));
-                    let (rd, wr) = tokio::io::split(tls);
-                    self.serve(rd, TlsWriter(wr), session).await
+                    let cert = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first());
+                    let mapped = cert.map(|c| broker.security.certificate_principal(&self.listener.name, c));
+                    match mapped.transpose() {
+                        Err(why) => Closed::Error(format!("client certificate refused: {why}")),
+                        Ok(principal) => {
+                            let session = Arc::new(Session::new(self.listener.clone(), peer, principal));
+                            let (rd, wr) = tokio::io::split(tls);
+                            self.serve(rd, TlsWriter(wr), session).await
+                        }
+                    }
                 }
             },
         };

@@ -65,14 +65,11 @@ struct Bound {
 /// Binds every configured listener (building TLS for those that need it).
 async fn bind_listeners(config: &BrokerConfig, broker: &Broker) -> anyhow::Result<Vec<Bound>> {
     let specs = crate::security::listeners::from_config(config).map_err(anyhow::Error::msg)?;
-    let mut tls_config = None;
     let mut bound = Vec::new();
     for spec in specs {
         let tls = if spec.protocol.uses_tls() {
-            if tls_config.is_none() {
-                tls_config = Some(crate::security::tls::server_config(config).map_err(anyhow::Error::msg)?);
-            }
-            tls_config.clone().map(tokio_rustls::TlsAcceptor::from)
+            let server = crate::security::tls::server_config(config, &spec.name).map_err(anyhow::Error::msg)?;
+            Some(tokio_rustls::TlsAcceptor::from(server))
         } else {
             None
         };

@@ -348,9 +348,11 @@ async fn call_leader<Req: Encodable, Resp: Decodable + HeaderVersion>(
     req: &Req,
 ) -> Result<Resp, DeadLetterError> {
     let leader = broker.topic(topic).and_then(|t| t.state(partition).map(|s| s.leader)).unwrap_or(-1);
-    let addr = broker.inter_broker_addr(leader).ok_or_else(|| DeadLetterError::Remote("no leader".into()))?;
-    let client_id = format!("weir-dlq-{}", broker.node_id);
-    crate::cluster::client::BrokerClient::call_once(&addr, client_id, api, version, req, Duration::from_secs(35))
+    if leader < 0 {
+        return Err(DeadLetterError::Remote("no leader".into()));
+    }
+    broker
+        .call_broker(leader, api, version, req, Duration::from_secs(35))
         .await
         .map_err(|e| DeadLetterError::Remote(e.to_string()))
 }

@@ -272,10 +272,10 @@ impl From<AdminError> for StateError {
 }
 
 /// Where a share-partition's state lives: a state partition this broker leads, or the
-/// address of the broker that does.
+/// broker that does.
 enum Coordinator {
     Local,
-    Remote(String),
+    Remote(i32),
 }
 
 /// The RPC forms of a snapshot (Write/ReadShareGroupState v0); Weir's pending dead letters
@@ -455,10 +455,10 @@ impl ShareStateStore {
             return self.ownership(broker, key).map(|()| Coordinator::Local).map_err(|e| StateError::Code(e.code()));
         }
         let leader = topic.state(index).map_or(-1, |s| s.leader);
-        let addr = broker
-            .inter_broker_addr(leader)
-            .ok_or_else(|| StateError::Unavailable(format!("no leader for {STATE_TOPIC}-{index}")))?;
-        Ok(Coordinator::Remote(addr))
+        if broker.inter_broker_addr(leader).is_none() {
+            return Err(StateError::Unavailable(format!("no leader for {STATE_TOPIC}-{index}")));
+        }
+        Ok(Coordinator::Remote(leader))
     }
 
     /// Writes a share-partition's state durably where it lives (`None`: deletes it): here
@@ -479,14 +479,14 @@ impl ShareStateStore {
         key: &SharePartitionKey,
         snapshot: Option<StateSnapshot>,
     ) -> Result<(), StateError> {
-        let addr = match self.coordinator(broker, key).await? {
+        let leader = match self.coordinator(broker, key).await? {
             Coordinator::Local => return Ok(self.persist(broker, key, snapshot).await?),
-            Coordinator::Remote(addr) => addr,
+            Coordinator::Remote(leader) => leader,
         };
         let code = match snapshot {
             Some(s) => {
                 let r: WriteShareGroupStateResponse =
-                    call(broker, &addr, ApiKey::WriteShareGroupState, &rpc::to_write(key, &s)).await?;
+                    call(broker, leader, ApiKey::WriteShareGroupState, &rpc::to_write(key, &s)).await?;
                 r.results.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code)
             }
             None => {
@@ -496,7 +496,7 @@ impl ShareStateStore {
                     .with_topics(vec![DeleteStateData::default()
                         .with_topic_id(key.topic_id)
                         .with_partitions(vec![PartitionData::default().with_partition(key.partition)])]);
-                let r: DeleteShareGroupStateResponse = call(broker, &addr, ApiKey::DeleteShareGroupState, &req).await?;
+                let r: DeleteShareGroupStateResponse = call(broker, leader, ApiKey::DeleteShareGroupState, &req).await?;
                 r.results.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code)
             }
         };
@@ -512,9 +512,9 @@ impl ShareStateStore {
     }
 
     async fn read_once(&self, broker: &Broker, key: &SharePartitionKey) -> Result<Option<StateSnapshot>, StateError> {
-        let addr = match self.coordinator(broker, key).await? {
+        let leader = match self.coordinator(broker, key).await? {
             Coordinator::Local => return Ok(self.stored(key)),
-            Coordinator::Remote(addr) => addr,
+            Coordinator::Remote(leader) => leader,
         };
         use kafka_protocol::messages::read_share_group_state_request::{PartitionData, ReadStateData};
         let req = ReadShareGroupStateRequest::default()
@@ -522,7 +522,7 @@ impl ShareStateStore {
             .with_topics(vec![ReadStateData::default()
                 .with_topic_id(key.topic_id)
                 .with_partitions(vec![PartitionData::default().with_partition(key.partition).with_leader_epoch(-1)])]);
-        let r: ReadShareGroupStateResponse = call(broker, &addr, ApiKey::ReadShareGroupState, &req).await?;
+        let r: ReadShareGroupStateResponse = call(broker, leader, ApiKey::ReadShareGroupState, &req).await?;
         let p = r.results.first().and_then(|t| t.partitions.first()).ok_or(StateError::Code(-1))?;
         if p.error_code != 0 {
             return Err(StateError::Code(p.error_code));
@@ -604,7 +604,7 @@ impl ShareStateStore {
     }
 }
 
-/// One share-state RPC to the coordinator at `addr`.
+/// One share-state RPC to the coordinator broker `to`.
 /// Runs a state read or write again while its coordinator is being elected, moves or loads
 /// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, unreachable),
 /// for up to [`COORDINATOR_RETRY`], re-finding the coordinator each time.
@@ -629,12 +629,12 @@ where
 
 async fn call<Req: Encodable, Resp: Decodable + HeaderVersion>(
     broker: &Broker,
-    addr: &str,
+    to: i32,
     key: ApiKey,
     req: &Req,
 ) -> Result<Resp, StateError> {
-    let client_id = format!("weir-share-{}", broker.node_id);
-    crate::cluster::client::BrokerClient::call_once(addr, client_id, key, 0, req, std::time::Duration::from_secs(15))
+    broker
+        .call_broker(to, key, 0, req, std::time::Duration::from_secs(15))
         .await
         .map_err(|e| StateError::Unavailable(e.to_string()))
 }

@@ -12,7 +12,6 @@ use kafka_protocol::messages::{ApiKey, ProducerId, TopicName, WriteTxnMarkersReq
 use kafka_protocol::ResponseError;
 
 use crate::broker::{now_ms, Broker};
-use crate::cluster::client::BrokerClient;
 use crate::coordinator::await_durable;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::handlers::str_bytes;
@@ -110,7 +109,9 @@ fn storage_code(e: &LogError) -> ResponseError {
 
 /// Sends `marker` for one partition to its leader, broker `leader`.
 async fn write_at(broker: &Broker, leader: i32, topic: &str, index: i32, marker: Marker) -> Result<(), ResponseError> {
-    let addr = broker.inter_broker_addr(leader).ok_or(ResponseError::LeaderNotAvailable)?;
+    if broker.inter_broker_addr(leader).is_none() {
+        return Err(ResponseError::LeaderNotAvailable);
+    }
     let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
         .with_producer_id(ProducerId(marker.producer_id))
         .with_producer_epoch(marker.producer_epoch)
@@ -119,11 +120,10 @@ async fn write_at(broker: &Broker, leader: i32, topic: &str, index: i32, marker:
         .with_topics(vec![WritableTxnMarkerTopic::default()
             .with_name(TopicName(str_bytes(topic.to_string())))
             .with_partition_indexes(vec![index])])]);
-    let client_id = format!("weir-txn-markers-{}", broker.node_id);
     let (key, version) = (ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION);
     let resp: WriteTxnMarkersResponse =
-        BrokerClient::call_once(&addr, client_id, key, version, &req, MARKER_CALL_TIMEOUT).await.map_err(|e| {
-            tracing::debug!(leader, %addr, error = %e, "cannot send a transaction marker");
+        broker.call_broker(leader, key, version, &req, MARKER_CALL_TIMEOUT).await.map_err(|e| {
+            tracing::debug!(leader, error = %e, "cannot send a transaction marker");
             ResponseError::NetworkException
         })?;
     let code = resp

@@ -15,7 +15,6 @@ use kafka_protocol::ResponseError;
 
 use super::TxnCoordinator;
 use crate::broker::Broker;
-use crate::cluster::client::BrokerClient;
 use crate::handlers::str_bytes;
 
 /// The first AddPartitionsToTxn version with the broker-to-broker batch form.
@@ -34,7 +33,9 @@ pub async fn verify_at_coordinator(
     index: i32,
 ) -> Result<(), ResponseError> {
     let coordinator = TxnCoordinator::coordinator_of(broker, id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let addr = broker.inter_broker_addr(coordinator).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    if broker.inter_broker_addr(coordinator).is_none() {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
     let req = AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
         .with_transactional_id(TransactionalId(str_bytes(id)))
         .with_producer_id(ProducerId(producer.0))
@@ -43,14 +44,13 @@ pub async fn verify_at_coordinator(
         .with_topics(vec![AddPartitionsToTxnTopic::default()
             .with_name(TopicName(str_bytes(topic)))
             .with_partitions(vec![index])])]);
-    let client_id = format!("weir-txn-verify-{}", broker.node_id);
-    let resp: AddPartitionsToTxnResponse =
-        BrokerClient::call_once(&addr, client_id, ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &req, VERIFY_TIMEOUT)
-            .await
-            .map_err(|e| {
-                tracing::debug!(coordinator, %addr, error = %e, "cannot verify a transactional batch");
-                ResponseError::NetworkException
-            })?;
+    let resp: AddPartitionsToTxnResponse = broker
+        .call_broker(coordinator, ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &req, VERIFY_TIMEOUT)
+        .await
+        .map_err(|e| {
+            tracing::debug!(coordinator, error = %e, "cannot verify a transactional batch");
+            ResponseError::NetworkException
+        })?;
     if let Some(e) = ResponseError::try_from_code(resp.error_code) {
         // a producer is not told of the brokers' own authorization
         return Err(if e == ResponseError::ClusterAuthorizationFailed { ResponseError::InvalidTxnState } else { e });

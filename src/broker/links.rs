@@ -1,0 +1,193 @@
+//! This broker's links to the other brokers: the inter-broker listener's client settings
+//! (TLS, SASL), one pool of reused connections for calls, and the record of replica fetches
+//! that fail — each cause logged as an ERROR once (not per attempt) and counted for
+//! `/metrics`, so a follower that cannot authenticate to its leader is never a silent one.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use super::Broker;
+use crate::client::connection::Connection;
+use crate::client::peers::PeerLink;
+use crate::client::pool::Pool;
+use crate::client::ClientError;
+
+/// Why a replica fetch failed, as `/metrics` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FetchFailure {
+    /// The leader's inter-broker listener cannot be reached (refused, timed out).
+    Unreachable,
+    /// The TLS handshake failed (an untrusted certificate, a plaintext peer).
+    Tls,
+    /// SASL authentication failed.
+    Authentication,
+    /// The leader refused this broker's principal (CLUSTER_AUTHORIZATION_FAILED).
+    Authorization,
+    /// The leader has no endpoint on the inter-broker listener.
+    NoListener,
+    /// Anything else (a leader error code, a broken response).
+    Other,
+}
+
+impl FetchFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            FetchFailure::Unreachable => "unreachable",
+            FetchFailure::Tls => "tls",
+            FetchFailure::Authentication => "authentication",
+            FetchFailure::Authorization => "authorization",
+            FetchFailure::NoListener => "no_listener",
+            FetchFailure::Other => "other",
+        }
+    }
+
+    pub fn of(e: &ClientError) -> FetchFailure {
+        match e {
+            ClientError::Unreachable { .. } => FetchFailure::Unreachable,
+            ClientError::Tls { .. } => FetchFailure::Tls,
+            ClientError::Authentication(_) => FetchFailure::Authentication,
+            ClientError::Kafka { code, .. } => match kafka_protocol::ResponseError::try_from_code(*code) {
+                Some(kafka_protocol::ResponseError::SaslAuthenticationFailed) => FetchFailure::Authentication,
+                Some(kafka_protocol::ResponseError::ClusterAuthorizationFailed) => FetchFailure::Authorization,
+                _ => FetchFailure::Other,
+            },
+            _ => FetchFailure::Other,
+        }
+    }
+
+    /// Causes a user must act on (credentials, certificates, ACLs, listeners): logged as
+    /// ERROR. The others come and go with leaders and restarts.
+    fn needs_attention(self) -> bool {
+        !matches!(self, FetchFailure::Unreachable | FetchFailure::Other)
+    }
+}
+
+/// Replica fetch failures by (leader, cause): a running count, and whether the cause is
+/// current (logged, and not logged again until a fetch from that leader succeeds).
+#[derive(Default)]
+pub struct FetchErrors {
+    counts: parking_lot::Mutex<BTreeMap<(i32, FetchFailure), (u64, bool)>>,
+}
+
+impl FetchErrors {
+    /// Counts a failure; returns whether it is new (to be logged).
+    fn record(&self, leader: i32, cause: FetchFailure) -> bool {
+        let mut counts = self.counts.lock();
+        let (count, current) = counts.entry((leader, cause)).or_default();
+        *count += 1;
+        !std::mem::replace(current, true)
+    }
+
+    /// A fetch from `leader` succeeded: its causes are over. Returns those that were current.
+    fn recovered(&self, leader: i32) -> Vec<FetchFailure> {
+        let mut counts = self.counts.lock();
+        let mut over = Vec::new();
+        for ((l, cause), (_, current)) in counts.iter_mut() {
+            if *l == leader && std::mem::replace(current, false) {
+                over.push(*cause);
+            }
+        }
+        over
+    }
+
+    /// (leader, cause, count, current) for every cause seen.
+    pub fn snapshot(&self) -> Vec<(i32, FetchFailure, u64, bool)> {
+        self.counts.lock().iter().map(|((l, c), (n, cur))| (*l, *c, *n, *cur)).collect()
+    }
+}
+
+/// How this broker talks to the others.
+pub struct BrokerLinks {
+    pub link: PeerLink,
+    pool: Pool,
+    pub fetch_errors: FetchErrors,
+}
+
+impl BrokerLinks {
+    pub fn new(link: PeerLink) -> BrokerLinks {
+        BrokerLinks { pool: Pool::new(link.client.clone()), link, fetch_errors: FetchErrors::default() }
+    }
+}
+
+impl Broker {
+    /// Where other brokers reach `broker`: its endpoint on the inter-broker listener.
+    pub(crate) fn inter_broker_addr(&self, broker: i32) -> Option<String> {
+        self.metadata_image().brokers.get(&broker)?.inter_broker_addr(&self.links.link.listener)
+    }
+
+    /// One request to broker `to` on the inter-broker listener (a pooled connection), answered
+    /// within `timeout`.
+    pub async fn call_broker<Req: Encodable, Resp: Decodable + HeaderVersion>(
+        &self,
+        to: i32,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClientError> {
+        let addr = self.inter_broker_addr(to).ok_or_else(|| self.no_listener(to))?;
+        self.links.pool.call(&addr, key, version, req, timeout).await
+    }
+
+    /// A connection of its own to broker `to` (a replica fetcher's).
+    pub(crate) async fn connect_to_broker(&self, to: i32) -> Result<Connection, ClientError> {
+        let addr = self.inter_broker_addr(to).ok_or_else(|| self.no_listener(to))?;
+        self.links.pool.open(&addr).await
+    }
+
+    fn no_listener(&self, to: i32) -> ClientError {
+        let detail = format!("it has no endpoint on the inter-broker listener {}", self.links.link.listener);
+        ClientError::NotFound(format!("broker {to}: {detail}"))
+    }
+
+    /// Notes a replica fetch from `leader` that failed; the first failure of each cause is an
+    /// ERROR (WARN for causes that pass by themselves), the rest only counted.
+    pub(crate) fn replica_fetch_failed(&self, leader: i32, topic: &str, partition: i32, e: &ClientError) {
+        let cause = match e {
+            ClientError::NotFound(_) => FetchFailure::NoListener,
+            e => FetchFailure::of(e),
+        };
+        if !self.links.fetch_errors.record(leader, cause) {
+            tracing::debug!(leader, topic, partition, error = %e, "replica fetch failed");
+            return;
+        }
+        let listener = &self.links.link.listener;
+        if cause.needs_attention() {
+            tracing::error!(
+                leader, topic, partition, listener = %listener, cause = cause.label(), error = %e,
+                "replica fetching from the leader fails: this broker cannot stay in sync with it"
+            );
+        } else {
+            tracing::warn!(leader, topic, partition, cause = cause.label(), error = %e, "replica fetch failed");
+        }
+    }
+
+    /// Notes a replica fetch from `leader` that succeeded, ending its failures.
+    pub(crate) fn replica_fetch_succeeded(&self, leader: i32) {
+        let over = self.links.fetch_errors.recovered(leader);
+        if over.iter().any(|c| c.needs_attention()) {
+            tracing::info!(leader, "replica fetching from the leader works again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_new_once_until_its_leader_recovers() {
+        let errors = FetchErrors::default();
+        assert!(errors.record(2, FetchFailure::Authentication));
+        assert!(!errors.record(2, FetchFailure::Authentication));
+        assert!(errors.record(3, FetchFailure::Authentication));
+        assert_eq!(errors.recovered(2), vec![FetchFailure::Authentication]);
+        assert!(errors.recovered(2).is_empty());
+        assert!(errors.record(2, FetchFailure::Authentication));
+        let snapshot = errors.snapshot();
+        assert_eq!(snapshot[0], (2, FetchFailure::Authentication, 3, true));
+    }
+}

@@ -13,13 +13,13 @@ use parking_lot::RwLock;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::client::peers::PeerLink;
 use crate::cluster::controller::{Controller, ControllerOp, Outcome, PartitionResult};
 use crate::cluster::features::FeatureUpdate;
 use crate::cluster::metadata_log::{
     BrokerRegistration, Endpoint, MetadataImage, MetadataLog, MetadataRecord, PartitionState, TopicMeta,
 };
 use crate::cluster::quorum::{Quorum, QuorumSettings, QuorumStatus};
-use crate::client::peers::PeerLink;
 use crate::config::{self, BrokerConfig, ConfigError, LogConfig};
 use crate::log::Log;
 use crate::partition::Partition;

@@ -128,7 +128,9 @@ fn sasl_credentials(
     };
     let enabled = config.listener_get(listener, "sasl.enabled.mechanisms");
     if !enabled.split(',').any(|m| m.trim().eq_ignore_ascii_case(&name)) {
-        return Err(format!("{mechanism_key} {name} is not in listener {listener}'s sasl.enabled.mechanisms ({enabled})"));
+        return Err(format!(
+            "{mechanism_key} {name} is not in listener {listener}'s sasl.enabled.mechanisms ({enabled})"
+        ));
     }
     let key = format!("listener.name.{}.{}.sasl.jaas.config", listener.to_ascii_lowercase(), name.to_ascii_lowercase());
     let text = config.listener_jaas(listener, &name).ok_or_else(|| {

@@ -52,7 +52,9 @@ pub fn connector(settings: &TlsSettings) -> Result<tokio_rustls::TlsConnector> {
     };
     let identity = match (&settings.identity_pem, &settings.certificate_location, &settings.key_location) {
         (Some((chain, key)), _, _) => Some((chain.clone(), key.clone())),
-        (None, Some(cert), Some(key)) => Some((read(cert, "ssl.certificate.location")?, read(key, "ssl.key.location")?)),
+        (None, Some(cert), Some(key)) => {
+            Some((read(cert, "ssl.certificate.location")?, read(key, "ssl.key.location")?))
+        }
         (None, None, None) => None,
         _ => return Err(ClientError::Config("ssl.certificate.location and ssl.key.location go together".into())),
     };

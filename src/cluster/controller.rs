@@ -825,7 +825,11 @@ impl Controller {
         let (session, heartbeat, listener) = {
             let c = self.config.read();
             let ms = |key: &str| Duration::from_millis(c.get_i64(key).max(1) as u64);
-            (ms("broker.session.timeout.ms"), ms("broker.heartbeat.interval.ms"), crate::client::peers::inter_broker_listener_name(&c))
+            (
+                ms("broker.session.timeout.ms"),
+                ms("broker.heartbeat.interval.ms"),
+                crate::client::peers::inter_broker_listener_name(&c),
+            )
         };
         // late: one and a half heartbeat intervals without one (at most a session)
         let late = (heartbeat * 3 / 2).min(session);

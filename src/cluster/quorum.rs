@@ -17,6 +17,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 
 use super::metadata_log::MetadataImage;
+use super::quorum_link::QuorumLink;
 use super::raft_log::{MetadataBatch, NodeId, RaftLog};
 use super::raft_net::{Identity, MetadataFetcher, Network, Raft, Served, Suspects};
 use super::raft_state::MetadataState;
@@ -42,6 +43,8 @@ pub struct QuorumSettings {
     /// (KIP-853): it waits, serving its controller listener, until the active controller
     /// adds it (AddRaftVoter), or finds the quorum it already joined in its own log.
     pub joining: bool,
+    /// How quorum connections are secured (the controller listener's protocol).
+    pub link: Arc<QuorumLink>,
 }
 
 impl QuorumSettings {
@@ -54,6 +57,7 @@ impl QuorumSettings {
             cluster_id: None,
             observer: false,
             joining: false,
+            link: Default::default(),
         }
     }
 
@@ -97,6 +101,7 @@ impl QuorumSettings {
             cluster_id: None,
             observer,
             joining: false,
+            link: Default::default(),
         };
         if !controller {
             if voters.is_empty() {
@@ -107,7 +112,8 @@ impl QuorumSettings {
                     "node.id {node_id} is among controller.quorum.voters, but process.roles has no controller"
                 ));
             }
-            return Ok((settings(true), None));
+            let link = QuorumLink::from_config(config, node_id as i32, false)?;
+            return Ok((QuorumSettings { link: Arc::new(link), ..settings(true) }, None));
         }
         let joining = voters.is_empty() && !list("controller.quorum.bootstrap.servers").is_empty();
         if !joining && !voters.contains_key(&node_id) {
@@ -118,7 +124,8 @@ impl QuorumSettings {
         }
         let listener = crate::security::listeners::controller_listener(config)?
             .ok_or("process.roles includes controller, but controller.listener.names names no listener in listeners")?;
-        Ok((QuorumSettings { joining, ..settings(false) }, Some(listener.bind)))
+        let link = Arc::new(QuorumLink::from_config(config, node_id as i32, true)?);
+        Ok((QuorumSettings { joining, link, ..settings(false) }, Some(listener.bind)))
     }
 
     /// Whether this is a quorum of one (a single broker with no quorum settings).
@@ -225,6 +232,7 @@ impl Quorum {
             known: settings.cluster_id.clone(),
             image: Some(state.image.clone()),
             refusals: Default::default(),
+            link: settings.link.clone(),
         };
         let voters: BTreeMap<NodeId, BasicNode> =
             settings.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();

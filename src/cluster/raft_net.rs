@@ -17,13 +17,16 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::BasicNode;
+
+use crate::client::config::SaslMechanism;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::controller::{Controller, ControllerOp, Outcome};
 use super::metadata_log::MetadataImage;
+use super::quorum_link::{QuorumLink, Stream};
 use super::raft_log::{MetadataRaft, NodeId};
 use super::raft_state::{MetadataChanges, MetadataState};
 
@@ -56,6 +59,8 @@ pub struct Identity {
     pub image: Option<Arc<parking_lot::RwLock<MetadataImage>>>,
     /// Voters that refused this node, with their reasons (cleared when one accepts).
     pub refusals: Arc<parking_lot::Mutex<BTreeMap<NodeId, String>>>,
+    /// How connections are secured (TLS, SASL) and who is let in.
+    pub link: Arc<QuorumLink>,
 }
 
 impl Identity {
@@ -126,11 +131,26 @@ impl Suspects {
     }
 }
 
-/// Connects to the quorum member at `addr` and introduces this node; a refusal is an error
-/// of kind `PermissionDenied` carrying the member's reason.
-async fn connect(identity: &Identity, to: Option<NodeId>, addr: &str) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let _ = stream.set_nodelay(true);
+/// Connects to the quorum member at `addr` (TLS and SASL as the link says) and introduces
+/// this node; a refusal is an error of kind `PermissionDenied` carrying the member's reason.
+async fn connect(identity: &Identity, to: Option<NodeId>, addr: &str) -> io::Result<Stream> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let secured = async {
+        let mut stream = identity.link.connect(tcp, addr).await?;
+        if let Some((mechanism, user, password)) = &identity.link.sasl {
+            authenticate(&mut stream, mechanism, user, password).await?;
+        }
+        Ok::<_, io::Error>(stream)
+    };
+    let mut stream = match secured.await {
+        Ok(stream) => stream,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            identity.note(to, &Err(e.to_string()));
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     write_frame(&mut stream, &Request::Hello(identity.hello(to))).await?;
     let answer = match read_frame::<Response>(&mut stream).await? {
         Response::Hello(answer) => answer,
@@ -140,8 +160,85 @@ async fn connect(identity: &Identity, to: Option<NodeId>, addr: &str) -> io::Res
     answer.map(|()| stream).map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
 }
 
+/// The caller's side of a SASL exchange on the controller listener.
+async fn authenticate(stream: &mut Stream, mechanism: &SaslMechanism, user: &str, password: &str) -> io::Result<()> {
+    let denied = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    match mechanism {
+        SaslMechanism::Plain => {
+            sasl_step(stream, "PLAIN", format!("\0{user}\0{password}").into_bytes()).await?;
+        }
+        SaslMechanism::Scram(m) => {
+            let (mut scram, first) = crate::security::scram::ScramClient::start(*m, user, password);
+            let challenge = sasl_step(stream, m.name(), first).await?;
+            let last = scram.respond(&challenge).map_err(|e| denied(format!("SASL {}: {e}", m.name())))?;
+            let server_final = sasl_step(stream, m.name(), last).await?;
+            scram
+                .verify(&server_final)
+                .map_err(|_| denied("the controller could not prove it knows the credential".into()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn sasl_step(stream: &mut Stream, mechanism: &str, token: Vec<u8>) -> io::Result<Vec<u8>> {
+    write_frame(stream, &Request::Sasl { mechanism: mechanism.to_string(), token }).await?;
+    match read_frame::<Response>(stream).await? {
+        Response::Sasl(Ok(reply)) => Ok(reply),
+        Response::Sasl(Err(why)) => Err(io::Error::new(io::ErrorKind::PermissionDenied, why)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "quorum member answered another request")),
+    }
+}
+
+/// The server's side of a SASL exchange: the caller's principal, or why it was refused (the
+/// caller is told only that authentication failed).
+async fn serve_sasl(
+    stream: &mut Stream,
+    peer: std::net::SocketAddr,
+    served: &Served,
+) -> Result<crate::security::Principal, String> {
+    use crate::security::sasl::{AuthStep, ListenerInfo, SaslMechanism as Mechanism, Session};
+    let link = &served.identity.link;
+    let listener = ListenerInfo { name: link.listener.clone(), protocol: link.protocol };
+    let session = Session::new(Arc::new(listener), peer, None);
+    let lookup = |user: &str, m: crate::security::scram::Mechanism| {
+        served.state.image.read().security.scram.get(&(user.to_string(), m)).cloned()
+    };
+    loop {
+        let Ok(Request::Sasl { mechanism, token }) = read_frame::<Request>(stream).await else {
+            return Err("the controller listener needs SASL authentication first".into());
+        };
+        if !session.in_exchange() {
+            let known = Mechanism::from_name(&mechanism).filter(|_| link.mechanisms.contains(&mechanism));
+            let Some(m) = known else {
+                let why = format!("SASL mechanism {mechanism} is not enabled on the controller listener");
+                let _ = write_frame(stream, &Response::Sasl(Err(why.clone()))).await;
+                return Err(why);
+            };
+            session.handshake(m, 1).map_err(str::to_string)?;
+        }
+        match session.authenticate(&token, lookup, Some(&link.plain_users), 0) {
+            Ok(AuthStep::Challenge(challenge)) => {
+                write_frame(stream, &Response::Sasl(Ok(challenge))).await.map_err(|e| e.to_string())?;
+            }
+            Ok(AuthStep::Done { principal, reply, .. }) => {
+                write_frame(stream, &Response::Sasl(Ok(reply))).await.map_err(|e| e.to_string())?;
+                return Ok(principal);
+            }
+            Err(e) => {
+                let _ = write_frame(stream, &Response::Sasl(Err("authentication failed".into()))).await;
+                return Err(format!("SASL {mechanism} authentication failed: {e}"));
+            }
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 enum Request {
+    /// One SASL token of the caller, before its hello on SASL listeners.
+    Sasl {
+        mechanism: String,
+        token: Vec<u8>,
+    },
     Hello(Hello),
     AppendEntries(AppendEntriesRequest<MetadataRaft>),
     Vote(VoteRequest<NodeId>),
@@ -172,6 +269,7 @@ pub type ForwardResult = Result<(Outcome, u64), RemoteAdminError>;
 
 #[derive(Serialize, Deserialize)]
 enum Response {
+    Sasl(Result<Vec<u8>, String>),
     Hello(Result<(), String>),
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
@@ -180,15 +278,16 @@ enum Response {
     Metadata(Result<MetadataUpdate, String>),
 }
 
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+async fn write_frame<T: Serialize>(stream: &mut (impl AsyncWrite + Unpin), value: &T) -> io::Result<()> {
     let body = serde_json::to_vec(value).map_err(io::Error::other)?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
-    stream.write_all(&frame).await
+    stream.write_all(&frame).await?;
+    stream.flush().await
 }
 
-async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+async fn read_frame<T: DeserializeOwned>(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<T> {
     let len = stream.read_u32().await? as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("raft frame of {len} bytes")));
@@ -220,14 +319,33 @@ pub async fn serve(listener: TcpListener, served: Served, controller: Option<std
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     peer: std::net::SocketAddr,
     served: Served,
     controller: Option<std::sync::Weak<Controller>>,
 ) {
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let link = served.identity.link.clone();
+    let (mut stream, certified) = match link.accept(tcp).await {
+        Ok(accepted) => accepted,
+        Err(why) => {
+            tracing::warn!(%peer, reason = %why, "refused a metadata quorum connection");
+            return;
+        }
+    };
+    let principal = match link.protocol.uses_sasl() {
+        true => match serve_sasl(&mut stream, peer, &served).await {
+            Ok(principal) => principal,
+            Err(why) => {
+                tracing::warn!(%peer, reason = %why, "refused a metadata quorum connection");
+                return;
+            }
+        },
+        false => certified.unwrap_or_else(crate::security::Principal::anonymous),
+    };
+    let authorized = || link.authorize(&principal, &peer.ip().to_string(), &served.state.image.read().security.acls);
     let (answer, from) = match read_frame::<Request>(&mut stream).await {
-        Ok(Request::Hello(hello)) => (served.identity.check(&hello), hello.from),
+        Ok(Request::Hello(hello)) => (served.identity.check(&hello).and_then(|()| authorized()), hello.from),
         Ok(_) => (Err("a quorum connection must open with a hello".to_string()), 0),
         Err(_) => return,
     };
@@ -241,6 +359,7 @@ async fn serve_connection(
     while let Ok(request) = read_frame::<Request>(&mut stream).await {
         let raft = &served.raft;
         let response = match request {
+            Request::Sasl { .. } => Response::Sasl(Err("already authenticated".into())),
             Request::Hello(hello) => Response::Hello(served.identity.check(&hello)),
             Request::AppendEntries(r) => Response::AppendEntries(raft.append_entries(r).await),
             Request::Vote(r) => Response::Vote(raft.vote(r).await),
@@ -281,7 +400,7 @@ async fn fetch_metadata(served: &Served, after: u64) -> Result<MetadataUpdate, S
 /// An observer's connection to one voter, for metadata fetches.
 pub struct MetadataFetcher {
     identity: Identity,
-    connection: Option<(NodeId, TcpStream)>,
+    connection: Option<(NodeId, Stream)>,
 }
 
 impl MetadataFetcher {
@@ -332,7 +451,7 @@ pub struct Peer {
     addr: String,
     identity: Identity,
     suspects: Arc<Suspects>,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
 }
 
 impl RaftNetworkFactory<MetadataRaft> for Network {
@@ -517,12 +636,12 @@ mod tests {
         // a node of another cluster, or one that means another node, is refused at once
         let node1 = &voters[&1].addr;
         let foreign = Identity { node_id: 4, known: Some("b".into()), ..Default::default() };
-        let refused = connect(&foreign, Some(1), node1).await.expect_err("refused");
+        let refused = connect(&foreign, Some(1), node1).await.err().expect("refused");
         assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
         assert!(refused.to_string().contains("cluster b"), "{refused}");
         assert!(foreign.refusals.lock().contains_key(&1));
         let member = Identity { node_id: 2, known: Some("a".into()), ..Default::default() };
-        let misdirected = connect(&member, Some(3), node1).await.expect_err("refused");
+        let misdirected = connect(&member, Some(3), node1).await.err().expect("refused");
         assert!(misdirected.to_string().contains("this is node 1"), "{misdirected}");
         let newcomer = Identity { node_id: 4, ..Default::default() };
         assert!(connect(&newcomer, Some(1), node1).await.is_ok(), "a node with no cluster id yet is let in");

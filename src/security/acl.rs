@@ -204,7 +204,32 @@ pub struct Authorizer {
     pub allow_if_no_acl: bool,
 }
 
+/// The names `authorizer.class.name` accepts for the ACL authorizer.
+const AUTHORIZER_NAMES: &[&str] =
+    &["acl", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
+
 impl Authorizer {
+    /// The authorizer `authorizer.class.name`, `super.users` and
+    /// `allow.everyone.if.no.acl.found` configure.
+    pub fn from_config(config: &crate::config::BrokerConfig) -> Result<Authorizer, String> {
+        let class = config.get("authorizer.class.name");
+        let enabled = match class.trim() {
+            "" => false,
+            name if AUTHORIZER_NAMES.contains(&name) => true,
+            other => return Err(format!("authorizer.class.name: unknown authorizer '{other}' (use 'acl')")),
+        };
+        let super_users = config
+            .get("super.users")
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Principal::parse(s).map(|p| p.to_string()).ok_or_else(|| format!("super.users: '{s}' is not Type:name"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Authorizer { enabled, super_users, allow_if_no_acl: config.get_bool("allow.everyone.if.no.acl.found") })
+    }
+
     /// Whether `principal` connecting from `host` may perform `operation` on the resource.
     pub fn authorize(
         &self,

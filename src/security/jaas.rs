@@ -86,7 +86,8 @@ impl Tokens<'_> {
 
     fn word(&mut self) -> Option<String> {
         self.skip_space();
-        let end = self.rest.find(|c: char| c.is_whitespace() || c == '=' || c == ';' || c == '"').unwrap_or(self.rest.len());
+        let end =
+            self.rest.find(|c: char| c.is_whitespace() || c == '=' || c == ';' || c == '"').unwrap_or(self.rest.len());
         (end > 0).then(|| {
             let (w, rest) = self.rest.split_at(end);
             self.rest = rest;

@@ -86,10 +86,6 @@ impl SecurityImage {
     }
 }
 
-/// The names `authorizer.class.name` accepts for the ACL authorizer.
-const AUTHORIZER_NAMES: &[&str] =
-    &["acl", "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
-
 /// The broker's security state: the replayed image and the settings that use it.
 pub struct Security {
     image: parking_lot::RwLock<SecurityImage>,
@@ -109,21 +105,6 @@ pub struct Security {
 
 impl Security {
     pub fn new(config: &crate::config::BrokerConfig, image: SecurityImage) -> Result<Security, String> {
-        let class = config.get("authorizer.class.name");
-        let enabled = match class.trim() {
-            "" => false,
-            name if AUTHORIZER_NAMES.contains(&name) => true,
-            other => return Err(format!("authorizer.class.name: unknown authorizer '{other}' (use 'acl')")),
-        };
-        let super_users = config
-            .get("super.users")
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                Principal::parse(s).map(|p| p.to_string()).ok_or_else(|| format!("super.users: '{s}' is not Type:name"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let mut mechanisms = Vec::new();
         for m in config.get("sasl.enabled.mechanisms").split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if sasl::SaslMechanism::from_name(m).is_none() {
@@ -140,7 +121,8 @@ impl Security {
                 listener_principal_mapping
                     .insert(listener.name.clone(), principal_mapping::PrincipalMapper::parse(&rules)?);
             }
-            if let Some(text) = config.listener_jaas(&listener.name, "PLAIN").filter(|_| listener.protocol.uses_sasl()) {
+            if let Some(text) = config.listener_jaas(&listener.name, "PLAIN").filter(|_| listener.protocol.uses_sasl())
+            {
                 let jaas = jaas::JaasConfig::parse(&text)?;
                 if jaas.family() == "PLAIN" {
                     plain_users.insert(listener.name.clone(), jaas.plain_users());
@@ -152,11 +134,7 @@ impl Security {
             listener_principal_mapping,
             plain_users,
             image: parking_lot::RwLock::new(image),
-            authorizer: acl::Authorizer {
-                enabled,
-                super_users,
-                allow_if_no_acl: config.get_bool("allow.everyone.if.no.acl.found"),
-            },
+            authorizer: acl::Authorizer::from_config(config)?,
             mechanisms,
             reauth_ms: config.get_i64("connections.max.reauth.ms"),
             quota_sensors: Default::default(),

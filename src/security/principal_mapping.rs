@@ -41,7 +41,8 @@ impl PrincipalMapper {
                 rules.push(Rule::Default);
                 rest = after;
             } else if let Some(after) = rest.strip_prefix("RULE:") {
-                let (pattern, after) = until_slash(after).ok_or_else(|| invalid("a rule's pattern has no closing '/'"))?;
+                let (pattern, after) =
+                    until_slash(after).ok_or_else(|| invalid("a rule's pattern has no closing '/'"))?;
                 let (replacement, after) =
                     until_slash(after).ok_or_else(|| invalid("a rule's replacement has no closing '/'"))?;
                 let (case, after) = match after.chars().next() {
@@ -141,8 +142,14 @@ mod tests {
              RULE:^.*[Cc][Nn]=([a-zA-Z0-9.]*).*$/$1/L, DEFAULT",
         )
         .unwrap();
-        assert_eq!(m.name("CN=serviceuser,OU=ServiceUsers,O=Unknown,L=Unknown,ST=Unknown,C=Unknown").unwrap(), "serviceuser");
-        assert_eq!(m.name("CN=adminUser,OU=Admin,O=Unknown,L=Unknown,ST=Unknown,C=Unknown").unwrap(), "adminuser@admin");
+        assert_eq!(
+            m.name("CN=serviceuser,OU=ServiceUsers,O=Unknown,L=Unknown,ST=Unknown,C=Unknown").unwrap(),
+            "serviceuser"
+        );
+        assert_eq!(
+            m.name("CN=adminUser,OU=Admin,O=Unknown,L=Unknown,ST=Unknown,C=Unknown").unwrap(),
+            "adminuser@admin"
+        );
         assert_eq!(m.name("OU=x,cn=Broker1.example").unwrap(), "broker1.example");
         assert_eq!(m.name("O=nobody").unwrap(), "O=nobody");
         assert_eq!(PrincipalMapper::parse("RULE:^CN=(.*?),.*$/$1/U").unwrap().name("CN=ab,O=x").unwrap(), "AB");

@@ -300,7 +300,10 @@ mod tests {
         s.handshake(SaslMechanism::Plain, 1).unwrap();
         assert!(matches!(s.authenticate(b"\0alice\0nope", lookup, None, 0), Err(AuthError::BadPassword)));
         s.handshake(SaslMechanism::Plain, 1).unwrap();
-        assert!(matches!(s.authenticate(b"\0alice\0pw", lookup, None, 1000), Ok(AuthStep::Done { lifetime_ms: 1000, .. })));
+        assert!(matches!(
+            s.authenticate(b"\0alice\0pw", lookup, None, 1000),
+            Ok(AuthStep::Done { lifetime_ms: 1000, .. })
+        ));
         assert_eq!(s.principal(), Principal::user("alice"));
         assert!(!s.expired(Instant::now()));
         assert!(s.expired(Instant::now() + Duration::from_secs(2)));

@@ -34,8 +34,11 @@ fn pem_source(config: &BrokerConfig, listener: &str, inline: &str, location: &st
     std::fs::read(path.trim()).map(Some).map_err(|e| format!("{location}: cannot read {path}: {e}"))
 }
 
+/// A certificate chain and its private key, as PEM.
+pub type PemIdentity = (Vec<u8>, Vec<u8>);
+
 /// The listener's keystore as PEM: (certificate chain, private key), if it has one.
-pub fn keystore_pem(config: &BrokerConfig, listener: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+pub fn keystore_pem(config: &BrokerConfig, listener: &str) -> Result<Option<PemIdentity>, String> {
     let chain = pem_source(config, listener, "ssl.keystore.certificate.chain", "ssl.keystore.location")?;
     let key = pem_source(config, listener, "ssl.keystore.key", "ssl.keystore.location")?;
     Ok(chain.zip(key))

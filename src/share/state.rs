@@ -496,7 +496,8 @@ impl ShareStateStore {
                     .with_topics(vec![DeleteStateData::default()
                         .with_topic_id(key.topic_id)
                         .with_partitions(vec![PartitionData::default().with_partition(key.partition)])]);
-                let r: DeleteShareGroupStateResponse = call(broker, leader, ApiKey::DeleteShareGroupState, &req).await?;
+                let r: DeleteShareGroupStateResponse =
+                    call(broker, leader, ApiKey::DeleteShareGroupState, &req).await?;
                 r.results.first().and_then(|t| t.partitions.first()).map_or(-1, |p| p.error_code)
             }
         };

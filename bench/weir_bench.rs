@@ -1196,7 +1196,8 @@ fn reassign(a: ReassignArgs) -> anyhow::Result<Value> {
     use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::StrBytes;
-    use weir::cluster::client::BrokerClient;
+    use weir::client::connection::Connection;
+    let client = weir::client::ClientConfig::new("");
     // where the partition is now (the leader's copy is what moves) and where it goes
     let probe: BaseConsumer = client_config(&a.target.bootstrap).create()?;
     let meta = probe.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
@@ -1230,7 +1231,7 @@ fn reassign(a: ReassignArgs) -> anyhow::Result<Value> {
             .with_topic(name())
             .with_partitions(vec![a.partition])]));
         let described: DescribeLogDirsResponse =
-            BrokerClient::connect(&source, "weir-bench".into()).await?.call(ApiKey::DescribeLogDirs, 1, &dirs).await?;
+            Connection::open(&source, &client).await?.call_at(ApiKey::DescribeLogDirs, 1, &dirs).await?;
         let bytes = described
             .results
             .iter()
@@ -1239,7 +1240,7 @@ fn reassign(a: ReassignArgs) -> anyhow::Result<Value> {
             .find(|p| p.partition_index == a.partition)
             .map_or(0, |p| p.partition_size);
         let sampler = BrokerSampler::start(&a.target.broker_pid);
-        let mut admin = BrokerClient::connect(&first, "weir-bench".into()).await?;
+        let mut admin = Connection::open(&first, &client).await?;
         let started = Instant::now();
         let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![ReassignableTopic::default()
             .with_name(name())
@@ -1247,12 +1248,12 @@ fn reassign(a: ReassignArgs) -> anyhow::Result<Value> {
                 .with_partition_index(a.partition)
                 .with_replicas(Some(target.clone()))])]);
         let resp: AlterPartitionReassignmentsResponse =
-            admin.call(ApiKey::AlterPartitionReassignments, 0, &req).await?;
+            admin.call_at(ApiKey::AlterPartitionReassignments, 0, &req).await?;
         let code = resp.responses.first().and_then(|t| t.partitions.first()).map_or(resp.error_code, |p| p.error_code);
         anyhow::ensure!(code == 0, "reassignment refused with error {code}");
         loop {
             let list: ListPartitionReassignmentsResponse = admin
-                .call(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default())
+                .call_at(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default())
                 .await?;
             if list
                 .topics

@@ -217,9 +217,38 @@ pub async fn render(broker: &Broker) -> String {
         }
     }
     render_dedup(&topics, &mut out);
+    render_replica_fetch_errors(broker, &mut out);
     render_share_groups(broker, &mut out);
     broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
+}
+
+/// Replica fetches that failed, by leader and cause (authentication, tls, authorization,
+/// no_listener, unreachable, other), and whether the cause is current.
+fn render_replica_fetch_errors(broker: &Broker, out: &mut String) {
+    let errors = broker.links.fetch_errors.snapshot();
+    let _ = writeln!(
+        out,
+        "# HELP weir_replica_fetch_errors_total Replica fetches from a leader that failed, by cause.\n\
+         # TYPE weir_replica_fetch_errors_total counter"
+    );
+    for (leader, cause, count, _) in &errors {
+        let _ =
+            writeln!(out, "weir_replica_fetch_errors_total{{leader=\"{leader}\",cause=\"{}\"}} {count}", cause.label());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_replica_fetch_failing 1 while fetches from the leader fail for this cause.\n\
+         # TYPE weir_replica_fetch_failing gauge"
+    );
+    for (leader, cause, _, current) in &errors {
+        let _ = writeln!(
+            out,
+            "weir_replica_fetch_failing{{leader=\"{leader}\",cause=\"{}\"}} {}",
+            cause.label(),
+            u8::from(*current)
+        );
+    }
 }
 
 /// Duplicate detection by message id: ids remembered per partition, duplicates dropped per

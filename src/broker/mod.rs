@@ -25,7 +25,7 @@ use crate::log::Log;
 use crate::partition::Partition;
 use crate::telemetry::{ClientTelemetry, Subscription, SubscriptionError};
 
-mod links;
+pub mod links;
 mod publish;
 mod replication;
 pub mod throttle;
@@ -372,6 +372,7 @@ impl Broker {
         let metadata_dir = data_dir.join(METADATA_DIR);
         let (mut settings, controller_bind) = QuorumSettings::from_config(&config).map_err(anyhow::Error::msg)?;
         settings.cluster_id = stored_cluster_id.clone().or_else(|| configured_cluster_id(&config));
+        let links = links::BrokerLinks::new(inter_broker_link(&config, node_id, settings.is_single())?);
         let controller_listener = match controller_bind {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(&addr)
@@ -416,7 +417,6 @@ impl Broker {
             })
             .collect();
         let security = crate::security::Security::new(&config, image.security.clone()).map_err(anyhow::Error::msg)?;
-        let links = links::BrokerLinks::new(inter_broker_link(&config, node_id, settings.is_single())?);
         let scram_users = config.scram_users().to_vec();
         let telemetry = ClientTelemetry::new(config.get_i64("telemetry.max.bytes").max(1) as usize);
         for (name, configs) in &image.client_metrics {

@@ -127,12 +127,23 @@ impl BinaryBroker {
             .args(extra)
             .env("RUST_LOG", std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn weir");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        // what the process says on stderr (why it refused to start) is part of its log
+        let errors = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[weir stderr] {line}");
+                if let Ok(mut l) = errors.lock() {
+                    l.push(line);
+                }
+            }
+        });
         let lines = log.clone();
         std::thread::spawn(move || {
             let mut sent = false;
@@ -211,9 +222,16 @@ impl Drop for BinaryBroker {
     }
 }
 
+/// Settings every client of a test binary adds, for a binary whose brokers all require them
+/// (TLS, SASL); set once before the first client.
+pub static CLIENT_SECURITY: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
 pub fn client_config(bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap).set("broker.address.family", "v4").set("log_level", "4");
+    for (k, v) in CLIENT_SECURITY.get().into_iter().flatten() {
+        c.set(k, v);
+    }
     c
 }
 

@@ -39,6 +39,22 @@ impl Pki {
         ]
     }
 
+    /// A certificate for 127.0.0.1/localhost with subject `CN=<cn>,O=Weir Tests`, usable by a
+    /// broker as its server and client certificate, written as one PEM file (key, then chain)
+    /// as `ssl.keystore.location` takes it.
+    pub fn node(&self, cn: &str) -> PathBuf {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::OrganizationName, "Weir Tests");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.ca).expect("node certificate");
+        let file = self.dir.path().join(format!("{cn}-keystore.pem"));
+        std::fs::write(&file, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write keystore");
+        file
+    }
+
     /// A client certificate for subject `CN=<cn>,O=Weir Tests`: (certificate file, key file).
     pub fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");

@@ -29,6 +29,8 @@ if [ $status -ne 0 ]; then echo "--- weir log ---"; tail -50 "$log"; fi
 grep -q "clean shutdown complete" "$log" || { echo "no clean shutdown"; status=1; }
 # TLS and SASL listeners, on a broker of their own
 bash "$here/security.sh" "$weir" || status=1
+# a secure three-broker cluster: SASL_SSL for clients and brokers, an SSL controller listener
+bash "$here/secure_cluster.sh" "$weir" || status=1
 # share groups (KIP-932) with their own lock and delivery settings, and a broker restart
 bash "$here/share_groups.sh" "$weir" || status=1
 # reassignment and elections on a three-broker cluster

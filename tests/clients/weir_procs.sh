@@ -2,9 +2,11 @@
 #   start_weir_broker LOG WEIR ARGS...  one broker on a free port, or on $WEIR_LISTEN (its
 #                                       output in LOG); sets $addr and $weir_broker_pid, or
 #                                       fails with the log
-#   start_weir_cluster WEIR             three nodes (brokers and controllers combined), data
-#                                       under $work; sets $bootstrap; stopped by
-#                                       stop_weir_cluster or, killed, by kill_weir_cluster
+#   start_weir_cluster WEIR [ARGS...]   three nodes (brokers and controllers combined), data
+#                                       under $work, each also given ARGS, clients on the
+#                                       listener named $WEIR_CLIENT_LISTENER (PLAINTEXT);
+#                                       sets $bootstrap; stopped by stop_weir_cluster or,
+#                                       killed, by kill_weir_cluster
 start_weir_broker() {
   local log="$1"; shift
   RUST_LOG=info "$@" --listen "${WEIR_LISTEN:-127.0.0.1:0}" > "$log" 2>&1 &
@@ -23,14 +25,15 @@ kill_weir_cluster() {
   for p in "${weir_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 }
 start_weir_cluster() {
-  local weir="$1" base voters="" i
+  local weir="$1" base voters="" i listener="${WEIR_CLIENT_LISTENER:-PLAINTEXT}"
+  shift
   base=$((30000 + RANDOM % 2000))
   for i in 1 2 3; do voters+="${voters:+,}$i@127.0.0.1:$((base + 2 * i + 1))"; done
   bootstrap=""
   for i in 1 2 3; do
-    RUST_LOG="${WEIR_LOG:-info}" "$weir" --listen "PLAINTEXT://127.0.0.1:$((base + 2 * i)),CONTROLLER://127.0.0.1:$((base + 2 * i + 1))" \
+    RUST_LOG="${WEIR_LOG:-info}" "$weir" --listen "$listener://127.0.0.1:$((base + 2 * i)),CONTROLLER://127.0.0.1:$((base + 2 * i + 1))" \
       --data-dir "$work/$i" --node-id $i --set process.roles=broker,controller --set "controller.quorum.voters=$voters" \
-      --set controller.listener.names=CONTROLLER --set auto.leader.rebalance.enable=false > "$work/$i.log" 2>&1 &
+      --set controller.listener.names=CONTROLLER --set auto.leader.rebalance.enable=false "$@" > "$work/$i.log" 2>&1 &
     weir_pids+=($!)
     bootstrap+="${bootstrap:+,}127.0.0.1:$((base + 2 * i))"
   done

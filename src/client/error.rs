@@ -14,7 +14,7 @@ pub enum ClientError {
     Kafka { context: String, code: i16, message: Option<String> },
     /// The TLS handshake failed (a certificate not trusted, or not for that host; or the
     /// other side does not speak TLS).
-    #[error("TLS handshake with {what} failed: {detail}")]
+    #[error("cannot reach {what}: TLS handshake failed: {detail}")]
     Tls { what: String, detail: String },
     /// SASL authentication was refused.
     #[error("authentication failed: {0}")]

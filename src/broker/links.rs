@@ -46,6 +46,7 @@ impl FetchFailure {
 
     pub fn of(e: &ClientError) -> FetchFailure {
         match e {
+            ClientError::NotFound(_) => FetchFailure::NoListener,
             ClientError::Unreachable { .. } => FetchFailure::Unreachable,
             ClientError::Tls { .. } => FetchFailure::Tls,
             ClientError::Authentication(_) => FetchFailure::Authentication,
@@ -70,6 +71,9 @@ impl FetchFailure {
 #[derive(Default)]
 pub struct FetchErrors {
     counts: parking_lot::Mutex<BTreeMap<(i32, FetchFailure), (u64, bool)>>,
+    /// How many causes are current: every successful fetch asks, and is answered without
+    /// the lock while none is.
+    current: std::sync::atomic::AtomicUsize,
 }
 
 impl FetchErrors {
@@ -78,11 +82,18 @@ impl FetchErrors {
         let mut counts = self.counts.lock();
         let (count, current) = counts.entry((leader, cause)).or_default();
         *count += 1;
-        !std::mem::replace(current, true)
+        let new = !std::mem::replace(current, true);
+        if new {
+            self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        new
     }
 
     /// A fetch from `leader` succeeded: its causes are over. Returns those that were current.
     fn recovered(&self, leader: i32) -> Vec<FetchFailure> {
+        if self.current.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
         let mut counts = self.counts.lock();
         let mut over = Vec::new();
         for ((l, cause), (_, current)) in counts.iter_mut() {
@@ -90,6 +101,7 @@ impl FetchErrors {
                 over.push(*cause);
             }
         }
+        self.current.fetch_sub(over.len(), std::sync::atomic::Ordering::Relaxed);
         over
     }
 
@@ -146,10 +158,7 @@ impl Broker {
     /// Notes a replica fetch from `leader` that failed; the first failure of each cause is an
     /// ERROR (WARN for causes that pass by themselves), the rest only counted.
     pub(crate) fn replica_fetch_failed(&self, leader: i32, topic: &str, partition: i32, e: &ClientError) {
-        let cause = match e {
-            ClientError::NotFound(_) => FetchFailure::NoListener,
-            e => FetchFailure::of(e),
-        };
+        let cause = FetchFailure::of(e);
         if !self.links.fetch_errors.record(leader, cause) {
             tracing::debug!(leader, topic, partition, error = %e, "replica fetch failed");
             return;

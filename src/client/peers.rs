@@ -32,11 +32,6 @@ impl PeerLink {
             client: ClientConfig::new(""),
         }
     }
-
-    /// The SASL user this node authenticates as on the link, if it uses SASL.
-    pub fn sasl_user(&self) -> Option<&str> {
-        self.client.sasl.as_ref().map(|(_, user, _)| user.as_str())
-    }
 }
 
 /// The inter-broker listener's name: `inter.broker.listener.name`, else the listener named as

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -123,14 +122,8 @@ impl QuorumLink {
     pub async fn accept(&self, tcp: TcpStream) -> Result<(Stream, Option<Principal>), String> {
         let Some(acceptor) = &self.acceptor else { return Ok((Box::new(tcp), None)) };
         let tls = acceptor.accept(tcp).await.map_err(|e| format!("TLS handshake failed: {e}"))?;
-        let principal = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
-            None => None,
-            Some(cert) => {
-                let subject =
-                    crate::security::tls::certificate_subject(cert).ok_or("unreadable certificate subject")?;
-                Some(Principal::user(self.mapper.name(&subject)?))
-            }
-        };
+        let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+        let principal = cert.map(|cert| self.mapper.principal(cert)).transpose()?;
         Ok((Box::new(tls), principal))
     }
 
@@ -146,6 +139,3 @@ impl QuorumLink {
         }
     }
 }
-
-/// A shared link (every quorum connection of a node uses the same).
-pub type SharedLink = Arc<QuorumLink>;

@@ -152,9 +152,8 @@ impl Security {
         listener: &str,
         cert: &rustls::pki_types::CertificateDer<'_>,
     ) -> Result<Principal, String> {
-        let subject = tls::certificate_subject(cert).ok_or("the certificate's subject cannot be read")?;
         let mapper = self.listener_principal_mapping.get(listener).unwrap_or(&self.principal_mapping);
-        mapper.name(&subject).map(Principal::user)
+        mapper.principal(cert)
     }
 
     /// The PLAIN users `listener` accepts from its JAAS `user_<name>` entries.

@@ -66,6 +66,12 @@ impl PrincipalMapper {
         Ok(PrincipalMapper { rules })
     }
 
+    /// The principal of a verified certificate: its RFC 2253 subject, mapped by the rules.
+    pub fn principal(&self, cert: &rustls::pki_types::CertificateDer<'_>) -> Result<super::Principal, String> {
+        let subject = super::tls::certificate_subject(cert).ok_or("the certificate's subject cannot be read")?;
+        self.name(&subject).map(super::Principal::user)
+    }
+
     /// The principal name for the certificate subject `dn`, or why none.
     pub fn name(&self, dn: &str) -> Result<String, String> {
         for rule in &self.rules {

@@ -39,35 +39,36 @@ impl Pki {
         ]
     }
 
-    /// A certificate for 127.0.0.1/localhost with subject `CN=<cn>,O=Weir Tests`, usable by a
-    /// broker as its server and client certificate, written as one PEM file (key, then chain)
-    /// as `ssl.keystore.location` takes it.
-    pub fn node(&self, cn: &str) -> PathBuf {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params");
+    /// A certificate signed by the CA for subject `CN=<cn>,O=Weir Tests` (encoded O then CN,
+    /// so the RFC 2253 subject, most specific first, is CN=..,O=..), valid for `names`: (PEM
+    /// certificate, PEM key).
+    fn signed(&self, cn: &str, names: Vec<String>) -> (String, String) {
+        let mut params = CertificateParams::new(names).expect("params");
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::OrganizationName, "Weir Tests");
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.ca).expect("node certificate");
+        let cert = params.signed_by(&key, &self.ca).expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A certificate for 127.0.0.1/localhost with subject `CN=<cn>,O=Weir Tests`, usable by a
+    /// broker as its server and client certificate, written as one PEM file (key, then chain)
+    /// as `ssl.keystore.location` takes it.
+    pub fn node(&self, cn: &str) -> PathBuf {
+        let (cert, key) = self.signed(cn, vec!["127.0.0.1".to_string(), "localhost".to_string()]);
         let file = self.dir.path().join(format!("{cn}-keystore.pem"));
-        std::fs::write(&file, format!("{}{}", key.serialize_pem(), cert.pem())).expect("write keystore");
+        std::fs::write(&file, format!("{key}{cert}")).expect("write keystore");
         file
     }
 
     /// A client certificate for subject `CN=<cn>,O=Weir Tests`: (certificate file, key file).
     pub fn client(&self, cn: &str) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        // Encoded O then CN, so the RFC 2253 subject (most specific first) is CN=..,O=..
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::OrganizationName, "Weir Tests");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.ca).expect("client certificate");
+        let (cert, key) = self.signed(cn, Vec::new());
         let cert_file = self.dir.path().join(format!("{cn}.pem"));
         let key_file = self.dir.path().join(format!("{cn}.key"));
-        std::fs::write(&cert_file, cert.pem()).expect("write cert");
-        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        std::fs::write(&cert_file, cert).expect("write cert");
+        std::fs::write(&key_file, key).expect("write key");
         (cert_file, key_file)
     }
 }

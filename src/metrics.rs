@@ -232,22 +232,18 @@ fn render_replica_fetch_errors(broker: &Broker, out: &mut String) {
         "# HELP weir_replica_fetch_errors_total Replica fetches from a leader that failed, by cause.\n\
          # TYPE weir_replica_fetch_errors_total counter"
     );
-    for (leader, cause, count, _) in &errors {
-        let _ =
-            writeln!(out, "weir_replica_fetch_errors_total{{leader=\"{leader}\",cause=\"{}\"}} {count}", cause.label());
+    for e in &errors {
+        let (leader, cause, count) = (e.leader, e.cause.label(), e.count);
+        let _ = writeln!(out, "weir_replica_fetch_errors_total{{leader=\"{leader}\",cause=\"{cause}\"}} {count}");
     }
     let _ = writeln!(
         out,
         "# HELP weir_replica_fetch_failing 1 while fetches from the leader fail for this cause.\n\
          # TYPE weir_replica_fetch_failing gauge"
     );
-    for (leader, cause, _, current) in &errors {
-        let _ = writeln!(
-            out,
-            "weir_replica_fetch_failing{{leader=\"{leader}\",cause=\"{}\"}} {}",
-            cause.label(),
-            u8::from(*current)
-        );
+    for e in &errors {
+        let (leader, cause, current) = (e.leader, e.cause.label(), u8::from(e.current));
+        let _ = writeln!(out, "weir_replica_fetch_failing{{leader=\"{leader}\",cause=\"{cause}\"}} {current}");
     }
 }
 

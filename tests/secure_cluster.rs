@@ -163,10 +163,11 @@ fn transaction_across(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_sasl_ssl_cluster_replicates_fails_over_and_commits_transactions() {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = launch(Inter::SaslSsl, |_| Vec::new());
+/// What a secure cluster must do over its own links, whichever way brokers authenticate:
+/// stay in sync under acks=all, commit a transaction over three leaders, and fail a leader
+/// and the group coordinator over with nothing acknowledged lost.
+async fn failover_drill(inter: Inter) {
+    let mut cluster = launch(inter, |_| Vec::new());
     let bootstrap = cluster.bootstrap();
 
     // the group coordinator is the leader of the one __consumer_offsets partition
@@ -192,7 +193,7 @@ async fn a_sasl_ssl_cluster_replicates_fails_over_and_commits_transactions() {
     // twice replica.lag.time.max.ms (2 s) under acks=all: every replica stays in sync
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (leader, isr) = leader_and_isr(&bootstrap, "events", 0).expect("events-0");
-    assert_eq!((leader, isr), (coordinator, vec![1, 2, 3]), "followers stay in the ISR over SASL_SSL");
+    assert_eq!((leader, isr), (coordinator, vec![1, 2, 3]), "followers stay in the ISR");
     let before = acked.lock().unwrap().len();
     assert!(before > 50, "acks=all records acknowledged: {before}");
 
@@ -217,24 +218,28 @@ async fn a_sasl_ssl_cluster_replicates_fails_over_and_commits_transactions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_sasl_ssl_cluster_replicates_fails_over_and_commits_transactions() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    failover_drill(Inter::SaslSsl).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn brokers_authenticate_to_each_other_with_certificates() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let mut cluster = launch(Inter::MutualTls, |_| Vec::new());
-    let bootstrap = cluster.bootstrap();
-    create_assigned(&bootstrap, "mtls", &[&[1, 2, 3], &[2, 3, 1]]).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let producing = keep_producing(bootstrap.clone(), "mtls".into(), "m", &[], stop.clone(), acked.clone());
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(leader_and_isr(&bootstrap, "mtls", 0), Some((1, vec![1, 2, 3])), "in sync over mutual TLS");
-    create_assigned(&bootstrap, "mtls-txn", &[&[1, 2, 3], &[2, 3, 1]]).await;
-    transaction_across(&bootstrap, "mtls-txn", 2);
-    stop.store(true, Ordering::SeqCst);
-    assert_eq!(producing.await.unwrap(), 0, "no acks=all record failed");
-    let acked = acked.lock().unwrap().clone();
-    assert_log_holds(&bootstrap, "mtls", &acked);
-    cluster.stop_all();
-    assert_replicas_identical(&cluster, "mtls", 0);
+    failover_drill(Inter::MutualTls).await;
+}
+
+/// `weir cluster health --format json` as the admin client: its exit code and report.
+fn cluster_health(bootstrap: &str) -> (Option<i32>, serde_json::Value) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_weir"));
+    cmd.args(["cluster", "health", "-b", bootstrap, "--format", "json"]);
+    for (k, v) in CLIENT_SECURITY.get().expect("client settings") {
+        cmd.arg("-X").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().expect("weir cluster health");
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), report)
 }
 
 /// Whether the listener at `addr` closes a plaintext Kafka connection (ApiVersions v0 in
@@ -282,6 +287,15 @@ async fn wrong_or_missing_credentials_are_loud_and_plaintext_is_refused() {
         .find(|l| l.starts_with("weir_replica_fetch_errors_total{leader=\"1\",cause=\"authentication\"}"))
         .unwrap_or_else(|| panic!("no fetch error metric in\n{exposition}"));
     assert!(line.split_whitespace().last().unwrap().parse::<u64>().unwrap() >= 1, "{line}");
+    // and `weir cluster health` names the broker, its leader and the cause
+    let (code, health) = cluster_health(&bootstrap);
+    assert_eq!(code, Some(weir::cli::UNHEALTHY), "{health}");
+    let failures = health["replica_fetch_failures"].as_array().expect("replica_fetch_failures");
+    let failure = failures.iter().find(|f| f["broker"] == 3).unwrap_or_else(|| panic!("{health}"));
+    assert_eq!((&failure["leader"], &failure["cause"]), (&serde_json::json!(1), &serde_json::json!("authentication")));
+    assert!(failure["failures"].as_u64().unwrap() >= 1 && failure["since_ms"].as_i64().unwrap() > 0, "{failure}");
+    assert!(!failure.to_string().contains("wrong"), "no password in the report: {failure}");
+    assert!(failures.iter().all(|f| f["broker"] == 3), "brokers 1 and 2 fetch fine: {health}");
 
     // plaintext to the client and the controller listeners is refused
     assert!(refuses_plaintext(&cluster.nodes[0].client), "client listener");

@@ -66,11 +66,25 @@ impl FetchFailure {
     }
 }
 
-/// Replica fetch failures by (leader, cause): a running count, and whether the cause is
-/// current (logged, and not logged again until a fetch from that leader succeeds).
+/// One (leader, cause) of replica fetch failures: counted for `/metrics`, and while it is
+/// current (logged, not logged again until a fetch from that leader succeeds) reported by
+/// DescribeConfigs' [`REPLICA_FETCH_FAILURES`] for `weir cluster health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailureStat {
+    pub leader: i32,
+    pub cause: FetchFailure,
+    pub count: u64,
+    pub current: bool,
+    /// When the current run of failures began (ms since the epoch).
+    pub since_ms: i64,
+    /// The latest failure's message (no credentials: client errors never carry them).
+    pub last_error: String,
+}
+
+/// Replica fetch failures by (leader, cause).
 #[derive(Default)]
 pub struct FetchErrors {
-    counts: parking_lot::Mutex<BTreeMap<(i32, FetchFailure), (u64, bool)>>,
+    stats: parking_lot::Mutex<BTreeMap<(i32, FetchFailure), FetchFailureStat>>,
     /// How many causes are current: every successful fetch asks, and is answered without
     /// the lock while none is.
     current: std::sync::atomic::AtomicUsize,
@@ -78,12 +92,21 @@ pub struct FetchErrors {
 
 impl FetchErrors {
     /// Counts a failure; returns whether it is new (to be logged).
-    fn record(&self, leader: i32, cause: FetchFailure) -> bool {
-        let mut counts = self.counts.lock();
-        let (count, current) = counts.entry((leader, cause)).or_default();
-        *count += 1;
-        let new = !std::mem::replace(current, true);
+    fn record(&self, leader: i32, cause: FetchFailure, error: String, now_ms: i64) -> bool {
+        let mut stats = self.stats.lock();
+        let stat = stats.entry((leader, cause)).or_insert_with(|| FetchFailureStat {
+            leader,
+            cause,
+            count: 0,
+            current: false,
+            since_ms: now_ms,
+            last_error: String::new(),
+        });
+        stat.count += 1;
+        stat.last_error = error;
+        let new = !std::mem::replace(&mut stat.current, true);
         if new {
+            stat.since_ms = now_ms;
             self.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         new
@@ -94,22 +117,48 @@ impl FetchErrors {
         if self.current.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let mut counts = self.counts.lock();
+        let mut stats = self.stats.lock();
         let mut over = Vec::new();
-        for ((l, cause), (_, current)) in counts.iter_mut() {
-            if *l == leader && std::mem::replace(current, false) {
-                over.push(*cause);
+        for stat in stats.values_mut().filter(|s| s.leader == leader) {
+            if std::mem::replace(&mut stat.current, false) {
+                over.push(stat.cause);
             }
         }
         self.current.fetch_sub(over.len(), std::sync::atomic::Ordering::Relaxed);
         over
     }
 
-    /// (leader, cause, count, current) for every cause seen.
-    pub fn snapshot(&self) -> Vec<(i32, FetchFailure, u64, bool)> {
-        self.counts.lock().iter().map(|((l, c), (n, cur))| (*l, *c, *n, *cur)).collect()
+    /// Every (leader, cause) seen.
+    pub fn snapshot(&self) -> Vec<FetchFailureStat> {
+        self.stats.lock().values().cloned().collect()
+    }
+
+    /// The current failures as JSON, for [`REPLICA_FETCH_FAILURES`]: `[]` when every replica
+    /// fetch works.
+    pub fn current_json(&self) -> String {
+        let current: Vec<serde_json::Value> = self
+            .snapshot()
+            .into_iter()
+            .filter(|s| s.current)
+            .map(|s| {
+                serde_json::json!({
+                    "leader": s.leader,
+                    "cause": s.cause.label(),
+                    "failures": s.count,
+                    "since_ms": s.since_ms,
+                    "error": s.last_error,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(current).to_string()
     }
 }
+
+/// A read-only broker "config" that DescribeConfigs answers only when it is asked for by name
+/// (so Kafka tools listing a broker's configs never see it): this broker's current replica
+/// fetch failures as a JSON array. Kafka reports these through JMX; Weir's CLI has only the
+/// Kafka protocol, and `weir cluster health` asks every broker for it.
+pub const REPLICA_FETCH_FAILURES: &str = "weir.replica.fetch.failures";
 
 /// How this broker talks to the others.
 pub struct BrokerLinks {
@@ -159,7 +208,7 @@ impl Broker {
     /// ERROR (WARN for causes that pass by themselves), the rest only counted.
     pub(crate) fn replica_fetch_failed(&self, leader: i32, topic: &str, partition: i32, e: &ClientError) {
         let cause = FetchFailure::of(e);
-        if !self.links.fetch_errors.record(leader, cause) {
+        if !self.links.fetch_errors.record(leader, cause, e.to_string(), super::now_ms()) {
             tracing::debug!(leader, topic, partition, error = %e, "replica fetch failed");
             return;
         }
@@ -190,13 +239,21 @@ mod tests {
     #[test]
     fn a_cause_is_new_once_until_its_leader_recovers() {
         let errors = FetchErrors::default();
-        assert!(errors.record(2, FetchFailure::Authentication));
-        assert!(!errors.record(2, FetchFailure::Authentication));
-        assert!(errors.record(3, FetchFailure::Authentication));
-        assert_eq!(errors.recovered(2), vec![FetchFailure::Authentication]);
+        let auth = FetchFailure::Authentication;
+        assert!(errors.record(2, auth, "bad password".into(), 10));
+        assert!(!errors.record(2, auth, "bad password".into(), 20));
+        assert!(errors.record(3, auth, "bad password".into(), 30));
+        assert_eq!(errors.recovered(2), vec![auth]);
         assert!(errors.recovered(2).is_empty());
-        assert!(errors.record(2, FetchFailure::Authentication));
+        assert!(errors.record(2, auth, "still bad".into(), 40));
         let snapshot = errors.snapshot();
-        assert_eq!(snapshot[0], (2, FetchFailure::Authentication, 3, true));
+        assert_eq!((snapshot[0].count, snapshot[0].current, snapshot[0].since_ms), (3, true, 40));
+        assert_eq!(snapshot[0].last_error, "still bad");
+        errors.recovered(3);
+        let json: serde_json::Value = serde_json::from_str(&errors.current_json()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([{"leader": 2, "cause": "authentication", "failures": 3, "since_ms": 40, "error": "still bad"}])
+        );
     }
 }

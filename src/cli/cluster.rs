@@ -2,12 +2,15 @@
 //! health from Metadata, broker configs through Describe/IncrementalAlterConfigs.
 
 use clap::Subcommand;
-use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeConfigsRequest};
+use kafka_protocol::protocol::StrBytes;
 use serde_json::{json, Value};
 
 use super::configs::{self, BROKER};
 use super::output::{ids, or_dash, Outcome, Table};
 use super::{key_values, UNHEALTHY};
+use crate::broker::links::REPLICA_FETCH_FAILURES;
 use crate::client::{Client, ClientError};
 
 pub const EXAMPLES: &str = "Examples:
@@ -22,7 +25,8 @@ pub enum ClusterCommand {
     /// Cluster id, controller and brokers.
     #[command(after_help = "Examples:\n  weir cluster info\n  weir cluster info --format json | jq '.brokers[].id'")]
     Info,
-    /// Offline and under-replicated partitions; exits 6 when there are any.
+    /// Offline and under-replicated partitions, and replica fetches failing on any broker
+    /// (with the cause: authentication, tls, authorization…); exits 6 when there are any.
     #[command(after_help = "Examples:\n  weir cluster health\n  \
                             HEALTHCHECK CMD weir cluster health -b 127.0.0.1:9092   # in a Dockerfile")]
     Health,
@@ -185,17 +189,25 @@ async fn health(client: &mut Client) -> Result<Outcome, ClientError> {
             }
         }
     }
-    let healthy = offline.is_empty() && under.is_empty();
+    let fetch_failures = replica_fetch_failures(client, &live).await;
+    let healthy = offline.is_empty() && under.is_empty() && fetch_failures.is_empty();
     let controller = resp.controller_id.0;
     let summary = format!(
-        "{}: {} brokers, controller {}, {partitions} partitions, {} offline, {} under-replicated\n",
+        "{}: {} brokers, controller {}, {partitions} partitions, {} offline, {} under-replicated, {} failing replica fetches\n",
         if healthy { "healthy" } else { "UNHEALTHY" },
         live.len(),
         if controller >= 0 { controller.to_string() } else { "none".into() },
         offline.len(),
-        under.len()
+        under.len(),
+        fetch_failures.len(),
     );
-    let text = if healthy { summary } else { format!("{summary}\n{}", table.render()) };
+    let mut text = summary;
+    if !offline.is_empty() || !under.is_empty() {
+        text = format!("{text}\n{}", table.render());
+    }
+    if !fetch_failures.is_empty() {
+        text = format!("{text}\n{}", fetch_failure_table(&fetch_failures).render());
+    }
     let json = json!({
         "healthy": healthy,
         "brokers": live,
@@ -203,12 +215,53 @@ async fn health(client: &mut Client) -> Result<Outcome, ClientError> {
         "partitions": partitions,
         "offline_partitions": offline,
         "under_replicated_partitions": under,
+        "replica_fetch_failures": fetch_failures,
     });
     let mut outcome = Outcome::new(json, text);
     if !healthy {
         outcome.exit = UNHEALTHY;
     }
     Ok(outcome)
+}
+
+/// Every broker's current replica fetch failures (`weir.replica.fetch.failures`, which each
+/// broker answers for itself), each tagged with the `broker` that fails to fetch. A broker
+/// that does not answer (not Weir, not authorized, gone) reports none.
+async fn replica_fetch_failures(client: &mut Client, brokers: &[i32]) -> Vec<Value> {
+    let mut failures = Vec::new();
+    for &id in brokers {
+        let resource = DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(StrBytes::from_string(id.to_string()))
+            .with_configuration_keys(Some(vec![StrBytes::from_static_str(REPLICA_FETCH_FAILURES)]));
+        let req = DescribeConfigsRequest::default().with_resources(vec![resource]);
+        let Ok(resp) = client.send_to(id, &req).await else { continue };
+        let values = resp.results.iter().flat_map(|r| &r.configs).filter_map(|c| c.value.as_ref());
+        for value in values {
+            let Ok(Value::Array(list)) = serde_json::from_str::<Value>(value.as_str()) else { continue };
+            for mut f in list {
+                f["broker"] = json!(id);
+                failures.push(f);
+            }
+        }
+    }
+    failures
+}
+
+fn fetch_failure_table(failures: &[Value]) -> Table {
+    let mut table = Table::new(&["BROKER", "FETCHING FROM", "CAUSE", "FAILURES", "SINCE", "ERROR"]);
+    for f in failures {
+        let since = f["since_ms"].as_i64().map_or_else(|| "-".to_string(), super::position::format_ms);
+        table.row(vec![
+            f["broker"].to_string(),
+            f["leader"].to_string(),
+            f["cause"].as_str().unwrap_or("-").to_string(),
+            f["failures"].to_string(),
+            since,
+            f["error"].as_str().unwrap_or("-").to_string(),
+        ]);
+    }
+    table
 }
 
 async fn config_get(

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{str_bytes, RequestContext};
+use crate::broker::links::REPLICA_FETCH_FAILURES;
 use crate::broker::{AdminError, Broker};
 use crate::config::{self, BrokerConfig, ConfigDef, ConfigError, ConfigSource, ConfigType, UpdateMode};
 use crate::logging;
@@ -233,6 +234,9 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
                     .filter(|(e, _)| keys.as_ref().is_none_or(|k| k.contains(&e.name)))
                     .map(|(e, ro)| describe_entry(e, ro, &req, ctx.version))
                     .collect();
+                if res.resource_type == BROKER && !name.is_empty() {
+                    result.configs.extend(broker_status_entries(broker, keys.as_deref()));
+                }
             }
             Err(e) => {
                 result.error_code = e.code();
@@ -242,6 +246,19 @@ pub async fn describe(ctx: &RequestContext, req: DescribeConfigsRequest) -> Desc
         results.push(result);
     }
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Weir's read-only status entries of a broker, returned only when asked for by name (see
+/// [`REPLICA_FETCH_FAILURES`]).
+fn broker_status_entries(broker: &Broker, keys: Option<&[&str]>) -> Option<DescribeConfigsResourceResult> {
+    keys?.contains(&REPLICA_FETCH_FAILURES).then(|| {
+        DescribeConfigsResourceResult::default()
+            .with_name(str_bytes(REPLICA_FETCH_FAILURES))
+            .with_value(Some(str_bytes(broker.links.fetch_errors.current_json())))
+            .with_read_only(true)
+            .with_config_source(ConfigSource::Default as i8)
+            .with_config_type(ConfigType::String as i8)
+    })
 }
 
 /// DescribeConfigs on `BROKER_LOGGER`: every logger and its level (see [`crate::logging`]).

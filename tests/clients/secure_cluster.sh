@@ -38,5 +38,6 @@ kcat -b "$bootstrap" "${kc[@]}" -C -t "$topic" -p 0 -o beginning -e -q > "$work/
 if diff "$work/in.txt" "$work/out.txt" > /dev/null; then echo "kcat: 300 records round-tripped over SASL_SSL (acks=all, RF=3)"; else echo "kcat: data differs"; status=1; fi
 if grep -q "broker-secret\|admin-secret" "$work"/?.log; then echo "a password reached a broker log"; status=1; fi
 if grep -q "replica fetching from the leader fails" "$work"/?.log; then echo "a follower could not fetch"; status=1; fi
+if grep -q "cannot persist share-partition state" "$work"/?.log; then echo "a share-state call failed"; status=1; fi
 stop_weir_cluster $status || status=1
 exit $status

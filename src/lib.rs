@@ -16,6 +16,7 @@ pub mod log;
 pub mod logging;
 pub mod metrics;
 pub mod partition;
+pub mod replica;
 pub mod security;
 pub mod server;
 pub mod share;

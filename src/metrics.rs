@@ -218,6 +218,7 @@ pub async fn render(broker: &Broker) -> String {
     }
     render_dedup(&topics, &mut out);
     render_replica_fetch_errors(broker, &mut out);
+    render_replica_fetchers(broker, &mut out);
     render_share_groups(broker, &mut out);
     broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
@@ -244,6 +245,30 @@ fn render_replica_fetch_errors(broker: &Broker, out: &mut String) {
     for e in &errors {
         let (leader, cause, current) = (e.leader, e.cause.label(), u8::from(e.current));
         let _ = writeln!(out, "weir_replica_fetch_failing{{leader=\"{leader}\",cause=\"{cause}\"}} {current}");
+    }
+}
+
+/// The replica fetchers (one connection each): partitions followed, Fetch requests sent and
+/// the partitions they named, per source broker and fetcher.
+fn render_replica_fetchers(broker: &Broker, out: &mut String) {
+    let fetchers = broker.fetchers.snapshot();
+    type Value = fn(&crate::replica::FetcherStats) -> u64;
+    let families: [(&str, &str, &str, Value); 3] = [
+        ("weir_replica_fetcher_partitions", "gauge", "Partitions a replica fetcher follows.", |s| s.partitions as u64),
+        ("weir_replica_fetcher_requests_total", "counter", "Fetch requests a replica fetcher sent.", |s| s.requests),
+        (
+            "weir_replica_fetcher_partitions_named_total",
+            "counter",
+            "Partitions named in a replica fetcher's Fetch requests, in all.",
+            |s| s.partitions_named,
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in &fetchers {
+            let (leader, id) = (s.key.leader, s.key.id);
+            let _ = writeln!(out, "{name}{{leader=\"{leader}\",fetcher=\"{id}\"}} {}", value(s));
+        }
     }
 }
 

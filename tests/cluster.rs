@@ -974,3 +974,52 @@ async fn leaders_killed_twenty_times_lose_nothing_acknowledged() {
     assert_replicas_identical(&cluster, &topic, 0);
     assert!(!committed_went_back.load(Ordering::SeqCst), "a committed offset went back");
 }
+
+/// The value of one `/metrics` sample (`name{labels}`), if present.
+fn metric(exposition: &str, sample: &str) -> Option<u64> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Followers fetch through one fetcher per source broker (`num.replica.fetchers=1`): broker
+/// 2 follows 40 partitions from broker 1 and 20 from broker 3 with two fetchers — two
+/// replication connections — each of whose Fetch requests names many partitions, and every
+/// partition still replicates what acks=all acknowledged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_fetches_many_partitions_over_one_connection_per_leader() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let mut cluster = Cluster::plan(3);
+    let metrics_addr = fixed_port_addr();
+    cluster.nodes[1].args = vec!["--set".into(), format!("metrics.listener={metrics_addr}")];
+    let mut cluster = Cluster::launch(cluster, None);
+    let bootstrap = cluster.bootstrap();
+    let topic = topic_name("many");
+    let mut assignment: Vec<&[i32]> = vec![&[1, 2, 3]; 40];
+    assignment.extend(vec![&[3, 2, 1] as &[i32]; 20]);
+    create_assigned(&bootstrap, &topic, &assignment).await;
+    let sent = produce_all(&bootstrap, &topic, 60, 180, "many").await;
+
+    let exposition = http_get(&metrics_addr, "/metrics");
+    let fetchers: Vec<&str> =
+        exposition.lines().filter(|l| l.starts_with("weir_replica_fetcher_partitions{")).collect();
+    assert_eq!(fetchers.len(), 2, "one fetcher per source broker: {fetchers:?}");
+    for (leader, partitions) in [(1, 40), (3, 20)] {
+        let labels = format!("{{leader=\"{leader}\",fetcher=\"0\"}}");
+        let followed = metric(&exposition, &format!("weir_replica_fetcher_partitions{labels}"));
+        assert_eq!(followed, Some(partitions), "partitions followed from broker {leader}");
+        let requests = metric(&exposition, &format!("weir_replica_fetcher_requests_total{labels}")).unwrap();
+        let named = metric(&exposition, &format!("weir_replica_fetcher_partitions_named_total{labels}")).unwrap();
+        assert!(requests > 0 && named >= requests * (partitions / 2), "{named} partitions in {requests} fetches");
+    }
+
+    cluster.stop_all();
+    for p in 0..60 {
+        assert_replicas_identical(&cluster, &topic, p);
+    }
+    assert!(sent.iter().all(|p| p.len() == 3));
+}

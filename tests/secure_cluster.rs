@@ -111,20 +111,6 @@ fn launch(inter: Inter, node_settings: impl Fn(i32) -> Vec<String>) -> Cluster {
     Cluster::launch(plan(inter, node_settings), None)
 }
 
-/// A topic whose replicas are `assignment` (the first of each partition leads), waited until
-/// every replica is in the ISR.
-async fn create_assigned(bootstrap: &str, topic: &str, assignment: &[&[i32]]) {
-    let new = NewTopic::new(topic, assignment.len() as i32, TopicReplication::Variable(assignment))
-        .set("min.insync.replicas", "2");
-    let created = admin(bootstrap).create_topics(&[new], &AdminOptions::new()).await.expect("CreateTopics");
-    assert!(created[0].is_ok(), "{:?}", created[0]);
-    for p in 0..assignment.len() as i32 {
-        eventually(Duration::from_secs(20), "every replica in sync", || {
-            leader_and_isr(bootstrap, topic, p).filter(|(l, isr)| *l > 0 && isr.len() == 3)
-        });
-    }
-}
-
 /// Commits offset 1 of `topic`-0 for `group` (which creates `__consumer_offsets`).
 fn commit_once(bootstrap: &str, topic: &str, group: &str) {
     let c = assigned_consumer(bootstrap, topic, &[0], rdkafka::Offset::Beginning, &[("group.id", group)]);

@@ -323,6 +323,8 @@ pub struct Broker {
     pub follower_quota: throttle::ReplicationQuota,
     /// Connections to the other brokers (inter-broker listener), and replica fetch failures.
     pub links: links::BrokerLinks,
+    /// The replica fetchers: per source broker, the partitions this broker follows there.
+    pub fetchers: crate::replica::FetcherManager,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -456,6 +458,7 @@ impl Broker {
             leader_quota: Default::default(),
             follower_quota: Default::default(),
             links,
+            fetchers: Default::default(),
         };
         broker.set_replication_quotas();
         broker.remove_deleted_dirs();
@@ -1085,6 +1088,7 @@ impl Broker {
 
     /// Clean shutdown: flush and close every log, then write the clean-shutdown marker.
     pub fn shutdown(&self) -> std::io::Result<()> {
+        self.fetchers.shutdown();
         for topic in self.topics() {
             for p in &topic.partitions {
                 p.log_mut().close()?;

@@ -440,6 +440,58 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
         "The listener other brokers use to reach this one; empty: the first client listener.",
     ),
     broker(
+        "num.replica.fetchers",
+        Int,
+        "1",
+        AtLeast(1),
+        false,
+        "Replica fetchers per source broker: each holds one connection to that broker and fetches \
+         all of its partitions in one request (a partition goes to one by a hash, as in Kafka). \
+         Read at start-up.",
+    ),
+    broker(
+        "replica.fetch.max.bytes",
+        Int,
+        "1048576",
+        AtLeast(0),
+        false,
+        "The most a follower fetches of one partition per request (at least one whole batch).",
+    ),
+    broker(
+        "replica.fetch.response.max.bytes",
+        Int,
+        "10485760",
+        AtLeast(0),
+        false,
+        "The most a follower's fetch brings back for all of its partitions together (at least one \
+         whole batch).",
+    ),
+    broker(
+        "replica.fetch.min.bytes",
+        Int,
+        "1",
+        Check::None,
+        false,
+        "Bytes a follower's fetch waits for at the leader before it is answered.",
+    ),
+    broker(
+        "replica.fetch.wait.max.ms",
+        Int,
+        "500",
+        Check::None,
+        false,
+        "How long a follower's fetch waits at the leader for replica.fetch.min.bytes.",
+    ),
+    broker(
+        "replica.fetch.backoff.ms",
+        Int,
+        "1000",
+        AtLeast(0),
+        false,
+        "How long a follower waits before fetching a partition again after an error, or its \
+         leader after a failed connection.",
+    ),
+    broker(
         "replica.lag.time.max.ms",
         Long,
         "30000",

@@ -2,8 +2,8 @@
 //! each follower's log end (the offset it fetches from, which a follower only asks for once
 //! what is below it is on its disk), advances the high watermark to the smallest among the
 //! in-sync replicas, and proposes ISR changes to the controller; acks=all waits for the high
-//! watermark. A follower's fetching runs elsewhere (`crate::replication`); here it is only a
-//! role with the task to stop when the role changes.
+//! watermark. A follower's fetching runs elsewhere (`crate::replica`); here it is only a
+//! role with what to stop when the role changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,12 +70,30 @@ struct FollowerProgress {
 pub struct Following {
     pub leader: i32,
     pub epoch: i32,
-    fetcher: tokio::task::AbortHandle,
+    /// Takes the partition out of its replica fetcher when the role changes (dropped with it).
+    _fetching: StopFetching,
 }
 
-impl Drop for Following {
+/// Stops a follower's fetching when dropped (see `crate::replica`).
+pub struct StopFetching(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl StopFetching {
+    pub fn new(stop: impl FnOnce() + Send + Sync + 'static) -> StopFetching {
+        StopFetching(Some(Box::new(stop)))
+    }
+}
+
+impl Drop for StopFetching {
     fn drop(&mut self) {
-        self.fetcher.abort();
+        if let Some(stop) = self.0.take() {
+            stop();
+        }
+    }
+}
+
+impl std::fmt::Debug for StopFetching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopFetching")
     }
 }
 
@@ -181,11 +199,11 @@ impl Partition {
         matches!(&*self.role.lock(), Role::Follower(f) if f.leader == leader && f.epoch == epoch)
     }
 
-    /// Follows `leader` in `epoch`, with `fetcher` the task that fetches from it (stopped
-    /// when the role changes again).
-    pub fn follow(&self, leader: i32, epoch: i32, fetcher: tokio::task::AbortHandle) {
+    /// Follows `leader` in `epoch`; `fetching` stops its replica fetcher's work on it when
+    /// the role changes again.
+    pub fn follow(&self, leader: i32, epoch: i32, fetching: StopFetching) {
         self.log.write().become_follower(epoch);
-        *self.role.lock() = Role::Follower(Following { leader, epoch, fetcher });
+        *self.role.lock() = Role::Follower(Following { leader, epoch, _fetching: fetching });
         self.lost_leadership();
         let log_end = self.log.read().log_end_offset();
         tracing::info!(topic = %self.topic, partition = self.index, leader, epoch, log_end, "following partition");

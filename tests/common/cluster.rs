@@ -28,6 +28,8 @@ pub struct Node {
     /// A controller that joins the running quorum through `controller.quorum.bootstrap.servers`
     /// (KIP-853) instead of being a static voter.
     pub joining: bool,
+    /// Arguments of this node alone (e.g. its own `metrics.listener`).
+    pub args: Vec<String>,
 }
 
 /// A node that reaches the others through proxies: its own view of the voters, and an
@@ -130,6 +132,7 @@ impl Cluster {
                 own: None,
                 voter: id <= voters,
                 joining: false,
+                args: Vec::new(),
             })
             .collect();
         let voters = nodes
@@ -236,6 +239,7 @@ impl Cluster {
         if let Some(own) = &node.own {
             args.extend(own.args.iter().map(String::as_str));
         }
+        args.extend(node.args.iter().map(String::as_str));
         let process = BinaryBroker::spawn_on(&listen, &node.dir, &args);
         self.nodes[i].process = Some(process);
     }
@@ -272,6 +276,20 @@ impl Cluster {
     /// Client addresses of the running nodes.
     pub fn bootstrap(&self) -> String {
         self.nodes.iter().filter(|n| n.process.is_some()).map(|n| n.client.clone()).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A topic whose replicas are `assignment` (the first of each partition leads), with
+/// `min.insync.replicas=2`, waited until every replica is in the ISR.
+pub async fn create_assigned(bootstrap: &str, topic: &str, assignment: &[&[i32]]) {
+    let new = NewTopic::new(topic, assignment.len() as i32, TopicReplication::Variable(assignment))
+        .set("min.insync.replicas", "2");
+    let created = admin(bootstrap).create_topics(&[new], &AdminOptions::new()).await.expect("CreateTopics");
+    assert!(created[0].is_ok(), "{:?}", created[0]);
+    for (p, replicas) in assignment.iter().enumerate() {
+        eventually(Duration::from_secs(20), "every replica in sync", || {
+            leader_and_isr(bootstrap, topic, p as i32).filter(|(l, isr)| *l > 0 && isr.len() == replicas.len())
+        });
     }
 }
 

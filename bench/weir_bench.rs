@@ -66,6 +66,9 @@ enum Cmd {
     Reassign(ReassignArgs),
     /// Sets dynamic configs of a broker or a topic (AlterConfigs), e.g. replication throttles.
     Config(ConfigArgs),
+    /// An idle cluster with many replicated partitions: time until every ISR is full after
+    /// creation, then each broker's replication connections, idle CPU and RSS.
+    ClusterIdle(ClusterIdleArgs),
     /// Share-group (KIP-932) consume throughput, and with --ack-rtt the acknowledgement round
     /// trip, with raw-protocol share consumers.
     ShareConsume(share::ShareConsumeArgs),
@@ -82,6 +85,26 @@ struct ConfigArgs {
     /// KEY=VALUE, repeatable.
     #[arg(long = "set")]
     set: Vec<String>,
+}
+
+#[derive(Args)]
+struct ClusterIdleArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// The cluster's brokers as NODE_ID=PID, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<String>,
+    #[arg(long, default_value = "idle")]
+    topic: String,
+    #[arg(long, default_value_t = 3000)]
+    partitions: i32,
+    #[arg(long, default_value_t = 3)]
+    replication_factor: i32,
+    /// Seconds over which idle CPU is measured (after the ISRs are full and 5 s of settling).
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
+    #[arg(long, default_value = "cluster-idle")]
+    label: String,
 }
 
 #[derive(Args)]
@@ -301,6 +324,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Failover(a) => failover(a)?,
         Cmd::Reassign(a) => reassign(a)?,
         Cmd::Config(a) => config(a)?,
+        Cmd::ClusterIdle(a) => cluster_idle(a)?,
         Cmd::ShareConsume(a) => share::share_consume(a)?,
     };
     println!("{summary}");
@@ -1104,6 +1128,91 @@ fn partitions(a: PartitionsArgs) -> anyhow::Result<Value> {
 // failover
 
 /// The leader and ISR size of partition 0 of `topic`.
+/// The cluster's brokers from `--nodes ID=PID,…`.
+fn parse_nodes(nodes: &[String]) -> anyhow::Result<Vec<(i32, i32)>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let (id, pid) = n.split_once('=').ok_or_else(|| anyhow::anyhow!("--nodes expects ID=PID, got '{n}'"))?;
+            Ok((id.parse()?, pid.parse()?))
+        })
+        .collect()
+}
+
+/// Established TCP connections of process `pid` to any of `ports` (from `/proc`: the
+/// process's socket inodes matched against the network namespace's TCP table).
+fn connections_to(pid: i32, ports: &[u16]) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .collect();
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else { continue };
+            let port = remote.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            // 01: ESTABLISHED
+            if *state == "01" && inodes.contains(*inode) && port.is_some_and(|p| ports.contains(&p)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn cluster_idle(a: ClusterIdleArgs) -> anyhow::Result<Value> {
+    let nodes = parse_nodes(&a.nodes)?;
+    let ports: Vec<u16> = a.bootstrap.split(',').filter_map(|b| b.rsplit(':').next()?.parse().ok()).collect();
+    let created = Instant::now();
+    ensure_replicated_topic(&a.bootstrap, &a.topic, a.partitions, a.replication_factor, &[])?;
+    let c: BaseConsumer = client_config(&a.bootstrap).create()?;
+    let full = loop {
+        let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10))?;
+        let parts = md.topics().first().map(|t| t.partitions()).unwrap_or_default();
+        let in_sync = parts.iter().filter(|p| p.isr().len() as i32 == a.replication_factor).count();
+        if parts.len() as i32 == a.partitions && in_sync == parts.len() {
+            break created.elapsed();
+        }
+        anyhow::ensure!(created.elapsed() < Duration::from_secs(300), "ISRs not full after 300 s ({in_sync} in sync)");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("{}: every ISR full {:.1} s after creation", a.label, full.as_secs_f64());
+    std::thread::sleep(Duration::from_secs(5));
+    let start: Vec<f64> = nodes.iter().map(|(_, pid)| proc_cpu_seconds(*pid).unwrap_or(0.0)).collect();
+    std::thread::sleep(Duration::from_secs(a.idle_seconds));
+    let per_minute = 60.0 / a.idle_seconds as f64;
+    let brokers: Vec<Value> = nodes
+        .iter()
+        .zip(&start)
+        .map(|((id, pid), start)| {
+            let cpu = proc_cpu_seconds(*pid).unwrap_or(*start) - start;
+            json!({
+                "id": id,
+                "idle_cpu_s_per_min": round(cpu * per_minute, 3),
+                "broker_links": connections_to(*pid, &ports),
+                "rss_mb": proc_status_kib(*pid, "VmRSS:").map(|k| k / 1024),
+            })
+        })
+        .collect();
+    let max = |field: &str| brokers.iter().filter_map(|b| b[field].as_f64()).fold(0.0, f64::max);
+    Ok(json!({
+        "scenario": a.label,
+        "kind": "cluster-idle",
+        "partitions": a.partitions,
+        "replication_factor": a.replication_factor,
+        "isr_full_s": round(full.as_secs_f64(), 2),
+        "max_idle_cpu_s_per_min": max("idle_cpu_s_per_min"),
+        "max_broker_links": max("broker_links"),
+        "max_rss_mb": max("rss_mb"),
+        "brokers": brokers,
+    }))
+}
+
 fn leader_of(bootstrap: &str, topic: &str) -> anyhow::Result<(i32, usize)> {
     let c: BaseConsumer = client_config(bootstrap).create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -1116,14 +1225,7 @@ fn leader_of(bootstrap: &str, topic: &str) -> anyhow::Result<(i32, usize)> {
 }
 
 fn failover(a: FailoverArgs) -> anyhow::Result<Value> {
-    let nodes: std::collections::HashMap<i32, i32> = a
-        .nodes
-        .iter()
-        .map(|n| {
-            let (id, pid) = n.split_once('=').ok_or_else(|| anyhow::anyhow!("--nodes expects ID=PID, got '{n}'"))?;
-            Ok((id.parse()?, pid.parse()?))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let nodes: std::collections::HashMap<i32, i32> = parse_nodes(&a.nodes)?.into_iter().collect();
     let signal = match a.signal.as_str() {
         "kill" => libc::SIGKILL,
         "term" => libc::SIGTERM,

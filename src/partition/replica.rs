@@ -241,17 +241,18 @@ impl Partition {
     /// Returns FENCED_LEADER_EPOCH-style refusals as `Err` when this broker does not lead.
     pub fn follower_fetched(&self, replica: i32, fetch_offset: i64) -> Result<Option<IsrChange>, ResponseError> {
         let log_end = self.log.read().log_end_offset();
-        let hw = self.replication.borrow().high_watermark;
         let mut role = self.role.lock();
         let Role::Leader(l) = &mut *role else { return Err(ResponseError::NotLeaderOrFollower) };
         let Some(progress) = l.followers.get_mut(&replica) else {
             return Err(ResponseError::NotLeaderOrFollower);
         };
-        progress.log_end = fetch_offset;
+        let moved = std::mem::replace(&mut progress.log_end, fetch_offset) != fetch_offset;
         if fetch_offset >= log_end {
             progress.caught_up = Instant::now();
         }
-        let change = if !l.isr.contains(&replica) && !l.altering && fetch_offset >= hw.max(l.epoch_start) {
+        let in_sync = l.isr.contains(&replica);
+        let catching_up = !in_sync && !l.altering;
+        let change = if catching_up && fetch_offset >= self.replication.borrow().high_watermark.max(l.epoch_start) {
             let mut isr = l.isr.clone();
             isr.push(replica);
             isr.sort_unstable();
@@ -261,7 +262,12 @@ impl Partition {
             None
         };
         drop(role);
-        self.update_high_watermark();
+        // the high watermark follows the in-sync followers' offsets (and the leader's own log
+        // end, whose appends update it themselves): a follower fetching from where it was
+        // moves nothing
+        if moved || change.is_some() {
+            self.update_high_watermark();
+        }
         Ok(change)
     }
 
@@ -315,9 +321,12 @@ impl Partition {
             let followers = l.isr.iter().filter_map(|r| l.followers.get(r)).map(|p| p.log_end).min();
             (followers, l.isr.len())
         };
-        let own = self.log.read().log_end_offset();
+        let (own, before) = {
+            let log = self.log.read();
+            (log.log_end_offset(), log.high_watermark())
+        };
         let hw = followers.map_or(own, |f| f.min(own));
-        let moved = {
+        let moved = hw > before && {
             let mut log = self.log.write();
             let before = log.high_watermark();
             if hw > before {

@@ -1168,6 +1168,12 @@ fn connections_to(pid: i32, ports: &[u16]) -> usize {
 fn cluster_idle(a: ClusterIdleArgs) -> anyhow::Result<Value> {
     let nodes = parse_nodes(&a.nodes)?;
     let ports: Vec<u16> = a.bootstrap.split(',').filter_map(|b| b.rsplit(':').next()?.parse().ok()).collect();
+    // every broker registered and unfenced: a one-partition topic on all of them can be made
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = ensure_replicated_topic(&a.bootstrap, "cluster-idle-warmup", 1, a.replication_factor, &[]) {
+        anyhow::ensure!(Instant::now() < ready_by, "the cluster never took an RF={} topic: {e}", a.replication_factor);
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let created = Instant::now();
     ensure_replicated_topic(&a.bootstrap, &a.topic, a.partitions, a.replication_factor, &[])?;
     let c: BaseConsumer = client_config(&a.bootstrap).create()?;

@@ -249,11 +249,12 @@ fn render_replica_fetch_errors(broker: &Broker, out: &mut String) {
 }
 
 /// The replica fetchers (one connection each): partitions followed, Fetch requests sent and
-/// the partitions they named, per source broker and fetcher.
+/// the partitions they named (incremental fetch sessions name only what changed), per source
+/// broker and fetcher.
 fn render_replica_fetchers(broker: &Broker, out: &mut String) {
     let fetchers = broker.fetchers.snapshot();
     type Value = fn(&crate::replica::FetcherStats) -> u64;
-    let families: [(&str, &str, &str, Value); 3] = [
+    let families: [(&str, &str, &str, Value); 4] = [
         ("weir_replica_fetcher_partitions", "gauge", "Partitions a replica fetcher follows.", |s| s.partitions as u64),
         ("weir_replica_fetcher_requests_total", "counter", "Fetch requests a replica fetcher sent.", |s| s.requests),
         (
@@ -262,6 +263,13 @@ fn render_replica_fetchers(broker: &Broker, out: &mut String) {
             "Partitions named in a replica fetcher's Fetch requests, in all.",
             |s| s.partitions_named,
         ),
+        (
+            "weir_replica_fetcher_most_partitions_named",
+            "gauge",
+            "The most partitions one Fetch of a replica fetcher named (a full fetch names all; an \
+             incremental one only those whose position changed).",
+            |s| s.most_named,
+        ),
     ];
     for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -269,6 +277,14 @@ fn render_replica_fetchers(broker: &Broker, out: &mut String) {
             let (leader, id) = (s.key.leader, s.key.id);
             let _ = writeln!(out, "{name}{{leader=\"{leader}\",fetcher=\"{id}\"}} {}", value(s));
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weir_fetch_session_partitions Partitions in followers' fetch sessions with this leader.\n\
+         # TYPE weir_fetch_session_partitions gauge"
+    );
+    for (follower, partitions) in broker.fetch_sessions.partitions_by_follower() {
+        let _ = writeln!(out, "weir_fetch_session_partitions{{follower=\"{follower}\"}} {partitions}");
     }
 }
 

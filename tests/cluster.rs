@@ -988,13 +988,15 @@ fn metric(exposition: &str, sample: &str) -> Option<u64> {
 
 /// Followers fetch through one fetcher per source broker (`num.replica.fetchers=1`): broker
 /// 2 follows 40 partitions from broker 1 and 20 from broker 3 with two fetchers — two
-/// replication connections — each of whose Fetch requests names many partitions, and every
-/// partition still replicates what acks=all acknowledged.
+/// replication connections — each of whose Fetch requests names many partitions (all of them
+/// when it opens its fetch session; then, KIP-227, only those that moved, and none while
+/// idle), and every partition still replicates what acks=all acknowledged.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_fetches_many_partitions_over_one_connection_per_leader() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = Cluster::plan(3);
-    let metrics_addr = fixed_port_addr();
+    let (leader_metrics, metrics_addr) = (fixed_port_addr(), fixed_port_addr());
+    cluster.nodes[0].args = vec!["--set".into(), format!("metrics.listener={leader_metrics}")];
     cluster.nodes[1].args = vec!["--set".into(), format!("metrics.listener={metrics_addr}")];
     let mut cluster = Cluster::launch(cluster, None);
     let bootstrap = cluster.bootstrap();
@@ -1012,10 +1014,23 @@ async fn a_follower_fetches_many_partitions_over_one_connection_per_leader() {
         let labels = format!("{{leader=\"{leader}\",fetcher=\"0\"}}");
         let followed = metric(&exposition, &format!("weir_replica_fetcher_partitions{labels}"));
         assert_eq!(followed, Some(partitions), "partitions followed from broker {leader}");
-        let requests = metric(&exposition, &format!("weir_replica_fetcher_requests_total{labels}")).unwrap();
-        let named = metric(&exposition, &format!("weir_replica_fetcher_partitions_named_total{labels}")).unwrap();
-        assert!(requests > 0 && named >= requests * (partitions / 2), "{named} partitions in {requests} fetches");
     }
+    // broker 1 holds one fetch session per follower, with all 40 partitions each
+    eventually(Duration::from_secs(10), "one session per follower at the leader", || {
+        let e = http_get(&leader_metrics, "/metrics");
+        let of = |f: i32| metric(&e, &format!("weir_fetch_session_partitions{{follower=\"{f}\"}}"));
+        (of(2) == Some(40) && of(3) == Some(40)).then_some(())
+    });
+    // idle: fetches go on every replica.fetch.wait.max.ms and name no partition
+    let named = |e: &str| metric(e, "weir_replica_fetcher_partitions_named_total{leader=\"1\",fetcher=\"0\"}");
+    let requests = |e: &str| metric(e, "weir_replica_fetcher_requests_total{leader=\"1\",fetcher=\"0\"}");
+    let settled = eventually(Duration::from_secs(10), "the follower idle", || {
+        let before = http_get(&metrics_addr, "/metrics");
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = http_get(&metrics_addr, "/metrics");
+        (named(&before) == named(&after)).then_some((requests(&before), requests(&after)))
+    });
+    assert!(settled.1 > settled.0, "idle fetches still go to the leader: {settled:?}");
 
     cluster.stop_all();
     for p in 0..60 {

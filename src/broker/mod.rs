@@ -78,6 +78,11 @@ impl Topic {
 
     /// A partition with a replica on this broker.
     pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        // partitions are kept in index order, usually all of them: look where it would be
+        // first (a fetch of thousands of partitions asks for each)
+        if let Some(p) = usize::try_from(index).ok().and_then(|i| self.partitions.get(i)).filter(|p| p.index == index) {
+            return Some(p);
+        }
         self.partitions.binary_search_by_key(&index, |p| p.index).ok().map(|i| &self.partitions[i])
     }
 
@@ -325,6 +330,8 @@ pub struct Broker {
     pub links: links::BrokerLinks,
     /// The replica fetchers: per source broker, the partitions this broker follows there.
     pub fetchers: crate::replica::FetcherManager,
+    /// Followers' incremental fetch sessions with this broker as their leader (KIP-227).
+    pub fetch_sessions: crate::replica::fetch_sessions::FetchSessions,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -459,6 +466,7 @@ impl Broker {
             follower_quota: Default::default(),
             links,
             fetchers: Default::default(),
+            fetch_sessions: Default::default(),
         };
         broker.set_replication_quotas();
         broker.remove_deleted_dirs();

@@ -2,8 +2,9 @@
 //! `min_bytes` and woken by appends, with Kafka's byte limits (the first batch of the first
 //! non-empty partition is always returned whole, KIP-74).
 //!
-//! Fetch sessions (KIP-227): Weir answers every full fetch with session id 0, which Kafka
-//! itself does when its session cache is full, so clients keep sending full fetches.
+//! Fetch sessions (KIP-227): followers get incremental sessions (`crate::replica::fetch_sessions`);
+//! consumers are answered with session id 0, which Kafka itself does when its session cache is
+//! full, so they keep sending full fetches.
 
 use std::sync::Arc;
 
@@ -27,9 +28,6 @@ use crate::partition::replica::IsrChange;
 use crate::partition::Partition;
 use crate::security::acl::{op, resource};
 
-/// Epochs that mean "no session": 0 opens one (we decline), -1 closes one.
-const INITIAL_EPOCH: i32 = 0;
-const FINAL_EPOCH: i32 = -1;
 const READ_COMMITTED: i8 = 1;
 
 /// A requested partition, resolved once per request.
@@ -45,17 +43,16 @@ struct Wanted {
 
 /// Answers a fetch; the returned [`FileRecords`] hold the file ranges whose stand-ins are in
 /// the response (sent with `sendfile`).
-pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, FileRecords) {
-    let is_full = req.session_epoch == INITIAL_EPOCH || req.session_epoch == FINAL_EPOCH;
-    if ctx.version >= 7 && (req.session_id != 0 || !is_full) {
-        let resp = FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
-        return (resp, FileRecords::default());
-    }
+pub async fn handle(ctx: &RequestContext, mut req: FetchRequest) -> (FetchResponse, FileRecords) {
     let broker = &ctx.broker;
     let replica = if ctx.version >= 15 { req.replica_state.replica_id.0 } else { req.replica_id.0 };
-    let mut topics = Vec::with_capacity(req.topics.len());
+    let mut session = match broker.fetch_sessions.resolve(&mut req, replica, ctx.version) {
+        Ok(session) => session,
+        Err(code) => return (FetchResponse::default().with_error_code(code.code()), FileRecords::default()),
+    };
+    let mut topics = Vec::with_capacity(session.topics.len());
     let mut wanted = Vec::new();
-    for (ti, ft) in req.topics.into_iter().enumerate() {
+    for (ti, ft) in std::mem::take(&mut session.topics).into_iter().enumerate() {
         let (topic, unknown): (Option<Arc<Topic>>, _) = if ctx.version >= 13 {
             (broker.topic_by_id(&ft.topic_id), ResponseError::UnknownTopicId)
         } else {
@@ -86,7 +83,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
     let read_committed = req.isolation_level == READ_COMMITTED;
     let selector = (replica < 0 && ctx.version >= 11).then(|| ReadReplicaSelector::new(broker, &req.rack_id)).flatten();
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    let notify = Arc::new(Notify::new());
+    let notify = session.wake.clone().unwrap_or_else(|| Arc::new(Notify::new()));
     let (parts, files) = loop {
         for w in &wanted {
             if let Some(p) = &w.partition {
@@ -101,7 +98,12 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         }
         // a replica held back by its throttle is read again as soon as the quota allows
         let wake = read.throttled.map_or(deadline, |d| deadline.min(Instant::now() + d));
-        let _ = tokio::time::timeout_at(wake, notify.notified()).await;
+        let woken = tokio::time::timeout_at(wake, notify.notified()).await.is_ok();
+        if !woken && wake == deadline {
+            // nothing was appended and no high watermark moved since this read (either would
+            // have woken it): reading again would give the same answer
+            break (read.parts, read.files);
+        }
     };
     for (w, pd) in wanted.iter().zip(parts) {
         if let (Some(t), Some(records)) = (&w.topic, &pd.records) {
@@ -109,7 +111,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> (FetchResponse, 
         }
         topics[w.topic_index].partitions.push(pd);
     }
-    (FetchResponse::default().with_session_id(0).with_responses(topics), files)
+    broker.fetch_sessions.answered(&session, &mut topics);
+    (FetchResponse::default().with_session_id(session.session_id).with_responses(topics), files)
 }
 
 /// One pass over the wanted partitions.

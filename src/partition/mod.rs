@@ -108,8 +108,11 @@ impl Partition {
     pub fn add_waiter(&self, notify: &Arc<Notify>) {
         let mut waiters = self.waiters.lock();
         // Drop registrations of fetches that already returned, so an idle partition's list
-        // stays as long as its live fetchers.
-        waiters.retain(|w| Arc::strong_count(w) > 1);
+        // stays about as long as its live fetchers (checked only once it grows: a partition
+        // with one follower and a consumer re-registers the same few on every fetch).
+        if waiters.len() >= 4 {
+            waiters.retain(|w| Arc::strong_count(w) > 1);
+        }
         if !waiters.iter().any(|w| Arc::ptr_eq(w, notify)) {
             waiters.push(notify.clone());
         }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
@@ -59,14 +59,20 @@ impl FetchState {
 /// wake-up for when one is added.
 #[derive(Default)]
 pub(super) struct FetcherShared {
-    pub partitions: Mutex<BTreeMap<(String, i32), FetchState>>,
+    pub partitions: Mutex<BTreeMap<Tp, FetchState>>,
     pub changed: Notify,
     /// Fetch requests sent, and the partitions they named in all (for `/metrics`).
     pub requests: AtomicU64,
     pub partitions_named: AtomicU64,
+    /// The most partitions one request named (a full fetch names all).
+    pub most_named: AtomicU64,
 }
 
-type Ready = Vec<((String, i32), FetchState)>;
+/// A partition by topic name and index (the name shared, so keys are cheap to copy).
+pub(super) type Tp = (Arc<str>, i32);
+type Ready = Vec<(Tp, FetchState)>;
+/// The positions to fetch from, and the partitions held to the follower throttle.
+type Wanted = (BTreeMap<Tp, FetchPartition>, Vec<Tp>);
 
 impl FetcherShared {
     /// The partitions not backing off, and when the next one stops backing off.
@@ -84,13 +90,13 @@ impl FetcherShared {
     }
 
     /// Changes a partition's state if it is still the same registration.
-    fn update(&self, tp: &(String, i32), registration: u64, change: impl FnOnce(&mut FetchState)) {
+    fn update(&self, tp: &Tp, registration: u64, change: impl FnOnce(&mut FetchState)) {
         if let Some(s) = self.partitions.lock().get_mut(tp).filter(|s| s.registration == registration) {
             change(s);
         }
     }
 
-    fn delay(&self, tp: &(String, i32), registration: u64, backoff: Duration) {
+    fn delay(&self, tp: &Tp, registration: u64, backoff: Duration) {
         self.update(tp, registration, |s| s.delayed_until = Some(Instant::now() + backoff));
     }
 }
@@ -122,7 +128,7 @@ impl Settings {
 /// The fetcher's life: rounds until the manager aborts it (its last partition went).
 pub(super) async fn run(shared: Arc<FetcherShared>, broker: Arc<Broker>, key: FetcherKey) {
     let settings = Settings::of(&broker);
-    let mut fetcher = Fetcher { shared, broker, leader: key.leader, settings, conn: None };
+    let mut fetcher = Fetcher { shared, broker, leader: key.leader, settings, conn: None, session: Session::default() };
     loop {
         let (ready, next) = fetcher.shared.ready(Instant::now());
         if ready.is_empty() {
@@ -134,6 +140,7 @@ pub(super) async fn run(shared: Arc<FetcherShared>, broker: Arc<Broker>, key: Fe
             let (topic, partition) = &ready[0].0;
             fetcher.broker.replica_fetch_failed(fetcher.leader, topic, *partition, &e);
             fetcher.conn = None;
+            fetcher.session.reset();
             tokio::time::sleep(fetcher.settings.backoff).await;
         }
     }
@@ -145,6 +152,94 @@ struct Fetcher {
     leader: i32,
     settings: Settings,
     conn: Option<Connection>,
+    session: Session,
+}
+
+/// The follower's side of its incremental fetch session with the leader (KIP-227): what the
+/// leader holds of each partition, so that a fetch names only the partitions whose position
+/// changed and the ones to forget.
+#[derive(Default)]
+struct Session {
+    /// 0: none yet (the next fetch is a full one, which opens it).
+    id: i32,
+    epoch: i32,
+    /// A session to close with the next full fetch (after an error).
+    stale: i32,
+    sent: BTreeMap<Tp, FetchPartition>,
+}
+
+impl Session {
+    fn reset(&mut self) {
+        if self.id != 0 {
+            self.stale = self.id;
+        }
+        self.id = 0;
+        self.epoch = 0;
+        self.sent.clear();
+    }
+
+    /// Splits the partitions to fetch into what the request names and what it forgets: all of
+    /// them without a session, else those whose position changed and those no longer fetched.
+    fn request(&self, wanted: &BTreeMap<Tp, FetchPartition>, req: FetchRequest) -> FetchRequest {
+        let full = self.id == 0;
+        let (named, forgotten) = if full { (wanted.iter().collect(), Vec::new()) } else { self.changes(wanted) };
+        let forgotten = by_topic(forgotten.into_iter().map(|tp| (tp, tp.1)))
+            .into_iter()
+            .map(|(t, parts)| ForgottenTopic::default().with_topic(TopicName(str_bytes(t))).with_partitions(parts))
+            .collect();
+        let topics = by_topic(named.into_iter().map(|(tp, p)| (tp, p.clone())))
+            .into_iter()
+            .map(|(t, parts)| FetchTopic::default().with_topic(TopicName(str_bytes(t))).with_partitions(parts))
+            .collect();
+        let (id, epoch) = if full { (self.stale, 0) } else { (self.id, self.epoch) };
+        req.with_session_id(id).with_session_epoch(epoch).with_topics(topics).with_forgotten_topics_data(forgotten)
+    }
+
+    /// The partitions whose position differs from what the leader holds, and those it holds
+    /// that are no longer fetched: one walk over both maps (same key order).
+    #[allow(clippy::type_complexity)]
+    fn changes<'a>(
+        &'a self,
+        wanted: &'a BTreeMap<Tp, FetchPartition>,
+    ) -> (Vec<(&'a Tp, &'a FetchPartition)>, Vec<&'a Tp>) {
+        let (mut named, mut forgotten) = (Vec::new(), Vec::new());
+        let mut sent = self.sent.iter().peekable();
+        for (tp, p) in wanted {
+            while let Some((gone, _)) = sent.next_if(|(s, _)| *s < tp) {
+                forgotten.push(gone);
+            }
+            match sent.next_if(|(s, _)| *s == tp) {
+                Some((_, held)) if held == p => {}
+                _ => named.push((tp, p)),
+            }
+        }
+        forgotten.extend(sent.map(|(tp, _)| tp));
+        (named, forgotten)
+    }
+
+    /// The leader answered `session_id` to a fetch of `wanted`: it now holds those positions.
+    fn answered(&mut self, session_id: i32, wanted: BTreeMap<Tp, FetchPartition>) {
+        if self.id == 0 {
+            self.id = session_id;
+            self.stale = 0;
+            self.epoch = 1;
+        } else {
+            self.epoch = if self.epoch == i32::MAX { 1 } else { self.epoch + 1 };
+        }
+        self.sent = if self.id == 0 { BTreeMap::new() } else { wanted };
+    }
+}
+
+/// Items grouped by their (topic, partition) key's topic, in key order.
+fn by_topic<'a, T>(items: impl Iterator<Item = (&'a Tp, T)>) -> Vec<(&'a str, Vec<T>)> {
+    let mut grouped: Vec<(&str, Vec<T>)> = Vec::new();
+    for (tp, item) in items {
+        match grouped.last_mut() {
+            Some((t, list)) if *t == &*tp.0 => list.push(item),
+            _ => grouped.push((&*tp.0, vec![item])),
+        }
+    }
+    grouped
 }
 
 impl Fetcher {
@@ -168,7 +263,7 @@ impl Fetcher {
     /// Asks the leader where each partition's newest epoch ends there (one request for all)
     /// and cuts whatever the local log has beyond it: records a previous leader wrote that
     /// the new one never had.
-    async fn truncate(&mut self, partitions: &[&((String, i32), FetchState)]) -> Result<(), ClientError> {
+    async fn truncate(&mut self, partitions: &[&(Tp, FetchState)]) -> Result<(), ClientError> {
         let mut asked = Vec::new();
         let mut by_topic: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
         for ((topic, index), s) in partitions.iter().map(|e| (&e.0, &e.1)) {
@@ -203,7 +298,7 @@ impl Fetcher {
         let mut answers = BTreeMap::new();
         for t in resp.topics {
             for p in t.partitions {
-                answers.insert((t.topic.0.to_string(), p.partition), p);
+                answers.insert((Arc::<str>::from(t.topic.0.as_str()), p.partition), p);
             }
         }
         for (tp, s, latest) in asked {
@@ -216,7 +311,7 @@ impl Fetcher {
             let end = s.partition.log().log_end_offset();
             if answer.end_offset >= 0 && answer.end_offset < end {
                 tracing::info!(
-                    topic = tp.0,
+                    topic = &*tp.0,
                     partition = tp.1,
                     log_end = end,
                     to = answer.end_offset,
@@ -241,24 +336,36 @@ impl Fetcher {
     /// One Fetch for every ready partition, then what it brought: appended, fsynced (when
     /// durable), and the leader's high watermark and log start followed.
     async fn fetch(&mut self, ready: &Ready) -> Result<(), ClientError> {
-        let Some((req, throttled)) = self.fetch_request(ready) else {
+        let Some((wanted, throttled)) = self.wanted(ready) else {
             // every partition is held back by the follower throttle
             tokio::time::sleep(self.broker.follower_quota.delay().max(Duration::from_millis(10))).await;
             return Ok(());
         };
+        let req = self.fetch_request(&wanted);
         let named: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
         self.shared.requests.fetch_add(1, Ordering::Relaxed);
         self.shared.partitions_named.fetch_add(named as u64, Ordering::Relaxed);
+        self.shared.most_named.fetch_max(named as u64, Ordering::Relaxed);
         let resp: FetchResponse = self.conn()?.call_at(ApiKey::Fetch, FETCH_VERSION, &req).await?;
         link_error(resp.error_code)?;
+        let session_lost = [ResponseError::FetchSessionIdNotFound, ResponseError::InvalidFetchSessionEpoch]
+            .map(|e| e.code())
+            .contains(&resp.error_code);
+        if session_lost {
+            // the leader lost or moved past the session (it restarted, evicted it): start over
+            tracing::debug!(leader = self.leader, error_code = resp.error_code, "replica fetch session reset");
+            self.session.reset();
+            return Ok(());
+        }
         if resp.error_code != 0 {
             return Err(ClientError::kafka("replica fetch", resp.error_code, None));
         }
         self.broker.replica_fetch_succeeded(self.leader);
-        let states: BTreeMap<&(String, i32), &FetchState> = ready.iter().map(|(tp, s)| (tp, s)).collect();
+        self.session.answered(resp.session_id, wanted);
+        let states: BTreeMap<&Tp, &FetchState> = ready.iter().map(|(tp, s)| (tp, s)).collect();
         let mut grew = Vec::new();
         for t in resp.responses {
-            let topic = t.topic.0.to_string();
+            let topic: Arc<str> = Arc::from(t.topic.0.as_str());
             for data in t.partitions {
                 let tp = (topic.clone(), data.partition_index);
                 let Some(s) = states.get(&tp) else { continue };
@@ -274,13 +381,13 @@ impl Fetcher {
         Ok(())
     }
 
-    /// The Fetch for the ready partitions (grouped by topic), and which of them count against
-    /// the follower throttle; `None` when the throttle holds back every one.
-    fn fetch_request(&self, ready: &Ready) -> Option<(FetchRequest, Vec<(String, i32)>)> {
+    /// The positions to fetch the ready partitions from, and which of them count against the
+    /// follower throttle; `None` when the throttle holds back every one.
+    fn wanted(&self, ready: &Ready) -> Option<Wanted> {
         let quota = &self.broker.follower_quota;
         let mut allowance = None::<Option<usize>>;
         let mut throttled = Vec::new();
-        let mut topics: Vec<FetchTopic> = Vec::new();
+        let mut wanted = BTreeMap::new();
         for (tp, s) in ready {
             let mut max_bytes = self.settings.max_bytes;
             if quota.is_limited() && self.follower_throttled(&tp.0, tp.1) {
@@ -302,23 +409,18 @@ impl Fetcher {
                 .with_last_fetched_epoch(last_epoch)
                 .with_log_start_offset(log_start)
                 .with_partition_max_bytes(max_bytes);
-            match topics.last_mut() {
-                Some(t) if t.topic.0.as_str() == tp.0 => t.partitions.push(partition),
-                _ => topics.push(
-                    FetchTopic::default().with_topic(TopicName(str_bytes(&tp.0))).with_partitions(vec![partition]),
-                ),
-            }
+            wanted.insert(tp.clone(), partition);
         }
-        if topics.is_empty() {
-            return None;
-        }
+        (!wanted.is_empty()).then_some((wanted, throttled))
+    }
+
+    fn fetch_request(&self, wanted: &BTreeMap<Tp, FetchPartition>) -> FetchRequest {
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(self.broker.node_id))
             .with_max_wait_ms(self.settings.max_wait_ms)
             .with_min_bytes(self.settings.min_bytes)
-            .with_max_bytes(self.settings.response_max_bytes)
-            .with_topics(topics);
-        Some((req, throttled))
+            .with_max_bytes(self.settings.response_max_bytes);
+        self.session.request(wanted, req)
     }
 
     /// Whether this follower's fetches of a partition count against
@@ -332,12 +434,12 @@ impl Fetcher {
     }
 
     /// Takes one partition's answer; returns its new log end when records were appended.
-    fn take(&self, tp: &(String, i32), s: &FetchState, data: PartitionData) -> Option<i64> {
+    fn take(&self, tp: &Tp, s: &FetchState, data: PartitionData) -> Option<i64> {
         let p = &s.partition;
         let fetch_offset = p.log().log_end_offset();
         if data.error_code == ResponseError::OffsetOutOfRange.code() && fetch_offset < data.log_start_offset {
             tracing::info!(
-                topic = tp.0,
+                topic = &*tp.0,
                 partition = tp.1,
                 log_end = fetch_offset,
                 leader_log_start = data.log_start_offset,
@@ -357,7 +459,7 @@ impl Fetcher {
             let end = data.diverging_epoch.end_offset;
             if end < fetch_offset {
                 tracing::info!(
-                    topic = tp.0,
+                    topic = &*tp.0,
                     partition = tp.1,
                     end,
                     "truncating a tail that diverged from the leader's"
@@ -387,7 +489,7 @@ impl Fetcher {
                 log.delete_records_before(data.log_start_offset.min(log.high_watermark()), now_ms())
             });
             if let Some(Err(e)) = moved {
-                tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "cannot follow the leader's log start");
+                tracing::warn!(topic = &*tp.0, partition = tp.1, error = %e, "cannot follow the leader's log start");
             }
         }
         grew
@@ -395,7 +497,7 @@ impl Fetcher {
 
     /// With `log.flush.on.acks.all`: fsyncs every partition that grew, all at once, before the
     /// next fetch tells the leader this replica has them.
-    async fn flush(&mut self, grew: Vec<((String, i32), FetchState, i64)>) {
+    async fn flush(&mut self, grew: Vec<(Tp, FetchState, i64)>) {
         if !self.settings.durable {
             return;
         }
@@ -411,16 +513,22 @@ impl Fetcher {
 
     /// The leader answered an error for one partition (it moved, or does not know this
     /// epoch yet): that partition backs off; the metadata will say where it went.
-    fn partition_error(&self, tp: &(String, i32), s: &FetchState, code: i16) {
+    fn partition_error(&self, tp: &Tp, s: &FetchState, code: i16) {
         let error = ResponseError::try_from_code(code);
-        tracing::debug!(topic = tp.0, partition = tp.1, leader = self.leader, ?error, "replica fetch: partition error");
+        tracing::debug!(
+            topic = &*tp.0,
+            partition = tp.1,
+            leader = self.leader,
+            ?error,
+            "replica fetch: partition error"
+        );
         self.shared.update(tp, s.registration, |s| s.truncated = false);
         self.shared.delay(tp, s.registration, self.settings.backoff);
     }
 
     /// The local log failed (a write, an fsync): the partition backs off and truncates again.
-    fn local_error(&self, tp: &(String, i32), s: &FetchState, e: &dyn std::fmt::Display) {
-        tracing::warn!(topic = tp.0, partition = tp.1, error = %e, "replica fetch: the local log failed");
+    fn local_error(&self, tp: &Tp, s: &FetchState, e: &dyn std::fmt::Display) {
+        tracing::warn!(topic = &*tp.0, partition = tp.1, error = %e, "replica fetch: the local log failed");
         self.shared.update(tp, s.registration, |s| s.truncated = false);
         self.shared.delay(tp, s.registration, self.settings.backoff);
     }

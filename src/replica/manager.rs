@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::fetcher::{self, FetchState, FetcherShared};
+use super::fetcher::{self, FetchState, FetcherShared, Tp};
 use crate::broker::Broker;
 use crate::partition::replica::StopFetching;
 use crate::partition::Partition;
@@ -28,6 +28,7 @@ pub struct FetcherStats {
     pub partitions: usize,
     pub requests: u64,
     pub partitions_named: u64,
+    pub most_named: u64,
 }
 
 struct Running {
@@ -62,7 +63,7 @@ impl FetcherManager {
     ) -> StopFetching {
         let per_broker = broker.config_i64("num.replica.fetchers").clamp(1, i64::from(i32::MAX)) as i32;
         let key = FetcherKey { leader, id: fetcher_id(topic, partition.index, per_broker) };
-        let tp = (topic.to_string(), partition.index);
+        let tp: Tp = (Arc::from(topic), partition.index);
         let registration = self.fetchers.next_registration.fetch_add(1, Ordering::Relaxed);
         let state = FetchState::new(partition, epoch, registration);
         {
@@ -93,6 +94,7 @@ impl FetcherManager {
                 partitions: r.shared.partitions.lock().len(),
                 requests: r.shared.requests.load(Ordering::Relaxed),
                 partitions_named: r.shared.partitions_named.load(Ordering::Relaxed),
+                most_named: r.shared.most_named.load(Ordering::Relaxed),
             })
             .collect();
         all.sort_by_key(|s| s.key);
@@ -108,7 +110,7 @@ impl FetcherManager {
 }
 
 impl Fetchers {
-    fn remove(&self, key: FetcherKey, tp: &(String, i32), registration: u64) {
+    fn remove(&self, key: FetcherKey, tp: &Tp, registration: u64) {
         let mut running = self.running.lock();
         let Some(fetcher) = running.get(&key) else { return };
         let now_empty = {

@@ -9,6 +9,7 @@
 //! [`crate::partition::replica::StopFetching`] it returns takes it out again when the role
 //! changes.
 
+pub mod fetch_sessions;
 mod fetcher;
 mod manager;
 

@@ -120,10 +120,12 @@ if single and rf3:
         f"one broker ({ratio:.0%}); per broker {rf3.get('per_broker_cpu_s_per_gb')} CPU-s/GB "
         f"(one broker {single.get('broker_cpu_s_per_gb')})", "(measured, no target)", "-")
 for name, r in sorted(runs.items()):
-    if r["kind"] == "cluster-idle":
+    if r["kind"] == "cluster-idle" and r["replication_factor"] > 1:
+        base = runs.get(name.replace(f"-rf{r['replication_factor']}", "-rf1"), {})
         row(f"idle cluster, {r['partitions']:,} partitions RF={r['replication_factor']}",
             f"ISR full {r['isr_full_s']} s after creation; per broker at most {r['max_broker_links']:.0f} "
-            f"replication connections, {r['max_idle_cpu_s_per_min']} CPU-s/min idle, RSS {r['max_rss_mb']:.0f} MB",
+            f"replication connections, {r['max_idle_cpu_s_per_min']} CPU-s/min idle "
+            f"(RF=1: {base.get('max_idle_cpu_s_per_min')}), RSS {r['max_rss_mb']:.0f} MB (RF=1: {base.get('max_rss_mb')})",
             "<= 15 s; <= 2 (1 fetcher x 2 brokers) + a constant; <= 0.5 CPU-s/min",
             ok(r["isr_full_s"] <= 15 and r["max_broker_links"] <= 4 and r["max_idle_cpu_s_per_min"] <= 0.5))
 for case, target in (("default-kill", None), ("default-term", 0.5), ("tuned-kill", 2.0), ("tuned-term", 0.5)):

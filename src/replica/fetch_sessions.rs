@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, TopicName};
+use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -83,7 +83,8 @@ impl FetchSessions {
         let mut sessions = self.sessions.lock();
         match req.session_epoch {
             INITIAL_EPOCH | FINAL_EPOCH => {
-                if req.session_id != 0 {
+                // only its own follower closes a session (a client cannot end a broker's)
+                if sessions.get(&req.session_id).is_some_and(|s| s.replica == replica) {
                     sessions.remove(&req.session_id);
                 }
                 if req.session_epoch == FINAL_EPOCH || replica < 0 {
@@ -99,7 +100,10 @@ impl FetchSessions {
                 Ok(Resolved { topics, session_id: id, incremental: false, wake: Some(wake) })
             }
             epoch => {
-                let session = sessions.get_mut(&req.session_id).ok_or(ResponseError::FetchSessionIdNotFound)?;
+                let session = sessions
+                    .get_mut(&req.session_id)
+                    .filter(|s| s.replica == replica)
+                    .ok_or(ResponseError::FetchSessionIdNotFound)?;
                 if epoch != session.next_epoch {
                     return Err(ResponseError::InvalidFetchSessionEpoch);
                 }
@@ -214,7 +218,7 @@ fn grouped(partitions: &BTreeMap<TopicKey, BTreeMap<i32, Cached>>) -> Vec<FetchT
         .iter()
         .map(|((name, id), cached)| {
             FetchTopic::default()
-                .with_topic(TopicName(crate::handlers::str_bytes(name)))
+                .with_topic(super::topic_name(name))
                 .with_topic_id(*id)
                 .with_partitions(cached.values().map(|c| c.req.clone()).collect())
         })
@@ -230,7 +234,7 @@ mod tests {
     }
 
     fn request(id: i32, epoch: i32, parts: Vec<FetchPartition>) -> FetchRequest {
-        let topic = FetchTopic::default().with_topic(TopicName(crate::handlers::str_bytes("t"))).with_partitions(parts);
+        let topic = FetchTopic::default().with_topic(super::super::topic_name("t")).with_partitions(parts);
         FetchRequest::default().with_session_id(id).with_session_epoch(epoch).with_topics(vec![topic])
     }
 
@@ -244,9 +248,7 @@ mod tests {
                     .with_records(Some(bytes::Bytes::new()))
             })
             .collect();
-        vec![FetchableTopicResponse::default()
-            .with_topic(TopicName(crate::handlers::str_bytes("t")))
-            .with_partitions(partitions)]
+        vec![FetchableTopicResponse::default().with_topic(super::super::topic_name("t")).with_partitions(partitions)]
     }
 
     #[test]
@@ -271,7 +273,7 @@ mod tests {
         // a moved fetch offset replaces the cached one; a forgotten partition leaves
         let mut moved = request(first.session_id, 2, vec![partition(0, 6)]);
         moved.forgotten_topics_data = vec![kafka_protocol::messages::fetch_request::ForgottenTopic::default()
-            .with_topic(TopicName(crate::handlers::str_bytes("t")))
+            .with_topic(super::super::topic_name("t"))
             .with_partitions(vec![1])];
         let third = sessions.resolve(&mut moved, 2, 12).unwrap();
         assert_eq!(third.topics[0].partitions, vec![partition(0, 6)]);
@@ -285,6 +287,20 @@ mod tests {
         let mut close = request(first.session_id, FINAL_EPOCH, vec![]);
         assert_eq!(sessions.resolve(&mut close, 2, 12).unwrap().session_id, 0);
         assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn only_its_follower_uses_or_closes_a_session() {
+        let sessions = FetchSessions::default();
+        let mut full = request(0, INITIAL_EPOCH, vec![partition(0, 5)]);
+        let id = sessions.resolve(&mut full, 2, 12).unwrap().session_id;
+        let mut other = request(id, 1, vec![]);
+        assert_eq!(sessions.resolve(&mut other, 3, 12).err(), Some(ResponseError::FetchSessionIdNotFound));
+        let mut close = request(id, FINAL_EPOCH, vec![]);
+        sessions.resolve(&mut close, -1, 12).unwrap();
+        assert_eq!(sessions.len(), 1, "a consumer's final fetch leaves a broker's session alone");
+        let mut own = request(id, 1, vec![]);
+        assert!(sessions.resolve(&mut own, 2, 12).unwrap().incremental);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, Forgot
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
 };
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
@@ -27,7 +27,6 @@ use crate::broker::throttle::{is_throttled, MIN_CHUNK};
 use crate::broker::{now_ms, Broker};
 use crate::client::connection::Connection;
 use crate::client::ClientError;
-use crate::handlers::str_bytes;
 use crate::partition::Partition;
 
 /// Fetch versions a follower speaks: 12 has the diverging epoch (KIP-320) and topic names.
@@ -185,11 +184,11 @@ impl Session {
         let (named, forgotten) = if full { (wanted.iter().collect(), Vec::new()) } else { self.changes(wanted) };
         let forgotten = by_topic(forgotten.into_iter().map(|tp| (tp, tp.1)))
             .into_iter()
-            .map(|(t, parts)| ForgottenTopic::default().with_topic(TopicName(str_bytes(t))).with_partitions(parts))
+            .map(|(t, parts)| ForgottenTopic::default().with_topic(super::topic_name(t)).with_partitions(parts))
             .collect();
         let topics = by_topic(named.into_iter().map(|(tp, p)| (tp, p.clone())))
             .into_iter()
-            .map(|(t, parts)| FetchTopic::default().with_topic(TopicName(str_bytes(t))).with_partitions(parts))
+            .map(|(t, parts)| FetchTopic::default().with_topic(super::topic_name(t)).with_partitions(parts))
             .collect();
         let (id, epoch) = if full { (self.stale, 0) } else { (self.id, self.epoch) };
         req.with_session_id(id).with_session_epoch(epoch).with_topics(topics).with_forgotten_topics_data(forgotten)
@@ -286,9 +285,7 @@ impl Fetcher {
         }
         let topics = by_topic
             .into_iter()
-            .map(|(t, parts)| {
-                OffsetForLeaderTopic::default().with_topic(TopicName(str_bytes(t))).with_partitions(parts)
-            })
+            .map(|(t, parts)| OffsetForLeaderTopic::default().with_topic(super::topic_name(t)).with_partitions(parts))
             .collect();
         let req =
             OffsetForLeaderEpochRequest::default().with_replica_id(BrokerId(self.broker.node_id)).with_topics(topics);

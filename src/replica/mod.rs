@@ -14,3 +14,8 @@ mod fetcher;
 mod manager;
 
 pub use manager::{FetcherKey, FetcherManager, FetcherStats};
+
+/// A topic name as the protocol carries it.
+fn topic_name(name: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(name.to_string()))
+}

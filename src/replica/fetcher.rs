@@ -264,26 +264,25 @@ impl Fetcher {
     /// the new one never had.
     async fn truncate(&mut self, partitions: &[&(Tp, FetchState)]) -> Result<(), ClientError> {
         let mut asked = Vec::new();
-        let mut by_topic: BTreeMap<&str, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
-        for ((topic, index), s) in partitions.iter().map(|e| (&e.0, &e.1)) {
+        for (tp, s) in partitions.iter().map(|e| (&e.0, &e.1)) {
             match s.partition.log().latest_epoch() {
                 // nothing written yet: nothing to cut
-                None => self.shared.update(&(topic.clone(), *index), s.registration, |s| s.truncated = true),
-                Some(latest) => {
-                    by_topic.entry(topic).or_default().push(
-                        OffsetForLeaderPartition::default()
-                            .with_partition(*index)
-                            .with_current_leader_epoch(s.epoch)
-                            .with_leader_epoch(latest),
-                    );
-                    asked.push(((topic.clone(), *index), s.clone(), latest));
-                }
+                None => self.shared.update(tp, s.registration, |s| s.truncated = true),
+                Some(latest) => asked.push((tp.clone(), s.clone(), latest)),
             }
         }
         if asked.is_empty() {
             return Ok(());
         }
-        let topics = by_topic
+        let questions = asked.iter().map(|(tp, s, latest)| {
+            let question = OffsetForLeaderPartition::default()
+                .with_partition(tp.1)
+                .with_current_leader_epoch(s.epoch)
+                .with_leader_epoch(*latest);
+            (tp, question)
+        });
+        // the partitions come in (topic, partition) order, as the fetcher keeps them
+        let topics = by_topic(questions)
             .into_iter()
             .map(|(t, parts)| OffsetForLeaderTopic::default().with_topic(super::topic_name(t)).with_partitions(parts))
             .collect();

@@ -258,6 +258,10 @@ struct AckLatencyArgs {
     producers: u64,
     #[arg(long, default_value_t = 0)]
     linger_ms: u32,
+    /// A topic config for the topic when it is created (`name=value`, repeatable): e.g. a
+    /// small `segment.bytes`, so that segments roll during the run.
+    #[arg(long = "topic-config", value_parser = parse_key_value)]
+    topic_configs: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -824,8 +828,28 @@ fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
     round(sorted_us[i] as f64 / 1000.0, 3)
 }
 
+/// The p99 of the records sent in each whole second after `from` (µs since the epoch, latency
+/// in µs): a slow stretch (a segment's first seconds, a roll) shows as its own second.
+fn per_second_p99_ms(timed: &[(u64, u64)], from: u64) -> Vec<f64> {
+    let mut seconds: Vec<Vec<u64>> = Vec::new();
+    for (at, l) in timed {
+        let s = ((at - from) / 1_000_000) as usize;
+        if seconds.len() <= s {
+            seconds.resize_with(s + 1, Vec::new);
+        }
+        seconds[s].push(*l);
+    }
+    seconds
+        .into_iter()
+        .map(|mut l| {
+            l.sort_unstable();
+            percentile_ms(&l, 0.99)
+        })
+        .collect()
+}
+
 fn ack_latency(a: AckLatencyArgs) -> anyhow::Result<Value> {
-    ensure_topic(&a.target.bootstrap, &a.topic, a.partitions)?;
+    ensure_replicated_topic(&a.target.bootstrap, &a.topic, a.partitions, 1, &a.topic_configs)?;
     let latencies_us = Arc::new(parking_lot::Mutex::new(Vec::with_capacity((a.rate * a.seconds) as usize)));
     let epoch = Instant::now();
     let failed = Arc::new(AtomicU64::new(0));
@@ -887,6 +911,7 @@ fn ack_latency(a: AckLatencyArgs) -> anyhow::Result<Value> {
     // when the slowest were sent (s after the clock started): a stall shows as one cluster
     timed.sort_unstable_by_key(|(_, l)| std::cmp::Reverse(*l));
     let measured_from = timed.iter().map(|(at, _)| *at).min().unwrap_or(0);
+    let per_second = per_second_p99_ms(&timed, measured_from);
     let slowest: Vec<Value> = timed
         .iter()
         .take(5)
@@ -902,6 +927,7 @@ fn ack_latency(a: AckLatencyArgs) -> anyhow::Result<Value> {
         "p50_ms": percentile_ms(&lat, 0.5), "p99_ms": percentile_ms(&lat, 0.99),
         "p999_ms": percentile_ms(&lat, 0.999), "max_ms": percentile_ms(&lat, 1.0),
         "slowest_sent_at_s_and_ms": slowest,
+        "per_second_p99_ms": per_second,
     });
     if let Some(s) = sampler {
         merge(&mut out, s.finish(lat.len() as u64 * a.record_size as u64));

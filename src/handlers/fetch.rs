@@ -174,7 +174,11 @@ fn read_all(
                 }
                 // only a fetch from a log that agrees with this one is progress (a follower
                 // that must still truncate has nothing of this epoch yet)
-                let progress = if consistent { p.follower_fetched(w.replica, w.req.fetch_offset) } else { Ok(None) };
+                let progress = if consistent {
+                    p.follower_fetched(w.replica, w.req.fetch_offset, crate::replica::follower_progress(&w.req))
+                } else {
+                    Ok(None)
+                };
                 match progress {
                     Err(code) => {
                         any_error = true;

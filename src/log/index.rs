@@ -8,6 +8,11 @@
 //! As in Kafka, the file of the active segment is pre-sized to `segment.index.bytes` so the
 //! mapping never moves, and is trimmed to its entries when the segment is closed. A file whose
 //! entries are not monotonic is reported as insane and rebuilt from the log.
+//!
+//! The pre-sized file is sparse, and a store into a mapped page that has no disk block yet
+//! must allocate one: on a full disk the kernel cannot, and kills the process with SIGBUS.
+//! So entries are only ever stored into blocks reserved beforehand (`fallocate`, in steps of
+//! [`RESERVE_STEP`]); a reservation that fails is an ordinary write error.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -86,8 +91,15 @@ pub struct Index<E: IndexEntry> {
     path: PathBuf,
     mmap: Option<MmapMut>,
     entries: usize,
+    /// Bytes from the start of the file known to have disk blocks (written or reserved):
+    /// entries are stored only below this.
+    allocated: u64,
     _kind: std::marker::PhantomData<E>,
 }
+
+/// How much index file is reserved at a time: 8,192 offset-index entries, the index of about
+/// 32 MiB of log at the default `index.interval.bytes`.
+const RESERVE_STEP: u64 = 64 * 1024;
 
 pub type OffsetIndex = Index<OffsetEntry>;
 pub type TimeIndex = Index<TimeEntry>;
@@ -98,7 +110,8 @@ impl<E: IndexEntry> Index<E> {
     pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
         let len = Self::open_file(path)?.metadata()?.len();
         let entries = (len / E::SIZE as u64) as usize;
-        let mut index = Index { path: path.to_path_buf(), mmap: None, entries, _kind: std::marker::PhantomData };
+        let mut index =
+            Index { path: path.to_path_buf(), mmap: None, entries, allocated: len, _kind: std::marker::PhantomData };
         index.resize(max_bytes.max(len))?;
         Ok(index)
     }
@@ -149,10 +162,41 @@ impl<E: IndexEntry> Index<E> {
         self.entries.checked_sub(1).and_then(|i| self.entry(i))
     }
 
-    /// Appends an entry; returns false when the index is full (the segment must roll).
+    /// Makes sure the next entry will be stored into a disk block the file already has (see
+    /// the module's doc): reserves the next step when it would not. An error (ENOSPC) fails
+    /// the append that needed the entry.
+    pub fn reserve_next(&mut self) -> io::Result<()> {
+        let need = ((self.entries + 1) * E::SIZE) as u64;
+        let capacity = (self.capacity() * E::SIZE) as u64;
+        if need <= self.allocated || need > capacity {
+            return Ok(());
+        }
+        let end = (self.allocated + RESERVE_STEP).min(capacity).max(need);
+        let file = Self::open_file(&self.path)?;
+        match super::segment::reserve(&file, self.allocated, end - self.allocated) {
+            Ok(()) => {}
+            // a file system without fallocate: zeros written allocate the blocks (nothing
+            // below `allocated`, where the entries are, is touched)
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.kind() == io::ErrorKind::Unsupported => {
+                use std::os::unix::fs::FileExt;
+                file.write_all_at(&vec![0u8; (end - self.allocated) as usize], self.allocated)?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.allocated = end;
+        Ok(())
+    }
+
+    /// Appends an entry; returns false when the index is full (the segment must roll). The
+    /// entry's place must have been reserved ([`Self::reserve_next`]); an entry that was not
+    /// is dropped rather than stored into a sparse page (a sparse index only costs reads a
+    /// longer walk).
     pub fn append(&mut self, e: E) -> bool {
         if self.is_full() {
             return false;
+        }
+        if ((self.entries + 1) * E::SIZE) as u64 > self.allocated {
+            return true;
         }
         if let Some(last) = self.last() {
             if e.key() <= last.key() {
@@ -198,9 +242,11 @@ impl<E: IndexEntry> Index<E> {
         self.entries = self.entries.min(n);
     }
 
-    /// Drops every entry (before a rebuild).
+    /// Drops every entry (before a rebuild). Nothing is known of the file's blocks any more
+    /// (it may be a sparse file a crash left untrimmed), so they are reserved again.
     pub fn clear(&mut self) {
         self.entries = 0;
+        self.allocated = 0;
     }
 
     /// Flushes the mapping to disk.
@@ -214,7 +260,9 @@ impl<E: IndexEntry> Index<E> {
     /// Shrinks the file to its entries (segment closed or broker shutting down).
     pub fn trim(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.resize((self.entries * E::SIZE) as u64)?.sync_all()
+        let len = (self.entries * E::SIZE) as u64;
+        self.allocated = self.allocated.min(len);
+        self.resize(len)?.sync_all()
     }
 
     pub fn path(&self) -> &Path {
@@ -231,6 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::open(&dir.path().join("a.index"), 80).unwrap();
         for (o, p) in [(0, 0), (10, 100), (20, 200)] {
+            idx.reserve_next().unwrap();
             assert!(idx.append(OffsetEntry { relative_offset: o, position: p }));
         }
         assert_eq!(idx.floor(15).unwrap().position, 100);
@@ -244,8 +293,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.timeindex");
         let mut idx = TimeIndex::open(&path, 120).unwrap();
-        idx.append(TimeEntry { timestamp: 5, relative_offset: 1 });
-        idx.append(TimeEntry { timestamp: 9, relative_offset: 3 });
+        for (timestamp, relative_offset) in [(5, 1), (9, 3)] {
+            idx.reserve_next().unwrap();
+            idx.append(TimeEntry { timestamp, relative_offset });
+        }
         idx.trim().unwrap();
         drop(idx);
         let idx = TimeIndex::open(&path, 120).unwrap();
@@ -254,9 +305,37 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_stored_only_into_reserved_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.index");
+        let mut idx = OffsetIndex::open(&path, 8 << 20).unwrap();
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        assert_eq!(blocks(&path), 0, "the pre-sized file is sparse");
+        // without a reservation an entry is not stored (no store into a sparse page)
+        assert!(idx.append(OffsetEntry { relative_offset: 1, position: 1 }));
+        assert_eq!(idx.len(), 0);
+        for i in 0..10_000u32 {
+            idx.reserve_next().unwrap();
+            assert!(idx.append(OffsetEntry { relative_offset: i + 1, position: i * 10 }));
+        }
+        assert_eq!(idx.len(), 10_000);
+        let reserved = blocks(&path);
+        assert!((80_000..=80_000 + 2 * RESERVE_STEP).contains(&reserved), "reserved in steps: {reserved}");
+        assert_eq!(idx.floor(5_000).unwrap().position, 49_990);
+        // a rebuild starts from nothing known and reserves again
+        idx.clear();
+        idx.reserve_next().unwrap();
+        assert!(idx.append(OffsetEntry { relative_offset: 3, position: 3 }));
+        assert_eq!(idx.len(), 1);
+    }
+
+    #[test]
     fn full_index_refuses_appends() {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::open(&dir.path().join("b.index"), 8).unwrap();
+        idx.reserve_next().unwrap();
+        idx.reserve_next().unwrap();
         assert!(idx.append(OffsetEntry { relative_offset: 1, position: 1 }));
         assert!(!idx.append(OffsetEntry { relative_offset: 2, position: 2 }));
     }

@@ -105,6 +105,9 @@ pub struct Log {
     /// When the oldest unflushed append happened, for `flush.ms`.
     first_unflushed_ms: Option<i64>,
     offline: bool,
+    /// Bumped whenever the log end moves back (a follower cut a divergent tail): an fsync
+    /// taken before it may have covered bytes that are no longer the log's.
+    truncations: u64,
 }
 
 /// What opening a log found.
@@ -176,6 +179,7 @@ impl Log {
             cleaned_up_to: 0,
             first_unflushed_ms: None,
             offline: false,
+            truncations: 0,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
         log.high_watermark = log.log_end_offset();
@@ -305,6 +309,11 @@ impl Log {
 
     pub fn unflushed_records(&self) -> i64 {
         self.unflushed_records
+    }
+
+    /// How many times the log end moved back (see [`FlushTarget::truncations`]).
+    pub fn truncations(&self) -> u64 {
+        self.truncations
     }
 
     /// Validates every batch of a produce request's records, then appends them all.
@@ -685,6 +694,7 @@ impl Log {
             redirty_from: redirty,
             reserve: active.reserve_plan(self.config.segment_bytes),
             dir: self.dir.clone(),
+            truncations: self.truncations,
         })
     }
 
@@ -808,6 +818,9 @@ pub struct FlushTarget {
     /// File space to reserve after the fsync (see [`Segment::reserve_plan`]).
     reserve: Option<(u64, u64)>,
     dir: PathBuf,
+    /// The log's truncation count when the target was taken: if it changed by the time the
+    /// fsync is recorded, the fsync proves nothing about what the log holds now.
+    pub truncations: u64,
 }
 
 impl FlushTarget {

@@ -127,6 +127,7 @@ impl Log {
     /// follower whose log ends before the leader's log start (a new replica of a partition
     /// whose head retention already deleted) continues from where the leader's log begins.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        self.truncations += 1;
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for base in bases {
             self.remove_segment(base)?;
@@ -154,6 +155,7 @@ impl Log {
             // nothing to cut, but epochs that begin here are not this log's any more
             return self.epochs.truncate_from_end(offset);
         }
+        self.truncations += 1;
         while self.segments.len() > 1 && self.active().base_offset() >= offset {
             let base = self.active().base_offset();
             self.remove_segment(base)?;

@@ -291,7 +291,7 @@ impl Segment {
                     "corrupt record batch in a segment: kept as it is, the batches around it are served"
                 );
             }
-            self.note_appended(&h, pos, h.total_size() as u64);
+            self.note_appended(&h, pos, h.total_size() as u64)?;
             pos += h.total_size() as u64;
         }
         if pos < end && !self.trim_reserved_tail(pos, end)? {
@@ -305,6 +305,7 @@ impl Segment {
         }
         self.size = pos;
         if !self.is_empty() && self.max_timestamp >= 0 {
+            self.time_index.reserve_next()?;
             self.time_index.append(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative_offset: self.relative(self.offset_of_max_timestamp),
@@ -328,7 +329,7 @@ impl Segment {
             let Some(h) = self.check_batch_at(pos, file_len, &mut buf)? else {
                 break;
             };
-            self.note_appended(&h, pos, h.total_size() as u64);
+            self.note_appended(&h, pos, h.total_size() as u64)?;
             pos += h.total_size() as u64;
             report.batches += 1;
         }
@@ -434,9 +435,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Updates indexes and in-memory state for a batch written at `pos`.
-    fn note_appended(&mut self, h: &BatchHeader, pos: u64, len: u64) {
+    /// Updates indexes and in-memory state for a batch written at `pos`; fails only when the
+    /// index entries it adds cannot be given disk space.
+    fn note_appended(&mut self, h: &BatchHeader, pos: u64, len: u64) -> io::Result<()> {
         if self.bytes_since_index >= self.index_interval && pos > 0 {
+            self.reserve_index_entry()?;
             self.index.append(OffsetEntry { relative_offset: self.relative(h.base_offset), position: pos as u32 });
             self.time_index.append(TimeEntry {
                 timestamp: self.max_timestamp,
@@ -451,6 +454,13 @@ impl Segment {
         }
         self.next_offset = h.last_offset().saturating_add(1);
         self.size = pos + len;
+        Ok(())
+    }
+
+    /// Room for one more entry in each index, on blocks the files already have.
+    fn reserve_index_entry(&mut self) -> io::Result<()> {
+        self.index.reserve_next()?;
+        self.time_index.reserve_next()
     }
 
     fn relative(&self, offset: i64) -> u32 {
@@ -523,9 +533,12 @@ impl Segment {
     pub fn append_parts(&mut self, parts: &[&[u8]], h: &BatchHeader) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         super::faults::check(&self.log_path, super::faults::Op::Write)?;
+        // the index space first: a batch is written only when it can be indexed
+        if self.bytes_since_index >= self.index_interval {
+            self.reserve_index_entry()?;
+        }
         write_all_vectored_at(&self.log, parts, self.size)?;
-        self.note_appended(h, self.size, len as u64);
-        Ok(())
+        self.note_appended(h, self.size, len as u64)
     }
 
     /// The position of the batch holding `offset`, found from the sparse index and a short
@@ -702,6 +715,7 @@ impl Segment {
     /// entry, trims both indexes and makes the log durable.
     pub fn close_for_writes(&mut self) -> io::Result<()> {
         if self.max_timestamp >= 0 {
+            self.time_index.reserve_next()?;
             self.time_index.append(TimeEntry {
                 timestamp: self.max_timestamp,
                 relative_offset: self.relative(self.offset_of_max_timestamp),

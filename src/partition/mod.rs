@@ -142,6 +142,22 @@ impl Partition {
         }
     }
 
+    /// Everything below this offset is on disk (fsynced since it was last written).
+    pub fn durable_offset(&self) -> i64 {
+        self.flushed.borrow().offset
+    }
+
+    /// After the log end moved back: what was flushed beyond it is no longer the log's, so
+    /// the flushed offset comes back with it (called with the log's write lock held).
+    fn truncated(&self, log: &Log) {
+        let end = log.log_end_offset();
+        self.flushed.send_if_modified(|f| {
+            let above = f.offset > end;
+            f.offset = f.offset.min(end);
+            above
+        });
+    }
+
     /// Makes everything up to `offset` durable, sharing fsyncs between concurrent callers;
     /// fails when an fsync fails before `offset` is covered.
     pub async fn flush_to(self: &Arc<Self>, offset: i64) -> Result<(), LogError> {
@@ -189,8 +205,17 @@ impl Partition {
                 return Err(e.into());
             }
             crate::metrics::FSYNC.observe(started.elapsed());
-            self.log.write().mark_flushed(covered, segment, size);
-            self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
+            {
+                let mut log = self.log.write();
+                if log.truncations() != target.truncations {
+                    // a follower cut its tail meanwhile: what was synced may not be what the
+                    // log holds below `covered` now, so sync again
+                    continue;
+                }
+                log.mark_flushed(covered, segment, size);
+                // published under the log's lock, so a truncation is ordered before or after
+                self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
+            }
             if let Some(reserved) = target.reserve_ahead() {
                 self.log.write().note_reserved(segment, reserved);
             }

@@ -1,8 +1,8 @@
 //! A partition kept on several brokers, as Kafka's `Partition` keeps it: the leader tracks
-//! each follower's log end (the offset it fetches from, which a follower only asks for once
-//! what is below it is on its disk), advances the high watermark to the smallest among the
-//! in-sync replicas, and proposes ISR changes to the controller; acks=all waits for the high
-//! watermark. A follower's fetching runs elsewhere (`crate::replica`); here it is only a
+//! what each follower holds for good (with `log.flush.on.acks.all`, the durable offset its
+//! Fetch reports beside the fetch offset: never bytes it has not fsynced), advances the high
+//! watermark to the smallest among the in-sync replicas, and proposes ISR changes to the
+//! controller; acks=all waits for the high watermark. A follower's fetching runs elsewhere (`crate::replica`); here it is only a
 //! role with what to stop when the role changes.
 
 use std::collections::HashMap;
@@ -52,7 +52,7 @@ impl Leadership {
         self.followers.retain(|id, _| replicas.contains(id));
         let now = Instant::now();
         for r in replicas.iter().filter(|r| **r != me) {
-            self.followers.entry(*r).or_insert(FollowerProgress { log_end: -1, caught_up: now });
+            self.followers.entry(*r).or_insert_with(|| FollowerProgress::new(now));
         }
         self.replicas = replicas.to_vec();
     }
@@ -60,10 +60,32 @@ impl Leadership {
 
 #[derive(Debug, Clone, Copy)]
 struct FollowerProgress {
-    /// The offset the follower last fetched from: it has everything below.
+    /// What the follower holds for good (durable, when acks=all means fsynced): everything
+    /// below. It moves the high watermark.
     log_end: i64,
     /// When it last had everything the leader had.
     caught_up: Instant,
+    /// The leader's log end and the time at the follower's previous fetch (Kafka's
+    /// `lastFetchLeaderLogEndOffset`): a follower fetching from there has caught up to that
+    /// moment, even when appends keep the leader ahead of every fetch.
+    last_fetch: (i64, Instant),
+}
+
+impl FollowerProgress {
+    fn new(now: Instant) -> FollowerProgress {
+        FollowerProgress { log_end: -1, caught_up: now, last_fetch: (-1, now) }
+    }
+
+    /// Takes in a fetch from `fetch_offset` while the leader's log ends at `leader_end`.
+    fn fetched(&mut self, fetch_offset: i64, leader_end: i64) {
+        let now = Instant::now();
+        if fetch_offset >= leader_end {
+            self.caught_up = now;
+        } else if fetch_offset >= self.last_fetch.0 && self.last_fetch.0 >= 0 {
+            self.caught_up = self.caught_up.max(self.last_fetch.1);
+        }
+        self.last_fetch = (leader_end, now);
+    }
 }
 
 #[derive(Debug)]
@@ -219,7 +241,12 @@ impl Partition {
             return None;
         }
         let mut log = self.log.write();
-        Some(change(&mut log))
+        let truncations = log.truncations();
+        let changed = change(&mut log);
+        if log.truncations() != truncations {
+            self.truncated(&log);
+        }
+        Some(changed)
     }
 
     /// No replica can lead: this one waits.
@@ -236,23 +263,28 @@ impl Partition {
         self.wake_waiters();
     }
 
-    /// A follower fetched from `fetch_offset` (it has everything below): its progress moves
-    /// the high watermark, and a follower out of the ISR that caught up is proposed back.
-    /// Returns FENCED_LEADER_EPOCH-style refusals as `Err` when this broker does not lead.
-    pub fn follower_fetched(&self, replica: i32, fetch_offset: i64) -> Result<Option<IsrChange>, ResponseError> {
+    /// A follower fetched from `fetch_offset` holding everything below `durable` for good
+    /// (see `crate::replica::follower_progress`): the durable part moves the high watermark
+    /// and brings a follower out of the ISR back once it has caught up; the fetch offset
+    /// says whether it keeps up. Returns FENCED_LEADER_EPOCH-style refusals as `Err` when this
+    /// broker does not lead.
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        durable: i64,
+    ) -> Result<Option<IsrChange>, ResponseError> {
         let log_end = self.log.read().log_end_offset();
         let mut role = self.role.lock();
         let Role::Leader(l) = &mut *role else { return Err(ResponseError::NotLeaderOrFollower) };
         let Some(progress) = l.followers.get_mut(&replica) else {
             return Err(ResponseError::NotLeaderOrFollower);
         };
-        let moved = std::mem::replace(&mut progress.log_end, fetch_offset) != fetch_offset;
-        if fetch_offset >= log_end {
-            progress.caught_up = Instant::now();
-        }
+        let moved = std::mem::replace(&mut progress.log_end, durable) != durable;
+        progress.fetched(fetch_offset, log_end);
         let in_sync = l.isr.contains(&replica);
         let catching_up = !in_sync && !l.altering;
-        let change = if catching_up && fetch_offset >= self.replication.borrow().high_watermark.max(l.epoch_start) {
+        let change = if catching_up && durable >= self.replication.borrow().high_watermark.max(l.epoch_start) {
             let mut isr = l.isr.clone();
             isr.push(replica);
             isr.sort_unstable();
@@ -421,5 +453,60 @@ impl Partition {
             }
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(Err(ResponseError::RequestTimedOut))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BrokerConfig, LogConfig};
+    use crate::log::Log;
+
+    #[test]
+    fn the_high_watermark_follows_what_followers_hold_durably_not_what_they_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        let (log, _) = Log::open(dir.path(), config, true, 0).unwrap();
+        let p = Partition::new("t".into(), 0, log);
+        let mut state = PartitionState::new(vec![1, 2, 3]);
+        state.isr = vec![1, 2, 3];
+        state.leader = 1;
+        state.leader_epoch = 1;
+        assert!(p.lead(Uuid::nil(), &state, 1).unwrap());
+        for _ in 0..5 {
+            p.append(&crate::log::batch::sample_batch(2), 0).unwrap();
+        }
+        let hw = || p.log().high_watermark();
+        assert_eq!(hw(), 0);
+        // both followers wrote everything, but have synced only part of it
+        p.follower_fetched(2, 10, 4).unwrap();
+        p.follower_fetched(3, 10, 6).unwrap();
+        assert_eq!(hw(), 4, "unsynced bytes never count");
+        p.follower_fetched(2, 10, 10).unwrap();
+        assert_eq!(hw(), 6);
+        p.follower_fetched(3, 10, 10).unwrap();
+        assert_eq!(hw(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_truncated_follower_reports_nothing_beyond_its_log_end_as_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        let (log, _) = Log::open(dir.path(), config, true, 0).unwrap();
+        let p = Arc::new(Partition::new("t".into(), 0, log));
+        p.follow(2, 1, StopFetching::new(|| {}));
+        let leader_dir = tempfile::tempdir().unwrap();
+        let config = LogConfig::resolve(&BrokerConfig::default(), &Default::default());
+        let mut leader_log = Log::open(leader_dir.path(), config, true, 0).unwrap().0;
+        leader_log.become_leader(1, true).unwrap();
+        for _ in 0..4 {
+            leader_log.append(&crate::log::batch::sample_batch(2), 0).unwrap();
+        }
+        let records = leader_log.read(0, 1 << 20, 8, true).unwrap().bytes().unwrap().unwrap();
+        p.as_follower_in(1, |log| log.append_as_follower(&records, 0)).unwrap().unwrap();
+        p.flush_to(8).await.unwrap();
+        assert_eq!(p.durable_offset(), 8);
+        p.as_follower_in(1, |log| log.truncate_to(4)).unwrap().unwrap();
+        assert_eq!(p.durable_offset(), 4, "what was cut is not durable any more");
     }
 }

@@ -2,9 +2,14 @@
 //! and a loop over the partitions it follows there. Each round first asks the leader, in one
 //! OffsetForLeaderEpoch, where the newest epoch of each newly followed partition ended and
 //! cuts any divergent tail; then sends one Fetch naming every partition that is not backing
-//! off, appends what comes back, and (with `log.flush.on.acks.all`) fsyncs all partitions
-//! that grew at once before fetching again, since the next fetch offset tells the leader
-//! what this replica holds durably.
+//! off, and appends what comes back.
+//!
+//! Durable followers (`log.flush.on.acks.all`) do not stop and wait: the fsync of what one
+//! Fetch brought runs while the next Fetch is on the way, and each partition's durable offset
+//! travels beside its fetch offset (`super::with_durable_offset`), so the leader counts only
+//! synced bytes towards the high watermark. A Fetch sent while syncs are pending does not
+//! park at the leader (it must come back to report them); once a Fetch brings nothing, the
+//! fetcher waits for the pending syncs and reports them with the next one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,7 +132,16 @@ impl Settings {
 /// The fetcher's life: rounds until the manager aborts it (its last partition went).
 pub(super) async fn run(shared: Arc<FetcherShared>, broker: Arc<Broker>, key: FetcherKey) {
     let settings = Settings::of(&broker);
-    let mut fetcher = Fetcher { shared, broker, leader: key.leader, settings, conn: None, session: Session::default() };
+    let mut fetcher = Fetcher {
+        shared,
+        broker,
+        leader: key.leader,
+        settings,
+        conn: None,
+        session: Session::default(),
+        syncing: BTreeMap::new(),
+        brought: false,
+    };
     loop {
         let (ready, next) = fetcher.shared.ready(Instant::now());
         if ready.is_empty() {
@@ -152,6 +166,10 @@ struct Fetcher {
     settings: Settings,
     conn: Option<Connection>,
     session: Session,
+    /// Partitions whose appended records are being fsynced, with the offset to reach.
+    syncing: BTreeMap<Tp, (FetchState, i64)>,
+    /// The last Fetch appended records (the leader may well have more right away).
+    brought: bool,
 }
 
 /// The follower's side of its incremental fetch session with the leader (KIP-227): what the
@@ -332,6 +350,7 @@ impl Fetcher {
     /// One Fetch for every ready partition, then what it brought: appended, fsynced (when
     /// durable), and the leader's high watermark and log start followed.
     async fn fetch(&mut self, ready: &Ready) -> Result<(), ClientError> {
+        self.await_syncs_when_idle().await;
         let Some((wanted, throttled)) = self.wanted(ready) else {
             // every partition is held back by the follower throttle
             tokio::time::sleep(self.broker.follower_quota.delay().max(Duration::from_millis(10))).await;
@@ -373,7 +392,8 @@ impl Fetcher {
                 }
             }
         }
-        self.flush(grew).await;
+        self.brought = !grew.is_empty();
+        self.sync(grew);
         Ok(())
     }
 
@@ -398,22 +418,27 @@ impl Fetcher {
                 let log = s.partition.log();
                 (log.log_end_offset(), log.log_start_offset(), log.latest_epoch().unwrap_or(-1))
             };
-            let partition = FetchPartition::default()
+            let mut partition = FetchPartition::default()
                 .with_partition(tp.1)
                 .with_current_leader_epoch(s.epoch)
                 .with_fetch_offset(fetch_offset)
                 .with_last_fetched_epoch(last_epoch)
                 .with_log_start_offset(log_start)
                 .with_partition_max_bytes(max_bytes);
+            if self.settings.durable {
+                partition = super::with_durable_offset(partition, s.partition.durable_offset().min(fetch_offset));
+            }
             wanted.insert(tp.clone(), partition);
         }
         (!wanted.is_empty()).then_some((wanted, throttled))
     }
 
     fn fetch_request(&self, wanted: &BTreeMap<Tp, FetchPartition>) -> FetchRequest {
+        // with syncs pending, the leader must answer at once: the next Fetch reports them
+        let max_wait_ms = if self.syncing.is_empty() { self.settings.max_wait_ms } else { 0 };
         let req = FetchRequest::default()
             .with_replica_id(BrokerId(self.broker.node_id))
-            .with_max_wait_ms(self.settings.max_wait_ms)
+            .with_max_wait_ms(max_wait_ms)
             .with_min_bytes(self.settings.min_bytes)
             .with_max_bytes(self.settings.response_max_bytes);
         self.session.request(wanted, req)
@@ -491,18 +516,29 @@ impl Fetcher {
         grew
     }
 
-    /// With `log.flush.on.acks.all`: fsyncs every partition that grew, all at once, before the
-    /// next fetch tells the leader this replica has them.
-    async fn flush(&mut self, grew: Vec<(Tp, FetchState, i64)>) {
+    /// With `log.flush.on.acks.all`: starts the fsync of every partition that grew (each on
+    /// its partition's flusher, all at once) without waiting for them.
+    fn sync(&mut self, grew: Vec<(Tp, FetchState, i64)>) {
         if !self.settings.durable {
             return;
         }
-        for (_, s, end) in &grew {
-            s.partition.want_flushed(*end);
+        for (tp, s, end) in grew {
+            s.partition.want_flushed(end);
+            self.syncing.insert(tp, (s, end));
         }
-        for (tp, s, end) in &grew {
-            if let Err(e) = s.partition.flush_to(*end).await {
-                self.local_error(tp, s, &e);
+    }
+
+    /// Before a Fetch: forgets the syncs that finished and, when the last Fetch brought
+    /// nothing (no more records to overlap them with), waits for the rest, so that this
+    /// Fetch reports them and may park at the leader.
+    async fn await_syncs_when_idle(&mut self) {
+        self.syncing.retain(|_, (s, end)| s.partition.durable_offset() < *end);
+        if self.syncing.is_empty() || self.brought {
+            return;
+        }
+        for (tp, (s, end)) in std::mem::take(&mut self.syncing) {
+            if let Err(e) = s.partition.flush_to(end).await {
+                self.local_error(&tp, &s, &e);
             }
         }
     }

@@ -116,9 +116,10 @@ for kind in ("produce", "consume"):
 single, rf3 = runs.get("produce-1k-durable-single"), runs.get("produce-1k-durable-rf3")
 if single and rf3:
     ratio = rf3["mb_per_s"] / single["mb_per_s"]
+    cpu = rf3["broker_cpu_s_per_gb"] / single["broker_cpu_s_per_gb"]
     row("produce 1 KiB acks=all durable, RF=3 on three brokers", f"{rf3['mb_per_s']} MB/s vs {single['mb_per_s']} MB/s on "
-        f"one broker ({ratio:.0%}); per broker {rf3.get('per_broker_cpu_s_per_gb')} CPU-s/GB "
-        f"(one broker {single.get('broker_cpu_s_per_gb')})", "(measured, no target)", "-")
+        f"one broker ({ratio:.0%}); the three brokers {rf3['broker_cpu_s_per_gb']} CPU-s/GB together, "
+        f"{cpu:.1f}x one broker's {single['broker_cpu_s_per_gb']}", "<= 3.5x one broker's CPU per GB", ok(cpu <= 3.5))
 for name, r in sorted(runs.items()):
     if r["kind"] == "cluster-idle" and r["replication_factor"] > 1:
         base = runs.get(name.replace(f"-rf{r['replication_factor']}", "-rf1"), {})
@@ -140,6 +141,24 @@ for case, target in (("default-kill", None), ("default-term", 0.5), ("tuned-kill
 def median(values):
     values = sorted(values)
     return values[len(values) // 2] if values else None
+
+
+steady, rolling = runs.get("roll-segment-1073741824"), runs.get("roll-segment-16777216")
+if steady and rolling:
+    # the seconds holding a roll are the run's slowest ones, as many as it rolled (one per 16 MiB)
+    base = median(steady["per_second_p99_ms"])
+    rolls = max(1, int(rolling["records"] * (rolling["record_size"] + 70) / (16 << 20)))
+    roll_seconds = sorted(rolling["per_second_p99_ms"])[-rolls:]
+    first = steady["per_second_p99_ms"][:4]
+    row("a segment's first seconds and its rolls (1 KiB acks=all, 5,000/s)",
+        f"per-second p99 in the {rolls} seconds with a roll: median {median(roll_seconds)} ms, worst {max(roll_seconds)} ms; "
+        f"a fresh segment's first four seconds {first} ms; steady {base} ms (median second)",
+        "rolls and first seconds within 2x of steady", ok(median(roll_seconds) <= 2 * base and median(first) <= 2 * base))
+copy, disk_rate = runs.get("reassign-unthrottled"), runs.get("disk-for-reassign", {}).get("fdatasync_write_mb_s")
+if copy and disk_rate:
+    share = copy["mb_per_s"] / disk_rate
+    row("reassignment copy, unthrottled", f"{copy['mb_per_s']} MB/s, {share:.0%} of this disk's fdatasync'd sequential "
+        f"write rate ({disk_rate} MB/s)", ">= 70 %", ok(share >= 0.7))
 
 
 # acks=all delivery latency (issue 13): medians over rounds of durable, no-fsync and the disk's

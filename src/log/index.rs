@@ -18,7 +18,10 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use memmap2::MmapMut;
+use parking_lot::Mutex;
 
 /// The fixed-size entry of one index kind.
 pub trait IndexEntry: Copy {
@@ -94,6 +97,9 @@ pub struct Index<E: IndexEntry> {
     /// Bytes from the start of the file known to have disk blocks (written or reserved):
     /// entries are stored only below this.
     allocated: u64,
+    /// Bumped whenever entries may be stored past where a pending [`Self::cut_later`] would
+    /// cut the file (which then does not): a store into a page cut off the file is a SIGBUS.
+    cuts: Arc<Mutex<u64>>,
     _kind: std::marker::PhantomData<E>,
 }
 
@@ -110,8 +116,14 @@ impl<E: IndexEntry> Index<E> {
     pub fn open(path: &Path, max_bytes: u64) -> io::Result<Self> {
         let len = Self::open_file(path)?.metadata()?.len();
         let entries = (len / E::SIZE as u64) as usize;
-        let mut index =
-            Index { path: path.to_path_buf(), mmap: None, entries, allocated: len, _kind: std::marker::PhantomData };
+        let mut index = Index {
+            path: path.to_path_buf(),
+            mmap: None,
+            entries,
+            allocated: len,
+            cuts: Arc::default(),
+            _kind: std::marker::PhantomData,
+        };
         index.resize(max_bytes.max(len))?;
         Ok(index)
     }
@@ -172,6 +184,7 @@ impl<E: IndexEntry> Index<E> {
             return Ok(());
         }
         let end = (self.allocated + RESERVE_STEP).min(capacity).max(need);
+        *self.cuts.lock() += 1;
         let file = Self::open_file(&self.path)?;
         match super::segment::reserve(&file, self.allocated, end - self.allocated) {
             Ok(()) => {}
@@ -247,6 +260,7 @@ impl<E: IndexEntry> Index<E> {
     pub fn clear(&mut self) {
         self.entries = 0;
         self.allocated = 0;
+        *self.cuts.lock() += 1;
     }
 
     /// Flushes the mapping to disk.
@@ -263,6 +277,27 @@ impl<E: IndexEntry> Index<E> {
         let len = (self.entries * E::SIZE) as u64;
         self.allocated = self.allocated.min(len);
         self.resize(len)?.sync_all()
+    }
+
+    /// What cuts the file to its entries, to run later without waiting for the disk (a
+    /// segment sealed at a roll: no entry is added any more, the mapping stays and is read
+    /// only below the entries; they reach the disk with the kernel's writeback, and an index
+    /// a crash left short or untrimmed is rebuilt when the segment is opened).
+    pub fn cut_later(&mut self) -> io::Result<impl FnOnce() + Send + 'static> {
+        let len = (self.entries * E::SIZE) as u64;
+        self.allocated = self.allocated.min(len);
+        let file = Self::open_file(&self.path)?;
+        let path = self.path.clone();
+        let (cuts, seen) = (self.cuts.clone(), *self.cuts.lock());
+        Ok(move || {
+            let cuts = cuts.lock();
+            if *cuts != seen {
+                return; // the index grows again (a follower's truncation reopened it)
+            }
+            if let Err(e) = file.set_len(len) {
+                tracing::warn!(index = %path.display(), error = %e, "cannot trim a closed segment's index");
+            }
+        })
     }
 
     pub fn path(&self) -> &Path {

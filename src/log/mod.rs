@@ -108,6 +108,10 @@ pub struct Log {
     /// Bumped whenever the log end moves back (a follower cut a divergent tail): an fsync
     /// taken before it may have covered bytes that are no longer the log's.
     truncations: u64,
+    /// Rolls whose new files' directory entries are not yet known durable: counted, and
+    /// how many of them the last directory fsync covered.
+    dir_changes: u64,
+    dir_synced: u64,
 }
 
 /// What opening a log found.
@@ -180,6 +184,8 @@ impl Log {
             first_unflushed_ms: None,
             offline: false,
             truncations: 0,
+            dir_changes: 0,
+            dir_synced: 0,
         };
         log.log_start_offset = log.log_start_offset.min(log.log_end_offset());
         log.high_watermark = log.log_end_offset();
@@ -490,14 +496,18 @@ impl Log {
         if self.active().base_offset() == base {
             return Ok(());
         }
-        self.active_mut().close_for_writes()?;
+        self.active_mut().seal()?;
         self.aborted.sync(self.active().base_offset())?;
         self.failed_sync = None;
-        let seg = self.new_segment(base, now_ms)?;
+        let mut seg = self.new_segment(base, now_ms)?;
+        seg.reserve_after(self.active(), self.config.segment_bytes);
         self.segments.insert(base, seg);
         self.write_snapshot(false)?;
         self.write_dedup_snapshot(false)?;
-        sync_dir(&self.dir)
+        // the new file's directory entry is made durable by the next flush, before it covers
+        // anything written to it (a directory fsync is a journal commit: milliseconds)
+        self.dir_changes += 1;
+        Ok(())
     }
 
     /// Reads whole batches from `offset`, bounded by `max_bytes` and by `max_offset` (the high
@@ -695,6 +705,7 @@ impl Log {
             reserve: active.reserve_plan(self.config.segment_bytes),
             dir: self.dir.clone(),
             truncations: self.truncations,
+            dir_changes: (self.dir_changes != self.dir_synced).then_some(self.dir_changes),
         })
     }
 
@@ -718,7 +729,11 @@ impl Log {
 
     /// Records that everything below `covered` is durable; appends that raced with the fsync
     /// stay counted as unflushed.
-    pub fn mark_flushed(&mut self, covered: i64, segment: i64, size: u64) {
+    pub fn mark_flushed(&mut self, target: &FlushTarget) {
+        if let Some(changes) = target.dir_changes {
+            self.dir_synced = self.dir_synced.max(changes);
+        }
+        let (covered, segment, size) = (target.covered, target.segment, target.size);
         if self.active().base_offset() == segment {
             self.failed_sync = None;
             self.synced = (segment, size);
@@ -821,6 +836,9 @@ pub struct FlushTarget {
     /// The log's truncation count when the target was taken: if it changed by the time the
     /// fsync is recorded, the fsync proves nothing about what the log holds now.
     pub truncations: u64,
+    /// The directory is fsynced first, covering this many rolls (`None`: no roll since the
+    /// last directory fsync).
+    dir_changes: Option<u64>,
 }
 
 impl FlushTarget {
@@ -834,6 +852,9 @@ impl FlushTarget {
             self.file.write_all_at(&buf, from)?;
         }
         faults::check(&self.dir, faults::Op::Sync)?;
+        if self.dir_changes.is_some() {
+            sync_dir(&self.dir)?;
+        }
         self.file.sync_data()
     }
 
@@ -1072,9 +1093,11 @@ mod tests {
         log.append(&make_batch(1, 0), 1_000).unwrap();
         assert!(!log.flush_overdue(1_050));
         assert!(log.flush_overdue(1_100));
-        log.mark_flushed(0, 0, log.active().size());
+        let mut target = log.flush_target().unwrap();
+        target.covered = 0;
+        log.mark_flushed(&target);
         assert!(log.flush_overdue(1_100), "a flush that did not cover the append changes nothing");
-        log.mark_flushed(1, 0, log.active().size());
+        log.mark_flushed(&log.flush_target().unwrap());
         assert!(!log.flush_overdue(5_000));
     }
 

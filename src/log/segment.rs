@@ -165,6 +165,14 @@ pub fn reserve(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Runs `work` on the runtime's blocking threads, or here when there is no runtime (tools).
+fn run_blocking(work: impl FnOnce() + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(work)),
+        Err(_) => work(),
+    }
+}
+
 /// A run of whole batches in a segment file, located but not read: fetches send it
 /// straight from the file (`sendfile`), other readers copy it out with [`Slice::to_bytes`].
 /// Batches never change once written, so the range stays valid without the log's lock.
@@ -506,12 +514,35 @@ impl Segment {
     /// an fsync and without the log's lock, so an append never waits for it.
     pub fn reserve_plan(&self, segment_bytes: u64) -> Option<(u64, u64)> {
         let end = self.allocated.max(self.size);
-        let step = end.clamp(MIN_RESERVE_STEP, MAX_RESERVE_STEP);
+        let step = self.reserve_step();
         if !self.reserving || end - self.size >= step / 2 {
             return None;
         }
         let target = (end + step).min(segment_bytes);
         (target > end).then_some((end, target - end))
+    }
+
+    /// How much to reserve at a time: as much as the file holds, within bounds.
+    fn reserve_step(&self) -> u64 {
+        self.allocated.max(self.size).clamp(MIN_RESERVE_STEP, MAX_RESERVE_STEP)
+    }
+
+    /// Reserves the first step of a segment that follows `previous` at a roll, as large as
+    /// the step the previous one had reached: a partition busy enough to fill a segment does
+    /// not start the next with small steps (each append past the reserve costs its fsync a
+    /// metadata commit). Done before the roll's directory sync, which commits it.
+    pub fn reserve_after(&mut self, previous: &Segment, segment_bytes: u64) {
+        let len = previous.reserve_step().min(segment_bytes);
+        if !previous.reserving || !self.reserving || self.allocated >= len {
+            return;
+        }
+        match reserve(&self.log, self.allocated, len - self.allocated) {
+            Ok(()) => self.allocated = len,
+            Err(e) => {
+                tracing::debug!(segment = %self.log_path.display(), error = %e, "cannot reserve log space ahead of writes");
+                self.reserving = false;
+            }
+        }
     }
 
     /// Records space reserved by [`reserve`] up to `end`, or (`None`) that the file system
@@ -711,16 +742,10 @@ impl Segment {
         Ok(SegmentSnapshot { base_offset: self.base_offset, size: self.size, file: self.log.as_ref().try_clone()? })
     }
 
-    /// Called when the segment stops being the active one: records its final time-index
-    /// entry, trims both indexes and makes the log durable.
+    /// Called when the segment stops being the active one at shutdown or after a clean:
+    /// records its final time-index entry, trims both indexes and makes it all durable.
     pub fn close_for_writes(&mut self) -> io::Result<()> {
-        if self.max_timestamp >= 0 {
-            self.time_index.reserve_next()?;
-            self.time_index.append(TimeEntry {
-                timestamp: self.max_timestamp,
-                relative_offset: self.relative(self.offset_of_max_timestamp),
-            });
-        }
+        self.append_final_time_entry()?;
         self.index.trim()?;
         self.time_index.trim()?;
         // the file, not `allocated`: a reserve made just before the roll may not be noted yet
@@ -731,6 +756,41 @@ impl Segment {
             return self.log.sync_all();
         }
         self.log.sync_data()
+    }
+
+    /// [`Self::close_for_writes`] at a roll, on the append path, without waiting for the disk
+    /// more than an ordinary fsync does: the log's records are fdatasynced first (into space
+    /// reserved ahead, so no metadata to commit), then the reserve and (in the background) the
+    /// indexes are cut to size without a sync. A crash that loses those cuts leaves a zero tail that opening
+    /// trims, or indexes that opening finds wrong and rebuilds from the durable log.
+    pub fn seal(&mut self) -> io::Result<()> {
+        self.append_final_time_entry()?;
+        self.log.sync_data()?;
+        // cutting an index file takes milliseconds (its pages, its reserved blocks): done on
+        // a blocking thread, through handles opened now (so a later clean's rename of the
+        // path is never cut instead); nothing reads past the entries meanwhile
+        let (cut_index, cut_time_index) = (self.index.cut_later()?, self.time_index.cut_later()?);
+        run_blocking(move || {
+            cut_index();
+            cut_time_index();
+        });
+        if self.log.metadata()?.len() > self.size {
+            self.log.set_len(self.size)?;
+        }
+        self.allocated = self.size;
+        Ok(())
+    }
+
+    /// A closed segment's newest timestamp, as the time index's last entry.
+    fn append_final_time_entry(&mut self) -> io::Result<()> {
+        if self.max_timestamp >= 0 {
+            self.time_index.reserve_next()?;
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: self.relative(self.offset_of_max_timestamp),
+            });
+        }
+        Ok(())
     }
 
     /// Removes the segment's files.
@@ -808,6 +868,35 @@ mod tests {
         assert!(seg.read(60, 1 << 20, i64::MAX, true).unwrap().is_none());
         let found = seg.find_batch_by_timestamp(7, 0).unwrap().unwrap();
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 21);
+    }
+
+    #[tokio::test]
+    async fn a_roll_seals_without_syncing_indexes_and_the_next_segment_starts_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut seg, _) = Segment::open(dir.path(), 0, 1 << 20, 64, false, 0).unwrap();
+        for i in 0..400 {
+            append_reserving(&mut seg, 3, i);
+        }
+        let (size, entries) = (seg.size(), seg.index.len());
+        assert!(file_len(dir.path()) > size, "space reserved ahead");
+        seg.seal().unwrap();
+        assert_eq!(file_len(dir.path()), size, "the reserve is cut at once");
+        let mut next = Segment::open(dir.path(), seg.next_offset(), 1 << 20, 64, false, 0).unwrap().0;
+        next.reserve_after(&seg, 1 << 30);
+        assert_eq!(next.allocated, seg.reserve_step(), "the next segment starts with the step reached");
+        assert!(next.allocated >= MIN_RESERVE_STEP);
+        // the indexes are cut on a blocking thread; reads meanwhile see every entry
+        assert_eq!(seg.read(100, 1 << 20, i64::MAX, true).unwrap().unwrap().first_offset, 99);
+        let index_len = || std::fs::metadata(seg.index.path()).unwrap().len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while index_len() != (entries * 8) as u64 {
+            assert!(std::time::Instant::now() < deadline, "the index is cut to its entries");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        drop((seg, next));
+        // reopened (as after a crash, before any trim was durable): the same entries
+        let (seg, _) = Segment::open(dir.path(), 0, 1 << 20, 64, false, 0).unwrap();
+        assert_eq!((seg.size(), seg.index.len()), (size, entries));
     }
 
     /// An append followed by what the flusher does after its fsync: reserve when due.

@@ -195,7 +195,7 @@ impl Partition {
     fn flush_back_to_back(&self) -> Result<(), LogError> {
         loop {
             let target = self.log.read().flush_target()?;
-            let (covered, segment, size) = (target.covered, target.segment, target.size);
+            let (covered, segment) = (target.covered, target.segment);
             if covered <= self.flushed.borrow().offset {
                 return Ok(()); // nothing appended since the last fsync
             }
@@ -212,7 +212,7 @@ impl Partition {
                     // log holds below `covered` now, so sync again
                     continue;
                 }
-                log.mark_flushed(covered, segment, size);
+                log.mark_flushed(&target);
                 // published under the log's lock, so a truncation is ordered before or after
                 self.flushed.send_modify(|f| f.offset = f.offset.max(covered));
             }

@@ -1,6 +1,8 @@
 //! A failing disk: with ENOSPC or EIO injected on appends or fsyncs (`log::faults`), produce
 //! gets KAFKA_STORAGE_ERROR and never a false success, existing data stays readable, and the
-//! partition takes writes again once the disk works — with nothing acknowledged damaged.
+//! partition takes writes again once the disk works — with nothing acknowledged damaged. In a
+//! cluster, a leader whose disk fills up mid-load hands its partition to an in-sync replica
+//! and leaves the ISR (`replica::storage`), and rejoins once it has space again.
 
 mod common;
 
@@ -103,4 +105,77 @@ async fn a_failing_disk_never_acknowledges_and_recovers() {
     })
     .await
     .unwrap();
+}
+
+/// Three brokers in this process (so faults can be injected under one of them), combined
+/// broker-controllers on loopback ports.
+async fn in_process_cluster() -> Vec<TestBroker> {
+    let clients: Vec<String> = (0..3).map(|_| BinaryBroker::free_addr()).collect();
+    let controllers: Vec<String> = (0..3).map(|_| BinaryBroker::free_addr()).collect();
+    let voters: Vec<String> = controllers.iter().enumerate().map(|(i, c)| format!("{}@{c}", i + 1)).collect();
+    let voters = voters.join(",");
+    let start = |i: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let listeners = format!("PLAINTEXT://{},CONTROLLER://{}", clients[i], controllers[i]);
+        let id = (i + 1).to_string();
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("listeners", listeners.as_str()),
+            ("node.id", id.as_str()),
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", voters.as_str()),
+            ("controller.listener.names", "CONTROLLER"),
+        ];
+        extra.extend(cluster::FAST.iter().copied());
+        let config = config(dir.path(), &extra);
+        TestBroker::start_with(dir, config)
+    };
+    let (a, b, c) = tokio::join!(start(0), start(1), start(2));
+    vec![a, b, c]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_disk_fills_up_hands_over_and_loses_nothing_acknowledged() {
+    let nodes = in_process_cluster().await;
+    let bootstrap = nodes.iter().map(|n| n.bootstrap.as_str()).collect::<Vec<_>>().join(",");
+    cluster::eventually(Duration::from_secs(20), "three brokers registered", || {
+        (cluster::metadata(&bootstrap).brokers().len() == 3).then_some(())
+    });
+    let topic = topic_name("full-disk");
+    cluster::create_assigned(&bootstrap, &topic, &[&[1, 2, 3]]).await;
+    let producer = producer(&bootstrap, &[("acks", "all"), ("enable.idempotence", "true"), ("linger.ms", "5")]);
+    let send = |from: usize, n: usize| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            for i in from..from + n {
+                let value = format!("v{i}");
+                let record = rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload(&value).partition(0);
+                producer.send(record, Duration::from_secs(60)).await.expect("acknowledged");
+            }
+        }
+    };
+    send(0, 100).await;
+    // mid-load, broker 1's disk fills up: its appends fail from then on, and so do its fsyncs
+    let load = tokio::spawn(send(100, 300));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let full = nodes[0].data_dir();
+    faults::inject(&full, Op::Write, libc::ENOSPC);
+    faults::inject(&full, Op::Sync, libc::ENOSPC);
+    load.await.expect("every record acknowledged");
+    let (leader, isr) = cluster::leader_and_isr(&nodes[1].bootstrap, &topic, 0).expect("a leader");
+    assert_ne!(leader, 1, "leadership left the broker whose disk is full");
+    assert!(!isr.contains(&1), "and so did its place in the ISR: {isr:?}");
+    assert!(nodes[0].running.is_some(), "the broker is still running");
+    assert!(cluster::metadata(&nodes[0].bootstrap).brokers().len() == 3, "and still answers");
+    let c = assigned_consumer(&nodes[1].bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
+    let got: Vec<String> = consume_n(&c, 400, Duration::from_secs(30))
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(got, values(0, 400), "every acknowledged record, once, in order");
+    // space freed: the replica catches up and comes back into the ISR
+    faults::clear(&full);
+    cluster::eventually(Duration::from_secs(30), "broker 1 back in the ISR", || {
+        cluster::leader_and_isr(&nodes[1].bootstrap, &topic, 0).filter(|(_, isr)| isr.contains(&1))
+    });
 }

@@ -332,6 +332,8 @@ pub struct Broker {
     pub fetchers: crate::replica::FetcherManager,
     /// Followers' incremental fetch sessions with this broker as their leader (KIP-227).
     pub fetch_sessions: crate::replica::fetch_sessions::FetchSessions,
+    /// Where partitions report failed writes and fsyncs (`crate::replica::storage`).
+    pub storage_failures: crate::replica::storage::StorageFailures,
 }
 
 /// How often partitions are checked against their `flush.ms`.
@@ -467,6 +469,7 @@ impl Broker {
             links,
             fetchers: Default::default(),
             fetch_sessions: Default::default(),
+            storage_failures: Default::default(),
         };
         broker.set_replication_quotas();
         broker.remove_deleted_dirs();
@@ -543,6 +546,7 @@ impl Broker {
             }
         }
         let partition = Arc::new(Partition::new(meta.name.clone(), p, log));
+        partition.on_storage_failure(self.storage_failures.hook());
         if meta.replicas_of(p).is_some_and(|r| r.len() > 1) {
             // a replicated partition has no role until the metadata gives it one: never the
             // lone leader a new partition is by default (a group coordinator would take
@@ -666,7 +670,7 @@ impl Broker {
 
     /// Makes an admin change through the active controller and waits until this broker has
     /// it (so the next request on this broker sees it).
-    async fn control(&self, op: ControllerOp) -> Result<Outcome, AdminError> {
+    pub(crate) async fn control(&self, op: ControllerOp) -> Result<Outcome, AdminError> {
         let (outcome, index) = self.controller.submit(&op).await?;
         if !self.controller.quorum.wait_applied(index, APPLY_WAIT).await {
             return Err(AdminError::NotController);

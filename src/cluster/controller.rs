@@ -105,6 +105,13 @@ pub enum ControllerOp {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// A broker whose storage failed for these partitions (Kafka's offline log directories):
+    /// it leaves their ISRs, and another in-sync replica leads where it led. A partition it
+    /// is the only in-sync replica of is left as it is (nobody else has every record).
+    OfflineReplicas {
+        id: i32,
+        partitions: Vec<(String, i32)>,
+    },
     /// AddRaftVoter (KIP-853): the node reached at `addr` (its controller listener) becomes a
     /// voter of the metadata quorum. Not a metadata record: a Raft membership change.
     AddVoter {
@@ -297,6 +304,7 @@ pub fn plan(
             let change = MetadataRecord::PartitionChange { id: *topic, partition: *partition, state: new.clone() };
             (vec![change], Outcome::Partition { state: new })
         }
+        ControllerOp::OfflineReplicas { id, partitions } => (offline_replicas(image, *id, partitions), Outcome::Done),
         ControllerOp::AddVoter { .. } | ControllerOp::RemoveVoter { .. } => {
             return Err(AdminError::InvalidRequest("a quorum change is made by the active controller's Raft".into()))
         }
@@ -330,6 +338,23 @@ pub fn plan(
 }
 
 /// `record` and the leader elections it calls for (a broker fenced or back).
+/// The changes taking broker `id` out of the ISR (and leadership) of `partitions`.
+fn offline_replicas(image: &MetadataImage, id: i32, partitions: &[(String, i32)]) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (topic, partition) in partitions {
+        let Some(t) = image.topics.get(topic) else { continue };
+        let Some(state) = t.state(*partition) else { continue };
+        if !state.isr.contains(&id) || state.isr.iter().all(|r| *r == id) {
+            continue;
+        }
+        let isr = state.isr.iter().copied().filter(|r| *r != id).collect();
+        if let Some(next) = Change::new(image, state).isr(isr).leaving(Some(id)).build() {
+            records.push(MetadataRecord::PartitionChange { id: t.id, partition: *partition, state: next });
+        }
+    }
+    records
+}
+
 fn then_elect(
     image: &MetadataImage,
     config: &BrokerConfig,

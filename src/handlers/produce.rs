@@ -187,9 +187,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     }
                 }
                 Err(e) => {
-                    if matches!(e, LogError::Io(_)) {
-                        tracing::error!(topic = %t.name, partition = pd.index, error = %e, "append failed");
-                    }
+                    // a storage failure was logged and reported by the partition
                     let mut r = failed(pd.index, log_error_code(&e), Some(e.to_string()), ctx.version);
                     if let LogError::Batch(BatchError::Records { errors, .. }) = &e {
                         with_record_errors(&mut r, errors, partition.log().log_start_offset(), ctx.version);

@@ -35,7 +35,13 @@ pub struct Partition {
     role: Mutex<replica::Role>,
     /// A replicated partition's high watermark and ISR as acks=all waiters see them.
     replication: watch::Sender<replica::Replication>,
+    /// Told when a write or fsync of this partition failed (see [`Partition::storage_failed`]).
+    on_storage_failure: std::sync::OnceLock<StorageFailureHook>,
 }
+
+/// What a partition calls when its storage failed: the broker's replica manager takes the
+/// replica out of leadership and the ISR (`crate::replica::storage`).
+pub type StorageFailureHook = Box<dyn Fn(&Partition) + Send + Sync>;
 
 /// The flusher's progress, as waiters see it.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +74,20 @@ impl Partition {
             wanted: AtomicI64::new(flushed),
             role: Mutex::new(replica::Role::Single),
             replication: watch::Sender::new(replica::Replication::default()),
+            on_storage_failure: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Sets what a storage failure of this partition calls (once, when it is created).
+    pub fn on_storage_failure(&self, hook: StorageFailureHook) {
+        let _ = self.on_storage_failure.set(hook);
+    }
+
+    /// A write or an fsync of this partition failed: logged, and reported to the hook.
+    pub fn storage_failed(&self, error: &dyn std::fmt::Display) {
+        tracing::error!(topic = %self.topic, partition = self.index, %error, "partition storage failed");
+        if let Some(hook) = self.on_storage_failure.get() {
+            hook(self);
         }
     }
 
@@ -83,7 +103,11 @@ impl Partition {
 
     /// Appends a produce request's records and wakes parked fetches.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendInfo, LogError> {
-        let info = self.log.write().append(records, now_ms)?;
+        let appended = self.log.write().append(records, now_ms);
+        if let Err(e @ LogError::Io(_)) = &appended {
+            self.storage_failed(e);
+        }
+        let info = appended?;
         self.update_high_watermark();
         self.wake_waiters();
         Ok(info)
@@ -136,7 +160,7 @@ impl Partition {
             // between one fsync's end and the next one's start
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = flusher.0.flush_while_wanted() {
-                    tracing::error!(topic = %flusher.0.topic, partition = flusher.0.index, error = %e, "fsync failed");
+                    flusher.0.storage_failed(&format!("fsync failed: {e}"));
                 }
             });
         }

@@ -558,9 +558,10 @@ impl Fetcher {
         self.shared.delay(tp, s.registration, self.settings.backoff);
     }
 
-    /// The local log failed (a write, an fsync): the partition backs off and truncates again.
+    /// The local log failed (a write, an fsync): reported (this replica leaves the ISR, see
+    /// `super::storage`), and the partition backs off and truncates again.
     fn local_error(&self, tp: &Tp, s: &FetchState, e: &dyn std::fmt::Display) {
-        tracing::warn!(topic = &*tp.0, partition = tp.1, error = %e, "replica fetch: the local log failed");
+        s.partition.storage_failed(e);
         self.shared.update(tp, s.registration, |s| s.truncated = false);
         self.shared.delay(tp, s.registration, self.settings.backoff);
     }

@@ -12,6 +12,7 @@
 pub mod fetch_sessions;
 mod fetcher;
 mod manager;
+pub mod storage;
 
 pub use manager::{FetcherKey, FetcherManager, FetcherStats};
 

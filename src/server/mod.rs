@@ -120,10 +120,21 @@ pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
     let heartbeats = tokio::spawn(broker.clone().run_heartbeats());
     let fencing = tokio::spawn(broker.controller().clone().run_fencing());
     let isr = tokio::spawn(broker.clone().run_isr_shrinking());
+    let storage = tokio::spawn(crate::replica::storage::run(broker.clone()));
     let rebalance = tokio::spawn(broker.controller().clone().run_leader_rebalance());
     let settings = connection::Settings { max_frame, idle, limits };
-    let mut timers =
-        vec![background, group_timers, txn_timers, share_timers, metadata, heartbeats, fencing, isr, rebalance];
+    let mut timers = vec![
+        background,
+        group_timers,
+        txn_timers,
+        share_timers,
+        metadata,
+        heartbeats,
+        fencing,
+        isr,
+        storage,
+        rebalance,
+    ];
     timers.extend(metrics_task);
     let task = tokio::spawn(accept_loop(broker.clone(), bound, shutdown_rx, settings, timers));
     Ok(RunningBroker { addr, listeners, metrics_addr, broker, shutdown, task })

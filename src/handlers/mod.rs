@@ -608,16 +608,7 @@ pub fn encode_response<Resp: Encodable + HeaderVersion>(
     Ok(buf.freeze())
 }
 
-/// Checks a client's `current_leader_epoch` (-1: not given) against the partition's: a newer
-/// one is `UNKNOWN_LEADER_EPOCH`, an older one `FENCED_LEADER_EPOCH`, as Kafka answers.
-pub fn check_leader_epoch(requested: i32, current: i32) -> Result<(), kafka_protocol::ResponseError> {
-    use kafka_protocol::ResponseError;
-    match requested {
-        r if r < 0 || r == current => Ok(()),
-        r if r > current => Err(ResponseError::UnknownLeaderEpoch),
-        _ => Err(ResponseError::FencedLeaderEpoch),
-    }
-}
+pub use crate::replica::read::check_leader_epoch;
 
 /// An owned `StrBytes` from a string.
 pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {

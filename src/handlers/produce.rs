@@ -1,7 +1,6 @@
-//! Produce: validates and appends each partition's batches whole, then (acks=all, durable
-//! policy) waits for a group-committed fsync before answering. acks=0 gets no response.
-
-use std::sync::Arc;
+//! Produce: decodes, authorizes and verifies transactional batches (KIP-890), hands each
+//! partition's batches to the replica manager (`crate::replica::append`: min ISR, append,
+//! fsync and ISR waits for acks=all), and encodes the answer. acks=0 gets no response.
 
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -18,6 +17,7 @@ use crate::log::batch::{BatchError, BatchHeader, RecordError};
 use crate::log::producer_state::ProducerError;
 use crate::log::LogError;
 use crate::partition::Partition;
+use crate::replica::append::{AppendError, PendingAck};
 use crate::security::acl::{op, resource};
 
 /// Maps a log failure to the code Kafka sends for it.
@@ -69,35 +69,26 @@ fn with_record_errors(r: &mut PartitionProduceResponse, errors: &[RecordError], 
 pub struct Appended {
     acks: i16,
     version: i16,
-    fsync_on_ack: bool,
     responses: Vec<TopicProduceResponse>,
-    /// (topic response index, partition response index, partition, offset to make durable):
-    /// the fsyncs the answer waits for
-    to_flush: Vec<(usize, usize, Arc<Partition>, i64)>,
-    /// The same for partitions with replicas elsewhere: acks=all waits for the ISR.
-    to_replicate: Vec<(usize, usize, Arc<Partition>, i64)>,
+    /// (topic response index, partition response index, what the answer waits for)
+    pending: Vec<(usize, usize, PendingAck)>,
     timeout: std::time::Duration,
 }
 
 impl Appended {
-    /// True when the answer waits for an fsync (acks=all under the durable policy): the
-    /// connection may read its next request meanwhile, so fsyncs are shared between them.
+    /// True when the answer waits for an fsync or the replicas (acks=all): the connection
+    /// may read its next request meanwhile, so fsyncs are shared between them.
     pub fn waits_for_disk(&self) -> bool {
-        (self.fsync_on_ack && !self.to_flush.is_empty()) || !self.to_replicate.is_empty()
+        self.pending.iter().any(|(_, _, p)| p.waits())
     }
 
-    /// Makes the appends durable as the policy asks; `None` for acks=0 (no response).
+    /// Waits for what the acks promised; `None` for acks=0 (no response). Waiting for the
+    /// partitions one after another takes only as long as the slowest (they all run already).
     pub async fn complete(mut self) -> Option<ProduceResponse> {
-        for (ti, pi, error) in make_durable(self.to_flush).await {
-            let index = self.responses[ti].partition_responses[pi].index;
-            self.responses[ti].partition_responses[pi] =
-                failed(index, ResponseError::KafkaStorageError, Some(error), self.version);
-        }
-        for (ti, pi, partition, offset) in self.to_replicate {
-            let min_isr = partition.log().config().min_insync_replicas;
-            if let Err(code) = partition.await_replicated(offset, min_isr, self.timeout).await {
+        for (ti, pi, pending) in self.pending {
+            if let Err((code, message)) = pending.complete(self.timeout).await {
                 let index = self.responses[ti].partition_responses[pi].index;
-                self.responses[ti].partition_responses[pi] = failed(index, code, None, self.version);
+                self.responses[ti].partition_responses[pi] = failed(index, code, message, self.version);
             }
         }
         (self.acks != 0).then(|| ProduceResponse::default().with_responses(self.responses))
@@ -112,9 +103,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let now = now_ms();
     let verify_txns = broker.config_bool("transaction.partition.verification.enable");
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    // (topic response index, partition response index, partition, offset to make durable)
-    let mut to_flush: Vec<(usize, usize, Arc<Partition>, i64)> = Vec::new();
-    let mut to_replicate = Vec::new();
+    let mut pending = Vec::new();
     // A transactional producer needs WRITE on its transactional id for any of it.
     let txn_denied =
         req.transactional_id.as_ref().is_some_and(|id| !ctx.authorized(op::WRITE, resource::TRANSACTIONAL_ID, id));
@@ -151,11 +140,6 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     continue;
                 }
             };
-            let replicated = acks == -1 && partition.is_replicated_leader();
-            if replicated && partition.isr_size() < partition.log().config().min_insync_replicas {
-                parts.push(failed(pd.index, ResponseError::NotEnoughReplicas, None, ctx.version));
-                continue;
-            }
             let records = pd.records.unwrap_or_default();
             if verify_txns {
                 if let Err(code) = verify_transactional(ctx, transactional_id, &records, partition).await {
@@ -163,8 +147,8 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     continue;
                 }
             }
-            match partition.append(&records, now) {
-                Ok(info) => {
+            match crate::replica::append::append(partition, &records, acks, fsync_on_ack, now) {
+                Ok((info, waits)) => {
                     t.traffic.bytes_in.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     parts.push(
                         PartitionProduceResponse::default()
@@ -173,20 +157,12 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                             .with_log_append_time_ms(info.log_append_time)
                             .with_log_start_offset(partition.log().log_start_offset()),
                     );
-                    // The fsync starts now, in the background (a running one goes on to
-                    // cover this append), not when this request's turn in its connection
-                    // comes; acks=all waits for it, other acks only when `flush.messages`
-                    // made one due.
-                    let durable = if fsync_on_ack { Some(info.last_offset + 1) } else { partition.flush_due() };
-                    if replicated {
-                        to_replicate.push((ti, pi, partition.clone(), info.last_offset + 1));
-                    }
-                    if let Some(offset) = durable {
-                        partition.want_flushed(offset);
-                        to_flush.push((ti, pi, partition.clone(), offset));
-                    }
+                    pending.push((ti, pi, waits));
                 }
-                Err(e) => {
+                Err(AppendError::NotEnoughReplicas) => {
+                    parts.push(failed(pd.index, ResponseError::NotEnoughReplicas, None, ctx.version));
+                }
+                Err(AppendError::Log(e)) => {
                     // a storage failure was logged and reported by the partition
                     let mut r = failed(pd.index, log_error_code(&e), Some(e.to_string()), ctx.version);
                     if let LogError::Batch(BatchError::Records { errors, .. }) = &e {
@@ -204,7 +180,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
         );
     }
     let timeout = std::time::Duration::from_millis(req.timeout_ms.max(0) as u64);
-    Appended { acks, version: ctx.version, fsync_on_ack, responses, to_flush, to_replicate, timeout }
+    Appended { acks, version: ctx.version, responses, pending, timeout }
 }
 
 /// KIP-890 verification: a transactional batch is accepted only for a partition its
@@ -248,17 +224,4 @@ fn verification_error(e: ResponseError) -> ResponseError {
         | ResponseError::NotCoordinator => ResponseError::NotEnoughReplicas,
         e => e,
     }
-}
-
-/// Waits for the fsyncs started at append time; returns the positions whose flush failed.
-/// Waiting for them one after another takes only as long as the slowest.
-async fn make_durable(to_flush: Vec<(usize, usize, Arc<Partition>, i64)>) -> Vec<(usize, usize, String)> {
-    let mut failures = Vec::new();
-    for (ti, pi, partition, offset) in to_flush {
-        if let Err(e) = partition.flush_to(offset).await {
-            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed");
-            failures.push((ti, pi, e.to_string()));
-        }
-    }
-    failures
 }

@@ -12,7 +12,7 @@
 //! The pre-sized file is sparse, and a store into a mapped page that has no disk block yet
 //! must allocate one: on a full disk the kernel cannot, and kills the process with SIGBUS.
 //! So entries are only ever stored into blocks reserved beforehand (`fallocate`, in steps of
-//! [`RESERVE_STEP`]); a reservation that fails is an ordinary write error.
+//! `RESERVE_STEP`); a reservation that fails is an ordinary write error.
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -1,17 +1,30 @@
-//! Replication's follower side, as Kafka's `ReplicaFetcherManager` runs it: every partition
-//! this broker follows is assigned to one of `num.replica.fetchers` fetchers per source broker
-//! (the partition's leader); each fetcher holds one connection to its leader and sends one
-//! Fetch for all of its partitions, so the cost of following does not grow with the number
-//! of partitions followed.
+//! The replica manager (Kafka's `ReplicaManager`, `ReplicaFetcherManager` and log directory
+//! failure handling): everything about the partitions this broker hosts that is replication
+//! rather than storage or protocol.
 //!
-//! The partition's role (lead, follow whom in which epoch) is decided from the metadata in
-//! `broker::replication`; following hands the partition to [`FetcherManager::add`], and the
-//! [`crate::partition::replica::StopFetching`] it returns takes it out again when the role
-//! changes.
+//! - [`append`]: a produce's records on a partition led here, and what acks=all waits for
+//!   (min ISR, the fsync, the in-sync replicas);
+//! - [`read`]: a Fetch's reads, for consumers (leader or preferred follower) and followers
+//!   (their progress moves the high watermark and the ISR), long-polled;
+//! - `roles`: the role the metadata gives each partition (lead, follow, wait) and the ISR a
+//!   leader keeps with the controller;
+//! - the follower side, as `ReplicaFetcherManager` runs it: every partition this broker
+//!   follows is assigned to one of `num.replica.fetchers` fetchers per source broker (the
+//!   partition's leader); each fetcher holds one connection to its leader and sends one Fetch
+//!   for all of its partitions ([`fetch_sessions`] make an idle one name none), so the cost of
+//!   following does not grow with the number of partitions followed. Following hands a
+//!   partition to [`FetcherManager::add`], and the [`crate::partition::replica::StopFetching`]
+//!   it returns takes it out again when the role changes;
+//! - [`storage`]: a partition whose write or fsync failed leaves the ISR and its leadership.
+//!
+//! Handlers decode, authorize and encode; they run no replication themselves.
 
+pub mod append;
 pub mod fetch_sessions;
 mod fetcher;
 mod manager;
+pub mod read;
+mod roles;
 pub mod storage;
 
 pub use manager::{FetcherKey, FetcherManager, FetcherStats};

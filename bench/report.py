@@ -37,6 +37,9 @@ for proto in ("plaintext", "ssl"):
     if p and c and c["records"] != p["records"]:
         problems.append(f"consume-1k-{proto} did not read back every produced record")
 for name, r in runs.items():
+    if r["kind"] == "share-cluster" and (r["records"] != r["expected"] or r["duplicates"]):
+        problems.append(f"{name}: {r['records']} of {r['expected']} records read, {r['duplicates']} more than once")
+for name, r in runs.items():
     if r["kind"] == "failover" and (r["new_leader"] < 0 or r["new_leader"] == r["old_leader"]):
         problems.append(f"{name}: leadership did not move ({r['old_leader']} -> {r['new_leader']})")
 if "partitions" in runs and runs["partitions"]["partitions"] != runs["partitions"]["topics"] * 10:
@@ -154,6 +157,21 @@ if steady and rolling:
         f"per-second p99 in the {rolls} seconds with a roll: median {median(roll_seconds)} ms, worst {max(roll_seconds)} ms; "
         f"a fresh segment's first four seconds {first} ms; steady {base} ms (median second)",
         "rolls and first seconds within 2x of steady", ok(median(roll_seconds) <= 2 * base and median(first) <= 2 * base))
+for name, r in sorted(runs.items()):
+    one = runs.get(name.replace("-rf3", "-single")) if r["kind"] == "share-cluster" and name.endswith("-rf3") else None
+    if one:
+        ratio = r["seconds"] / one["seconds"]
+        row(f"share group, {r['producers']} producer(s) and {r['consumers']} share consumer(s), {r['records']:,} records",
+            f"{r['seconds']} s on three brokers (RF=3) vs {one['seconds']} s on one ({ratio:.1f}x)", "<= 1.5x", ok(ratio <= 1.5))
+for name, r in sorted(runs.items()):
+    if r["kind"] == "produce" and name.startswith("produce-1k-") and name.endswith("-partitions"):
+        n = name[len("produce-1k-"):-len("-partitions")]
+        idle, c = runs.get(f"cluster-idle-{n}-rf3", {}), runs.get(f"consume-1k-{n}-partitions", {})
+        row(f"{int(n):,} partitions RF=3 on three brokers",
+            f"ISR full {idle.get('isr_full_s')} s after creation; {r['records']:,} records produced ({r['mb_per_s']} MB/s, "
+            f"{r.get('failed')} failed) and {c.get('records')} consumed ({c.get('mb_per_s')} MB/s); idle "
+            f"{idle.get('max_idle_cpu_s_per_min')} CPU-s/min, RSS {idle.get('max_rss_mb')} MB per broker",
+            "start, full ISR, produce and consume all", ok(c.get("records") == r["records"] and not r.get("failed")))
 copy, disk_rate = runs.get("reassign-unthrottled"), runs.get("disk-for-reassign", {}).get("fdatasync_write_mb_s")
 if copy and disk_rate:
     share = copy["mb_per_s"] / disk_rate

@@ -425,8 +425,11 @@ impl Fetcher {
                 .with_last_fetched_epoch(last_epoch)
                 .with_log_start_offset(log_start)
                 .with_partition_max_bytes(max_bytes);
-            if self.settings.durable {
-                partition = super::with_durable_offset(partition, s.partition.durable_offset().min(fetch_offset));
+            // the durable offset only when it is behind (a sync pending): an idle follower's
+            // partitions carry no tag, and the leader reads none as "all of it is durable"
+            let durable = s.partition.durable_offset();
+            if self.settings.durable && durable < fetch_offset {
+                partition = super::with_durable_offset(partition, durable);
             }
             wanted.insert(tp.clone(), partition);
         }

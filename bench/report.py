@@ -125,7 +125,9 @@ if single and rf3:
         f"{cpu:.1f}x one broker's {single['broker_cpu_s_per_gb']}", "<= 3.5x one broker's CPU per GB", ok(cpu <= 3.5))
 for name, r in sorted(runs.items()):
     if r["kind"] == "cluster-idle" and r["replication_factor"] > 1:
-        base = runs.get(name.replace(f"-rf{r['replication_factor']}", "-rf1"), {})
+        base = runs.get(name.replace(f"-rf{r['replication_factor']}", "-rf1"))
+        if base is None:
+            continue  # the 10,000-partition run has its own row below
         row(f"idle cluster, {r['partitions']:,} partitions RF={r['replication_factor']}",
             f"ISR full {r['isr_full_s']} s after creation; per broker at most {r['max_broker_links']:.0f} "
             f"replication connections, {r['max_idle_cpu_s_per_min']} CPU-s/min idle "
@@ -146,17 +148,20 @@ def median(values):
     return values[len(values) // 2] if values else None
 
 
-steady, rolling = runs.get("roll-segment-1073741824"), runs.get("roll-segment-16777216")
-if steady and rolling:
-    # the seconds holding a roll are the run's slowest ones, as many as it rolled (one per 16 MiB)
-    base = median(steady["per_second_p99_ms"])
+fresh, rolling = runs.get("roll-segment-1073741824"), runs.get("roll-segment-16777216")
+if fresh and rolling:
+    # the seconds holding a roll are the run's slowest ones, as many as it rolled (one per 16 MiB);
+    # each run is judged against its own median second (a broker's first run is slower overall)
+    seconds = rolling["per_second_p99_ms"]
     rolls = max(1, int(rolling["records"] * (rolling["record_size"] + 70) / (16 << 20)))
-    roll_seconds = sorted(rolling["per_second_p99_ms"])[-rolls:]
-    first = steady["per_second_p99_ms"][:4]
+    roll_seconds = sorted(seconds)[-rolls:]
+    first, later = fresh["per_second_p99_ms"][:4], fresh["per_second_p99_ms"][4:]
     row("a segment's first seconds and its rolls (1 KiB acks=all, 5,000/s)",
-        f"per-second p99 in the {rolls} seconds with a roll: median {median(roll_seconds)} ms, worst {max(roll_seconds)} ms; "
-        f"a fresh segment's first four seconds {first} ms; steady {base} ms (median second)",
-        "rolls and first seconds within 2x of steady", ok(median(roll_seconds) <= 2 * base and median(first) <= 2 * base))
+        f"per-second p99 in the {rolls} seconds with a roll: median {median(roll_seconds)} ms, worst {max(roll_seconds)} ms, "
+        f"against {median(seconds)} ms (median second of the same run); a fresh segment's first four seconds {first} ms "
+        f"against {median(later)} ms later",
+        "rolls and first seconds within 2x of steady",
+        ok(median(roll_seconds) <= 2 * median(seconds) and median(first) <= 2 * median(later)))
 for name, r in sorted(runs.items()):
     one = runs.get(name.replace("-rf3", "-single")) if r["kind"] == "share-cluster" and name.endswith("-rf3") else None
     if one:

@@ -163,7 +163,8 @@ if fresh and rolling:
         "rolls and first seconds within 2x of steady",
         ok(median(roll_seconds) <= 2 * median(seconds) and median(first) <= 2 * median(later)))
 for name, r in sorted(runs.items()):
-    one = runs.get(name.replace("-rf3", "-single")) if r["kind"] == "share-cluster" and name.endswith("-rf3") else None
+    compared = r["kind"] == "share-cluster" and name.endswith("-rf3") and not name.startswith("warmup")
+    one = runs.get(name.replace("-rf3", "-single")) if compared else None
     if one:
         ratio = r["seconds"] / one["seconds"]
         row(f"share group, {r['producers']} producer(s) and {r['consumers']} share consumer(s), {r['records']:,} records",

@@ -13,7 +13,7 @@ import time
 import uuid
 
 from confluent_kafka import Producer, ShareConsumer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourceType
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bootstrap", required=True)
@@ -29,12 +29,20 @@ topic = f"share-bench-{uuid.uuid4().hex[:8]}"
 group = f"share-bench-{uuid.uuid4().hex[:8]}"
 admin = AdminClient({"bootstrap.servers": a.bootstrap})
 admin.create_topics([NewTopic(topic, a.partitions, a.replication_factor)])[topic].result(30)
+# the group reads the topic from its start (a share group starts at the latest offset otherwise)
+earliest = ConfigEntry("share.auto.offset.reset", "earliest", incremental_operation=AlterConfigOpType.SET)
+for f in admin.incremental_alter_configs([ConfigResource(ResourceType.GROUP, group, incremental_configs=[earliest])]).values():
+    f.result(30)
 time.sleep(1)  # leaders known everywhere
 
 seen = {}
 lock = threading.Lock()
 done = threading.Event()
 first_read = [None]
+# one record per partition first, read before the clock starts: the consumers have joined and
+# been assigned (a share member learns its assignment from a heartbeat, every 5 s by default)
+ready = threading.Event()
+primers = {f"ready-{p}".encode() for p in range(a.partitions)}
 
 
 def consume(i):
@@ -43,6 +51,12 @@ def consume(i):
     while not done.is_set():
         for m in c.poll(0.2):
             if m.error():
+                continue
+            if m.value() in primers:
+                with lock:
+                    primers.discard(m.value())
+                    if not primers:
+                        ready.set()
                 continue
             with lock:
                 seen[m.value()] = seen.get(m.value(), 0) + 1
@@ -73,7 +87,13 @@ def produce(i):
 consumers = [threading.Thread(target=consume, args=(i,)) for i in range(a.consumers)]
 for t in consumers:
     t.start()
-time.sleep(3)  # the share consumers joined and were assigned
+primer = Producer({"bootstrap.servers": a.bootstrap, "acks": "all"})
+for p in range(a.partitions):
+    primer.produce(topic, value=f"ready-{p}".encode(), partition=p)
+assert primer.flush(30) == 0, "primer records left unsent"
+if not ready.wait(60):
+    done.set()
+    raise SystemExit("the share consumers never read the primer records")
 started = time.time()
 producers = [threading.Thread(target=produce, args=(i,)) for i in range(a.producers)]
 for t in producers:

@@ -218,10 +218,26 @@ pub async fn render(broker: &Broker) -> String {
     }
     render_dedup(&topics, &mut out);
     render_replica_fetch_errors(broker, &mut out);
+    render_storage_failures(broker, &mut out);
     render_replica_fetchers(broker, &mut out);
     render_share_groups(broker, &mut out);
     broker.telemetry.render(&mut out, crate::broker::now_ms());
     out
+}
+
+/// Failed writes and fsyncs of partitions, and the replicas taken out of their ISR for them.
+fn render_storage_failures(broker: &Broker, out: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let f = &broker.storage_failures;
+    let _ = writeln!(
+        out,
+        "# HELP weir_storage_failures_total Partition writes and fsyncs that failed.\n\
+         # TYPE weir_storage_failures_total counter\nweir_storage_failures_total {}\n\
+         # HELP weir_storage_offline_replicas_total Replicas taken out of their ISR after a storage failure.\n\
+         # TYPE weir_storage_offline_replicas_total counter\nweir_storage_offline_replicas_total {}",
+        f.failures.load(Relaxed),
+        f.offline_replicas.load(Relaxed)
+    );
 }
 
 /// Replica fetches that failed, by leader and cause (authentication, tls, authorization,

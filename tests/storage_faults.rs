@@ -165,7 +165,14 @@ async fn a_leader_whose_disk_fills_up_hands_over_and_loses_nothing_acknowledged(
     let (leader, isr) = cluster::leader_and_isr(&nodes[1].bootstrap, &topic, 0).expect("a leader");
     assert_ne!(leader, 1, "leadership left the broker whose disk is full");
     assert!(!isr.contains(&1), "and so did its place in the ISR: {isr:?}");
-    assert!(nodes[0].running.is_some(), "the broker is still running");
+    let broker = &nodes[0].running.as_ref().expect("the broker is still running").broker;
+    let metrics = weir::metrics::render(broker).await;
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    assert!(counter("weir_storage_failures_total ") >= 1, "the failure is counted:\n{metrics}");
+    assert!(counter("weir_storage_offline_replicas_total ") >= 1, "and the replica taken out of the ISR");
     assert!(cluster::metadata(&nodes[0].bootstrap).brokers().len() == 3, "and still answers");
     let c = assigned_consumer(&nodes[1].bootstrap, &topic, &[0], rdkafka::Offset::Beginning, &[]);
     let got: Vec<String> = consume_n(&c, 400, Duration::from_secs(30))

@@ -11,6 +11,7 @@
 //! single broker does.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,20 +33,27 @@ type Failed = (String, i32);
 pub struct StorageFailures {
     tx: mpsc::UnboundedSender<Failed>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Failed>>>,
+    /// Failed writes and fsyncs reported by partitions (`weir_storage_failures_total`).
+    pub failures: Arc<AtomicU64>,
+    /// Replicas the controller took out of their ISR for it (`weir_storage_offline_replicas_total`).
+    pub offline_replicas: AtomicU64,
 }
 
 impl Default for StorageFailures {
     fn default() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        StorageFailures { tx, rx: Mutex::new(Some(rx)) }
+        StorageFailures { tx, rx: Mutex::new(Some(rx)), failures: Arc::default(), offline_replicas: AtomicU64::new(0) }
     }
 }
 
 impl StorageFailures {
     /// The hook a partition of this broker calls when its storage fails.
     pub fn hook(&self) -> StorageFailureHook {
-        let tx = self.tx.clone();
-        Box::new(move |p: &Partition| drop(tx.send((p.topic.clone(), p.index))))
+        let (tx, failures) = (self.tx.clone(), self.failures.clone());
+        Box::new(move |p: &Partition| {
+            failures.fetch_add(1, Ordering::Relaxed);
+            drop(tx.send((p.topic.clone(), p.index)))
+        })
     }
 }
 
@@ -68,7 +76,10 @@ pub async fn run(broker: Arc<Broker>) {
         reported.extend(partitions.iter().map(|f| (f.clone(), now)));
         let op = ControllerOp::OfflineReplicas { id: broker.node_id, partitions: partitions.clone() };
         match broker.control(op).await {
-            Ok(_) => tracing::warn!(?partitions, "storage failed: replicas taken out of the ISR"),
+            Ok(_) => {
+                broker.storage_failures.offline_replicas.fetch_add(partitions.len() as u64, Ordering::Relaxed);
+                tracing::warn!(?partitions, "storage failed: replicas taken out of the ISR")
+            }
             Err(e) => tracing::error!(?partitions, error = %e, "storage failed, and the controller was not told"),
         }
     }

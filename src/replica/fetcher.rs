@@ -347,8 +347,8 @@ impl Fetcher {
         Ok(())
     }
 
-    /// One Fetch for every ready partition, then what it brought: appended, fsynced (when
-    /// durable), and the leader's high watermark and log start followed.
+    /// One Fetch for every ready partition, then what it brought: appended, its fsyncs started
+    /// (when durable), and the leader's high watermark and log start followed.
     async fn fetch(&mut self, ready: &Ready) -> Result<(), ClientError> {
         self.await_syncs_when_idle().await;
         let Some((wanted, throttled)) = self.wanted(ready) else {

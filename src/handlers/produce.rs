@@ -99,7 +99,7 @@ impl Appended {
 pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
     let broker = &ctx.broker;
     let acks = req.acks;
-    let fsync_on_ack = acks == -1 && broker.config_bool("log.flush.on.acks.all");
+    let durable_policy = broker.config_bool("log.flush.on.acks.all");
     let now = now_ms();
     let verify_txns = broker.config_bool("transaction.partition.verification.enable");
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -147,7 +147,7 @@ pub async fn append(ctx: &RequestContext, req: ProduceRequest) -> Appended {
                     continue;
                 }
             }
-            match crate::replica::append::append(partition, &records, acks, fsync_on_ack, now) {
+            match crate::replica::append::append(partition, &records, acks, durable_policy, now) {
                 Ok((info, waits)) => {
                     t.traffic.bytes_in.fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     parts.push(

@@ -370,7 +370,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut idx = OffsetIndex::open(&dir.path().join("b.index"), 8).unwrap();
         idx.reserve_next().unwrap();
-        idx.reserve_next().unwrap();
         assert!(idx.append(OffsetEntry { relative_offset: 1, position: 1 }));
         assert!(!idx.append(OffsetEntry { relative_offset: 2, position: 2 }));
     }

@@ -35,12 +35,12 @@ pub struct PendingAck {
 }
 
 /// Appends `records` to `partition` (this broker leads it) for a producer asking `acks`;
-/// `fsync_on_ack` is the durable policy (`log.flush.on.acks.all`) for acks=all.
+/// `durable_policy` is `log.flush.on.acks.all`: acks=all then waits for the fsync.
 pub fn append(
     partition: &Arc<Partition>,
     records: &[u8],
     acks: i16,
-    fsync_on_ack: bool,
+    durable_policy: bool,
     now_ms: i64,
 ) -> Result<(AppendInfo, PendingAck), AppendError> {
     let replicated = acks == -1 && partition.is_replicated_leader();
@@ -52,7 +52,7 @@ pub fn append(
     // The fsync starts now, in the background (a running one goes on to cover this append),
     // not when this request's turn in its connection comes; acks=all waits for it, other
     // acks only when `flush.messages` made one due.
-    let fsync_on_ack = fsync_on_ack && acks == -1;
+    let fsync_on_ack = durable_policy && acks == -1;
     let durable = if fsync_on_ack { Some(end) } else { partition.flush_due() };
     if let Some(offset) = durable {
         partition.want_flushed(offset);
